@@ -1,0 +1,134 @@
+"""A small libcni: run a conflist's plugins per the CNI spec (env + JSON on stdin), from inside the
+node's namespace, with libcni's semantics: ADD is all-or-nothing, DEL runs in reverse, may run
+twice and keeps going past errors. Results are cached so DEL and CHECK get their prevResult."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from lab.errors import LabError
+
+PLUGIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
+
+
+def find_plugin(kind: str) -> str:
+    for d in PLUGIN_DIRS:
+        path = os.path.join(d, kind)
+        if os.access(path, os.X_OK):
+            return path
+    raise LabError(
+        f"CNI plugin {kind!r} not found in {', '.join(PLUGIN_DIRS)}; "
+        "install Debian's containernetworking-plugins (sudo make demo does it)"
+    )
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One pod interface: which sandbox, which interface, run from which node namespace."""
+
+    container_id: str
+    netns_path: str           # CNI_NETNS, the pod's namespace
+    ifname: str
+    node_netns_path: str      # where the plugin runs (the node's namespace)
+    args: tuple[tuple[str, str], ...] = ()  # CNI_ARGS, e.g. K8S_POD_NAME, IP
+
+
+class PluginError(LabError):
+    pass
+
+
+def _exec(plugin: str, command: str, conf: dict, att: Attachment) -> Optional[dict]:
+    env = {
+        "CNI_COMMAND": command, "CNI_CONTAINERID": att.container_id, "CNI_NETNS": att.netns_path,
+        "CNI_IFNAME": att.ifname, "CNI_PATH": ":".join(PLUGIN_DIRS),
+        "CNI_ARGS": ";".join(["IgnoreUnknown=1", *(f"{k}={v}" for k, v in att.args)]),
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    proc = subprocess.run(
+        ["nsenter", f"--net={att.node_netns_path}", "--", find_plugin(plugin)],
+        input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=30,
+    )
+    if proc.returncode != 0:
+        try:
+            err = json.loads(proc.stdout)
+            detail = f"{err.get('msg', '')} {err.get('details', '')}".strip()
+        except ValueError:
+            detail = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+        raise PluginError(f"CNI {plugin} {command} for {att.container_id}/{att.ifname} failed: {detail}")
+    out = proc.stdout.strip()
+    return json.loads(out) if out else None
+
+
+def _plugin_conf(conflist: dict, plugin: dict, prev: Optional[dict]) -> dict:
+    conf = {**plugin, "cniVersion": conflist["cniVersion"], "name": conflist["name"]}
+    if prev is not None:
+        conf["prevResult"] = prev
+    return conf
+
+
+class ResultCache:
+    """libcni keeps results in /var/lib/cni; the lab keeps them under its own run directory."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _path(self, network: str, att: Attachment) -> Path:
+        return self.root / f"{network}-{att.container_id}-{att.ifname}.json"
+
+    def put(self, network: str, att: Attachment, result: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._path(network, att).write_text(json.dumps(result))
+
+    def get(self, network: str, att: Attachment) -> Optional[dict]:
+        try:
+            return json.loads(self._path(network, att).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def drop(self, network: str, att: Attachment) -> None:
+        self._path(network, att).unlink(missing_ok=True)
+
+
+def add(conflist: dict, att: Attachment, cache: ResultCache) -> dict:
+    """ADD every plugin in order, each seeing the previous result; on failure undo what was done."""
+    done: list[dict] = []
+    result: Optional[dict] = None
+    try:
+        for plugin in conflist["plugins"]:
+            result = _exec(plugin["type"], "ADD", _plugin_conf(conflist, plugin, result), att)
+            done.append(plugin)
+    except LabError:
+        for plugin in reversed(done):
+            try:
+                _exec(plugin["type"], "DEL", _plugin_conf(conflist, plugin, result), att)
+            except LabError:
+                pass  # the original error is the one to report
+        raise
+    cache.put(conflist["name"], att, result or {})
+    return result or {}
+
+
+def delete(conflist: dict, att: Attachment, cache: ResultCache) -> list[str]:
+    """DEL every plugin in reverse; returns the errors instead of stopping at the first."""
+    prev = cache.get(conflist["name"], att)
+    errors = []
+    for plugin in reversed(conflist["plugins"]):
+        try:
+            _exec(plugin["type"], "DEL", _plugin_conf(conflist, plugin, prev), att)
+        except LabError as e:
+            errors.append(str(e))
+    cache.drop(conflist["name"], att)
+    return errors
+
+
+def check(conflist: dict, att: Attachment, cache: ResultCache) -> None:
+    """CHECK every plugin against the cached result: raises if the plugin finds drift."""
+    prev = cache.get(conflist["name"], att)
+    if prev is None:
+        raise PluginError(f"no cached CNI result for {att.container_id}/{att.ifname}: was ADD run?")
+    for plugin in conflist["plugins"]:
+        _exec(plugin["type"], "CHECK", _plugin_conf(conflist, plugin, prev), att)

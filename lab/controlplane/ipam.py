@@ -1,0 +1,47 @@
+"""Address plan: node podCIDRs, node and host underlay addresses, pod IPs.
+
+Pod IPs are planned here and handed to the CNI host-local IPAM as a request (CNI_ARGS IP=...), so
+the model knows every pod's address before the plugin runs, and the order of ADDs cannot change it.
+"""
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+from lab.errors import LabError
+
+
+def node_pod_cidrs(pod_cidr: IPv4Network, mask: int, count: int) -> list[IPv4Network]:
+    """The first `count` /mask subnets of the cluster CIDR, in node order (nodeipam's range allocator)."""
+    subnets = pod_cidr.subnets(new_prefix=mask)
+    out = []
+    for _ in range(count):
+        try:
+            out.append(next(subnets))
+        except StopIteration:
+            raise LabError(f"podCIDR {pod_cidr} has room for {len(out)} /{mask} node subnets, {count} needed") from None
+    return out
+
+
+def underlay_addresses(subnet: IPv4Network, count: int) -> list[IPv4Address]:
+    """Nodes, then hosts, from the second usable address on (the first is left for a gateway)."""
+    first = int(subnet.network_address) + 2
+    last = int(subnet.broadcast_address) - 1
+    if first + count - 1 > last:
+        raise LabError(f"underlay subnet {subnet} has room for {max(0, last - first + 1)} machines, {count} needed")
+    return [IPv4Address(first + i) for i in range(count)]
+
+
+def gateway(node_cidr: IPv4Network) -> IPv4Address:
+    return node_cidr.network_address + 1
+
+
+def pod_addresses(node: str, node_cidr: IPv4Network, count: int) -> list[IPv4Address]:
+    """host-local's order: after the gateway, upwards, never the broadcast address."""
+    first = int(node_cidr.network_address) + 2
+    last = int(node_cidr.broadcast_address) - 1
+    if first + count - 1 > last:
+        raise LabError(
+            f"node {node} has {count} pods but its podCIDR {node_cidr} holds {max(0, last - first + 1)}; "
+            "use a smaller cluster.nodeCIDRMaskSize (bigger node subnets) or spread the pods over more nodes"
+        )
+    return [IPv4Address(first + i) for i in range(count)]

@@ -1,0 +1,66 @@
+"""Names the way Kubernetes makes them, but deterministic: same file, same names, every run."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+# apimachinery's rand.SafeEncodeString alphabet: no vowels (no accidental words), no look-alikes.
+_SAFE = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _safe_encode(text: str) -> str:
+    return "".join(_SAFE[b % len(_SAFE)] for b in text.encode())
+
+
+def _fnv32a(data: bytes) -> int:
+    h = 0x811C9DC5
+    for b in data:
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def pod_template_hash(template: dict) -> str:
+    """Like the Deployment controller's pod-template-hash: fnv32a of the template, safe-encoded."""
+    return _safe_encode(str(_fnv32a(json.dumps(template, sort_keys=True).encode())))
+
+
+def replica_suffix(*parts: str) -> str:
+    """The 5-character suffix a ReplicaSet gives its pods; derived from the parts, not random."""
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    return "".join(_SAFE[b % len(_SAFE)] for b in digest[:5])
+
+
+def deployment_pod_names(lab: str, namespace: str, deployment: str, template: dict, replicas: int) -> list[str]:
+    """`<deployment>-<pod-template-hash>-<suffix>`, as `kubectl get pods` shows them."""
+    rs = f"{deployment}-{pod_template_hash(template)}"
+    names, seen = [], set()
+    for i in range(replicas):
+        salt = 0
+        while True:  # a suffix collision inside one ReplicaSet is possible in principle: re-derive
+            name = f"{rs}-{replica_suffix(lab, namespace, deployment, str(i), str(salt))}"
+            if name not in seen:
+                break
+            salt += 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def node_netns(lab: str, node: str) -> str:
+    return f"{lab}-{node}"
+
+
+def pod_netns(lab: str, namespace: str, pod: str) -> str:
+    return f"{lab}-{namespace}-{pod}"
+
+
+def switch_name(lab: str) -> str:
+    """The underlay switch lives in the root namespace, where link names are global and at most
+    15 characters: a short hash of the lab name keeps two labs apart."""
+    return "kn" + hashlib.sha1(lab.encode()).hexdigest()[:6]
+
+
+def vtep_mac(node_ip: str) -> str:
+    """flannel.1's MAC, derived from the node IP so every peer can be programmed up front."""
+    a, b, c, d = (int(x) for x in node_ip.split("."))
+    return f"0e:6e:{a:02x}:{b:02x}:{c:02x}:{d:02x}"

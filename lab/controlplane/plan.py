@@ -1,0 +1,118 @@
+"""The controllers, run once: Topology in, ClusterState out. Pure: no processes, no kernel."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from lab.controlplane import ipam, naming
+from lab.controlplane.scheduler import schedule
+from lab.controlplane.state import (
+    CheckState, ClusterState, ContainerState, HostState, NodeState, PodState, PortState,
+)
+from lab.errors import LabError
+from lab.topology.model import Container, Deployment, Namespace, Pod, PodSpec, Topology
+
+
+@dataclass(frozen=True)
+class _PodIntent:
+    namespace: str
+    name: str
+    labels: dict
+    spec: PodSpec
+    owner: Optional[str]
+
+
+def _container(c: Container) -> ContainerState:
+    argv = tuple((c.command or []) + (c.args or [])) if c.image not in ("netexec", "pause") else tuple(c.args or ())
+    return ContainerState(
+        name=c.name,
+        image=c.image,
+        argv=argv,
+        ports=tuple(PortState(port=p.containerPort, protocol=p.protocol, name=p.name) for p in c.ports),
+        env=tuple((e.name, e.value) for e in c.env),
+    )
+
+
+def _intents(topo: Topology) -> list[_PodIntent]:
+    """Pods as the API server would hold them once the Deployment controller has run."""
+    out = []
+    for m in topo.manifests:
+        ns = getattr(m.metadata, "namespace", None) or "default"
+        if isinstance(m, Pod):
+            out.append(_PodIntent(ns, m.metadata.name, dict(m.metadata.labels), m.spec, None))
+        elif isinstance(m, Deployment):
+            template = m.spec.template.model_dump(mode="json", by_alias=True)
+            thash = naming.pod_template_hash(template)
+            labels = {**m.spec.template.metadata.labels, "pod-template-hash": thash}
+            for name in naming.deployment_pod_names(topo.name, ns, m.metadata.name, template, m.spec.replicas):
+                out.append(_PodIntent(ns, name, labels, m.spec.template.spec, f"Deployment/{m.metadata.name}"))
+    return out
+
+
+def plan(topo: Topology, source: str = "") -> ClusterState:
+    lab = topo.name
+    node_names = [n.name for n in topo.nodes]
+    cidrs = ipam.node_pod_cidrs(topo.cluster.podCIDR, topo.cluster.nodeCIDRMaskSize, len(topo.nodes))
+    addrs = ipam.underlay_addresses(topo.underlay.subnet, len(topo.nodes) + len(topo.hosts))
+
+    nodes = tuple(
+        NodeState(
+            name=n.name, role=n.role, ip=str(addrs[i]), pod_cidr=str(cidrs[i]),
+            gateway=str(ipam.gateway(cidrs[i])), netns=naming.node_netns(lab, n.name),
+            vtep_mac=naming.vtep_mac(str(addrs[i])), labels=tuple(sorted(n.labels.items())),
+        )
+        for i, n in enumerate(topo.nodes)
+    )
+    hosts = tuple(
+        HostState(name=h.name, ip=str(addrs[len(nodes) + i]), netns=naming.node_netns(lab, h.name))
+        for i, h in enumerate(topo.hosts)
+    )
+
+    intents = _intents(topo)
+    placement = schedule(node_names, [i.spec.nodeName for i in intents])
+    by_node = {n.name: [] for n in nodes}
+    for intent, node in zip(intents, placement):
+        if not intent.spec.hostNetwork:
+            by_node[node].append(intent)
+    pod_ip = {}
+    for n in nodes:
+        for intent, ip in zip(by_node[n.name], ipam.pod_addresses(n.name, cidrs[node_names.index(n.name)], len(by_node[n.name]))):
+            pod_ip[(intent.namespace, intent.name)] = str(ip)
+
+    node_by_name = {n.name: n for n in nodes}
+    pods = tuple(
+        PodState(
+            namespace=i.namespace, name=i.name, node=node,
+            ip=node_by_name[node].ip if i.spec.hostNetwork else pod_ip[(i.namespace, i.name)],
+            netns=node_by_name[node].netns if i.spec.hostNetwork else naming.pod_netns(lab, i.namespace, i.name),
+            host_network=i.spec.hostNetwork, labels=tuple(sorted(i.labels.items())),
+            containers=tuple(_container(c) for c in i.spec.containers), owner=i.owner,
+        )
+        for i, node in zip(intents, placement)
+    )
+    _check_unique_netns(nodes, hosts, pods)
+
+    declared = [m.metadata.name for m in topo.manifests if isinstance(m, Namespace)]
+    namespaces = tuple(dict.fromkeys(["default", "kube-system", *declared]))
+    checks = tuple(
+        CheckState(name=c.name or f"{c.from_} -> {c.to} ({c.protocol}) {c.expect}", src=c.from_, dst=c.to,
+                   protocol=c.protocol, expect=c.expect)
+        for c in topo.checks
+    )
+    return ClusterState(
+        lab=lab, pod_cidr=str(topo.cluster.podCIDR), service_cidr=str(topo.cluster.serviceCIDR),
+        node_mask=topo.cluster.nodeCIDRMaskSize, network=topo.cluster.network, cni=topo.cluster.cni,
+        mtu=topo.pod_mtu(), underlay_subnet=str(topo.underlay.subnet), underlay_mtu=topo.underlay.mtu,
+        switch=topo.underlay.switch, switch_name=naming.switch_name(lab), nodes=nodes, hosts=hosts,
+        pods=pods, namespaces=namespaces, checks=checks, source=source,
+    )
+
+
+def _check_unique_netns(nodes, hosts, pods) -> None:
+    """Namespace names are global on the machine: a pod and a node must not map to the same one."""
+    seen: dict[str, str] = {}
+    for what, netns in [*((f"node {n.name}", n.netns) for n in nodes), *((f"host {h.name}", h.netns) for h in hosts),
+                        *((f"pod {p.key}", p.netns) for p in pods if not p.host_network)]:
+        if netns in seen:
+            raise LabError(f"{what} and {seen[netns]} would share the network namespace name {netns}; rename one of them")
+        seen[netns] = what

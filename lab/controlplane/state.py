@@ -1,0 +1,138 @@
+"""ClusterState: the frozen, deterministic result of planning a topology.
+
+Everything the runtime builds and the harness checks is derived from this value, so the same file
+gives the same names and addresses on every run. It round-trips through JSON (the lab's record on
+disk), which is how `lab get` and `lab check` see a running lab without re-planning it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class PortState:
+    port: int
+    protocol: str = "TCP"
+    name: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    name: str
+    image: str
+    argv: tuple[str, ...] = ()       # command + args for a program image; empty for built-ins
+    ports: tuple[PortState, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PodState:
+    namespace: str
+    name: str
+    node: str
+    ip: str                          # the pod IP; the node's IP for hostNetwork pods
+    netns: str                       # named netns the pod lives in (the node's for hostNetwork)
+    host_network: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    containers: tuple[ContainerState, ...] = ()
+    owner: Optional[str] = None      # "Deployment/<name>" for pods a Deployment made
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def label_dict(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def probe_port(self) -> Optional[int]:
+        """The first TCP port served by a netexec container: where the harness knocks."""
+        for c in self.containers:
+            if c.image == "netexec":
+                for p in c.ports:
+                    if p.protocol == "TCP":
+                        return p.port
+        return None
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    role: str
+    ip: str                          # underlay address on eth0
+    pod_cidr: str                    # e.g. 10.244.1.0/24
+    gateway: str                     # first address of pod_cidr: cni0 (bridge) / host veths (ptp)
+    netns: str
+    vtep_mac: str                    # flannel.1's MAC, derived so peers can be programmed up front
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class HostState:
+    name: str
+    ip: str
+    netns: str
+
+
+@dataclass(frozen=True)
+class CheckState:
+    name: str
+    src: str                         # reference text as written, e.g. deploy/frontend
+    dst: str
+    protocol: str
+    expect: str
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    lab: str
+    pod_cidr: str
+    service_cidr: str
+    node_mask: int
+    network: str
+    cni: str
+    mtu: int                         # pod MTU
+    underlay_subnet: str
+    underlay_mtu: int
+    switch: str                      # linux-bridge | ovs
+    switch_name: str                 # the underlay switch's link name in the root namespace
+    nodes: tuple[NodeState, ...]
+    hosts: tuple[HostState, ...] = ()
+    pods: tuple[PodState, ...] = ()
+    namespaces: tuple[str, ...] = ("default", "kube-system")
+    checks: tuple[CheckState, ...] = ()
+    source: str = ""                 # the topology file this came from
+
+    def node(self, name: str) -> NodeState:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def pods_on(self, node: str) -> tuple[PodState, ...]:
+        return tuple(p for p in self.pods if p.node == node)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClusterState":
+        def pod(p: dict) -> PodState:
+            containers = tuple(
+                ContainerState(
+                    name=c["name"], image=c["image"], argv=tuple(c["argv"]),
+                    ports=tuple(PortState(**x) for x in c["ports"]),
+                    env=tuple(tuple(e) for e in c["env"]),
+                )
+                for c in p["containers"]
+            )
+            return PodState(**{**p, "labels": tuple(tuple(x) for x in p["labels"]), "containers": containers})
+
+        return cls(**{
+            **d,
+            "nodes": tuple(NodeState(**{**n, "labels": tuple(tuple(x) for x in n["labels"])}) for n in d["nodes"]),
+            "hosts": tuple(HostState(**h) for h in d["hosts"]),
+            "pods": tuple(pod(p) for p in d["pods"]),
+            "namespaces": tuple(d["namespaces"]),
+            "checks": tuple(CheckState(**c) for c in d["checks"]),
+        })

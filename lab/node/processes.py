@@ -1,0 +1,74 @@
+"""Finding and stopping the lab's processes by ownership, never by name on the whole machine.
+
+A process is the lab's if it lives in one of the lab's named namespaces (pods, nodes and
+hostNetwork pods all do), or if it is one of the Mininet shells the lab claimed by exact name
+before spawning (they exist for a moment before their namespace gets its name).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Iterable
+
+from lab.runtime.execs import netns_path
+
+
+def _netns_inodes(names: Iterable[str]) -> set[int]:
+    inodes = set()
+    for n in names:
+        try:
+            inodes.add(os.stat(netns_path(n)).st_ino)
+        except OSError:
+            pass
+    return inodes
+
+
+def owned_pids(netns: Iterable[str], shells: Iterable[str] = ()) -> set[int]:
+    inodes = _netns_inodes(netns)
+    shell_args = {f"mininet:{s}".encode() for s in shells}
+    me = os.getpid()
+    pids = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        try:
+            if inodes and os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
+                pids.add(pid)
+                continue
+            if shell_args:
+                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                if argv[0] == b"bash" and len(argv) >= 2 and argv[-2] in shell_args:
+                    pids.add(pid)
+        except OSError:
+            continue  # gone meanwhile
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop(pids: set[int], grace: float = 0.3) -> None:
+    """SIGTERM, a short grace period, then SIGKILL for what is left."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        left = {p for p in left if alive(p)}
+        if left:
+            time.sleep(0.01)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,102 @@
+"""The underlay: nodes and plain hosts are Mininet hosts on one switch (a Linux bridge, or OVS
+with the userspace datapath). Mininet builds them; each gets a name in /run/netns so plain
+`ip netns exec` works, and from then on the lab drives them through those names."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from lab.controlplane.state import ClusterState
+from lab.errors import LabError
+from lab.runtime.execs import ip_batch, netns_path, run, sysctl
+from lab.runtime.record import LabRecord
+
+OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+
+
+def machines(state: ClusterState):
+    """Nodes then hosts: the order their underlay addresses and switch ports are given in."""
+    return [*state.nodes, *state.hosts]
+
+
+def port_name(state: ClusterState, index: int) -> str:
+    return f"{state.switch_name}p{index}"
+
+
+def _ovs_running() -> bool:
+    return shutil.which("ovs-vsctl") is not None and run(["ovs-vsctl", "--timeout=2", "show"], check=False) != ""
+
+
+def _switch_class(state: ClusterState):
+    if state.switch == "linux-bridge":
+        from mininet.nodelib import LinuxBridge
+        return LinuxBridge, {}
+    from mininet.node import OVSBridge
+    if not _ovs_running():
+        raise LabError("underlay switch ovs needs Open vSwitch running: "
+                       f"`sudo {OVS_CTL} start` (the userspace datapath is used; no kernel module needed)")
+    return OVSBridge, {"datapath": "user", "failMode": "standalone"}
+
+
+def build(state: ClusterState, record: LabRecord) -> None:
+    from mininet.log import setLogLevel
+    from mininet.net import Mininet
+
+    setLogLevel("error")
+    switch_cls, switch_opts = _switch_class(state)
+    ms = machines(state)
+    record.claim(
+        netns=tuple(m.netns for m in ms),
+        links=(state.switch_name,) if state.switch == "linux-bridge" else (),
+        ovs=(state.switch_name,) if state.switch == "ovs" else (),
+        shells=(state.switch_name, *(m.netns for m in ms)),
+    )
+    net = Mininet(build=False, controller=None, autoSetMacs=False)
+    switch = net.addSwitch(state.switch_name, cls=switch_cls, **switch_opts)
+    prefix = state.underlay_subnet.split("/")[1]
+    hosts = []
+    for i, m in enumerate(ms):
+        h = net.addHost(m.netns, ip=f"{m.ip}/{prefix}")
+        net.addLink(h, switch, intfName1="eth0", intfName2=port_name(state, i))
+        hosts.append(h)
+    try:
+        net.build()
+        switch.start([])
+        ip_batch([f"netns attach {m.netns} {h.pid}" for m, h in zip(ms, hosts)])
+    finally:
+        # The namespaces now have names; Mininet's shells are no longer needed.
+        for node in [*hosts, switch]:
+            node.terminate()
+    _verify(state)
+
+
+def _verify(state: ClusterState) -> None:
+    """Mininet does not check its commands' exit status: check the result instead."""
+    if state.switch == "linux-bridge":
+        ports = {l["ifname"] for l in json.loads(run(["ip", "-j", "link", "show", "master", state.switch_name]) or "[]")}
+    else:
+        ports = set(run(["ovs-vsctl", "list-ports", state.switch_name]).split())
+    want = {port_name(state, i) for i in range(len(machines(state)))}
+    if want - ports:
+        raise LabError(f"underlay switch {state.switch_name} is missing ports {sorted(want - ports)}")
+
+
+def configure(state: ClusterState) -> None:
+    """Per-node kernel settings: MTU on the underlay, forwarding on (a fresh namespace has it off)."""
+    for m in machines(state):
+        ip_batch([f"link set eth0 mtu {state.underlay_mtu}"], netns=m.netns)
+        if state.switch == "ovs":
+            # PITFALLS: with the userspace datapath TCP/UDP/VXLAN are dropped until tx offload is off.
+            run(["nsenter", f"--net={netns_path(m.netns)}", "--", "ethtool", "-K", "eth0", "tx", "off"])
+    for n in state.nodes:
+        sysctl(n.netns, {"net.ipv4.ip_forward": "1"})
+
+
+def destroy_switch(record: LabRecord) -> None:
+    for link in record.links:
+        if os.path.exists(f"/sys/class/net/{link}"):
+            run(["ip", "link", "del", link], check=False)
+    for br in record.ovs_bridges:
+        if shutil.which("ovs-vsctl"):
+            run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", br], check=False)

@@ -1,0 +1,143 @@
+"""`lab up` and `lab down`: named phases, each checked; any failure or interrupt during up rolls
+back everything the record says the lab owns, and down removes exactly that."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Optional
+
+from lab import routing
+from lab.controlplane.plan import plan
+from lab.controlplane.state import ClusterState
+from lab.errors import LabError
+from lab.node import containers, pods, processes, underlay
+from lab.runtime import record as records
+from lab.runtime.execs import ip_batch, run
+from lab.runtime.record import LabRecord
+from lab.topology.load import load_topology
+
+Progress = Callable[[str, float], None]
+
+
+def _quiet(_: str, __: float) -> None:
+    pass
+
+
+class Interrupted(LabError):
+    pass
+
+
+@contextmanager
+def _interrupts_raise():
+    """Ctrl-C and SIGTERM become an exception, so the rollback runs."""
+    def handler(signum, _frame):
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def _signals_ignored():
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def _phase(name: str, progress: Progress):
+    t0 = time.monotonic()
+    yield
+    progress(name, time.monotonic() - t0)
+
+
+def preflight(state: ClusterState) -> None:
+    if os.geteuid() != 0:
+        raise LabError("lab up needs root (network namespaces, links): run it with sudo")
+    taken = [m.netns for m in [*state.nodes, *state.hosts, *pods.sandboxed(state)] if os.path.exists(f"/run/netns/{m.netns}")]
+    if taken:
+        raise LabError(f"network namespaces {', '.join(taken[:5])} already exist and are not this lab's; "
+                       "rename the lab (the `name:` field) or remove them")
+    if os.path.exists(f"/sys/class/net/{state.switch_name}"):
+        raise LabError(f"a link named {state.switch_name} already exists in the root namespace")
+
+
+def up(path: str, progress: Progress = _quiet) -> ClusterState:
+    topo = load_topology(path)
+    state = plan(topo, source=os.path.abspath(path))
+    preflight(state)
+    rec = LabRecord.create(state)
+    try:
+        with _interrupts_raise():
+            with _phase(f"underlay: {len(state.nodes)} nodes, {len(state.hosts)} hosts on {state.switch}", progress):
+                underlay.build(state, rec)
+                underlay.configure(state)
+            with _phase(f"pod network: {state.network}", progress):
+                for node in state.nodes:
+                    ops = routing.render(state, node)
+                    ip_batch(list(ops.ip), netns=node.netns)
+                    if ops.bridge:
+                        run(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
+            with _phase(f"pod sandboxes: {len(pods.sandboxed(state))} via CNI {state.cni}", progress):
+                pods.create(state, rec)
+            with _phase(f"containers: {sum(len(p.containers) for p in state.pods)} started and ready", progress):
+                containers.start_all(state, rec)
+            rec.status = "running"
+            rec.owner_pid, rec.owner_start = 0, None
+            rec.save()
+    except BaseException as e:
+        with _signals_ignored():  # a second Ctrl-C must not cut the rollback short
+            teardown(rec)
+        if isinstance(e, LabError):
+            raise LabError(f"{e}\nlab up failed; everything it had built was removed") from None
+        raise
+    return state
+
+
+def teardown(rec: LabRecord) -> list[str]:
+    """Remove everything the record says the lab owns. Keeps going past errors and returns them."""
+    rec.status = "deleting"
+    rec.save()
+    processes.stop(processes.owned_pids(rec.netns, rec.shells))
+    errors = pods.delete(rec.state, rec)
+    existing = [n for n in reversed(rec.netns) if os.path.exists(f"/run/netns/{n}")]
+    try:
+        ip_batch([f"netns delete {n}" for n in existing], force=True)
+    except LabError as e:
+        errors.append(str(e))
+    underlay.destroy_switch(rec)
+    left = [n for n in existing if os.path.exists(f"/run/netns/{n}")]
+    if left:
+        errors.append(f"namespaces still present: {', '.join(left)}")
+    else:
+        rec.remove_dir()
+    return errors
+
+
+def down(name: Optional[str]) -> list[str]:
+    return teardown(records.find(name))
+
+
+def clean() -> list[str]:
+    """Remove labs whose `lab up` died (killed, crashed): their record says creating or deleting
+    and the process that was building them is gone. Running labs are left alone."""
+    removed = []
+    for name in records.names():
+        rec = records.load(name)
+        if rec.status == "running" or (rec.status == "creating" and rec.owner_alive()):
+            continue
+        teardown(rec)
+        removed.append(name)
+    for d in records.RUN_ROOT.glob("*") if records.RUN_ROOT.is_dir() else []:
+        if d.is_dir() and not (d / "record.json").exists() and not any(d.iterdir()):
+            d.rmdir()  # killed between mkdir and the first save: nothing was created yet
+    return removed

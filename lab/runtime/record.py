@@ -1,0 +1,124 @@
+"""The lab's record on disk: what it is (the ClusterState) and everything it owns.
+
+Ownership is written *before* a thing is created (write-ahead), so a `lab up` killed at any point
+leaves a record from which `lab clean` removes exactly what the lab made and nothing else.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from lab.controlplane.state import ClusterState
+from lab.errors import LabError
+
+RUN_ROOT = Path(os.environ.get("K8S_NETLAB_RUN", "/run/k8s-netlab"))
+
+
+def _proc_start(pid: int) -> Optional[str]:
+    """A process's start time (field 22 of /proc/PID/stat): with the PID it identifies a process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+@dataclass
+class LabRecord:
+    name: str
+    state: ClusterState
+    status: str = "creating"                       # creating | running | deleting
+    owner_pid: int = 0                             # the `lab up` building it, while creating
+    owner_start: Optional[str] = None
+    created: float = field(default_factory=time.time)
+    netns: list[str] = field(default_factory=list)  # named namespaces, in creation order
+    links: list[str] = field(default_factory=list)  # links in the root namespace
+    ovs_bridges: list[str] = field(default_factory=list)
+    shells: list[str] = field(default_factory=list)  # Mininet shell names ("mininet:<name>")
+    pids: dict[str, int] = field(default_factory=dict)  # "<ns>/<pod>/<container>" -> pid
+
+    @property
+    def dir(self) -> Path:
+        return RUN_ROOT / self.name
+
+    # --- life cycle ---
+    @classmethod
+    def create(cls, state: ClusterState) -> "LabRecord":
+        RUN_ROOT.mkdir(parents=True, exist_ok=True)
+        rec = cls(name=state.lab, state=state, owner_pid=os.getpid(), owner_start=_proc_start(os.getpid()))
+        try:
+            rec.dir.mkdir()
+        except FileExistsError:
+            other = load(state.lab)
+            if other.status == "running" or other.owner_alive():
+                raise LabError(f"a lab named {state.lab!r} already exists (status {other.status}); "
+                               f"`lab down {state.lab}` first, or rename the lab in the topology file") from None
+            raise LabError(f"lab {state.lab!r} was left behind by a crashed run; `lab clean` removes it") from None
+        rec.save()
+        return rec
+
+    def save(self) -> None:
+        data = {
+            "name": self.name, "status": self.status, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
+            "created": self.created, "netns": self.netns, "links": self.links, "ovs_bridges": self.ovs_bridges,
+            "shells": self.shells, "pids": self.pids, "state": self.state.to_dict(),
+        }
+        tmp = self.dir / "record.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, self.dir / "record.json")
+
+    def owner_alive(self) -> bool:
+        return self.owner_start is not None and _proc_start(self.owner_pid) == self.owner_start
+
+    def remove_dir(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- write-ahead claims ---
+    def claim(self, *, netns: tuple[str, ...] = (), links: tuple[str, ...] = (), ovs: tuple[str, ...] = (),
+              shells: tuple[str, ...] = ()) -> None:
+        self.netns += [n for n in netns if n not in self.netns]
+        self.links += [n for n in links if n not in self.links]
+        self.ovs_bridges += [n for n in ovs if n not in self.ovs_bridges]
+        self.shells += [n for n in shells if n not in self.shells]
+        self.save()
+
+    # --- places ---
+    def subdir(self, *parts: str) -> Path:
+        p = self.dir.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+def load(name: str) -> LabRecord:
+    path = RUN_ROOT / name / "record.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LabError(f"no lab named {name!r} is running; `lab list` shows the labs") from None
+    except ValueError as e:
+        raise LabError(f"the record of lab {name!r} ({path}) is damaged: {e}; `lab clean` removes the lab") from None
+    state = ClusterState.from_dict(data.pop("state"))
+    return LabRecord(state=state, **data)
+
+
+def names() -> list[str]:
+    if not RUN_ROOT.is_dir():
+        return []
+    return sorted(p.name for p in RUN_ROOT.iterdir() if (p / "record.json").exists())
+
+
+def find(name: Optional[str]) -> LabRecord:
+    """The lab a command means: by name, or the only one running."""
+    if name:
+        return load(name)
+    running = names()
+    if len(running) == 1:
+        return load(running[0])
+    if not running:
+        raise LabError("no lab is running; start one with `lab up FILE`")
+    raise LabError(f"{len(running)} labs are running ({', '.join(running)}); say which one with --lab NAME")

@@ -1,0 +1,168 @@
+"""Typed, frozen shape of a topology file: what the user may write, and nothing else.
+
+Field names follow Kubernetes (camelCase) so manifests can be pasted from a real cluster. Every
+model forbids unknown fields: a typo or an unsupported field is an error, never silently ignored.
+Cross-field rules (overlaps, references, uniqueness) live in lab.topology.semantics.
+"""
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# Kubernetes' own name rules (apimachinery validation): DNS-1123 labels and subdomains.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LabelName = Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)]
+SubdomainName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=253)]
+# Lab names prefix every namespace the lab creates; short enough to keep `ip netns` readable.
+LabName = Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=24)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ClusterSpec(Strict):
+    """What Kubernetes leaves to the installer: address plan, pod network, CNI plugin."""
+
+    podCIDR: IPv4Network = IPv4Network("10.244.0.0/16")
+    nodeCIDRMaskSize: int = Field(24, ge=8, le=30)
+    serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
+    network: Literal["host-gw", "vxlan"] = "vxlan"
+    cni: Literal["bridge", "ptp"] = "bridge"
+    mtu: Optional[int] = Field(None, ge=576, le=9000, description="pod MTU; default: underlay MTU, minus 50 for vxlan")
+
+
+class UnderlaySpec(Strict):
+    """The physical network the nodes sit on."""
+
+    subnet: IPv4Network = IPv4Network("172.18.0.0/24")
+    switch: Literal["linux-bridge", "ovs"] = "linux-bridge"
+    mtu: int = Field(1500, ge=1280, le=9000)
+
+
+class NodeSpec(Strict):
+    name: SubdomainName
+    role: Literal["control-plane", "worker"] = "worker"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class HostSpec(Strict):
+    """A plain underlay host outside the cluster (an 'internet' or a client)."""
+
+    name: SubdomainName
+
+
+class CheckSpec(Strict):
+    """One expectation: `from` reaches (or not) `to`. Endpoints are `[namespace/]kind/name[:port]`,
+    kind one of pod, deploy, node, host."""
+
+    name: Optional[str] = None
+    from_: str = Field(alias="from")
+    to: str
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    expect: Literal["allow", "deny"]
+
+
+# --- manifests: the subset of real Kubernetes objects the lab understands ---
+
+class ObjectMeta(Strict):
+    name: SubdomainName
+    namespace: Optional[LabelName] = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class TemplateMeta(Strict):
+    name: Optional[SubdomainName] = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class ContainerPort(Strict):
+    containerPort: Port
+    name: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15)]] = None
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
+class EnvVar(Strict):
+    name: Annotated[str, StringConstraints(min_length=1)]
+    value: str = ""
+
+
+class Container(Strict):
+    name: LabelName
+    image: Annotated[str, StringConstraints(min_length=1)]
+    command: Optional[list[str]] = None
+    args: Optional[list[str]] = None
+    ports: list[ContainerPort] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+
+
+class PodSpec(Strict):
+    containers: Annotated[list[Container], Field(min_length=1)]
+    nodeName: Optional[SubdomainName] = None
+    hostNetwork: bool = False
+
+
+class Pod(Strict):
+    apiVersion: Literal["v1"]
+    kind: Literal["Pod"]
+    metadata: ObjectMeta
+    spec: PodSpec
+
+
+class LabelSelector(Strict):
+    matchLabels: dict[str, str] = Field(default_factory=dict)
+
+
+class PodTemplate(Strict):
+    metadata: TemplateMeta = TemplateMeta()
+    spec: PodSpec
+
+
+class DeploymentSpec(Strict):
+    replicas: int = Field(1, ge=0, le=1000)
+    selector: LabelSelector
+    template: PodTemplate
+
+
+class Deployment(Strict):
+    apiVersion: Literal["apps/v1"]
+    kind: Literal["Deployment"]
+    metadata: ObjectMeta
+    spec: DeploymentSpec
+
+
+class NamespaceMeta(Strict):
+    name: LabelName
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Namespace(Strict):
+    apiVersion: Literal["v1"]
+    kind: Literal["Namespace"]
+    metadata: NamespaceMeta
+
+
+Manifest = Annotated[Union[Namespace, Pod, Deployment], Field(discriminator="kind")]
+SUPPORTED_KINDS = {"Namespace": "v1", "Pod": "v1", "Deployment": "apps/v1"}
+
+
+class Topology(Strict):
+    name: LabName
+    cluster: ClusterSpec = ClusterSpec()
+    underlay: UnderlaySpec = UnderlaySpec()
+    nodes: Annotated[list[NodeSpec], Field(min_length=1)]
+    hosts: list[HostSpec] = Field(default_factory=list)
+    manifests: list[Manifest] = Field(default_factory=list)
+    checks: list[CheckSpec] = Field(default_factory=list)
+
+    def pod_mtu(self) -> int:
+        if self.cluster.mtu is not None:
+            return self.cluster.mtu
+        return self.underlay.mtu - (50 if self.cluster.network == "vxlan" else 0)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One install path for `make demo`, `make test`, CI and the Vagrant box: idempotent, and it does
+# nothing that is already done (a second run costs a few dpkg/pip look-ups).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(mininet containernetworking-plugins bridge-utils iputils-ping iproute2 iptables nftables
+          ethtool openvswitch-switch python3-venv python3-yaml procps curl)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Mininet's module lives in Debian's python3: the venv must be built from /usr/bin/python3 with
+# --system-site-packages (a pyenv `python3` shim does not have it).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mininet' 2>/dev/null; then
+  rm -rf .venv
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
