@@ -1,0 +1,20 @@
+# Two entry points, both self-installing and idempotent (see scripts/install.sh).
+DEFAULT_TOPOLOGY ?= topologies/default.yaml
+LAB = .venv/bin/lab
+
+.PHONY: install demo test unit bench
+install:
+	./scripts/install.sh
+
+demo: install
+	$(LAB) run $(DEFAULT_TOPOLOGY)
+
+test: install
+	./scripts/run-tests.sh
+
+unit: install
+	.venv/bin/pytest -q tests/unit
+
+bench: install
+	.venv/bin/python bench/lab_up.py
+	.venv/bin/python bench/check_all_pairs.py

@@ -1,0 +1,302 @@
+"""`lab`: the command line. Each command imports only what it needs: students run it all day."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Optional, Sequence
+
+from lab.errors import LabError, TopologyError
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def _progress(name: str, seconds: float) -> None:
+    print(f" ✓ {name} ({seconds:.2f}s)", file=sys.stderr, flush=True)
+
+
+def cmd_validate(a) -> int:
+    from lab.controlplane.plan import plan
+    from lab.topology.load import load_topology
+
+    bad = 0
+    for path in a.files:
+        try:
+            state = plan(load_topology(path), source=path)
+        except LabError as e:
+            print(str(e), file=sys.stderr)
+            bad += 1
+            continue
+        print(f"{path}: valid: lab {state.lab}, {len(state.nodes)} nodes, {len(state.hosts)} hosts, "
+              f"{len(state.pods)} pods, network {state.network}, cni {state.cni}")
+    return 1 if bad else 0
+
+
+def cmd_schema(a) -> int:
+    from lab.topology.schema import topology_schema
+
+    print(json.dumps(topology_schema(), indent=2))
+    return 0
+
+
+def cmd_up(a) -> int:
+    from lab.runtime import lifecycle
+
+    t0 = time.monotonic()
+    print(f"Creating lab from {a.file} ...", file=sys.stderr)
+    state = lifecycle.up(a.file, progress=_progress)
+    print(f"Lab {state.lab} is up: {len(state.nodes)} nodes, {len(state.pods)} pods "
+          f"({time.monotonic() - t0:.2f}s). Try: lab get pods -o wide", file=sys.stderr)
+    return 0
+
+
+def cmd_down(a) -> int:
+    from lab.runtime import lifecycle, record
+
+    rec = record.find(a.name)
+    t0 = time.monotonic()
+    errors = lifecycle.teardown(rec)
+    for e in errors:
+        _err(e)
+    print(f"Lab {rec.name} deleted ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_clean(a) -> int:
+    from lab.runtime import lifecycle
+
+    removed = lifecycle.clean()
+    print(f"removed: {', '.join(removed)}" if removed else "nothing to clean: no crashed lab left anything behind")
+    return 0
+
+
+def cmd_list(a) -> int:
+    from lab.runtime import record
+    from lab.views import age, render_table
+
+    rows = []
+    for name in record.names():
+        r = record.load(name)
+        s = r.state
+        rows.append([name, r.status, str(len(s.nodes)), str(len(s.pods)), s.network, s.cni, s.switch,
+                     age(time.time() - r.created), s.source])
+    if not rows:
+        print("No labs are running.", file=sys.stderr)
+        return 0
+    print(render_table(["NAME", "STATUS", "NODES", "PODS", "NETWORK", "CNI", "SWITCH", "AGE", "SOURCE"], rows))
+    return 0
+
+
+def _alive(rec):
+    from lab.node.processes import alive
+
+    return lambda key: key in rec.pids and alive(rec.pids[key])
+
+
+def cmd_get(a) -> int:
+    from lab import views
+    from lab.runtime import record
+
+    rec = record.find(a.lab)
+    state = rec.state
+    kind = {"po": "pods", "pod": "pods", "no": "nodes", "node": "nodes"}.get(a.kind, a.kind)
+    if kind not in ("pods", "nodes"):
+        raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods")
+    namespace = None if a.all_namespaces else a.namespace
+    if a.output in ("json", "yaml"):
+        if kind == "pods":
+            items = [views.pod_object(p, state, _alive(rec)) for p in state.pods
+                     if namespace is None or p.namespace == namespace]
+        else:
+            items = [views.node_object(n) for n in state.nodes]
+        doc = views.as_list(items)
+        if a.output == "json":
+            print(json.dumps(doc, indent=2))
+        else:
+            import yaml
+            print(yaml.safe_dump(doc, sort_keys=False), end="")
+        return 0
+    wide = a.output == "wide"
+    if kind == "pods":
+        header, rows = views.pod_rows(state, _alive(rec), rec.created, namespace, wide)
+        if not rows:
+            print(f"No resources found in {namespace} namespace.", file=sys.stderr)
+            return 0
+    else:
+        header, rows = views.node_rows(state, rec.created, wide)
+    print(views.render_table(header, rows))
+    return 0
+
+
+def _exec_target(rec, target: str, namespace: str, container: Optional[str]):
+    """(netns, env) for `lab exec`: a pod (optionally one container), node/NAME or host/NAME."""
+    from lab.node.containers import env_for
+
+    state = rec.state
+    kind, _, name = target.rpartition("/")
+    if kind in ("node", "no"):
+        return state.node(name).netns if name in {n.name for n in state.nodes} else _no(target, state), {}
+    if kind == "host":
+        for h in state.hosts:
+            if h.name == name:
+                return h.netns, {}
+        _no(target, state)
+    if kind not in ("", "pod", "po"):
+        raise LabError(f"cannot exec into {target!r}: use POD, pod/POD, node/NAME or host/NAME")
+    for p in state.pods:
+        if p.name == name and p.namespace == namespace:
+            names = [c.name for c in p.containers]
+            c = p.containers[names.index(container)] if container in names else p.containers[0]
+            if container and container not in names:
+                raise LabError(f"container {container!r} is not in pod {p.key}; its containers: {', '.join(names)}")
+            return p.netns, env_for(p, c)
+    _no(target, state, namespace)
+
+
+def _no(target: str, state, namespace: str = "default"):
+    pods = ", ".join(p.name for p in state.pods if p.namespace == namespace) or "none"
+    raise LabError(f"{target!r} not found in lab {state.lab}; pods in {namespace}: {pods}; "
+                   f"nodes: {', '.join(n.name for n in state.nodes)}")
+
+
+def cmd_exec(a) -> int:
+    from lab.runtime import record
+
+    if not a.command:
+        raise LabError("say what to run after --, e.g. lab exec POD -- ip addr")
+    rec = record.find(a.lab)
+    netns, env = _exec_target(rec, a.target, a.namespace, a.container)
+    os.execvpe("ip", ["ip", "netns", "exec", netns, *a.command], {**os.environ, **env})
+
+
+def _check(state, a) -> int:
+    from lab.probe import invariants, report
+
+    t0 = time.monotonic()
+    outcomes = invariants.run(state, timeout=a.timeout)
+    elapsed = time.monotonic() - t0
+    print(report.table(state.lab, outcomes, elapsed))
+    if a.json:
+        with open(a.json, "w") as f:
+            f.write(report.to_json(state.lab, outcomes, elapsed))
+    if a.junit:
+        with open(a.junit, "w") as f:
+            f.write(report.to_junit(state.lab, outcomes, elapsed))
+    return 0 if all(o.passed for o in outcomes) else 1
+
+
+def cmd_check(a) -> int:
+    from lab.runtime import record
+
+    return _check(record.find(a.lab).state, a)
+
+
+def cmd_run(a) -> int:
+    """up → check → down, for CI: the exit code says whether every check passed."""
+    from lab.runtime import lifecycle, record
+
+    print(f"Creating lab from {a.file} ...", file=sys.stderr)
+    state = lifecycle.up(a.file, progress=_progress)
+    try:
+        code = _check(state, a)
+    finally:
+        if a.keep:
+            print(f"Lab {state.lab} kept running (--keep); `lab down {state.lab}` removes it", file=sys.stderr)
+        else:
+            t0 = time.monotonic()
+            errors = lifecycle.teardown(record.load(state.lab))
+            for e in errors:
+                _err(e)
+            print(f"Lab {state.lab} deleted ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    return code
+
+
+def cmd_logs(a) -> int:
+    from lab.node.containers import log_path
+    from lab.runtime import record
+
+    rec = record.find(a.lab)
+    for p in rec.state.pods:
+        if p.name == a.pod and p.namespace == a.namespace:
+            names = [c.name for c in p.containers]
+            if a.container and a.container not in names:
+                raise LabError(f"container {a.container!r} is not in pod {p.key}; its containers: {', '.join(names)}")
+            c = p.containers[names.index(a.container)] if a.container else p.containers[0]
+            sys.stdout.write(log_path(rec, p, c).read_text(errors="replace"))
+            return 0
+    _no(a.pod, rec.state, a.namespace)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lab", description="Kubernetes networking, built for real on Mininet.")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def add(name, fn, help):
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    def lab_opt(p):
+        p.add_argument("--lab", "-l", metavar="NAME", help="which lab (may be omitted when one is running)")
+
+    def check_opts(p):
+        p.add_argument("--json", metavar="FILE", help="write every result as JSON")
+        p.add_argument("--junit", metavar="FILE", help="write JUnit XML (CI tools read it)")
+        p.add_argument("--timeout", type=float, default=1.0, help="seconds a probe waits for a reply (default 1)")
+
+    p = add("validate", cmd_validate, "check topology files; every error at once, with file:line and a hint")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    add("schema", cmd_schema, "print the JSON Schema of topology files")
+    p = add("up", cmd_up, "build a lab from a topology file; returns with the lab running")
+    p.add_argument("file", metavar="FILE")
+    p = add("down", cmd_down, "remove a lab and everything it created")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    add("list", cmd_list, "list the labs on this machine")
+    add("clean", cmd_clean, "remove what crashed labs left behind (only what labs own)")
+    p = add("get", cmd_get, "show nodes or pods, with kubectl's columns")
+    p.add_argument("kind", metavar="nodes|pods")
+    p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    lab_opt(p)
+    p = add("exec", cmd_exec, "run a command in a pod's (or node/NAME's) network namespace: lab exec POD -- CMD")
+    p.add_argument("target", metavar="POD|node/NAME|host/NAME")
+    p.add_argument("-c", "--container")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    lab_opt(p)
+    p = add("logs", cmd_logs, "print a container's output")
+    p.add_argument("pod", metavar="POD")
+    p.add_argument("-c", "--container")
+    p.add_argument("-n", "--namespace", default="default")
+    lab_opt(p)
+    p = add("check", cmd_check, "prove the network invariants and the topology's checks on a running lab")
+    check_opts(p)
+    lab_opt(p)
+    p = add("run", cmd_run, "up, check, down in one call (for CI); exit code 0 only if every check passed")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--keep", action="store_true", help="leave the lab running after the checks")
+    check_opts(p)
+    return ap
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    a = _parser().parse_args(args)
+    if a.cmd == "exec" and a.command and a.command[0] == "--":
+        a.command = a.command[1:]
+    try:
+        return a.fn(a) or 0
+    except TopologyError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    except LabError as e:
+        _err(str(e))
+        return 1
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130

@@ -1,0 +1,172 @@
+"""The Kubernetes network model as checks: which probes to send, what each must find.
+
+Pure planning (`expectations`) and pure judging (`judge`); only `run` touches the network, through
+the probe engine. Every outcome names its pair, what was expected and what was seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import permutations
+from typing import Optional
+
+from lab.controlplane.state import ClusterState, PodState
+from lab.probe.engine import Probe, ProbeResult, interface_addresses_many, run_probes
+from lab.topology.refs import Ref, parse_ref
+
+INVARIANTS = {
+    "pod-to-pod": "every pod reaches every other pod, and the receiver sees the sender's pod IP (no NAT)",
+    "node-to-pod": "every node reaches every pod",
+    "pod-ip": "the IP on a pod's eth0 = the source IP other pods see = the IP in `lab get pods`",
+    "hostnetwork-to-pod": "hostNetwork pods reach every pod",
+    "localhost": "containers of one pod reach each other on localhost",
+    "checks": "the topology's own checks",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    check: str        # a key of INVARIANTS
+    subject: str      # the pair or the pod this is about
+    passed: bool
+    expected: str
+    observed: str
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One probe and what it must find: a reply (optionally seeing `source`), or no reply."""
+
+    check: str
+    subject: str
+    probe: Probe
+    reply: bool = True
+    source: Optional[str] = None
+
+
+def _target(p: PodState) -> str:
+    return f"{p.key} ({p.ip}:{p.probe_port()})"
+
+
+def _node_expectations(state: ClusterState, targets: list[PodState]) -> list[Expectation]:
+    out = []
+    for node in state.nodes:
+        for t in targets:
+            if not t.host_network:
+                out.append(Expectation("node-to-pod", f"node/{node.name} -> {_target(t)}",
+                                       Probe(node.netns, t.ip, t.probe_port())))
+    for src in (p for p in state.pods if p.host_network):
+        for t in targets:
+            if t.key != src.key:
+                out.append(Expectation("hostnetwork-to-pod", f"{src.key} (hostNetwork) -> {_target(t)}",
+                                       Probe(src.netns, t.ip, t.probe_port())))
+    return out
+
+
+def _localhost_expectations(state: ClusterState) -> list[Expectation]:
+    out = []
+    for pod in state.pods:
+        for a, b in permutations(pod.containers, 2):
+            for port in (p for p in b.ports if b.image == "netexec"):
+                out.append(Expectation(
+                    "localhost", f"{pod.key}: {a.name} -> {b.name} (127.0.0.1:{port.port}/{port.protocol})",
+                    Probe(pod.netns, "127.0.0.1", port.port, port.protocol)))
+    return out
+
+
+def expectations(state: ClusterState) -> list[Expectation]:
+    targets = [p for p in state.pods if p.probe_port() is not None]
+    out = [
+        Expectation("pod-to-pod", f"{src.key} ({src.ip}) -> {_target(t)}",
+                    Probe(src.netns, t.ip, t.probe_port()), source=src.ip)
+        for src in state.pods if not src.host_network
+        for t in targets if t.key != src.key
+    ]
+    return out + _node_expectations(state, targets) + _localhost_expectations(state) + check_expectations(state)
+
+
+# --- the topology's `checks:` ---
+
+def _endpoints(state: ClusterState, ref: Ref) -> list[tuple[str, str, str, Optional[PodState]]]:
+    """(label, netns, ip, pod) for every object a reference names."""
+    if ref.kind == "pod":
+        pods = [p for p in state.pods if p.namespace == ref.namespace and p.name == ref.name]
+    elif ref.kind == "deploy":
+        pods = [p for p in state.pods if p.namespace == ref.namespace and p.owner == f"Deployment/{ref.name}"]
+    else:
+        machines = state.nodes if ref.kind == "node" else state.hosts
+        return [(f"{ref.kind}/{m.name}", m.netns, m.ip, None) for m in machines if m.name == ref.name]
+    return [(p.key, p.netns, p.ip, p) for p in pods]
+
+
+def _port(ref: Ref, pod: Optional[PodState], protocol: str) -> Optional[int]:
+    if ref.port is not None:
+        return ref.port
+    for c in pod.containers if pod else ():
+        for p in c.ports:
+            if c.image == "netexec" and p.protocol == protocol:
+                return p.port
+    return None
+
+
+def check_expectations(state: ClusterState) -> list[Expectation]:
+    out = []
+    for c in state.checks:
+        src_ref, dst_ref = parse_ref(c.src), parse_ref(c.dst)
+        for s_label, s_netns, _, _ in _endpoints(state, src_ref):
+            for d_label, _, d_ip, d_pod in _endpoints(state, dst_ref):
+                port = _port(dst_ref, d_pod, c.protocol)
+                subject = f"{c.name}: {s_label} -> {d_label} ({d_ip}:{port}/{c.protocol})"
+                out.append(Expectation("checks", subject, Probe(s_netns, d_ip, port or 0, c.protocol),
+                                       reply=c.expect == "allow"))
+    return out
+
+
+# --- judging ---
+
+def _describe(r: ProbeResult) -> str:
+    return f"reply, source seen {r.seen_source}" if r.ok else f"no reply: {r.error}"
+
+
+def judge(e: Expectation, r: ProbeResult) -> Outcome:
+    if e.probe.port == 0:
+        return Outcome(e.check, e.subject, False, "a port to probe",
+                       "the target serves no port for this protocol; write it as kind/name:PORT")
+    if e.reply:
+        expected = f"reply, source seen {e.source}" if e.source else "reply"
+        passed = r.ok and (e.source is None or r.seen_source == e.source)
+        observed = _describe(r)
+        if r.ok and not passed:
+            observed += " (the source address was rewritten: NAT)"
+        return Outcome(e.check, e.subject, passed, expected, observed)
+    return Outcome(e.check, e.subject, not r.ok, "no reply (denied)", _describe(r))
+
+
+def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]], results: list[tuple[Expectation, ProbeResult]]) -> list[Outcome]:
+    """Invariant 3, per pod: its eth0, what the others saw, and the model agree."""
+    seen: dict[str, set[str]] = {}
+    for e, r in results:
+        if e.check == "pod-to-pod" and r.ok and r.seen_source:
+            seen.setdefault(e.probe.src_netns, set()).add(r.seen_source)
+    out = []
+    for pod in state.pods:
+        if pod.host_network:
+            continue
+        own = eth0.get(pod.netns, [])
+        others = sorted(seen.get(pod.netns, set()))
+        observed = f"eth0={','.join(own) or 'none'}, seen by others={','.join(others) or 'nothing (no replies)'}"
+        passed = own == [pod.ip] and all(s == pod.ip for s in others)
+        out.append(Outcome("pod-ip", pod.key, passed, f"{pod.ip} everywhere", observed))
+    return out
+
+
+def run(state: ClusterState, timeout: float = 1.0) -> list[Outcome]:
+    exps = expectations(state)
+    unique = list(dict.fromkeys(e.probe for e in exps if e.probe.port))
+    results = dict(zip(unique, run_probes(unique, timeout=timeout)))
+    missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)
+    pairs = [(e, results.get(e.probe, missing)) for e in exps]
+    outcomes = [judge(e, r) for e, r in pairs]
+    eth0 = interface_addresses_many([(p.netns, "eth0") for p in state.pods if not p.host_network])
+    outcomes += judge_pod_ips(state, {ns: a for (ns, _), a in eth0.items()}, pairs)
+    order = list(INVARIANTS)
+    return sorted(outcomes, key=lambda o: order.index(o.check))
