@@ -1,0 +1,284 @@
+"""The built-in `netexec` image: a tiny agnhost-netexec look-alike every pod runs.
+
+Standalone on purpose (stdlib only, no `lab` imports) so `python3 -I -S netexec.py` starts in a
+few milliseconds: a `lab up` starts one per pod. One thread, one selectors loop, many ports.
+
+    netexec.py --hostname NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR] [--ready-fd FD]
+
+TCP: a request that starts like HTTP ("GET ", "POST ", ...) gets one HTTP/1.1 answer
+(/hostname, /clientip, /echo?msg=X, /healthz, /), then the connection is closed; anything else
+is echoed back byte for byte until the peer closes. UDP: "hostname", "clientip", "echo X",
+anything else is echoed. Once every port listens, "ready\\n" is written to --ready-fd.
+"""
+import os
+import selectors
+import signal
+import socket
+import sys
+
+USAGE = "usage: netexec.py --hostname NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR] [--ready-fd FD]"
+METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
+MAX_HEAD = 16384  # an HTTP request head larger than this is refused (431)
+MAX_BODY = 1 << 20  # a request body is read (so close() does not reset the reply) up to this
+HIGH_WATER = 1 << 20  # an echo peer that does not read its replies stops being read from
+BACKLOG = 1024
+
+
+def usage_error(message):
+    sys.stderr.write(f"netexec: {message}\n{USAGE}\n")
+    sys.exit(2)
+
+
+def parse_args(argv):
+    """Hand-rolled (argparse costs as much as the whole start-up); exits 2 on misuse."""
+    opts = {"hostname": None, "tcp": [], "udp": [], "bind": "0.0.0.0", "ready_fd": None}
+    if len(argv) % 2:
+        usage_error(f"{argv[-1]} needs a value")
+    for flag, value in zip(argv[::2], argv[1::2]):
+        if flag == "--hostname":
+            opts["hostname"] = value
+        elif flag == "--bind":
+            opts["bind"] = value
+        elif flag in ("--tcp", "--udp", "--ready-fd"):
+            if not value.isdigit() or (flag != "--ready-fd" and not 0 < int(value) < 65536):
+                usage_error(f"bad {flag} value {value!r}")
+            if flag == "--ready-fd":
+                opts["ready_fd"] = int(value)
+            else:
+                opts[flag[2:]].append(int(value))
+        else:
+            usage_error(f"unknown option {flag!r}")
+    if opts["hostname"] is None or not (opts["tcp"] or opts["udp"]):
+        usage_error("--hostname and at least one --tcp/--udp port are required")
+    return opts
+
+
+def peer_text(addr):
+    """ip:port as the server sees the client ([ip]:port for IPv6, like Go's RemoteAddr)."""
+    ip, port = addr[0], addr[1]
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def unquote(text):
+    """URL-decode a query value (%XX and '+'); urllib.parse would double the start-up time."""
+    raw = text.replace("+", " ").encode("utf-8", "surrogateescape")
+    parts = raw.split(b"%")
+    out = [parts[0]]
+    for part in parts[1:]:
+        try:
+            out.append(bytes.fromhex(part[:2].decode("ascii")) + part[2:])
+        except ValueError:
+            out.append(b"%" + part)
+    return b"".join(out)
+
+
+class Conn:
+    """One accepted TCP connection: decides HTTP or echo from its first bytes."""
+
+    def __init__(self, server, sock, peer):
+        self.server, self.sock, self.peer = server, sock, peer
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.mode = None  # None until sniffed, then "http" or "echo"; "done" once answered
+        self.closing = False  # close once outbuf is flushed
+        self.events = selectors.EVENT_READ  # what the selector currently waits for
+
+    def on_event(self, mask):
+        if mask & selectors.EVENT_READ:
+            self.on_readable()
+        if self.sock.fileno() >= 0 and mask & selectors.EVENT_WRITE:
+            self.flush()
+
+    def on_readable(self):
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return self.close()
+        if not data:
+            if self.mode is None:  # EOF before the sniff decided: "GE" alone is echo traffic
+                self.outbuf += self.inbuf
+            return self.finish()
+        self.inbuf += data
+        if self.mode is None:
+            self.sniff()
+        if self.mode == "echo":
+            self.outbuf += self.inbuf
+            self.inbuf.clear()
+            self.flush()
+        elif self.mode == "http":
+            self.http()
+
+    def sniff(self):
+        head = self.inbuf[:8]
+        if any(head.startswith(m) for m in METHODS):
+            self.mode = "http"
+        elif not any(m.startswith(head) for m in METHODS):
+            self.mode = "echo"
+
+    def http(self):
+        end = self.inbuf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.inbuf) > MAX_HEAD:
+                self.respond(431, "request header too large\n", False)
+            return
+        lines = self.inbuf[:end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return self.respond(400, "bad request line\n", False)
+        method, target = parts[0], parts[1]
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip()) if value.strip().isdigit() else -1
+        if length < 0 or length > MAX_BODY:
+            return self.respond(400, "bad content-length\n", False)
+        if len(self.inbuf) < end + 4 + length:
+            return  # wait for the body: closing with unread data would reset our reply
+        self.inbuf.clear()
+        status, body = self.route(target)
+        self.respond(status, body, method == "HEAD")
+
+    def route(self, target):
+        path, _, query = target.partition("?")
+        if path in ("/", "/hostname"):
+            return 200, self.server.hostname
+        if path == "/clientip":
+            return 200, peer_text(self.peer)
+        if path == "/healthz":
+            return 200, "ok"
+        if path == "/echo":
+            for pair in query.split("&"):
+                key, _, value = pair.partition("=")
+                if key == "msg":
+                    return 200, unquote(value)
+            return 200, b""
+        return 404, "404 page not found\n"
+
+    def respond(self, status, body, head_only):
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large"}[status]
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogateescape")
+        header = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+        self.mode = "done"  # anything after the request is ignored
+        self.outbuf += header.encode("ascii")
+        if not head_only:
+            self.outbuf += body
+        self.finish()
+
+    def finish(self):
+        """Close once everything queued has been sent."""
+        self.closing = True
+        self.flush()
+
+    def flush(self):
+        if self.outbuf:
+            try:
+                del self.outbuf[:self.sock.send(self.outbuf)]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                return self.close()
+        if not self.outbuf and self.closing:
+            return self.close()
+        if not self.outbuf:
+            events = selectors.EVENT_READ
+        elif self.closing or len(self.outbuf) > HIGH_WATER:
+            events = selectors.EVENT_WRITE  # back-pressure: stop reading a peer that does not read
+        else:
+            events = selectors.EVENT_READ | selectors.EVENT_WRITE
+        if events != self.events:
+            self.events = events
+            self.server.sel.modify(self.sock, events, self)
+
+    def close(self):
+        if self.sock.fileno() >= 0:
+            self.server.sel.unregister(self.sock)
+            self.sock.close()
+
+
+class Server:
+    """All listeners plus the one loop that serves them."""
+
+    def __init__(self, hostname):
+        self.hostname = hostname
+        self.sel = selectors.DefaultSelector()
+
+    def listen(self, kind, addr, port):
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((addr, port))
+        except OSError as e:
+            sock.close()
+            sys.stderr.write(f"netexec: cannot bind {kind} {addr}:{port}: {e.strerror or e}\n")
+            sys.exit(1)
+        if kind == "tcp":
+            sock.listen(BACKLOG)
+        sock.setblocking(False)
+        self.sel.register(sock, selectors.EVENT_READ, self.accept if kind == "tcp" else self.datagram)
+
+    def accept(self, listener):
+        for _ in range(256):  # drain a burst, but let other sockets have a turn
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. EMFILE: drop this one, keep serving the rest
+                sys.stderr.write(f"netexec: accept: {e}\n")
+                return
+            sock.setblocking(False)
+            conn = Conn(self, sock, peer)
+            self.sel.register(sock, selectors.EVENT_READ, conn)
+
+    def datagram(self, sock):
+        for _ in range(256):
+            try:
+                data, peer = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error queued by an earlier reply; nothing to do
+                continue
+            command = data.rstrip(b"\r\n \t")
+            if command == b"hostname":
+                reply = self.hostname.encode("utf-8", "surrogateescape")
+            elif command == b"clientip":
+                reply = peer_text(peer).encode("ascii")
+            elif data.startswith(b"echo "):
+                reply = data[5:]
+            else:
+                reply = data
+            try:
+                sock.sendto(reply, peer)
+            except OSError:
+                pass  # best effort, like any UDP server
+
+    def serve(self):
+        while True:
+            for key, mask in self.sel.select():
+                if isinstance(key.data, Conn):
+                    key.data.on_event(mask)
+                else:
+                    key.data(key.fileobj)
+
+
+def main(argv):
+    opts = parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    server = Server(opts["hostname"])
+    for kind in ("tcp", "udp"):
+        for port in opts[kind]:
+            server.listen(kind, opts["bind"], port)
+    if opts["ready_fd"] is not None:
+        os.write(opts["ready_fd"], b"ready\n")
+        os.close(opts["ready_fd"])
+    server.serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,232 @@
+"""Probe pod-to-pod connectivity from inside the source namespaces, all probes at once.
+
+A worker thread enters each source namespace in turn (setns is per-thread) and creates that
+source's sockets there; one selectors loop then drives every socket, whatever its namespace.
+The far end is netexec, which reports the client address it saw: that is how NAT is observed.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import resource
+import selectors
+import socket
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lab.probe.netns import in_worker, enter, interface_addresses, interface_addresses_many, open_netns
+
+__all__ = ["Probe", "ProbeResult", "run_probes", "interface_addresses", "interface_addresses_many"]
+
+TCP_REQUEST = b"GET /clientip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+UDP_REQUEST = b"clientip"
+MAX_REPLY = 65536  # netexec's answer is a few dozen bytes; more is not netexec
+
+
+@dataclass(frozen=True)
+class Probe:
+    src_netns: str  # name under /run/netns
+    dst_ip: str
+    port: int
+    protocol: str = "TCP"  # "TCP" or "UDP"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    probe: Probe
+    ok: bool  # got a well-formed reply
+    seen_source: str | None  # the client IP the server reported; None if no reply
+    error: str | None  # e.g. "timeout after 1.0s (connecting)", "connection refused", "bad reply: ..."
+    elapsed: float  # seconds, from socket creation to verdict
+
+
+class _Attempt:
+    """One probe in flight: its socket and how far it got."""
+
+    __slots__ = ("index", "probe", "sock", "start", "deadline", "out", "reply", "connected")
+
+    def __init__(self, index: int, probe: Probe, sock: socket.socket, start: float, deadline: float):
+        self.index, self.probe, self.sock = index, probe, sock
+        self.start, self.deadline = start, deadline
+        self.out = TCP_REQUEST if probe.protocol == "TCP" else b""
+        self.reply = bytearray()
+        self.connected = probe.protocol == "UDP"  # UDP has no handshake to wait for
+
+
+def _check(probes: Sequence[Probe]) -> None:
+    """Refuse malformed probes up front: a hostname would mean a blocking DNS lookup mid-loop."""
+    for p in probes:
+        if p.protocol not in ("TCP", "UDP"):
+            raise ValueError(f"{p}: protocol must be 'TCP' or 'UDP'")
+        if not 0 < p.port < 65536:
+            raise ValueError(f"{p}: port out of range")
+        try:
+            ipaddress.ip_address(p.dst_ip)
+        except ValueError:
+            raise ValueError(f"{p}: dst_ip must be an IP address") from None
+
+
+def _fd_budget(concurrency: int) -> int:
+    """How many sockets may be open at once: raise the soft fd limit to the hard one, keep half spare."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return max(1, min(concurrency, soft // 2))
+
+
+def _error_text(code: int) -> str:
+    """'connection refused', 'no route to host', ... from an errno."""
+    return os.strerror(code)[:1].lower() + os.strerror(code)[1:]
+
+
+def _parse_clientip(text: str) -> str | None:
+    """The IP of netexec's "ip:port" / "[ip]:port", or None if it is not that."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host if sep and port.isdigit() else None
+
+
+def _verdict(protocol: str, reply: bytes) -> tuple[str | None, str | None]:
+    """(seen_source, error) for a complete reply."""
+    body = reply
+    if protocol == "TCP":
+        head, sep, body = reply.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0].split(b" ")
+        if not sep or len(status) < 2 or not status[0].startswith(b"HTTP/"):
+            return None, f"bad reply: not HTTP: {reply[:60]!r}"
+        if status[1] != b"200":
+            return None, f"bad reply: HTTP {status[1].decode('latin-1')}"
+    seen = _parse_clientip(body.decode("latin-1"))
+    return (seen, None) if seen else (None, f"bad reply: {body[:60]!r}")
+
+
+class _Runner:
+    """The worker thread's loop: start probes source by source, drive them all with one selector."""
+
+    def __init__(self, probes: Sequence[Probe], fds: dict[str, int], timeout: float, budget: int):
+        self.probes, self.fds, self.timeout, self.budget = probes, fds, timeout, budget
+        self.results: list[ProbeResult | None] = [None] * len(probes)
+        self.sel = selectors.DefaultSelector()
+        self.inflight: dict[int, _Attempt] = {}  # by fd; insertion order is deadline order
+
+    def run(self) -> list[ProbeResult]:
+        groups: dict[str, deque[int]] = {}
+        for i, p in enumerate(self.probes):
+            groups.setdefault(p.src_netns, deque()).append(i)
+        pending = deque(groups.items())  # a whole namespace at a time: one setns each
+        current = None
+        try:
+            while pending or self.inflight:
+                while pending and len(self.inflight) < self.budget:
+                    netns, queue = pending[0]
+                    if netns != current:
+                        enter(self.fds[netns], netns)
+                        current = netns
+                    self.start(queue.popleft())
+                    if not queue:
+                        pending.popleft()
+                if not self.inflight:
+                    continue
+                first = next(iter(self.inflight.values()))
+                for key, mask in self.sel.select(max(0.0, first.deadline - time.monotonic())):
+                    self.step(key.data, mask)
+                now = time.monotonic()
+                late = [a for a in self.inflight.values() if a.deadline <= now]
+                for a in late:
+                    phase = "waiting for reply" if a.connected else "connecting"
+                    self.finish(a, None, f"timeout after {self.timeout}s ({phase})")
+        finally:
+            for a in list(self.inflight.values()):
+                a.sock.close()
+            self.sel.close()
+        return self.results  # type: ignore[return-value]  # every slot was filled
+
+    def start(self, index: int) -> None:
+        probe = self.probes[index]
+        family = socket.AF_INET6 if ":" in probe.dst_ip else socket.AF_INET
+        kind = socket.SOCK_STREAM if probe.protocol == "TCP" else socket.SOCK_DGRAM
+        start = time.monotonic()
+        try:
+            sock = socket.socket(family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        except OSError as e:
+            self.results[index] = ProbeResult(probe, False, None, f"socket: {e.strerror}", 0.0)
+            return
+        a = _Attempt(index, probe, sock, start, start + self.timeout)
+        self.inflight[sock.fileno()] = a
+        # UDP is connected too, so ICMP errors (port/host unreachable) come back on recv
+        code = sock.connect_ex((probe.dst_ip, probe.port))
+        if code not in (0, errno.EINPROGRESS):
+            return self.finish(a, None, _error_text(code))
+        if probe.protocol == "UDP":
+            try:
+                sock.send(UDP_REQUEST)
+            except OSError as e:
+                return self.finish(a, None, _error_text(e.errno))
+        self.sel.register(sock, selectors.EVENT_READ if a.connected else selectors.EVENT_WRITE, a)
+
+    def step(self, a: _Attempt, mask: int) -> None:
+        """Advance one probe: connect done -> send request -> read reply to EOF (one datagram for UDP)."""
+        sock = a.sock
+        if not a.connected:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                return self.finish(a, None, _error_text(code))
+            a.connected = True
+        try:
+            if a.out:
+                a.out = a.out[sock.send(a.out):]
+                if not a.out:
+                    self.sel.modify(sock, selectors.EVENT_READ, a)
+                return
+            if not mask & selectors.EVENT_READ:
+                return
+            data = sock.recv(MAX_REPLY)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            return self.finish(a, None, _error_text(e.errno))
+        a.reply += data
+        if len(a.reply) > MAX_REPLY:
+            return self.finish(a, None, f"bad reply: more than {MAX_REPLY} bytes")
+        if a.probe.protocol == "UDP" or not data:
+            self.finish(a, *_verdict(a.probe.protocol, bytes(a.reply)))
+
+    def finish(self, a: _Attempt, seen: str | None, error: str | None) -> None:
+        fd = a.sock.fileno()
+        if fd in self.inflight:
+            del self.inflight[fd]
+            if fd in self.sel.get_map():
+                self.sel.unregister(fd)
+            a.sock.close()
+        self.results[a.index] = ProbeResult(a.probe, error is None, seen, error, time.monotonic() - a.start)
+
+
+def run_probes(probes: Sequence[Probe], timeout: float = 1.0, concurrency: int = 256) -> list[ProbeResult]:
+    """Run every probe concurrently (at most `concurrency` sockets at once); results in input order.
+
+    Raises NetnsError if a source namespace does not exist, ValueError for a malformed probe.
+    """
+    _check(probes)
+    if not probes:
+        return []
+    fds: dict[str, int] = {}
+    try:
+        for p in probes:
+            if p.src_netns not in fds:
+                fds[p.src_netns] = open_netns(p.src_netns)
+        runner = _Runner(probes, fds, timeout, _fd_budget(concurrency))
+        return in_worker(runner.run)
+    finally:
+        for fd in fds.values():
+            os.close(fd)

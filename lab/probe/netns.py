@@ -1,0 +1,157 @@
+"""Working from inside named network namespaces without forking `ip netns exec` per question.
+
+setns(2) moves only the calling thread, and a socket stays in the namespace it was created in.
+So code that needs a namespace runs in a fresh thread (`in_worker`) that enters it, creates its
+sockets there, and exits: the main thread never changes namespace, nothing needs restoring.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from lab.errors import LabError
+
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetnsError(LabError):
+    """A named network namespace is missing or unusable."""
+
+
+def open_netns(name: str) -> int:
+    """An fd for /run/netns/<name>, opened from any thread; the caller closes it."""
+    if not name or "/" in name or name in (".", ".."):
+        raise NetnsError(f"invalid network namespace name {name!r}")
+    path = f"{NETNS_DIR}/{name}"
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NetnsError(f"network namespace {name!r} does not exist (no {path}; see `ip netns list`)") from None
+    except OSError as e:
+        raise NetnsError(f"cannot open network namespace {name!r} ({path}): {e.strerror}") from None
+
+
+def enter(fd: int, name: str) -> None:
+    """Move the calling thread (only it) into the namespace behind fd."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        hint = " (not a network namespace: stale /run/netns entry?)" if err == errno.EINVAL else ""
+        raise NetnsError(f"cannot enter network namespace {name!r}: {os.strerror(err)}{hint}")
+
+
+def in_worker(fn: Callable[[], T]) -> T:
+    """Run fn in a thread of its own, which may setns freely and dies with its namespace."""
+    outcome: list = []
+
+    def body() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as e:  # re-raised in the caller's thread
+            outcome.append((False, e))
+
+    worker = threading.Thread(target=body, name="netns-worker", daemon=True)
+    worker.start()
+    worker.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+# rtnetlink, just enough for an RTM_GETADDR dump (linux/netlink.h, linux/rtnetlink.h, linux/if_addr.h)
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+RTATTR = struct.Struct("=HH")  # len, type
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _ipv4_addresses(ifindex: int) -> list[str]:
+    """IPv4 addresses on ifindex, via a netlink socket of the current thread's namespace."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
+        body = IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+        nl.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+        found: list[str] = []
+        while True:
+            data = nl.recv(65536)
+            offset = 0
+            while offset + NLMSGHDR.size <= len(data):
+                length, kind, _, _, _ = NLMSGHDR.unpack_from(data, offset)
+                if kind == NLMSG_DONE:
+                    return found
+                if kind == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", data, offset + NLMSGHDR.size)[0]
+                    raise OSError(code, f"RTM_GETADDR: {os.strerror(code)}")
+                if kind == RTM_NEWADDR:
+                    found += _parse_addr(data[offset + NLMSGHDR.size: offset + length], ifindex)
+                offset += _align(length)
+
+
+def _parse_addr(msg: bytes, ifindex: int) -> list[str]:
+    """The local IPv4 address of one RTM_NEWADDR message, if it is on ifindex."""
+    family, _, _, _, index = IFADDRMSG.unpack_from(msg)
+    if family != socket.AF_INET or index != ifindex:
+        return []
+    attrs: dict[int, bytes] = {}
+    offset = IFADDRMSG.size
+    while offset + RTATTR.size <= len(msg):
+        length, kind = RTATTR.unpack_from(msg, offset)
+        if length < RTATTR.size:
+            break
+        attrs[kind] = msg[offset + RTATTR.size: offset + length]
+        offset += _align(length)
+    raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)  # IFA_ADDRESS is the peer on point-to-point links
+    return [socket.inet_ntoa(raw)] if raw and len(raw) == 4 else []
+
+
+def interface_addresses(netns: str, ifname: str) -> list[str]:
+    """IPv4 addresses on ifname as seen from inside netns (no prefix length), primary first.
+
+    A missing interface gives [] (a pod without eth0 is a finding, not a crash); a missing
+    namespace raises NetnsError.
+    """
+    return interface_addresses_many([(netns, ifname)])[(netns, ifname)]
+
+
+def interface_addresses_many(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+    """interface_addresses for many (netns, ifname) pairs in one worker thread: no process per pair."""
+    groups: dict[str, set[str]] = {}
+    for netns, ifname in pairs:
+        groups.setdefault(netns, set()).add(ifname)
+    fds: dict[str, int] = {}
+    try:
+        for netns in groups:
+            fds[netns] = open_netns(netns)
+
+        def work() -> dict[tuple[str, str], list[str]]:
+            result: dict[tuple[str, str], list[str]] = {}
+            for netns, ifnames in groups.items():  # one setns per namespace
+                enter(fds[netns], netns)
+                for ifname in ifnames:
+                    try:
+                        index = socket.if_nametoindex(ifname)  # glibc's ioctl socket: this thread's netns
+                    except OSError:
+                        index = 0  # no such interface
+                    result[(netns, ifname)] = _ipv4_addresses(index) if index else []
+            return result
+
+        return in_worker(work)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
