@@ -1,0 +1,272 @@
+"""Rules that relate fields to each other, which pydantic's per-field validation cannot express.
+
+Each rule mirrors what a real cluster (or the lab's address plan) would reject later and less
+clearly: overlapping ranges, too-small subnets, duplicate names, dangling references. Every problem
+becomes a Diagnostic located through `locate`, so it points at the user's file and line.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from typing import Optional
+
+from lab.errors import Diagnostic
+from lab.topology.model import DNS_SUBDOMAIN, Deployment, Namespace, Pod, PodSpec, Topology
+from lab.topology.refs import SYNTAX, Ref, parse_ref
+from lab.topology.source import DocPath, dotted
+
+# The lab has no container runtime: `image:` names a program built into the lab.
+BUILTIN_IMAGES = ("netexec", "pause")
+# Namespaces that exist in every cluster without a Namespace manifest.
+BUILTIN_NAMESPACES = ("default", "kube-system")
+
+Locate = Callable[[DocPath], tuple[str, Optional[int]]]
+
+_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_RULE = "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+
+
+def check(topology: Topology, locate: Locate, skipped: Collection[int] = ()) -> list[Diagnostic]:
+    """Every semantic problem in a validated topology.
+
+    `skipped` lists the original indexes of manifests that failed validation and were left out:
+    the paths of the rest are mapped back to them, and lookups of manifests by name are not made
+    (the object looked for may be one of the skipped ones).
+    """
+    ctx = _Context(topology, locate, skipped)
+    for rule in (_address_plan, _machines, _manifests, _pod_specs, _labels, _checks):
+        rule(ctx)
+    return ctx.diagnostics
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice (same letters in another case first), or ''."""
+    choices = list(choices)
+    close = [c for c in choices if c.casefold() == word.casefold()] or difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Context:
+    def __init__(self, topology: Topology, locate: Locate, skipped: Collection[int]):
+        self.topology = topology
+        self.locate = locate
+        self.partial = bool(skipped)
+        kept = [i for i in range(len(topology.manifests) + len(skipped)) if i not in skipped]
+        self.manifests = [(("manifests", i), m) for i, m in zip(kept, topology.manifests)]
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, path: DocPath, message: str, hint: Optional[str] = None) -> None:
+        file, line = self.locate(path)
+        self.diagnostics.append(Diagnostic(file, line, dotted(path), message, hint))
+
+    def unique(self, items: Iterable[tuple[Hashable, DocPath]], what: Callable[[Hashable], str],
+               hint: str) -> None:
+        """Report every item whose key was seen before, at the repeat, naming the first one."""
+        first: dict[Hashable, DocPath] = {}
+        for key, path in items:
+            if key in first:
+                self.error(path, f"{what(key)} is defined twice (first at {self.where(first[key], path)})", hint)
+            else:
+                first[key] = path
+
+    def where(self, path: DocPath, seen_from: DocPath) -> str:
+        """'line 5', or 'other.yaml:5' when `path` is in another file than `seen_from`."""
+        file, line = self.locate(path)
+        return f"line {line}" if file == self.locate(seen_from)[0] else f"{file}:{line}"
+
+    def pod_specs(self) -> Iterator[tuple[DocPath, PodSpec]]:
+        for path, m in self.manifests:
+            if isinstance(m, Pod):
+                yield path + ("spec",), m.spec
+            elif isinstance(m, Deployment):
+                yield path + ("spec", "template", "spec"), m.spec.template.spec
+
+
+def _address_plan(ctx: _Context) -> None:
+    """Pod, service and underlay ranges must be disjoint and big enough for the machines."""
+    t = ctx.topology
+    ranges = [("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet")]
+    values = {path: getattr(getattr(t, path[0]), path[1]) for path in ranges}
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1:]:
+            if values[a].overlaps(values[b]):
+                ctx.error(b, f"{dotted(b)} {values[b]} overlaps {dotted(a)} {values[a]}",
+                          "pod, service and underlay addresses must not overlap; the defaults are "
+                          "podCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12, underlay subnet 172.18.0.0/24")
+
+    pod, mask, nodes = t.cluster.podCIDR, t.cluster.nodeCIDRMaskSize, len(t.nodes)
+    if pod.prefixlen > mask:
+        ctx.error(("cluster", "podCIDR"),
+                  f"podCIDR {pod} is smaller than one node's pod subnet (nodeCIDRMaskSize {mask})",
+                  f"use a podCIDR of /{mask} or larger, or a nodeCIDRMaskSize of at least {pod.prefixlen}")
+    elif 2 ** (mask - pod.prefixlen) < nodes:
+        room, bits = 2 ** (mask - pod.prefixlen), (nodes - 1).bit_length()
+        larger = [f"podCIDR {pod.supernet(new_prefix=mask - bits)}"] if bits <= mask else []
+        larger += [f"nodeCIDRMaskSize {pod.prefixlen + bits}"] if pod.prefixlen + bits <= 30 else []
+        ctx.error(("cluster", "podCIDR"),
+                  f"podCIDR {pod} with nodeCIDRMaskSize {mask} has room for {_count(room, 'node')}, "
+                  f"the topology has {nodes}",
+                  "use a larger podCIDR or a larger nodeCIDRMaskSize, e.g. " + " or ".join(larger))
+
+    subnet, hosts = t.underlay.subnet, len(t.hosts)
+    room = max(subnet.num_addresses - 3, 0)  # network, broadcast, and the first address (gateway)
+    if room < nodes + hosts:
+        prefix = next(p for p in range(30, -1, -1) if 2 ** (32 - p) - 3 >= nodes + hosts)
+        ctx.error(("underlay", "subnet"),
+                  f"underlay subnet {subnet} has room for {_count(room, 'machine')}, "
+                  f"the topology has {_count(nodes, 'node')} and {_count(hosts, 'host')}",
+                  f"use a larger subnet, e.g. {subnet.supernet(new_prefix=prefix)}; the network, "
+                  "broadcast and first address (reserved for the gateway) are not given to machines")
+
+
+def _machines(ctx: _Context) -> None:
+    """Node and host names become hostnames and network namespaces: they must be unique."""
+    t = ctx.topology
+    ctx.unique(((n.name, ("nodes", i, "name")) for i, n in enumerate(t.nodes)),
+               lambda name: f"node '{name}'", "rename one of the nodes")
+    ctx.unique(((h.name, ("hosts", i, "name")) for i, h in enumerate(t.hosts)),
+               lambda name: f"host '{name}'", "rename one of the hosts")
+    nodes: dict[str, DocPath] = {}
+    for i, n in enumerate(t.nodes):
+        nodes.setdefault(n.name, ("nodes", i, "name"))
+    for i, h in enumerate(t.hosts):
+        if h.name in nodes:
+            path = ("hosts", i, "name")
+            ctx.error(path, f"host '{h.name}' has the same name as a node (at {ctx.where(nodes[h.name], path)})",
+                      "nodes and hosts share one set of names; rename the host")
+
+
+def _manifests(ctx: _Context) -> None:
+    """Unique object names per kind and namespace, existing namespaces, matching selectors."""
+    namespaces = [(m.metadata.name, path + ("metadata", "name")) for path, m in ctx.manifests
+                  if isinstance(m, Namespace)]
+    ctx.unique(namespaces, lambda name: f"Namespace '{name}'", "remove one of the Namespace manifests")
+    for kind in (Pod, Deployment):
+        ctx.unique((((m.metadata.namespace or "default", m.metadata.name), path + ("metadata", "name"))
+                    for path, m in ctx.manifests if isinstance(m, kind)),
+                   lambda key, kind=kind: f"{kind.__name__} '{key[1]}' in namespace '{key[0]}'",
+                   f"{kind.__name__} names must be unique within a namespace; rename one")
+
+    known = set(BUILTIN_NAMESPACES) | {name for name, _ in namespaces}
+    for path, m in ctx.manifests:
+        if isinstance(m, Namespace):
+            continue
+        ns = m.metadata.namespace or "default"
+        if ns not in known and not ctx.partial:
+            ctx.error(path + ("metadata", "namespace"),
+                      f"namespace '{ns}' does not exist (Kubernetes: namespaces \"{ns}\" not found)",
+                      f"add a Namespace manifest: {{apiVersion: v1, kind: Namespace, metadata: {{name: {ns}}}}}"
+                      + did_you_mean(ns, known))
+        if isinstance(m, Deployment):
+            _selector(ctx, path + ("spec",), m)
+
+
+def _selector(ctx: _Context, spec: DocPath, deployment: Deployment) -> None:
+    selector = deployment.spec.selector.matchLabels
+    template = deployment.spec.template.metadata.labels
+    if not selector:
+        ctx.error(spec + ("selector", "matchLabels"), "selector.matchLabels must not be empty "
+                  "(Kubernetes: empty selector is invalid for deployment)",
+                  "select the template's pods by a label, e.g. selector: {matchLabels: {app: web}} "
+                  "and template: {metadata: {labels: {app: web}}}")
+    for key, value in selector.items():
+        if template.get(key) != value:
+            found = f"has {key}={template[key]}" if key in template else f"has no label '{key}'"
+            ctx.error(spec + ("selector", "matchLabels", key),
+                      f"selector does not match template labels: selector wants {key}={value}, the template {found}",
+                      f"add '{key}: {value}' to spec.template.metadata.labels")
+
+
+def _pod_specs(ctx: _Context) -> None:
+    """Per pod: unique containers and ports (one network namespace), known node, runnable images."""
+    nodes = list(dict.fromkeys(n.name for n in ctx.topology.nodes))
+    for spec_path, spec in ctx.pod_specs():
+        containers = [(spec_path + ("containers", j), c) for j, c in enumerate(spec.containers)]
+        ports = [(path + ("ports", k), p) for path, c in containers for k, p in enumerate(c.ports)]
+        ctx.unique(((c.name, path + ("name",)) for path, c in containers),
+                   lambda name: f"container '{name}'", "container names must be unique within a pod")
+        ctx.unique(((p.name, path + ("name",)) for path, p in ports if p.name),
+                   lambda name: f"port name '{name}'", "port names must be unique within a pod")
+        ctx.unique((((p.containerPort, p.protocol), path + ("containerPort",)) for path, p in ports),
+                   lambda key: f"containerPort {key[0]}/{key[1]}",
+                   "the containers of a pod share one network namespace: each port can be used once")
+        if spec.nodeName is not None and spec.nodeName not in nodes:
+            ctx.error(spec_path + ("nodeName",), f"nodeName '{spec.nodeName}' is not a node of this topology",
+                      f"nodes: {', '.join(nodes)}" + did_you_mean(spec.nodeName, nodes))
+        for path, c in containers:
+            _image(ctx, path, c.image, c.command)
+
+
+def _image(ctx: _Context, path: DocPath, image: str, command: Optional[list[str]]) -> None:
+    if image == "netexec" and command:
+        ctx.error(path + ("command",), "a netexec container takes no command",
+                  "remove `command:`; netexec serves the container's containerPorts by itself")
+    elif image not in BUILTIN_IMAGES and not command:
+        ctx.error(path + ("image",), f"image '{image}' is not a built-in program" + did_you_mean(image, BUILTIN_IMAGES),
+                  f"built-in images: {', '.join(BUILTIN_IMAGES)}; or give the container a `command:` "
+                  "to run a program from the host inside the pod")
+
+
+def _labels(ctx: _Context) -> None:
+    """Label keys and values as Kubernetes validates them, wherever labels are written."""
+    places: list[tuple[DocPath, dict[str, str]]] = [
+        (("nodes", i, "labels"), n.labels) for i, n in enumerate(ctx.topology.nodes)]
+    for path, m in ctx.manifests:
+        places.append((path + ("metadata", "labels"), m.metadata.labels))
+        if isinstance(m, Deployment):
+            places.append((path + ("spec", "template", "metadata", "labels"), m.spec.template.metadata.labels))
+            places.append((path + ("spec", "selector", "matchLabels"), m.spec.selector.matchLabels))
+    for path, labels in places:
+        for key, value in labels.items():
+            problem = _label_key_problem(key)
+            if problem:
+                ctx.error(path + (key,), f"label key '{key}' is invalid: {problem}",
+                          "label keys are [prefix/]name, e.g. app or example.com/tier")
+            if len(value) > 63 or (value and not _LABEL_NAME.fullmatch(value)):
+                ctx.error(path + (key,), f"label value '{value}' of '{key}' is invalid",
+                          f"label values are empty or {_LABEL_RULE}")
+
+
+def _label_key_problem(key: str) -> Optional[str]:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (len(prefix) > 253 or not re.fullmatch(DNS_SUBDOMAIN, prefix)):
+        return (f"the prefix '{prefix}' must be a DNS subdomain (lowercase letters, digits, '-' and '.', "
+                "at most 253 characters)")
+    if len(name) > 63 or not _LABEL_NAME.fullmatch(name):
+        return f"the name '{name}' must be {_LABEL_RULE}"
+    return None
+
+
+def _checks(ctx: _Context) -> None:
+    """`from` and `to` must parse and name objects of this topology."""
+    t = ctx.topology
+    known: dict[str, set[str]] = {
+        "node": {f"node/{n.name}" for n in t.nodes},
+        "host": {f"host/{h.name}" for h in t.hosts},
+        "pod": {str(Ref(m.metadata.namespace or "default", "pod", m.metadata.name))
+                for _, m in ctx.manifests if isinstance(m, Pod)},
+        "deploy": {str(Ref(m.metadata.namespace or "default", "deploy", m.metadata.name))
+                   for _, m in ctx.manifests if isinstance(m, Deployment)},
+    }
+    for i, spec in enumerate(t.checks):
+        for field, text in (("from", spec.from_), ("to", spec.to)):
+            path = ("checks", i, field)
+            try:
+                ref = parse_ref(text)
+            except ValueError as e:
+                ctx.error(path, str(e), None if SYNTAX in str(e) else f"write endpoints as {SYNTAX}")
+                continue
+            target = str(Ref(ref.namespace, ref.kind, ref.name))
+            if target in known[ref.kind] or (ctx.partial and ref.kind in ("pod", "deploy")):
+                continue
+            where = f" in namespace '{ref.namespace}'" if ref.kind in ("pod", "deploy") else ""
+            names = sorted(known[ref.kind])
+            noun = "deployment" if ref.kind == "deploy" else ref.kind
+            ctx.error(path, f"'{text}': there is no {noun} '{ref.name}'{where}",
+                      (f"known: {', '.join(names)}" if names else f"the topology has no {noun}s")
+                      + did_you_mean(target, names))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,0 +1,51 @@
+"""Semantic rules called directly: located diagnostics, and the partial mode used after failures."""
+from __future__ import annotations
+
+from lab.topology import semantics
+from lab.topology.model import Topology
+
+
+def locate(path):
+    return "t.yaml", len(path)  # a stand-in: the depth of the path
+
+
+def topology(**fields) -> Topology:
+    return Topology.model_validate({"name": "t", "nodes": [{"name": "node1"}], **fields})
+
+
+def pod(name: str, namespace: str = "default", **spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "image": "netexec"}], **spec}}
+
+
+def test_builtin_images():
+    assert semantics.BUILTIN_IMAGES == ("netexec", "pause")
+
+
+def test_valid_topology_has_no_problems():
+    t = topology(hosts=[{"name": "internet"}], manifests=[pod("web")],
+                 checks=[{"from": "host/internet", "to": "pod/web:8080", "expect": "allow"}])
+    assert semantics.check(t, locate) == []
+
+
+def test_diagnostics_are_located():
+    (diagnostic,) = semantics.check(topology(manifests=[pod("web", nodeName="node9")]), locate)
+    assert (diagnostic.file, diagnostic.line, diagnostic.path) == ("t.yaml", 4, "manifests[0].spec.nodeName")
+
+
+def test_skipped_manifests_keep_original_indexes_and_lookups_are_not_guessed():
+    t = topology(manifests=[pod("web", namespace="team", nodeName="node9")],
+                 checks=[{"from": "pod/gone", "to": "node/node1", "expect": "allow"}])
+    (diagnostic,) = semantics.check(t, locate, skipped={0, 1})
+    assert diagnostic.path == "manifests[2].spec.nodeName"
+
+
+def test_every_missing_lookup_is_reported_without_skips():
+    t = topology(manifests=[pod("web", namespace="team")],
+                 checks=[{"from": "pod/gone", "to": "node/node1", "expect": "allow"}])
+    assert [d.path for d in semantics.check(t, locate)] == ["manifests[0].metadata.namespace", "checks[0].from"]
+
+
+def test_did_you_mean():
+    assert semantics.did_you_mean("Flannel", ["flannel", "vxlan"]) == " (did you mean 'flannel'?)"
+    assert semantics.did_you_mean("zzz", ["flannel"]) == ""
