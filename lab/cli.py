@@ -267,7 +267,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="POD|node/NAME|host/NAME")
     p.add_argument("-c", "--container")
     p.add_argument("-n", "--namespace", default="default")
-    p.add_argument("command", nargs=argparse.REMAINDER)
     lab_opt(p)
     p = add("logs", cmd_logs, "print a container's output")
     p.add_argument("pod", metavar="POD")
@@ -286,9 +285,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in args:  # kubectl's convention: everything after -- is the command to run
+        cut = args.index("--")
+        args, command = args[:cut], args[cut + 1:]
     a = _parser().parse_args(args)
-    if a.cmd == "exec" and a.command and a.command[0] == "--":
-        a.command = a.command[1:]
+    a.command = command
     try:
         return a.fn(a) or 0
     except TopologyError as e:

@@ -1,5 +1,5 @@
 """A small libcni: run a conflist's plugins per the CNI spec (env + JSON on stdin), from inside the
-node's namespace, with libcni's semantics: ADD is all-or-nothing, DEL runs in reverse, may run
+node's namespace (spawned by a thread that entered it: no nsenter process per call), with libcni's semantics: ADD is all-or-nothing, DEL runs in reverse, may run
 twice and keeps going past errors. Results are cached so DEL and CHECK get their prevResult."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from lab.errors import LabError
+from lab.runtime.netns import in_netns
 
 PLUGIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 
@@ -33,7 +34,7 @@ class Attachment:
     container_id: str
     netns_path: str           # CNI_NETNS, the pod's namespace
     ifname: str
-    node_netns_path: str      # where the plugin runs (the node's namespace)
+    node_netns: str           # where the plugin runs: the node's namespace (a /run/netns name)
     args: tuple[tuple[str, str], ...] = ()  # CNI_ARGS, e.g. K8S_POD_NAME, IP
 
 
@@ -48,10 +49,9 @@ def _exec(plugin: str, command: str, conf: dict, att: Attachment) -> Optional[di
         "CNI_ARGS": ";".join(["IgnoreUnknown=1", *(f"{k}={v}" for k, v in att.args)]),
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     }
-    proc = subprocess.run(
-        ["nsenter", f"--net={att.node_netns_path}", "--", find_plugin(plugin)],
-        input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=30,
-    )
+    argv = [find_plugin(plugin)]
+    proc = in_netns(att.node_netns, lambda: subprocess.run(
+        argv, input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=30))
     if proc.returncode != 0:
         try:
             err = json.loads(proc.stdout)

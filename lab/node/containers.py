@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab.controlplane.state import ClusterState, ContainerState, PodState
+from lab.controlplane.state import ContainerState, PodState
 from lab.errors import LabError
 from lab.runtime.record import LabRecord
 
@@ -39,32 +39,32 @@ def env_for(pod: PodState, c: ContainerState) -> dict[str, str]:
 
 
 def log_path(record: LabRecord, pod: PodState, c: ContainerState) -> Path:
-    return record.dir / "logs" / f"{pod.namespace}_{pod.name}_{c.name}.log"
+    return record.subdir("logs") / f"{pod.namespace}_{pod.name}_{c.name}.log"
 
 
-def start_all(state: ClusterState, record: LabRecord) -> None:
-    """Start every container; return once every netexec has bound its ports (it says so on a pipe)."""
-    (record.dir / "logs").mkdir(exist_ok=True)
-    waiting: dict[int, tuple[str, subprocess.Popen, Path]] = {}
-    for pod in state.pods:
-        for c in pod.containers:
-            r, w = os.pipe() if c.image == "netexec" else (None, None)
-            log = log_path(record, pod, c)
-            with open(log, "wb") as out:
-                proc = subprocess.Popen(
-                    ["ip", "netns", "exec", pod.netns, *argv_for(pod, c, w)],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env_for(pod, c),
-                    start_new_session=True, pass_fds=(w,) if w is not None else (),
-                )
-            record.pids[container_key(pod, c)] = proc.pid
-            if w is not None:
-                os.close(w)
-                waiting[r] = (container_key(pod, c), proc, log)
-    record.save()
-    _wait_ready(waiting)
+Waiting = dict[int, tuple[str, subprocess.Popen, Path]]  # ready-pipe fd -> (container, process, log)
 
 
-def _wait_ready(waiting: dict[int, tuple[str, subprocess.Popen, Path]]) -> None:
+def start_pod(record: LabRecord, pod: PodState) -> Waiting:
+    """Start a pod's containers; the returned pipes say when each netexec has bound its ports."""
+    waiting: Waiting = {}
+    for c in pod.containers:
+        r, w = os.pipe() if c.image == "netexec" else (None, None)
+        log = log_path(record, pod, c)
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", pod.netns, *argv_for(pod, c, w)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env_for(pod, c),
+                start_new_session=True, pass_fds=(w,) if w is not None else (),
+            )
+        record.pids[container_key(pod, c)] = proc.pid
+        if w is not None:
+            os.close(w)
+            waiting[r] = (container_key(pod, c), proc, log)
+    return waiting
+
+
+def wait_ready(waiting: Waiting) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     try:
         while waiting:

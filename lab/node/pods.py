@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Interface
 
 from lab.cni import config, libcni
+from lab.node import containers
 from lab.controlplane.state import ClusterState, PodState
 from lab.errors import LabError
 from lab.runtime.execs import ip_batch, netns_path
@@ -24,7 +25,7 @@ def _attachment(state: ClusterState, pod: PodState, ifname: str) -> libcni.Attac
     node = state.node(pod.node)
     return libcni.Attachment(
         container_id=pod.netns, netns_path=netns_path(pod.netns), ifname=ifname,
-        node_netns_path=netns_path(node.netns),
+        node_netns=node.netns,
         args=(("K8S_POD_NAMESPACE", pod.namespace), ("K8S_POD_NAME", pod.name),
               ("K8S_POD_INFRA_CONTAINER_ID", pod.netns)) + ((("IP", pod.ip),) if ifname == "eth0" else ()),
     )
@@ -35,21 +36,33 @@ def _pod_network(state: ClusterState, record: LabRecord, pod: PodState) -> dict:
 
 
 def create(state: ClusterState, record: LabRecord) -> None:
+    """Sandboxes, CNI ADD, then the pod's containers, pipelined per pod over a few workers:
+    plugin execs and container start-ups overlap instead of running phase after phase."""
     pods = sandboxed(state)
     record.claim(netns=tuple(p.netns for p in pods))
     ip_batch([f"netns add {p.netns}" for p in pods])
     cache = libcni.ResultCache(record.dir / "cni")
 
-    def wire(pod: PodState) -> None:
+    def wire_and_start(pod: PodState) -> containers.Waiting:
         libcni.add(config.loopback_network(), _attachment(state, pod, "lo"), cache)
         result = libcni.add(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache)
         got = [str(IPv4Interface(i["address"]).ip) for i in result.get("ips", [])]
         if got != [pod.ip]:
             raise LabError(f"CNI gave pod {pod.key} {got}, the plan says {pod.ip}")
+        return containers.start_pod(record, pod)
 
-    with ThreadPoolExecutor(WORKERS) as pool:
-        for f in [pool.submit(wire, p) for p in pods]:
-            f.result()
+    waiting: containers.Waiting = {}
+    try:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            futures = [pool.submit(wire_and_start, p) for p in pods]
+            for p in state.pods:
+                if p.host_network:
+                    waiting.update(containers.start_pod(record, p))
+            for f in futures:
+                waiting.update(f.result())
+    finally:
+        record.save()  # the pids started so far, even on failure
+    containers.wait_ready(waiting)
 
 
 def delete(state: ClusterState, record: LabRecord) -> list[str]:
@@ -59,8 +72,8 @@ def delete(state: ClusterState, record: LabRecord) -> list[str]:
             if p.netns in record.netns and os.path.exists(netns_path(state.node(p.node).netns))]
 
     def unwire(pod: PodState) -> list[str]:
-        errors = libcni.delete(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache)
-        return errors + libcni.delete(config.loopback_network(), _attachment(state, pod, "lo"), cache)
+        # Only the pod network: loopback's DEL would just set `lo` down in a namespace about to go.
+        return libcni.delete(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache)
 
     with ThreadPoolExecutor(WORKERS) as pool:
         return [e for errs in pool.map(unwire, pods) for e in errs]

@@ -54,21 +54,20 @@ def alive(pid: int) -> bool:
         return False
 
 
-def stop(pids: set[int], grace: float = 0.3) -> None:
-    """SIGTERM, a short grace period, then SIGKILL for what is left."""
+def signal_all(pids: Iterable[int], sig: int) -> None:
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def reap(pids: set[int], grace: float = 0.3) -> None:
+    """Wait up to `grace` for signalled processes to go, then SIGKILL what is left."""
     deadline = time.monotonic() + grace
     left = set(pids)
     while left and time.monotonic() < deadline:
         left = {p for p in left if alive(p)}
         if left:
             time.sleep(0.01)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    signal_all(left, signal.SIGKILL)

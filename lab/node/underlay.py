@@ -3,9 +3,14 @@ with the userspace datapath). Mininet builds them; each gets a name in /run/netn
 `ip netns exec` works, and from then on the lab drives them through those names."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
+import sys
+import sysconfig
+import warnings
+from pathlib import Path
 
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
@@ -32,14 +37,32 @@ def _switch_class(state: ClusterState):
     if state.switch == "linux-bridge":
         from mininet.nodelib import LinuxBridge
         return LinuxBridge, {}
-    from mininet.node import OVSBridge
+    from mininet.node import OVSBridge  # after build() imported mininet
     if not _ovs_running():
         raise LabError("underlay switch ovs needs Open vSwitch running: "
                        f"`sudo {OVS_CTL} start` (the userspace datapath is used; no kernel module needed)")
     return OVSBridge, {"datapath": "user", "failMode": "standalone"}
 
 
+def _import_mininet() -> None:
+    """mininet.node imports distutils.version for one OVS version compare. Under setuptools'
+    distutils shim (any venv) that import drags in pkg_resources: ~0.1 s of every `lab up`.
+    Python 3.11 still ships the stdlib distutils: load that one when it is there."""
+    if "distutils" in sys.modules or sys.version_info >= (3, 12):
+        return
+    init = Path(sysconfig.get_paths()["stdlib"]) / "distutils" / "__init__.py"
+    if not init.exists():
+        return
+    spec = importlib.util.spec_from_file_location("distutils", init, submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["distutils"] = module
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        spec.loader.exec_module(module)
+
+
 def build(state: ClusterState, record: LabRecord) -> None:
+    _import_mininet()
     from mininet.log import setLogLevel
     from mininet.net import Mininet
 

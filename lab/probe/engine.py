@@ -17,7 +17,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.probe.netns import in_worker, enter, interface_addresses, interface_addresses_many, open_netns
+from lab.probe.netns import interface_addresses, interface_addresses_many
+from lab.runtime.netns import enter, in_worker, open_netns
 
 __all__ = ["Probe", "ProbeResult", "run_probes", "interface_addresses", "interface_addresses_many"]
 

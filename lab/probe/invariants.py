@@ -26,10 +26,12 @@ INVARIANTS = {
 @dataclass(frozen=True)
 class Outcome:
     check: str        # a key of INVARIANTS
-    subject: str      # the pair or the pod this is about
+    subject: str      # the pair or the pod this is about, for people
     passed: bool
     expected: str
     observed: str
+    source: str = ""  # for programs: the namespace the probe left from
+    target: str = ""  # and where it went, "ip:port/protocol"
 
 
 @dataclass(frozen=True)
@@ -128,17 +130,18 @@ def _describe(r: ProbeResult) -> str:
 
 
 def judge(e: Expectation, r: ProbeResult) -> Outcome:
+    where = {"source": e.probe.src_netns, "target": f"{e.probe.dst_ip}:{e.probe.port}/{e.probe.protocol}"}
     if e.probe.port == 0:
         return Outcome(e.check, e.subject, False, "a port to probe",
-                       "the target serves no port for this protocol; write it as kind/name:PORT")
+                       "the target serves no port for this protocol; write it as kind/name:PORT", **where)
     if e.reply:
         expected = f"reply, source seen {e.source}" if e.source else "reply"
         passed = r.ok and (e.source is None or r.seen_source == e.source)
         observed = _describe(r)
         if r.ok and not passed:
             observed += " (the source address was rewritten: NAT)"
-        return Outcome(e.check, e.subject, passed, expected, observed)
-    return Outcome(e.check, e.subject, not r.ok, "no reply (denied)", _describe(r))
+        return Outcome(e.check, e.subject, passed, expected, observed, **where)
+    return Outcome(e.check, e.subject, not r.ok, "no reply (denied)", _describe(r), **where)
 
 
 def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]], results: list[tuple[Expectation, ProbeResult]]) -> list[Outcome]:
@@ -155,7 +158,7 @@ def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]], results: list
         others = sorted(seen.get(pod.netns, set()))
         observed = f"eth0={','.join(own) or 'none'}, seen by others={','.join(others) or 'nothing (no replies)'}"
         passed = own == [pod.ip] and all(s == pod.ip for s in others)
-        out.append(Outcome("pod-ip", pod.key, passed, f"{pod.ip} everywhere", observed))
+        out.append(Outcome("pod-ip", pod.key, passed, f"{pod.ip} everywhere", observed, source=pod.netns))
     return out
 
 

@@ -1,72 +1,13 @@
-"""Working from inside named network namespaces without forking `ip netns exec` per question.
-
-setns(2) moves only the calling thread, and a socket stays in the namespace it was created in.
-So code that needs a namespace runs in a fresh thread (`in_worker`) that enters it, creates its
-sockets there, and exits: the main thread never changes namespace, nothing needs restoring.
-"""
+"""Reading interface addresses from inside named namespaces without forking `ip` per question:
+a worker thread enters each namespace (lab.runtime.netns) and asks rtnetlink directly."""
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 import socket
 import struct
-import threading
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
-from lab.errors import LabError
-
-NETNS_DIR = "/run/netns"
-CLONE_NEWNET = 0x40000000
-T = TypeVar("T")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class NetnsError(LabError):
-    """A named network namespace is missing or unusable."""
-
-
-def open_netns(name: str) -> int:
-    """An fd for /run/netns/<name>, opened from any thread; the caller closes it."""
-    if not name or "/" in name or name in (".", ".."):
-        raise NetnsError(f"invalid network namespace name {name!r}")
-    path = f"{NETNS_DIR}/{name}"
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NetnsError(f"network namespace {name!r} does not exist (no {path}; see `ip netns list`)") from None
-    except OSError as e:
-        raise NetnsError(f"cannot open network namespace {name!r} ({path}): {e.strerror}") from None
-
-
-def enter(fd: int, name: str) -> None:
-    """Move the calling thread (only it) into the namespace behind fd."""
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        hint = " (not a network namespace: stale /run/netns entry?)" if err == errno.EINVAL else ""
-        raise NetnsError(f"cannot enter network namespace {name!r}: {os.strerror(err)}{hint}")
-
-
-def in_worker(fn: Callable[[], T]) -> T:
-    """Run fn in a thread of its own, which may setns freely and dies with its namespace."""
-    outcome: list = []
-
-    def body() -> None:
-        try:
-            outcome.append((True, fn()))
-        except BaseException as e:  # re-raised in the caller's thread
-            outcome.append((False, e))
-
-    worker = threading.Thread(target=body, name="netns-worker", daemon=True)
-    worker.start()
-    worker.join()
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value
-
+from lab.runtime.netns import enter, in_worker, open_netns
 
 # rtnetlink, just enough for an RTM_GETADDR dump (linux/netlink.h, linux/rtnetlink.h, linux/if_addr.h)
 NLMSG_ERROR, NLMSG_DONE = 2, 3

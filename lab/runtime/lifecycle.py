@@ -10,14 +10,12 @@ from contextlib import contextmanager
 from typing import Callable, Optional
 
 from lab import routing
-from lab.controlplane.plan import plan
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
-from lab.node import containers, pods, processes, underlay
+from lab.node import pods, processes, underlay
 from lab.runtime import record as records
 from lab.runtime.execs import ip_batch, run
 from lab.runtime.record import LabRecord
-from lab.topology.load import load_topology
 
 Progress = Callable[[str, float], None]
 
@@ -63,6 +61,7 @@ def _phase(name: str, progress: Progress):
 def preflight(state: ClusterState) -> None:
     if os.geteuid() != 0:
         raise LabError("lab up needs root (network namespaces, links): run it with sudo")
+    records.ensure_free(state.lab)
     taken = [m.netns for m in [*state.nodes, *state.hosts, *pods.sandboxed(state)] if os.path.exists(f"/run/netns/{m.netns}")]
     if taken:
         raise LabError(f"network namespaces {', '.join(taken[:5])} already exist and are not this lab's; "
@@ -72,6 +71,9 @@ def preflight(state: ClusterState) -> None:
 
 
 def up(path: str, progress: Progress = _quiet) -> ClusterState:
+    from lab.controlplane.plan import plan  # pydantic: only `up` needs it, not `down` or `get`
+    from lab.topology.load import load_topology
+
     topo = load_topology(path)
     state = plan(topo, source=os.path.abspath(path))
     preflight(state)
@@ -87,10 +89,9 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                     ip_batch(list(ops.ip), netns=node.netns)
                     if ops.bridge:
                         run(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
-            with _phase(f"pod sandboxes: {len(pods.sandboxed(state))} via CNI {state.cni}", progress):
+            with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
+                        f"{sum(len(p.containers) for p in state.pods)} containers ready", progress):
                 pods.create(state, rec)
-            with _phase(f"containers: {sum(len(p.containers) for p in state.pods)} started and ready", progress):
-                containers.start_all(state, rec)
             rec.status = "running"
             rec.owner_pid, rec.owner_start = 0, None
             rec.save()
@@ -107,8 +108,10 @@ def teardown(rec: LabRecord) -> list[str]:
     """Remove everything the record says the lab owns. Keeps going past errors and returns them."""
     rec.status = "deleting"
     rec.save()
-    processes.stop(processes.owned_pids(rec.netns, rec.shells))
-    errors = pods.delete(rec.state, rec)
+    pids = processes.owned_pids(rec.netns, rec.shells)
+    processes.signal_all(pids, signal.SIGTERM)
+    errors = pods.delete(rec.state, rec)  # CNI DEL runs while the processes exit
+    processes.reap(pids)
     existing = [n for n in reversed(rec.netns) if os.path.exists(f"/run/netns/{n}")]
     try:
         ip_batch([f"netns delete {n}" for n in existing], force=True)

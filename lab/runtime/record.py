@@ -54,11 +54,8 @@ class LabRecord:
         try:
             rec.dir.mkdir()
         except FileExistsError:
-            other = load(state.lab)
-            if other.status == "running" or other.owner_alive():
-                raise LabError(f"a lab named {state.lab!r} already exists (status {other.status}); "
-                               f"`lab down {state.lab}` first, or rename the lab in the topology file") from None
-            raise LabError(f"lab {state.lab!r} was left behind by a crashed run; `lab clean` removes it") from None
+            ensure_free(state.lab)
+            raise
         rec.save()
         return rec
 
@@ -104,6 +101,20 @@ def load(name: str) -> LabRecord:
         raise LabError(f"the record of lab {name!r} ({path}) is damaged: {e}; `lab clean` removes the lab") from None
     state = ClusterState.from_dict(data.pop("state"))
     return LabRecord(state=state, **data)
+
+
+def ensure_free(name: str) -> None:
+    """Refuse a name a lab on this machine already has, saying what to do about it."""
+    if not (RUN_ROOT / name).exists():
+        return
+    try:
+        other = load(name)
+    except LabError:
+        raise LabError(f"lab {name!r} was left behind by a crashed run; `lab clean` removes it") from None
+    if other.status == "running" or other.owner_alive():
+        raise LabError(f"a lab named {name!r} already exists (status {other.status}); "
+                       f"`lab down {name}` first, or rename the lab in the topology file")
+    raise LabError(f"lab {name!r} was left behind by a crashed run; `lab clean` removes it")
 
 
 def names() -> list[str]:

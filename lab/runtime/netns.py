@@ -1,0 +1,81 @@
+"""Entering named network namespaces from worker threads, never the main thread.
+
+setns(2) moves only the calling thread, and what a thread creates (a socket, a child process)
+belongs to the namespace the thread is in at that moment. So code that needs a namespace runs in
+a fresh thread (`in_netns`) that enters it and exits: nothing ever needs restoring.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from lab.errors import LabError
+
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetnsError(LabError):
+    """A named network namespace is missing or unusable."""
+
+
+def open_netns(name: str) -> int:
+    """An fd for /run/netns/<name>, opened from any thread; the caller closes it."""
+    if not name or "/" in name or name in (".", ".."):
+        raise NetnsError(f"invalid network namespace name {name!r}")
+    path = f"{NETNS_DIR}/{name}"
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NetnsError(f"network namespace {name!r} does not exist (no {path}; see `ip netns list`)") from None
+    except OSError as e:
+        raise NetnsError(f"cannot open network namespace {name!r} ({path}): {e.strerror}") from None
+
+
+def enter(fd: int, name: str) -> None:
+    """Move the calling thread (only it) into the namespace behind fd."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        hint = " (not a network namespace: stale /run/netns entry?)" if err == errno.EINVAL else ""
+        raise NetnsError(f"cannot enter network namespace {name!r}: {os.strerror(err)}{hint}")
+
+
+def in_worker(fn: Callable[[], T]) -> T:
+    """Run fn in a thread of its own, which may setns freely and dies with its namespace."""
+    outcome: list = []
+
+    def body() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as e:  # re-raised in the caller's thread
+            outcome.append((False, e))
+
+    worker = threading.Thread(target=body, name="netns-worker", daemon=True)
+    worker.start()
+    worker.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+def in_netns(name: str, fn: Callable[[], T]) -> T:
+    """Run fn in a fresh thread that has entered network namespace `name` (children it spawns
+    are born there too)."""
+    fd = open_netns(name)
+
+    def body() -> T:
+        try:
+            enter(fd, name)
+        finally:
+            os.close(fd)
+        return fn()
+
+    return in_worker(body)

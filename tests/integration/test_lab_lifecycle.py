@@ -1,0 +1,225 @@
+"""A lab's whole life on the real machine: up, check, down, and every way it can be cut short."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from lab.controlplane.naming import switch_name
+from tests.integration.conftest import ROOT, TOPOLOGIES, host_snapshot, lab, lab_leftovers, needs_root, wait_for
+
+pytestmark = [needs_root, pytest.mark.root]
+
+
+def record(name: str) -> dict:
+    return json.loads(Path(f"/run/k8s-netlab/{name}/record.json").read_text())
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def assert_gone(name: str, pids: list[int] = ()) -> None:
+    left = wait_for(lambda: not lab_leftovers(name, switch_name(name)))
+    assert left, f"lab {name} left behind: {lab_leftovers(name, switch_name(name))}"
+    assert not [p for p in pids if alive(p)], "pod processes survived"
+
+
+@pytest.mark.parametrize("topology", ["vxlan", "host-gw"])
+def test_up_check_down_leaves_the_host_as_it_was(topology, tmp_path):
+    before = host_snapshot()
+    lab("up", str(TOPOLOGIES / f"{topology}.yaml"))
+    try:
+        pods = json.loads(lab("get", "pods", "-o", "json", "--lab", topology).stdout)["items"]
+        assert len(pods) == 7 and all(p["status"]["phase"] == "Running" for p in pods)
+        assert {p["spec"]["nodeName"] for p in pods} == {"control-plane", "worker1", "worker2"}
+        # every pod is a named namespace plain tools can use, with the IP the model says
+        for p in pods:
+            if not p["spec"]["hostNetwork"]:
+                out = subprocess.run(["ip", "-n", f"{topology}-default-{p['metadata']['name']}", "-j", "addr", "show", "eth0"],
+                                     capture_output=True, text=True, check=True).stdout
+                assert json.loads(out)[0]["addr_info"][0]["local"] == p["status"]["podIP"]
+        junit = tmp_path / "out.xml"
+        result = lab("check", "--lab", topology, "--junit", str(junit), "--json", str(tmp_path / "out.json"))
+        assert "PASSED" in result.stdout
+        suites = ET.parse(junit).getroot()
+        assert suites.get("failures") == "0" and int(suites.get("tests")) > 80
+        assert {s.get("name").split(".", 1)[1] for s in suites} == {
+            "pod-to-pod", "node-to-pod", "pod-ip", "hostnetwork-to-pod", "localhost", "checks"}
+        pids = list(record(topology)["pids"].values())
+        assert pids and all(alive(p) for p in pids)
+    finally:
+        lab("down", topology)
+    assert_gone(topology, pids)
+    assert wait_for(lambda: host_snapshot() == before), "the host's routes/links/rules/sysctls changed"
+
+
+def test_a_removed_route_fails_exactly_the_affected_pairs(tmp_path, clean_after):
+    clean_after.append("host-gw")
+    lab("up", str(TOPOLOGIES / "host-gw.yaml"))
+    state = record("host-gw")["state"]
+    nodes = {n["name"]: n for n in state["nodes"]}
+    # worker1 forgets where worker2's pods live: its replies to them and its requests both die
+    subprocess.run(["ip", "-n", "host-gw-worker1", "route", "del", nodes["worker2"]["pod_cidr"]], check=True)
+    result = lab("check", "--lab", "host-gw", "--json", str(tmp_path / "r.json"), check=False)
+    assert result.returncode == 1 and "FAILED" in result.stdout
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+
+    w2_cidr = ipaddress.ip_network(nodes["worker2"]["pod_cidr"])
+    node_of_ip = {p["ip"]: p["node"] for p in state["pods"]}
+    node_of_netns = {p["netns"]: p["node"] for p in state["pods"]}
+    node_of_netns.update({n["netns"]: n["name"] for n in state["nodes"]})
+    ip_of_netns = {p["netns"]: p["ip"] for p in state["pods"]}
+    ip_of_netns.update({n["netns"]: n["ip"] for n in state["nodes"]})
+
+    def affected(o: dict) -> bool:
+        """worker1 is needed to route towards worker2's pods: for requests it forwards there, and
+        for its replies to worker2's pods. Node-sourced traffic uses underlay addresses."""
+        if o["check"] in ("pod-ip", "localhost"):
+            return False
+        dst = o["target"].split(":")[0]
+        src_node, src_ip = node_of_netns[o["source"]], ip_of_netns[o["source"]]
+        request = src_node == "worker1" and ipaddress.ip_address(dst) in w2_cidr
+        reply = node_of_ip.get(dst, "?") == "worker1" and ipaddress.ip_address(src_ip) in w2_cidr
+        return request or reply
+
+    failed = {o["subject"] for o in results if not o["passed"]}
+    expected = {o["subject"] for o in results if affected(o) and not o["expected"].startswith("no reply")}
+    assert failed == expected
+    assert any("node/worker1" in s for s in failed) and any("hostNetwork" in s for s in failed)
+
+
+def test_two_labs_side_by_side(clean_after):
+    clean_after += ["vxlan", "host-gw"]
+    lab("up", str(TOPOLOGIES / "vxlan.yaml"))
+    lab("up", str(TOPOLOGIES / "host-gw.yaml"))
+    listing = lab("list").stdout
+    assert "vxlan" in listing and "host-gw" in listing
+    assert "PASSED" in lab("check", "--lab", "vxlan").stdout
+    assert "PASSED" in lab("check", "--lab", "host-gw").stdout
+    # without --lab, a command must ask which one
+    assert "say which one" in lab("get", "pods", check=False).stderr
+    lab("down", "vxlan")
+    assert_gone("vxlan")
+    assert "PASSED" in lab("check").stdout  # the other lab is untouched, and now the only one
+    lab("down")
+    assert_gone("host-gw")
+
+
+def _start_up(topology: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lab", "up", str(topology)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_claims(name: str, count: int) -> None:
+    def claimed():
+        try:
+            return len(record(name)["netns"]) >= count
+        except (OSError, ValueError):
+            return False
+    assert wait_for(claimed, timeout=10, step=0.005), f"lab up never claimed {count} namespaces"
+
+
+@pytest.mark.parametrize("point", ["underlay", "pods"])
+def test_sigkill_during_up_then_clean_leaves_nothing(point):
+    topology = ROOT / "bench" / "topology-30.yaml"
+    before = host_snapshot()
+    proc = _start_up(topology)
+    _wait_claims("bench30", 3 if point == "underlay" else 20)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    try:
+        assert Path("/run/k8s-netlab/bench30").exists()
+        # a running-lab command refuses politely; clean removes the wreck
+        assert "crashed" in lab("up", str(topology), check=False).stderr
+        assert "bench30" in lab("clean").stdout
+    finally:
+        lab("clean", check=False)
+    assert_gone("bench30")
+    assert wait_for(lambda: host_snapshot() == before)
+
+
+def test_ctrl_c_during_up_rolls_back():
+    topology = ROOT / "bench" / "topology-30.yaml"
+    proc = _start_up(topology)
+    _wait_claims("bench30", 20)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "interrupted" in err and "removed" in err
+    assert_gone("bench30")
+
+
+def test_failed_up_rolls_back(tmp_path):
+    bad = tmp_path / "clash.yaml"
+    bad.write_text("""
+name: clash
+nodes: [{name: n1}]
+manifests:
+  - {apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {nodeName: n1, hostNetwork: true,
+     containers: [{name: c, image: netexec, ports: [{containerPort: 7000}]}]}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: b}, spec: {nodeName: n1, hostNetwork: true,
+     containers: [{name: c, image: netexec, ports: [{containerPort: 7000}]}]}}
+""")
+    result = lab("up", str(bad), check=False)
+    assert result.returncode == 1
+    assert "before it was ready" in result.stderr and "7000" in result.stderr and "removed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert_gone("clash")
+
+
+def test_invalid_topology_builds_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ncluster: {network: flannel}\nnodes: [{name: n1}, {name: n1}]\n")
+    result = lab("up", str(bad), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "flannel" in result.stderr and f"{bad}:2" in result.stderr
+    assert not Path("/run/k8s-netlab/bad").exists()
+
+
+def test_exec_and_logs(clean_after):
+    clean_after.append("vxlan")
+    lab("up", str(TOPOLOGIES / "vxlan.yaml"))
+    state = record("vxlan")["state"]
+    backend = next(p for p in state["pods"] if p["name"].startswith("backend-"))
+    frontend = next(p for p in state["pods"] if p["name"].startswith("frontend-") and p["node"] != backend["node"])
+    out = lab("exec", frontend["name"], "--", "curl", "-s", "-m", "2", f"http://{backend['ip']}:8080/clientip").stdout
+    assert out.split(":")[0] == frontend["ip"]  # cross node, no NAT
+    assert "127.0.0.1" in lab("exec", "sidecar-demo", "-c", "proxy", "--", "curl", "-s", "-m", "2",
+                              "http://127.0.0.1:8080/clientip").stdout
+    assert state["nodes"][1]["pod_cidr"] in lab("exec", "node/control-plane", "--", "ip", "route").stdout
+    assert "not found" in lab("exec", "nope", "--", "true", check=False).stderr
+    wide = lab("get", "pods", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] and "NODE" in wide[0]
+    assert "control-plane" in lab("get", "nodes").stdout
+    lab("logs", backend["name"])  # exists and reads
+
+
+def test_ovs_underlay(clean_after, tmp_path):
+    ctl = "/usr/share/openvswitch/scripts/ovs-ctl"
+    if not os.path.exists(ctl):
+        pytest.skip("Open vSwitch is not installed")
+    started = subprocess.run(["ovs-vsctl", "--timeout=2", "show"], capture_output=True).returncode != 0
+    if started:
+        subprocess.run([ctl, "start", "--system-id=random"], capture_output=True, check=True)
+    try:
+        topo = tmp_path / "ovs.yaml"
+        topo.write_text((TOPOLOGIES / "vxlan.yaml").read_text().replace("name: vxlan", "name: ovs")
+                        .replace("switch: linux-bridge", "switch: ovs"))
+        clean_after.append("ovs")
+        result = lab("run", str(topo))
+        assert "PASSED" in result.stdout
+        assert switch_name("ovs") not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout
+    finally:
+        if started:
+            subprocess.run([ctl, "stop"], capture_output=True)
