@@ -223,3 +223,20 @@ def test_ovs_underlay(clean_after, tmp_path):
     finally:
         if started:
             subprocess.run([ctl, "stop"], capture_output=True)
+
+
+@pytest.mark.parametrize("network", ["vxlan", "host-gw"])
+def test_ptp_cni_routed_pods(network, tmp_path, clean_after):
+    """Calico's L3 model: no bridge, a /32 route per pod towards its host-side veth."""
+    name = f"ptp-{network}"
+    topo = tmp_path / f"{name}.yaml"
+    topo.write_text((TOPOLOGIES / "vxlan.yaml").read_text().replace("name: vxlan", f"name: {name}")
+                    .replace("cni: bridge", "cni: ptp").replace("network: vxlan", f"network: {network}"))
+    clean_after.append(name)
+    lab("up", str(topo))
+    routes = subprocess.run(["ip", "-n", f"{name}-worker2", "-j", "route"], capture_output=True, text=True,
+                            check=True).stdout
+    pod_ips = [p["ip"] for p in record(name)["state"]["pods"] if p["node"] == "worker2" and not p["host_network"]]
+    assert {r["dst"] for r in json.loads(routes)} >= set(pod_ips)  # /32 host routes, no cni0
+    assert "cni0" not in subprocess.run(["ip", "-n", f"{name}-worker2", "link"], capture_output=True, text=True).stdout
+    assert "PASSED" in lab("check", "--lab", name).stdout
