@@ -11,12 +11,28 @@ Alive = Callable[[str], bool]  # container key "<ns>/<pod>/<container>" -> runni
 
 
 def age(seconds: float) -> str:
-    """kubectl's short durations: 45s, 12m, 3h, 2d."""
-    s = int(max(0, seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size * (2 if unit != "m" else 1):
-            return f"{s // size}{unit}"
-    return f"{s}s"
+    """kubectl's AGE column (apimachinery's duration.HumanDuration): 90s, 5m30s, 2h15m, 3d4h."""
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    m, h = s // 60, s // 3600
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    d = h // 24
+    if h < 24 * 8:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    if h < 24 * 365 * 2:
+        return f"{d}d"
+    y = d // 365
+    if h < 24 * 365 * 8:
+        return f"{y}y{d % 365}d" if d % 365 else f"{y}y"
+    return f"{y}y"
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -36,7 +52,7 @@ def pod_rows(state: ClusterState, alive: Alive, created: float, namespace: Optio
     if wide:
         header += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES", "NETNS"]
     rows = []
-    for p in state.pods:
+    for p in sorted(state.pods, key=lambda p: (p.namespace, p.name)):  # the API server's order
         if namespace is not None and p.namespace != namespace:
             continue
         ready, status = pod_status(p, alive)

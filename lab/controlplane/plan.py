@@ -108,11 +108,18 @@ def plan(topo: Topology, source: str = "") -> ClusterState:
     )
 
 
+NAME_MAX = 255  # /run/netns/<name> is a file name
+
+
 def _check_unique_netns(nodes, hosts, pods) -> None:
-    """Namespace names are global on the machine: a pod and a node must not map to the same one."""
+    """Namespace names are global on the machine: a pod and a node must not map to the same one,
+    and each must be a legal file name."""
     seen: dict[str, str] = {}
     for what, netns in [*((f"node {n.name}", n.netns) for n in nodes), *((f"host {h.name}", h.netns) for h in hosts),
                         *((f"pod {p.key}", p.netns) for p in pods if not p.host_network)]:
+        if len(netns) > NAME_MAX:
+            raise LabError(f"{what}: its network namespace name {netns[:40]}... is {len(netns)} characters, "
+                           f"Linux allows {NAME_MAX}; shorten the lab, namespace or pod name")
         if netns in seen:
             raise LabError(f"{what} and {seen[netns]} would share the network namespace name {netns}; rename one of them")
         seen[netns] = what

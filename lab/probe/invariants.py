@@ -46,7 +46,7 @@ class Expectation:
 
 
 def _target(p: PodState) -> str:
-    return f"{p.key} ({p.ip}:{p.probe_port()})"
+    return f"{p.key} ({p.ip}:{p.probe_port()}{', hostNetwork' if p.host_network else ''})"
 
 
 def _node_expectations(state: ClusterState, targets: list[PodState]) -> list[Expectation]:
@@ -77,9 +77,11 @@ def _localhost_expectations(state: ClusterState) -> list[Expectation]:
 
 def expectations(state: ClusterState) -> list[Expectation]:
     targets = [p for p in state.pods if p.probe_port() is not None]
+    # To a hostNetwork pod (a node address) only reachability is the model's promise: a CNI may
+    # masquerade pod traffic leaving the pod network, as flannel does.
     out = [
         Expectation("pod-to-pod", f"{src.key} ({src.ip}) -> {_target(t)}",
-                    Probe(src.netns, t.ip, t.probe_port()), source=src.ip)
+                    Probe(src.netns, t.ip, t.probe_port()), source=None if t.host_network else src.ip)
         for src in state.pods if not src.host_network
         for t in targets if t.key != src.key
     ]

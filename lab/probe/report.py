@@ -22,7 +22,7 @@ def table(lab: str, outcomes: Sequence[Outcome], elapsed: float, max_failures: i
     lines = [f"lab {lab}: {len(outcomes)} checks in {elapsed:.2f}s", "",
              f"{'CHECK':<{width}}  {'PASS':>5}  {'FAIL':>5}  MEANING"]
     for check, ok, bad in rows:
-        mark = "ok " if not bad else "FAIL"
+        mark = "ok  " if not bad else "FAIL"
         lines.append(f"{check:<{width}}  {ok:>5}  {bad:>5}  {mark} {INVARIANTS[check]}")
     failures = [o for o in outcomes if not o.passed]
     if failures:

@@ -119,6 +119,17 @@ def _address_plan(ctx: _Context) -> None:
                   f"use a larger subnet, e.g. {subnet.supernet(new_prefix=prefix)}; the network, "
                   "broadcast and first address (reserved for the gateway) are not given to machines")
 
+    mtu = t.cluster.mtu
+    if mtu is not None and t.cluster.network == "vxlan" and mtu > t.underlay.mtu - 50:
+        ctx.error(("cluster", "mtu"),
+                  f"pod MTU {mtu} does not fit the vxlan overlay: underlay MTU {t.underlay.mtu} - 50 bytes "
+                  f"of VXLAN headers = {t.underlay.mtu - 50}",
+                  f"use mtu {t.underlay.mtu - 50} or less, or leave it out (the default fits); larger pod "
+                  "packets would need fragmentation, which breaks TCP when ICMP frag-needed is dropped")
+    elif mtu is not None and mtu > t.underlay.mtu:
+        ctx.error(("cluster", "mtu"), f"pod MTU {mtu} is larger than the underlay MTU {t.underlay.mtu}",
+                  f"use mtu {t.underlay.mtu} or less, or leave it out")
+
 
 def _machines(ctx: _Context) -> None:
     """Node and host names become hostnames and network namespaces: they must be unique."""

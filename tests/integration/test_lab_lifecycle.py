@@ -195,6 +195,10 @@ def test_exec_and_logs(clean_after):
     frontend = next(p for p in state["pods"] if p["name"].startswith("frontend-") and p["node"] != backend["node"])
     out = lab("exec", frontend["name"], "--", "curl", "-s", "-m", "2", f"http://{backend['ip']}:8080/clientip").stdout
     assert out.split(":")[0] == frontend["ip"]  # cross node, no NAT
+    # pods sit at underlay MTU - 50: a full-size packet with DF set crosses the VXLAN overlay
+    lab("exec", frontend["name"], "--", "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1422", backend["ip"])
+    assert lab("exec", frontend["name"], "--", "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1423",
+               backend["ip"], check=False).returncode != 0
     assert "127.0.0.1" in lab("exec", "sidecar-demo", "-c", "proxy", "--", "curl", "-s", "-m", "2",
                               "http://127.0.0.1:8080/clientip").stdout
     assert state["nodes"][1]["pod_cidr"] in lab("exec", "node/control-plane", "--", "ip", "route").stdout

@@ -1,0 +1,113 @@
+"""CNI network configurations (lab.cni.config) against golden files.
+
+The goldens live in tests/golden/ and are the exact conflists a kubelet would find in
+/etc/cni/net.d on node worker1 of topologies/vxlan.yaml, for the bridge and the ptp plugin.
+
+To regenerate them after an intended change, run
+
+    UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_cni_config.py
+
+which writes the files instead of comparing; then review the diff (`git diff tests/golden`)
+by eye before keeping it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.cni import config
+from lab.controlplane.plan import plan
+from lab.controlplane.state import ClusterState
+from lab.topology.model import Topology
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden"
+DATA_DIR = "/run/k8s-netlab/vxlan/ipam/worker1"
+
+
+def check_golden(name: str, value: dict) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=2) + "\n")
+        return
+    assert path.exists(), f"{path} missing; create it with UPDATE_GOLDEN=1"
+    assert value == json.loads(path.read_text()), f"{name} differs from the golden (UPDATE_GOLDEN=1 to accept)"
+    # same key order too, so the file stays what a reader of /etc/cni/net.d would see
+    assert json.dumps(value, indent=2) + "\n" == path.read_text()
+
+
+def vxlan_state(cni: str) -> ClusterState:
+    doc = yaml.safe_load((ROOT / "topologies" / "vxlan.yaml").read_text())
+    doc["cluster"]["cni"] = cni
+    return plan(Topology.model_validate(doc))
+
+
+@pytest.mark.parametrize("cni", ["bridge", "ptp"])
+def test_pod_network_golden(cni):
+    state = vxlan_state(cni)
+    check_golden(f"cni-{cni}-worker1.json", config.pod_network(state, state.node("worker1"), DATA_DIR))
+
+
+def test_bridge_conflist_values():
+    state = vxlan_state("bridge")
+    conf = config.pod_network(state, state.node("worker1"), DATA_DIR)
+    assert conf["cniVersion"] == "1.0.0"
+    assert conf["name"] == "vxlan-podnet"
+    (plugin,) = conf["plugins"]
+    assert plugin["type"] == "bridge" and plugin["bridge"] == "cni0"
+    assert plugin["isGateway"] is True and plugin["ipMasq"] is False and plugin["hairpinMode"] is True
+    assert plugin["mtu"] == 1450
+    assert plugin["ipam"] == {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.244.1.0/24", "gateway": "10.244.1.1"}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "dataDir": DATA_DIR,
+    }
+
+
+def test_ptp_conflist_values():
+    state = vxlan_state("ptp")
+    conf = config.pod_network(state, state.node("worker2"), "/d")
+    (plugin,) = conf["plugins"]
+    assert set(plugin) == {"type", "ipMasq", "mtu", "ipam"}
+    assert (plugin["type"], plugin["ipMasq"], plugin["mtu"]) == ("ptp", False, 1450)
+    assert plugin["ipam"]["ranges"] == [[{"subnet": "10.244.2.0/24", "gateway": "10.244.2.1"}]]
+    assert plugin["ipam"]["dataDir"] == "/d"
+
+
+def test_conflist_follows_the_pod_mtu():
+    state = replace(vxlan_state("bridge"), mtu=1234)
+    assert config.pod_network(state, state.node("worker1"), "/d")["plugins"][0]["mtu"] == 1234
+
+
+def test_each_node_gets_its_own_range():
+    state = vxlan_state("bridge")
+    ranges = [config.pod_network(state, n, "/d")["plugins"][0]["ipam"]["ranges"][0][0] for n in state.nodes]
+    assert ranges == [{"subnet": n.pod_cidr, "gateway": n.gateway} for n in state.nodes]
+    assert len({r["subnet"] for r in ranges}) == 3
+
+
+def test_conflist_is_json_serialisable_and_fresh():
+    state = vxlan_state("bridge")
+    a = config.pod_network(state, state.node("worker1"), "/d")
+    a["plugins"][0]["ipam"]["ranges"][0][0]["subnet"] = "mutated"
+    b = config.pod_network(state, state.node("worker1"), "/d")
+    assert b["plugins"][0]["ipam"]["ranges"][0][0]["subnet"] == "10.244.1.0/24"
+    json.dumps(b)
+
+
+def test_unsupported_cni_raises_valueerror():
+    state = replace(vxlan_state("bridge"), cni="macvlan")
+    with pytest.raises(ValueError, match="macvlan"):
+        config.pod_network(state, state.node("worker1"), "/d")
+
+
+def test_loopback_network():
+    assert config.loopback_network() == {
+        "cniVersion": "1.0.0", "name": "cni-loopback", "plugins": [{"type": "loopback"}]}
