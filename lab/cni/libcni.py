@@ -1,6 +1,6 @@
 """A small libcni: run a conflist's plugins per the CNI spec (env + JSON on stdin), from inside the
 node's namespace (spawned by a thread that entered it: no nsenter process per call), with libcni's semantics: ADD is all-or-nothing, DEL runs in reverse, may run
-twice and keeps going past errors. Results are cached so DEL and CHECK get their prevResult."""
+twice and keeps going past errors. Results are cached so DEL gets its prevResult."""
 from __future__ import annotations
 
 import json
@@ -124,11 +124,3 @@ def delete(conflist: dict, att: Attachment, cache: ResultCache) -> list[str]:
     cache.drop(conflist["name"], att)
     return errors
 
-
-def check(conflist: dict, att: Attachment, cache: ResultCache) -> None:
-    """CHECK every plugin against the cached result: raises if the plugin finds drift."""
-    prev = cache.get(conflist["name"], att)
-    if prev is None:
-        raise PluginError(f"no cached CNI result for {att.container_id}/{att.ifname}: was ADD run?")
-    for plugin in conflist["plugins"]:
-        _exec(plugin["type"], "CHECK", _plugin_conf(conflist, plugin, prev), att)
