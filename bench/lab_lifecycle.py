@@ -8,7 +8,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 
 from common import LAB, ROOT, median, table, timed
 

@@ -6,7 +6,7 @@ disk), which is how `lab get` and `lab check` see a running lab without re-plann
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 

@@ -13,45 +13,26 @@ by eye before keeping it.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-import yaml
 
 from lab.cni import config
-from lab.controlplane.plan import plan
 from lab.controlplane.state import ClusterState
-from lab.topology.model import Topology
+from tests.unit.golden import check_golden, shipped_state
 
-ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "tests" / "golden"
 DATA_DIR = "/run/k8s-netlab/vxlan/ipam/worker1"
 
 
-def check_golden(name: str, value: dict) -> None:
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value, indent=2) + "\n")
-        return
-    assert path.exists(), f"{path} missing; create it with UPDATE_GOLDEN=1"
-    assert value == json.loads(path.read_text()), f"{name} differs from the golden (UPDATE_GOLDEN=1 to accept)"
-    # same key order too, so the file stays what a reader of /etc/cni/net.d would see
-    assert json.dumps(value, indent=2) + "\n" == path.read_text()
-
-
 def vxlan_state(cni: str) -> ClusterState:
-    doc = yaml.safe_load((ROOT / "topologies" / "vxlan.yaml").read_text())
-    doc["cluster"]["cni"] = cni
-    return plan(Topology.model_validate(doc))
+    return shipped_state("vxlan", cni=cni)
 
 
 @pytest.mark.parametrize("cni", ["bridge", "ptp"])
 def test_pod_network_golden(cni):
     state = vxlan_state(cni)
-    check_golden(f"cni-{cni}-worker1.json", config.pod_network(state, state.node("worker1"), DATA_DIR))
+    conf = config.pod_network(state, state.node("worker1"), DATA_DIR)
+    check_golden(f"cni-{cni}-worker1.json", json.dumps(conf, indent=2) + "\n")
 
 
 def test_bridge_conflist_values():

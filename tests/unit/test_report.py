@@ -5,7 +5,6 @@ import dataclasses
 import json
 import xml.etree.ElementTree as ET
 
-import pytest
 
 from lab.probe.invariants import INVARIANTS, Outcome
 from lab.probe.report import summary, table, to_json, to_junit

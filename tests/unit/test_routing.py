@@ -13,13 +13,10 @@ by eye before keeping it.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-import yaml
 
 from lab import routing
 from lab.controlplane.plan import plan
@@ -27,32 +24,19 @@ from lab.controlplane.state import ClusterState
 from lab.routing import hostgw, vxlan
 from lab.routing.ops import NetOps
 from lab.topology.model import Topology
+from tests.unit.golden import check_golden, shipped_state
 
-ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "tests" / "golden"
 NODES = ["control-plane", "worker1", "worker2"]
 
 
 def state_of(network: str, **cluster) -> ClusterState:
-    doc = yaml.safe_load((ROOT / "topologies" / f"{network}.yaml").read_text())
-    doc["cluster"].update(cluster)
-    return plan(Topology.model_validate(doc))
+    return shipped_state(network, **cluster)
 
 
 def as_text(state: ClusterState, ops: NetOps, node: str) -> str:
     netns = state.node(node).netns
     lines = [f"# ip -n {netns} -batch -", *ops.ip, f"# bridge -n {netns} -batch -", *ops.bridge]
     return "\n".join(lines) + "\n"
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return
-    assert path.exists(), f"{path} missing; create it with UPDATE_GOLDEN=1"
-    assert text == path.read_text(), f"{name} differs from the golden (UPDATE_GOLDEN=1 to accept)"
 
 
 @pytest.mark.parametrize("network", ["vxlan", "host-gw"])
