@@ -266,7 +266,7 @@ class Server:
                     key.data(key.fileobj)
 
 
-def main(argv):
+def main(argv, on_ready=None):
     opts = parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
@@ -274,11 +274,70 @@ def main(argv):
     for kind in ("tcp", "udp"):
         for port in opts[kind]:
             server.listen(kind, opts["bind"], port)
+    if on_ready is not None:
+        on_ready()
     if opts["ready_fd"] is not None:
         os.write(opts["ready_fd"], b"ready\n")
         os.close(opts["ready_fd"])
     server.serve()
 
 
+def forkserver():
+    """Start many netexecs for the price of one interpreter: read requests on stdin, one per line,
+    `KEY NETNS_PATH LOG_PATH ARGS...` (tab-separated), and fork a child per request that enters
+    the namespace and serves. Reports on stdout: `pid KEY PID`, then from the child `ready KEY`
+    or `failed KEY CODE`. Exits when stdin closes; the children live on."""
+    import ctypes
+    setns = ctypes.CDLL(None, use_errno=True).setns
+    for line in sys.stdin:
+        key, netns, log, *args = line.rstrip("\n").split("\t")
+        pid = os.fork()
+        if pid == 0:
+            os._exit(_child(setns, key, netns, log, args))
+        os.write(1, f"pid {key} {pid}\n".encode())
+    os._exit(0)
+
+
+def _child(setns, key, netns, log, args):
+    """In the forked child: become the pod's process (own session, the pod's netns, its log)."""
+    report = [os.dup(1)]  # the pipe to the lab; fds 0-2 become /dev/null and the log
+
+    def say(text):
+        if report:
+            os.write(report[0], text.encode())
+
+    def ready():
+        say(f"ready {key}\n")
+        os.close(report.pop())
+
+    code = 1
+    try:
+        os.setsid()
+        fd = os.open(netns, os.O_RDONLY)
+        if setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            raise OSError(ctypes_errno(), f"cannot enter {netns}")
+        os.close(fd)
+        logfd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(logfd, 1)
+        os.dup2(logfd, 2)
+        with open("/proc/self/comm", "w") as comm:
+            comm.write("netexec")
+        main(args, on_ready=ready)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException as e:  # report, never return into the fork server's loop
+        os.write(2, f"netexec: {e}\n".encode())
+    say(f"failed {key} {code}\n")
+    return code
+
+
+def ctypes_errno():
+    import ctypes
+    return ctypes.get_errno()
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:] == ["--forkserver"]:
+        forkserver()
+    else:
+        main(sys.argv[1:])

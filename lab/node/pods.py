@@ -43,26 +43,28 @@ def create(state: ClusterState, record: LabRecord) -> None:
     ip_batch([f"netns add {p.netns}" for p in pods])
     cache = libcni.ResultCache(record.dir / "cni")
 
-    def wire_and_start(pod: PodState) -> containers.Waiting:
+    starter = containers.Starter(record)
+
+    def wire_and_start(pod: PodState) -> None:
         libcni.add(config.loopback_network(), _attachment(state, pod, "lo"), cache)
         result = libcni.add(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache)
         got = [str(IPv4Interface(i["address"]).ip) for i in result.get("ips", [])]
         if got != [pod.ip]:
             raise LabError(f"CNI gave pod {pod.key} {got}, the plan says {pod.ip}")
-        return containers.start_pod(record, pod)
+        starter.start_pod(pod)
 
-    waiting: containers.Waiting = {}
     try:
         with ThreadPoolExecutor(WORKERS) as pool:
             futures = [pool.submit(wire_and_start, p) for p in pods]
             for p in state.pods:
                 if p.host_network:
-                    waiting.update(containers.start_pod(record, p))
+                    starter.start_pod(p)
             for f in futures:
-                waiting.update(f.result())
-    finally:
-        record.save()  # the pids started so far, even on failure
-    containers.wait_ready(waiting)
+                f.result()
+    except BaseException:
+        starter.abandon()  # every child forked so far is recorded, so the rollback finds it
+        raise
+    starter.wait_ready()
 
 
 def delete(state: ClusterState, record: LabRecord) -> list[str]:

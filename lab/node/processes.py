@@ -2,16 +2,20 @@
 
 A process is the lab's if it lives in one of the lab's named namespaces (pods, nodes and
 hostNetwork pods all do), or if it is one of the Mininet shells the lab claimed by exact name
-before spawning (they exist for a moment before their namespace gets its name).
+before spawning (they exist for a moment before their namespace gets its name), or a recorded
+netexec child that has not entered its namespace yet.
 """
 from __future__ import annotations
 
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Iterable
 
 from lab.runtime.execs import netns_path
+
+NETEXEC_ARG = str(Path(__file__).resolve().parent.parent / "images" / "netexec.py").encode()
 
 
 def _netns_inodes(names: Iterable[str]) -> set[int]:
@@ -24,8 +28,11 @@ def _netns_inodes(names: Iterable[str]) -> set[int]:
     return inodes
 
 
-def owned_pids(netns: Iterable[str], shells: Iterable[str] = ()) -> set[int]:
+def owned_pids(netns: Iterable[str], shells: Iterable[str] = (), recorded: Iterable[int] = ()) -> set[int]:
+    """recorded: PIDs the lab wrote down; taken if they are still a netexec of the fork server
+    (one forked a moment ago may not have entered its pod's namespace yet)."""
     inodes = _netns_inodes(netns)
+    recorded = set(recorded)
     shell_args = {f"mininet:{s}".encode() for s in shells}
     me = os.getpid()
     pids = set()
@@ -37,9 +44,11 @@ def owned_pids(netns: Iterable[str], shells: Iterable[str] = ()) -> set[int]:
             if inodes and os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
                 pids.add(pid)
                 continue
-            if shell_args:
+            if shell_args or pid in recorded:
                 argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
                 if argv[0] == b"bash" and len(argv) >= 2 and argv[-2] in shell_args:
+                    pids.add(pid)
+                elif pid in recorded and argv[-2:] == [b"--forkserver", b""] and NETEXEC_ARG in argv:
                     pids.add(pid)
         except OSError:
             continue  # gone meanwhile

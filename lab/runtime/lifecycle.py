@@ -107,7 +107,7 @@ def teardown(rec: LabRecord) -> list[str]:
     """Remove everything the record says the lab owns. Keeps going past errors and returns them."""
     rec.status = "deleting"
     rec.save()
-    pids = processes.owned_pids(rec.netns, rec.shells)
+    pids = processes.owned_pids(rec.netns, rec.shells, rec.pids.values())
     processes.signal_all(pids, signal.SIGTERM)
     errors = pods.delete(rec.state, rec)  # CNI DEL runs while the processes exit
     processes.reap(pids)

@@ -172,7 +172,8 @@ manifests:
 """)
     result = lab("up", str(bad), check=False)
     assert result.returncode == 1
-    assert "before it was ready" in result.stderr and "7000" in result.stderr and "removed" in result.stderr
+    assert "default/b/c exited (code 1)" in result.stderr and "7000" in result.stderr
+    assert "already in use" in result.stderr and "removed" in result.stderr
     assert "Traceback" not in result.stderr
     assert_gone("clash")
 
