@@ -213,12 +213,12 @@ class Server:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((addr, port))
+            if kind == "tcp":  # with SO_REUSEADDR a clash may only show here
+                sock.listen(BACKLOG)
         except OSError as e:
             sock.close()
             sys.stderr.write(f"netexec: cannot bind {kind} {addr}:{port}: {e.strerror or e}\n")
             sys.exit(1)
-        if kind == "tcp":
-            sock.listen(BACKLOG)
         sock.setblocking(False)
         self.sel.register(sock, selectors.EVENT_READ, self.accept if kind == "tcp" else self.datagram)
 

@@ -6,7 +6,6 @@ a child per container, which enters the pod's namespace and serves — a fork co
 millisecond where a fresh Python costs ~12 ms, and a `lab up` starts dozens of them."""
 from __future__ import annotations
 
-import os
 import select
 import subprocess
 import sys
