@@ -199,9 +199,13 @@ def cmd_run(a) -> int:
     """up → check → down, for CI: the exit code says whether every check passed."""
     from lab.runtime import lifecycle, record
 
+    from lab import views
+
     print(f"Creating lab from {a.file} ...", file=sys.stderr)
     state = lifecycle.up(a.file, progress=_progress)
     try:
+        rec = record.load(state.lab)
+        print(views.render_table(*views.pod_rows(state, _alive(rec), rec.created, None, wide=True)) + "\n")
         code = _check(state, a)
     finally:
         if a.keep:

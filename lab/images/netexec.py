@@ -4,6 +4,7 @@ Standalone on purpose (stdlib only, no `lab` imports) so `python3 -I -S netexec.
 few milliseconds: a `lab up` starts one per pod. One thread, one selectors loop, many ports.
 
     netexec.py --hostname NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR] [--ready-fd FD]
+    netexec.py --forkserver     (one interpreter forks a netexec per request: see forkserver())
 
 TCP: a request that starts like HTTP ("GET ", "POST ", ...) gets one HTTP/1.1 answer
 (/hostname, /clientip, /echo?msg=X, /healthz, /), then the connection is closed; anything else
