@@ -138,23 +138,28 @@ def _exec_target(rec, target: str, namespace: str, container: Optional[str]):
 
     state = rec.state
     kind, _, name = target.rpartition("/")
-    if kind in ("node", "no"):
-        return state.node(name).netns if name in {n.name for n in state.nodes} else _no(target, state), {}
-    if kind == "host":
-        for h in state.hosts:
-            if h.name == name:
-                return h.netns, {}
+    if kind in ("node", "no", "host"):
+        machines = state.nodes if kind != "host" else state.hosts
+        for m in machines:
+            if m.name == name:
+                return m.netns, {}
         _no(target, state)
     if kind not in ("", "pod", "po"):
         raise LabError(f"cannot exec into {target!r}: use POD, pod/POD, node/NAME or host/NAME")
     for p in state.pods:
         if p.name == name and p.namespace == namespace:
-            names = [c.name for c in p.containers]
-            c = p.containers[names.index(container)] if container in names else p.containers[0]
-            if container and container not in names:
-                raise LabError(f"container {container!r} is not in pod {p.key}; its containers: {', '.join(names)}")
-            return p.netns, env_for(p, c)
+            return p.netns, env_for(p, _container(p, container))
     _no(target, state, namespace)
+
+
+def _container(pod, name: Optional[str]):
+    """The named container of a pod, or its first one (kubectl's default)."""
+    names = [c.name for c in pod.containers]
+    if name is None:
+        return pod.containers[0]
+    if name not in names:
+        raise LabError(f"container {name!r} is not in pod {pod.key}; its containers: {', '.join(names)}")
+    return pod.containers[names.index(name)]
 
 
 def _no(target: str, state, namespace: str = "default"):
@@ -226,11 +231,7 @@ def cmd_logs(a) -> int:
     rec = record.find(a.lab)
     for p in rec.state.pods:
         if p.name == a.pod and p.namespace == a.namespace:
-            names = [c.name for c in p.containers]
-            if a.container and a.container not in names:
-                raise LabError(f"container {a.container!r} is not in pod {p.key}; its containers: {', '.join(names)}")
-            c = p.containers[names.index(a.container)] if a.container else p.containers[0]
-            sys.stdout.write(log_path(rec, p, c).read_text(errors="replace"))
+            sys.stdout.write(log_path(rec, p, _container(p, a.container)).read_text(errors="replace"))
             return 0
     _no(a.pod, rec.state, a.namespace)
 

@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Interface
 
 from lab.cni import config, libcni
-from lab.node import containers
 from lab.controlplane.state import ClusterState, PodState
 from lab.errors import LabError
+from lab.node import containers
 from lab.runtime.execs import ip_batch, netns_path
 from lab.runtime.record import LabRecord
 
@@ -42,7 +42,6 @@ def create(state: ClusterState, record: LabRecord) -> None:
     record.claim(netns=tuple(p.netns for p in pods))
     ip_batch([f"netns add {p.netns}" for p in pods])
     cache = libcni.ResultCache(record.dir / "cni")
-
     starter = containers.Starter(record)
 
     def wire_and_start(pod: PodState) -> None:
@@ -53,17 +52,19 @@ def create(state: ClusterState, record: LabRecord) -> None:
             raise LabError(f"CNI gave pod {pod.key} {got}, the plan says {pod.ip}")
         starter.start_pod(pod)
 
+    pool = ThreadPoolExecutor(WORKERS)
     try:
-        with ThreadPoolExecutor(WORKERS) as pool:
-            futures = [pool.submit(wire_and_start, p) for p in pods]
-            for p in state.pods:
-                if p.host_network:
-                    starter.start_pod(p)
-            for f in futures:
-                f.result()
+        futures = [pool.submit(wire_and_start, p) for p in pods]
+        for p in state.pods:
+            if p.host_network:
+                starter.start_pod(p)
+        for f in futures:
+            f.result()
     except BaseException:
+        pool.shutdown(cancel_futures=True)  # a failure or Ctrl-C stops the pods not started yet
         starter.abandon()  # every child forked so far is recorded, so the rollback finds it
         raise
+    pool.shutdown()
     starter.wait_ready()
 
 
