@@ -89,7 +89,7 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                     if ops.bridge:
                         run(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
-                        f"{sum(len(p.containers) for p in state.pods)} containers ready", progress):
+                        f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)
             rec.status = "running"
             rec.owner_pid, rec.owner_start = 0, None
