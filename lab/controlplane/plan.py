@@ -4,13 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from lab.controlplane import ipam, naming
+from lab.controlplane import ipam, naming, services
 from lab.controlplane.scheduler import schedule
 from lab.controlplane.state import (
-    CheckState, ClusterState, ContainerState, HostState, NodeState, PodState, PortState,
+    CheckState, ClusterState, ContainerState, HostState, NodeState, PodState, PortState, ReadinessState,
+    ServicePortState, ServiceState,
 )
 from lab.errors import LabError
-from lab.topology.model import Container, Deployment, Namespace, Pod, PodSpec, Topology
+from lab.topology.model import (
+    Container, Deployment, Namespace, Pod, PodSpec, Service, SessionAffinityConfig, Topology,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,23 @@ class _PodIntent:
     owner: Optional[str]
 
 
+def _readiness(c: Container) -> Optional[ReadinessState]:
+    probe = c.readinessProbe
+    if probe is None:
+        return None
+    timing = dict(initial_delay=probe.initialDelaySeconds, period=probe.periodSeconds, timeout=probe.timeoutSeconds,
+                  success_threshold=probe.successThreshold, failure_threshold=probe.failureThreshold)
+    if probe.exec is not None:
+        return ReadinessState(kind="exec", command=tuple(probe.exec.command), **timing)
+    handler = probe.httpGet or probe.tcpSocket
+    port = handler.port
+    if isinstance(port, str):  # a named port of this container (semantics checked it exists)
+        port = next(p.containerPort for p in c.ports if p.name == port)
+    if probe.httpGet is not None:
+        return ReadinessState(kind="http", port=port, path=probe.httpGet.path, **timing)
+    return ReadinessState(kind="tcp", port=port, **timing)
+
+
 def _container(c: Container) -> ContainerState:
     argv = tuple((c.command or []) + (c.args or [])) if c.image not in ("netexec", "pause") else tuple(c.args or ())
     return ContainerState(
@@ -30,7 +50,34 @@ def _container(c: Container) -> ContainerState:
         argv=argv,
         ports=tuple(PortState(port=p.containerPort, protocol=p.protocol, name=p.name) for p in c.ports),
         env=tuple((e.name, e.value) for e in c.env),
+        readiness=_readiness(c),
     )
+
+
+def _services(topo: Topology) -> tuple[ServiceState, ...]:
+    svcs = [(m.metadata.namespace or "default", m) for m in topo.manifests if isinstance(m, Service)]
+    ips = services.cluster_ips(topo.cluster.serviceCIDR, ((f"{ns}/{m.metadata.name}", m.spec.clusterIP) for ns, m in svcs))
+    ports = services.node_ports(
+        (f"{ns}/{m.metadata.name}:{p.name or ''}", p.protocol, p.nodePort)
+        for ns, m in svcs if m.spec.type == "NodePort" for p in m.spec.ports
+    )
+    out = []
+    for ns, m in svcs:
+        key, spec = f"{ns}/{m.metadata.name}", m.spec
+        out.append(ServiceState(
+            namespace=ns, name=m.metadata.name, type=spec.type, cluster_ip=ips[key],
+            ports=tuple(ServicePortState(
+                name=p.name or "", protocol=p.protocol, port=p.port,
+                target_port=str(p.targetPort if p.targetPort is not None else p.port),
+                node_port=ports.get(f"{key}:{p.name or ''}"),
+            ) for p in spec.ports),
+            selector=tuple(sorted(spec.selector.items())) if spec.selector is not None else None,
+            session_affinity=spec.sessionAffinity,
+            affinity_timeout=(spec.sessionAffinityConfig or SessionAffinityConfig()).clientIP.timeoutSeconds,
+            external_traffic_policy=spec.externalTrafficPolicy, internal_traffic_policy=spec.internalTrafficPolicy,
+            publish_not_ready=spec.publishNotReadyAddresses,
+        ))
+    return tuple(out)
 
 
 def _intents(topo: Topology) -> list[_PodIntent]:
@@ -41,7 +88,7 @@ def _intents(topo: Topology) -> list[_PodIntent]:
         if isinstance(m, Pod):
             out.append(_PodIntent(ns, m.metadata.name, dict(m.metadata.labels), m.spec, None))
         elif isinstance(m, Deployment):
-            template = m.spec.template.model_dump(mode="json", by_alias=True)
+            template = m.spec.template.model_dump(mode="json", by_alias=True, exclude_defaults=True)
             thash = naming.pod_template_hash(template)
             labels = {**m.spec.template.metadata.labels, "pod-template-hash": thash}
             for name in naming.deployment_pod_names(topo.name, ns, m.metadata.name, template, m.spec.replicas):
@@ -104,7 +151,8 @@ def plan(topo: Topology, source: str = "") -> ClusterState:
         node_mask=topo.cluster.nodeCIDRMaskSize, network=topo.cluster.network, cni=topo.cluster.cni,
         mtu=topo.pod_mtu(), underlay_subnet=str(topo.underlay.subnet), underlay_mtu=topo.underlay.mtu,
         switch=topo.underlay.switch, switch_name=naming.switch_name(lab), nodes=nodes, hosts=hosts,
-        pods=pods, namespaces=namespaces, checks=checks, source=source,
+        pods=pods, namespaces=namespaces, checks=checks, source=source, proxy=topo.cluster.proxy,
+        services=_services(topo),
     )
 
 

@@ -18,12 +18,28 @@ class PortState:
 
 
 @dataclass(frozen=True)
+class ReadinessState:
+    """A readinessProbe with its port resolved to a number (named ports name the container's)."""
+
+    kind: str                        # http | tcp | exec
+    port: int = 0
+    path: str = "/"
+    command: tuple[str, ...] = ()
+    initial_delay: int = 0
+    period: int = 10
+    timeout: int = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
 class ContainerState:
     name: str
     image: str
     argv: tuple[str, ...] = ()       # command + args for a program image; empty for built-ins
     ports: tuple[PortState, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    readiness: Optional[ReadinessState] = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,62 @@ class HostState:
 
 
 @dataclass(frozen=True)
+class ServicePortState:
+    name: str                        # "" for the single unnamed port
+    protocol: str
+    port: int
+    target_port: str                 # a number, or the name of a container port
+    node_port: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    namespace: str
+    name: str
+    type: str                        # ClusterIP | NodePort
+    cluster_ip: Optional[str]        # None: headless
+    ports: tuple[ServicePortState, ...]
+    selector: Optional[tuple[tuple[str, str], ...]] = None  # None: endpoints are not managed
+    session_affinity: str = "None"   # None | ClientIP
+    affinity_timeout: int = 10800
+    external_traffic_policy: str = "Cluster"
+    internal_traffic_policy: str = "Cluster"
+    publish_not_ready: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    address: str
+    node: str
+    pod: str                         # namespace/name of the pod behind it
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+
+
+@dataclass(frozen=True)
+class EndpointPortState:
+    name: str
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
+class EndpointSliceState:
+    """discovery.k8s.io/v1 EndpointSlice: endpoints that share one port mapping."""
+
+    namespace: str
+    name: str
+    service: str                     # the Service's name (label kubernetes.io/service-name)
+    ports: tuple[EndpointPortState, ...]
+    endpoints: tuple[EndpointState, ...]
+
+
+@dataclass(frozen=True)
 class CheckState:
     name: str
     src: str                         # reference text as written, e.g. deploy/frontend
@@ -102,6 +174,8 @@ class ClusterState:
     namespaces: tuple[str, ...] = ("default", "kube-system")
     checks: tuple[CheckState, ...] = ()
     source: str = ""                 # the topology file this came from
+    proxy: str = "iptables"          # kube-proxy mode: iptables | nftables
+    services: tuple[ServiceState, ...] = ()
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
@@ -115,24 +189,37 @@ class ClusterState:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def service(self, namespace: str, name: str) -> ServiceState:
+        for s in self.services:
+            if s.namespace == namespace and s.name == name:
+                return s
+        raise KeyError(f"{namespace}/{name}")
+
     @classmethod
     def from_dict(cls, d: dict) -> "ClusterState":
-        def pod(p: dict) -> PodState:
-            containers = tuple(
-                ContainerState(
-                    name=c["name"], image=c["image"], argv=tuple(c["argv"]),
-                    ports=tuple(PortState(**x) for x in c["ports"]),
-                    env=tuple(tuple(e) for e in c["env"]),
-                )
-                for c in p["containers"]
+        def pairs(xs):
+            return tuple(tuple(x) for x in xs)
+
+        def container(c: dict) -> ContainerState:
+            r = c.get("readiness")
+            return ContainerState(
+                name=c["name"], image=c["image"], argv=tuple(c["argv"]),
+                ports=tuple(PortState(**x) for x in c["ports"]), env=pairs(c["env"]),
+                readiness=ReadinessState(**{**r, "command": tuple(r["command"])}) if r else None,
             )
-            return PodState(**{**p, "labels": tuple(tuple(x) for x in p["labels"]), "containers": containers})
+
+        def service(s: dict) -> ServiceState:
+            return ServiceState(**{**s, "ports": tuple(ServicePortState(**p) for p in s["ports"]),
+                                   "selector": pairs(s["selector"]) if s["selector"] is not None else None})
 
         return cls(**{
             **d,
-            "nodes": tuple(NodeState(**{**n, "labels": tuple(tuple(x) for x in n["labels"])}) for n in d["nodes"]),
+            "nodes": tuple(NodeState(**{**n, "labels": pairs(n["labels"])}) for n in d["nodes"]),
             "hosts": tuple(HostState(**h) for h in d["hosts"]),
-            "pods": tuple(pod(p) for p in d["pods"]),
+            "pods": tuple(PodState(**{**p, "labels": pairs(p["labels"]),
+                                      "containers": tuple(container(c) for c in p["containers"])})
+                          for p in d["pods"]),
             "namespaces": tuple(d["namespaces"]),
             "checks": tuple(CheckState(**c) for c in d["checks"]),
+            "services": tuple(service(s) for s in d.get("services", ())),
         })

@@ -249,10 +249,7 @@ def _missing(error: ErrorDetails, place: _Place) -> tuple[str, Optional[str]]:
 def _union_tag_invalid(error: ErrorDetails, place: _Place) -> tuple[str, str]:
     tag = error["ctx"]["tag"]
     found = error["input"].get("kind", tag) if isinstance(error["input"], dict) else tag
-    if tag == "Service":
-        hint = "Services are not supported yet: they come with kube-proxy support"
-    else:
-        hint = "remove this object, or change its kind" + did_you_mean(tag, SUPPORTED_KINDS)
+    hint = "remove this object, or change its kind" + did_you_mean(tag, SUPPORTED_KINDS)
     return f"kind {_show(found)} is not supported. Supported kinds are {_KINDS_TEXT}", hint
 
 

@@ -33,6 +33,7 @@ class ClusterSpec(Strict):
     serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
     network: Literal["host-gw", "vxlan"] = "vxlan"
     cni: Literal["bridge", "ptp"] = "bridge"
+    proxy: Literal["iptables", "nftables"] = "iptables"
     mtu: Optional[int] = Field(None, ge=576, le=9000, description="pod MTU; default: underlay MTU, minus 50 for vxlan")
 
 
@@ -93,6 +94,35 @@ class EnvVar(Strict):
     value: str = ""
 
 
+IntOrString = Union[Port, Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15)]]
+
+
+class HTTPGetAction(Strict):
+    path: str = "/"
+    port: IntOrString
+
+
+class TCPSocketAction(Strict):
+    port: IntOrString
+
+
+class ExecAction(Strict):
+    command: Annotated[list[str], Field(min_length=1)]
+
+
+class Probe(Strict):
+    """A readinessProbe, run by the lab as the kubelet would: exactly one handler."""
+
+    httpGet: Optional[HTTPGetAction] = None
+    tcpSocket: Optional[TCPSocketAction] = None
+    exec: Optional[ExecAction] = None
+    initialDelaySeconds: int = Field(0, ge=0)
+    periodSeconds: int = Field(10, ge=1)
+    timeoutSeconds: int = Field(1, ge=1)
+    successThreshold: int = Field(1, ge=1)
+    failureThreshold: int = Field(3, ge=1)
+
+
 class Container(Strict):
     name: LabelName
     image: Annotated[str, StringConstraints(min_length=1)]
@@ -100,6 +130,7 @@ class Container(Strict):
     args: Optional[list[str]] = None
     ports: list[ContainerPort] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)
+    readinessProbe: Optional[Probe] = None
 
 
 class PodSpec(Strict):
@@ -149,8 +180,43 @@ class Namespace(Strict):
     metadata: NamespaceMeta
 
 
-Manifest = Annotated[Union[Namespace, Pod, Deployment], Field(discriminator="kind")]
-SUPPORTED_KINDS = {"Namespace": "v1", "Pod": "v1", "Deployment": "apps/v1"}
+class ServicePort(Strict):
+    name: Optional[Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)]] = None
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    port: Port
+    targetPort: Optional[IntOrString] = None  # default: the same as port
+    nodePort: Optional[Annotated[int, Field(ge=30000, le=32767)]] = None
+
+
+class ClientIPConfig(Strict):
+    timeoutSeconds: int = Field(10800, ge=1, le=86400)
+
+
+class SessionAffinityConfig(Strict):
+    clientIP: ClientIPConfig = ClientIPConfig()
+
+
+class ServiceSpec(Strict):
+    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    selector: Optional[dict[str, str]] = None
+    clusterIP: Optional[str] = None  # an address in serviceCIDR, "None" (headless), or allocated
+    ports: Annotated[list[ServicePort], Field(min_length=1)]
+    sessionAffinity: Literal["None", "ClientIP"] = "None"
+    sessionAffinityConfig: Optional[SessionAffinityConfig] = None
+    externalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
+    internalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
+    publishNotReadyAddresses: bool = False
+
+
+class Service(Strict):
+    apiVersion: Literal["v1"]
+    kind: Literal["Service"]
+    metadata: ObjectMeta
+    spec: ServiceSpec
+
+
+Manifest = Annotated[Union[Namespace, Pod, Deployment, Service], Field(discriminator="kind")]
+SUPPORTED_KINDS = {"Namespace": "v1", "Pod": "v1", "Deployment": "apps/v1", "Service": "v1"}
 
 
 class Topology(Strict):

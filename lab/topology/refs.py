@@ -1,7 +1,8 @@
 """Endpoint references in `checks:`: `[namespace/]kind/name[:port]`, kubectl style.
 
-Kinds are pod, deploy (alias deployment), node and host; the namespace (default "default") only
-means something for pods and deployments, so it is an error on nodes and hosts.
+Kinds are pod, deploy (alias deployment), svc (alias service), node and host; the namespace
+(default "default") only means something for pods, deployments and services, so it is an error
+on nodes and hosts.
 """
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Literal, Optional
 
 from lab.topology.model import DNS_LABEL, DNS_SUBDOMAIN
 
-RefKind = Literal["pod", "deploy", "node", "host"]
-KINDS: dict[str, RefKind] = {"pod": "pod", "deploy": "deploy", "deployment": "deploy",
-                             "node": "node", "host": "host"}
-SYNTAX = "[namespace/]kind/name[:port], e.g. pod/web, team-a/deploy/api:8080, host/internet"
+RefKind = Literal["pod", "deploy", "svc", "node", "host"]
+KINDS: dict[str, RefKind] = {"pod": "pod", "deploy": "deploy", "deployment": "deploy", "svc": "svc",
+                             "service": "svc", "node": "node", "host": "host"}
+NAMESPACED = ("pod", "deploy", "svc")
+SYNTAX = "[namespace/]kind/name[:port], e.g. pod/web, team-a/deploy/api:8080, svc/web:80, host/internet"
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Ref:
     port: Optional[int] = None
 
     def __str__(self) -> str:
-        where = f"{self.namespace}/" if self.kind in ("pod", "deploy") else ""
+        where = f"{self.namespace}/" if self.kind in NAMESPACED else ""
         port = f":{self.port}" if self.port is not None else ""
         return f"{where}{self.kind}/{self.name}{port}"
 
@@ -37,12 +39,10 @@ def parse_ref(text: str) -> Ref:
     if len(parts) not in (2, 3) or not all(parts):
         raise ValueError(f"'{text}' is not an endpoint reference: expected {SYNTAX}")
     *namespace, kind_text, name = parts
-    if kind_text in ("svc", "service"):
-        raise ValueError(f"'{text}': Services are not supported yet (they come with kube-proxy support)")
     kind = KINDS.get(kind_text)
     if kind is None:
-        raise ValueError(f"'{text}': unknown kind '{kind_text}', use pod, deploy, node or host")
-    if namespace and kind not in ("pod", "deploy"):
+        raise ValueError(f"'{text}': unknown kind '{kind_text}', use pod, deploy, svc, node or host")
+    if namespace and kind not in NAMESPACED:
         raise ValueError(f"'{text}': a {kind} has no namespace, write {kind}/{name}")
     if namespace and not re.match(DNS_LABEL, namespace[0]):
         raise ValueError(f"'{text}': '{namespace[0]}' is not a valid namespace name")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import difflib
 import re
+from ipaddress import ip_address
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from typing import Optional
 
 from lab.errors import Diagnostic
-from lab.topology.model import DNS_SUBDOMAIN, Deployment, Namespace, Pod, PodSpec, Topology
+from lab.topology.model import DNS_SUBDOMAIN, Deployment, Namespace, Pod, PodSpec, Service, Topology
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
 
@@ -35,7 +36,7 @@ def check(topology: Topology, locate: Locate, skipped: Collection[int] = ()) -> 
     (the object looked for may be one of the skipped ones).
     """
     ctx = _Context(topology, locate, skipped)
-    for rule in (_address_plan, _machines, _manifests, _pod_specs, _labels, _checks):
+    for rule in (_address_plan, _machines, _manifests, _pod_specs, _probes, _services, _labels, _checks):
         rule(ctx)
     return ctx.diagnostics
 
@@ -153,7 +154,7 @@ def _manifests(ctx: _Context) -> None:
     namespaces = [(m.metadata.name, path + ("metadata", "name")) for path, m in ctx.manifests
                   if isinstance(m, Namespace)]
     ctx.unique(namespaces, lambda name: f"Namespace '{name}'", "remove one of the Namespace manifests")
-    for kind in (Pod, Deployment):
+    for kind in (Pod, Deployment, Service):
         ctx.unique((((m.metadata.namespace or "default", m.metadata.name), path + ("metadata", "name"))
                     for path, m in ctx.manifests if isinstance(m, kind)),
                    lambda key, kind=kind: f"{kind.__name__} '{key[1]}' in namespace '{key[0]}'",
@@ -239,6 +240,82 @@ def _labels(ctx: _Context) -> None:
                           f"label values are empty or {_LABEL_RULE}")
 
 
+def _probes(ctx: _Context) -> None:
+    """A readinessProbe has exactly one handler, and a named port must be one of its container's."""
+    for spec_path, spec in ctx.pod_specs():
+        for j, c in enumerate(spec.containers):
+            probe, path = c.readinessProbe, spec_path + ("containers", j, "readinessProbe")
+            if probe is None:
+                continue
+            handlers = [h for h in ("httpGet", "tcpSocket", "exec") if getattr(probe, h) is not None]
+            if len(handlers) != 1:
+                ctx.error(path, f"a probe needs exactly one handler, found {len(handlers)}"
+                          + (f" ({', '.join(handlers)})" if handlers else ""),
+                          "use one of httpGet: {path: /healthz, port: 8080}, tcpSocket: {port: 8080}, "
+                          "exec: {command: [cat, /tmp/ready]}")
+                continue
+            port = getattr(getattr(probe, handlers[0]), "port", None)
+            names = [p.name for p in c.ports if p.name]
+            if isinstance(port, str) and port not in names:
+                ctx.error(path + (handlers[0], "port"), f"port '{port}' is not a named port of container '{c.name}'",
+                          f"name one of its ports ({', '.join(names) or 'it has none'}) or give a number"
+                          + did_you_mean(port, names))
+
+
+def _services(ctx: _Context) -> None:
+    """ClusterIPs inside the service CIDR and unique, NodePorts unique, port names as the API wants."""
+    cidr = ctx.topology.cluster.serviceCIDR
+    reserved = {cidr.network_address + 1: "the `kubernetes` Service", cidr.network_address + 10: "kube-dns"}
+    ips: list[tuple[str, DocPath]] = []
+    node_ports: list[tuple[tuple[str, int], DocPath]] = []
+    for path, m in ctx.manifests:
+        if not isinstance(m, Service):
+            continue
+        spec, sp = m.spec, path + ("spec",)
+        who = f"Service {m.metadata.namespace or 'default'}/{m.metadata.name}"
+        if spec.clusterIP not in (None, "None"):
+            try:
+                ip = ip_address(spec.clusterIP)
+            except ValueError:
+                ip = None
+            if ip is None or ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
+                ctx.error(sp + ("clusterIP",), f"clusterIP '{spec.clusterIP}' is not a usable address of serviceCIDR {cidr}",
+                          "give an address inside cluster.serviceCIDR, \"None\" for a headless Service, or leave it out")
+            elif ip in reserved:
+                ctx.error(sp + ("clusterIP",), f"clusterIP {ip} is reserved for {reserved[ip]}",
+                          "pick another address, or leave clusterIP out to have one allocated")
+            else:
+                ips.append((str(ip), sp + ("clusterIP",)))
+        if spec.clusterIP == "None" and spec.type == "NodePort":
+            ctx.error(sp + ("clusterIP",), "a headless Service (clusterIP: None) cannot be of type NodePort",
+                      "use type ClusterIP, or drop clusterIP: None")
+        if spec.type != "NodePort" and spec.externalTrafficPolicy != "Cluster":
+            ctx.error(sp + ("externalTrafficPolicy",), "externalTrafficPolicy applies to NodePort Services only",
+                      "set type: NodePort, or remove externalTrafficPolicy")
+        if spec.sessionAffinityConfig is not None and spec.sessionAffinity != "ClientIP":
+            ctx.error(sp + ("sessionAffinityConfig",), "sessionAffinityConfig needs sessionAffinity: ClientIP",
+                      "add sessionAffinity: ClientIP, or remove sessionAffinityConfig")
+        ports = [(sp + ("ports", k), p) for k, p in enumerate(spec.ports)]
+        if len(ports) > 1:
+            for pp, p in ports:
+                if not p.name:
+                    ctx.error(pp, f"{who} has {len(ports)} ports: each needs a name",
+                              "add name: to every port, e.g. name: http")
+        ctx.unique(((p.name, pp + ("name",)) for pp, p in ports if p.name),
+                   lambda name: f"port name '{name}'", "port names must be unique within a Service")
+        ctx.unique((((p.port, p.protocol), pp + ("port",)) for pp, p in ports),
+                   lambda key: f"port {key[0]}/{key[1]}", "a port and protocol may appear once per Service")
+        for pp, p in ports:
+            if p.nodePort is not None:
+                if spec.type != "NodePort":
+                    ctx.error(pp + ("nodePort",), "nodePort is only for type NodePort", "set type: NodePort, or remove nodePort")
+                else:
+                    node_ports.append(((p.protocol, p.nodePort), pp + ("nodePort",)))
+    ctx.unique(ips, lambda ip: f"clusterIP {ip}", "every Service needs its own ClusterIP")
+    ctx.unique(node_ports, lambda key: f"nodePort {key[1]}/{key[0]}",
+               "every NodePort may belong to one Service only; change one or leave it out to have one allocated")
+
+
 def _label_key_problem(key: str) -> Optional[str]:
     prefix, slash, name = key.rpartition("/")
     if slash and (len(prefix) > 253 or not re.fullmatch(DNS_SUBDOMAIN, prefix)):
@@ -259,6 +336,8 @@ def _checks(ctx: _Context) -> None:
                 for _, m in ctx.manifests if isinstance(m, Pod)},
         "deploy": {str(Ref(m.metadata.namespace or "default", "deploy", m.metadata.name))
                    for _, m in ctx.manifests if isinstance(m, Deployment)},
+        "svc": {str(Ref(m.metadata.namespace or "default", "svc", m.metadata.name))
+                for _, m in ctx.manifests if isinstance(m, Service)},
     }
     for i, spec in enumerate(t.checks):
         for field, text in (("from", spec.from_), ("to", spec.to)):
@@ -269,11 +348,11 @@ def _checks(ctx: _Context) -> None:
                 ctx.error(path, str(e), None if SYNTAX in str(e) else f"write endpoints as {SYNTAX}")
                 continue
             target = str(Ref(ref.namespace, ref.kind, ref.name))
-            if target in known[ref.kind] or (ctx.partial and ref.kind in ("pod", "deploy")):
+            if target in known[ref.kind] or (ctx.partial and ref.kind in ("pod", "deploy", "svc")):
                 continue
-            where = f" in namespace '{ref.namespace}'" if ref.kind in ("pod", "deploy") else ""
+            where = f" in namespace '{ref.namespace}'" if ref.kind in ("pod", "deploy", "svc") else ""
             names = sorted(known[ref.kind])
-            noun = "deployment" if ref.kind == "deploy" else ref.kind
+            noun = {"deploy": "deployment", "svc": "service"}.get(ref.kind, ref.kind)
             ctx.error(path, f"'{text}': there is no {noun} '{ref.name}'{where}",
                       (f"known: {', '.join(names)}" if names else f"the topology has no {noun}s")
                       + did_you_mean(target, names))

@@ -222,9 +222,10 @@ def test_deployment_pod_names_deterministic_across_plans():
 
 
 def test_deployment_pod_names_pinned_for_the_shipped_vxlan_topology(vxlan):
-    """The names users see in `lab get pods`: changing them is a visible change, make it on purpose."""
-    assert _names(vxlan, "backend") == ["backend-5cb8477f6-tr6qc", "backend-5cb8477f6-p52mc", "backend-5cb8477f6-t9hfl"]
-    assert _names(vxlan, "frontend") == ["frontend-5ddb8bdd96-5jhf4", "frontend-5ddb8bdd96-7hpjh"]
+    """The names users see in `lab get pods`: changing them is a visible change, make it on purpose.
+    (The hash covers the template's non-default fields, so a new optional field leaves it alone.)"""
+    assert _names(vxlan, "backend") == ["backend-6547bd88cf-tr6qc", "backend-6547bd88cf-p52mc", "backend-6547bd88cf-t9hfl"]
+    assert _names(vxlan, "frontend") == ["frontend-584ff58f57-5jhf4", "frontend-584ff58f57-7hpjh"]
 
 
 def test_different_templates_give_different_hashes():

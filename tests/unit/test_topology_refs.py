@@ -14,6 +14,8 @@ from lab.topology.refs import Ref, parse_ref
     ("node/node1", Ref("default", "node", "node1")),
     ("host/internet:53", Ref("default", "host", "internet", 53)),
     (" pod/web ", Ref("default", "pod", "web")),
+    ("svc/web:80", Ref("default", "svc", "web", 80)),
+    ("team/service/api", Ref("team", "svc", "api")),
 ])
 def test_parse(text, ref):
     assert parse_ref(text) == ref
@@ -23,8 +25,7 @@ def test_parse(text, ref):
     ("web", "is not an endpoint reference"),
     ("a/b/c/d", "is not an endpoint reference"),
     ("pod/", "is not an endpoint reference"),
-    ("svc/web:80", "Services are not supported yet (they come with kube-proxy support)"),
-    ("team/service/web", "Services are not supported yet"),
+    ("team/host/web", "a host has no namespace"),
     ("container/web", "unknown kind 'container'"),
     ("team/node/node1", "a node has no namespace, write node/node1"),
     ("Team/pod/web", "'Team' is not a valid namespace name"),

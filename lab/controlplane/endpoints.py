@@ -1,0 +1,69 @@
+"""The EndpointSlice controller (pure): which pods back which Service ports, and whether they are
+ready. Readiness is the only runtime input: the lab's prober supplies it as {pod key: ready}."""
+from __future__ import annotations
+
+import hashlib
+from typing import Mapping, Optional
+
+from lab.controlplane.state import (
+    ClusterState, EndpointPortState, EndpointSliceState, EndpointState, PodState, ServiceState,
+)
+
+
+def selects(service: ServiceState, pod: PodState) -> bool:
+    if service.selector is None or not service.selector or pod.namespace != service.namespace:
+        return False
+    labels = pod.label_dict()
+    return all(labels.get(k) == v for k, v in service.selector)
+
+
+def target_port(pod: PodState, target: str, protocol: str) -> Optional[int]:
+    """A numeric targetPort is used as is; a named one is looked up in the pod's containers."""
+    if target.isdigit():
+        return int(target)
+    for c in pod.containers:
+        for p in c.ports:
+            if p.name == target and p.protocol == protocol:
+                return p.port
+    return None
+
+
+def slices_for(service: ServiceState, state: ClusterState, ready: Mapping[str, bool]) -> tuple[EndpointSliceState, ...]:
+    """One slice per distinct port mapping, as the controller does (named ports may differ per pod).
+    A Service with a selector and no pods still gets one empty slice."""
+    groups: dict[tuple[EndpointPortState, ...], list[EndpointState]] = {}
+    for pod in state.pods:
+        if not selects(service, pod):
+            continue
+        ports = []
+        for sp in service.ports:
+            port = target_port(pod, sp.target_port, sp.protocol)
+            if port is not None:
+                ports.append(EndpointPortState(sp.name, sp.protocol, port))
+        if not ports:
+            continue
+        is_ready = ready.get(pod.key, True)
+        groups.setdefault(tuple(ports), []).append(EndpointState(
+            address=pod.ip, node=pod.node, pod=pod.key,
+            ready=is_ready or service.publish_not_ready, serving=is_ready,
+        ))
+    if not groups:
+        groups[()] = []
+    return tuple(
+        EndpointSliceState(
+            namespace=service.namespace,
+            name=f"{service.name}-{hashlib.sha256(repr(ports).encode()).hexdigest()[:5]}",
+            service=service.name, ports=ports, endpoints=tuple(eps),
+        )
+        for ports, eps in groups.items()
+    )
+
+
+def endpoint_slices(state: ClusterState, ready: Optional[Mapping[str, bool]] = None) -> tuple[EndpointSliceState, ...]:
+    ready = ready or {}
+    return tuple(s for svc in state.services if svc.selector is not None for s in slices_for(svc, state, ready))
+
+
+def initial_readiness(state: ClusterState) -> dict[str, bool]:
+    """Before its first successful probe a pod with a readinessProbe is not ready; others are."""
+    return {p.key: not any(c.readiness for c in p.containers) for p in state.pods}
