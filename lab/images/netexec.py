@@ -8,7 +8,8 @@ few milliseconds: a `lab up` starts one per pod. One thread, one selectors loop,
 
 TCP: a request that starts like HTTP ("GET ", "POST ", ...) gets one HTTP/1.1 answer
 (/hostname, /clientip, /echo?msg=X, /healthz, /), then the connection is closed; anything else
-is echoed back byte for byte until the peer closes. UDP: "hostname", "clientip", "echo X",
+is echoed back byte for byte until the peer closes; every HTTP answer names the pod in an
+X-Netexec-Hostname header. UDP: "hostname", "clientip", "whoami" ("NAME ip:port"), "echo X",
 anything else is echoed. Once every port listens, "ready\\n" is written to --ready-fd.
 """
 import os
@@ -163,6 +164,7 @@ class Conn:
         if isinstance(body, str):
             body = body.encode("utf-8", "surrogateescape")
         header = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  f"X-Netexec-Hostname: {self.server.hostname}\r\n"
                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
         self.mode = "done"  # anything after the request is ignored
         self.outbuf += header.encode("ascii")
@@ -249,6 +251,8 @@ class Server:
                 reply = self.hostname.encode("utf-8", "surrogateescape")
             elif command == b"clientip":
                 reply = peer_text(peer).encode("ascii")
+            elif command == b"whoami":  # the harness's question: who answered, and whom it saw
+                reply = f"{self.hostname} {peer_text(peer)}".encode("utf-8", "surrogateescape")
             elif data.startswith(b"echo "):
                 reply = data[5:]
             else:

@@ -23,7 +23,7 @@ from lab.runtime.netns import enter, in_worker, open_netns
 __all__ = ["Probe", "ProbeResult", "run_probes", "interface_addresses", "interface_addresses_many"]
 
 TCP_REQUEST = b"GET /clientip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-UDP_REQUEST = b"clientip"
+UDP_REQUEST = b"whoami"
 MAX_REPLY = 65536  # netexec's answer is a few dozen bytes; more is not netexec
 
 
@@ -42,6 +42,7 @@ class ProbeResult:
     seen_source: str | None  # the client IP the server reported; None if no reply
     error: str | None  # e.g. "timeout after 1.0s (connecting)", "connection refused", "bad reply: ..."
     elapsed: float  # seconds, from socket creation to verdict
+    server: str | None = None  # the pod that answered (netexec's hostname): who a Service picked
 
 
 class _Attempt:
@@ -98,18 +99,27 @@ def _parse_clientip(text: str) -> str | None:
     return host if sep and port.isdigit() else None
 
 
-def _verdict(protocol: str, reply: bytes) -> tuple[str | None, str | None]:
-    """(seen_source, error) for a complete reply."""
-    body = reply
+def _verdict(protocol: str, reply: bytes) -> tuple[str | None, str | None, str | None]:
+    """(seen_source, error, server) for a complete reply."""
+    server = None
     if protocol == "TCP":
         head, sep, body = reply.partition(b"\r\n\r\n")
-        status = head.split(b"\r\n", 1)[0].split(b" ")
+        lines = head.split(b"\r\n")
+        status = lines[0].split(b" ")
         if not sep or len(status) < 2 or not status[0].startswith(b"HTTP/"):
-            return None, f"bad reply: not HTTP: {reply[:60]!r}"
+            return None, f"bad reply: not HTTP: {reply[:60]!r}", None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"x-netexec-hostname":
+                server = value.strip().decode("utf-8", "replace")
         if status[1] != b"200":
-            return None, f"bad reply: HTTP {status[1].decode('latin-1')}"
-    seen = _parse_clientip(body.decode("latin-1"))
-    return (seen, None) if seen else (None, f"bad reply: {body[:60]!r}")
+            return None, f"bad reply: HTTP {status[1].decode('latin-1')}", server
+        text = body.decode("latin-1")
+    else:
+        server, _, text = reply.decode("utf-8", "replace").rpartition(" ")
+        server = server or None
+    seen = _parse_clientip(text)
+    return (seen, None, server) if seen else (None, f"bad reply: {reply[:60]!r}", server)
 
 
 class _Runner:
@@ -203,14 +213,14 @@ class _Runner:
         if a.probe.protocol == "UDP" or not data:
             self.finish(a, *_verdict(a.probe.protocol, bytes(a.reply)))
 
-    def finish(self, a: _Attempt, seen: str | None, error: str | None) -> None:
+    def finish(self, a: _Attempt, seen: str | None, error: str | None, server: str | None = None) -> None:
         fd = a.sock.fileno()
         if fd in self.inflight:
             del self.inflight[fd]
             if fd in self.sel.get_map():
                 self.sel.unregister(fd)
             a.sock.close()
-        self.results[a.index] = ProbeResult(a.probe, error is None, seen, error, time.monotonic() - a.start)
+        self.results[a.index] = ProbeResult(a.probe, error is None, seen, error, time.monotonic() - a.start, server)
 
 
 def run_probes(probes: Sequence[Probe], timeout: float = 1.0, concurrency: int = 256) -> list[ProbeResult]:

@@ -103,6 +103,7 @@ def test_all_pairs_reach_and_see_the_client_address(world):
         assert r.ok, r
         assert r.error is None
         assert r.seen_source == PODS[r.probe.src_netns.rsplit("-", 1)[1]]
+        assert PODS[r.server] == r.probe.dst_ip  # and names the pod that answered
 
 
 @pytest.mark.parametrize("proto", ["TCP", "UDP"])

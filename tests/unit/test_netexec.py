@@ -90,6 +90,7 @@ def test_hostname(server, path):
     status, headers, body, _ = http_get(server["tcp"], path)
     assert (status, body) == (200, b"unit-pod")
     assert headers["Connection"] == "close" and headers["Content-Length"] == "8"
+    assert headers["X-Netexec-Hostname"] == "unit-pod"  # who answered, on every reply
 
 
 def test_clientip_is_the_peer_address(server):
@@ -152,6 +153,8 @@ def test_udp_commands(server):
     assert udp_exchange(server["udp"], b"hostname")[0] == b"unit-pod"
     reply, me = udp_exchange(server["udp"], b"clientip\n")
     assert reply.decode() == f"{me[0]}:{me[1]}"
+    reply, me = udp_exchange(server["udp"], b"whoami")
+    assert reply.decode() == f"unit-pod {me[0]}:{me[1]}"
     assert udp_exchange(server["udp"], b"echo hi there")[0] == b"hi there"
     assert udp_exchange(server["udp"], b"anything else")[0] == b"anything else"
 
