@@ -35,13 +35,16 @@ def gateway(node_cidr: IPv4Network) -> IPv4Address:
     return node_cidr.network_address + 1
 
 
-def pod_addresses(node: str, node_cidr: IPv4Network, count: int) -> list[IPv4Address]:
-    """host-local's order: after the gateway, upwards, never the broadcast address."""
+def pod_addresses(node: str, node_cidr: IPv4Network, count: int, taken: frozenset = frozenset()) -> list[IPv4Address]:
+    """host-local's order: after the gateway, upwards, never the broadcast address; `taken`
+    (addresses of pods that keep theirs across a `lab apply`) are skipped."""
     first = int(node_cidr.network_address) + 2
     last = int(node_cidr.broadcast_address) - 1
-    if first + count - 1 > last:
+    free = (IPv4Address(a) for a in range(first, last + 1) if IPv4Address(a) not in taken)
+    out = [ip for ip, _ in zip(free, range(count))]
+    if len(out) < count:
         raise LabError(
-            f"node {node} has {count} pods but its podCIDR {node_cidr} holds {max(0, last - first + 1)}; "
+            f"node {node} has {count + len(taken)} pods but its podCIDR {node_cidr} holds {max(0, last - first + 1)}; "
             "use a smaller cluster.nodeCIDRMaskSize (bigger node subnets) or spread the pods over more nodes"
         )
-    return [IPv4Address(first + i) for i in range(count)]
+    return out

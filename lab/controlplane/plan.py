@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Optional
 
 from lab.controlplane import ipam, naming, services
@@ -96,7 +97,9 @@ def _intents(topo: Topology) -> list[_PodIntent]:
     return out
 
 
-def plan(topo: Topology, source: str = "") -> ClusterState:
+def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = None) -> ClusterState:
+    """previous: the running lab's state (`lab apply`): pods that still exist keep their node and
+    IP, as running pods do in a cluster; only new pods are scheduled and given addresses."""
     lab = topo.name
     node_names = [n.name for n in topo.nodes]
     cidrs = ipam.node_pod_cidrs(topo.cluster.podCIDR, topo.cluster.nodeCIDRMaskSize, len(topo.nodes))
@@ -116,14 +119,20 @@ def plan(topo: Topology, source: str = "") -> ClusterState:
     )
 
     intents = _intents(topo)
-    placement = schedule(node_names, [i.spec.nodeName for i in intents])
+    wanted = {(i.namespace, i.name): i for i in intents}
+    kept = {(p.namespace, p.name): p for p in (previous.pods if previous else ())
+            if (p.namespace, p.name) in wanted and not wanted[(p.namespace, p.name)].spec.hostNetwork
+            and not p.host_network and p.node in node_names}
+    placement = schedule(node_names, [kept[(i.namespace, i.name)].node if (i.namespace, i.name) in kept
+                                      else i.spec.nodeName for i in intents])
     by_node = {n.name: [] for n in nodes}
     for intent, node in zip(intents, placement):
-        if not intent.spec.hostNetwork:
+        if not intent.spec.hostNetwork and (intent.namespace, intent.name) not in kept:
             by_node[node].append(intent)
-    pod_ip = {}
-    for n in nodes:
-        for intent, ip in zip(by_node[n.name], ipam.pod_addresses(n.name, cidrs[node_names.index(n.name)], len(by_node[n.name]))):
+    pod_ip = {k: p.ip for k, p in kept.items()}
+    for i, n in enumerate(nodes):
+        taken = frozenset(IPv4Address(p.ip) for p in kept.values() if p.node == n.name)
+        for intent, ip in zip(by_node[n.name], ipam.pod_addresses(n.name, cidrs[i], len(by_node[n.name]), taken)):
             pod_ip[(intent.namespace, intent.name)] = str(ip)
 
     node_by_name = {n.name: n for n in nodes}
