@@ -101,16 +101,26 @@ def cmd_get(a) -> int:
     from lab import views
     from lab.runtime import record
 
+    from lab.controlplane.endpoints import endpoint_slices
+
     rec = record.find(a.lab)
     state = rec.state
-    kind = {"po": "pods", "pod": "pods", "no": "nodes", "node": "nodes"}.get(a.kind, a.kind)
-    if kind not in ("pods", "nodes"):
-        raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods")
+    kind = KINDS.get(a.kind, a.kind)
+    if kind not in KINDS.values():
+        raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods, services, endpointslices")
     namespace = None if a.all_namespaces else a.namespace
+    slices = endpoint_slices(state, rec.pod_ready)
+
+    def mine(obj) -> bool:
+        return namespace is None or obj.namespace == namespace
+
     if a.output in ("json", "yaml"):
         if kind == "pods":
-            items = [views.pod_object(p, state, _alive(rec)) for p in state.pods
-                     if namespace is None or p.namespace == namespace]
+            items = [views.pod_object(p, state, _alive(rec)) for p in state.pods if mine(p)]
+        elif kind == "services":
+            items = [views.service_object(s) for s in state.services if mine(s)]
+        elif kind == "endpointslices":
+            items = [views.endpointslice_object(s) for s in slices if mine(s)]
         else:
             items = [views.node_object(n) for n in state.nodes]
         doc = views.as_list(items)
@@ -121,14 +131,34 @@ def cmd_get(a) -> int:
             print(yaml.safe_dump(doc, sort_keys=False), end="")
         return 0
     wide = a.output == "wide"
-    if kind == "pods":
-        header, rows = views.pod_rows(state, _alive(rec), rec.created, namespace, wide)
-        if not rows:
-            print(f"No resources found in {namespace} namespace.", file=sys.stderr)
-            return 0
-    else:
+    if kind == "nodes":
         header, rows = views.node_rows(state, rec.created, wide)
+    else:
+        if kind == "pods":
+            header, rows = views.pod_rows(state, _alive(rec), rec.created, namespace, wide, rec.ready)
+        elif kind == "services":
+            header, rows = views.service_rows(state, rec.created, namespace, wide)
+        else:
+            header, rows = views.endpointslice_rows(slices, rec.created, namespace)
+        if not rows:
+            print(f"No resources found in {namespace} namespace." if namespace else "No resources found",
+                  file=sys.stderr)
+            return 0
     print(views.render_table(header, rows))
+    return 0
+
+
+KINDS = {"po": "pods", "pod": "pods", "pods": "pods", "no": "nodes", "node": "nodes", "nodes": "nodes",
+         "svc": "services", "service": "services", "services": "services",
+         "endpointslice": "endpointslices", "endpointslices": "endpointslices"}
+
+
+def cmd_apply(a) -> int:
+    from lab.runtime.apply import apply
+
+    t0 = time.monotonic()
+    change = apply(a.file)
+    print(f"applied {a.file}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
     return 0
 
 
@@ -178,11 +208,12 @@ def cmd_exec(a) -> int:
     os.execvpe("ip", ["ip", "netns", "exec", netns, *a.command], {**os.environ, **env})
 
 
-def _check(state, a) -> int:
+def _check(rec, a) -> int:
     from lab.probe import invariants, report
 
+    state = rec.state
     t0 = time.monotonic()
-    outcomes = invariants.run(state, timeout=a.timeout)
+    outcomes = invariants.run(state, timeout=a.timeout, pod_ready=rec.pod_ready)
     elapsed = time.monotonic() - t0
     print(report.table(state.lab, outcomes, elapsed))
     if a.json:
@@ -197,7 +228,7 @@ def _check(state, a) -> int:
 def cmd_check(a) -> int:
     from lab.runtime import record
 
-    return _check(record.find(a.lab).state, a)
+    return _check(record.find(a.lab), a)
 
 
 def cmd_run(a) -> int:
@@ -210,8 +241,8 @@ def cmd_run(a) -> int:
     state = lifecycle.up(a.file, progress=_progress)
     try:
         rec = record.load(state.lab)
-        print(views.render_table(*views.pod_rows(state, _alive(rec), rec.created, None, wide=True)) + "\n")
-        code = _check(state, a)
+        print(views.render_table(*views.pod_rows(state, _alive(rec), rec.created, None, True, rec.ready)) + "\n")
+        code = _check(rec, a)
     finally:
         if a.keep:
             print(f"Lab {state.lab} kept running (--keep); `lab down {state.lab}` removes it", file=sys.stderr)
@@ -262,8 +293,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", metavar="NAME")
     add("list", cmd_list, "list the labs on this machine")
     add("clean", cmd_clean, "remove what crashed labs left behind (only what labs own)")
-    p = add("get", cmd_get, "show nodes or pods, with kubectl's columns")
-    p.add_argument("kind", metavar="nodes|pods")
+    p = add("apply", cmd_apply, "change a running lab to what its topology file now says (scale, add, delete, relabel)")
+    p.add_argument("file", metavar="FILE")
+    p = add("get", cmd_get, "show nodes, pods, services or endpointslices, with kubectl's columns")
+    p.add_argument("kind", metavar="nodes|pods|svc|endpointslices")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-A", "--all-namespaces", action="store_true")

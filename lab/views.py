@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import platform
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
-from lab.controlplane.state import ClusterState, NodeState, PodState
+from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, PodState, ServiceState
 
 Alive = Callable[[str], bool]  # container key "<ns>/<pod>/<container>" -> running?
 
@@ -41,13 +41,16 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
                      for row in [header, *rows])
 
 
-def pod_status(pod: PodState, alive: Alive) -> tuple[str, str]:
-    running = sum(alive(f"{pod.key}/{c.name}") for c in pod.containers)
-    status = "Running" if running == len(pod.containers) else "Error"
-    return f"{running}/{len(pod.containers)}", status
+def pod_status(pod: PodState, alive: Alive, ready: Mapping[str, bool] = {}) -> tuple[str, str]:
+    """READY counts containers that run and pass their readinessProbe (`ready`: container key ->
+    the prober's verdict; a container without a probe is ready while it runs)."""
+    up = {k: alive(k) for k in (f"{pod.key}/{c.name}" for c in pod.containers)}
+    status = "Running" if all(up.values()) else "Error"
+    return f"{sum(running and ready.get(k, True) for k, running in up.items())}/{len(up)}", status
 
 
-def pod_rows(state: ClusterState, alive: Alive, created: float, namespace: Optional[str], wide: bool):
+def pod_rows(state: ClusterState, alive: Alive, created: float, namespace: Optional[str], wide: bool,
+             ready: Mapping[str, bool] = {}):
     header = (["NAMESPACE"] if namespace is None else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     if wide:
         header += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES", "NETNS"]
@@ -55,8 +58,8 @@ def pod_rows(state: ClusterState, alive: Alive, created: float, namespace: Optio
     for p in sorted(state.pods, key=lambda p: (p.namespace, p.name)):  # the API server's order
         if namespace is not None and p.namespace != namespace:
             continue
-        ready, status = pod_status(p, alive)
-        row = ([p.namespace] if namespace is None else []) + [p.name, ready, status, "0", age(time.time() - created)]
+        count, status = pod_status(p, alive, ready)
+        row = ([p.namespace] if namespace is None else []) + [p.name, count, status, "0", age(time.time() - created)]
         if wide:
             row += [p.ip, p.node, "<none>", "<none>", p.netns]
         rows.append(row)
@@ -112,3 +115,69 @@ def node_object(n: NodeState) -> dict:
 
 def as_list(items: list[dict]) -> dict:
     return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def _ports(svc: ServiceState) -> str:
+    return ",".join(f"{p.port}{f':{p.node_port}' if p.node_port else ''}/{p.protocol}" for p in svc.ports) or "<none>"
+
+
+def service_rows(state: ClusterState, created: float, namespace: Optional[str], wide: bool):
+    header = (["NAMESPACE"] if namespace is None else []) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    if wide:
+        header.append("SELECTOR")
+    rows = []
+    for s in sorted(state.services, key=lambda s: (s.namespace, s.name)):
+        if namespace is not None and s.namespace != namespace:
+            continue
+        row = ([s.namespace] if namespace is None else []) + [
+            s.name, s.type, s.cluster_ip or "None", "<none>", _ports(s), age(time.time() - created)]
+        if wide:
+            row.append(",".join(f"{k}={v}" for k, v in s.selector) if s.selector else "<none>")
+        rows.append(row)
+    return header, rows
+
+
+def endpointslice_rows(slices: Sequence[EndpointSliceState], created: float, namespace: Optional[str]):
+    """kubectl's columns; ENDPOINTS lists the ready addresses (at most 3, then '+ N more...')."""
+    header = (["NAMESPACE"] if namespace is None else []) + ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+    rows = []
+    for sl in sorted(slices, key=lambda s: (s.namespace, s.name)):
+        if namespace is not None and sl.namespace != namespace:
+            continue
+        ready = [e.address for e in sl.endpoints if e.ready]
+        shown = ",".join(ready[:3]) + (f" + {len(ready) - 3} more..." if len(ready) > 3 else "")
+        rows.append(([sl.namespace] if namespace is None else []) + [
+            sl.name, "IPv4", ",".join(str(p.port) for p in sl.ports) or "<unset>", shown or "<none>",
+            age(time.time() - created)])
+    return header, rows
+
+
+def service_object(s: ServiceState) -> dict:
+    spec = {
+        "type": s.type, "clusterIP": s.cluster_ip or "None", "clusterIPs": [s.cluster_ip or "None"],
+        "ports": [{**({"name": p.name} if p.name else {}), "protocol": p.protocol, "port": p.port,
+                   "targetPort": int(p.target_port) if p.target_port.isdigit() else p.target_port,
+                   **({"nodePort": p.node_port} if p.node_port else {})} for p in s.ports],
+        "sessionAffinity": s.session_affinity, "internalTrafficPolicy": s.internal_traffic_policy,
+    }
+    if s.selector is not None:
+        spec["selector"] = dict(s.selector)
+    if s.session_affinity == "ClientIP":
+        spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": s.affinity_timeout}}
+    if s.type == "NodePort":
+        spec["externalTrafficPolicy"] = s.external_traffic_policy
+    if s.publish_not_ready:
+        spec["publishNotReadyAddresses"] = True
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace}, "spec": spec}
+
+
+def endpointslice_object(sl: EndpointSliceState) -> dict:
+    return {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": sl.name, "namespace": sl.namespace, "labels": {"kubernetes.io/service-name": sl.service}},
+        "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port} for p in sl.ports],
+        "endpoints": [{"addresses": [e.address], "nodeName": e.node,
+                       "targetRef": {"kind": "Pod", "namespace": e.pod.split("/")[0], "name": e.pod.split("/")[1]},
+                       "conditions": {"ready": e.ready, "serving": e.serving, "terminating": e.terminating}}
+                      for e in sl.endpoints],
+    }

@@ -13,13 +13,14 @@ import threading
 import time
 from pathlib import Path
 
-from lab.controlplane.state import ContainerState, PodState
+from lab.controlplane.state import ContainerState, HostState, PodState
 from lab.errors import LabError
 from lab.runtime.execs import netns_path
 from lab.runtime.record import LabRecord
 
 NETEXEC = Path(__file__).resolve().parent.parent / "images" / "netexec.py"
 READY_TIMEOUT = 10.0
+HOST_PORT = 8080
 
 
 def container_key(pod: PodState, c: ContainerState) -> str:
@@ -77,6 +78,17 @@ class Starter:
                 )
             with self.lock:
                 self.record.pids[key] = proc.pid
+
+    def start_host(self, host: HostState) -> None:
+        """Plain underlay hosts answer like netexec on HOST_PORT (TCP and UDP): what the outside
+        world sees of the lab, e.g. the node address egress NAT gives a pod."""
+        key = f"host/{host.name}/netexec"
+        self.logs[key] = self.record.dir / "logs" / f"host_{host.name}.log"
+        line = "\t".join([key, netns_path(host.netns), str(self.logs[key]), "--hostname", host.name,
+                           "--tcp", str(HOST_PORT), "--udp", str(HOST_PORT)])
+        with self.lock:
+            self.server.stdin.write(line + "\n")
+            self.server.stdin.flush()
 
     def abandon(self) -> None:
         """Stop starting: the fork server forks what is queued and exits; record every child."""

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Interface
+from typing import Optional, Sequence
 
 from lab.cni import config, libcni
 from lab.controlplane.state import ClusterState, PodState
 from lab.errors import LabError
-from lab.node import containers
+from lab.node import containers, processes
 from lab.runtime.execs import ip_batch, netns_path
 from lab.runtime.record import LabRecord
 
@@ -35,10 +37,12 @@ def _pod_network(state: ClusterState, record: LabRecord, pod: PodState) -> dict:
     return config.pod_network(state, state.node(pod.node), str(record.dir / "ipam" / pod.node))
 
 
-def create(state: ClusterState, record: LabRecord) -> None:
+def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodState]] = None) -> None:
     """Sandboxes, CNI ADD, then the pod's containers, pipelined per pod over a few workers:
-    plugin execs and container start-ups overlap instead of running phase after phase."""
-    pods = sandboxed(state)
+    plugin execs and container start-ups overlap instead of running phase after phase.
+    only: these pods of the state (a `lab apply`), else all."""
+    chosen = list(state.pods if only is None else only)
+    pods = [p for p in chosen if not p.host_network]
     record.claim(netns=tuple(p.netns for p in pods))
     ip_batch([f"netns add {p.netns}" for p in pods])
     cache = libcni.ResultCache(record.dir / "cni")
@@ -55,9 +59,12 @@ def create(state: ClusterState, record: LabRecord) -> None:
     pool = ThreadPoolExecutor(WORKERS)
     try:
         futures = [pool.submit(wire_and_start, p) for p in pods]
-        for p in state.pods:
+        for p in chosen:
             if p.host_network:
                 starter.start_pod(p)
+        if only is None:
+            for h in state.hosts:
+                starter.start_host(h)
         for f in futures:
             f.result()
     except BaseException:
@@ -68,10 +75,11 @@ def create(state: ClusterState, record: LabRecord) -> None:
     starter.wait_ready()
 
 
-def delete(state: ClusterState, record: LabRecord) -> list[str]:
-    """CNI DEL for every pod whose namespace still exists; errors are collected, not fatal."""
+def delete(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodState]] = None) -> list[str]:
+    """CNI DEL for every pod (or those in `only`) whose namespace still exists; errors are
+    collected, not fatal."""
     cache = libcni.ResultCache(record.dir / "cni")
-    pods = [p for p in sandboxed(state)
+    pods = [p for p in (state.pods if only is None else only) if not p.host_network
             if p.netns in record.netns and os.path.exists(netns_path(state.node(p.node).netns))]
 
     def unwire(pod: PodState) -> list[str]:
@@ -80,3 +88,19 @@ def delete(state: ClusterState, record: LabRecord) -> list[str]:
 
     with ThreadPoolExecutor(WORKERS) as pool:
         return [e for errs in pool.map(unwire, pods) for e in errs]
+
+
+def remove(state: ClusterState, record: LabRecord, gone: Sequence[PodState]) -> list[str]:
+    """Take pods out of a running lab (`lab apply`): stop their containers, CNI DEL, delete their
+    namespaces, forget them."""
+    keys = {f"{p.key}/{c.name}" for p in gone for c in p.containers}
+    pids = processes.owned_pids([p.netns for p in gone if not p.host_network])
+    pids |= {pid for key, pid in record.pids.items() if key in keys and processes.alive(pid)}
+    processes.signal_all(pids, signal.SIGTERM)
+    errors = delete(state, record, gone)
+    processes.reap(pids)
+    netns = [p.netns for p in gone if not p.host_network]
+    ip_batch([f"netns delete {n}" for n in netns if os.path.exists(netns_path(n))], force=True)
+    record.netns = [n for n in record.netns if n not in netns]
+    record.pids = {k: v for k, v in record.pids.items() if k not in keys}
+    return errors

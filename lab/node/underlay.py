@@ -10,6 +10,7 @@ import shutil
 import sys
 import sysconfig
 import warnings
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from lab.controlplane.state import ClusterState
@@ -105,10 +106,20 @@ def _verify(state: ClusterState) -> None:
         raise LabError(f"underlay switch {state.switch_name} is missing ports {sorted(want - ports)}")
 
 
+def gateway(state: ClusterState) -> str:
+    """The underlay's first address: kept free for a gateway (none answers unless a host takes it)."""
+    return str(IPv4Network(state.underlay_subnet).network_address + 1)
+
+
 def configure(state: ClusterState) -> None:
-    """Per-node kernel settings: MTU on the underlay, forwarding on (a fresh namespace has it off)."""
+    """Per-node kernel settings: MTU on the underlay, forwarding on (a fresh namespace has it off),
+    and a default route, as every real node has one: traffic to a ClusterIP needs a route before
+    kube-proxy's rules rewrite it (or reject it, for a Service without endpoints)."""
     for m in machines(state):
-        ip_batch([f"link set eth0 mtu {state.underlay_mtu}"], netns=m.netns)
+        lines = [f"link set eth0 mtu {state.underlay_mtu}"]
+        if m in state.nodes:
+            lines.append(f"route replace default via {gateway(state)} dev eth0")
+        ip_batch(lines, netns=m.netns)
         if state.switch == "ovs":
             # PITFALLS: with the userspace datapath TCP/UDP/VXLAN are dropped until tx offload is off.
             run(["nsenter", f"--net={netns_path(m.netns)}", "--", "ethtool", "-K", "eth0", "tx", "off"])
@@ -117,9 +128,13 @@ def configure(state: ClusterState) -> None:
 
 
 def destroy_switch(record: LabRecord) -> None:
-    for link in record.links:
-        if os.path.exists(f"/sys/class/net/{link}"):
-            run(["ip", "link", "del", link], check=False)
+    """The switch and its ports, synchronously: deleting a port deletes its veth pair at once,
+    whereas a deleted namespace frees its links only later — and the next `lab up` of the same
+    lab wants those names back."""
+    switch = record.state.switch_name
+    ports = [p for p in os.listdir("/sys/class/net") if p.startswith(f"{switch}p") and p[len(switch) + 1:].isdigit()]
     for br in record.ovs_bridges:
         if shutil.which("ovs-vsctl"):
             run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", br], check=False)
+    ip_batch([f"link del {link}" for link in ports + [l for l in record.links if os.path.exists(f"/sys/class/net/{l}")]],
+             force=True)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import permutations
-from typing import Optional
+from typing import Mapping, Optional
 
+from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
+from lab.probe import services
+from lab.probe.outcome import Outcome
 from lab.probe.engine import Probe, ProbeResult, interface_addresses_many, run_probes
 from lab.topology.refs import Ref, parse_ref
 
@@ -19,19 +22,9 @@ INVARIANTS = {
     "pod-ip": "the IP on a pod's eth0 = the source IP other pods see = the IP in `lab get pods`",
     "hostnetwork-to-pod": "hostNetwork pods reach every pod",
     "localhost": "containers of one pod reach each other on localhost",
+    **services.CHECKS,
     "checks": "the topology's own checks",
 }
-
-
-@dataclass(frozen=True)
-class Outcome:
-    check: str        # a key of INVARIANTS
-    subject: str      # the pair or the pod this is about, for people
-    passed: bool
-    expected: str
-    observed: str
-    source: str = ""  # for programs: the namespace the probe left from
-    target: str = ""  # and where it went, "ip:port/protocol"
 
 
 @dataclass(frozen=True)
@@ -90,22 +83,25 @@ def expectations(state: ClusterState) -> list[Expectation]:
 
 # --- the topology's `checks:` ---
 
-def _endpoints(state: ClusterState, ref: Ref) -> list[tuple[str, str, str, Optional[PodState]]]:
-    """(label, netns, ip, pod) for every object a reference names."""
-    if ref.kind == "pod":
-        pods = [p for p in state.pods if p.namespace == ref.namespace and p.name == ref.name]
-    elif ref.kind == "deploy":
-        pods = [p for p in state.pods if p.namespace == ref.namespace and p.owner == f"Deployment/{ref.name}"]
-    else:
+def _endpoints(state: ClusterState, ref: Ref, protocol: str) -> list[tuple[str, str, str, Optional[int]]]:
+    """(label, netns, ip, default port) for every object a reference names. A Service is its
+    ClusterIP (it has no namespace to send from); its default port is its first of the protocol."""
+    if ref.kind == "svc":
+        svcs = [s for s in state.services if s.namespace == ref.namespace and s.name == ref.name and s.cluster_ip]
+        return [(f"svc/{s.key}", "", s.cluster_ip, next((p.port for p in s.ports if p.protocol == protocol), None))
+                for s in svcs]
+    if ref.kind in ("node", "host"):
         machines = state.nodes if ref.kind == "node" else state.hosts
         return [(f"{ref.kind}/{m.name}", m.netns, m.ip, None) for m in machines if m.name == ref.name]
-    return [(p.key, p.netns, p.ip, p) for p in pods]
+    if ref.kind == "pod":
+        pods = [p for p in state.pods if p.namespace == ref.namespace and p.name == ref.name]
+    else:
+        pods = [p for p in state.pods if p.namespace == ref.namespace and p.owner == f"Deployment/{ref.name}"]
+    return [(p.key, p.netns, p.ip, _netexec_port(p, protocol)) for p in pods]
 
 
-def _port(ref: Ref, pod: Optional[PodState], protocol: str) -> Optional[int]:
-    if ref.port is not None:
-        return ref.port
-    for c in pod.containers if pod else ():
+def _netexec_port(pod: PodState, protocol: str) -> Optional[int]:
+    for c in pod.containers:
         for p in c.ports:
             if c.image == "netexec" and p.protocol == protocol:
                 return p.port
@@ -116,9 +112,11 @@ def check_expectations(state: ClusterState) -> list[Expectation]:
     out = []
     for c in state.checks:
         src_ref, dst_ref = parse_ref(c.src), parse_ref(c.dst)
-        for s_label, s_netns, _, _ in _endpoints(state, src_ref):
-            for d_label, _, d_ip, d_pod in _endpoints(state, dst_ref):
-                port = _port(dst_ref, d_pod, c.protocol)
+        for s_label, s_netns, _, _ in _endpoints(state, src_ref, c.protocol):
+            if not s_netns:
+                continue  # a Service sends nothing
+            for d_label, _, d_ip, default_port in _endpoints(state, dst_ref, c.protocol):
+                port = dst_ref.port if dst_ref.port is not None else default_port
                 subject = f"{c.name}: {s_label} -> {d_label} ({d_ip}:{port}/{c.protocol})"
                 out.append(Expectation("checks", subject, Probe(s_netns, d_ip, port or 0, c.protocol),
                                        reply=c.expect == "allow"))
@@ -150,7 +148,7 @@ def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]], results: list
     """Invariant 3, per pod: its eth0, what the others saw, and the model agree."""
     seen: dict[str, set[str]] = {}
     for e, r in results:
-        if e.check == "pod-to-pod" and r.ok and r.seen_source:
+        if e.check == "pod-to-pod" and e.source and r.ok and r.seen_source:  # not via egress NAT
             seen.setdefault(e.probe.src_netns, set()).add(r.seen_source)
     out = []
     for pod in state.pods:
@@ -164,14 +162,21 @@ def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]], results: list
     return out
 
 
-def run(state: ClusterState, timeout: float = 1.0) -> list[Outcome]:
+def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[str, bool]] = None) -> list[Outcome]:
+    """Every check in one batch of probes. pod_ready: the lab's readiness (what its EndpointSlices
+    and kube-proxy rules are built from)."""
     exps = expectations(state)
+    asks = services.plan(state, endpoint_slices(state, pod_ready or {}))
     unique = list(dict.fromkeys(e.probe for e in exps if e.probe.port))
-    results = dict(zip(unique, run_probes(unique, timeout=timeout)))
+    answers = run_probes(unique + [a.probe for a in asks], timeout=timeout)
+    results = dict(zip(unique, answers))
     missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)
     pairs = [(e, results.get(e.probe, missing)) for e in exps]
     outcomes = [judge(e, r) for e, r in pairs]
     eth0 = interface_addresses_many([(p.netns, "eth0") for p in state.pods if not p.host_network])
     outcomes += judge_pod_ips(state, {ns: a for (ns, _), a in eth0.items()}, pairs)
+    outcomes += services.judge(state, asks, answers[len(unique):])
+    if state.services:
+        outcomes += services.clusterip_virtual(state)
     order = list(INVARIANTS)
     return sorted(outcomes, key=lambda o: order.index(o.check))

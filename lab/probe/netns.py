@@ -23,8 +23,9 @@ def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
-def _ipv4_addresses(ifindex: int) -> list[str]:
-    """IPv4 addresses on ifindex, via a netlink socket of the current thread's namespace."""
+def _ipv4_addresses(ifindex: int | None) -> list[str]:
+    """IPv4 addresses on ifindex (None: on any interface), via a netlink socket of the current
+    thread's namespace."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
         body = IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
         nl.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
@@ -44,10 +45,10 @@ def _ipv4_addresses(ifindex: int) -> list[str]:
                 offset += _align(length)
 
 
-def _parse_addr(msg: bytes, ifindex: int) -> list[str]:
-    """The local IPv4 address of one RTM_NEWADDR message, if it is on ifindex."""
+def _parse_addr(msg: bytes, ifindex: int | None) -> list[str]:
+    """The local IPv4 address of one RTM_NEWADDR message, if it is on ifindex (or any, for None)."""
     family, _, _, _, index = IFADDRMSG.unpack_from(msg)
-    if family != socket.AF_INET or index != ifindex:
+    if family != socket.AF_INET or (ifindex is not None and index != ifindex):
         return []
     attrs: dict[int, bytes] = {}
     offset = IFADDRMSG.size
@@ -71,7 +72,8 @@ def interface_addresses(netns: str, ifname: str) -> list[str]:
 
 
 def interface_addresses_many(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
-    """interface_addresses for many (netns, ifname) pairs in one worker thread: no process per pair."""
+    """interface_addresses for many (netns, ifname) pairs in one worker thread: no process per pair.
+    ifname "*" means every interface of that namespace."""
     groups: dict[str, set[str]] = {}
     for netns, ifname in pairs:
         groups.setdefault(netns, set()).add(ifname)
@@ -85,6 +87,9 @@ def interface_addresses_many(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str
             for netns, ifnames in groups.items():  # one setns per namespace
                 enter(fds[netns], netns)
                 for ifname in ifnames:
+                    if ifname == "*":
+                        result[(netns, ifname)] = _ipv4_addresses(None)
+                        continue
                     try:
                         index = socket.if_nametoindex(ifname)  # glibc's ioctl socket: this thread's netns
                     except OSError:

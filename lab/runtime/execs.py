@@ -27,11 +27,11 @@ def run(argv: Sequence[str], *, input: Optional[str] = None, timeout: float = 60
 
 def ip_batch(lines: Sequence[str], netns: Optional[str] = None, force: bool = False) -> None:
     """Many `ip` commands, one process (PITFALLS: create namespaces from the root, not with -n).
-    force: go on past failing lines (teardown), still reporting them."""
+    force: go on past failing lines (teardown); the failure is still raised once all have run."""
     if not lines:
         return
     argv = ["ip"] + (["-n", netns] if netns else []) + (["-force"] if force else []) + ["-batch", "-"]
-    run(argv, input="\n".join(lines) + "\n", check=not force)
+    run(argv, input="\n".join(lines) + "\n")
 
 
 def sysctl(netns: str, settings: dict[str, str]) -> None:

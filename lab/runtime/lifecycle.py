@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from typing import Callable, Optional
 
 from lab import routing
+from lab.kube_proxy import sync as kube_proxy
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
-from lab.node import pods, processes, underlay
+from lab.node import pods, prober, processes, underlay
 from lab.runtime import record as records
 from lab.runtime.execs import ip_batch, run
 from lab.runtime.record import LabRecord
 
 Progress = Callable[[str, float], None]
+AGENT = "lab.runtime.agent"
 
 
 def _quiet(_: str, __: float) -> None:
@@ -91,32 +95,66 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)
+            with _phase(f"kube-proxy ({state.proxy}): {len(state.services)} services, egress NAT", progress):
+                _services(state, rec)
             rec.status = "running"
             rec.owner_pid, rec.owner_start = 0, None
+            rec.save()
+            rec.agent = _start_agent(rec)
             rec.save()
     except BaseException as e:
         with _signals_ignored():  # a second Ctrl-C must not cut the rollback short
             teardown(rec)
         if isinstance(e, LabError):
             raise LabError(f"{e}\nlab up failed; everything it had built was removed") from None
+        if isinstance(e, Exception):  # e.g. Mininet's own errors: say what failed, not a traceback
+            raise LabError(f"{type(e).__name__}: {e}\nlab up failed; everything it had built was removed") from e
         raise
     return state
+
+
+def _services(state: ClusterState, rec: LabRecord) -> None:
+    """kube-proxy's first sync, with readiness from a first round of probes."""
+    kube_proxy.setup(state)
+    rec.ready = prober.first_round(state)
+    with kube_proxy.locked(rec):
+        kube_proxy.sync(rec, state, prober.pod_readiness(state, rec.ready, lambda _: True), first=True)
+        rec.save()
+
+
+def _start_agent(rec: LabRecord) -> int:
+    with open(rec.subdir("logs") / "agent.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", AGENT, rec.name], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True).pid
+
+
+def _stop_agent(rec: LabRecord) -> None:
+    """The agent runs in the root namespace: found by its recorded PID, checked by command line."""
+    try:
+        argv = open(f"/proc/{rec.agent}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        return
+    if AGENT.encode() in argv and rec.name.encode() in argv:
+        processes.signal_all([rec.agent], signal.SIGTERM)
+        processes.reap({rec.agent})
 
 
 def teardown(rec: LabRecord) -> list[str]:
     """Remove everything the record says the lab owns. Keeps going past errors and returns them."""
     rec.status = "deleting"
     rec.save()
+    if rec.agent:
+        _stop_agent(rec)
     pids = processes.owned_pids(rec.netns, rec.shells, rec.pids.values())
     processes.signal_all(pids, signal.SIGTERM)
     errors = pods.delete(rec.state, rec)  # CNI DEL runs while the processes exit
     processes.reap(pids)
     existing = [n for n in reversed(rec.netns) if os.path.exists(f"/run/netns/{n}")]
-    try:
-        ip_batch([f"netns delete {n}" for n in existing], force=True)
-    except LabError as e:
-        errors.append(str(e))
-    underlay.destroy_switch(rec)
+    for step in (lambda: underlay.destroy_switch(rec), lambda: ip_batch([f"netns delete {n}" for n in existing], force=True)):
+        try:
+            step()
+        except LabError as e:
+            errors.append(str(e))
     left = [n for n in existing if os.path.exists(f"/run/netns/{n}")]
     if left:
         errors.append(f"namespaces still present: {', '.join(left)}")

@@ -41,6 +41,10 @@ class LabRecord:
     ovs_bridges: list[str] = field(default_factory=list)
     shells: list[str] = field(default_factory=list)  # Mininet shell names ("mininet:<name>")
     pids: dict[str, int] = field(default_factory=dict)  # "<ns>/<pod>/<container>" -> pid
+    agent: int = 0                                  # the lab's kubelet-like agent process
+    ready: dict[str, bool] = field(default_factory=dict)  # container key -> its readinessProbe's verdict
+    pod_ready: dict[str, bool] = field(default_factory=dict)  # pod key -> ready, as the proxy rules have it
+    proxy: dict[str, list[str]] = field(default_factory=dict)  # node -> kube-proxy chains last written
 
     @property
     def dir(self) -> Path:
@@ -63,7 +67,8 @@ class LabRecord:
         data = {
             "name": self.name, "status": self.status, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "created": self.created, "netns": self.netns, "links": self.links, "ovs_bridges": self.ovs_bridges,
-            "shells": self.shells, "pids": self.pids, "state": self.state.to_dict(),
+            "shells": self.shells, "pids": self.pids, "agent": self.agent, "ready": self.ready, "pod_ready": self.pod_ready,
+            "proxy": self.proxy, "state": self.state.to_dict(),
         }
         tmp = self.dir / "record.json.tmp"
         tmp.write_text(json.dumps(data, indent=1))

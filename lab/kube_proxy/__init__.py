@@ -1,0 +1,1 @@
+"""kube-proxy (pure): Services turned into the rules kube-proxy would program on a node."""

@@ -1,0 +1,59 @@
+"""kube-proxy's names: the service port name and the hashed per-service chains.
+
+These follow k8s.io/kubernetes/pkg/proxy (ServicePortName.String) and pkg/proxy/iptables
+(portProtoHash, servicePortEndpointChainName) byte for byte, so a chain in the lab has the name it
+would have on a real node: "default/kubernetes:https" over tcp is KUBE-SVC-NPX46M4PTMTKRN6Y.
+A chain name is a prefix plus 16 base32 characters: at most 25, under the kernel's 28.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from lab.controlplane.state import ServicePortState, ServiceState
+
+SVC, SVL, EXT, FW, SEP = "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-"
+SERVICE_CHAIN_PREFIXES = (SVC, SVL, EXT, FW, SEP)
+
+
+def service_port_name(svc: ServiceState, port: ServicePortState) -> str:
+    """"namespace/name:port", or "namespace/name" for an unnamed port (ServicePortName.String)."""
+    return f"{svc.namespace}/{svc.name}" + (f":{port.name}" if port.name else "")
+
+
+def _hash16(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+
+
+def port_proto_hash(spn: str, protocol: str) -> str:
+    """base32(sha256(spn + lowercase protocol))[:16], as kube-proxy's portProtoHash."""
+    return _hash16(spn + protocol.lower())
+
+
+def svc_chain(spn: str, protocol: str) -> str:
+    """Dispatch to all usable endpoints (traffic policy Cluster)."""
+    return SVC + port_proto_hash(spn, protocol)
+
+
+def svl_chain(spn: str, protocol: str) -> str:
+    """Dispatch to this node's endpoints only (traffic policy Local)."""
+    return SVL + port_proto_hash(spn, protocol)
+
+
+def ext_chain(spn: str, protocol: str) -> str:
+    """Entry for external destinations (NodePorts): masquerade, short-circuits, then SVC or SVL."""
+    return EXT + port_proto_hash(spn, protocol)
+
+
+def fw_chain(spn: str, protocol: str) -> str:
+    """loadBalancerSourceRanges filtering; the lab has no LoadBalancers, so never written."""
+    return FW + port_proto_hash(spn, protocol)
+
+
+def sep_chain(spn: str, protocol: str, endpoint: str) -> str:
+    """One endpoint ("ip:port") of a service port: hairpin masquerade and the DNAT."""
+    return SEP + _hash16(spn + protocol.lower() + endpoint)
+
+
+def is_service_chain(name: str) -> bool:
+    return name.startswith(SERVICE_CHAIN_PREFIXES)

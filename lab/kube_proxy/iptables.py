@@ -1,0 +1,441 @@
+"""kube-proxy's iptables mode (pure): the iptables-restore text kube-proxy would load on one node.
+
+Why kube-proxy's own layout rather than a simpler one: `iptables-save -t nat | grep <clusterIP>` on a
+lab node should read like it does on a real node (kube-proxy >= 1.28), chain names and comments
+included, so what is learned here carries over. The structure follows pkg/proxy/iptables/proxier.go:
+
+  nat PREROUTING/OUTPUT -> KUBE-SERVICES -> KUBE-SVC-<hash> (or KUBE-SVL-, traffic policy Local)
+      -> KUBE-SEP-<hash> (one per endpoint: hairpin mark, DNAT); NodePorts: the last KUBE-SERVICES
+      rule -> KUBE-NODEPORTS -> KUBE-EXT-<hash> -> KUBE-SVC/KUBE-SVL.
+  Anything marked 0x4000 on the way (KUBE-MARK-MASQ) is masqueraded in KUBE-POSTROUTING.
+  filter: Services without endpoints are REJECTed (KUBE-SERVICES, KUBE-EXTERNAL-SERVICES), those
+      whose Local policy has nothing on this node are DROPped; KUBE-FORWARD lets marked traffic pass.
+
+Every sync is one `iptables-restore --noflush` transaction: each chain written is declared
+(":NAME - [0:0]", which flushes it) and rewritten whole, chains left over from the previous sync are
+flushed and deleted (-X), and nothing else on the node is touched. Like kube-proxy's partial sync,
+`render(..., only={keys})` leaves the per-service chains of the other Services out entirely (not
+declared, so untouched), while the small top-level chains are always rewritten: adding one Service
+to a thousand costs a few lines, not the whole table.
+
+The text is written in iptables-save's argument order (-s/-d/-p first, then the matches in order)
+so it reads like `iptables-save` output; it is also valid restore input as is. Two spellings stay
+as kube-proxy writes them, and the kernel hands them back normalized: `-j MARK --or-mark 0x4000`
+and `--xor-mark 0x4000` are saved as `--set-xmark 0x4000/0x4000` and `--set-xmark 0x4000/0x0`, and
+`--probability 0.3333333333` ("%0.10f") as `0.33333333349` (the kernel keeps a 31-bit fraction).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import AbstractSet, Iterable, Optional, Union
+
+from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, ServicePortState, ServiceState
+from lab.kube_proxy import chains as ch
+
+MASQ_MARK = "0x4000"   # 1 << --iptables-masquerade-bit (14); iptables-save prints it this way
+MARK_MASQ = "KUBE-MARK-MASQ"
+REJECT = "REJECT --reject-with icmp-port-unreachable"
+_NEW = "-m conntrack --ctstate NEW"
+
+# kube-proxy's iptablesJumpChains, then iptablesKubeletJumpChains, in its order:
+# (table, chain jumped to, builtin chain, comment, extra matches). kube-proxy prepends each rule,
+# so in a builtin chain they end up in the reverse of this order.
+_JUMPS = (
+    ("filter", "KUBE-EXTERNAL-SERVICES", "INPUT", "kubernetes externally-visible service portals", _NEW),
+    ("filter", "KUBE-EXTERNAL-SERVICES", "FORWARD", "kubernetes externally-visible service portals", _NEW),
+    ("filter", "KUBE-NODEPORTS", "INPUT", "kubernetes health check service ports", ""),
+    ("filter", "KUBE-SERVICES", "FORWARD", "kubernetes service portals", _NEW),
+    ("filter", "KUBE-SERVICES", "OUTPUT", "kubernetes service portals", _NEW),
+    ("filter", "KUBE-FORWARD", "FORWARD", "kubernetes forwarding rules", ""),
+    ("filter", "KUBE-PROXY-FIREWALL", "INPUT", "kubernetes load balancer firewall", _NEW),
+    ("filter", "KUBE-PROXY-FIREWALL", "OUTPUT", "kubernetes load balancer firewall", _NEW),
+    ("filter", "KUBE-PROXY-FIREWALL", "FORWARD", "kubernetes load balancer firewall", _NEW),
+    ("nat", "KUBE-SERVICES", "OUTPUT", "kubernetes service portals", ""),
+    ("nat", "KUBE-SERVICES", "PREROUTING", "kubernetes service portals", ""),
+    ("nat", "KUBE-POSTROUTING", "POSTROUTING", "kubernetes postrouting rules", ""),
+    ("filter", "KUBE-FIREWALL", "INPUT", "", ""),
+    ("filter", "KUBE-FIREWALL", "OUTPUT", "", ""),
+)
+_BUILTIN = {"filter": ("INPUT", "FORWARD", "OUTPUT"), "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")}
+# The top-level chains every sync rewrites, in kube-proxy's order.
+_FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS",
+                  "KUBE-PROXY-FIREWALL", "KUBE-FIREWALL")
+_NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", MARK_MASQ)
+
+
+# --- text ---
+
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _quote(text: str) -> str:
+    """As iptables-save prints a string (xtables_save_string): bare if plain, else quoted."""
+    if _PLAIN.fullmatch(text):
+        return text
+    return '"' + re.sub(r"([\"'\\])", r"\\\1", text) + '"'
+
+
+def _comment(text: str) -> str:
+    return f"-m comment --comment {_quote(text)}"
+
+
+class _Table:
+    """One table of a restore file: declared chains, their rules (kept per chain), deletions."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.rules: dict[str, list[str]] = {c: [] for c in _BUILTIN[name]}
+        self.declared: list[str] = []
+        self.deleted: list[str] = []
+
+    def chain(self, name: str) -> None:
+        if name not in self.rules:
+            self.rules[name] = []
+        if name not in self.declared:
+            self.declared.append(name)
+
+    def add(self, chain: str, *parts: str) -> None:
+        assert chain in self.rules, f"{chain} is not declared in {self.name}"
+        self.rules[chain].append(" ".join(p for p in parts if p))
+
+    def delete(self, name: str) -> None:
+        self.chain(name)
+        self.deleted.append(name)
+
+    def lines(self) -> list[str]:
+        return [f"*{self.name}", *(f":{c} - [0:0]" for c in self.declared),
+                *(f"-A {c} {r}" for c, rules in self.rules.items() for r in rules),
+                *(f"-X {c}" for c in self.deleted), "COMMIT"]
+
+
+def _text(*tables: _Table) -> str:
+    return "\n".join(line for t in tables for line in t.lines()) + "\n"
+
+
+# --- the model kube-proxy works from ---
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    port: int
+    local: bool                      # on the node being rendered
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def fallback(self) -> bool:
+        """Serving but terminating: used only when nothing is ready."""
+        return self.serving and self.terminating
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """One port of a Service as kube-proxy sees it on one node (its servicePortInfo and
+    proxy.CategorizeEndpoints' results)."""
+
+    svc: ServiceState
+    port: ServicePortState
+    cluster: tuple[Endpoint, ...]    # endpoints for traffic policy Cluster
+    local: tuple[Endpoint, ...]      # endpoints for traffic policy Local (this node's)
+    reachable: tuple[Endpoint, ...]  # those that get a KUBE-SEP chain here
+    has_endpoints: bool              # usable endpoints anywhere in the cluster
+
+    @property
+    def spn(self) -> str:
+        return ch.service_port_name(self.svc, self.port)
+
+    @property
+    def proto(self) -> str:
+        return self.port.protocol.lower()
+
+    @property
+    def svc_chain(self) -> str:
+        return ch.svc_chain(self.spn, self.proto)
+
+    @property
+    def svl_chain(self) -> str:
+        return ch.svl_chain(self.spn, self.proto)
+
+    @property
+    def ext_chain(self) -> str:
+        return ch.ext_chain(self.spn, self.proto)
+
+    def sep_chain(self, ep: Endpoint) -> str:
+        return ch.sep_chain(self.spn, self.proto, str(ep))
+
+    @property
+    def internal_local(self) -> bool:
+        return self.svc.internal_traffic_policy == "Local"
+
+    @property
+    def external(self) -> bool:
+        return bool(self.port.node_port)
+
+    @property
+    def external_local(self) -> bool:
+        return self.external and self.svc.external_traffic_policy == "Local"
+
+    @property
+    def has_internal(self) -> bool:
+        return self.has_endpoints and (not self.internal_local or bool(self.local))
+
+    @property
+    def has_external(self) -> bool:
+        return self.has_endpoints and (not self.external_local or bool(self.local))
+
+    @property
+    def internal_chain(self) -> str:
+        return self.svl_chain if self.internal_local else self.svc_chain
+
+    @property
+    def external_policy_chain(self) -> str:
+        return self.svl_chain if self.external_local else self.svc_chain
+
+    @property
+    def affinity(self) -> bool:
+        return self.svc.session_affinity == "ClientIP"
+
+
+def uses_cluster(svc: ServiceState, port: ServicePortState) -> bool:
+    """Cluster endpoints are needed for iTP Cluster, and for any external traffic (short-circuits)."""
+    return svc.internal_traffic_policy != "Local" or bool(port.node_port)
+
+
+def uses_local(svc: ServiceState, port: ServicePortState) -> bool:
+    return svc.internal_traffic_policy == "Local" or (bool(port.node_port) and svc.external_traffic_policy == "Local")
+
+
+def endpoints(svc: ServiceState, port: ServicePortState, slices: Iterable[EndpointSliceState],
+              node: str) -> tuple[Endpoint, ...]:
+    """The endpoints of one service port: from the Service's slices, those with a port of the same
+    name and protocol (its number from that slice). Sorted by "ip:port" as kube-proxy sorts them."""
+    found: dict[str, Endpoint] = {}
+    for s in sorted(slices, key=lambda s: s.name):
+        if (s.namespace, s.service) != (svc.namespace, svc.name):
+            continue
+        for sp in s.ports:
+            if (sp.name, sp.protocol) != (port.name, port.protocol) or not sp.port:
+                continue
+            for e in s.endpoints:
+                ep = Endpoint(e.address, sp.port, e.node == node, e.ready, e.serving, e.terminating)
+                found.setdefault(str(ep), ep)
+    return tuple(sorted(found.values(), key=str))
+
+
+def categorize(svc: ServiceState, port: ServicePortState, eps: tuple[Endpoint, ...], node: str) -> ServicePort:
+    """proxy.CategorizeEndpoints without topology hints: ready endpoints, else serving-terminating."""
+    cluster: tuple[Endpoint, ...] = ()
+    has_any = False
+    if uses_cluster(svc, port):
+        cluster = tuple(e for e in eps if e.ready) or tuple(e for e in eps if e.fallback)
+        has_any = bool(cluster)
+    if not uses_local(svc, port):
+        return ServicePort(svc, port, cluster, (), cluster, has_any)
+    has_any = has_any or any(e.ready or e.fallback for e in eps)
+    local = tuple(e for e in eps if e.local and e.ready) or tuple(e for e in eps if e.local and e.fallback)
+    if not uses_cluster(svc, port):
+        reachable = local
+    else:
+        reachable = tuple(sorted({str(e): e for e in cluster + local}.values(), key=str))
+    return ServicePort(svc, port, cluster, local, reachable, has_any)
+
+
+def service_ports(state: ClusterState, node: str, slices: Iterable[EndpointSliceState]) -> list[ServicePort]:
+    """Every proxied service port, Services by namespace/name, ports in spec order. Headless
+    Services (no ClusterIP) are not proxied at all."""
+    slices = tuple(slices)
+    out = []
+    for svc in sorted(state.services, key=lambda s: (s.namespace, s.name)):
+        if not svc.cluster_ip:
+            continue
+        for port in svc.ports:
+            out.append(categorize(svc, port, endpoints(svc, port, slices, node), node))
+    return out
+
+
+# --- rules ---
+
+def _top_level(filt: _Table, nat: _Table) -> None:
+    for c in _FILTER_CHAINS:
+        filt.chain(c)
+    for c in _NAT_CHAINS:
+        nat.chain(c)
+    nat.add("KUBE-POSTROUTING", f"-m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN")
+    nat.add("KUBE-POSTROUTING", f"-j MARK --xor-mark {MASQ_MARK}")
+    nat.add("KUBE-POSTROUTING", _comment("kubernetes service traffic requiring SNAT"), "-j MASQUERADE --random-fully")
+    nat.add(MARK_MASQ, f"-j MARK --or-mark {MASQ_MARK}")
+    # Guards route_localnet, which localhost NodePorts need (kube-proxy writes it, kubelet did).
+    filt.add("KUBE-FIREWALL", "! -s 127.0.0.0/8 -d 127.0.0.0/8", _comment("block incoming localnet connections"),
+             "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
+
+
+def _tail(filt: _Table, nat: _Table) -> None:
+    nat.add("KUBE-SERVICES", _comment("kubernetes service nodeports; NOTE: this must be the last rule in this chain"),
+            "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
+    filt.add("KUBE-FORWARD", "-m conntrack --ctstate INVALID -j DROP")
+    filt.add("KUBE-FORWARD", _comment("kubernetes forwarding rules"), f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT")
+    filt.add("KUBE-FORWARD", _comment("kubernetes forwarding conntrack rule"),
+             "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+
+
+def _no_endpoints(p: ServicePort) -> tuple[str, str]:
+    """(comment, target) for traffic that has nowhere to go: REJECT if the Service has no endpoints,
+    DROP if it has some but its Local policy allows none here."""
+    if not p.has_endpoints:
+        return f"{p.spn} has no endpoints", REJECT
+    return f"{p.spn} has no local endpoints", "DROP"
+
+
+def _entry_rules(p: ServicePort, filt: _Table, nat: _Table) -> None:
+    """The rules in the shared chains: always written, even in a partial sync."""
+    cip = f"-d {p.svc.cluster_ip}/32 -p {p.proto}"
+    dport = f"-m {p.proto} --dport {p.port.port}"
+    if p.has_internal:
+        nat.add("KUBE-SERVICES", cip, _comment(f"{p.spn} cluster IP"), dport, f"-j {p.internal_chain}")
+    else:
+        comment, target = _no_endpoints(p)
+        filt.add("KUBE-SERVICES", cip, _comment(comment), dport, f"-j {target}")
+    if not p.external:
+        return
+    node_port = f"-m {p.proto} --dport {p.port.node_port}"
+    if p.has_endpoints:
+        nat.add("KUBE-NODEPORTS", f"-p {p.proto}", _comment(p.spn), node_port, f"-j {p.ext_chain}")
+    if not p.has_external:
+        comment, target = _no_endpoints(p)
+        filt.add("KUBE-EXTERNAL-SERVICES", f"-p {p.proto}", _comment(comment), "-m addrtype --dst-type LOCAL",
+                 node_port, f"-j {target}")
+
+
+def _chains_of(p: ServicePort) -> list[str]:
+    """The per-service nat chains this service port needs on this node, in writing order."""
+    out = []
+    if p.has_endpoints and p.external:
+        out.append(p.ext_chain)
+    if p.cluster and uses_cluster(p.svc, p.port):
+        out.append(p.svc_chain)
+    if p.local and uses_local(p.svc, p.port):
+        out.append(p.svl_chain)
+    return out + [p.sep_chain(ep) for ep in p.reachable]
+
+
+def _ext_rules(p: ServicePort, nat: _Table, pod_cidr: str) -> None:
+    ext, spn = p.ext_chain, p.spn
+    if not p.external_local:
+        nat.add(ext, _comment(f"masquerade traffic for {spn} external destinations"), f"-j {MARK_MASQ}")
+    else:
+        # Pods and the node itself are not held to the Local policy; only they need the short-circuit.
+        nat.add(ext, f"-s {pod_cidr}", _comment(f"pod traffic for {spn} external destinations"), f"-j {p.svc_chain}")
+        nat.add(ext, _comment(f"masquerade LOCAL traffic for {spn} external destinations"),
+                f"-m addrtype --src-type LOCAL -j {MARK_MASQ}")
+        nat.add(ext, _comment(f"route LOCAL traffic for {spn} external destinations"),
+                f"-m addrtype --src-type LOCAL -j {p.svc_chain}")
+    if p.has_external:
+        nat.add(ext, f"-j {p.external_policy_chain}")
+
+
+def _dispatch_rules(p: ServicePort, nat: _Table, chain: str, eps: tuple[Endpoint, ...]) -> None:
+    """writeServiceToEndpointRules: affinity checks first, then 1/n, 1/(n-1), ... spreading."""
+    if p.affinity:
+        for ep in eps:
+            sep = p.sep_chain(ep)
+            nat.add(chain, _comment(f"{p.spn} -> {ep}"),
+                    f"-m recent --rcheck --seconds {p.svc.affinity_timeout} --reap --name {sep} "
+                    f"--mask 255.255.255.255 --rsource -j {sep}")
+    n = len(eps)
+    for i, ep in enumerate(eps):
+        statistic = f"-m statistic --mode random --probability {1.0 / (n - i):0.10f}" if i < n - 1 else ""
+        nat.add(chain, _comment(f"{p.spn} -> {ep}"), statistic, f"-j {p.sep_chain(ep)}")
+
+
+def _endpoint_rules(p: ServicePort, nat: _Table, ep: Endpoint) -> None:
+    sep = p.sep_chain(ep)
+    nat.add(sep, f"-s {ep.ip}/32", _comment(p.spn), f"-j {MARK_MASQ}")   # hairpin: a pod reaching itself
+    recent = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource" if p.affinity else ""
+    nat.add(sep, f"-p {p.proto}", _comment(p.spn), recent, f"-m {p.proto} -j DNAT --to-destination {ep}")
+
+
+def _service_rules(p: ServicePort, nat: _Table, pod_cidr: str) -> None:
+    """The service port's own chains (KUBE-EXT/SVC/SVL/SEP), declared and written whole."""
+    chains = _chains_of(p)
+    for c in chains:
+        nat.chain(c)
+    if p.has_internal:
+        nat.add(p.internal_chain, f"! -s {pod_cidr} -d {p.svc.cluster_ip}/32 -p {p.proto}",
+                _comment(f"{p.spn} cluster IP"), f"-m {p.proto} --dport {p.port.port} -j {MARK_MASQ}")
+    if p.ext_chain in chains:
+        _ext_rules(p, nat, pod_cidr)
+    if p.svc_chain in chains:
+        _dispatch_rules(p, nat, p.svc_chain, p.cluster)
+    if p.svl_chain in chains:
+        _dispatch_rules(p, nat, p.svl_chain, p.local)
+    for ep in p.reachable:
+        _endpoint_rules(p, nat, ep)
+
+
+def _node_name(node: Union[str, NodeState]) -> str:
+    return node if isinstance(node, str) else node.name
+
+
+def render(state: ClusterState, node: Union[str, NodeState], slices: Iterable[EndpointSliceState], *,
+           existing: AbstractSet[str] = frozenset(), only: Optional[AbstractSet[str]] = None) -> str:
+    """The filter and nat tables kube-proxy would load on `node`, for `iptables-restore --noflush`.
+
+    existing: the service chains the previous sync left (declared_chains of its text); those no
+    longer needed are flushed and deleted. only: Service keys ("ns/name") whose chains changed;
+    the other Services' chains are left out (untouched on the node); None rewrites everything."""
+    name = state.node(_node_name(node)).name
+    filt, nat = _Table("filter"), _Table("nat")
+    _top_level(filt, nat)
+    active: set[str] = set()
+    for p in service_ports(state, name, slices):
+        _entry_rules(p, filt, nat)
+        active.update(_chains_of(p))
+        written = nat if only is None or p.svc.key in only else _Table("nat")   # partial sync: discarded
+        _service_rules(p, written, state.pod_cidr)
+    for stale in sorted(c for c in set(existing) - active if ch.is_service_chain(c)):
+        nat.delete(stale)
+    _tail(filt, nat)
+    return _text(filt, nat)
+
+
+def declared_chains(text: str, existing: AbstractSet[str] = frozenset()) -> set[str]:
+    """The service chains (KUBE-SVC/SVL/EXT/FW/SEP) on the node once `text` is applied over
+    `existing`: those it declares, plus those it leaves alone, minus those it deletes. Keep it as
+    `existing` for the next sync (for a full sync, `existing` does not change the answer)."""
+    declared = {c for c in re.findall(r"^:(\S+) ", text, re.M) if ch.is_service_chain(c)}
+    deleted = set(re.findall(r"^-X (\S+)$", text, re.M))
+    return (set(existing) | declared) - deleted
+
+
+def base_rules() -> str:
+    """The jumps from the builtin chains into kube-proxy's chains, applied once on a fresh node
+    (`iptables-restore --noflush`); render() fills the chains they jump to."""
+    tables = {"filter": _Table("filter"), "nat": _Table("nat")}
+    for table, target, _, _, _ in sorted(_JUMPS, key=lambda j: j[1]):
+        tables[table].chain(target)
+    for table, target, builtin, comment, extra in reversed(_JUMPS):
+        tables[table].add(builtin, extra, _comment(comment) if comment else "", f"-j {target}")
+    return _text(tables["filter"], tables["nat"])
+
+
+def masq_agent_rules(state: ClusterState) -> str:
+    """Egress NAT as ip-masq-agent does it (nat table, applied once per node with --noflush): pod
+    traffic leaving the cluster's pod and service ranges takes the node's address. Only traffic
+    from the pod CIDR: the node's own connections keep their address."""
+    nat = _Table("nat")
+    nat.chain("IP-MASQ-AGENT")
+    nat.add("POSTROUTING", f"-s {state.pod_cidr}",
+            _comment("ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our "
+                     "custom IP-MASQ-AGENT chain"),
+            "-m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT")
+    for cidr in (state.pod_cidr, state.service_cidr):
+        nat.add("IP-MASQ-AGENT", f"-d {cidr}", _comment("ip-masq-agent: local traffic is not subject to MASQUERADE"),
+                "-j RETURN")
+    nat.add("IP-MASQ-AGENT", _comment("ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)"),
+            "-j MASQUERADE")
+    return _text(nat)

@@ -1,0 +1,94 @@
+"""kube-proxy's loop, run when something changes: recompute EndpointSlices, render each node's
+rules (pure) and apply them with one restore per node, writing only what changed.
+
+iptables mode: one `iptables-restore --noflush` per node; after the first full sync only the
+chains of changed Services are written (plus the top-level chains), and chains of removed
+Services are deleted — kube-proxy's partial sync. nftables mode: one `nft -f -` transaction per
+node; the first creates the table, later ones add and remove just the changed elements and chains.
+A sync whose rendered result equals what is in place runs nothing.
+"""
+from __future__ import annotations
+
+import fcntl
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator, Mapping
+
+from lab.controlplane.endpoints import endpoint_slices
+from lab.controlplane.state import ClusterState, NodeState
+from lab.errors import LabError
+from lab.kube_proxy import iptables, nftables
+from lab.runtime.execs import sysctl
+from lab.runtime.netns import in_netns
+from lab.runtime.record import LabRecord
+
+
+@contextmanager
+def locked(record: LabRecord) -> Iterator[None]:
+    """The agent and `lab apply` both sync: one at a time."""
+    with open(record.dir / "sync.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _restore(node: NodeState, argv: list[str], text: str) -> None:
+    proc = in_netns(node.netns, lambda: subprocess.run(argv, input=text, capture_output=True, text=True, timeout=60))
+    if proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)} on node {node.name} failed: {proc.stderr.strip()}")
+
+
+def setup(state: ClusterState) -> None:
+    """Once per node at `lab up`: what kube-proxy and ip-masq-agent set up before their first sync."""
+    for node in state.nodes:
+        if state.proxy == "iptables":
+            # NodePorts on 127.0.0.1 need route_localnet; kube-proxy's iptables mode sets it too.
+            sysctl(node.netns, {"net.ipv4.conf.all.route_localnet": "1"})
+            _restore(node, ["iptables-restore", "--noflush"], iptables.base_rules() + iptables.masq_agent_rules(state))
+        else:
+            _restore(node, ["nft", "-f", "-"], nftables.masq_agent_rules(state))
+
+
+def changed_services(old: ClusterState, old_slices, new: ClusterState, new_slices) -> set[str]:
+    """Services whose spec or endpoints differ between two syncs (added and removed ones too)."""
+    def index(state, slices):
+        by = {s.key: [s] for s in state.services}
+        for sl in slices:
+            by.setdefault(f"{sl.namespace}/{sl.service}", []).append(sl)
+        return by
+    a, b = index(old, old_slices), index(new, new_slices)
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+
+def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], *, first: bool = False) -> set[str]:
+    """Bring every node's rules from the record's state and readiness to `state` with `pod_ready`;
+    returns the Services touched. The caller holds `locked(record)` and saves the record after."""
+    old_state, new_slices = record.state, endpoint_slices(state, pod_ready)
+    old_slices = endpoint_slices(old_state, record.pod_ready)
+    changed = {s.key for s in state.services} if first else changed_services(old_state, old_slices, state, new_slices)
+    record.state, record.pod_ready = state, dict(pod_ready)
+    if not changed and not first:
+        return changed
+
+    def one(node: NodeState) -> tuple[str, list[str]]:
+        if state.proxy == "iptables":
+            existing = frozenset(record.proxy.get(node.name, ()))
+            text = iptables.render(state, node, new_slices, existing=existing, only=None if first else changed)
+            _restore(node, ["iptables-restore", "--noflush"], text)
+            return node.name, sorted(iptables.declared_chains(text, existing))
+        if first:
+            text = nftables.render(state, node, new_slices)
+        else:
+            text = nftables.render_update(old_state, state, node, old_slices, new_slices)
+        if text.strip():
+            _restore(node, ["nft", "-f", "-"], text)
+        return node.name, []
+
+    with ThreadPoolExecutor(len(state.nodes)) as pool:
+        for name, chains in pool.map(one, state.nodes):
+            record.proxy[name] = chains
+    return changed
+

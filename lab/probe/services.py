@@ -1,0 +1,259 @@
+"""What Kubernetes promises about Services, as checks (Services issue): ClusterIPs are virtual and
+reach every ready endpoint from every pod and node, spreading looks random, affinity pins a client,
+a Service without endpoints rejects at once, NodePorts follow their traffic policy, and pod traffic
+leaving the cluster is masqueraded to the node's address.
+
+Probes are planned here (pure), run by the probe engine in one batch with the invariants', and
+judged here (pure) — per pair, or per Service port where only the aggregate means something.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from lab.controlplane.state import ClusterState, EndpointSliceState, ServicePortState, ServiceState
+from lab.probe.engine import Probe, ProbeResult
+from lab.probe.outcome import Outcome
+
+CHECKS = {
+    "clusterip-virtual": "a ClusterIP is on no interface and answers no ping, only its ports",
+    "service": "every Service port answers from every pod and node, from a ready endpoint, seeing the client's pod IP",
+    "service-spread": "connections spread over every ready endpoint (random, kube-proxy style)",
+    "session-affinity": "sessionAffinity: ClientIP pins each client to one endpoint",
+    "no-endpoints": "a Service port without ready endpoints rejects at once",
+    "nodeport": "NodePorts answer on every node per externalTrafficPolicy (Local: client IP kept, only nodes with endpoints)",
+    "egress": "pod traffic leaving the cluster is masqueraded to the node's IP",
+}
+HOST_PORT = 8080   # every plain host runs netexec there (lab.node.containers.HOST_PORT)
+SAMPLES = 24       # connections per Service port and endpoint, spread over the clients
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One planned probe and what it is for."""
+
+    check: str
+    subject: str
+    probe: Probe
+    group: str = ""                      # aggregate judgments (spread, affinity) group by this
+    servers: frozenset = frozenset()     # pods allowed to answer
+    source: Optional[str] = None         # the source address the server must see ("" = any)
+    reply: bool = True
+    client: str = ""                     # the pod key of the client, when it is a pod
+
+
+def ready_endpoints(svc: ServiceState, port: ServicePortState, slices: Sequence[EndpointSliceState],
+                    node: Optional[str] = None) -> dict[str, tuple[str, int]]:
+    """pod key -> (ip, port) of the ready endpoints of one Service port (on `node` only, if given)."""
+    out = {}
+    for sl in slices:
+        if sl.namespace != svc.namespace or sl.service != svc.name:
+            continue
+        for p in sl.ports:
+            if p.name == port.name and p.protocol == port.protocol:
+                for e in sl.endpoints:
+                    if e.ready and (node is None or e.node == node):
+                        out[e.pod] = (e.address, p.port)
+    return out
+
+
+def _spn(svc: ServiceState, port: ServicePortState) -> str:
+    return f"{svc.key}:{port.name}" if port.name else svc.key
+
+
+def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ask]:
+    clients = [p for p in state.pods if not p.host_network]
+    pod_names = {p.key: p.name for p in state.pods}
+    asks: list[Ask] = []
+    for svc in state.services:
+        if svc.cluster_ip is None:
+            continue
+        for port in svc.ports:
+            spn = _spn(svc, port)
+            target = f"{svc.cluster_ip}:{port.port}/{port.protocol}"
+            eps = ready_endpoints(svc, port, slices)
+            if not eps:
+                for c in clients[:1] if port.protocol == "TCP" else ():
+                    asks.append(Ask("no-endpoints", f"{spn} ({target}) from {c.key}",
+                                    Probe(c.netns, svc.cluster_ip, port.port, port.protocol), reply=False))
+                continue
+            rounds = max(1, math.ceil(SAMPLES * len(eps) / max(1, len(clients))))
+            affinity = svc.session_affinity == "ClientIP"
+            for c in clients:
+                local = svc.internal_traffic_policy == "Local"
+                allowed = ready_endpoints(svc, port, slices, node=c.node if local else None)
+                names = frozenset(pod_names[k] for k in allowed)
+                if not allowed:
+                    continue  # iTP Local and no endpoint on this node: nothing is promised
+                for i in range(rounds if not affinity else max(rounds, 4)):
+                    asks.append(Ask("session-affinity" if affinity else "service",
+                                    f"{c.key} ({c.ip}) -> {spn} ({target})",
+                                    Probe(c.netns, svc.cluster_ip, port.port, port.protocol),
+                                    group=f"{spn}|{c.key}" if affinity else spn, servers=names,
+                                    source=c.ip, client=c.key))
+            for n in state.nodes:
+                allowed = ready_endpoints(svc, port, slices, node=n.name if svc.internal_traffic_policy == "Local" else None)
+                if allowed:
+                    asks.append(Ask("service", f"node/{n.name} -> {spn} ({target})",
+                                    Probe(n.netns, svc.cluster_ip, port.port, port.protocol),
+                                    servers=frozenset(pod_names[k] for k in allowed), source=""))
+            if port.node_port:
+                asks += _node_port(state, svc, port, slices, pod_names)
+    for h in state.hosts:
+        for c in clients:
+            asks.append(Ask("egress", f"{c.key} ({c.ip}) -> host/{h.name} ({h.ip}:{HOST_PORT})",
+                            Probe(c.netns, h.ip, HOST_PORT), servers=frozenset({h.name}),
+                            source=state.node(c.node).ip))
+    return asks
+
+
+def _node_port(state, svc, port, slices, pod_names) -> list[Ask]:
+    """From every plain host to every node's IP (the traffic policy decides who answers and what
+    source the backend sees), and from each node to its own addresses, 127.0.0.1 included."""
+    spn, asks = _spn(svc, port), []
+    local = svc.external_traffic_policy == "Local"
+    everywhere = frozenset(pod_names[k] for k in ready_endpoints(svc, port, slices))
+    for node in state.nodes:
+        here = frozenset(pod_names[k] for k in ready_endpoints(svc, port, slices, node=node.name))
+        target = f"node/{node.name} ({node.ip}:{port.node_port}/{port.protocol})"
+        for h in state.hosts:
+            probe = Probe(h.netns, node.ip, port.node_port, port.protocol)
+            if local:
+                asks.append(Ask("nodeport", f"host/{h.name} -> {spn} at {target}, Local", probe,
+                                servers=here, source=h.ip, reply=bool(here)))
+            else:
+                asks.append(Ask("nodeport", f"host/{h.name} -> {spn} at {target}, Cluster", probe,
+                                servers=everywhere, source="node"))
+        # From the node itself any endpoint may answer. 127.0.0.1 works in iptables mode only
+        # (route_localnet); kube-proxy's nftables mode does not serve NodePorts on localhost.
+        for addr in (node.ip, "127.0.0.1") if state.proxy == "iptables" else (node.ip,):
+            asks.append(Ask("nodeport", f"node/{node.name} -> {spn} at {addr}:{port.node_port}/{port.protocol}",
+                            Probe(node.netns, addr, port.node_port, port.protocol), servers=everywhere, source=""))
+    return asks
+
+
+def node_addresses(state: ClusterState) -> dict[str, str]:
+    """Every address a node may masquerade to, -> the node: its underlay IP, and the pod-network
+    side (cni0 / ptp veths hold the gateway, flannel.1 the podCIDR's network address)."""
+    out = {}
+    for n in state.nodes:
+        for addr in (n.ip, n.gateway, n.pod_cidr.split("/")[0]):
+            out[addr] = n.name
+    return out
+
+
+def judge(state: ClusterState, asks: Sequence[Ask], results: Sequence[ProbeResult]):
+    """Outcomes (lab.probe.invariants.Outcome) for every planned probe and every aggregate."""
+    out = []
+    node_ips = node_addresses(state)
+    groups: dict[str, list[tuple[Ask, ProbeResult]]] = {}
+    for a, r in zip(asks, results):
+        where = {"source": a.probe.src_netns, "target": f"{a.probe.dst_ip}:{a.probe.port}/{a.probe.protocol}"}
+        if a.group:
+            groups.setdefault((a.check, a.group), []).append((a, r))
+        if not a.reply:
+            fast = r.error is not None and "refused" in r.error
+            expected = "rejected at once (connection refused)" if a.check == "no-endpoints" else "no reply"
+            passed = (fast if a.check == "no-endpoints" else not r.ok)
+            out.append(Outcome(a.check, a.subject, passed, expected, _seen(r), **where))
+            continue
+        problems = []
+        if not r.ok:
+            problems.append(f"no reply: {r.error}")
+        else:
+            if a.servers and r.server not in a.servers:
+                problems.append(f"answered by {r.server}, not one of {', '.join(sorted(a.servers))}")
+            hairpin = a.client and a.client.endswith("/" + (r.server or "?"))
+            if a.source == "node" and r.seen_source not in node_ips:
+                problems.append(f"source seen {r.seen_source}, not an address of a node")
+            elif a.source and a.source != "node" and not hairpin and r.seen_source != a.source:
+                problems.append(f"source seen {r.seen_source}, expected {a.source}")
+        expected = "reply" + (f" from {'/'.join(sorted(a.servers))}" if a.servers and len(a.servers) < 4 else
+                              " from a ready endpoint" if a.servers else "")
+        if a.source and a.source != "node":
+            expected += f", source seen {a.source}"
+        elif a.source == "node":
+            expected += ", source seen an address of a node (SNAT)"
+        if a.group and a.check in ("service", "session-affinity"):
+            continue  # judged per group below (individual failures are reported there too)
+        out.append(Outcome(a.check, a.subject, not problems, expected, "; ".join(problems) or _seen(r), **where))
+    for (check, group), pairs in groups.items():
+        out += _judge_group(check, group, pairs)
+    return out
+
+
+def _seen(r: ProbeResult) -> str:
+    return f"reply from {r.server}, source seen {r.seen_source}" if r.ok else f"no reply: {r.error}"
+
+
+def _judge_group(check: str, group: str, pairs) -> list[Outcome]:
+    """service: each probe answered by an allowed pod (and seeing the client, unless hairpin),
+    then the spread over endpoints; session-affinity: one endpoint per client."""
+    out = []
+    a0 = pairs[0][0]
+    counts = Counter(r.server for _, r in pairs if r.ok)
+    failed = [(a, r) for a, r in pairs if not r.ok or r.server not in a.servers or
+              (r.seen_source != a.source and not a.client.endswith("/" + (r.server or "?")))]
+    where = {"source": "", "target": f"{a0.probe.dst_ip}:{a0.probe.port}/{a0.probe.protocol}"}
+    if check == "session-affinity":
+        passed = not failed and len(counts) == 1
+        out.append(Outcome(check, f"{a0.subject}: {len(pairs)} connections", passed, "every connection to one endpoint",
+                           _counts(counts) + (f"; {len(failed)} failed: {_seen(failed[0][1])}" if failed else ""), **where))
+        return out
+    for a, r in failed:
+        out.append(Outcome("service", a.subject, False, f"reply from a ready endpoint, source seen {a.source}",
+                           _seen(r), source=a.probe.src_netns, target=where["target"]))
+    passes = len(pairs) - len(failed)
+    out.append(Outcome("service", f"{group}: {passes} of {len(pairs)} connections from pods", not failed,
+                       "every connection answered", f"{passes} answered", **where))
+    allowed = set().union(*(a.servers for a, _ in pairs))
+    out.append(_spread(group, counts, allowed, where))
+    return out
+
+
+def _spread(group: str, counts: Counter, allowed: set, where: dict) -> Outcome:
+    """Every endpoint hit, none far from its fair share (4 standard deviations of a binomial)."""
+    total, n = sum(counts.values()), max(1, len(allowed))
+    p = 1 / n
+    sigma = math.sqrt(total * p * (1 - p)) or 1
+    missing = sorted(allowed - set(counts))
+    odd = [k for k in allowed if abs(counts.get(k, 0) - total * p) > 4 * sigma + 1]
+    passed = not missing and not odd
+    note = f"; never hit: {', '.join(missing)}" if missing else (f"; implausible: {', '.join(sorted(odd))}" if odd else "")
+    return Outcome("service-spread", f"{group} over {n} endpoints", passed,
+                   f"every endpoint about {total * p:.0f} of {total}", _counts(counts) + note, **where)
+
+
+def _counts(counts: Counter) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no replies"
+
+
+def clusterip_virtual(state: ClusterState):
+    """No namespace of the lab has a ClusterIP on an interface, and a ping to one gets no answer
+    (kube-proxy only translates the Service's ports)."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lab.probe.netns import interface_addresses_many
+
+    namespaces = sorted({p.netns for p in state.pods} | {n.netns for n in state.nodes} | {h.netns for h in state.hosts})
+    held = {a: ns for (ns, _), addrs in interface_addresses_many([(ns, "*") for ns in namespaces]).items() for a in addrs}
+    client = next((p for p in state.pods if not p.host_network), None)
+    virtual = [s for s in state.services if s.cluster_ip]
+
+    def ping(svc: ServiceState) -> bool:
+        return subprocess.run(["ip", "netns", "exec", client.netns, "ping", "-c", "1", "-W", "1", "-q", svc.cluster_ip],
+                              capture_output=True).returncode == 0
+
+    with ThreadPoolExecutor(8) as pool:
+        answered = dict(zip((s.key for s in virtual), pool.map(ping, virtual))) if client else {}
+    out = []
+    for s in virtual:
+        problems = ([f"on an interface of {held[s.cluster_ip]}"] if s.cluster_ip in held else []) + \
+                   ([f"answered a ping from {client.key}"] if answered.get(s.key) else [])
+        out.append(Outcome("clusterip-virtual", f"{s.key} ({s.cluster_ip})", not problems,
+                           "on no interface, no ping reply", "; ".join(problems) or "on no interface, no ping reply",
+                           target=s.cluster_ip))
+    return out

@@ -1,0 +1,82 @@
+"""The lab's kubelet and endpoint controller in one small process per lab.
+
+It runs every readinessProbe on its period, watches that containers still run, and whenever a
+pod's readiness changes it recomputes the EndpointSlices and re-syncs kube-proxy's rules on every
+node — so a backend that stops answering leaves its Services within a probe period, as in a
+cluster. `lab up` starts it (`python -m lab.runtime.agent LAB`), `lab down` stops it, and it exits
+by itself when its lab is gone.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from lab.kube_proxy.sync import locked, sync
+from lab.node import prober
+from lab.node.processes import alive
+from lab.runtime import record as records
+from lab.runtime.record import LabRecord
+
+TICK = 0.2  # seconds between looks at the clock; probes run on their own periods
+
+
+def container_alive(rec: LabRecord):
+    return lambda key: key in rec.pids and alive(rec.pids[key])
+
+
+class Agent:
+    def __init__(self, name: str):
+        self.name = name
+        self.trackers: dict[str, prober.Tracker] = {}
+        self.due: dict[str, float] = {}
+        self.state = None
+
+    def adopt(self, rec: LabRecord) -> None:
+        """Track the probes of the record's state (again after a `lab apply`), keeping history."""
+        if rec.state == self.state:
+            return
+        self.state, now = rec.state, time.monotonic()
+        trackers = {}
+        for pod, c in prober.probed(rec.state):
+            key = f"{pod.key}/{c.name}"
+            trackers[key] = self.trackers.get(key) or prober.Tracker(c.readiness, ready=rec.ready.get(key, False))
+            self.due.setdefault(key, now + max(c.readiness.period, c.readiness.initial_delay))
+        self.trackers = trackers
+
+    def step(self) -> bool:
+        """One look: run due probes, sync if readiness changed. False once the lab is gone."""
+        try:
+            rec = records.load(self.name)
+        except Exception:  # the record is gone (lab down) or mid-removal: our lab is over
+            return False
+        if rec.status != "running":
+            return False
+        self.adopt(rec)
+        now = time.monotonic()
+        due = [(p, c) for p, c in prober.probed(rec.state) if self.due.get(f"{p.key}/{c.name}", now) <= now]
+        for (p, c), ok in zip(due, prober.run_probes(rec.state, due)):
+            key = f"{p.key}/{c.name}"
+            self.trackers[key].record(ok)
+            self.due[key] = now + c.readiness.period
+        ready = {k: t.ready for k, t in self.trackers.items()}
+        pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
+        if ready != rec.ready or pod_ready != rec.pod_ready:
+            with locked(rec):
+                rec = records.load(self.name)  # `lab apply` may have written meanwhile
+                rec.ready = ready
+                changed = sync(rec, rec.state, prober.pod_readiness(rec.state, ready, container_alive(rec)))
+                rec.save()
+            print(f"{time.strftime('%H:%M:%S')} readiness changed; synced {', '.join(sorted(changed)) or 'no Service'}",
+                  flush=True)
+        return True
+
+
+def main(argv: list[str]) -> int:
+    agent = Agent(argv[0])
+    while agent.step():
+        time.sleep(TICK)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,73 @@
+"""`lab apply FILE`: change a running lab to what the file now says, as controllers would.
+
+Pods that are gone or whose containers changed are removed; new ones are wired and started;
+running pods keep their node and IP. Services and EndpointSlices follow, and kube-proxy's rules
+are re-synced incrementally (only the Services that changed are rewritten). What a running
+cluster cannot change in place — nodes, addresses, the pod network — is refused with the reason.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from lab.controlplane.state import ClusterState, PodState
+from lab.errors import LabError
+from lab.kube_proxy import sync as kube_proxy
+from lab.node import pods, prober
+from lab.runtime import record as records
+from lab.runtime.agent import container_alive
+
+# What `lab apply` cannot change: these need `lab down` and `lab up`.
+FIXED = ("pod_cidr", "service_cidr", "node_mask", "network", "cni", "mtu", "underlay_subnet", "underlay_mtu",
+         "switch", "nodes", "hosts", "proxy")
+
+
+@dataclass(frozen=True)
+class Change:
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    services: tuple[str, ...]
+
+    def __str__(self) -> str:
+        parts = [f"{len(self.added)} pods created", f"{len(self.removed)} pods deleted",
+                 f"{len(self.services)} Services re-synced"]
+        return ", ".join(parts)
+
+
+def _same_pod(a: PodState, b: PodState) -> bool:
+    """Labels may change in place (relabelling); anything else means a new pod."""
+    return replace(a, labels=()) == replace(b, labels=())
+
+
+def apply(path: str) -> Change:
+    from lab.controlplane.plan import plan
+    from lab.topology.load import load_topology
+
+    topo = load_topology(path)
+    rec = records.load(topo.name)
+    if rec.status != "running":
+        raise LabError(f"lab {topo.name} is {rec.status}, not running")
+    new = plan(topo, source=os.path.abspath(path), previous=rec.state)
+    fixed = [f for f in FIXED if getattr(new, f) != getattr(rec.state, f)]
+    if fixed:
+        raise LabError(f"lab apply cannot change {', '.join(fixed)} of a running lab; "
+                       f"`lab down {topo.name}` and `lab up {path}` rebuild it")
+    with kube_proxy.locked(rec):
+        rec = records.load(topo.name)
+        old: ClusterState = rec.state
+        before = {p.key: p for p in old.pods}
+        after = {p.key: p for p in new.pods}
+        gone = [p for k, p in before.items() if k not in after or not _same_pod(p, after[k])]
+        born = [p for k, p in after.items() if k not in before or not _same_pod(before[k], p)]
+        errors = pods.remove(old, rec, gone)
+        if errors:
+            raise LabError("removing pods failed: " + "; ".join(errors))
+        rec.save()
+        pods.create(new, rec, only=born)
+        fresh = {f"{p.key}/{c.name}" for p in born for c in p.containers}
+        ready = {k: v for k, v in rec.ready.items() if k.rsplit("/", 1)[0] in after and k not in fresh}
+        ready.update({k: v for k, v in prober.first_round(replace(new, pods=tuple(born))).items()})
+        rec.ready = ready
+        changed = kube_proxy.sync(rec, new, prober.pod_readiness(new, ready, container_alive(rec)))
+        rec.save()
+    return Change(tuple(p.key for p in born), tuple(p.key for p in gone), tuple(sorted(changed)))
