@@ -16,5 +16,5 @@ unit: install
 	.venv/bin/pytest -q tests/unit
 
 bench: install
-	.venv/bin/python bench/lab_up.py
-	.venv/bin/python bench/check_all_pairs.py
+	.venv/bin/python bench/lab_lifecycle.py
+	.venv/bin/python bench/kube_proxy.py

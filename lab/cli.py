@@ -116,7 +116,7 @@ def cmd_get(a) -> int:
 
     if a.output in ("json", "yaml"):
         if kind == "pods":
-            items = [views.pod_object(p, state, _alive(rec)) for p in state.pods if mine(p)]
+            items = [views.pod_object(p, state, _alive(rec), rec.ready) for p in state.pods if mine(p)]
         elif kind == "services":
             items = [views.service_object(s) for s in state.services if mine(s)]
         elif kind == "endpointslices":

@@ -79,8 +79,8 @@ def node_rows(state: ClusterState, created: float, wide: bool):
     return header, rows
 
 
-def pod_object(p: PodState, state: ClusterState, alive: Alive) -> dict:
-    _, status = pod_status(p, alive)
+def pod_object(p: PodState, state: ClusterState, alive: Alive, ready: Mapping[str, bool] = {}) -> dict:
+    _, status = pod_status(p, alive, ready)
     meta = {"name": p.name, "namespace": p.namespace, "labels": dict(p.labels)}
     if p.owner:
         meta["ownerReferences"] = [{"kind": "ReplicaSet", "name": p.name.rsplit("-", 1)[0]}]
@@ -98,7 +98,9 @@ def pod_object(p: PodState, state: ClusterState, alive: Alive) -> dict:
         "status": {
             "phase": "Running" if status == "Running" else "Failed",
             "hostIP": state.node(p.node).ip, "podIP": p.ip, "podIPs": [{"ip": p.ip}],
-            "containerStatuses": [{"name": c.name, "ready": alive(f"{p.key}/{c.name}")} for c in p.containers],
+            "containerStatuses": [{"name": c.name, "started": alive(f"{p.key}/{c.name}"),
+                                   "ready": alive(f"{p.key}/{c.name}") and ready.get(f"{p.key}/{c.name}", True)}
+                                  for c in p.containers],
         },
     }
 
@@ -137,17 +139,22 @@ def service_rows(state: ClusterState, created: float, namespace: Optional[str], 
     return header, rows
 
 
+def _listed(items: Sequence[str], limit: int = 3) -> str:
+    """kubectl's listWithMoreString: the first three, then ' + N more...'; '<unset>' if none."""
+    text = ",".join(items[:limit])
+    return f"{text} + {len(items) - limit} more..." if len(items) > limit else text or "<unset>"
+
+
 def endpointslice_rows(slices: Sequence[EndpointSliceState], created: float, namespace: Optional[str]):
-    """kubectl's columns; ENDPOINTS lists the ready addresses (at most 3, then '+ N more...')."""
+    """kubectl's columns: PORTS and ENDPOINTS list every port and address, ready or not
+    (`-o yaml` shows each endpoint's conditions)."""
     header = (["NAMESPACE"] if namespace is None else []) + ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
     rows = []
     for sl in sorted(slices, key=lambda s: (s.namespace, s.name)):
         if namespace is not None and sl.namespace != namespace:
             continue
-        ready = [e.address for e in sl.endpoints if e.ready]
-        shown = ",".join(ready[:3]) + (f" + {len(ready) - 3} more..." if len(ready) > 3 else "")
         rows.append(([sl.namespace] if namespace is None else []) + [
-            sl.name, "IPv4", ",".join(str(p.port) for p in sl.ports) or "<unset>", shown or "<none>",
+            sl.name, "IPv4", _listed([str(p.port) for p in sl.ports]), _listed([e.address for e in sl.endpoints]),
             age(time.time() - created)])
     return header, rows
 

@@ -3,7 +3,7 @@ ready. Readiness is the only runtime input: the lab's prober supplies it as {pod
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 from lab.controlplane.state import (
     ClusterState, EndpointPortState, EndpointSliceState, EndpointState, PodState, ServiceState,
@@ -67,3 +67,11 @@ def endpoint_slices(state: ClusterState, ready: Optional[Mapping[str, bool]] = N
 def initial_readiness(state: ClusterState) -> dict[str, bool]:
     """Before its first successful probe a pod with a readinessProbe is not ready; others are."""
     return {p.key: not any(c.readiness for c in p.containers) for p in state.pods}
+
+
+def slices_by_service(slices: Iterable[EndpointSliceState]) -> dict[tuple[str, str], list[EndpointSliceState]]:
+    """(namespace, service) -> its slices, in name order: what a proxy looks up per Service."""
+    out: dict[tuple[str, str], list[EndpointSliceState]] = {}
+    for sl in sorted(slices, key=lambda s: s.name):
+        out.setdefault((sl.namespace, sl.service), []).append(sl)
+    return out

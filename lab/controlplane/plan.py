@@ -55,12 +55,15 @@ def _container(c: Container) -> ContainerState:
     )
 
 
-def _services(topo: Topology) -> tuple[ServiceState, ...]:
+def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[ServiceState, ...]:
     svcs = [(m.metadata.namespace or "default", m) for m in topo.manifests if isinstance(m, Service)]
-    ips = services.cluster_ips(topo.cluster.serviceCIDR, ((f"{ns}/{m.metadata.name}", m.spec.clusterIP) for ns, m in svcs))
+    before = previous.services if previous else ()
+    ips = services.cluster_ips(topo.cluster.serviceCIDR, ((f"{ns}/{m.metadata.name}", m.spec.clusterIP) for ns, m in svcs),
+                               previous={s.key: s.cluster_ip for s in before})
     ports = services.node_ports(
-        (f"{ns}/{m.metadata.name}:{p.name or ''}", p.protocol, p.nodePort)
-        for ns, m in svcs if m.spec.type == "NodePort" for p in m.spec.ports
+        ((f"{ns}/{m.metadata.name}:{p.name or ''}", p.protocol, p.nodePort)
+         for ns, m in svcs if m.spec.type == "NodePort" for p in m.spec.ports),
+        previous={f"{s.key}:{p.name}": p.node_port for s in before for p in s.ports if p.node_port},
     )
     out = []
     for ns, m in svcs:
@@ -72,7 +75,7 @@ def _services(topo: Topology) -> tuple[ServiceState, ...]:
                 target_port=str(p.targetPort if p.targetPort is not None else p.port),
                 node_port=ports.get(f"{key}:{p.name or ''}"),
             ) for p in spec.ports),
-            selector=tuple(sorted(spec.selector.items())) if spec.selector is not None else None,
+            selector=tuple(sorted(spec.selector.items())) if spec.selector else None,  # {} selects nothing
             session_affinity=spec.sessionAffinity,
             affinity_timeout=(spec.sessionAffinityConfig or SessionAffinityConfig()).clientIP.timeoutSeconds,
             external_traffic_policy=spec.externalTrafficPolicy, internal_traffic_policy=spec.internalTrafficPolicy,
@@ -161,7 +164,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         mtu=topo.pod_mtu(), underlay_subnet=str(topo.underlay.subnet), underlay_mtu=topo.underlay.mtu,
         switch=topo.underlay.switch, switch_name=naming.switch_name(lab), nodes=nodes, hosts=hosts,
         pods=pods, namespaces=namespaces, checks=checks, source=source, proxy=topo.cluster.proxy,
-        services=_services(topo),
+        services=_services(topo, previous),
     )
 
 

@@ -1,14 +1,14 @@
 """Service address allocation (pure): ClusterIPs from the service CIDR, NodePorts from 30000-32767.
 
 Kubernetes picks free addresses at random; the lab derives them from the Service's name (a hash,
-then the next free one), so the same file gives the same ClusterIPs on every run and adding a
-Service never moves the others.
+then the next free one), so the same file gives the same ClusterIPs on every run, and in a running
+lab (`lab apply`) existing Services keep theirs whatever is added.
 """
 from __future__ import annotations
 
 import hashlib
 from ipaddress import IPv4Address, IPv4Network
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 from lab.errors import LabError
 
@@ -25,21 +25,32 @@ def reserved_ips(cidr: IPv4Network) -> set[IPv4Address]:
     return {base, base + 1, base + 10, cidr.broadcast_address}
 
 
-def cluster_ips(cidr: IPv4Network, services: Iterable[tuple[str, Optional[str]]]) -> dict[str, Optional[str]]:
+def cluster_ips(cidr: IPv4Network, services: Iterable[tuple[str, Optional[str]]],
+                previous: Mapping[str, Optional[str]] = {}) -> dict[str, Optional[str]]:
     """services: (namespace/name, spec.clusterIP). Requested addresses are kept ("None" is headless),
-    the others get the first free address from their name's hash onwards."""
+    the others get the first free address from their name's hash onwards. previous: the running
+    lab's allocation (`lab apply`): a Service that exists keeps its address, and a new one may not
+    ask for an address a running Service holds (the API server's "already allocated")."""
     services = list(services)
-    taken = reserved_ips(cidr)
+    keys = {key for key, _ in services}
+    held = {ip: key for key, ip in previous.items() if ip and key in keys}
+    taken = reserved_ips(cidr) | {IPv4Address(ip) for ip in held}
     out: dict[str, Optional[str]] = {}
     for key, requested in services:
         if requested == "None":
             out[key] = None
         elif requested:
+            owner = held.get(requested, key)
+            if owner != key:
+                raise LabError(f"clusterIP {requested} of Service {key} is already allocated to Service {owner}; "
+                               "choose another address or leave clusterIP out")
             out[key] = requested
             taken.add(IPv4Address(requested))
+        elif previous.get(key):
+            out[key] = previous[key]
     size = cidr.num_addresses
     for key, requested in services:
-        if requested:
+        if key in out:
             continue
         offset = _start(key, size)
         for i in range(size):
@@ -53,13 +64,27 @@ def cluster_ips(cidr: IPv4Network, services: Iterable[tuple[str, Optional[str]]]
     return out
 
 
-def node_ports(wanted: Iterable[tuple[str, str, Optional[int]]]) -> dict[str, int]:
-    """wanted: (namespace/name:port-name, protocol, spec.nodePort or None) -> the node port."""
+def node_ports(wanted: Iterable[tuple[str, str, Optional[int]]], previous: Mapping[str, int] = {}) -> dict[str, int]:
+    """wanted: (namespace/name:port-name, protocol, spec.nodePort or None) -> the node port.
+    previous: the running lab's NodePorts, kept as cluster_ips keeps ClusterIPs."""
     wanted = list(wanted)
-    taken = {(proto, port) for _, proto, port in wanted if port}
-    out = {key: port for key, _, port in wanted if port}
+    keys = {key for key, _, _ in wanted}
+    proto_of = {key: proto for key, proto, _ in wanted}
+    held = {(proto_of[key], port): key for key, port in previous.items() if key in keys}
+    taken = set(held)
+    out: dict[str, int] = {}
     for key, proto, port in wanted:
         if port:
+            owner = held.get((proto, port), key)
+            if owner != key:
+                raise LabError(f"nodePort {port}/{proto} of Service {key.rstrip(':')} is already allocated to "
+                               f"Service {owner.rstrip(':')}; choose another port or leave nodePort out")
+            out[key] = port
+            taken.add((proto, port))
+        elif key in previous:
+            out[key] = previous[key]
+    for key, proto, port in wanted:
+        if key in out:
             continue
         offset = _start(key, len(NODE_PORTS))
         for i in range(len(NODE_PORTS)):

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import AbstractSet, Iterable, Optional, Union
 
+from lab.controlplane.endpoints import slices_by_service
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, ServicePortState, ServiceState
 from lab.kube_proxy import chains as ch
 
@@ -87,12 +89,15 @@ class _Table:
         self.name = name
         self.rules: dict[str, list[str]] = {c: [] for c in _BUILTIN[name]}
         self.declared: list[str] = []
+        self._declared: set[str] = set()
         self.deleted: list[str] = []
+        self.edits: list[str] = []  # -D / -I lines on chains that are not rewritten (partial sync)
 
     def chain(self, name: str) -> None:
         if name not in self.rules:
             self.rules[name] = []
-        if name not in self.declared:
+        if name not in self._declared:
+            self._declared.add(name)
             self.declared.append(name)
 
     def add(self, chain: str, *parts: str) -> None:
@@ -104,9 +109,16 @@ class _Table:
         self.deleted.append(name)
 
     def lines(self) -> list[str]:
-        return [f"*{self.name}", *(f":{c} - [0:0]" for c in self.declared),
+        return [f"*{self.name}", *(f":{c} - [0:0]" for c in self.declared), *self.edits,
                 *(f"-A {c} {r}" for c, rules in self.rules.items() for r in rules),
                 *(f"-X {c}" for c in self.deleted), "COMMIT"]
+
+    @classmethod
+    def scratch(cls, name: str) -> "_Table":
+        """A table to collect shared-chain rules in without declaring (flushing) those chains."""
+        t = cls(name)
+        t.rules.update({c: [] for c in (_FILTER_CHAINS if name == "filter" else _NAT_CHAINS)})
+        return t
 
 
 def _text(*tables: _Table) -> str:
@@ -145,23 +157,23 @@ class ServicePort:
     reachable: tuple[Endpoint, ...]  # those that get a KUBE-SEP chain here
     has_endpoints: bool              # usable endpoints anywhere in the cluster
 
-    @property
+    @cached_property
     def spn(self) -> str:
         return ch.service_port_name(self.svc, self.port)
 
-    @property
+    @cached_property
     def proto(self) -> str:
         return self.port.protocol.lower()
 
-    @property
+    @cached_property
     def svc_chain(self) -> str:
         return ch.svc_chain(self.spn, self.proto)
 
-    @property
+    @cached_property
     def svl_chain(self) -> str:
         return ch.svl_chain(self.spn, self.proto)
 
-    @property
+    @cached_property
     def ext_chain(self) -> str:
         return ch.ext_chain(self.spn, self.proto)
 
@@ -245,16 +257,18 @@ def categorize(svc: ServiceState, port: ServicePortState, eps: tuple[Endpoint, .
     return ServicePort(svc, port, cluster, local, reachable, has_any)
 
 
-def service_ports(state: ClusterState, node: str, slices: Iterable[EndpointSliceState]) -> list[ServicePort]:
-    """Every proxied service port, Services by namespace/name, ports in spec order. Headless
-    Services (no ClusterIP) are not proxied at all."""
-    slices = tuple(slices)
+def service_ports(state: ClusterState, node: str, slices: Iterable[EndpointSliceState],
+                  only: Optional[AbstractSet[str]] = None) -> list[ServicePort]:
+    """Every proxied service port (of the Services in `only`, if given), Services by
+    namespace/name, ports in spec order. Headless Services (no ClusterIP) are not proxied."""
+    by_service = slices_by_service(slices)
     out = []
     for svc in sorted(state.services, key=lambda s: (s.namespace, s.name)):
-        if not svc.cluster_ip:
+        if not svc.cluster_ip or (only is not None and svc.key not in only):
             continue
+        mine = by_service.get((svc.namespace, svc.name), ())
         for port in svc.ports:
-            out.append(categorize(svc, port, endpoints(svc, port, slices, node), node))
+            out.append(categorize(svc, port, endpoints(svc, port, mine, node), node))
     return out
 
 
@@ -338,28 +352,37 @@ def _ext_rules(p: ServicePort, nat: _Table, pod_cidr: str) -> None:
         nat.add(ext, f"-j {p.external_policy_chain}")
 
 
-def _dispatch_rules(p: ServicePort, nat: _Table, chain: str, eps: tuple[Endpoint, ...]) -> None:
+# kube-proxy's largeClusterEndpointsThreshold: above it, per-endpoint rules carry no comments
+# (they are most of the rules, and iptables-restore time grows with every match parsed).
+LARGE_CLUSTER_ENDPOINTS = 1000
+
+
+def large_cluster(slices: Iterable[EndpointSliceState]) -> bool:
+    return sum(len(s.endpoints) for s in slices) > LARGE_CLUSTER_ENDPOINTS
+
+
+def _dispatch_rules(p: ServicePort, nat: _Table, chain: str, eps: tuple[Endpoint, ...], large: bool) -> None:
     """writeServiceToEndpointRules: affinity checks first, then 1/n, 1/(n-1), ... spreading."""
     if p.affinity:
         for ep in eps:
             sep = p.sep_chain(ep)
-            nat.add(chain, _comment(f"{p.spn} -> {ep}"),
+            nat.add(chain, "" if large else _comment(f"{p.spn} -> {ep}"),
                     f"-m recent --rcheck --seconds {p.svc.affinity_timeout} --reap --name {sep} "
                     f"--mask 255.255.255.255 --rsource -j {sep}")
     n = len(eps)
     for i, ep in enumerate(eps):
         statistic = f"-m statistic --mode random --probability {1.0 / (n - i):0.10f}" if i < n - 1 else ""
-        nat.add(chain, _comment(f"{p.spn} -> {ep}"), statistic, f"-j {p.sep_chain(ep)}")
+        nat.add(chain, "" if large else _comment(f"{p.spn} -> {ep}"), statistic, f"-j {p.sep_chain(ep)}")
 
 
-def _endpoint_rules(p: ServicePort, nat: _Table, ep: Endpoint) -> None:
-    sep = p.sep_chain(ep)
-    nat.add(sep, f"-s {ep.ip}/32", _comment(p.spn), f"-j {MARK_MASQ}")   # hairpin: a pod reaching itself
+def _endpoint_rules(p: ServicePort, nat: _Table, ep: Endpoint, large: bool) -> None:
+    sep, comment = p.sep_chain(ep), "" if large else _comment(p.spn)
+    nat.add(sep, f"-s {ep.ip}/32", comment, f"-j {MARK_MASQ}")   # hairpin: a pod reaching itself
     recent = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource" if p.affinity else ""
-    nat.add(sep, f"-p {p.proto}", _comment(p.spn), recent, f"-m {p.proto} -j DNAT --to-destination {ep}")
+    nat.add(sep, f"-p {p.proto}", comment, recent, f"-m {p.proto} -j DNAT --to-destination {ep}")
 
 
-def _service_rules(p: ServicePort, nat: _Table, pod_cidr: str) -> None:
+def _service_rules(p: ServicePort, nat: _Table, pod_cidr: str, large: bool = False) -> None:
     """The service port's own chains (KUBE-EXT/SVC/SVL/SEP), declared and written whole."""
     chains = _chains_of(p)
     for c in chains:
@@ -370,11 +393,11 @@ def _service_rules(p: ServicePort, nat: _Table, pod_cidr: str) -> None:
     if p.ext_chain in chains:
         _ext_rules(p, nat, pod_cidr)
     if p.svc_chain in chains:
-        _dispatch_rules(p, nat, p.svc_chain, p.cluster)
+        _dispatch_rules(p, nat, p.svc_chain, p.cluster, large)
     if p.svl_chain in chains:
-        _dispatch_rules(p, nat, p.svl_chain, p.local)
+        _dispatch_rules(p, nat, p.svl_chain, p.local, large)
     for ep in p.reachable:
-        _endpoint_rules(p, nat, ep)
+        _endpoint_rules(p, nat, ep, large)
 
 
 def _node_name(node: Union[str, NodeState]) -> str:
@@ -392,14 +415,53 @@ def render(state: ClusterState, node: Union[str, NodeState], slices: Iterable[En
     filt, nat = _Table("filter"), _Table("nat")
     _top_level(filt, nat)
     active: set[str] = set()
+    slices = tuple(slices)
+    large = large_cluster(slices)
     for p in service_ports(state, name, slices):
         _entry_rules(p, filt, nat)
         active.update(_chains_of(p))
-        written = nat if only is None or p.svc.key in only else _Table("nat")   # partial sync: discarded
-        _service_rules(p, written, state.pod_cidr)
+        if only is None or p.svc.key in only:  # partial sync: other Services' chains stay as they are
+            _service_rules(p, nat, state.pod_cidr, large)
     for stale in sorted(c for c in set(existing) - active if ch.is_service_chain(c)):
         nat.delete(stale)
     _tail(filt, nat)
+    return _text(filt, nat)
+
+
+def render_update(old_state: ClusterState, new_state: ClusterState, node: Union[str, NodeState],
+                  old_slices: Iterable[EndpointSliceState], new_slices: Iterable[EndpointSliceState],
+                  only: AbstractSet[str]) -> str:
+    """A partial sync whose size follows the change, not the cluster: for the Services in `only`,
+    their rules in the shared chains (KUBE-SERVICES, KUBE-NODEPORTS, ...) are deleted as the old
+    state wrote them (-D) and inserted as the new one wants them (-I at the top, which keeps the
+    NodePorts jump last), their own chains are rewritten, and chains they no longer need go.
+    Applied over render(old_state, ...), it leaves the same rules as render(new_state, ...), in
+    another order within the shared chains (kube-proxy's own order there is not meaningful)."""
+    name = _node_name(node)
+    new_slices = tuple(new_slices)
+    old_ports = service_ports(old_state, name, old_slices, only)
+    new_ports = service_ports(new_state, name, new_slices, only)
+    tables = {}
+    for which, ports in (("old", old_ports), ("new", new_ports)):
+        filt, nat = _Table.scratch("filter"), _Table.scratch("nat")
+        for p in ports:
+            _entry_rules(p, filt, nat)
+        tables[which] = {"filter": filt, "nat": nat}
+    filt, nat = _Table("filter"), _Table("nat")
+    for out in (filt, nat):
+        old_rules, new_rules = tables["old"][out.name].rules, tables["new"][out.name].rules
+        for chain in old_rules:
+            gone, born = set(old_rules[chain]) - set(new_rules[chain]), set(new_rules[chain]) - set(old_rules[chain])
+            out.edits += [f"-D {chain} {r}" for r in old_rules[chain] if r in gone]
+            out.edits += [f"-I {chain} 1 {r}" for r in reversed(new_rules[chain]) if r in born]
+    large = large_cluster(new_slices)
+    for p in new_ports:
+        _service_rules(p, nat, new_state.pod_cidr, large)
+    stale = {c for p in old_ports for c in _chains_of(p)} - {c for p in new_ports for c in _chains_of(p)}
+    for c in sorted(stale):
+        nat.delete(c)
+    if not (filt.edits or nat.edits or nat.declared):
+        return ""
     return _text(filt, nat)
 
 

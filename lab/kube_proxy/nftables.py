@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field
+from functools import lru_cache
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
-from typing import Iterable, Optional, Union
+from typing import AbstractSet, Iterable, Optional, Union
 
+from lab.controlplane.endpoints import slices_by_service
 from lab.controlplane.state import (
     ClusterState, EndpointSliceState, NodeState, ServicePortState, ServiceState,
 )
@@ -65,9 +67,11 @@ MARK_MASQ_CHAIN = "mark-for-masquerade"
 
 # --- names (kube-proxy's servicePortChainNameBase / servicePortEndpointChainNameBase) ---
 
+@lru_cache(maxsize=65536)
 def hash_and_truncate(name: str) -> str:
-    """8 characters of base32(sha256(name)), a dash, the readable name; truncated to 240."""
-    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()
+    """8 characters of base32(sha256(name)), a dash, the readable name; truncated to 240.
+    (8 base32 characters encode exactly the first 5 bytes: only those are encoded.)"""
+    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()[:5]).decode()
     out = f"{digest[:8]}-{name}"
     if len(out) > CHAIN_NAME_BASE_LENGTH_MAX:
         out = out[:CHAIN_NAME_BASE_LENGTH_MAX - 3] + "..."
@@ -306,7 +310,7 @@ def _service_rules(svc: ServiceState, sp: ServicePortState, slices, node: NodeSt
 def build(state: ClusterState, node: Union[str, NodeState], slices: Iterable[EndpointSliceState]) -> Ruleset:
     """The kube-proxy table for `node`. Headless Services get nothing."""
     node = _node(state, node)
-    slices = tuple(slices)
+    by_service = slices_by_service(slices)
     rs = _skeleton(state, node)
     elements: dict[str, list[Element]] = {name: list(c.elements) for name, c in rs.containers.items()}
     for svc in sorted(state.services, key=lambda s: (s.namespace, s.name)):
@@ -315,7 +319,8 @@ def build(state: ClusterState, node: Union[str, NodeState], slices: Iterable[End
         for sp in svc.ports:
             chains: list[Chain] = []
             sets: list[Container] = []
-            _service_rules(svc, sp, slices, node, state.pod_cidr, chains, sets, elements)
+            _service_rules(svc, sp, by_service.get((svc.namespace, svc.name), ()), node, state.pod_cidr,
+                           chains, sets, elements)
             for s in sets:
                 rs.add_container(s)
             for c in chains:
@@ -457,16 +462,29 @@ def diff(old: Ruleset, new: Ruleset) -> list[str]:
 
 
 def render_update(old_state: ClusterState, new_state: ClusterState, node: Union[str, NodeState],
-                  old_slices: Iterable[EndpointSliceState], new_slices: Iterable[EndpointSliceState]) -> str:
+                  old_slices: Iterable[EndpointSliceState], new_slices: Iterable[EndpointSliceState],
+                  only: Optional[AbstractSet[str]] = None) -> str:
     """kube-proxy's partial sync for `node`: one transaction, applied on top of the table that
     render(old_state, node, old_slices) made, that leaves it as render(new_state, ...) would,
     touching only the elements, chains and sets that differ. Never recreates the table, so the
-    affinity sets of unchanged endpoints keep their entries. "" when nothing changed."""
+    affinity sets of unchanged endpoints keep their entries. "" when nothing changed.
+    only: the Services that may have changed (keys "ns/name"); the others are not even built,
+    so the cost follows the change rather than the cluster."""
     name = node if isinstance(node, str) else node.name
+    if only is not None:
+        old_state, old_slices = _restricted(old_state, old_slices, only)
+        new_state, new_slices = _restricted(new_state, new_slices, only)
     cmds = diff(build(old_state, old_state.node(name), old_slices), build(new_state, new_state.node(name), new_slices))
     if not cmds:
         return ""
     return f"# kube-proxy (nftables mode): partial sync of table {FAMILY} {TABLE}\n" + "\n".join(cmds) + "\n"
+
+
+def _restricted(state: ClusterState, slices: Iterable[EndpointSliceState], keys: AbstractSet[str]):
+    """The state and slices of just the Services in `keys` (their elements and chains stand
+    alone in the table, so a diff of the restricted builds is the diff of those Services)."""
+    return (replace(state, services=tuple(s for s in state.services if s.key in keys)),
+            tuple(sl for sl in slices if f"{sl.namespace}/{sl.service}" in keys))
 
 
 # --- ip-masq-agent ---

@@ -1,11 +1,13 @@
 """kube-proxy's loop, run when something changes: recompute EndpointSlices, render each node's
 rules (pure) and apply them with one restore per node, writing only what changed.
 
-iptables mode: one `iptables-restore --noflush` per node; after the first full sync only the
-chains of changed Services are written (plus the top-level chains), and chains of removed
-Services are deleted — kube-proxy's partial sync. nftables mode: one `nft -f -` transaction per
-node; the first creates the table, later ones add and remove just the changed elements and chains.
-A sync whose rendered result equals what is in place runs nothing.
+iptables mode: one `iptables-restore --noflush` per node; after the first full sync only what the
+changed Services need is written — their rules in the shared chains deleted and inserted, their own
+chains rewritten, chains they no longer need deleted — so the cost follows the change, as with
+kube-proxy's partial sync. nftables mode: one `nft -f -` transaction per node; the first creates
+the table, later ones add and remove just the changed elements and chains. A sync in which no
+Service changed runs nothing; a partial sync the node refuses (its rules were changed behind the
+lab's back) is followed by a full one.
 """
 from __future__ import annotations
 
@@ -76,15 +78,27 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
     def one(node: NodeState) -> tuple[str, list[str]]:
         if state.proxy == "iptables":
             existing = frozenset(record.proxy.get(node.name, ()))
-            text = iptables.render(state, node, new_slices, existing=existing, only=None if first else changed)
-            _restore(node, ["iptables-restore", "--noflush"], text)
+            full = lambda: iptables.render(state, node, new_slices, existing=existing)  # noqa: E731
+            text = full() if first else iptables.render_update(old_state, state, node, old_slices, new_slices, changed)
+            try:
+                _restore(node, ["iptables-restore", "--noflush"], text)
+            except LabError:
+                if first:
+                    raise
+                text = full()  # the node's rules were not what the last sync left: start over
+                _restore(node, ["iptables-restore", "--noflush"], text)
             return node.name, sorted(iptables.declared_chains(text, existing))
         if first:
             text = nftables.render(state, node, new_slices)
         else:
-            text = nftables.render_update(old_state, state, node, old_slices, new_slices)
+            text = nftables.render_update(old_state, state, node, old_slices, new_slices, only=changed)
         if text.strip():
-            _restore(node, ["nft", "-f", "-"], text)
+            try:
+                _restore(node, ["nft", "-f", "-"], text)
+            except LabError:
+                if first:
+                    raise
+                _restore(node, ["nft", "-f", "-"], nftables.render(state, node, new_slices))
         return node.name, []
 
     with ThreadPoolExecutor(len(state.nodes)) as pool:

@@ -42,6 +42,8 @@ class Ask:
     source: Optional[str] = None         # the source address the server must see ("" = any)
     reply: bool = True
     client: str = ""                     # the pod key of the client, when it is a pod
+    hairpin: str = ""                    # the client's pod name, if it is itself an endpoint: when it
+                                         # answers itself, kube-proxy masquerades (no source check)
 
 
 def ready_endpoints(svc: ServiceState, port: ServicePortState, slices: Sequence[EndpointSliceState],
@@ -87,12 +89,15 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ask]
                 names = frozenset(pod_names[k] for k in allowed)
                 if not allowed:
                     continue  # iTP Local and no endpoint on this node: nothing is promised
+                hairpin = c.name if c.key in allowed else ""
+                # Spread is judged over the endpoints a client may reach: all of them, or with
+                # internalTrafficPolicy Local those of its own node (one group per node).
+                group = f"{spn}|{c.key}" if affinity else f"{spn} from node {c.node}" if local else spn
                 for i in range(rounds if not affinity else max(rounds, 4)):
                     asks.append(Ask("session-affinity" if affinity else "service",
                                     f"{c.key} ({c.ip}) -> {spn} ({target})",
                                     Probe(c.netns, svc.cluster_ip, port.port, port.protocol),
-                                    group=f"{spn}|{c.key}" if affinity else spn, servers=names,
-                                    source=c.ip, client=c.key))
+                                    group=group, servers=names, source=c.ip, client=c.key, hairpin=hairpin))
             for n in state.nodes:
                 allowed = ready_endpoints(svc, port, slices, node=n.name if svc.internal_traffic_policy == "Local" else None)
                 if allowed:
@@ -144,67 +149,73 @@ def node_addresses(state: ClusterState) -> dict[str, str]:
     return out
 
 
-def judge(state: ClusterState, asks: Sequence[Ask], results: Sequence[ProbeResult]):
-    """Outcomes (lab.probe.invariants.Outcome) for every planned probe and every aggregate."""
+def judge(state: ClusterState, asks: Sequence[Ask], results: Sequence[ProbeResult]) -> list[Outcome]:
+    """Outcomes for every planned probe and every aggregate."""
+    if len(asks) != len(results):
+        raise ValueError(f"{len(asks)} probes planned but {len(results)} results")
     out = []
     node_ips = node_addresses(state)
-    groups: dict[str, list[tuple[Ask, ProbeResult]]] = {}
+    groups: dict[tuple[str, str], list[tuple[Ask, ProbeResult]]] = {}
     for a, r in zip(asks, results):
-        where = {"source": a.probe.src_netns, "target": f"{a.probe.dst_ip}:{a.probe.port}/{a.probe.protocol}"}
-        if a.group:
-            groups.setdefault((a.check, a.group), []).append((a, r))
-        if not a.reply:
+        if a.group and a.check in ("service", "session-affinity"):
+            groups.setdefault((a.check, a.group), []).append((a, r))  # judged per group below
+        elif not a.reply:
             fast = r.error is not None and "refused" in r.error
             expected = "rejected at once (connection refused)" if a.check == "no-endpoints" else "no reply"
-            passed = (fast if a.check == "no-endpoints" else not r.ok)
-            out.append(Outcome(a.check, a.subject, passed, expected, _seen(r), **where))
-            continue
-        problems = []
-        if not r.ok:
-            problems.append(f"no reply: {r.error}")
+            passed = fast if a.check == "no-endpoints" else not r.ok
+            out.append(Outcome(a.check, a.subject, passed, expected, _seen(r), **_where(a)))
         else:
-            if a.servers and r.server not in a.servers:
-                problems.append(f"answered by {r.server}, not one of {', '.join(sorted(a.servers))}")
-            hairpin = a.client and a.client.endswith("/" + (r.server or "?"))
-            if a.source == "node" and r.seen_source not in node_ips:
-                problems.append(f"source seen {r.seen_source}, not an address of a node")
-            elif a.source and a.source != "node" and not hairpin and r.seen_source != a.source:
-                problems.append(f"source seen {r.seen_source}, expected {a.source}")
-        expected = "reply" + (f" from {'/'.join(sorted(a.servers))}" if a.servers and len(a.servers) < 4 else
-                              " from a ready endpoint" if a.servers else "")
-        if a.source and a.source != "node":
-            expected += f", source seen {a.source}"
-        elif a.source == "node":
-            expected += ", source seen an address of a node (SNAT)"
-        if a.group and a.check in ("service", "session-affinity"):
-            continue  # judged per group below (individual failures are reported there too)
-        out.append(Outcome(a.check, a.subject, not problems, expected, "; ".join(problems) or _seen(r), **where))
+            problems = _problems(a, r, node_ips)
+            out.append(Outcome(a.check, a.subject, not problems, _expected(a), "; ".join(problems) or _seen(r),
+                               **_where(a)))
     for (check, group), pairs in groups.items():
-        out += _judge_group(check, group, pairs)
+        out += _judge_group(check, group, pairs, node_ips)
     return out
+
+
+def _where(a: Ask) -> dict:
+    return {"source": a.probe.src_netns, "target": f"{a.probe.dst_ip}:{a.probe.port}/{a.probe.protocol}"}
+
+
+def _problems(a: Ask, r: ProbeResult, node_ips: dict[str, str]) -> list[str]:
+    """Why a reply is not what the Ask wanted (empty: it is)."""
+    if not r.ok:
+        return [f"no reply: {r.error}"]
+    problems = []
+    if a.servers and r.server not in a.servers:
+        problems.append(f"answered by {r.server}, not one of {', '.join(sorted(a.servers))}")
+    if a.source == "node" and r.seen_source not in node_ips:
+        problems.append(f"source seen {r.seen_source}, not an address of a node")
+    elif a.source and a.source != "node" and r.seen_source != a.source and not (a.hairpin and r.server == a.hairpin):
+        problems.append(f"source seen {r.seen_source}, expected {a.source}")
+    return problems
+
+
+def _expected(a: Ask) -> str:
+    text = "reply" + (f" from {'/'.join(sorted(a.servers))}" if a.servers and len(a.servers) < 4 else
+                      " from a ready endpoint" if a.servers else "")
+    if a.source == "node":
+        return text + ", source seen an address of a node (SNAT)"
+    return text + (f", source seen {a.source}" if a.source else "")
 
 
 def _seen(r: ProbeResult) -> str:
     return f"reply from {r.server}, source seen {r.seen_source}" if r.ok else f"no reply: {r.error}"
 
 
-def _judge_group(check: str, group: str, pairs) -> list[Outcome]:
+def _judge_group(check: str, group: str, pairs, node_ips: dict[str, str]) -> list[Outcome]:
     """service: each probe answered by an allowed pod (and seeing the client, unless hairpin),
     then the spread over endpoints; session-affinity: one endpoint per client."""
-    out = []
     a0 = pairs[0][0]
     counts = Counter(r.server for _, r in pairs if r.ok)
-    failed = [(a, r) for a, r in pairs if not r.ok or r.server not in a.servers or
-              (r.seen_source != a.source and not a.client.endswith("/" + (r.server or "?")))]
-    where = {"source": "", "target": f"{a0.probe.dst_ip}:{a0.probe.port}/{a0.probe.protocol}"}
+    failed = [(a, r, p) for a, r in pairs for p in [_problems(a, r, node_ips)] if p]
+    where = {"source": "", "target": _where(a0)["target"]}
     if check == "session-affinity":
         passed = not failed and len(counts) == 1
-        out.append(Outcome(check, f"{a0.subject}: {len(pairs)} connections", passed, "every connection to one endpoint",
-                           _counts(counts) + (f"; {len(failed)} failed: {_seen(failed[0][1])}" if failed else ""), **where))
-        return out
-    for a, r in failed:
-        out.append(Outcome("service", a.subject, False, f"reply from a ready endpoint, source seen {a.source}",
-                           _seen(r), source=a.probe.src_netns, target=where["target"]))
+        note = f"; {len(failed)} failed: {'; '.join(failed[0][2])}" if failed else ""
+        return [Outcome(check, f"{a0.subject}: {len(pairs)} connections", passed, "every connection to one endpoint",
+                        _counts(counts) + note, **where)]
+    out = [Outcome("service", a.subject, False, _expected(a), "; ".join(p), **_where(a)) for a, r, p in failed]
     passes = len(pairs) - len(failed)
     out.append(Outcome("service", f"{group}: {passes} of {len(pairs)} connections from pods", not failed,
                        "every connection answered", f"{passes} answered", **where))

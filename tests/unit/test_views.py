@@ -170,7 +170,8 @@ def test_pod_object_bare_pod(state):
     }
     assert obj["status"] == {
         "phase": "Failed", "hostIP": "172.18.0.2", "podIP": "10.244.0.2", "podIPs": [{"ip": "10.244.0.2"}],
-        "containerStatuses": [{"name": "app", "ready": True}, {"name": "sidecar", "ready": False}],
+        "containerStatuses": [{"name": "app", "started": True, "ready": True},
+                              {"name": "sidecar", "started": False, "ready": False}],
     }
     json.dumps(obj)
 
