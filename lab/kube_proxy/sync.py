@@ -45,13 +45,16 @@ def _restore(node: NodeState, argv: list[str], text: str) -> None:
 
 def setup(state: ClusterState) -> None:
     """Once per node at `lab up`: what kube-proxy and ip-masq-agent set up before their first sync."""
-    for node in state.nodes:
+    def one(node: NodeState) -> None:
         if state.proxy == "iptables":
             # NodePorts on 127.0.0.1 need route_localnet; kube-proxy's iptables mode sets it too.
             sysctl(node.netns, {"net.ipv4.conf.all.route_localnet": "1"})
             _restore(node, ["iptables-restore", "--noflush"], iptables.base_rules() + iptables.masq_agent_rules(state))
         else:
             _restore(node, ["nft", "-f", "-"], nftables.masq_agent_rules(state))
+
+    with ThreadPoolExecutor(len(state.nodes)) as pool:
+        list(pool.map(one, state.nodes))
 
 
 def changed_services(old: ClusterState, old_slices, new: ClusterState, new_slices) -> set[str]:

@@ -35,6 +35,16 @@ def ip_batch(lines: Sequence[str], netns: Optional[str] = None, force: bool = Fa
 
 
 def sysctl(netns: str, settings: dict[str, str]) -> None:
-    """Sysctls under net.* are per namespace: set them from inside it."""
-    run(["nsenter", f"--net={netns_path(netns)}", "--", "sysctl", "-q", "-w",
-         *(f"{k}={v}" for k, v in settings.items())])
+    """Sysctls under net.* are per namespace, and /proc/sys/net answers for the namespace of the
+    thread that opens it: a thread inside `netns` writes them, no process needed."""
+    from lab.runtime.netns import in_netns
+
+    def write() -> None:
+        for key, value in settings.items():
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
+
+    try:
+        in_netns(netns, write)
+    except OSError as e:
+        raise LabError(f"cannot set {', '.join(settings)} in {netns}: {e.strerror or e}") from None

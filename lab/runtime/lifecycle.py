@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import Callable, Optional
 
 from lab import routing
-from lab.kube_proxy import sync as kube_proxy
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.node import pods, prober, processes, underlay
@@ -115,6 +114,8 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
 
 def _services(state: ClusterState, rec: LabRecord) -> None:
     """kube-proxy's first sync, with readiness from a first round of probes."""
+    from lab.kube_proxy import sync as kube_proxy  # not needed by `lab down` and friends
+
     kube_proxy.setup(state)
     rec.ready = prober.first_round(state)
     with kube_proxy.locked(rec):

@@ -40,6 +40,7 @@ class LabRecord:
     links: list[str] = field(default_factory=list)  # links in the root namespace
     ovs_bridges: list[str] = field(default_factory=list)
     shells: list[str] = field(default_factory=list)  # Mininet shell names ("mininet:<name>")
+    port_tag: str = ""                              # this run's part of the switch port names
     pids: dict[str, int] = field(default_factory=dict)  # "<ns>/<pod>/<container>" -> pid
     agent: int = 0                                  # the lab's kubelet-like agent process
     ready: dict[str, bool] = field(default_factory=dict)  # container key -> its readinessProbe's verdict
@@ -67,7 +68,8 @@ class LabRecord:
         data = {
             "name": self.name, "status": self.status, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "created": self.created, "netns": self.netns, "links": self.links, "ovs_bridges": self.ovs_bridges,
-            "shells": self.shells, "pids": self.pids, "agent": self.agent, "ready": self.ready, "pod_ready": self.pod_ready,
+            "shells": self.shells, "port_tag": self.port_tag, "pids": self.pids, "agent": self.agent,
+            "ready": self.ready, "pod_ready": self.pod_ready,
             "proxy": self.proxy, "state": self.state.to_dict(),
         }
         tmp = self.dir / "record.json.tmp"
