@@ -115,21 +115,24 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ask]
 
 
 def _node_port(state, svc, port, slices, pod_names) -> list[Ask]:
-    """From every plain host to every node's IP (the traffic policy decides who answers and what
-    source the backend sees), and from each node to its own addresses, 127.0.0.1 included."""
+    """From every plain host and every other node to every node's IP (the traffic policy decides
+    who answers and what source the backend sees), and from each node to its own addresses."""
     spn, asks = _spn(svc, port), []
     local = svc.external_traffic_policy == "Local"
     everywhere = frozenset(pod_names[k] for k in ready_endpoints(svc, port, slices))
     for node in state.nodes:
         here = frozenset(pod_names[k] for k in ready_endpoints(svc, port, slices, node=node.name))
         target = f"node/{node.name} ({node.ip}:{port.node_port}/{port.protocol})"
-        for h in state.hosts:
-            probe = Probe(h.netns, node.ip, port.node_port, port.protocol)
+        # From outside the cluster, and from the other nodes (also outside, for this node's rules).
+        outside = [(f"host/{h.name}", h.netns, h.ip) for h in state.hosts] + \
+                  [(f"node/{o.name}", o.netns, o.ip) for o in state.nodes if o.name != node.name]
+        for who, netns, ip in outside:
+            probe = Probe(netns, node.ip, port.node_port, port.protocol)
             if local:
-                asks.append(Ask("nodeport", f"host/{h.name} -> {spn} at {target}, Local", probe,
-                                servers=here, source=h.ip, reply=bool(here)))
+                asks.append(Ask("nodeport", f"{who} -> {spn} at {target}, Local", probe,
+                                servers=here, source=ip, reply=bool(here)))
             else:
-                asks.append(Ask("nodeport", f"host/{h.name} -> {spn} at {target}, Cluster", probe,
+                asks.append(Ask("nodeport", f"{who} -> {spn} at {target}, Cluster", probe,
                                 servers=everywhere, source="node"))
         # From the node itself any endpoint may answer. 127.0.0.1 works in iptables mode only
         # (route_localnet); kube-proxy's nftables mode does not serve NodePorts on localhost.

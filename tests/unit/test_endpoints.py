@@ -251,7 +251,8 @@ def test_services_yaml_slices(shipped):
 
 def test_services_yaml_with_initial_readiness(shipped):
     ready = initial_readiness(shipped)
-    assert {k for k, v in ready.items() if not v} == {p.key for p in shipped.pods if not p.name.startswith("client-")}
+    assert {k for k, v in ready.items() if not v} == {p.key for p in shipped.pods
+                                                      if p.name.startswith(("backend-", "warming-"))}
     slices = {s.service: s for s in endpoint_slices(shipped, ready)}
     assert not any(e.ready for e in slices["warming"].endpoints)
     assert all(e.ready and not e.serving for e in slices["warming-published"].endpoints)

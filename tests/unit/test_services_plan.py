@@ -215,8 +215,8 @@ def state() -> ClusterState:
 
 def test_services_yaml_plans_every_service_in_file_order(state):
     assert [s.name for s in state.services] == [
-        "backend", "backend-nodeport", "backend-local", "sticky", "node-local", "backend-headless", "warming",
-        "warming-published"]
+        "loner", "backend", "backend-nodeport", "backend-local", "sticky", "node-local", "backend-headless",
+        "warming", "warming-published"]
     assert all(s.namespace == "default" for s in state.services)
 
 
@@ -271,6 +271,7 @@ def test_a_service_without_selector_plans_selector_none():
 def test_allocated_clusterips_are_pinned(state):
     """The same file gives the same ClusterIPs on every run, on every machine (sha256, not hash())."""
     assert ips_of(state) == {
+        "default/loner": "10.106.228.180",
         "default/backend": "10.96.0.100",
         "default/backend-nodeport": "10.96.120.47",
         "default/backend-local": "10.103.190.115",
