@@ -56,9 +56,10 @@ def _container(c: Container) -> ContainerState:
 
 
 def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[ServiceState, ...]:
-    svcs = [(m.metadata.namespace or "default", m) for m in topo.manifests if isinstance(m, Service)]
+    svcs = [(m.metadata.namespace or "default", m) for m in [*topo.manifests, *_kube_dns(topo)] if isinstance(m, Service)]
+    svcs_ip = [(ns, m) for ns, m in svcs if m.spec.type != "ExternalName"]
     before = previous.services if previous else ()
-    ips = services.cluster_ips(topo.cluster.serviceCIDR, ((f"{ns}/{m.metadata.name}", m.spec.clusterIP) for ns, m in svcs),
+    ips = services.cluster_ips(topo.cluster.serviceCIDR, ((f"{ns}/{m.metadata.name}", m.spec.clusterIP) for ns, m in svcs_ip),
                                previous={s.key: s.cluster_ip for s in before})
     ports = services.node_ports(
         ((f"{ns}/{m.metadata.name}:{p.name or ''}", p.protocol, p.nodePort)
@@ -69,7 +70,8 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
     for ns, m in svcs:
         key, spec = f"{ns}/{m.metadata.name}", m.spec
         out.append(ServiceState(
-            namespace=ns, name=m.metadata.name, type=spec.type, cluster_ip=ips[key],
+            namespace=ns, name=m.metadata.name, type=spec.type, cluster_ip=ips.get(key),
+            external_name=spec.externalName or "",
             ports=tuple(ServicePortState(
                 name=p.name or "", protocol=p.protocol, port=p.port,
                 target_port=str(p.targetPort if p.targetPort is not None else p.port),
@@ -84,10 +86,48 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
     return tuple(out)
 
 
+def _dns_config(spec: PodSpec) -> dict:
+    c = spec.dnsConfig
+    if c is None:
+        return {}
+    return {"dns_nameservers": tuple(c.nameservers), "dns_searches": tuple(c.searches),
+            "dns_options": tuple((o.name, o.value) for o in c.options)}
+
+
+# The cluster DNS add-on: a kube-dns Deployment of one pod (dnsmasq) and its Service, as kubeadm
+# and kind install CoreDNS (on the control plane, labelled k8s-app=kube-dns).
+KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}
+
+
+def _kube_dns(topo: Topology) -> list:
+    if not topo.cluster.dns.enabled:
+        return []
+    pod = Pod.model_validate({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+        "spec": {"nodeName": topo.nodes[0].name, "dnsPolicy": "Default", "containers": [{
+            "name": "dnsmasq", "image": "kube-dns",
+            "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                      {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}],
+            "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 1}}]},
+    })
+    deployment = Deployment.model_validate({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": KUBE_DNS_LABELS},
+                 "template": {"metadata": {"labels": KUBE_DNS_LABELS}, "spec": pod.spec.model_dump()}},
+    })
+    service = Service.model_validate({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+        "spec": {"clusterIP": str(topo.cluster.serviceCIDR.network_address + 10), "selector": KUBE_DNS_LABELS,
+                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                           {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]},
+    })
+    return [deployment, service]
+
+
 def _intents(topo: Topology) -> list[_PodIntent]:
     """Pods as the API server would hold them once the Deployment controller has run."""
     out = []
-    for m in topo.manifests:
+    for m in [*topo.manifests, *_kube_dns(topo)]:
         ns = getattr(m.metadata, "namespace", None) or "default"
         if isinstance(m, Pod):
             out.append(_PodIntent(ns, m.metadata.name, dict(m.metadata.labels), m.spec, None))
@@ -146,6 +186,8 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
             netns=node_by_name[node].netns if i.spec.hostNetwork else naming.pod_netns(lab, i.namespace, i.name),
             host_network=i.spec.hostNetwork, labels=tuple(sorted(i.labels.items())),
             containers=tuple(_container(c) for c in i.spec.containers), owner=i.owner,
+            hostname=i.spec.hostname or "", subdomain=i.spec.subdomain or "", dns_policy=i.spec.dnsPolicy,
+            **_dns_config(i.spec),
         )
         for i, node in zip(intents, placement)
     )
@@ -164,6 +206,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         mtu=topo.pod_mtu(), underlay_subnet=str(topo.underlay.subnet), underlay_mtu=topo.underlay.mtu,
         switch=topo.underlay.switch, switch_name=naming.switch_name(lab), nodes=nodes, hosts=hosts,
         pods=pods, namespaces=namespaces, checks=checks, source=source, proxy=topo.cluster.proxy,
+        dns_domain=topo.cluster.dns.domain if topo.cluster.dns.enabled else "",
         services=_services(topo, previous),
     )
 

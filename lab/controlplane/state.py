@@ -53,6 +53,12 @@ class PodState:
     labels: tuple[tuple[str, str], ...] = ()
     containers: tuple[ContainerState, ...] = ()
     owner: Optional[str] = None      # "Deployment/<name>" for pods a Deployment made
+    hostname: str = ""               # spec.hostname (DNS: <hostname>.<subdomain>.<ns>.svc.<domain>)
+    subdomain: str = ""
+    dns_policy: str = "ClusterFirst"
+    dns_nameservers: tuple[str, ...] = ()   # spec.dnsConfig
+    dns_searches: tuple[str, ...] = ()
+    dns_options: tuple[tuple[str, Optional[str]], ...] = ()
 
     @property
     def key(self) -> str:
@@ -112,6 +118,7 @@ class ServiceState:
     external_traffic_policy: str = "Cluster"
     internal_traffic_policy: str = "Cluster"
     publish_not_ready: bool = False
+    external_name: str = ""          # type ExternalName: the CNAME target
 
     @property
     def key(self) -> str:
@@ -176,6 +183,7 @@ class ClusterState:
     source: str = ""                 # the topology file this came from
     proxy: str = "iptables"          # kube-proxy mode: iptables | nftables
     services: tuple[ServiceState, ...] = ()
+    dns_domain: str = ""             # the cluster domain; "" when the lab has no cluster DNS
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
@@ -217,7 +225,10 @@ class ClusterState:
             "nodes": tuple(NodeState(**{**n, "labels": pairs(n["labels"])}) for n in d["nodes"]),
             "hosts": tuple(HostState(**h) for h in d["hosts"]),
             "pods": tuple(PodState(**{**p, "labels": pairs(p["labels"]),
-                                      "containers": tuple(container(c) for c in p["containers"])})
+                                      "containers": tuple(container(c) for c in p["containers"]),
+                                      "dns_nameservers": tuple(p.get("dns_nameservers", ())),
+                                      "dns_searches": tuple(p.get("dns_searches", ())),
+                                      "dns_options": pairs(p.get("dns_options", ()))})
                           for p in d["pods"]),
             "namespaces": tuple(d["namespaces"]),
             "checks": tuple(CheckState(**c) for c in d["checks"]),

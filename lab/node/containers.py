@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from lab.controlplane.state import ContainerState, HostState, PodState
+from lab.dns import runtime as dns_runtime
 from lab.errors import LabError
 from lab.runtime.execs import netns_path
 from lab.runtime.record import LabRecord
@@ -71,9 +72,10 @@ class Starter:
                     self.server.stdin.write(line + "\n")
                     self.server.stdin.flush()
                 continue
+            program = dns_runtime.argv(self.record) if c.image == dns_runtime.IMAGE else argv_for(c)
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
-                    ["ip", "netns", "exec", pod.netns, *argv_for(c)], stdin=subprocess.DEVNULL, stdout=out,
+                    ["ip", "netns", "exec", pod.netns, *program], stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, env=env_for(pod, c), start_new_session=True,
                 )
             with self.lock:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 import time
 
+from lab.controlplane.endpoints import endpoint_slices
+from lab.dns import runtime as dns
 from lab.kube_proxy.sync import locked, sync
 from lab.node import prober
 from lab.node.processes import alive
@@ -64,7 +66,9 @@ class Agent:
             with locked(rec):
                 rec = records.load(self.name)  # `lab apply` may have written meanwhile
                 rec.ready = ready
-                changed = sync(rec, rec.state, prober.pod_readiness(rec.state, ready, container_alive(rec)))
+                pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
+                changed = sync(rec, rec.state, pod_ready)
+                dns.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)
                 rec.save()
             print(f"{time.strftime('%H:%M:%S')} readiness changed; synced {', '.join(sorted(changed)) or 'no Service'}",
                   flush=True)

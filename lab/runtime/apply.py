@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
+from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
+from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.kube_proxy import sync as kube_proxy
 from lab.node import pods, prober
@@ -62,12 +64,17 @@ def apply(path: str) -> Change:
         errors = pods.remove(old, rec, gone)
         if errors:
             raise LabError("removing pods failed: " + "; ".join(errors))
+        dns.remove_resolv_confs(rec, [p.netns for p in gone])
         rec.save()
+        if new.dns_domain:
+            dns.write_resolv_confs(replace(new, pods=tuple(born)), rec)
         pods.create(new, rec, only=born)
         fresh = {f"{p.key}/{c.name}" for p in born for c in p.containers}
         ready = {k: v for k, v in rec.ready.items() if k.rsplit("/", 1)[0] in after and k not in fresh}
         ready.update({k: v for k, v in prober.first_round(replace(new, pods=tuple(born))).items()})
         rec.ready = ready
-        changed = kube_proxy.sync(rec, new, prober.pod_readiness(new, ready, container_alive(rec)))
+        pod_ready = prober.pod_readiness(new, ready, container_alive(rec))
+        changed = kube_proxy.sync(rec, new, pod_ready)
+        dns.update(new, endpoint_slices(new, pod_ready), rec)
         rec.save()
     return Change(tuple(p.key for p in born), tuple(p.key for p in gone), tuple(sorted(changed)))

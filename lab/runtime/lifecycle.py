@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from typing import Callable, Optional
 
 from lab import routing
+from lab.controlplane.endpoints import endpoint_slices, initial_readiness
 from lab.controlplane.state import ClusterState
+from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.node import pods, prober, processes, underlay
 from lab.runtime import record as records
@@ -91,6 +93,9 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                     ip_batch(list(ops.ip), netns=node.netns)
                     if ops.bridge:
                         run(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
+            if state.dns_domain:
+                dns.write_records(state, endpoint_slices(state, initial_readiness(state)), rec)
+                dns.write_resolv_confs(state, rec)
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)
@@ -118,8 +123,10 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
 
     kube_proxy.setup(state)
     rec.ready = prober.first_round(state)
+    pod_ready = prober.pod_readiness(state, rec.ready, lambda _: True)
     with kube_proxy.locked(rec):
-        kube_proxy.sync(rec, state, prober.pod_readiness(state, rec.ready, lambda _: True), first=True)
+        kube_proxy.sync(rec, state, pod_ready, first=True)
+        dns.update(state, endpoint_slices(state, pod_ready), rec)
         rec.save()
 
 
@@ -150,6 +157,7 @@ def teardown(rec: LabRecord) -> list[str]:
     processes.signal_all(pids, signal.SIGTERM)
     errors = pods.delete(rec.state, rec)  # CNI DEL runs while the processes exit
     processes.reap(pids)
+    dns.remove_resolv_confs(rec)
     existing = [n for n in reversed(rec.netns) if os.path.exists(f"/run/netns/{n}")]
     for step in (lambda: underlay.destroy_switch(rec), lambda: ip_batch([f"netns delete {n}" for n in existing], force=True)):
         try:

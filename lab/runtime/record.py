@@ -41,6 +41,7 @@ class LabRecord:
     ovs_bridges: list[str] = field(default_factory=list)
     shells: list[str] = field(default_factory=list)  # Mininet shell names ("mininet:<name>")
     port_tag: str = ""                              # this run's part of the switch port names
+    etc_netns: list[str] = field(default_factory=list)  # /etc/netns/<name> folders (resolv.conf)
     pids: dict[str, int] = field(default_factory=dict)  # "<ns>/<pod>/<container>" -> pid
     agent: int = 0                                  # the lab's kubelet-like agent process
     ready: dict[str, bool] = field(default_factory=dict)  # container key -> its readinessProbe's verdict
@@ -68,7 +69,7 @@ class LabRecord:
         data = {
             "name": self.name, "status": self.status, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "created": self.created, "netns": self.netns, "links": self.links, "ovs_bridges": self.ovs_bridges,
-            "shells": self.shells, "port_tag": self.port_tag, "pids": self.pids, "agent": self.agent,
+            "shells": self.shells, "port_tag": self.port_tag, "etc_netns": self.etc_netns, "pids": self.pids, "agent": self.agent,
             "ready": self.ready, "pod_ready": self.pod_ready,
             "proxy": self.proxy, "state": self.state.to_dict(),
         }
@@ -84,7 +85,8 @@ class LabRecord:
 
     # --- write-ahead claims ---
     def claim(self, *, netns: tuple[str, ...] = (), links: tuple[str, ...] = (), ovs: tuple[str, ...] = (),
-              shells: tuple[str, ...] = ()) -> None:
+              shells: tuple[str, ...] = (), etc_netns: tuple[str, ...] = ()) -> None:
+        self.etc_netns += [n for n in etc_netns if n not in self.etc_netns]
         self.netns += [n for n in netns if n not in self.netns]
         self.links += [n for n in links if n not in self.links]
         self.ovs_bridges += [n for n in ovs if n not in self.ovs_bridges]

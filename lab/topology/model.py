@@ -25,6 +25,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class DNSSpec(Strict):
+    """Cluster DNS: the kube-dns Service (tenth address of serviceCIDR) served by dnsmasq in a pod."""
+
+    enabled: bool = False
+    domain: Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=63)] = "cluster.local"
+
+
 class ClusterSpec(Strict):
     """What Kubernetes leaves to the installer: address plan, pod network, CNI plugin."""
 
@@ -34,6 +41,7 @@ class ClusterSpec(Strict):
     network: Literal["host-gw", "vxlan"] = "vxlan"
     cni: Literal["bridge", "ptp"] = "bridge"
     proxy: Literal["iptables", "nftables"] = "iptables"
+    dns: DNSSpec = DNSSpec()
     mtu: Optional[int] = Field(None, ge=576, le=9000, description="pod MTU; default: underlay MTU, minus 50 for vxlan")
 
 
@@ -133,10 +141,25 @@ class Container(Strict):
     readinessProbe: Optional[Probe] = None
 
 
+class PodDNSOption(Strict):
+    name: Annotated[str, StringConstraints(min_length=1)]
+    value: Optional[str] = None
+
+
+class PodDNSConfig(Strict):
+    nameservers: list[str] = Field(default_factory=list)
+    searches: list[str] = Field(default_factory=list)
+    options: list[PodDNSOption] = Field(default_factory=list)
+
+
 class PodSpec(Strict):
     containers: Annotated[list[Container], Field(min_length=1)]
     nodeName: Optional[SubdomainName] = None
     hostNetwork: bool = False
+    hostname: Optional[LabelName] = None
+    subdomain: Optional[LabelName] = None
+    dnsPolicy: Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"] = "ClusterFirst"
+    dnsConfig: Optional[PodDNSConfig] = None
 
 
 class Pod(Strict):
@@ -197,10 +220,11 @@ class SessionAffinityConfig(Strict):
 
 
 class ServiceSpec(Strict):
-    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    type: Literal["ClusterIP", "NodePort", "ExternalName"] = "ClusterIP"
+    externalName: Optional[Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=253)]] = None
     selector: Optional[dict[str, str]] = None
     clusterIP: Optional[str] = None  # an address in serviceCIDR, "None" (headless), or allocated
-    ports: Annotated[list[ServicePort], Field(min_length=1)]
+    ports: list[ServicePort] = Field(default_factory=list)  # at least one, except for ExternalName
     sessionAffinity: Literal["None", "ClientIP"] = "None"
     sessionAffinityConfig: Optional[SessionAffinityConfig] = None
     externalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"

@@ -1,0 +1,121 @@
+"""The Kubernetes DNS specification as dnsmasq data (pure).
+
+A hosts file (A and PTR records; dnsmasq re-reads its hosts directory by itself when it changes,
+so records follow Services and endpoints without a restart) and a config file (SRV and CNAME
+records, which dnsmasq reads only at start). `local=/<domain>/` makes every other name in the
+cluster domain NXDOMAIN instead of being forwarded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from typing import Sequence
+
+from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
+
+DNS_SERVICE = ("kube-system", "kube-dns")
+
+
+@dataclass(frozen=True)
+class Records:
+    hosts: tuple[tuple[str, str], ...]          # (ip, name): A, and PTR for the first name of an ip
+    srv: tuple[tuple[str, str, int], ...]       # (name, target, port)
+    cname: tuple[tuple[str, str], ...]          # (alias, target)
+
+
+def dns_ip(state: ClusterState) -> str:
+    """kube-dns's ClusterIP: the tenth address of the service CIDR (10.96.0.10)."""
+    return str(IPv4Network(state.service_cidr).network_address + 10)
+
+
+def pod_a_name(pod: PodState, domain: str) -> str:
+    """a-b-c-d.<namespace>.pod.<domain>"""
+    return f"{pod.ip.replace('.', '-')}.{pod.namespace}.pod.{domain}"
+
+
+def records(state: ClusterState, slices: Sequence[EndpointSliceState]) -> Records:
+    d = state.dns_domain
+    hosts: list[tuple[str, str]] = []
+    srv: list[tuple[str, str, int]] = []
+    cname: list[tuple[str, str]] = []
+    pods = {p.key: p for p in state.pods}
+    for svc in state.services:
+        fqdn = f"{svc.name}.{svc.namespace}.svc.{d}"
+        if svc.type == "ExternalName":
+            cname.append((fqdn, svc.external_name))
+            continue
+        if svc.cluster_ip:
+            hosts.append((svc.cluster_ip, fqdn))
+            srv += [(f"_{p.name}._{p.protocol.lower()}.{fqdn}", fqdn, p.port) for p in svc.ports if p.name]
+            continue
+        # headless: one A record per ready endpoint, and names for the pods behind it
+        for sl in slices:
+            if (sl.namespace, sl.service) != (svc.namespace, svc.name):
+                continue
+            for e in sl.endpoints:
+                if not e.ready:
+                    continue
+                hosts.append((e.address, fqdn))
+                pod = pods.get(e.pod)
+                target = f"{_endpoint_label(pod, svc.name, e.address)}.{fqdn}"
+                hosts.append((e.address, target))
+                srv += [(f"_{p.name}._{p.protocol.lower()}.{fqdn}", target, p.port) for p in sl.ports if p.name]
+    for p in state.pods:
+        if not p.host_network:
+            hosts.append((p.ip, pod_a_name(p, d)))
+    return Records(tuple(dict.fromkeys(hosts)), tuple(dict.fromkeys(srv)), tuple(cname))
+
+
+def _endpoint_label(pod, service: str, address: str) -> str:
+    """A pod behind a headless Service is <hostname> when its subdomain names the Service,
+    else its dashed IP (as the DNS spec allows)."""
+    if pod is not None and pod.hostname and pod.subdomain == service:
+        return pod.hostname
+    return address.replace(".", "-")
+
+
+def hosts_file(recs: Records) -> str:
+    """/etc/hosts format; dnsmasq answers PTR with the first name listed for an address, so the
+    pod and Service names come before the secondary ones."""
+    by_ip: dict[str, list[str]] = {}
+    for ip, name in recs.hosts:
+        by_ip.setdefault(ip, []).append(name)
+    return "".join(f"{ip} {' '.join(names)}\n" for ip, names in sorted(by_ip.items(), key=lambda kv: IPv4Address(kv[0])))
+
+
+def dnsmasq_config(state: ClusterState, recs: Records, hosts_dir: str, log: str) -> str:
+    lines = [
+        "# kube-dns for the lab: dnsmasq with the Kubernetes DNS records (lab/dns/records.py)",
+        "keep-in-foreground", "no-resolv", "no-hosts", "no-poll", "port=53", "cache-size=0",
+        f"local=/{state.dns_domain}/", f"hostsdir={hosts_dir}", "log-queries=extra", f"log-facility={log}",
+        *(f"srv-host={name},{target},{port},0,100" for name, target, port in recs.srv),
+        *(f"cname={alias},{target}" for alias, target in recs.cname),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def resolv_conf(state: ClusterState, pod: PodState) -> str | None:
+    """What the kubelet writes into the pod; None for dnsPolicy Default (the node's own file)."""
+    d = state.dns_domain
+    policy = pod.dns_policy
+    if policy == "ClusterFirst" and pod.host_network:
+        policy = "Default"  # hostNetwork pods need ClusterFirstWithHostNet for cluster DNS
+    if policy == "ClusterFirstWithHostNet":
+        policy = "ClusterFirst"
+    nameservers, searches, options = [], [], []
+    if policy == "ClusterFirst" and d:
+        nameservers = [dns_ip(state)]
+        searches = [f"{pod.namespace}.svc.{d}", f"svc.{d}", d]
+        options = [("ndots", "5")]
+    elif policy == "Default" and not (pod.dns_nameservers or pod.dns_searches or pod.dns_options):
+        return None
+    nameservers += [n for n in pod.dns_nameservers if n not in nameservers]
+    searches += [s for s in pod.dns_searches if s not in searches]
+    merged = dict(options)
+    merged.update(dict(pod.dns_options))
+    out = [f"nameserver {n}" for n in nameservers[:3]]
+    if searches:
+        out.append("search " + " ".join(searches[:32]))
+    if merged:
+        out.append("options " + " ".join(k if v is None else f"{k}:{v}" for k, v in merged.items()))
+    return "\n".join(out) + "\n"

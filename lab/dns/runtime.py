@@ -1,0 +1,77 @@
+"""Cluster DNS in a running lab: dnsmasq's files under the lab's run directory, resolv.conf files
+under /etc/netns/<pod> (which `ip netns exec` bind-mounts over /etc/resolv.conf), and keeping the
+records in step with Services and endpoints."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from lab.controlplane.state import ClusterState, EndpointSliceState
+from lab.dns import records
+from lab.node import processes
+from lab.runtime.record import LabRecord
+
+ETC_NETNS = Path("/etc/netns")
+IMAGE = "kube-dns"
+
+
+def paths(record: LabRecord) -> dict[str, Path]:
+    base = record.subdir("dns")
+    return {"conf": base / "dnsmasq.conf", "hosts": record.subdir("dns", "hosts"), "log": base / "queries.log"}
+
+
+def argv(record: LabRecord) -> list[str]:
+    """The kube-dns container's program."""
+    return ["dnsmasq", f"--conf-file={paths(record)['conf']}"]
+
+
+def write_resolv_confs(state: ClusterState, record: LabRecord) -> None:
+    """The kubelet's resolv.conf for every pod with its own namespace, claimed before written."""
+    files = {p.netns: records.resolv_conf(state, p) for p in state.pods if not p.host_network}
+    wanted = [ns for ns, text in files.items() if text is not None]
+    record.claim(etc_netns=tuple(wanted))
+    for ns in wanted:
+        (ETC_NETNS / ns).mkdir(parents=True, exist_ok=True)
+        (ETC_NETNS / ns / "resolv.conf").write_text(files[ns])
+
+
+def remove_resolv_confs(record: LabRecord, names: Sequence[str] | None = None) -> None:
+    for ns in record.etc_netns if names is None else names:
+        shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)
+    record.etc_netns = [n for n in record.etc_netns if names is not None and n not in names]
+
+
+def write_records(state: ClusterState, slices: Sequence[EndpointSliceState], record: LabRecord) -> bool:
+    """Write the hosts file (dnsmasq re-reads its directory by itself) and the config; True if the
+    config changed (SRV and CNAME records are read only when dnsmasq starts)."""
+    p = paths(record)
+    recs = records.records(state, slices)
+    tmp = p["hosts"].parent / "records.tmp"
+    tmp.write_text(records.hosts_file(recs))
+    os.replace(tmp, p["hosts"] / "records")  # one rename: dnsmasq never reads half a file
+    conf = records.dnsmasq_config(state, recs, str(p["hosts"]), str(p["log"]))
+    changed = not p["conf"].exists() or p["conf"].read_text() != conf
+    if changed:
+        p["conf"].write_text(conf)
+    return changed
+
+
+def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: LabRecord) -> None:
+    """Follow a change of Services or endpoints; restart dnsmasq if its config changed."""
+    if not state.dns_domain or not write_records(state, slices, record):
+        return
+    for pod in state.pods:
+        for c in pod.containers:
+            key = f"{pod.key}/{c.name}"
+            if c.image == IMAGE and key in record.pids:
+                processes.signal_all([record.pids[key]], signal.SIGTERM)
+                processes.reap({record.pids[key]}, grace=1.0)  # it must let go of port 53 first
+                log = record.dir / "logs" / f"{pod.namespace}_{pod.name}_{c.name}.log"
+                with open(log, "ab") as out:
+                    record.pids[key] = subprocess.Popen(
+                        ["ip", "netns", "exec", pod.netns, *argv(record)], stdin=subprocess.DEVNULL, stdout=out,
+                        stderr=subprocess.STDOUT, start_new_session=True).pid
