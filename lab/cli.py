@@ -162,6 +162,20 @@ def cmd_apply(a) -> int:
     return 0
 
 
+def cmd_dns(a) -> int:
+    from lab.dns import queries
+    from lab.runtime import record
+
+    rec = record.find(a.lab)
+    if not rec.state.dns_domain:
+        raise LabError(f"lab {rec.name} has no cluster DNS; set cluster.dns.enabled: true in its topology")
+    pod = next((p for p in rec.state.pods if p.name == a.pod and p.namespace == a.namespace), None)
+    if pod is None:
+        _no(a.pod, rec.state, a.namespace)
+    print(queries.report(pod, queries.lookup(rec, pod, a.name)))
+    return 0
+
+
 def _exec_target(rec, target: str, namespace: str, container: Optional[str]):
     """(netns, env) for `lab exec`: a pod (optionally one container), node/NAME or host/NAME."""
     from lab.node.containers import env_for
@@ -304,6 +318,12 @@ def _parser() -> argparse.ArgumentParser:
     p = add("exec", cmd_exec, "run a command in a pod's (or node/NAME's) network namespace: lab exec POD -- CMD")
     p.add_argument("target", metavar="POD|node/NAME|host/NAME")
     p.add_argument("-c", "--container")
+    p.add_argument("-n", "--namespace", default="default")
+    lab_opt(p)
+    p = add("dns", cmd_dns, "lab dns queries POD NAME: the DNS queries one lookup of NAME from POD costs")
+    p.add_argument("what", choices=["queries"])
+    p.add_argument("pod", metavar="POD")
+    p.add_argument("name", metavar="NAME")
     p.add_argument("-n", "--namespace", default="default")
     lab_opt(p)
     p = add("logs", cmd_logs, "print a container's output")

@@ -83,19 +83,36 @@ def hosts_file(recs: Records) -> str:
     return "".join(f"{ip} {' '.join(names)}\n" for ip, names in sorted(by_ip.items(), key=lambda kv: IPv4Address(kv[0])))
 
 
+def upstream(state: ClusterState) -> str | None:
+    """The nodes' upstream resolver: the first plain host, as the outside world's DNS."""
+    return state.hosts[0].ip if state.hosts and state.dns_domain else None
+
+
 def dnsmasq_config(state: ClusterState, recs: Records, hosts_dir: str, log: str) -> str:
+    up = upstream(state)
     lines = [
         "# kube-dns for the lab: dnsmasq with the Kubernetes DNS records (lab/dns/records.py)",
         "keep-in-foreground", "no-resolv", "no-hosts", "no-poll", "port=53", "cache-size=0",
         f"local=/{state.dns_domain}/", f"hostsdir={hosts_dir}", "log-queries=extra", f"log-facility={log}",
+        *([f"server={up}"] if up else []),  # everything outside the cluster domain, as CoreDNS forwards
         *(f"srv-host={name},{target},{port},0,100" for name, target, port in recs.srv),
         *(f"cname={alias},{target}" for alias, target in recs.cname),
     ]
     return "\n".join(lines) + "\n"
 
 
+def upstream_config(state: ClusterState, log: str) -> str:
+    """The outside world's DNS (on the first plain host): the machines of the underlay by name."""
+    machines = [*state.nodes, *state.hosts]
+    lines = ["# the lab's upstream resolver: underlay machines by name", "keep-in-foreground", "no-resolv",
+             "no-hosts", "port=53", "log-queries", f"log-facility={log}",
+             *(f"host-record={m.name},{m.ip}" for m in machines)]
+    return "\n".join(lines) + "\n"
+
+
 def resolv_conf(state: ClusterState, pod: PodState) -> str | None:
-    """What the kubelet writes into the pod; None for dnsPolicy Default (the node's own file)."""
+    """What the kubelet writes into the pod. dnsPolicy Default gets the node's (the upstream
+    resolver), None when the lab has none."""
     d = state.dns_domain
     policy = pod.dns_policy
     if policy == "ClusterFirst" and pod.host_network:
@@ -107,6 +124,8 @@ def resolv_conf(state: ClusterState, pod: PodState) -> str | None:
         nameservers = [dns_ip(state)]
         searches = [f"{pod.namespace}.svc.{d}", f"svc.{d}", d]
         options = [("ndots", "5")]
+    elif policy == "Default" and upstream(state):
+        nameservers = [upstream(state)]  # the node's resolv.conf
     elif policy == "Default" and not (pod.dns_nameservers or pod.dns_searches or pod.dns_options):
         return None
     nameservers += [n for n in pod.dns_nameservers if n not in nameservers]

@@ -29,9 +29,26 @@ def argv(record: LabRecord) -> list[str]:
     return ["dnsmasq", f"--conf-file={paths(record)['conf']}"]
 
 
+def start_upstream(state: ClusterState, record: LabRecord) -> None:
+    """The outside world's DNS on the first plain host; nodes resolve through it."""
+    up = records.upstream(state)
+    if not up:
+        return
+    host = state.hosts[0]
+    conf = record.subdir("dns") / "upstream.conf"
+    conf.write_text(records.upstream_config(state, str(record.dir / "dns" / "upstream.log")))
+    with open(record.subdir("logs") / f"host_{host.name}_dns.log", "wb") as out:
+        record.pids[f"host/{host.name}/dns"] = subprocess.Popen(
+            ["ip", "netns", "exec", host.netns, "dnsmasq", f"--conf-file={conf}"], stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True).pid
+
+
 def write_resolv_confs(state: ClusterState, record: LabRecord) -> None:
-    """The kubelet's resolv.conf for every pod with its own namespace, claimed before written."""
+    """The kubelet's resolv.conf for every pod with its own namespace, and the nodes' own (the
+    upstream resolver), claimed before written."""
     files = {p.netns: records.resolv_conf(state, p) for p in state.pods if not p.host_network}
+    if records.upstream(state):
+        files.update({n.netns: f"nameserver {records.upstream(state)}\n" for n in state.nodes})
     wanted = [ns for ns, text in files.items() if text is not None]
     record.claim(etc_netns=tuple(wanted))
     for ns in wanted:

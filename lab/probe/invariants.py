@@ -11,7 +11,7 @@ from typing import Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
-from lab.probe import services
+from lab.probe import dns, services
 from lab.probe.outcome import Outcome
 from lab.probe.engine import Probe, ProbeResult, interface_addresses_many, run_probes
 from lab.topology.refs import Ref, parse_ref
@@ -23,6 +23,7 @@ INVARIANTS = {
     "hostnetwork-to-pod": "hostNetwork pods reach every pod",
     "localhost": "containers of one pod reach each other on localhost",
     **services.CHECKS,
+    **dns.CHECKS,
     "checks": "the topology's own checks",
 }
 
@@ -178,5 +179,6 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
     outcomes += services.judge(state, asks, answers[len(unique):])
     if state.services:
         outcomes += services.clusterip_virtual(state)
+    outcomes += dns.run(state, endpoint_slices(state, pod_ready or {}))
     order = list(INVARIANTS)
     return sorted(outcomes, key=lambda o: order.index(o.check))

@@ -61,6 +61,11 @@ def ready_endpoints(svc: ServiceState, port: ServicePortState, slices: Sequence[
     return out
 
 
+def _netexec_serves(pod, port: int, protocol: str) -> bool:
+    return pod is not None and any(c.image == "netexec" and any(x.port == port and x.protocol == protocol for x in c.ports)
+                                   for c in pod.containers)
+
+
 def _spn(svc: ServiceState, port: ServicePortState) -> str:
     return f"{svc.key}:{port.name}" if port.name else svc.key
 
@@ -68,6 +73,7 @@ def _spn(svc: ServiceState, port: ServicePortState) -> str:
 def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ask]:
     clients = [p for p in state.pods if not p.host_network]
     pod_names = {p.key: p.name for p in state.pods}
+    pods = {p.key: p for p in state.pods}
     asks: list[Ask] = []
     for svc in state.services:
         if svc.cluster_ip is None:
@@ -76,6 +82,8 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ask]
             spn = _spn(svc, port)
             target = f"{svc.cluster_ip}:{port.port}/{port.protocol}"
             eps = ready_endpoints(svc, port, slices)
+            if not all(_netexec_serves(pods.get(k), p, port.protocol) for k, (_, p) in eps.items()):
+                continue  # the probes speak netexec; other servers (kube-dns) have checks of their own
             if not eps:
                 for c in clients[:1] if port.protocol == "TCP" else ():
                     asks.append(Ask("no-endpoints", f"{spn} ({target}) from {c.key}",

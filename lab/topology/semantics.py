@@ -36,7 +36,7 @@ def check(topology: Topology, locate: Locate, skipped: Collection[int] = ()) -> 
     (the object looked for may be one of the skipped ones).
     """
     ctx = _Context(topology, locate, skipped)
-    for rule in (_address_plan, _machines, _manifests, _pod_specs, _probes, _services, _labels, _checks):
+    for rule in (_address_plan, _machines, _manifests, _pod_specs, _probes, _dns, _services, _labels, _checks):
         rule(ctx)
     return ctx.diagnostics
 
@@ -262,6 +262,29 @@ def _probes(ctx: _Context) -> None:
                           + did_you_mean(port, names))
 
 
+def _dns(ctx: _Context) -> None:
+    """dnsPolicy as the API validates it, and what this lab can honour."""
+    for spec_path, spec in ctx.pod_specs():
+        if spec.dnsPolicy == "None" and not (spec.dnsConfig and spec.dnsConfig.nameservers):
+            ctx.error(spec_path + ("dnsPolicy",), "dnsPolicy None needs dnsConfig.nameservers",
+                      "add dnsConfig: {nameservers: [10.96.0.10]} or use dnsPolicy ClusterFirst")
+        if spec.dnsPolicy == "ClusterFirstWithHostNet":
+            ctx.error(spec_path + ("dnsPolicy",), "dnsPolicy ClusterFirstWithHostNet is not supported: a hostNetwork pod "
+                      "shares its node's namespace, and so its node's /etc/netns resolver files",
+                      "use ClusterFirst (hostNetwork pods then use the node's resolver, as Kubernetes does)")
+        for path, value, limit, what in ((("dnsConfig", "nameservers"), spec.dnsConfig and spec.dnsConfig.nameservers, 3,
+                                          "nameservers"),
+                                         (("dnsConfig", "searches"), spec.dnsConfig and spec.dnsConfig.searches, 32,
+                                          "search domains")):
+            if value and len(value) > limit:
+                ctx.error(spec_path + path, f"at most {limit} {what} (Kubernetes' limit), found {len(value)}",
+                          f"keep {limit} or fewer")
+        if (spec.hostname or spec.subdomain) and not ctx.topology.cluster.dns.enabled:
+            ctx.error(spec_path + ("hostname" if spec.hostname else "subdomain",),
+                      "hostname/subdomain only mean something with cluster DNS",
+                      "set cluster.dns.enabled: true, or remove them")
+
+
 def _services(ctx: _Context) -> None:
     """ClusterIPs inside the service CIDR and unique, NodePorts unique, port names as the API wants."""
     cidr = ctx.topology.cluster.serviceCIDR
@@ -273,6 +296,19 @@ def _services(ctx: _Context) -> None:
             continue
         spec, sp = m.spec, path + ("spec",)
         who = f"Service {m.metadata.namespace or 'default'}/{m.metadata.name}"
+        if spec.type == "ExternalName":
+            if not spec.externalName:
+                ctx.error(sp + ("type",), "a Service of type ExternalName needs externalName",
+                          "add externalName: the DNS name this Service is an alias for")
+            if not ctx.topology.cluster.dns.enabled:
+                ctx.error(sp + ("type",), "an ExternalName Service is a DNS record: it needs cluster DNS",
+                          "set cluster.dns.enabled: true")
+            continue
+        if spec.externalName:
+            ctx.error(sp + ("externalName",), "externalName is only for type ExternalName",
+                      "set type: ExternalName, or remove externalName")
+        if not spec.ports:
+            ctx.error(sp + ("ports",), f"{who} needs at least one port", "add ports: [{port: 80}]")
         if spec.clusterIP not in (None, "None"):
             try:
                 ip = ip_address(spec.clusterIP)

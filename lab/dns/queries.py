@@ -1,0 +1,47 @@
+"""What one name lookup costs: run the pod's own resolver (glibc, through its resolv.conf) once
+and read back from kube-dns's query log every query that lookup sent. Makes the ndots pitfall
+visible: a short external name walks the whole search list before it is tried as written."""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+
+from lab.controlplane.state import PodState
+from lab.dns import runtime as dns_runtime
+from lab.runtime.record import LabRecord
+
+_QUERY = re.compile(r"query\[(\w+)\] (\S+) from (\S+)$")
+_ANSWER = re.compile(r"(?:reply|config|/\S+) (\S+) is (.+)$")
+
+
+@dataclass(frozen=True)
+class Lookup:
+    name: str
+    queries: tuple[tuple[str, str], ...]   # (type, name) in the order sent
+    answer: str                            # what the resolver returned (getent's output)
+
+
+def lookup(record: LabRecord, pod: PodState, name: str) -> Lookup:
+    log = dns_runtime.paths(record)["log"]
+    start = log.stat().st_size if log.exists() else 0
+    proc = subprocess.run(["ip", "netns", "exec", pod.netns, "getent", "ahosts", name],
+                          capture_output=True, text=True, timeout=30)
+    time.sleep(0.05)  # dnsmasq writes its log lines just after answering
+    with open(log) as f:
+        f.seek(start)
+        lines = f.read().splitlines()
+    queries = tuple((m.group(1), m.group(2)) for m in map(_QUERY.search, lines) if m and m.group(3) == pod.ip)
+    addresses = sorted({line.split()[0] for line in proc.stdout.splitlines() if line.strip()})
+    return Lookup(name, queries, ", ".join(addresses) or "not found")
+
+
+def report(pod: PodState, result: Lookup) -> str:
+    lines = [f"lookup of {result.name!r} from {pod.key} ({pod.ip}): {result.answer}",
+             f"{len(result.queries)} queries reached kube-dns:"]
+    lines += [f"  {kind:5} {name}" for kind, name in result.queries]
+    if not result.name.endswith(".") and result.name.count(".") < 5:
+        lines.append(f"(fewer dots than ndots:5: the search list is tried first; "
+                     f"compare `lab dns queries {pod.name} {result.name}.`)")
+    return "\n".join(lines)
