@@ -35,7 +35,10 @@ def pod_a_name(pod: PodState, domain: str) -> str:
 
 def records(state: ClusterState, slices: Sequence[EndpointSliceState]) -> Records:
     d = state.dns_domain
-    hosts: list[tuple[str, str]] = []
+    # A records, in the order that makes dnsmasq's PTR (the first name of an address) what the DNS
+    # spec says: a ClusterIP's Service, a headless endpoint's own name, then pod records; the
+    # headless Service's name (shared by all its endpoints) never comes first.
+    services_a, endpoints_a, pods_a, headless_a = [], [], [], []
     srv: list[tuple[str, str, int]] = []
     cname: list[tuple[str, str]] = []
     pods = {p.key: p for p in state.pods}
@@ -45,7 +48,7 @@ def records(state: ClusterState, slices: Sequence[EndpointSliceState]) -> Record
             cname.append((fqdn, svc.external_name))
             continue
         if svc.cluster_ip:
-            hosts.append((svc.cluster_ip, fqdn))
+            services_a.append((svc.cluster_ip, fqdn))
             srv += [(f"_{p.name}._{p.protocol.lower()}.{fqdn}", fqdn, p.port) for p in svc.ports if p.name]
             continue
         # headless: one A record per ready endpoint, and names for the pods behind it
@@ -55,14 +58,12 @@ def records(state: ClusterState, slices: Sequence[EndpointSliceState]) -> Record
             for e in sl.endpoints:
                 if not e.ready:
                     continue
-                hosts.append((e.address, fqdn))
-                pod = pods.get(e.pod)
-                target = f"{_endpoint_label(pod, svc.name, e.address)}.{fqdn}"
-                hosts.append((e.address, target))
+                target = f"{_endpoint_label(pods.get(e.pod), svc.name, e.address)}.{fqdn}"
+                headless_a.append((e.address, fqdn))
+                endpoints_a.append((e.address, target))
                 srv += [(f"_{p.name}._{p.protocol.lower()}.{fqdn}", target, p.port) for p in sl.ports if p.name]
-    for p in state.pods:
-        if not p.host_network:
-            hosts.append((p.ip, pod_a_name(p, d)))
+    pods_a = [(p.ip, pod_a_name(p, d)) for p in state.pods if not p.host_network]
+    hosts = services_a + endpoints_a + pods_a + headless_a
     return Records(tuple(dict.fromkeys(hosts)), tuple(dict.fromkeys(srv)), tuple(cname))
 
 
