@@ -18,3 +18,4 @@ unit: install
 bench: install
 	.venv/bin/python bench/lab_lifecycle.py
 	.venv/bin/python bench/kube_proxy.py
+	.venv/bin/python bench/dns_ready.py
