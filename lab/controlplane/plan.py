@@ -207,6 +207,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         switch=topo.underlay.switch, switch_name=naming.switch_name(lab), nodes=nodes, hosts=hosts,
         pods=pods, namespaces=namespaces, checks=checks, source=source, proxy=topo.cluster.proxy,
         dns_domain=topo.cluster.dns.domain if topo.cluster.dns.enabled else "",
+        dns_node_cache=topo.cluster.dns.enabled and topo.cluster.dns.nodeLocalCache,
         services=_services(topo, previous),
     )
 

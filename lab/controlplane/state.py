@@ -184,6 +184,7 @@ class ClusterState:
     proxy: str = "iptables"          # kube-proxy mode: iptables | nftables
     services: tuple[ServiceState, ...] = ()
     dns_domain: str = ""             # the cluster domain; "" when the lab has no cluster DNS
+    dns_node_cache: bool = False     # NodeLocal DNSCache on every node
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:

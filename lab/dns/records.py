@@ -23,9 +23,26 @@ class Records:
     cname: tuple[tuple[str, str], ...]          # (alias, target)
 
 
+NODE_LOCAL_IP = "169.254.20.10"  # NodeLocal DNSCache's link-local address, on every node
+
+
 def dns_ip(state: ClusterState) -> str:
     """kube-dns's ClusterIP: the tenth address of the service CIDR (10.96.0.10)."""
     return str(IPv4Network(state.service_cidr).network_address + 10)
+
+
+def cluster_dns(state: ClusterState) -> str:
+    """What the kubelet's --cluster-dns points pods at: the node's cache if there is one."""
+    return NODE_LOCAL_IP if state.dns_node_cache else dns_ip(state)
+
+
+def node_cache_config(state: ClusterState, log: str) -> str:
+    """NodeLocal DNSCache as a dnsmasq on the node: answers on 169.254.20.10, caches, and asks
+    kube-dns (through its ClusterIP, as node-local-dns asks its kube-dns-upstream Service)."""
+    lines = ["# NodeLocal DNSCache: a caching resolver on this node", "keep-in-foreground", "no-resolv",
+             "no-hosts", "port=53", f"listen-address={NODE_LOCAL_IP}", "bind-interfaces", "cache-size=1000",
+             f"server={dns_ip(state)}", "log-queries", f"log-facility={log}"]
+    return "\n".join(lines) + "\n"
 
 
 def pod_a_name(pod: PodState, domain: str) -> str:
@@ -122,7 +139,7 @@ def resolv_conf(state: ClusterState, pod: PodState) -> str | None:
         policy = "ClusterFirst"
     nameservers, searches, options = [], [], []
     if policy == "ClusterFirst" and d:
-        nameservers = [dns_ip(state)]
+        nameservers = [cluster_dns(state)]
         searches = [f"{pod.namespace}.svc.{d}", f"svc.{d}", d]
         options = [("ndots", "5")]
     elif policy == "Default" and upstream(state):

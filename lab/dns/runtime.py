@@ -13,6 +13,7 @@ from typing import Sequence
 from lab.controlplane.state import ClusterState, EndpointSliceState
 from lab.dns import records
 from lab.node import processes
+from lab.runtime.execs import ip_batch
 from lab.runtime.record import LabRecord
 
 ETC_NETNS = Path("/etc/netns")
@@ -41,6 +42,21 @@ def start_upstream(state: ClusterState, record: LabRecord) -> None:
         record.pids[f"host/{host.name}/dns"] = subprocess.Popen(
             ["ip", "netns", "exec", host.netns, "dnsmasq", f"--conf-file={conf}"], stdin=subprocess.DEVNULL,
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True).pid
+
+
+def start_node_caches(state: ClusterState, record: LabRecord) -> None:
+    """NodeLocal DNSCache: 169.254.20.10 on each node's lo (this kernel has no dummy interfaces,
+    where node-local-dns puts it) and a caching dnsmasq bound to it, in the node's namespace."""
+    if not state.dns_node_cache:
+        return
+    for node in state.nodes:
+        ip_batch([f"addr add {records.NODE_LOCAL_IP}/32 dev lo"], netns=node.netns)
+        conf = record.subdir("dns") / f"node-cache-{node.name}.conf"
+        conf.write_text(records.node_cache_config(state, str(record.dir / "dns" / f"node-cache-{node.name}.log")))
+        with open(record.subdir("logs") / f"node_{node.name}_node-local-dns.log", "wb") as out:
+            record.pids[f"node/{node.name}/node-local-dns"] = subprocess.Popen(
+                ["ip", "netns", "exec", node.netns, "dnsmasq", f"--conf-file={conf}"], stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True).pid
 
 
 def write_resolv_confs(state: ClusterState, record: LabRecord) -> None:

@@ -97,6 +97,7 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                 dns.write_records(state, endpoint_slices(state, initial_readiness(state)), rec)
                 dns.write_resolv_confs(state, rec)
                 dns.start_upstream(state, rec)
+                dns.start_node_caches(state, rec)
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)

@@ -30,6 +30,8 @@ class DNSSpec(Strict):
 
     enabled: bool = False
     domain: Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=63)] = "cluster.local"
+    nodeLocalCache: bool = Field(False, description="NodeLocal DNSCache: a caching resolver on every node at "
+                                                     "169.254.20.10, which pods use instead of kube-dns")
 
 
 class ClusterSpec(Strict):

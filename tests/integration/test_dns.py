@@ -114,3 +114,23 @@ def test_records_follow_services_and_endpoints(dns_lab, tmp_path):
 def test_resolv_confs_live_under_etc_netns(dns_lab):
     """ip netns exec bind-mounts /etc/netns/<netns>/resolv.conf; the fixture checks they go."""
     assert {p.name for p in Path("/etc/netns").glob("dns-*")} >= {"dns-worker1", "dns-default-custom-dns"}
+
+
+def test_node_local_dns_cache(tmp_path):
+    """NodeLocal DNSCache: pods ask 169.254.20.10 on their node, which caches and asks kube-dns."""
+    topo = tmp_path / "nldns.yaml"
+    topo.write_text((TOPOLOGIES / "dns.yaml").read_text().replace("name: dns", "name: nldns").replace(
+        "dns: {enabled: true, domain: cluster.local}", "dns: {enabled: true, domain: cluster.local, nodeLocalCache: true}"))
+    lab("up", str(topo))
+    try:
+        items = json.loads(lab("get", "pods", "-o", "json", "--lab", "nldns").stdout)["items"]
+        client = next(p for p in items if p["metadata"]["name"].startswith("client-"))
+        name, node = client["metadata"]["name"], client["spec"]["nodeName"]
+        out = lab("exec", name, "--lab", "nldns", "--", "cat", "/etc/resolv.conf").stdout
+        assert out.startswith("nameserver 169.254.20.10\n")
+        assert lab("exec", name, "--lab", "nldns", "--", "getent", "hosts", "backend").stdout
+        cache_log = Path(f"/run/k8s-netlab/nldns/dns/node-cache-{node}.log").read_text()
+        assert "backend.default.svc.cluster.local" in cache_log  # the node's cache saw the query
+        assert "PASSED" in lab("check", "--lab", "nldns").stdout
+    finally:
+        lab("down", "nldns")
