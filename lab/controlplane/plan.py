@@ -24,6 +24,7 @@ class _PodIntent:
     labels: dict
     spec: PodSpec
     owner: Optional[str]
+    addon: bool = False  # installed by the lab (kube-dns), not written by the user
 
 
 def _readiness(c: Container) -> Optional[ReadinessState]:
@@ -127,16 +128,18 @@ def _kube_dns(topo: Topology) -> list:
 def _intents(topo: Topology) -> list[_PodIntent]:
     """Pods as the API server would hold them once the Deployment controller has run."""
     out = []
-    for m in [*topo.manifests, *_kube_dns(topo)]:
+    addons = _kube_dns(topo)
+    for m in [*topo.manifests, *addons]:
         ns = getattr(m.metadata, "namespace", None) or "default"
+        addon = any(m is a for a in addons)
         if isinstance(m, Pod):
-            out.append(_PodIntent(ns, m.metadata.name, dict(m.metadata.labels), m.spec, None))
+            out.append(_PodIntent(ns, m.metadata.name, dict(m.metadata.labels), m.spec, None, addon))
         elif isinstance(m, Deployment):
             template = m.spec.template.model_dump(mode="json", by_alias=True, exclude_defaults=True)
             thash = naming.pod_template_hash(template)
             labels = {**m.spec.template.metadata.labels, "pod-template-hash": thash}
             for name in naming.deployment_pod_names(topo.name, ns, m.metadata.name, template, m.spec.replicas):
-                out.append(_PodIntent(ns, name, labels, m.spec.template.spec, f"Deployment/{m.metadata.name}"))
+                out.append(_PodIntent(ns, name, labels, m.spec.template.spec, f"Deployment/{m.metadata.name}", addon))
     return out
 
 
@@ -166,8 +169,12 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     kept = {(p.namespace, p.name): p for p in (previous.pods if previous else ())
             if (p.namespace, p.name) in wanted and not wanted[(p.namespace, p.name)].spec.hostNetwork
             and not p.host_network and p.node in node_names}
+    # The add-on (kube-dns) is placed after the user's pods, so turning DNS on moves none of them.
+    user = [i for i in intents if not i.addon]
     placement = schedule(node_names, [kept[(i.namespace, i.name)].node if (i.namespace, i.name) in kept
-                                      else i.spec.nodeName for i in intents])
+                                      else i.spec.nodeName for i in user])
+    placement += [i.spec.nodeName for i in intents if i.addon]
+    intents = user + [i for i in intents if i.addon]
     by_node = {n.name: [] for n in nodes}
     for intent, node in zip(intents, placement):
         if not intent.spec.hostNetwork and (intent.namespace, intent.name) not in kept:

@@ -24,7 +24,11 @@ class Lookup:
 
 
 def lookup(record: LabRecord, pod: PodState, name: str) -> Lookup:
-    log = dns_runtime.paths(record)["log"]
+    """With NodeLocal DNSCache the pod's queries go to its node's cache: that log is read."""
+    if record.state.dns_node_cache and pod.dns_policy == "ClusterFirst" and not pod.dns_nameservers:
+        log = record.dir / "dns" / f"node-cache-{pod.node}.log"
+    else:
+        log = dns_runtime.paths(record)["log"]
     start = log.stat().st_size if log.exists() else 0
     proc = subprocess.run(["ip", "netns", "exec", pod.netns, "getent", "ahosts", name],
                           capture_output=True, text=True, timeout=30)
@@ -37,11 +41,20 @@ def lookup(record: LabRecord, pod: PodState, name: str) -> Lookup:
     return Lookup(name, queries, ", ".join(addresses) or "not found")
 
 
+def ndots(pod: PodState) -> int:
+    """The pod's ndots: its dnsConfig's, else the kubelet's 5 for cluster DNS, else glibc's 1."""
+    given = dict(pod.dns_options).get("ndots")
+    if given is not None and given.isdigit():
+        return int(given)
+    return 5 if pod.dns_policy == "ClusterFirst" and not pod.host_network else 1
+
+
 def report(pod: PodState, result: Lookup) -> str:
     lines = [f"lookup of {result.name!r} from {pod.key} ({pod.ip}): {result.answer}",
              f"{len(result.queries)} queries reached kube-dns:"]
     lines += [f"  {kind:5} {name}" for kind, name in result.queries]
-    if not result.name.endswith(".") and result.name.count(".") < 5:
-        lines.append(f"(fewer dots than ndots:5: the search list is tried first; "
+    n = ndots(pod)
+    if not result.name.endswith(".") and result.name.count(".") < n:
+        lines.append(f"(fewer dots than ndots:{n}: the search list is tried first; "
                      f"compare `lab dns queries {pod.name} {result.name}.`)")
     return "\n".join(lines)

@@ -137,8 +137,10 @@ def resolv_conf(state: ClusterState, pod: PodState) -> str | None:
         policy = "Default"  # hostNetwork pods need ClusterFirstWithHostNet for cluster DNS
     if policy == "ClusterFirstWithHostNet":
         policy = "ClusterFirst"
+    if policy == "ClusterFirst" and not d:
+        policy = "Default"  # no cluster DNS: the kubelet falls back to the node's resolver
     nameservers, searches, options = [], [], []
-    if policy == "ClusterFirst" and d:
+    if policy == "ClusterFirst":
         nameservers = [cluster_dns(state)]
         searches = [f"{pod.namespace}.svc.{d}", f"svc.{d}", d]
         options = [("ndots", "5")]

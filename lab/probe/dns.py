@@ -12,6 +12,7 @@ from typing import Sequence
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.dns.records import pod_a_name, resolv_conf
 from lab.probe.outcome import Outcome
+from lab.probe.services import netexec_serves
 
 CHECKS = {
     "dns": "every Service resolves from every pod (short, name.namespace, FQDN); headless to its ready endpoints",
@@ -76,12 +77,11 @@ def _http(state: ClusterState, slices, c: PodState) -> list[Question]:
         if not svc.cluster_ip or svc.type == "ExternalName":
             continue
         for port in (p for p in svc.ports if p.protocol == "TCP"):
-            servers = {pods[e.pod].name for sl in slices if (sl.namespace, sl.service) == (svc.namespace, svc.name)
-                       for sp in sl.ports if sp.name == port.name and sp.protocol == "TCP"
-                       for e in sl.endpoints if e.ready and e.pod in pods
-                       if any(c.image == "netexec" and any(x.port == sp.port for x in c.ports)
-                              for c in pods[e.pod].containers)}
-            if servers:
+            eps = [(pods.get(e.pod), sp.port) for sl in slices if (sl.namespace, sl.service) == (svc.namespace, svc.name)
+                   for sp in sl.ports if sp.name == port.name and sp.protocol == "TCP" for e in sl.endpoints if e.ready]
+            # curl lands on any ready endpoint: every one of them must speak netexec's HTTP there
+            if eps and all(netexec_serves(pod, p, "TCP") for pod, p in eps):
+                servers = {pod.name for pod, _ in eps}
                 url = f"http://{svc.name}.{svc.namespace}:{port.port}/hostname"
                 out.append(Question("dns-http", f"{c.key}: curl {url}", c,
                                     ("curl", "-s", "-m", "2", url), frozenset(servers)))

@@ -61,7 +61,8 @@ def ready_endpoints(svc: ServiceState, port: ServicePortState, slices: Sequence[
     return out
 
 
-def _netexec_serves(pod, port: int, protocol: str) -> bool:
+def netexec_serves(pod, port: int, protocol: str) -> bool:
+    """Whether the pod answers the harness's probes there (they speak netexec)."""
     return pod is not None and any(c.image == "netexec" and any(x.port == port and x.protocol == protocol for x in c.ports)
                                    for c in pod.containers)
 
@@ -82,7 +83,7 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ask]
             spn = _spn(svc, port)
             target = f"{svc.cluster_ip}:{port.port}/{port.protocol}"
             eps = ready_endpoints(svc, port, slices)
-            if not all(_netexec_serves(pods.get(k), p, port.protocol) for k, (_, p) in eps.items()):
+            if not all(netexec_serves(pods.get(k), p, port.protocol) for k, (_, p) in eps.items()):
                 continue  # the probes speak netexec; other servers (kube-dns) have checks of their own
             if not eps:
                 for c in clients[:1] if port.protocol == "TCP" else ():

@@ -29,6 +29,13 @@ def _cmd(*argv: str) -> str:
     return subprocess.run(list(argv), capture_output=True, text=True, check=True).stdout
 
 
+def settled_host_snapshot() -> dict:
+    """host_snapshot once the kernel has freed the switch ports of labs taken down just before
+    (they go with their node namespaces, asynchronously)."""
+    wait_for(lambda: not [l for l in os.listdir("/sys/class/net") if re.match(r"kn[0-9a-f]{6}", l)], timeout=5)
+    return host_snapshot()
+
+
 def host_snapshot() -> dict:
     """What a lab must not change in the root namespace: routes, links, rules, sysctls, namespaces."""
     iptables = [l for l in _cmd("iptables-save").splitlines() if not l.startswith("#")]

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from lab.controlplane.naming import switch_name
-from tests.integration.conftest import ROOT, TOPOLOGIES, host_snapshot, lab, lab_leftovers, needs_root, wait_for
+from tests.integration.conftest import (
+    ROOT, TOPOLOGIES, host_snapshot, lab, lab_leftovers, needs_root, settled_host_snapshot, wait_for,
+)
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -38,7 +40,7 @@ def assert_gone(name: str, pids: list[int] = ()) -> None:
 
 @pytest.mark.parametrize("topology", ["vxlan", "host-gw"])
 def test_up_check_down_leaves_the_host_as_it_was(topology, tmp_path):
-    before = host_snapshot()
+    before = settled_host_snapshot()
     lab("up", str(TOPOLOGIES / f"{topology}.yaml"))
     try:
         pods = json.loads(lab("get", "pods", "-o", "json", "--lab", topology).stdout)["items"]
@@ -137,7 +139,7 @@ def _wait_claims(name: str, count: int) -> None:
 @pytest.mark.parametrize("point", ["underlay", "pods"])
 def test_sigkill_during_up_then_clean_leaves_nothing(point):
     topology = ROOT / "bench" / "topology-30.yaml"
-    before = host_snapshot()
+    before = settled_host_snapshot()
     proc = _start_up(topology)
     _wait_claims("bench30", 3 if point == "underlay" else 20)
     proc.send_signal(signal.SIGKILL)
