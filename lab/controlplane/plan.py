@@ -87,6 +87,12 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
     return tuple(out)
 
 
+def _own_resolver(spec: PodSpec, topo: Topology) -> bool:
+    """A hostNetwork pod with dnsPolicy ClusterFirstWithHostNet needs its own resolv.conf in its
+    node's network namespace: it gets a second name for that namespace (see runtime.netns.alias)."""
+    return spec.hostNetwork and spec.dnsPolicy == "ClusterFirstWithHostNet" and topo.cluster.dns.enabled
+
+
 def _dns_config(spec: PodSpec) -> dict:
     c = spec.dnsConfig
     if c is None:
@@ -190,7 +196,8 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         PodState(
             namespace=i.namespace, name=i.name, node=node,
             ip=node_by_name[node].ip if i.spec.hostNetwork else pod_ip[(i.namespace, i.name)],
-            netns=node_by_name[node].netns if i.spec.hostNetwork else naming.pod_netns(lab, i.namespace, i.name),
+            netns=node_by_name[node].netns if i.spec.hostNetwork and not _own_resolver(i.spec, topo)
+            else naming.pod_netns(lab, i.namespace, i.name),
             host_network=i.spec.hostNetwork, labels=tuple(sorted(i.labels.items())),
             containers=tuple(_container(c) for c in i.spec.containers), owner=i.owner,
             hostname=i.spec.hostname or "", subdomain=i.spec.subdomain or "", dns_policy=i.spec.dnsPolicy,
@@ -226,8 +233,9 @@ def _check_unique_netns(nodes, hosts, pods) -> None:
     """Namespace names are global on the machine: a pod and a node must not map to the same one,
     and each must be a legal file name."""
     seen: dict[str, str] = {}
+    own = {n.name: n.netns for n in nodes}  # hostNetwork pods use it, unless they have an alias
     for what, netns in [*((f"node {n.name}", n.netns) for n in nodes), *((f"host {h.name}", h.netns) for h in hosts),
-                        *((f"pod {p.key}", p.netns) for p in pods if not p.host_network)]:
+                        *((f"pod {p.key}", p.netns) for p in pods if not p.host_network or p.netns != own[p.node])]:
         if len(netns) > NAME_MAX:
             raise LabError(f"{what}: its network namespace name {netns[:40]}... is {len(netns)} characters, "
                            f"Linux allows {NAME_MAX}; shorten the lab, namespace or pod name")

@@ -46,7 +46,8 @@ def ndots(pod: PodState) -> int:
     given = dict(pod.dns_options).get("ndots")
     if given is not None and given.isdigit():
         return int(given)
-    return 5 if pod.dns_policy == "ClusterFirst" and not pod.host_network else 1
+    cluster = (pod.dns_policy == "ClusterFirst" and not pod.host_network) or pod.dns_policy == "ClusterFirstWithHostNet"
+    return 5 if cluster else 1
 
 
 def report(pod: PodState, result: Lookup) -> str:

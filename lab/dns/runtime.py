@@ -62,7 +62,7 @@ def start_node_caches(state: ClusterState, record: LabRecord) -> None:
 def write_resolv_confs(state: ClusterState, record: LabRecord) -> None:
     """The kubelet's resolv.conf for every pod with its own namespace, and the nodes' own (the
     upstream resolver), claimed before written."""
-    files = {p.netns: records.resolv_conf(state, p) for p in state.pods if not p.host_network}
+    files = {p.netns: records.resolv_conf(state, p) for p in state.pods if p.netns != state.node(p.node).netns}
     if records.upstream(state):
         files.update({n.netns: f"nameserver {records.upstream(state)}\n" for n in state.nodes})
     wanted = [ns for ns, text in files.items() if text is not None]

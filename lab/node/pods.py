@@ -12,6 +12,7 @@ from lab.controlplane.state import ClusterState, PodState
 from lab.errors import LabError
 from lab.node import containers, processes
 from lab.runtime.execs import ip_batch, netns_path
+from lab.runtime.netns import alias
 from lab.runtime.record import LabRecord
 
 # CNI plugins are separate processes; a few in flight keep both cores busy.
@@ -43,7 +44,10 @@ def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
     only: these pods of the state (a `lab apply`), else all."""
     chosen = list(state.pods if only is None else only)
     pods = [p for p in chosen if not p.host_network]
-    record.claim(netns=tuple(p.netns for p in pods))
+    aliases = [p for p in chosen if p.host_network and p.netns != state.node(p.node).netns]
+    record.claim(netns=tuple(p.netns for p in pods + aliases))
+    for p in aliases:
+        alias(state.node(p.node).netns, p.netns)
     ip_batch([f"netns add {p.netns}" for p in pods])
     cache = libcni.ResultCache(record.dir / "cni")
     starter = containers.Starter(record)
@@ -99,7 +103,7 @@ def remove(state: ClusterState, record: LabRecord, gone: Sequence[PodState]) -> 
     processes.signal_all(pids, signal.SIGTERM)
     errors = delete(state, record, gone)
     processes.reap(pids)
-    netns = [p.netns for p in gone if not p.host_network]
+    netns = [p.netns for p in gone if p.netns != state.node(p.node).netns]
     ip_batch([f"netns delete {n}" for n in netns if os.path.exists(netns_path(n))], force=True)
     record.netns = [n for n in record.netns if n not in netns]
     record.pids = {k: v for k, v in record.pids.items() if k not in keys}

@@ -79,3 +79,21 @@ def in_netns(name: str, fn: Callable[[], T]) -> T:
         return fn()
 
     return in_worker(body)
+
+
+MS_BIND = 4096
+
+
+def alias(existing: str, new: str) -> None:
+    """A second name for a namespace, as `ip netns attach` makes one: a bind mount of its file.
+    `ip netns exec <new>` then bind-mounts /etc/netns/<new>/ files — a hostNetwork pod gets its
+    own resolv.conf in its node's network namespace."""
+    path = f"{NETNS_DIR}/{new}"
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    except FileExistsError:
+        raise NetnsError(f"network namespace name {new!r} is taken") from None
+    if _libc.mount(f"{NETNS_DIR}/{existing}".encode(), path.encode(), None, MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        os.unlink(path)
+        raise NetnsError(f"cannot name {existing!r} also {new!r}: {os.strerror(err)}")

@@ -268,10 +268,6 @@ def _dns(ctx: _Context) -> None:
         if spec.dnsPolicy == "None" and not (spec.dnsConfig and spec.dnsConfig.nameservers):
             ctx.error(spec_path + ("dnsPolicy",), "dnsPolicy None needs dnsConfig.nameservers",
                       "add dnsConfig: {nameservers: [10.96.0.10]} or use dnsPolicy ClusterFirst")
-        if spec.dnsPolicy == "ClusterFirstWithHostNet":
-            ctx.error(spec_path + ("dnsPolicy",), "dnsPolicy ClusterFirstWithHostNet is not supported: a hostNetwork pod "
-                      "shares its node's namespace, and so its node's /etc/netns resolver files",
-                      "use ClusterFirst (hostNetwork pods then use the node's resolver, as Kubernetes does)")
         for path, value, limit, what in ((("dnsConfig", "nameservers"), spec.dnsConfig and spec.dnsConfig.nameservers, 3,
                                           "nameservers"),
                                          (("dnsConfig", "searches"), spec.dnsConfig and spec.dnsConfig.searches, 32,

@@ -80,6 +80,12 @@ def test_dns_policies(dns_lab):
     assert custom == "nameserver 10.96.0.10\nsearch shop.svc.cluster.local\noptions ndots:1\n"
     assert run_in("custom-dns", "getent", "hosts", "cart").split()[0] == \
         json.loads(lab("get", "svc", "-n", "shop", "-o", "json", "--lab", "dns").stdout)["items"][0]["spec"]["clusterIP"]
+    # a hostNetwork pod with ClusterFirstWithHostNet: its own name for its node's namespace,
+    # and with it its own resolv.conf; the node itself keeps the upstream resolver
+    agent = run_in("node-agent", "cat", "/etc/resolv.conf")
+    assert agent.startswith("nameserver 10.96.0.10\nsearch default.svc.cluster.local")
+    assert run_in("node-agent", "getent", "hosts", "backend").split()[1] == "backend.default.svc.cluster.local"
+    assert run_in("node-agent", "ip", "-o", "addr", "show", "eth0").split()[3].startswith("172.18.0.4/")
     dnspod = first("kube-dns-")
     assert run_in(dnspod, "cat", "/etc/resolv.conf", namespace="kube-system") == "nameserver 172.18.0.5\n"  # Default
     assert lab("exec", "node/worker1", "--lab", "dns", "--", "getent", "hosts", "internet").stdout.split()[0] == "172.18.0.5"
