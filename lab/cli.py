@@ -157,9 +157,34 @@ def cmd_apply(a) -> int:
     from lab.runtime.apply import apply
 
     t0 = time.monotonic()
-    change = apply(a.file)
-    print(f"applied {a.file}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    path = a.objects or a.file
+    if not path:
+        raise LabError("say what to apply: lab apply TOPOLOGY-FILE, or lab apply -f OBJECTS-FILE")
+    change = apply(path, objects=bool(a.objects), lab=a.lab)
+    print(f"applied {path}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
     return 0
+
+
+def cmd_delete(a) -> int:
+    from lab.runtime.apply import apply
+
+    t0 = time.monotonic()
+    change = apply(a.objects, objects=True, delete=True, lab=a.lab)
+    print(f"deleted the objects of {a.objects}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    return 0
+
+
+def cmd_netpol(a) -> int:
+    from lab.probe import netpol
+    from lab.runtime import record
+
+    state = record.find(a.lab).state
+    cases = [(int(p), proto) for p in a.ports.split(",") for proto in a.protocols.split(",")] if a.ports else []
+    t0 = time.monotonic()
+    m = netpol.measure(state, cases, timeout=a.timeout)
+    print(netpol.table(m))
+    print(f"({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    return 1 if m.differences() else 0
 
 
 def cmd_dns(a) -> int:
@@ -307,8 +332,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", metavar="NAME")
     add("list", cmd_list, "list the labs on this machine")
     add("clean", cmd_clean, "remove what crashed labs left behind (only what labs own)")
-    p = add("apply", cmd_apply, "change a running lab to what its topology file now says (scale, add, delete, relabel)")
-    p.add_argument("file", metavar="FILE")
+    p = add("apply", cmd_apply, "change a running lab to what its topology file now says (scale, add, delete, "
+                                "relabel), or apply Kubernetes objects to it with -f")
+    p.add_argument("file", metavar="FILE", nargs="?")
+    p.add_argument("-f", "--filename", dest="objects", metavar="OBJECTS",
+                   help="a YAML file of Kubernetes objects to add or replace (kind, namespace and name)")
+    lab_opt(p)
+    p = add("delete", cmd_delete, "delete the Kubernetes objects of a file from a running lab (lab delete -f FILE)")
+    p.add_argument("-f", "--filename", dest="objects", metavar="OBJECTS", required=True)
+    lab_opt(p)
+    p = add("netpol", cmd_netpol, "lab netpol matrix: every pod to every pod on every port, observed vs the policies")
+    p.add_argument("what", choices=["matrix"])
+    p.add_argument("--ports", help="comma-separated ports (default: those every pod serves)")
+    p.add_argument("--protocols", default="TCP,UDP")
+    p.add_argument("--timeout", type=float, default=0.5,
+                   help="seconds a probe waits (a dropped connection costs this; default 0.5)")
+    lab_opt(p)
     p = add("get", cmd_get, "show nodes, pods, services or endpointslices, with kubectl's columns")
     p.add_argument("kind", metavar="nodes|pods|svc|endpointslices")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])

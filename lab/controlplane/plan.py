@@ -8,12 +8,12 @@ from typing import Optional
 from lab.controlplane import ipam, naming, services
 from lab.controlplane.scheduler import schedule
 from lab.controlplane.state import (
-    CheckState, ClusterState, ContainerState, HostState, NodeState, PodState, PortState, ReadinessState,
-    ServicePortState, ServiceState,
+    CheckState, ClusterState, ContainerState, HostState, NodeState, PeerState, PodState, PolicyPortState, PolicyState,
+    PortState, ReadinessState, RuleState, SelectorState, ServicePortState, ServiceState,
 )
 from lab.errors import LabError
 from lab.topology.model import (
-    Container, Deployment, Namespace, Pod, PodSpec, Service, SessionAffinityConfig, Topology,
+    Container, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service, SessionAffinityConfig, Topology,
 )
 
 
@@ -91,6 +91,42 @@ def _own_resolver(spec: PodSpec, topo: Topology) -> bool:
     """A hostNetwork pod with dnsPolicy ClusterFirstWithHostNet needs its own resolv.conf in its
     node's network namespace: it gets a second name for that namespace (see runtime.netns.alias)."""
     return spec.hostNetwork and spec.dnsPolicy == "ClusterFirstWithHostNet" and topo.cluster.dns.enabled
+
+
+def _selector(sel) -> SelectorState:
+    return SelectorState(tuple(sorted(sel.matchLabels.items())),
+                         tuple((e.key, e.operator, tuple(e.values)) for e in sel.matchExpressions))
+
+
+def _policies(topo: Topology) -> tuple[PolicyState, ...]:
+    """NetworkPolicies as written; policyTypes defaulted as the API server does (Ingress, plus
+    Egress when the policy has egress rules)."""
+    out = []
+    for m in topo.manifests:
+        if not isinstance(m, NetworkPolicy):
+            continue
+        spec = m.spec
+        types = tuple(spec.policyTypes) if spec.policyTypes is not None else \
+            ("Ingress",) + (("Egress",) if spec.egress else ())
+
+        def rule(r, peers):
+            return RuleState(
+                tuple(PeerState(_selector(p.podSelector) if p.podSelector is not None else None,
+                                _selector(p.namespaceSelector) if p.namespaceSelector is not None else None,
+                                str(p.ipBlock.cidr) if p.ipBlock else "",
+                                tuple(str(x) for x in p.ipBlock.except_) if p.ipBlock else ()) for p in peers),
+                tuple(PolicyPortState(x.protocol, str(x.port) if x.port is not None else "", x.endPort or 0)
+                      for x in r.ports))
+        out.append(PolicyState(m.metadata.namespace or "default", m.metadata.name, _selector(spec.podSelector), types,
+                               tuple(rule(r, r.from_) for r in spec.ingress), tuple(rule(r, r.to) for r in spec.egress)))
+    return tuple(out)
+
+
+def _namespace_labels(topo: Topology, namespaces: tuple[str, ...]) -> tuple:
+    """Every namespace's labels, with the kubernetes.io/metadata.name label the API server adds."""
+    declared = {m.metadata.name: m.metadata.labels for m in topo.manifests if isinstance(m, Namespace)}
+    return tuple((ns, tuple(sorted({**declared.get(ns, {}), "kubernetes.io/metadata.name": ns}.items())))
+                 for ns in namespaces)
 
 
 def _dns_config(spec: PodSpec) -> dict:
@@ -222,6 +258,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         pods=pods, namespaces=namespaces, checks=checks, source=source, proxy=topo.cluster.proxy,
         dns_domain=topo.cluster.dns.domain if topo.cluster.dns.enabled else "",
         dns_node_cache=topo.cluster.dns.enabled and topo.cluster.dns.nodeLocalCache,
+        namespace_labels=_namespace_labels(topo, namespaces), policies=_policies(topo),
         services=_services(topo, previous),
     )
 

@@ -154,6 +154,51 @@ class EndpointSliceState:
 
 
 @dataclass(frozen=True)
+class SelectorState:
+    """A label selector: every matchLabels pair and every expression must hold; empty selects all."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()   # (key, operator, values)
+
+
+@dataclass(frozen=True)
+class PeerState:
+    """One `from`/`to` entry: pods (podSelector, namespaceSelector, or both), or an ipBlock."""
+
+    pod_selector: Optional[SelectorState] = None
+    namespace_selector: Optional[SelectorState] = None
+    cidr: str = ""
+    excepts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyPortState:
+    protocol: str = "TCP"
+    port: str = ""        # "" = every port; a number, or a named container port
+    end_port: int = 0     # 0 = a single port
+
+
+@dataclass(frozen=True)
+class RuleState:
+    peers: tuple[PeerState, ...] = ()        # empty: every source (ingress) / destination (egress)
+    ports: tuple[PolicyPortState, ...] = ()  # empty: every port
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    namespace: str
+    name: str
+    pod_selector: SelectorState
+    types: tuple[str, ...]                   # "Ingress", "Egress"
+    ingress: tuple[RuleState, ...] = ()
+    egress: tuple[RuleState, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class CheckState:
     name: str
     src: str                         # reference text as written, e.g. deploy/frontend
@@ -185,6 +230,8 @@ class ClusterState:
     services: tuple[ServiceState, ...] = ()
     dns_domain: str = ""             # the cluster domain; "" when the lab has no cluster DNS
     dns_node_cache: bool = False     # NodeLocal DNSCache on every node
+    namespace_labels: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # incl. kubernetes.io/metadata.name
+    policies: tuple[PolicyState, ...] = ()
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
@@ -234,4 +281,26 @@ class ClusterState:
             "namespaces": tuple(d["namespaces"]),
             "checks": tuple(CheckState(**c) for c in d["checks"]),
             "services": tuple(service(s) for s in d.get("services", ())),
+            "namespace_labels": tuple((ns, pairs(labels)) for ns, labels in d.get("namespace_labels", ())),
+            "policies": tuple(_policy(p) for p in d.get("policies", ())),
         })
+
+    def labels_of_namespace(self, namespace: str) -> dict[str, str]:
+        return dict(dict(self.namespace_labels).get(namespace, ()))
+
+
+def _selector(d: Optional[dict]) -> Optional[SelectorState]:
+    if d is None:
+        return None
+    return SelectorState(tuple(tuple(x) for x in d["match_labels"]),
+                         tuple((k, op, tuple(v)) for k, op, v in d["expressions"]))
+
+
+def _policy(d: dict) -> PolicyState:
+    def rule(r: dict) -> RuleState:
+        return RuleState(
+            tuple(PeerState(_selector(p["pod_selector"]), _selector(p["namespace_selector"]), p["cidr"],
+                            tuple(p["excepts"])) for p in r["peers"]),
+            tuple(PolicyPortState(**x) for x in r["ports"]))
+    return PolicyState(d["namespace"], d["name"], _selector(d["pod_selector"]), tuple(d["types"]),
+                       tuple(rule(r) for r in d["ingress"]), tuple(rule(r) for r in d["egress"]))

@@ -11,6 +11,7 @@ from typing import Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
+from lab.policy import model as policy
 from lab.probe import dns, services
 from lab.probe.outcome import Outcome
 from lab.probe.engine import Probe, ProbeResult, interface_addresses_many, run_probes
@@ -79,7 +80,35 @@ def expectations(state: ClusterState) -> list[Expectation]:
         for src in state.pods if not src.host_network
         for t in targets if t.key != src.key
     ]
-    return out + _node_expectations(state, targets) + _localhost_expectations(state) + check_expectations(state)
+    out = _under_policies(state, out + _node_expectations(state, targets))
+    return out + _localhost_expectations(state) + check_expectations(state)
+
+
+def _under_policies(state: ClusterState, exps: list[Expectation]) -> list[Expectation]:
+    """With NetworkPolicies the model's promise becomes theirs: a pair the policies deny must get
+    no reply (lab.policy.model decides, as for `lab netpol matrix`)."""
+    if not state.policies:
+        return exps
+    pods = {p.netns: p for p in state.pods if not p.host_network}
+    ips = {p.ip: p for p in state.pods if not p.host_network}
+    out = []
+    for e in exps:
+        dst = ips.get(e.probe.dst_ip, e.probe.dst_ip)
+        src = pods.get(e.probe.src_netns) or _sending_address(state, e.probe.src_netns, dst)
+        if not policy.allowed(state, src, dst, e.probe.port, e.probe.protocol):
+            e = Expectation(e.check, e.subject + " (denied by NetworkPolicy)", e.probe, reply=False)
+        out.append(e)
+    return out
+
+
+def _sending_address(state: ClusterState, netns: str, dst) -> str:
+    """The source address a node (or a hostNetwork pod) uses towards a pod: its underlay IP
+    with host-gw; with vxlan, towards another node's pod, flannel.1's (the podCIDR's first)."""
+    node = next(n for n in state.nodes if n.netns == netns or any(p.netns == netns and p.node == n.name
+                                                                    for p in state.pods))
+    if state.network == "vxlan" and not isinstance(dst, str) and dst.node != node.name:
+        return node.pod_cidr.split("/")[0]
+    return node.ip
 
 
 # --- the topology's `checks:` ---

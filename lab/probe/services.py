@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from lab.controlplane.state import ClusterState, EndpointSliceState, ServicePortState, ServiceState
+from lab.policy import model as policy
 from lab.probe.engine import Probe, ProbeResult
 from lab.probe.outcome import Outcome
 
@@ -117,9 +118,11 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ask]
                 asks += _node_port(state, svc, port, slices, pod_names)
     for h in state.hosts:
         for c in clients:
-            asks.append(Ask("egress", f"{c.key} ({c.ip}) -> host/{h.name} ({h.ip}:{HOST_PORT})",
+            allowed = policy.allowed(state, c, h.ip, HOST_PORT, "TCP")  # an egress policy may forbid it
+            asks.append(Ask("egress", f"{c.key} ({c.ip}) -> host/{h.name} ({h.ip}:{HOST_PORT})"
+                            + ("" if allowed else " (denied by NetworkPolicy)"),
                             Probe(c.netns, h.ip, HOST_PORT), servers=frozenset({h.name}),
-                            source=state.node(c.node).ip))
+                            source=state.node(c.node).ip, reply=allowed))
     return asks
 
 

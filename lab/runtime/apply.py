@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
@@ -17,6 +19,7 @@ from lab.errors import LabError
 from lab.kube_proxy import sync as kube_proxy
 from lab.node import pods, prober
 from lab.runtime import record as records
+from lab.policy import sync as netpol
 from lab.runtime.agent import container_alive
 
 # What `lab apply` cannot change: these need `lab down` and `lab up`.
@@ -41,15 +44,72 @@ def _same_pod(a: PodState, b: PodState) -> bool:
     return replace(a, labels=()) == replace(b, labels=())
 
 
-def apply(path: str) -> Change:
+TOPOLOGY = "topology.yaml"  # in the lab's run directory: the topology as it stands now
+
+
+def save_topology(record, topo) -> None:
+    """What the lab runs, as one self-contained document (a manifests folder inlined), so that
+    `lab apply -f` and `lab delete -f` can change it object by object, as kubectl does."""
+    import yaml
+
+    (record.dir / TOPOLOGY).write_text(yaml.safe_dump(topo.model_dump(mode="json", by_alias=True,
+                                                                      exclude_defaults=True), sort_keys=False))
+
+
+def _objects(path: str) -> list[dict]:
+    """Kubernetes objects from a manifests file: documents, each an object or a list of them."""
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+    except OSError as e:
+        raise LabError(f"cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise LabError(f"{path}: not valid YAML: {e}") from None
+    objs = [o for d in docs for o in (d if isinstance(d, list) else [d])]
+    bad = [o for o in objs if not isinstance(o, dict) or "kind" not in o or "metadata" not in o]
+    if bad:
+        raise LabError(f"{path}: every document must be a Kubernetes object (kind, metadata, ...)")
+    return objs
+
+
+def _identity(o: dict) -> tuple:
+    meta = o.get("metadata") or {}
+    return o.get("kind"), meta.get("namespace") or "default", meta.get("name")
+
+
+def edited(lab: Optional[str], path: str, delete: bool):
+    """The running lab's topology with the objects of `path` applied (replaced by kind, namespace
+    and name, or added) or deleted, validated like a topology file."""
+    import yaml
+
+    from lab.topology.load import load_topology_text
+
+    rec = records.find(lab)
+    doc = yaml.safe_load((rec.dir / TOPOLOGY).read_text())
+    objs = _objects(path)
+    names = {_identity(o) for o in objs}
+    kept = [m for m in doc.get("manifests", []) if _identity(m) not in names]
+    if delete:
+        missing = names - {_identity(m) for m in doc.get("manifests", [])}
+        if missing:
+            raise LabError("not found in lab " + rec.name + ": " + ", ".join(f"{k} {ns}/{n}" for k, ns, n in sorted(missing)))
+        doc["manifests"] = kept
+    else:
+        doc["manifests"] = kept + objs
+    return load_topology_text(yaml.safe_dump(doc, sort_keys=False), file=f"{path} (on lab {rec.name})")
+
+
+def apply(path: str, objects: bool = False, delete: bool = False, lab: Optional[str] = None) -> Change:
+    """path: a whole topology file, or (objects) a file of Kubernetes objects to apply or delete."""
     from lab.controlplane.plan import plan
     from lab.topology.load import load_topology
 
-    topo = load_topology(path)
+    topo = edited(lab, path, delete) if objects else load_topology(path)
     rec = records.load(topo.name)
     if rec.status != "running":
         raise LabError(f"lab {topo.name} is {rec.status}, not running")
-    new = plan(topo, source=os.path.abspath(path), previous=rec.state)
+    new = plan(topo, source=rec.state.source if objects else os.path.abspath(path), previous=rec.state)
     fixed = [f for f in FIXED if getattr(new, f) != getattr(rec.state, f)]
     if fixed:
         raise LabError(f"lab apply cannot change {', '.join(fixed)} of a running lab; "
@@ -76,5 +136,7 @@ def apply(path: str) -> Change:
         pod_ready = prober.pod_readiness(new, ready, container_alive(rec))
         changed = kube_proxy.sync(rec, new, pod_ready)
         dns.update(new, endpoint_slices(new, pod_ready), rec)
+        netpol.sync(rec, new)
+        save_topology(rec, topo)
         rec.save()
     return Change(tuple(p.key for p in born), tuple(p.key for p in gone), tuple(sorted(changed)))

@@ -76,12 +76,14 @@ def preflight(state: ClusterState) -> None:
 
 def up(path: str, progress: Progress = _quiet) -> ClusterState:
     from lab.controlplane.plan import plan  # pydantic: only `up` needs it, not `down` or `get`
+    from lab.runtime.apply import save_topology
     from lab.topology.load import load_topology
 
     topo = load_topology(path)
     state = plan(topo, source=os.path.abspath(path))
     preflight(state)
     rec = LabRecord.create(state)
+    save_topology(rec, topo)
     try:
         with _interrupts_raise():
             with _phase(f"underlay: {len(state.nodes)} nodes, {len(state.hosts)} hosts on {state.switch}", progress):
@@ -101,7 +103,8 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)
-            with _phase(f"kube-proxy ({state.proxy}): {len(state.services)} services, egress NAT", progress):
+            with _phase(f"kube-proxy ({state.proxy}): {len(state.services)} services, egress NAT, "
+                        f"{len(state.policies)} network policies", progress):
                 _services(state, rec)
             rec.status = "running"
             rec.owner_pid, rec.owner_start = 0, None
@@ -122,13 +125,16 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
 def _services(state: ClusterState, rec: LabRecord) -> None:
     """kube-proxy's first sync, with readiness from a first round of probes."""
     from lab.kube_proxy import sync as kube_proxy  # not needed by `lab down` and friends
+    from lab.policy import sync as netpol
 
     kube_proxy.setup(state)
     rec.ready = prober.first_round(state)
     pod_ready = prober.pod_readiness(state, rec.ready, lambda _: True)
+    netpol.setup(state)
     with kube_proxy.locked(rec):
         kube_proxy.sync(rec, state, pod_ready, first=True)
         dns.update(state, endpoint_slices(state, pod_ready), rec)
+        netpol.sync(rec, state)
         rec.save()
 
 

@@ -241,8 +241,64 @@ class Service(Strict):
     spec: ServiceSpec
 
 
-Manifest = Annotated[Union[Namespace, Pod, Deployment, Service], Field(discriminator="kind")]
-SUPPORTED_KINDS = {"Namespace": "v1", "Pod": "v1", "Deployment": "apps/v1", "Service": "v1"}
+class LabelSelectorRequirement(Strict):
+    key: Annotated[str, StringConstraints(min_length=1)]
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+
+class PolicySelector(Strict):
+    """metav1.LabelSelector: matchLabels AND every matchExpression; empty selects everything."""
+
+    matchLabels: dict[str, str] = Field(default_factory=dict)
+    matchExpressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+
+
+class IPBlock(Strict):
+    cidr: IPv4Network
+    # "except" is a Python keyword: the YAML field name is kept through the alias
+    except_: list[IPv4Network] = Field(default_factory=list, alias="except")
+
+
+class NetworkPolicyPeer(Strict):
+    podSelector: Optional[PolicySelector] = None
+    namespaceSelector: Optional[PolicySelector] = None
+    ipBlock: Optional[IPBlock] = None
+
+
+class NetworkPolicyPort(Strict):
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    port: Optional[IntOrString] = None
+    endPort: Optional[Port] = None
+
+
+class NetworkPolicyIngressRule(Strict):
+    from_: list[NetworkPolicyPeer] = Field(default_factory=list, alias="from")
+    ports: list[NetworkPolicyPort] = Field(default_factory=list)
+
+
+class NetworkPolicyEgressRule(Strict):
+    to: list[NetworkPolicyPeer] = Field(default_factory=list)
+    ports: list[NetworkPolicyPort] = Field(default_factory=list)
+
+
+class NetworkPolicySpec(Strict):
+    podSelector: PolicySelector
+    policyTypes: Optional[list[Literal["Ingress", "Egress"]]] = None
+    ingress: list[NetworkPolicyIngressRule] = Field(default_factory=list)
+    egress: list[NetworkPolicyEgressRule] = Field(default_factory=list)
+
+
+class NetworkPolicy(Strict):
+    apiVersion: Literal["networking.k8s.io/v1"]
+    kind: Literal["NetworkPolicy"]
+    metadata: ObjectMeta
+    spec: NetworkPolicySpec
+
+
+Manifest = Annotated[Union[Namespace, Pod, Deployment, Service, NetworkPolicy], Field(discriminator="kind")]
+SUPPORTED_KINDS = {"Namespace": "v1", "Pod": "v1", "Deployment": "apps/v1", "Service": "v1",
+                   "NetworkPolicy": "networking.k8s.io/v1"}
 
 
 class Topology(Strict):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from typing import Optional
 
 from lab.errors import Diagnostic
-from lab.topology.model import DNS_SUBDOMAIN, Deployment, Namespace, Pod, PodSpec, Service, Topology
+from lab.topology.model import DNS_SUBDOMAIN, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service, Topology
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
 
@@ -36,7 +36,8 @@ def check(topology: Topology, locate: Locate, skipped: Collection[int] = ()) -> 
     (the object looked for may be one of the skipped ones).
     """
     ctx = _Context(topology, locate, skipped)
-    for rule in (_address_plan, _machines, _manifests, _pod_specs, _probes, _dns, _services, _labels, _checks):
+    for rule in (_address_plan, _machines, _manifests, _pod_specs, _probes, _dns, _services, _policies, _labels,
+                 _checks):
         rule(ctx)
     return ctx.diagnostics
 
@@ -154,7 +155,7 @@ def _manifests(ctx: _Context) -> None:
     namespaces = [(m.metadata.name, path + ("metadata", "name")) for path, m in ctx.manifests
                   if isinstance(m, Namespace)]
     ctx.unique(namespaces, lambda name: f"Namespace '{name}'", "remove one of the Namespace manifests")
-    for kind in (Pod, Deployment, Service):
+    for kind in (Pod, Deployment, Service, NetworkPolicy):
         ctx.unique((((m.metadata.namespace or "default", m.metadata.name), path + ("metadata", "name"))
                     for path, m in ctx.manifests if isinstance(m, kind)),
                    lambda key, kind=kind: f"{kind.__name__} '{key[1]}' in namespace '{key[0]}'",
@@ -346,6 +347,40 @@ def _services(ctx: _Context) -> None:
     ctx.unique(ips, lambda ip: f"clusterIP {ip}", "every Service needs its own ClusterIP")
     ctx.unique(node_ports, lambda key: f"nodePort {key[1]}/{key[0]}",
                "every NodePort may belong to one Service only; change one or leave it out to have one allocated")
+
+
+def _policies(ctx: _Context) -> None:
+    """What the API server validates in a NetworkPolicy, and SCTP (the lab's probes speak TCP and UDP)."""
+    for path, m in ctx.manifests:
+        if not isinstance(m, NetworkPolicy):
+            continue
+        sp = path + ("spec",)
+        for direction, field, rules in (("ingress", "from", m.spec.ingress), ("egress", "to", m.spec.egress)):
+            for i, rule in enumerate(rules):
+                rp = sp + (direction, i)
+                for j, peer in enumerate(rule.from_ if direction == "ingress" else rule.to):
+                    pp = rp + (field, j)
+                    if peer.ipBlock and (peer.podSelector or peer.namespaceSelector):
+                        ctx.error(pp, "a peer is either an ipBlock or selectors, not both",
+                                  "split it into two peers of the same rule (they are ORed)")
+                    elif not (peer.ipBlock or peer.podSelector or peer.namespaceSelector):
+                        ctx.error(pp, "an empty peer selects nothing the API accepts",
+                                  "give podSelector: {}, namespaceSelector: {} or an ipBlock")
+                    if peer.ipBlock:
+                        for k, ex in enumerate(peer.ipBlock.except_):
+                            if not ex.subnet_of(peer.ipBlock.cidr):
+                                ctx.error(pp + ("ipBlock", "except", k), f"except {ex} is not inside cidr {peer.ipBlock.cidr}",
+                                          "list only ranges inside the cidr")
+                for k, port in enumerate(rule.ports):
+                    pt = rp + ("ports", k)
+                    if port.protocol == "SCTP":
+                        ctx.error(pt + ("protocol",), "SCTP is not supported in this lab (its probes speak TCP and UDP)",
+                                  "use TCP or UDP")
+                    if port.endPort is not None and not isinstance(port.port, int):
+                        ctx.error(pt + ("endPort",), "endPort needs a numeric port", "give port: a number, or drop endPort")
+                    elif port.endPort is not None and port.endPort < port.port:
+                        ctx.error(pt + ("endPort",), f"endPort {port.endPort} is below port {port.port}",
+                                  "endPort must be at least port")
 
 
 def _label_key_problem(key: str) -> Optional[str]:

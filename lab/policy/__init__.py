@@ -1,0 +1,1 @@
+"""NetworkPolicy: the Kubernetes semantics (model) and their enforcement as iptables rules (iptables)."""
