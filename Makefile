@@ -19,3 +19,4 @@ bench: install
 	.venv/bin/python bench/lab_lifecycle.py
 	.venv/bin/python bench/kube_proxy.py
 	.venv/bin/python bench/dns_ready.py
+	.venv/bin/python bench/netpol.py
