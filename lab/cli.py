@@ -106,8 +106,11 @@ def cmd_get(a) -> int:
     rec = record.find(a.lab)
     state = rec.state
     kind = KINDS.get(a.kind, a.kind)
+    if kind == "routes":
+        print(views.render_table(*views.route_rows(state, a.name)))
+        return 0
     if kind not in KINDS.values():
-        raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods, services, endpointslices")
+        raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods, services, endpointslices, routes")
     namespace = None if a.all_namespaces else a.namespace
     slices = endpoint_slices(state, rec.pod_ready)
 
@@ -150,7 +153,7 @@ def cmd_get(a) -> int:
 
 KINDS = {"po": "pods", "pod": "pods", "pods": "pods", "no": "nodes", "node": "nodes", "nodes": "nodes",
          "svc": "services", "service": "services", "services": "services",
-         "endpointslice": "endpointslices", "endpointslices": "endpointslices"}
+         "endpointslice": "endpointslices", "endpointslices": "endpointslices", "route": "routes", "routes": "routes"}
 
 
 def cmd_apply(a) -> int:
@@ -238,12 +241,17 @@ def _no(target: str, state, namespace: str = "default"):
 
 
 def cmd_exec(a) -> int:
+    from lab.routing import frr
     from lab.runtime import record
 
     if not a.command:
         raise LabError("say what to run after --, e.g. lab exec POD -- ip addr")
     rec = record.find(a.lab)
     netns, env = _exec_target(rec, a.target, a.namespace, a.container)
+    speaker = a.target.rpartition("/")[2]
+    if a.command[0] == "vtysh" and frr.directory(rec, speaker).is_dir():
+        # this node's FRR listens on its own vty directory, not FRR's default one
+        a.command = ["vtysh", "--vty_socket", str(frr.directory(rec, speaker)), *a.command[1:]]
     os.execvpe("ip", ["ip", "netns", "exec", netns, *a.command], {**os.environ, **env})
 
 
@@ -349,7 +357,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds a probe waits (a dropped connection costs this; default 0.5)")
     lab_opt(p)
     p = add("get", cmd_get, "show nodes, pods, services or endpointslices, with kubectl's columns")
-    p.add_argument("kind", metavar="nodes|pods|svc|endpointslices")
+    p.add_argument("kind", metavar="nodes|pods|svc|endpointslices|routes")
+    p.add_argument("name", nargs="?", metavar="NAME", help="routes: one node only")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-A", "--all-namespaces", action="store_true")

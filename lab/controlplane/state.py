@@ -230,6 +230,8 @@ class ClusterState:
     services: tuple[ServiceState, ...] = ()
     dns_domain: str = ""             # the cluster domain; "" when the lab has no cluster DNS
     dns_node_cache: bool = False     # NodeLocal DNSCache on every node
+    bgp_as: int = 64512              # network: bgp — the cluster's AS
+    route_reflectors: tuple[str, ...] = ()  # node or host names; () = full mesh
     namespace_labels: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # incl. kubernetes.io/metadata.name
     policies: tuple[PolicyState, ...] = ()
 
@@ -282,6 +284,7 @@ class ClusterState:
             "checks": tuple(CheckState(**c) for c in d["checks"]),
             "services": tuple(service(s) for s in d.get("services", ())),
             "namespace_labels": tuple((ns, pairs(labels)) for ns, labels in d.get("namespace_labels", ())),
+            "route_reflectors": tuple(d.get("route_reflectors", ())),
             "policies": tuple(_policy(p) for p in d.get("policies", ())),
         })
 

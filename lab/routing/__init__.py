@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from lab.controlplane.state import ClusterState, NodeState
-from lab.routing import hostgw, vxlan
+from lab.routing import bgp, hostgw, vxlan
 from lab.routing.ops import NetOps
 
-_RENDERERS = {"host-gw": hostgw.render, "vxlan": vxlan.render}
+_RENDERERS = {"host-gw": hostgw.render, "vxlan": vxlan.render, "bgp": bgp.render}
 
 
 def render(state: ClusterState, node: NodeState) -> NetOps:

@@ -16,6 +16,7 @@ from lab.controlplane.state import ClusterState
 from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.node import pods, prober, processes, underlay
+from lab.routing import frr
 from lab.runtime import record as records
 from lab.runtime.execs import ip_batch, run
 from lab.runtime.record import LabRecord
@@ -95,6 +96,9 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                     ip_batch(list(ops.ip), netns=node.netns)
                     if ops.bridge:
                         run(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
+                if state.network == "bgp":
+                    frr.check_config(state)
+                    frr.start(state, rec)  # converges while the pods are being wired
             if state.dns_domain:
                 dns.write_records(state, endpoint_slices(state, initial_readiness(state)), rec)
                 dns.write_resolv_confs(state, rec)
@@ -103,6 +107,9 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)
+            if state.network == "bgp":
+                with _phase("BGP converged: every node has a route to every podCIDR", progress):
+                    frr.wait_converged(state)
             with _phase(f"kube-proxy ({state.proxy}): {len(state.services)} services, egress NAT, "
                         f"{len(state.policies)} network policies", progress):
                 _services(state, rec)

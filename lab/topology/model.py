@@ -34,15 +34,24 @@ class DNSSpec(Strict):
                                                      "169.254.20.10, which pods use instead of kube-dns")
 
 
+class BGPSpec(Strict):
+    """network: bgp (like Calico): FRR on every node announces its podCIDR. iBGP full mesh by
+    default; with routeReflectors, nodes peer only with those (nodes or plain hosts)."""
+
+    asNumber: int = Field(64512, ge=1, le=4294967294)
+    routeReflectors: list[SubdomainName] = Field(default_factory=list)
+
+
 class ClusterSpec(Strict):
     """What Kubernetes leaves to the installer: address plan, pod network, CNI plugin."""
 
     podCIDR: IPv4Network = IPv4Network("10.244.0.0/16")
     nodeCIDRMaskSize: int = Field(24, ge=8, le=30)
     serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
-    network: Literal["host-gw", "vxlan"] = "vxlan"
+    network: Literal["host-gw", "vxlan", "bgp"] = "vxlan"
     cni: Literal["bridge", "ptp"] = "bridge"
     proxy: Literal["iptables", "nftables"] = "iptables"
+    bgp: BGPSpec = BGPSpec()
     dns: DNSSpec = DNSSpec()
     mtu: Optional[int] = Field(None, ge=576, le=9000, description="pod MTU; default: underlay MTU, minus 50 for vxlan")
 

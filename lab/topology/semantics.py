@@ -36,7 +36,7 @@ def check(topology: Topology, locate: Locate, skipped: Collection[int] = ()) -> 
     (the object looked for may be one of the skipped ones).
     """
     ctx = _Context(topology, locate, skipped)
-    for rule in (_address_plan, _machines, _manifests, _pod_specs, _probes, _dns, _services, _policies, _labels,
+    for rule in (_address_plan, _bgp, _machines, _manifests, _pod_specs, _probes, _dns, _services, _policies, _labels,
                  _checks):
         rule(ctx)
     return ctx.diagnostics
@@ -131,6 +131,17 @@ def _address_plan(ctx: _Context) -> None:
     elif mtu is not None and mtu > t.underlay.mtu:
         ctx.error(("cluster", "mtu"), f"pod MTU {mtu} is larger than the underlay MTU {t.underlay.mtu}",
                   f"use mtu {t.underlay.mtu} or less, or leave it out")
+
+
+def _bgp(ctx: _Context) -> None:
+    t = ctx.topology
+    machines = [n.name for n in t.nodes] + [h.name for h in t.hosts]
+    for i, rr in enumerate(t.cluster.bgp.routeReflectors):
+        if rr not in machines:
+            ctx.error(("cluster", "bgp", "routeReflectors", i), f"route reflector '{rr}' is neither a node nor a host",
+                      f"name one of: {', '.join(machines)}" + did_you_mean(rr, machines))
+    if t.cluster.bgp.routeReflectors and t.cluster.network != "bgp":
+        ctx.error(("cluster", "bgp"), "cluster.bgp only applies to network: bgp", "set network: bgp, or remove cluster.bgp")
 
 
 def _machines(ctx: _Context) -> None:

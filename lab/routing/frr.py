@@ -1,0 +1,77 @@
+"""FRR in the lab's namespaces: one zebra and one bgpd per speaker, each with its own config, pid
+files, zserv socket and vty directory under the lab's run directory (owned by the frr user; FRR
+refuses to run as root), started through `ip netns exec`. Readiness is the kernel's: `lab up`
+returns once every node has a route to every other node's podCIDR."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from lab.controlplane.state import ClusterState
+from lab.errors import LabError
+from lab.routing import bgp
+from lab.runtime.execs import run
+from lab.runtime.record import LabRecord
+
+DAEMONS = Path("/usr/lib/frr")
+CONVERGE_TIMEOUT = 30.0
+
+
+def directory(record: LabRecord, name: str) -> Path:
+    return record.dir / "frr" / name
+
+
+def start(state: ClusterState, record: LabRecord) -> None:
+    if not (DAEMONS / "bgpd").exists():
+        raise LabError("network: bgp needs FRR (Debian's frr package; sudo make demo installs it)")
+    for name, _, netns in bgp.speakers(state):
+        d = directory(record, name)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "frr.conf").write_text(bgp.frr_conf(state, name))
+        shutil.chown(d, "frr", "frr")
+        for f in d.iterdir():
+            shutil.chown(f, "frr", "frr")
+        common = ["-f", str(d / "frr.conf"), "-z", str(d / "zserv.api"), "--vty_socket", str(d), "-u", "frr", "-g", "frr"]
+        for daemon, extra in (("zebra", []), ("bgpd", ["-p", "179"])):
+            proc = subprocess.run(["ip", "netns", "exec", netns, str(DAEMONS / daemon), "-d", "-i",
+                                   str(d / f"{daemon}.pid"), *common, *extra], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise LabError(f"FRR {daemon} on {name} did not start: {(proc.stderr or proc.stdout).strip()}")
+
+
+def check_config(state: ClusterState) -> None:
+    """FRR's own dry run of every config before anything starts (bgpd --dryrun)."""
+    for name, _, _ in bgp.speakers(state):
+        conf = bgp.frr_conf(state, name)
+        proc = subprocess.run([str(DAEMONS / "bgpd"), "--dryrun", "-f", "/dev/stdin", "-u", "frr", "-g", "frr"],
+                              input=conf, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"FRR rejects the config for {name}: {(proc.stderr or proc.stdout).strip()}")
+
+
+def missing_routes(state: ClusterState) -> dict[str, list[str]]:
+    """node -> the other nodes' podCIDRs its kernel has no route for."""
+    out = {}
+    for node in state.nodes:
+        have = {r["dst"] for r in json.loads(run(["ip", "-n", node.netns, "-j", "route"]) or "[]")
+                if r.get("protocol") == "bgp"}
+        want = {n.pod_cidr for n in state.nodes if n.name != node.name}
+        if want - have:
+            out[node.name] = sorted(want - have)
+    return out
+
+
+def wait_converged(state: ClusterState) -> float:
+    t0 = time.monotonic()
+    while True:
+        missing = missing_routes(state)
+        if not missing:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > CONVERGE_TIMEOUT:
+            raise LabError("BGP did not converge within 30 s; still missing: " +
+                           "; ".join(f"{n}: {', '.join(c)}" for n, c in missing.items()) +
+                           " (`lab exec node/NAME -- vtysh -c 'show bgp summary'` shows the sessions)")
+        time.sleep(0.05)
