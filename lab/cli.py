@@ -135,7 +135,7 @@ def cmd_get(a) -> int:
         return 0
     wide = a.output == "wide"
     if kind == "nodes":
-        header, rows = views.node_rows(state, rec.created, wide)
+        header, rows = views.node_rows(state, rec.created, wide, rec.stopped)
     else:
         if kind == "pods":
             header, rows = views.pod_rows(state, _alive(rec), rec.created, namespace, wide, rec.ready)
@@ -174,6 +174,19 @@ def cmd_delete(a) -> int:
     t0 = time.monotonic()
     change = apply(a.objects, objects=True, delete=True, lab=a.lab)
     print(f"deleted the objects of {a.objects}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    return 0
+
+
+def cmd_node(a) -> int:
+    from lab.runtime import nodes
+
+    seconds = nodes.set_state(a.lab, a.name, up=a.action == "start")
+    what = "back on the network" if a.action == "start" else "off the network"
+    if seconds is None:
+        print(f"node {a.name} is {what}")
+    else:
+        change = "re-learned" if a.action == "start" else "withdrawn"
+        print(f"node {a.name} is {what}; its podCIDR was {change} on every other node in {seconds:.2f}s")
     return 0
 
 
@@ -348,6 +361,10 @@ def _parser() -> argparse.ArgumentParser:
     lab_opt(p)
     p = add("delete", cmd_delete, "delete the Kubernetes objects of a file from a running lab (lab delete -f FILE)")
     p.add_argument("-f", "--filename", dest="objects", metavar="OBJECTS", required=True)
+    lab_opt(p)
+    p = add("node", cmd_node, "lab node stop|start NAME: take a node off the network, or bring it back")
+    p.add_argument("action", choices=["stop", "start"])
+    p.add_argument("name", metavar="NAME")
     lab_opt(p)
     p = add("netpol", cmd_netpol, "lab netpol matrix: every pod to every pod on every port, observed vs the policies")
     p.add_argument("what", choices=["matrix"])

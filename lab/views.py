@@ -66,13 +66,13 @@ def pod_rows(state: ClusterState, alive: Alive, created: float, namespace: Optio
     return header, rows
 
 
-def node_rows(state: ClusterState, created: float, wide: bool):
+def node_rows(state: ClusterState, created: float, wide: bool, stopped: Sequence[str] = ()):
     header = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
     if wide:
         header += ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME", "POD-CIDR", "NETNS"]
     rows = []
     for n in state.nodes:
-        row = [n.name, "Ready", n.role if n.role == "control-plane" else "<none>", age(time.time() - created), "k8s-netlab"]
+        row = [n.name, "NotReady" if n.name in stopped else "Ready", n.role if n.role == "control-plane" else "<none>", age(time.time() - created), "k8s-netlab"]
         if wide:
             row += [n.ip, "<none>", "Mininet host", platform.release(), "netns", n.pod_cidr, n.netns]
         rows.append(row)

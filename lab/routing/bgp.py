@@ -6,7 +6,8 @@ Pure: the kernel side (one blackhole route for the node's own podCIDR, so the pr
 announced whatever the CNI and however many pods — with ptp there is no /24 route otherwise, as in
 Calico) and the
 frr.conf of each speaker. Timers are short (keepalive 1 s, hold 3 s, connect retry 1 s): a lab
-converges in about a second, and a stopped node's routes are withdrawn within the hold time."""
+converges in about a second; BFD (100 ms x 3) tells a peer's death well before the hold time, so a
+stopped node's routes are withdrawn in well under a second."""
 from __future__ import annotations
 
 from lab.controlplane.state import ClusterState, NodeState
@@ -51,7 +52,7 @@ def frr_conf(state: ClusterState, name: str) -> str:
     ]
     for peer, peer_ip, _ in peers(state, name):
         lines += [f" neighbor {peer_ip} remote-as {state.bgp_as}", f" neighbor {peer_ip} description {peer}",
-                  f" neighbor {peer_ip} timers connect 1"]
+                  f" neighbor {peer_ip} timers connect 1", f" neighbor {peer_ip} bfd profile lab"]
     lines.append(" address-family ipv4 unicast")
     if node is not None:
         lines.append(f"  network {node.pod_cidr}")
@@ -59,5 +60,8 @@ def frr_conf(state: ClusterState, name: str) -> str:
         lines.append(f"  neighbor {peer_ip} activate")
         if client:
             lines.append(f"  neighbor {peer_ip} route-reflector-client")
-    lines += [" exit-address-family", "!"]
+    lines += [" exit-address-family", "!",
+              # BFD notices a dead peer in 3 x 100 ms, long before BGP's hold timer (3 s)
+              "bfd", " profile lab", "  detect-multiplier 3", "  receive-interval 100", "  transmit-interval 100",
+              " exit", "exit", "!"]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""FRR in the lab's namespaces: one zebra and one bgpd per speaker, each with its own config, pid
+"""FRR in the lab's namespaces: one zebra, one bfdd and one bgpd per speaker, each with its own config, pid
 files, zserv socket and vty directory under the lab's run directory (owned by the frr user; FRR
 refuses to run as root), started through `ip netns exec`. Readiness is the kernel's: `lab up`
 returns once every node has a route to every other node's podCIDR."""
@@ -35,7 +35,7 @@ def start(state: ClusterState, record: LabRecord) -> None:
         for f in d.iterdir():
             shutil.chown(f, "frr", "frr")
         common = ["-f", str(d / "frr.conf"), "-z", str(d / "zserv.api"), "--vty_socket", str(d), "-u", "frr", "-g", "frr"]
-        for daemon, extra in (("zebra", []), ("bgpd", ["-p", "179"])):
+        for daemon, extra in (("zebra", []), ("bfdd", []), ("bgpd", ["-p", "179"])):
             proc = subprocess.run(["ip", "netns", "exec", netns, str(DAEMONS / daemon), "-d", "-i",
                                    str(d / f"{daemon}.pid"), *common, *extra], capture_output=True, text=True)
             if proc.returncode != 0:

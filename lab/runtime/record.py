@@ -48,6 +48,7 @@ class LabRecord:
     pod_ready: dict[str, bool] = field(default_factory=dict)  # pod key -> ready, as the proxy rules have it
     proxy: dict[str, list[str]] = field(default_factory=dict)  # node -> kube-proxy chains last written
     netpol: dict[str, list[str]] = field(default_factory=dict)  # node -> network policy chains last written
+    stopped: list[str] = field(default_factory=list)  # nodes taken off the network (lab node stop)
 
     @property
     def dir(self) -> Path:
@@ -71,7 +72,7 @@ class LabRecord:
             "name": self.name, "status": self.status, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "created": self.created, "netns": self.netns, "links": self.links, "ovs_bridges": self.ovs_bridges,
             "shells": self.shells, "port_tag": self.port_tag, "etc_netns": self.etc_netns, "pids": self.pids, "agent": self.agent,
-            "ready": self.ready, "pod_ready": self.pod_ready, "netpol": self.netpol,
+            "ready": self.ready, "pod_ready": self.pod_ready, "netpol": self.netpol, "stopped": self.stopped,
             "proxy": self.proxy, "state": self.state.to_dict(),
         }
         tmp = self.dir / "record.json.tmp"
