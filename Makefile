@@ -20,3 +20,4 @@ bench: install
 	.venv/bin/python bench/kube_proxy.py
 	.venv/bin/python bench/dns_ready.py
 	.venv/bin/python bench/netpol.py
+	.venv/bin/python bench/bgp.py
