@@ -106,6 +106,17 @@ def cmd_get(a) -> int:
     rec = record.find(a.lab)
     state = rec.state
     kind = KINDS.get(a.kind, a.kind)
+    if kind == "routes" and a.name == "fabric":
+        from lab.routing import fabric, fabric_runtime
+
+        if state.network != "cloud-routes":
+            raise LabError(f"lab {state.lab} has no fabric (network: {state.network})")
+        table = fabric.routes(state, fabric_runtime.port_names(state, rec))
+        print(views.render_table(["DESTINATION", "NODE", "NEXT HOP MAC", "SWITCH PORT"],
+                                 [[r.cidr, r.node, r.mac, r.port] for r in table]))
+        print("\nflows the controller installs:\n" + "\n".join(fabric.show(f) for f in fabric.flows(state, table)))
+        print("\nflows in the switch now:\n" + "\n".join(fabric_runtime.dump(state)))
+        return 0
     if kind == "routes":
         print(views.render_table(*views.route_rows(state, a.name)))
         return 0

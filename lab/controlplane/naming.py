@@ -64,3 +64,10 @@ def vtep_mac(node_ip: str) -> str:
     """flannel.1's MAC, derived from the node IP so every peer can be programmed up front."""
     a, b, c, d = (int(x) for x in node_ip.split("."))
     return f"0e:6e:{a:02x}:{b:02x}:{c:02x}:{d:02x}"
+
+
+def node_mac(ip: str) -> str:
+    """A machine's underlay MAC, derived from its IP (as Kubernetes' 0a:58 pod MACs are): the
+    cloud-routes fabric must know where each node is before it has seen a packet."""
+    a, b, c, d = (int(x) for x in ip.split("."))
+    return f"0a:58:{a:02x}:{b:02x}:{c:02x}:{d:02x}"

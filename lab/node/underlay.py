@@ -14,6 +14,7 @@ import warnings
 from ipaddress import IPv4Network
 from pathlib import Path
 
+from lab.controlplane import naming
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.runtime.execs import ip_batch, netns_path, run, sysctl
@@ -87,7 +88,8 @@ def build(state: ClusterState, record: LabRecord) -> None:
     hosts = []
     for i, m in enumerate(ms):
         h = net.addHost(m.netns, ip=f"{m.ip}/{prefix}")
-        net.addLink(h, switch, intfName1="eth0", intfName2=port_name(state, record.port_tag, i))
+        net.addLink(h, switch, intfName1="eth0", intfName2=port_name(state, record.port_tag, i),
+                    addr1=naming.node_mac(m.ip))
         hosts.append(h)
     try:
         net.build()

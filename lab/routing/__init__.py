@@ -5,7 +5,8 @@ from lab.controlplane.state import ClusterState, NodeState
 from lab.routing import bgp, hostgw, vxlan
 from lab.routing.ops import NetOps
 
-_RENDERERS = {"host-gw": hostgw.render, "vxlan": vxlan.render, "bgp": bgp.render}
+_RENDERERS = {"host-gw": hostgw.render, "vxlan": vxlan.render, "bgp": bgp.render,
+              "cloud-routes": lambda state, node: NetOps()}  # the fabric routes; nodes keep their default route
 
 
 def render(state: ClusterState, node: NodeState) -> NetOps:

@@ -16,6 +16,7 @@ from lab.controlplane.state import ClusterState
 from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.node import pods, prober, processes, underlay
+from lab.routing import fabric_runtime as fabric
 from lab.routing import frr
 from lab.runtime import record as records
 from lab.runtime.execs import ip_batch, run
@@ -99,6 +100,8 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                 if state.network == "bgp":
                     frr.check_config(state)
                     frr.start(state, rec)  # converges while the pods are being wired
+                if state.network == "cloud-routes":
+                    fabric.start(state, rec)
             if state.dns_domain:
                 dns.write_records(state, endpoint_slices(state, initial_readiness(state)), rec)
                 dns.write_resolv_confs(state, rec)
@@ -110,6 +113,9 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
             if state.network == "bgp":
                 with _phase("BGP converged: every node has a route to every podCIDR", progress):
                     frr.wait_converged(state)
+            if state.network == "cloud-routes":
+                with _phase("fabric: the controller installed a route per podCIDR", progress):
+                    fabric.wait_ready(state)
             with _phase(f"kube-proxy ({state.proxy}): {len(state.services)} services, egress NAT, "
                         f"{len(state.policies)} network policies", progress):
                 _services(state, rec)
@@ -168,6 +174,7 @@ def teardown(rec: LabRecord) -> list[str]:
     rec.save()
     if rec.agent:
         _stop_agent(rec)
+    fabric.stop(rec)
     pids = processes.owned_pids(rec.netns, rec.shells, rec.pids.values())
     processes.signal_all(pids, signal.SIGTERM)
     errors = pods.delete(rec.state, rec)  # CNI DEL runs while the processes exit

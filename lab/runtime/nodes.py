@@ -11,6 +11,8 @@ from typing import Optional
 
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
+from lab import routing
+from lab.node import underlay
 from lab.runtime import record as records
 from lab.runtime.execs import ip_batch, run
 
@@ -47,7 +49,12 @@ def set_state(lab: Optional[str], name: str, up: bool) -> Optional[float]:
         raise LabError(f"no node {name!r} in lab {rec.name}; nodes: {', '.join(n.name for n in state.nodes)}") from None
     if (name in rec.stopped) != up:
         raise LabError(f"node {name} is already {'running' if up else 'stopped'}")
-    ip_batch([f"link set eth0 {'up' if up else 'down'}"], netns=node.netns)
+    lines = [f"link set eth0 {'up' if up else 'down'}"]
+    if up:
+        # an interface set down loses the routes through it: put back what the lab installed
+        lines.append(f"route replace default via {underlay.gateway(state)} dev eth0")
+        lines += [op for op in routing.render(state, node).ip if op.startswith(("route replace", "neigh replace"))]
+    ip_batch(lines, netns=node.netns)
     rec.stopped = [n for n in rec.stopped if n != name] + ([] if up else [name])
     rec.save()
     return _wait(state, node.pod_cidr, name, present=up)

@@ -48,7 +48,7 @@ class ClusterSpec(Strict):
     podCIDR: IPv4Network = IPv4Network("10.244.0.0/16")
     nodeCIDRMaskSize: int = Field(24, ge=8, le=30)
     serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
-    network: Literal["host-gw", "vxlan", "bgp"] = "vxlan"
+    network: Literal["host-gw", "vxlan", "bgp", "cloud-routes"] = "vxlan"
     cni: Literal["bridge", "ptp"] = "bridge"
     proxy: Literal["iptables", "nftables"] = "iptables"
     bgp: BGPSpec = BGPSpec()

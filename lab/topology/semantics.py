@@ -140,6 +140,9 @@ def _bgp(ctx: _Context) -> None:
         if rr not in machines:
             ctx.error(("cluster", "bgp", "routeReflectors", i), f"route reflector '{rr}' is neither a node nor a host",
                       f"name one of: {', '.join(machines)}" + did_you_mean(rr, machines))
+    if t.cluster.network == "cloud-routes" and t.underlay.switch != "ovs":
+        ctx.error(("cluster", "network"), "network cloud-routes needs the OVS underlay (an OpenFlow switch)",
+                  "set underlay: {switch: ovs}")
     if t.cluster.bgp.routeReflectors and t.cluster.network != "bgp":
         ctx.error(("cluster", "bgp"), "cluster.bgp only applies to network: bgp", "set network: bgp, or remove cluster.bgp")
 

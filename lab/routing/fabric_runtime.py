@@ -1,0 +1,83 @@
+"""The cloud-routes fabric in a running lab: the OVS underlay handed to the lab's os-ken controller
+(fail mode secure: flows stay when the controller is away, so a restart loses no route), the
+controller process, and readiness: every route flow installed in the switch."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+from lab.controlplane.state import ClusterState
+from lab.errors import LabError
+from lab.node import processes, underlay
+from lab.routing import fabric
+from lab.runtime.execs import run
+from lab.runtime.record import LabRecord
+
+APP = "lab.routing.fabric_app"
+KEY = "fabric/controller"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_names(state: ClusterState, record: LabRecord) -> dict[str, str]:
+    return {n.name: underlay.port_name(state, record.port_tag, i) for i, n in enumerate(state.nodes)}
+
+
+def start(state: ClusterState, record: LabRecord) -> None:
+    br = state.switch_name
+    port = _free_port()
+    config = {"port": port, "gateway_ip": fabric.gateway_ip(state), "gateway_mac": fabric.GATEWAY_MAC,
+              "routes": [r.__dict__ for r in fabric.routes(state, port_names(state, record))]}
+    path = record.subdir("fabric") / "controller.json"
+    path.write_text(json.dumps(config, indent=1))
+    _spawn(record, path)
+    run(["ovs-vsctl", "set-fail-mode", br, "secure", "--", "set", "bridge", br, "protocols=OpenFlow13",
+         "--", "set-controller", br, f"tcp:127.0.0.1:{port}"])
+
+
+def _spawn(record: LabRecord, config) -> None:
+    with open(record.subdir("logs") / "fabric-controller.log", "ab") as log:
+        record.pids[KEY] = subprocess.Popen([sys.executable, "-m", APP, str(config)], stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True).pid
+    record.save()
+
+
+def restart(record: LabRecord) -> None:
+    """Stop the controller and start it again (the flows it installed stay in the switch)."""
+    stop(record)
+    _spawn(record, record.dir / "fabric" / "controller.json")
+
+
+def stop(record: LabRecord) -> None:
+    pid = record.pids.get(KEY)
+    if not pid:
+        return
+    try:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return
+    if APP.encode() in argv:
+        processes.signal_all([pid], 15)
+        processes.reap({pid})
+
+
+def dump(state: ClusterState) -> list[str]:
+    out = run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", state.switch_name])
+    return [line.strip() for line in out.splitlines() if "priority=" in line]
+
+
+def wait_ready(state: ClusterState, timeout: float = 20.0) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if sum("priority=50" in f for f in dump(state)) >= len(state.nodes):
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise LabError(f"the fabric controller installed no routes within {timeout:.0f}s; "
+                   "see /run/k8s-netlab/<lab>/logs/fabric-controller.log")
