@@ -21,3 +21,4 @@ bench: install
 	.venv/bin/python bench/dns_ready.py
 	.venv/bin/python bench/netpol.py
 	.venv/bin/python bench/bgp.py
+	.venv/bin/python bench/fabric.py
