@@ -13,8 +13,6 @@ from typing import Sequence
 
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 
-DNS_SERVICE = ("kube-system", "kube-dns")
-
 
 @dataclass(frozen=True)
 class Records:

@@ -49,9 +49,6 @@ def ext_chain(spn: str, protocol: str) -> str:
     return EXT + port_proto_hash(spn, protocol)
 
 
-def fw_chain(spn: str, protocol: str) -> str:
-    """loadBalancerSourceRanges filtering; the lab has no LoadBalancers, so never written."""
-    return FW + port_proto_hash(spn, protocol)
 
 
 def sep_chain(spn: str, protocol: str, endpoint: str) -> str:

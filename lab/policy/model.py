@@ -122,11 +122,6 @@ def isolated(state: ClusterState, pod: PodState, direction: str) -> bool:
     return bool(selecting_policies(state, pod, direction))
 
 
-def policy_keys_affecting(state: ClusterState, pod: PodState) -> tuple[str, ...]:
-    """The keys (ns/name) of the policies that select `pod`, in either direction."""
-    return tuple(dict.fromkeys(p.key for d in (INGRESS, EGRESS) for p in selecting_policies(state, pod, d)))
-
-
 def node_addresses(state: ClusterState, node: str) -> frozenset[str]:
     """The addresses traffic from/to the node itself carries: underlay IP, pod gateway, flannel.1 (vxlan)."""
     n = state.node(node)

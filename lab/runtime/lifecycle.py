@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from typing import Callable, Optional
+from typing import Callable
 
 from lab import routing
 from lab.controlplane.endpoints import endpoint_slices, initial_readiness
@@ -192,10 +192,6 @@ def teardown(rec: LabRecord) -> list[str]:
     else:
         rec.remove_dir()
     return errors
-
-
-def down(name: Optional[str]) -> list[str]:
-    return teardown(records.find(name))
 
 
 def clean() -> list[str]:

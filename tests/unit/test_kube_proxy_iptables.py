@@ -420,6 +420,6 @@ def test_chain_names_fit_the_kernel():
     assert max(len(n) for n in names) <= 28
     for name in names:
         if ch.is_service_chain(name):
-            assert len(name) == (24 if name.startswith("KUBE-FW-") else 25)
+            assert len(name) == 25
             assert re.fullmatch(r"KUBE-(SVC|SVL|EXT|SEP)-[A-Z2-7]{16}", name), name
     assert ch.port_proto_hash("default/web", "TCP") == ch.port_proto_hash("default/web", "tcp")

@@ -11,7 +11,7 @@ import yaml
 from lab.controlplane.plan import plan
 from lab.controlplane.state import ClusterState, PolicyPortState, SelectorState
 from lab.policy.model import (
-    allowed, expected_matrix, isolated, node_addresses, peer_matches, policy_keys_affecting, port_matches, selects,
+    allowed, expected_matrix, isolated, node_addresses, peer_matches, port_matches, selects,
 )
 from lab.topology.load import load_topology_text
 
@@ -280,8 +280,6 @@ def test_isolation_and_affecting_policies():
     assert isolated(state, pod(state, "x/a"), "Egress") and not isolated(state, pod(state, "x/a"), "Ingress")
     assert isolated(state, pod(state, "y/c"), "Ingress") and not isolated(state, pod(state, "y/c"), "Egress")
     assert not isolated(state, pod(state, "z/a"), "Ingress")
-    assert policy_keys_affecting(state, pod(state, "x/b")) == ("x/to-y-only",)
-    assert policy_keys_affecting(state, pod(state, "z/b")) == ()
 
 
 def test_addresses_outside_the_cluster():
