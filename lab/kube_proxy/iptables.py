@@ -34,6 +34,7 @@ from typing import AbstractSet, Iterable, Optional, Union
 from lab.controlplane.endpoints import slices_by_service
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, ServicePortState, ServiceState
 from lab.kube_proxy import chains as ch
+from lab.netfilter import comment as _comment
 
 MASQ_MARK = "0x4000"   # 1 << --iptables-masquerade-bit (14); iptables-save prints it this way
 MARK_MASQ = "KUBE-MARK-MASQ"
@@ -68,18 +69,6 @@ _NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", MARK_MASQ)
 
 # --- text ---
 
-_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _quote(text: str) -> str:
-    """As iptables-save prints a string (xtables_save_string): bare if plain, else quoted."""
-    if _PLAIN.fullmatch(text):
-        return text
-    return '"' + re.sub(r"([\"'\\])", r"\\\1", text) + '"'
-
-
-def _comment(text: str) -> str:
-    return f"-m comment --comment {_quote(text)}"
 
 
 class _Table:

@@ -48,23 +48,12 @@ from ipaddress import IPv4Network, collapse_addresses, ip_network
 from typing import AbstractSet, Optional, Union
 
 from lab.controlplane.state import ClusterState, NodeState, PeerState, PodState, PolicyPortState, PolicyState
+from lab.netfilter import comment as _comment
 from lab.policy.model import EGRESS, INGRESS, named_port_numbers, peer_matches, in_ip_block, selecting_policies
 
 POLICY_CHAIN = "LAB-NETPOL"
 IN_PREFIX, OUT_PREFIX = "LAB-NP-IN-", "LAB-NP-OUT-"
 CHAIN_MAX = 28
-_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _quote(text: str) -> str:
-    """As iptables-save prints a string: bare if plain, else double-quoted with escapes."""
-    if _PLAIN.fullmatch(text):
-        return text
-    return '"' + re.sub(r"([\"'\\])", r"\\\1", text) + '"'
-
-
-def _comment(text: str) -> str:
-    return f"-m comment --comment {_quote(text)}"
 
 
 def pod_chain(pod: Union[PodState, str], direction: str) -> str:
