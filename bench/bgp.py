@@ -1,6 +1,6 @@
 """network: bgp figures: how long after FRR starts every node has a route to every podCIDR (3 and
-10 nodes, full mesh and route reflector), and how long a stopped node's podCIDR takes to vanish
-from every other node, and to come back.
+10 nodes, full mesh and route reflector), and, once BFD is up everywhere, how long a stopped
+node's podCIDR takes to vanish from every other node, and to come back.
 
     sudo .venv/bin/python bench/bgp.py [--rounds N]
 """
@@ -14,6 +14,7 @@ import time
 import yaml
 from common import median, table
 
+from lab.routing import frr
 from lab.runtime import lifecycle, nodes, record
 
 
@@ -47,6 +48,10 @@ def one_round(n: int, reflector: bool) -> tuple[float, float, float]:
         f.flush()
         lifecycle.up(f.name, progress=progress)
     try:
+        rec = record.load(doc["name"])
+        deadline = time.monotonic() + 20
+        while not frr.bfd_all_up(rec.state, rec) and time.monotonic() < deadline:
+            time.sleep(0.1)  # steady state: BFD comes up a second or two after BGP
         withdraw = nodes.set_state(doc["name"], "worker1", up=False)
         relearn = nodes.set_state(doc["name"], "worker1", up=True)
     finally:

@@ -75,3 +75,18 @@ def wait_converged(state: ClusterState) -> float:
                            "; ".join(f"{n}: {', '.join(c)}" for n, c in missing.items()) +
                            " (`lab exec node/NAME -- vtysh -c 'show bgp summary'` shows the sessions)")
         time.sleep(0.05)
+
+
+def bfd_all_up(state: ClusterState, record: LabRecord) -> bool:
+    """Whether every speaker's BFD sessions are up: until then a dead peer is noticed only at the
+    BGP hold time (BFD starts slowly, a second or two after the BGP sessions)."""
+    for name, _, netns in bgp.speakers(state):
+        out = run(["ip", "netns", "exec", netns, "vtysh", "--vty_socket", str(directory(record, name)),
+                   "-c", "show bfd peers json"], check=False)
+        try:
+            peers = json.loads(out or "[]")
+        except ValueError:
+            return False
+        if not peers or any(p.get("status") != "up" for p in peers):
+            return False
+    return True
