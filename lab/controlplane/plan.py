@@ -260,6 +260,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         dns_node_cache=topo.cluster.dns.enabled and topo.cluster.dns.nodeLocalCache,
         namespace_labels=_namespace_labels(topo, namespaces), policies=_policies(topo),
         bgp_as=topo.cluster.bgp.asNumber, route_reflectors=tuple(topo.cluster.bgp.routeReflectors),
+        top_of_rack=topo.cluster.bgp.topOfRack or "",
         services=_services(topo, previous),
     )
 

@@ -232,6 +232,7 @@ class ClusterState:
     dns_node_cache: bool = False     # NodeLocal DNSCache on every node
     bgp_as: int = 64512              # network: bgp — the cluster's AS
     route_reflectors: tuple[str, ...] = ()  # node or host names; () = full mesh
+    top_of_rack: str = ""            # a host: eBGP with one AS per node
     namespace_labels: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # incl. kubernetes.io/metadata.name
     policies: tuple[PolicyState, ...] = ()
 

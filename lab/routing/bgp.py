@@ -24,16 +24,28 @@ BLACKHOLE_METRIC = 1000
 
 
 def speakers(state: ClusterState) -> list[tuple[str, str, str]]:
-    """(name, ip, netns) of every BGP speaker: the nodes, and reflectors that are plain hosts."""
+    """(name, ip, netns) of every BGP speaker: the nodes, and plain hosts that reflect or route."""
     out = [(n.name, n.ip, n.netns) for n in state.nodes]
-    out += [(h.name, h.ip, h.netns) for h in state.hosts if h.name in state.route_reflectors]
+    out += [(h.name, h.ip, h.netns) for h in state.hosts
+            if h.name in state.route_reflectors or h.name == state.top_of_rack]
     return out
+
+
+def as_of(state: ClusterState, name: str) -> int:
+    """The cluster's AS (iBGP), or with a top-of-rack router one AS per node, as Calico's AS-per-rack
+    designs give each node its own (the router keeps the cluster's)."""
+    if not state.top_of_rack or name == state.top_of_rack:
+        return state.bgp_as
+    return state.bgp_as + 1 + [n.name for n in state.nodes].index(name)
 
 
 def peers(state: ClusterState, name: str) -> list[tuple[str, str, bool]]:
     """(peer name, ip, is my route-reflector client) for speaker `name`."""
     everyone = speakers(state)
     rrs = set(state.route_reflectors)
+    if state.top_of_rack:
+        tor = state.top_of_rack
+        return [(n, ip, False) for n, ip, _ in everyone if (n == tor) != (name == tor)]
     if not rrs:
         return [(n, ip, False) for n, ip, _ in everyone if n != name]
     if name in rrs:
@@ -47,11 +59,11 @@ def frr_conf(state: ClusterState, name: str) -> str:
     lines = [
         f"! {state.lab}: FRR for {name} (lab/routing/bgp.py)", "frr defaults datacenter", f"hostname {name}",
         "log stdout informational", "!",
-        f"router bgp {state.bgp_as}", f" bgp router-id {ip}", " no bgp ebgp-requires-policy",
+        f"router bgp {as_of(state, name)}", f" bgp router-id {ip}", " no bgp ebgp-requires-policy",
         " no bgp default ipv4-unicast", " timers bgp 1 3",
     ]
     for peer, peer_ip, _ in peers(state, name):
-        lines += [f" neighbor {peer_ip} remote-as {state.bgp_as}", f" neighbor {peer_ip} description {peer}",
+        lines += [f" neighbor {peer_ip} remote-as {as_of(state, peer)}", f" neighbor {peer_ip} description {peer}",
                   f" neighbor {peer_ip} timers connect 1", f" neighbor {peer_ip} bfd profile lab"]
     lines.append(" address-family ipv4 unicast")
     if node is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.routing import bgp
-from lab.runtime.execs import run
+from lab.runtime.execs import run, sysctl
 from lab.runtime.record import LabRecord
 
 DAEMONS = Path("/usr/lib/frr")
@@ -27,6 +27,8 @@ def directory(record: LabRecord, name: str) -> Path:
 def start(state: ClusterState, record: LabRecord) -> None:
     if not (DAEMONS / "bgpd").exists():
         raise LabError("network: bgp needs FRR (Debian's frr package; sudo make demo installs it)")
+    if state.top_of_rack:  # the rack's router forwards between the nodes
+        sysctl(next(h.netns for h in state.hosts if h.name == state.top_of_rack), {"net.ipv4.ip_forward": "1"})
     for name, _, netns in bgp.speakers(state):
         d = directory(record, name)
         d.mkdir(parents=True, exist_ok=True)

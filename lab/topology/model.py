@@ -36,10 +36,13 @@ class DNSSpec(Strict):
 
 class BGPSpec(Strict):
     """network: bgp (like Calico): FRR on every node announces its podCIDR. iBGP full mesh by
-    default; with routeReflectors, nodes peer only with those (nodes or plain hosts)."""
+    default; with routeReflectors, nodes peer only with those (nodes or plain hosts); with
+    topOfRack, every node has an AS of its own and peers over eBGP with that host."""
 
     asNumber: int = Field(64512, ge=1, le=4294967294)
     routeReflectors: list[SubdomainName] = Field(default_factory=list)
+    topOfRack: Optional[SubdomainName] = Field(None, description="a plain host as the rack's router: eBGP, "
+                                                                  "one AS per node (asNumber + 1 + its index)")
 
 
 class ClusterSpec(Strict):

@@ -143,7 +143,14 @@ def _bgp(ctx: _Context) -> None:
     if t.cluster.network == "cloud-routes" and t.underlay.switch != "ovs":
         ctx.error(("cluster", "network"), "network cloud-routes needs the OVS underlay (an OpenFlow switch)",
                   "set underlay: {switch: ovs}")
-    if t.cluster.bgp.routeReflectors and t.cluster.network != "bgp":
+    tor = t.cluster.bgp.topOfRack
+    if tor and tor not in [h.name for h in t.hosts]:
+        ctx.error(("cluster", "bgp", "topOfRack"), f"top-of-rack router '{tor}' is not a plain host",
+                  "name one of the topology's hosts" + did_you_mean(tor, [h.name for h in t.hosts]))
+    if tor and t.cluster.bgp.routeReflectors:
+        ctx.error(("cluster", "bgp", "topOfRack"), "topOfRack (eBGP) and routeReflectors (iBGP) exclude each other",
+                  "keep one of them")
+    if (t.cluster.bgp.routeReflectors or tor) and t.cluster.network != "bgp":
         ctx.error(("cluster", "bgp"), "cluster.bgp only applies to network: bgp", "set network: bgp, or remove cluster.bgp")
 
 

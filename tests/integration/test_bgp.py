@@ -77,3 +77,16 @@ def test_a_broken_session_cuts_off_exactly_that_nodes_pods(tmp_path):
             assert r["passed"] == (not across), r
     finally:
         lab("down", "calico")
+
+
+def test_ebgp_to_a_top_of_rack_router(tmp_path):
+    topo = tmp_path / "tor.yaml"
+    topo.write_text((TOPOLOGIES / "calico-bgp.yaml").read_text().replace("name: calico", "name: tor").replace(
+        "bgp: {asNumber: 64512, routeReflectors: [control-plane]}", "bgp: {asNumber: 64512, topOfRack: internet}"))
+    lab("up", str(topo))
+    try:
+        assert "PASSED" in lab("check", "--lab", "tor").stdout
+        summary = lab("exec", "node/worker2", "--lab", "tor", "--", "vtysh", "-c", "show bgp summary").stdout
+        assert "local AS number 64515" in summary and "internet(" in summary
+    finally:
+        lab("down", "tor")

@@ -51,3 +51,14 @@ def test_every_node_announces_its_own_pod_cidr_and_blackholes_it(mesh):
     for node in mesh.nodes:
         assert f"  network {node.pod_cidr}\n" in bgp.frr_conf(mesh, node.name)
         assert bgp.render(mesh, node).ip == (f"route replace blackhole {node.pod_cidr} metric 1000",)
+
+
+def test_top_of_rack_ebgp_gives_every_node_its_own_as():
+    s = shipped_state("calico-bgp", bgp={"topOfRack": "internet"})
+    assert [bgp.as_of(s, n.name) for n in s.nodes] == [64513, 64514, 64515]
+    assert bgp.as_of(s, "internet") == 64512
+    assert bgp.peers(s, "worker1") == [("internet", s.hosts[0].ip, False)]
+    assert {p for p, _, _ in bgp.peers(s, "internet")} == {n.name for n in s.nodes}
+    conf = bgp.frr_conf(s, "worker1")
+    assert "router bgp 64514" in conf and f"neighbor {s.hosts[0].ip} remote-as 64512" in conf
+    check_golden("frr-tor-internet.conf", bgp.frr_conf(s, "internet"))
