@@ -96,3 +96,27 @@ def test_policy_rules_are_in_the_nodes(xyz):
         assert any(record["netpol"].values())
     finally:
         lab("delete", "-f", str(path), "--lab", "netpol")
+
+
+def test_policies_apply_to_the_backend_behind_a_service(xyz, tmp_path):
+    """Service traffic is DNATed before it is filtered: the backend's ingress policy decides."""
+    objects = tmp_path / "svc.yaml"
+    objects.write_text("""
+- {apiVersion: v1, kind: Service, metadata: {name: web, namespace: x},
+   spec: {clusterIP: 10.96.0.80, selector: {pod: a}, ports: [{port: 80, targetPort: 80}]}}
+- apiVersion: networking.k8s.io/v1
+  kind: NetworkPolicy
+  metadata: {name: only-y, namespace: x}
+  spec:
+    podSelector: {matchLabels: {pod: a}}
+    ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]
+""")
+    lab("apply", "-f", str(objects), "--lab", "netpol")
+    try:
+        def curl(ns: str) -> int:
+            return lab("exec", "b", "-n", ns, "--lab", "netpol", "--", "curl", "-s", "-m", "1",
+                       "http://10.96.0.80/hostname", check=False).returncode
+        assert curl("y") == 0      # allowed by the backend's policy
+        assert curl("z") != 0      # dropped at the backend, after kube-proxy's DNAT
+    finally:
+        lab("delete", "-f", str(objects), "--lab", "netpol")
