@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +16,7 @@ from lab.controlplane.state import ClusterState, EndpointSliceState
 from lab.dns import records
 from lab.node import processes
 from lab.runtime.execs import ip_batch
+from lab.runtime.netns import in_netns
 from lab.runtime.record import LabRecord
 
 ETC_NETNS = Path("/etc/netns")
@@ -108,3 +111,17 @@ def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: La
                     record.pids[key] = subprocess.Popen(
                         ["ip", "netns", "exec", pod.netns, *argv(record)], stdin=subprocess.DEVNULL, stdout=out,
                         stderr=subprocess.STDOUT, start_new_session=True).pid
+                _wait_listening(pod)
+
+
+def _wait_listening(pod, timeout: float = 3.0) -> None:
+    """Return once the restarted dnsmasq answers on TCP 53, so the gap ends before we do."""
+    def listening() -> bool:
+        try:
+            socket.create_connection((pod.ip, 53), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not in_netns(pod.netns, listening):
+        time.sleep(0.01)
