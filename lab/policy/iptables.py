@@ -140,18 +140,6 @@ def _named_ports(ports: tuple[PolicyPortState, ...], dst: PodState) -> list[str]
     return _port_matches(tuple(p for p in ports if _is_named(p)), dst)
 
 
-def _ingress_rules(state: ClusterState, pod: PodState) -> list[str]:
-    rules = []
-    for policy in selecting_policies(state, pod, INGRESS):
-        for i, rule in enumerate(policy.ingress):
-            comment = _comment(f"{policy.key} ingress[{i}]")
-            ports = [""] if not rule.ports else _port_matches(rule.ports, pod)
-            for src in _addresses(state, policy, rule.peers):
-                for port in ports:
-                    rules.append(" ".join(x for x in (f"-s {src}" if src else "", port, comment, "-j RETURN") if x))
-    return rules
-
-
 def _egress_destinations(state: ClusterState, policy: PolicyState, peers: tuple[PeerState, ...]) -> list[PodState]:
     """The pods an egress rule's peers reach: where its named ports are resolved."""
     pods = [p for p in state.pods if not p.host_network]
@@ -161,16 +149,21 @@ def _egress_destinations(state: ClusterState, policy: PolicyState, peers: tuple[
                                    for peer in peers)]
 
 
-def _egress_rules(state: ClusterState, pod: PodState) -> list[str]:
+def _rules(state: ClusterState, pod: PodState, direction: str) -> list[str]:
+    """RETURN rules for what the policies selecting `pod` allow in `direction`: matched on the
+    peer's address (-s for ingress, -d for egress) and port. Named ports belong to the destination:
+    for ingress that is `pod` itself; for egress each destination pod gets rules of its own."""
+    flag = "-s" if direction == INGRESS else "-d"
     rules = []
-    for policy in selecting_policies(state, pod, EGRESS):
-        for i, rule in enumerate(policy.egress):
-            comment = _comment(f"{policy.key} egress[{i}]")
-            ports = [""] if not rule.ports else _port_matches(rule.ports, None)
-            for dst in _addresses(state, policy, rule.peers):
+    for policy in selecting_policies(state, pod, direction):
+        policy_rules = policy.ingress if direction == INGRESS else policy.egress
+        for i, rule in enumerate(policy_rules):
+            comment = _comment(f"{policy.key} {direction.lower()}[{i}]")
+            ports = [""] if not rule.ports else _port_matches(rule.ports, pod if direction == INGRESS else None)
+            for peer in _addresses(state, policy, rule.peers):
                 for port in ports:
-                    rules.append(" ".join(x for x in (f"-d {dst}" if dst else "", port, comment, "-j RETURN") if x))
-            if any(_is_named(p) for p in rule.ports):
+                    rules.append(" ".join(x for x in (f"{flag} {peer}" if peer else "", port, comment, "-j RETURN") if x))
+            if direction == EGRESS and any(_is_named(p) for p in rule.ports):
                 for dst_pod in _egress_destinations(state, policy, rule.peers):
                     for port in _named_ports(rule.ports, dst_pod):
                         rules.append(f"-d {dst_pod.ip}/32 {port} {comment} -j RETURN")
@@ -202,7 +195,7 @@ def render(state: ClusterState, node: Union[str, NodeState], existing: AbstractS
             chain = pod_chain(p, direction)
             match, what = (f"-s {p.ip}/32", "egress") if direction == EGRESS else (f"-d {p.ip}/32", "ingress")
             top.append(f"{match} {_comment(f'{p.key} {what}')} -j {chain}")
-            body = _egress_rules(state, p) if direction == EGRESS else _ingress_rules(state, p)
+            body = _rules(state, p, direction)
             chains[chain] = [*dict.fromkeys(body),
                              f"{_comment(f'{p.key}: {what} not allowed by any policy')} -j DROP"]
     stale = sorted(c for c in set(existing) - set(chains) if is_policy_chain(c))
