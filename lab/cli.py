@@ -280,16 +280,19 @@ def cmd_exec(a) -> int:
 
 
 def _check(rec, a) -> int:
-    from lab.probe import invariants, report
+    from lab.probe import coverage, invariants, report
 
     state = rec.state
+    cov = coverage.choose(len(state.pods), a.all_pairs, a.seed)
     t0 = time.monotonic()
-    outcomes = invariants.run(state, timeout=a.timeout, pod_ready=rec.pod_ready)
+    outcomes = invariants.run(state, timeout=a.timeout, pod_ready=rec.pod_ready, probe_detail=rec.probe_detail,
+                              cov=cov)
     elapsed = time.monotonic() - t0
-    print(report.table(state.lab, outcomes, elapsed))
+    scope = cov.describe(len(state.pods))
+    print(report.table(state.lab, outcomes, elapsed, scope=scope))
     if a.json:
         with open(a.json, "w") as f:
-            f.write(report.to_json(state.lab, outcomes, elapsed))
+            f.write(report.to_json(state.lab, outcomes, elapsed, scope=scope))
     if a.junit:
         with open(a.junit, "w") as f:
             f.write(report.to_junit(state.lab, outcomes, elapsed))
@@ -353,7 +356,12 @@ def _parser() -> argparse.ArgumentParser:
     def check_opts(p):
         p.add_argument("--json", metavar="FILE", help="write every result as JSON")
         p.add_argument("--junit", metavar="FILE", help="write JUnit XML (CI tools read it)")
-        p.add_argument("--timeout", type=float, default=1.0, help="seconds a probe waits for a reply (default 1)")
+        p.add_argument("--timeout", type=float, default=1.0,
+                       help="seconds a probe's first try waits for a reply (default 1); unanswered probes are "
+                            "tried again with longer waits adapted to the machine's load before a verdict")
+        p.add_argument("--all-pairs", action="store_true",
+                       help="probe every pair even above 100 pods (default there: a covering sample)")
+        p.add_argument("--seed", type=int, help="the covering sample's seed (printed by every sampled check)")
 
     p = add("validate", cmd_validate, "check topology files; every error at once, with file:line and a hint")
     p.add_argument("files", nargs="+", metavar="FILE")

@@ -47,46 +47,60 @@ def pod_readiness(state: ClusterState, container_ready: Mapping[str, bool], aliv
     }
 
 
-def _connect(host: str, port: int, timeout: float, request: bytes | None) -> bool:
+def _connect(host: str, port: int, timeout: float, request: bytes | None, what: str) -> tuple[bool, str]:
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
             if request is None:
-                return True
+                return True, f"{what}: connected"
             s.sendall(request)
             status = s.recv(64).split(b" ", 2)
-            return len(status) >= 2 and status[1].isdigit() and 200 <= int(status[1]) < 400
-    except OSError:
-        return False
+            if len(status) >= 2 and status[1].isdigit():
+                code = int(status[1])
+                return 200 <= code < 400, f"{what} -> {code}"
+            return False, f"{what} -> not an HTTP answer"
+    except OSError as e:
+        return False, f"{what}: {e.strerror or e}"
 
 
-def run_probe(state: ClusterState, pod: PodState, c: ContainerState) -> bool:
-    """One probe, as the kubelet runs it; any error is a failure."""
+def run_probe(state: ClusterState, pod: PodState, c: ContainerState) -> tuple[bool, str]:
+    """One probe, as the kubelet runs it; any error is a failure. Returns the verdict and what
+    happened (e.g. "GET /_healthz -> 404"), which `lab check` shows for a Service left without
+    ready endpoints."""
     r = c.readiness
     if r.kind == "exec":
+        what = f"exec {' '.join(r.command)}"
         try:
-            return subprocess.run(["ip", "netns", "exec", pod.netns, *r.command], capture_output=True,
-                                  timeout=r.timeout).returncode == 0
-        except (subprocess.TimeoutExpired, OSError):
-            return False
-    request = None
+            code = subprocess.run(["ip", "netns", "exec", pod.netns, *r.command], capture_output=True,
+                                  timeout=r.timeout).returncode
+        except subprocess.TimeoutExpired:
+            return False, f"{what}: timed out after {r.timeout}s"
+        except OSError as e:
+            return False, f"{what}: {e.strerror or e}"
+        return code == 0, f"{what} -> exit {code}"
+    request, what = None, f"tcp {r.port}"
     if r.kind == "http":
+        what = f"GET {r.path} (port {r.port})"
         request = f"GET {r.path} HTTP/1.1\r\nHost: {pod.ip}:{r.port}\r\nUser-Agent: kube-probe/lab\r\nConnection: close\r\n\r\n".encode()
-    return in_netns(state.node(pod.node).netns, lambda: _connect(pod.ip, r.port, r.timeout, request))
+    return in_netns(state.node(pod.node).netns, lambda: _connect(pod.ip, r.port, r.timeout, request, what))
 
 
-def run_probes(state: ClusterState, targets: list[tuple[PodState, ContainerState]]) -> list[bool]:
+def run_probes(state: ClusterState, targets: list[tuple[PodState, ContainerState]]) -> list[tuple[bool, str]]:
     if not targets:
         return []
     with ThreadPoolExecutor(min(16, len(targets))) as pool:
         return list(pool.map(lambda t: run_probe(state, *t), targets))
 
 
-def first_round(state: ClusterState) -> dict[str, bool]:
-    """What `lab up` knows before it returns: each probe without an initial delay run once."""
+def first_round(state: ClusterState) -> tuple[dict[str, bool], dict[str, str]]:
+    """What `lab up` knows before it returns: each probe without an initial delay run once.
+    Returns the verdicts and what each probe saw."""
     targets = [(p, c) for p, c in probed(state) if c.readiness.initial_delay == 0]
     verdicts = {f"{p.key}/{c.name}": False for p, c in probed(state)}
-    for (p, c), ok in zip(targets, run_probes(state, targets)):
+    details = {f"{p.key}/{c.name}": f"initialDelaySeconds {c.readiness.initial_delay}: not probed yet"
+               for p, c in probed(state)}
+    for (p, c), (ok, detail) in zip(targets, run_probes(state, targets)):
         tracker = Tracker(c.readiness)
         tracker.record(ok)
         verdicts[f"{p.key}/{c.name}"] = tracker.ready
-    return verdicts
+        details[f"{p.key}/{c.name}"] = detail
+    return verdicts, details

@@ -129,6 +129,16 @@ def node_addresses(state: ClusterState, node: str) -> frozenset[str]:
     return frozenset({n.ip, n.gateway, *vtep})
 
 
+def sending_address(state: ClusterState, node: str, dst: Endpoint) -> str:
+    """The source address traffic from a node (itself, a hostNetwork pod on it, or what it SNATs)
+    carries towards `dst`: its underlay IP; with vxlan, towards another node's pod, flannel.1's
+    (the podCIDR's network address)."""
+    n = state.node(node)
+    if state.network == "vxlan" and isinstance(dst, PodState) and not dst.host_network and dst.node != node:
+        return str(ip_network(n.pod_cidr, strict=False).network_address)
+    return n.ip
+
+
 def resolve(state: ClusterState, endpoint: Endpoint) -> tuple[Optional[PodState], str]:
     """(the pod with its own IP, or None; the address packets carry)."""
     if isinstance(endpoint, PodState):

@@ -3,6 +3,11 @@
 A worker thread enters each source namespace in turn (setns is per-thread) and creates that
 source's sockets there; one selectors loop then drives every socket, whatever its namespace.
 The far end is netexec, which reports the client address it saw: that is how NAT is observed.
+
+A verdict is final only when it is certain: a probe without a reply is tried again with a fresh
+socket and source port (lab.probe.ports: never a tuple conntrack may still track) and a timeout
+adapted to the round trips the passing probes measured, as the upstream e2e suite retries before
+it judges. A reply at any try is final; "no reply" means every try went unanswered.
 """
 from __future__ import annotations
 
@@ -15,16 +20,21 @@ import socket
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from lab.probe import ports
 from lab.probe.netns import interface_addresses, interface_addresses_many
-from lab.runtime.netns import enter, in_worker, open_netns
+from lab.runtime.netns import NetnsError, enter, in_worker, open_netns
 
 __all__ = ["Probe", "ProbeResult", "run_probes", "interface_addresses", "interface_addresses_many"]
 
 TCP_REQUEST = b"GET /clientip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 UDP_REQUEST = b"whoami"
 MAX_REPLY = 65536  # netexec's answer is a few dozen bytes; more is not netexec
+ATTEMPTS = 3       # tries before "no reply" is a verdict (a reply is one at once)
+RETRY_CONCURRENCY = 64  # retries go slower: the first round may have failed from sheer load
+MAX_TIMEOUT = 10.0
+SLACK = 64         # spare source ports per namespace, for ports a server of the pod holds
 
 
 @dataclass(frozen=True)
@@ -41,8 +51,9 @@ class ProbeResult:
     ok: bool  # got a well-formed reply
     seen_source: str | None  # the client IP the server reported; None if no reply
     error: str | None  # e.g. "timeout after 1.0s (connecting)", "connection refused", "bad reply: ..."
-    elapsed: float  # seconds, from socket creation to verdict
+    elapsed: float  # seconds, from socket creation to verdict (of the last try)
     server: str | None = None  # the pod that answered (netexec's hostname): who a Service picked
+    attempts: int = 1  # tries made: 1 unless the first went unanswered
 
 
 class _Attempt:
@@ -125,9 +136,11 @@ def _verdict(protocol: str, reply: bytes) -> tuple[str | None, str | None, str |
 class _Runner:
     """The worker thread's loop: start probes source by source, drive them all with one selector."""
 
-    def __init__(self, probes: Sequence[Probe], fds: dict[str, int], timeout: float, budget: int):
+    def __init__(self, probes: Sequence[Probe], fds: dict[str, int], timeout: float, budget: int,
+                 first_port: dict[str, int]):
         self.probes, self.fds, self.timeout, self.budget = probes, fds, timeout, budget
         self.results: list[ProbeResult | None] = [None] * len(probes)
+        self.first_port, self.used = first_port, dict.fromkeys(first_port, 0)
         self.sel = selectors.DefaultSelector()
         self.inflight: dict[int, _Attempt] = {}  # by fd; insertion order is deadline order
 
@@ -175,6 +188,9 @@ class _Runner:
             return
         a = _Attempt(index, probe, sock, start, start + self.timeout)
         self.inflight[sock.fileno()] = a
+        code = self.bind(sock, probe.src_netns)
+        if code:
+            return self.finish(a, None, f"bind: {_error_text(code)}")
         # UDP is connected too, so ICMP errors (port/host unreachable) come back on recv
         code = sock.connect_ex((probe.dst_ip, probe.port))
         if code not in (0, errno.EINPROGRESS):
@@ -185,6 +201,20 @@ class _Runner:
             except OSError as e:
                 return self.finish(a, None, _error_text(e.errno))
         self.sel.register(sock, selectors.EVENT_READ if a.connected else selectors.EVENT_WRITE, a)
+
+    def bind(self, sock: socket.socket, netns: str) -> int:
+        """Bind to this namespace's next reserved source port, skipping ports a server holds;
+        0 or the errno that stopped it."""
+        for _ in range(SLACK):
+            port = ports.port_at(self.first_port[netns], self.used[netns])
+            self.used[netns] += 1
+            try:
+                sock.bind(("::" if sock.family == socket.AF_INET6 else "0.0.0.0", port))
+                return 0
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    return e.errno
+        return errno.EADDRINUSE
 
     def step(self, a: _Attempt, mask: int) -> None:
         """Advance one probe: connect done -> send request -> read reply to EOF (one datagram for UDP)."""
@@ -223,21 +253,70 @@ class _Runner:
         self.results[a.index] = ProbeResult(a.probe, error is None, seen, error, time.monotonic() - a.start, server)
 
 
-def run_probes(probes: Sequence[Probe], timeout: float = 1.0, concurrency: int = 256) -> list[ProbeResult]:
+def adapted_timeout(timeout: float, rtts: Sequence[float], attempt: int) -> float:
+    """The wait for try `attempt` (2, 3, ...): at least four times the slowest round trip a
+    passing probe needed (a loaded machine answers late, not never), doubling with each try."""
+    slowest = max(rtts, default=0.0)
+    return min(MAX_TIMEOUT, max(timeout, 4 * slowest) * 2 ** (attempt - 2))
+
+
+def to_retry(results: Sequence[ProbeResult], expect: Sequence[bool | None], judged_with: Sequence[float],
+             wait: float) -> list[int]:
+    """Which probes get another try: every unanswered one where a reply is expected (or nothing is
+    said); one expected to go unanswered only while the machine proved slower than the timeout
+    that judged it (its silence might have been load, not a drop)."""
+    return [i for i, (r, e, t) in enumerate(zip(results, expect, judged_with))
+            if not r.ok and (e is not False or (t < wait and (r.error or "").startswith("timeout")))]
+
+
+def _round(probes: Sequence[Probe], timeout: float, concurrency: int) -> list[ProbeResult]:
+    wanted: dict[str, int] = {}
+    for p in probes:
+        wanted[p.src_netns] = wanted.get(p.src_netns, 0) + 1
+    first_port = ports.reserve({ns: n + SLACK for ns, n in wanted.items()})
+    fds: dict[str, int] = {}
+    gone: dict[str, str] = {}
+    try:
+        for ns in wanted:
+            try:
+                fds[ns] = open_netns(ns)
+            except NetnsError as e:  # a pod deleted meanwhile: its probes fail, the others run
+                gone[ns] = str(e)
+        runnable = [p for p in probes if p.src_netns in fds]
+        runner = _Runner(runnable, fds, timeout, _fd_budget(concurrency), first_port)
+        done = iter(in_worker(runner.run) if runnable else [])
+        return [ProbeResult(p, False, None, gone[p.src_netns], 0.0) if p.src_netns in gone else next(done)
+                for p in probes]
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def run_probes(probes: Sequence[Probe], timeout: float = 1.0, concurrency: int = 256,
+               expect: Sequence[bool | None] | None = None, attempts: int = ATTEMPTS) -> list[ProbeResult]:
     """Run every probe concurrently (at most `concurrency` sockets at once); results in input order.
 
-    Raises NetnsError if a source namespace does not exist, ValueError for a malformed probe.
+    expect (parallel to probes): True where a reply is expected, False where none is, None where
+    nothing is said. Unanswered probes are retried (see to_retry) up to `attempts` tries in all.
+    A source namespace that does not exist fails its probes with that reason; a malformed probe
+    raises ValueError.
     """
     _check(probes)
     if not probes:
         return []
-    fds: dict[str, int] = {}
-    try:
-        for p in probes:
-            if p.src_netns not in fds:
-                fds[p.src_netns] = open_netns(p.src_netns)
-        runner = _Runner(probes, fds, timeout, _fd_budget(concurrency))
-        return in_worker(runner.run)
-    finally:
-        for fd in fds.values():
-            os.close(fd)
+    expect = list(expect) if expect is not None else [None] * len(probes)
+    if len(expect) != len(probes):
+        raise ValueError(f"{len(probes)} probes but {len(expect)} expectations")
+    results = _round(probes, timeout, concurrency)
+    rtts = [r.elapsed for r in results if r.ok]
+    judged_with = [timeout] * len(probes)
+    for attempt in range(2, attempts + 1):
+        wait = adapted_timeout(timeout, rtts, attempt)
+        again = to_retry(results, expect, judged_with, wait)
+        if not again:
+            break
+        retried = _round([probes[i] for i in again], wait, min(concurrency, RETRY_CONCURRENCY))
+        for i, r in zip(again, retried):
+            results[i] = replace(r, attempts=results[i].attempts + 1)
+            judged_with[i] = wait
+    return results

@@ -1,7 +1,9 @@
 """The Kubernetes network model as checks: which probes to send, what each must find.
 
 Pure planning (`expectations`) and pure judging (`judge`); only `run` touches the network, through
-the probe engine. Every outcome names its pair, what was expected and what was seen.
+the probe engine, which retries every probe that disagrees with its expectation before a verdict.
+Every outcome names its pair, what was expected and what was seen. Up to
+lab.probe.coverage.ALL_PAIRS_UP_TO pods every pair is probed, beyond that a covering sample.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
 from lab.policy import model as policy
 from lab.probe import dns, services
+from lab.probe.coverage import Coverage, covering_pairs
 from lab.probe.outcome import Outcome
 from lab.probe.engine import Probe, ProbeResult, interface_addresses_many, run_probes
 from lab.topology.refs import Ref, parse_ref
@@ -44,18 +47,23 @@ def _target(p: PodState) -> str:
     return f"{p.key} ({p.ip}:{p.probe_port()}{', hostNetwork' if p.host_network else ''})"
 
 
-def _node_expectations(state: ClusterState, targets: list[PodState]) -> list[Expectation]:
+def _pairs(sources: list, targets: list[PodState], cov: Coverage, key, node) -> list[tuple]:
+    """Every (source, target) pair but an object with itself, or a covering sample of them."""
+    if cov.all_pairs:
+        return [(s, t) for s in sources for t in targets if key(s) != t.key]
+    return covering_pairs(sources, targets, key, lambda t: t.key, node, lambda t: t.node, cov.seed)
+
+
+def _node_expectations(state: ClusterState, targets: list[PodState], cov: Coverage) -> list[Expectation]:
     out = []
-    for node in state.nodes:
-        for t in targets:
-            if not t.host_network:
-                out.append(Expectation("node-to-pod", f"node/{node.name} -> {_target(t)}",
-                                       Probe(node.netns, t.ip, t.probe_port())))
-    for src in (p for p in state.pods if p.host_network):
-        for t in targets:
-            if t.key != src.key:
-                out.append(Expectation("hostnetwork-to-pod", f"{src.key} (hostNetwork) -> {_target(t)}",
-                                       Probe(src.netns, t.ip, t.probe_port())))
+    pods = [t for t in targets if not t.host_network]
+    for node, t in _pairs(list(state.nodes), pods, cov, lambda n: f"node/{n.name}", lambda n: n.name):
+        out.append(Expectation("node-to-pod", f"node/{node.name} -> {_target(t)}",
+                               Probe(node.netns, t.ip, t.probe_port())))
+    hostnet = [p for p in state.pods if p.host_network]
+    for src, t in _pairs(hostnet, targets, cov, lambda p: p.key, lambda p: p.node):
+        out.append(Expectation("hostnetwork-to-pod", f"{src.key} (hostNetwork) -> {_target(t)}",
+                               Probe(src.netns, t.ip, t.probe_port())))
     return out
 
 
@@ -70,17 +78,17 @@ def _localhost_expectations(state: ClusterState) -> list[Expectation]:
     return out
 
 
-def expectations(state: ClusterState) -> list[Expectation]:
+def expectations(state: ClusterState, cov: Coverage = Coverage(True)) -> list[Expectation]:
     targets = [p for p in state.pods if p.probe_port() is not None]
+    senders = [p for p in state.pods if not p.host_network]
     # To a hostNetwork pod (a node address) only reachability is the model's promise: a CNI may
     # masquerade pod traffic leaving the pod network, as flannel does.
     out = [
         Expectation("pod-to-pod", f"{src.key} ({src.ip}) -> {_target(t)}",
                     Probe(src.netns, t.ip, t.probe_port()), source=None if t.host_network else src.ip)
-        for src in state.pods if not src.host_network
-        for t in targets if t.key != src.key
+        for src, t in _pairs(senders, targets, cov, lambda p: p.key, lambda p: p.node)
     ]
-    out = _under_policies(state, out + _node_expectations(state, targets))
+    out = _under_policies(state, out + _node_expectations(state, targets, cov))
     return out + _localhost_expectations(state) + check_expectations(state)
 
 
@@ -91,24 +99,15 @@ def _under_policies(state: ClusterState, exps: list[Expectation]) -> list[Expect
         return exps
     pods = {p.netns: p for p in state.pods if not p.host_network}
     ips = {p.ip: p for p in state.pods if not p.host_network}
+    nodes = {n.netns: n.name for n in state.nodes} | {p.netns: p.node for p in state.pods if p.host_network}
     out = []
     for e in exps:
         dst = ips.get(e.probe.dst_ip, e.probe.dst_ip)
-        src = pods.get(e.probe.src_netns) or _sending_address(state, e.probe.src_netns, dst)
+        src = pods.get(e.probe.src_netns) or policy.sending_address(state, nodes[e.probe.src_netns], dst)
         if not policy.allowed(state, src, dst, e.probe.port, e.probe.protocol):
             e = Expectation(e.check, e.subject + " (denied by NetworkPolicy)", e.probe, reply=False)
         out.append(e)
     return out
-
-
-def _sending_address(state: ClusterState, netns: str, dst) -> str:
-    """The source address a node (or a hostNetwork pod) uses towards a pod: its underlay IP
-    with host-gw; with vxlan, towards another node's pod, flannel.1's (the podCIDR's first)."""
-    node = next(n for n in state.nodes if n.netns == netns or any(p.netns == netns and p.node == n.name
-                                                                    for p in state.pods))
-    if state.network == "vxlan" and not isinstance(dst, str) and dst.node != node.name:
-        return node.pod_cidr.split("/")[0]
-    return node.ip
 
 
 # --- the topology's `checks:` ---
@@ -192,13 +191,17 @@ def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]], results: list
     return out
 
 
-def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[str, bool]] = None) -> list[Outcome]:
+def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[str, bool]] = None,
+        probe_detail: Optional[Mapping[str, str]] = None, cov: Coverage = Coverage(True)) -> list[Outcome]:
     """Every check in one batch of probes. pod_ready: the lab's readiness (what its EndpointSlices
-    and kube-proxy rules are built from)."""
-    exps = expectations(state)
-    asks = services.plan(state, endpoint_slices(state, pod_ready or {}))
-    unique = list(dict.fromkeys(e.probe for e in exps if e.probe.port))
-    answers = run_probes(unique + [a.probe for a in asks], timeout=timeout)
+    and kube-proxy rules are built from); probe_detail: what each readiness probe last saw."""
+    exps = expectations(state, cov)
+    slices = endpoint_slices(state, pod_ready or {})
+    asks = services.plan(state, slices, sample=None if cov.all_pairs else cov.seed)
+    wanted = {e.probe: e.reply for e in exps if e.probe.port}
+    unique = list(wanted)
+    answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
+                         expect=[wanted[p] for p in unique] + [a.reply and not a.may_drop for a in asks])
     results = dict(zip(unique, answers))
     missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)
     pairs = [(e, results.get(e.probe, missing)) for e in exps]
@@ -206,8 +209,10 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
     eth0 = interface_addresses_many([(p.netns, "eth0") for p in state.pods if not p.host_network])
     outcomes += judge_pod_ips(state, {ns: a for (ns, _), a in eth0.items()}, pairs)
     outcomes += services.judge(state, asks, answers[len(unique):])
+    if pod_ready is not None:
+        outcomes += services.unready(state, slices, pod_ready, probe_detail or {})
     if state.services:
         outcomes += services.clusterip_virtual(state)
-    outcomes += dns.run(state, endpoint_slices(state, pod_ready or {}))
+    outcomes += dns.run(state, slices)
     order = list(INVARIANTS)
     return sorted(outcomes, key=lambda o: order.index(o.check))

@@ -16,10 +16,10 @@ def summary(outcomes: Sequence[Outcome]) -> list[tuple[str, int, int]]:
     return [(c, passed[c], failed[c]) for c in INVARIANTS if passed[c] or failed[c]]
 
 
-def table(lab: str, outcomes: Sequence[Outcome], elapsed: float, max_failures: int = 50) -> str:
+def table(lab: str, outcomes: Sequence[Outcome], elapsed: float, max_failures: int = 50, scope: str = "") -> str:
     rows = summary(outcomes)
     width = max(len(c) for c in INVARIANTS)
-    lines = [f"lab {lab}: {len(outcomes)} checks in {elapsed:.2f}s", "",
+    lines = [f"lab {lab}: {len(outcomes)} checks in {elapsed:.2f}s" + (f", {scope}" if scope else ""), "",
              f"{'CHECK':<{width}}  {'PASS':>5}  {'FAIL':>5}  MEANING"]
     for check, ok, bad in rows:
         mark = "ok  " if not bad else "FAIL"
@@ -35,11 +35,12 @@ def table(lab: str, outcomes: Sequence[Outcome], elapsed: float, max_failures: i
     return "\n".join(lines)
 
 
-def to_json(lab: str, outcomes: Sequence[Outcome], elapsed: float) -> str:
+def to_json(lab: str, outcomes: Sequence[Outcome], elapsed: float, scope: str = "") -> str:
     return json.dumps({
         "lab": lab,
         "passed": all(o.passed for o in outcomes),
         "elapsed": round(elapsed, 3),
+        "scope": scope,
         "summary": [{"check": c, "meaning": INVARIANTS[c], "passed": p, "failed": f} for c, p, f in summary(outcomes)],
         "results": [o.__dict__ for o in outcomes],
     }, indent=2)

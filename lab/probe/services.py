@@ -5,16 +5,21 @@ leaving the cluster is masqueraded to the node's address.
 
 Probes are planned here (pure), run by the probe engine in one batch with the invariants', and
 judged here (pure) — per pair, or per Service port where only the aggregate means something.
+Every path is judged with the NetworkPolicies in mind: after kube-proxy's DNAT the filter sees the
+endpoint, so a client that the policies deny every endpoint must get no reply, and one they allow
+some endpoints may only be answered by those. A Service whose pods exist but none is ready is a
+failure that says why (the readiness probe's last result), never a row that silently vanishes.
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
-from lab.controlplane.state import ClusterState, EndpointSliceState, ServicePortState, ServiceState
+from lab.controlplane.state import ClusterState, EndpointSliceState, PodState, ServicePortState, ServiceState
 from lab.policy import model as policy
+from lab.probe import coverage
 from lab.probe.engine import Probe, ProbeResult
 from lab.probe.outcome import Outcome
 
@@ -29,6 +34,8 @@ CHECKS = {
 }
 HOST_PORT = 8080   # every plain host runs netexec there (lab.node.containers.HOST_PORT)
 SAMPLES = 24       # connections per Service port and endpoint, spread over the clients
+SAMPLED_SHARE = 25  # in a sampled check, connections per Service port stop growing past this many endpoints
+EVERY_ENDPOINT_AT = 20  # connections per endpoint from which every endpoint must be hit (P(miss) ~ n·e^-20)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ class Ask:
     client: str = ""                     # the pod key of the client, when it is a pod
     hairpin: str = ""                    # the client's pod name, if it is itself an endpoint: when it
                                          # answers itself, kube-proxy masquerades (no source check)
+    may_drop: bool = False               # the policies deny some endpoints: no reply is what picking
+                                         # one of those looks like
 
 
 def ready_endpoints(svc: ServiceState, port: ServicePortState, slices: Sequence[EndpointSliceState],
@@ -72,8 +81,29 @@ def _spn(svc: ServiceState, port: ServicePortState) -> str:
     return f"{svc.key}:{port.name}" if port.name else svc.key
 
 
-def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ask]:
+def allowed_servers(state: ClusterState, src_of, eps: Mapping[str, tuple[str, int]], protocol: str,
+                    pods: Mapping[str, PodState]) -> frozenset:
+    """The names of the endpoints the policies let this client reach, judged as the filter sees the
+    packet after DNAT: src_of(endpoint pod) is the source it carries (a pod, or an address)."""
+    return frozenset(pods[k].name for k, (_, port) in eps.items()
+                     if not state.policies or policy.allowed(state, src_of(pods[k]), pods[k], port, protocol))
+
+
+def _denied(subject: str, servers: frozenset, everyone: frozenset) -> tuple[str, bool, bool]:
+    """(subject, reply expected, may drop) for a client the policies allow `servers` of `everyone`."""
+    if servers == everyone:
+        return subject, True, False
+    if not servers:
+        return subject + " (denied by NetworkPolicy)", False, False
+    return subject + f" (NetworkPolicy allows {len(servers)} of {len(everyone)} endpoints)", True, True
+
+
+def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Optional[int] = None) -> list[Ask]:
+    """The Service probes. sample: a seed to draw a covering sample of clients from (large labs),
+    None for every pod."""
     clients = [p for p in state.pods if not p.host_network]
+    if sample is not None:
+        clients = coverage.service_clients(clients, lambda p: p.node, sample)
     pod_names = {p.key: p.name for p in state.pods}
     pods = {p.key: p for p in state.pods}
     asks: list[Ask] = []
@@ -91,31 +121,41 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ask]
                     asks.append(Ask("no-endpoints", f"{spn} ({target}) from {c.key}",
                                     Probe(c.netns, svc.cluster_ip, port.port, port.protocol), reply=False))
                 continue
-            rounds = max(1, math.ceil(SAMPLES * len(eps) / max(1, len(clients))))
+            share = len(eps) if sample is None else min(len(eps), SAMPLED_SHARE)
+            rounds = max(1, math.ceil(SAMPLES * share / max(1, len(clients))))
             affinity = svc.session_affinity == "ClientIP"
+            local = svc.internal_traffic_policy == "Local"
             for c in clients:
-                local = svc.internal_traffic_policy == "Local"
-                allowed = ready_endpoints(svc, port, slices, node=c.node if local else None)
-                names = frozenset(pod_names[k] for k in allowed)
-                if not allowed:
+                reachable = ready_endpoints(svc, port, slices, node=c.node if local else None)
+                if not reachable:
                     continue  # iTP Local and no endpoint on this node: nothing is promised
-                hairpin = c.name if c.key in allowed else ""
+                everyone = frozenset(pod_names[k] for k in reachable)
+                names = allowed_servers(state, lambda _: c, reachable, port.protocol, pods)
+                subject, reply, may_drop = _denied(f"{c.key} ({c.ip}) -> {spn} ({target})", names, everyone)
+                hairpin = c.name if c.key in reachable and c.name in names else ""
                 # Spread is judged over the endpoints a client may reach: all of them, or with
-                # internalTrafficPolicy Local those of its own node (one group per node).
-                group = f"{spn}|{c.key}" if affinity else f"{spn} from node {c.node}" if local else spn
+                # internalTrafficPolicy Local those of its own node (one group per node). Clients
+                # the policies restrict are judged one probe at a time.
+                group = "" if not reply or may_drop else \
+                    f"{spn}|{c.key}" if affinity else f"{spn} from node {c.node}" if local else spn
                 for i in range(rounds if not affinity else max(rounds, 4)):
-                    asks.append(Ask("session-affinity" if affinity else "service",
-                                    f"{c.key} ({c.ip}) -> {spn} ({target})",
+                    asks.append(Ask("session-affinity" if affinity and group else "service", subject,
                                     Probe(c.netns, svc.cluster_ip, port.port, port.protocol),
-                                    group=group, servers=names, source=c.ip, client=c.key, hairpin=hairpin))
+                                    group=group, servers=names, source=c.ip, client=c.key, hairpin=hairpin,
+                                    reply=reply, may_drop=may_drop))
+                    if not group:
+                        break  # one probe says it: the engine retries before judging
             for n in state.nodes:
-                allowed = ready_endpoints(svc, port, slices, node=n.name if svc.internal_traffic_policy == "Local" else None)
-                if allowed:
-                    asks.append(Ask("service", f"node/{n.name} -> {spn} ({target})",
-                                    Probe(n.netns, svc.cluster_ip, port.port, port.protocol),
-                                    servers=frozenset(pod_names[k] for k in allowed), source=""))
+                reachable = ready_endpoints(svc, port, slices, node=n.name if local else None)
+                if reachable:
+                    everyone = frozenset(pod_names[k] for k in reachable)
+                    names = allowed_servers(state, lambda pod: policy.sending_address(state, n.name, pod),
+                                            reachable, port.protocol, pods)
+                    subject, reply, may_drop = _denied(f"node/{n.name} -> {spn} ({target})", names, everyone)
+                    asks.append(Ask("service", subject, Probe(n.netns, svc.cluster_ip, port.port, port.protocol),
+                                    servers=names, source="", reply=reply, may_drop=may_drop))
             if port.node_port:
-                asks += _node_port(state, svc, port, slices, pod_names)
+                asks += _node_port(state, svc, port, slices, pods)
     for h in state.hosts:
         for c in clients:
             allowed = policy.allowed(state, c, h.ip, HOST_PORT, "TCP")  # an egress policy may forbid it
@@ -126,31 +166,72 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ask]
     return asks
 
 
-def _node_port(state, svc, port, slices, pod_names) -> list[Ask]:
+def unready(state: ClusterState, slices: Sequence[EndpointSliceState], pod_ready: Mapping[str, bool],
+            probe_detail: Mapping[str, str]) -> list[Outcome]:
+    """A failing `service` row for each Service whose selector picks pods of which none is ready,
+    saying why (each readiness probe's last result); it passes only where the topology's checks
+    expect the Service to deny. A selector that picks no pod is the no-endpoints check's case."""
+    out = []
+    for svc in state.services:
+        if not svc.selector:
+            continue  # endpoints not managed by a selector: nothing to be ready
+        selected = [p for p in state.pods if p.namespace == svc.namespace and
+                    all(p.label_dict().get(k) == v for k, v in svc.selector)]
+        ready = [e for sl in slices if (sl.namespace, sl.service) == (svc.namespace, svc.name) for e in sl.endpoints
+                 if e.ready]
+        if not selected or ready:
+            continue
+        why = []
+        for p in selected:
+            reasons = [f"{c.name}: {probe_detail.get(f'{p.key}/{c.name}') or 'not ready'}"
+                       for c in p.containers if c.readiness]
+            running = pod_ready.get(p.key) is not None
+            why.append(f"{p.name} ({'; '.join(reasons) or ('not ready' if running else 'not running')})")
+        expected = any(c.expect == "deny" and c.dst.split(":")[0] in (f"svc/{svc.name}", f"svc/{svc.name}.{svc.namespace}")
+                       for c in state.checks)
+        out.append(Outcome("service", f"{svc.key}: 0 of {len(selected)} pods ready", expected,
+                           "ready endpoints" if not expected else "no ready endpoint (the topology's checks deny it)",
+                           "no ready endpoint: " + "; ".join(why[:5]) + (f"; and {len(why) - 5} more" if len(why) > 5 else ""),
+                           target=svc.cluster_ip or ""))
+    return out
+
+
+def _node_port(state, svc, port, slices, pods) -> list[Ask]:
     """From every plain host and every other node to every node's IP (the traffic policy decides
-    who answers and what source the backend sees), and from each node to its own addresses."""
+    who answers and what source the backend sees), and from each node to its own addresses.
+    Policies judge what the endpoint sees: with Cluster the receiving node's address (SNAT),
+    with Local the client's own."""
     spn, asks = _spn(svc, port), []
     local = svc.external_traffic_policy == "Local"
-    everywhere = frozenset(pod_names[k] for k in ready_endpoints(svc, port, slices))
+    all_eps = ready_endpoints(svc, port, slices)
+    everywhere = frozenset(pods[k].name for k in all_eps)
     for node in state.nodes:
-        here = frozenset(pod_names[k] for k in ready_endpoints(svc, port, slices, node=node.name))
+        local_eps = ready_endpoints(svc, port, slices, node=node.name)
+        here = frozenset(pods[k].name for k in local_eps)
         target = f"node/{node.name} ({node.ip}:{port.node_port}/{port.protocol})"
+        snat = allowed_servers(state, lambda pod: policy.sending_address(state, node.name, pod), all_eps,
+                               port.protocol, pods)
         # From outside the cluster, and from the other nodes (also outside, for this node's rules).
         outside = [(f"host/{h.name}", h.netns, h.ip) for h in state.hosts] + \
                   [(f"node/{o.name}", o.netns, o.ip) for o in state.nodes if o.name != node.name]
         for who, netns, ip in outside:
             probe = Probe(netns, node.ip, port.node_port, port.protocol)
             if local:
-                asks.append(Ask("nodeport", f"{who} -> {spn} at {target}, Local", probe,
-                                servers=here, source=ip, reply=bool(here)))
+                names = allowed_servers(state, lambda _: ip, local_eps, port.protocol, pods)
+                subject, reply, may_drop = _denied(f"{who} -> {spn} at {target}, Local", names, here)
+                asks.append(Ask("nodeport", subject, probe, servers=names, source=ip, reply=bool(names) and reply,
+                                may_drop=may_drop))
             else:
-                asks.append(Ask("nodeport", f"{who} -> {spn} at {target}, Cluster", probe,
-                                servers=everywhere, source="node"))
+                subject, reply, may_drop = _denied(f"{who} -> {spn} at {target}, Cluster", snat, everywhere)
+                asks.append(Ask("nodeport", subject, probe, servers=snat, source="node", reply=reply,
+                                may_drop=may_drop))
         # From the node itself any endpoint may answer. 127.0.0.1 works in iptables mode only
         # (route_localnet); kube-proxy's nftables mode does not serve NodePorts on localhost.
         for addr in (node.ip, "127.0.0.1") if state.proxy == "iptables" else (node.ip,):
-            asks.append(Ask("nodeport", f"node/{node.name} -> {spn} at {addr}:{port.node_port}/{port.protocol}",
-                            Probe(node.netns, addr, port.node_port, port.protocol), servers=everywhere, source=""))
+            subject, reply, may_drop = _denied(
+                f"node/{node.name} -> {spn} at {addr}:{port.node_port}/{port.protocol}", snat, everywhere)
+            asks.append(Ask("nodeport", subject, Probe(node.netns, addr, port.node_port, port.protocol),
+                            servers=snat, source="", reply=reply, may_drop=may_drop))
     return asks
 
 
@@ -179,6 +260,9 @@ def judge(state: ClusterState, asks: Sequence[Ask], results: Sequence[ProbeResul
             expected = "rejected at once (connection refused)" if a.check == "no-endpoints" else "no reply"
             passed = fast if a.check == "no-endpoints" else not r.ok
             out.append(Outcome(a.check, a.subject, passed, expected, _seen(r), **_where(a)))
+        elif a.may_drop and not r.ok and (r.error or "").startswith("timeout"):
+            out.append(Outcome(a.check, a.subject, True, _expected(a) + ", or no reply (a denied endpoint picked)",
+                               f"no reply: {r.error}", **_where(a)))
         else:
             problems = _problems(a, r, node_ips)
             out.append(Outcome(a.check, a.subject, not problems, _expected(a), "; ".join(problems) or _seen(r),
@@ -240,20 +324,37 @@ def _judge_group(check: str, group: str, pairs, node_ips: dict[str, str]) -> lis
 
 
 def _spread(group: str, counts: Counter, allowed: set, where: dict) -> Outcome:
-    """Every endpoint hit, none far from its fair share (4 standard deviations of a binomial)."""
+    """None far from its fair share (4 standard deviations of a binomial), and every endpoint hit
+    once there are EVERY_ENDPOINT_AT connections per endpoint; with fewer (a sampled check of a big
+    Service) as many endpoints hit as random picks give, within 4 standard deviations."""
     total, n = sum(counts.values()), max(1, len(allowed))
     p = 1 / n
     sigma = math.sqrt(total * p * (1 - p)) or 1
-    missing = sorted(allowed - set(counts))
     odd = [k for k in allowed if abs(counts.get(k, 0) - total * p) > 4 * sigma + 1]
-    passed = not missing and not odd
-    note = f"; never hit: {', '.join(missing)}" if missing else (f"; implausible: {', '.join(sorted(odd))}" if odd else "")
-    return Outcome("service-spread", f"{group} over {n} endpoints", passed,
-                   f"every endpoint about {total * p:.0f} of {total}", _counts(counts) + note, **where)
+    if total >= EVERY_ENDPOINT_AT * n:
+        missing = sorted(allowed - set(counts))
+        passed = not missing and not odd
+        note = f"; never hit: {', '.join(missing)}" if missing else ""
+        expected = f"every endpoint about {total * p:.0f} of {total}"
+    else:
+        hit = len(set(counts) & allowed)
+        miss = (1 - p) ** total  # chance that one given endpoint is never picked
+        mean = n * (1 - miss)
+        var = n * miss + n * (n - 1) * (1 - 2 * p) ** total - (n * miss) ** 2
+        passed = hit >= mean - 4 * math.sqrt(max(var, 0.0)) - 1 and not odd
+        note = f"; {hit} of {n} endpoints hit"
+        expected = f"about {mean:.0f} of {n} endpoints hit in {total} random picks, none far above {total * p:.1f}"
+    if odd:
+        note += f"; implausible: {', '.join(sorted(odd))}"
+    return Outcome("service-spread", f"{group} over {n} endpoints", passed, expected,
+                   _counts(counts, 12) + note, **where)
 
 
-def _counts(counts: Counter) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no replies"
+def _counts(counts: Counter, most: int = 0) -> str:
+    """name=count for every endpoint (or the `most` busiest, and how many more)."""
+    items = sorted(counts.items()) if not most or len(counts) <= most else counts.most_common(most)
+    text = ", ".join(f"{k}={v}" for k, v in items) or "no replies"
+    return text + (f", and {len(counts) - most} more" if most and len(counts) > most else "")
 
 
 def clusterip_virtual(state: ClusterState):
@@ -269,16 +370,25 @@ def clusterip_virtual(state: ClusterState):
     client = next((p for p in state.pods if not p.host_network), None)
     virtual = [s for s in state.services if s.cluster_ip]
 
-    def ping(svc: ServiceState) -> bool:
-        return subprocess.run(["ip", "netns", "exec", client.netns, "ping", "-c", "1", "-W", "1", "-q", svc.cluster_ip],
-                              capture_output=True).returncode == 0
+    def ping(svc: ServiceState) -> str:
+        """'' when no reply came (ping exits 1), else what went wrong: a reply, or ping itself failing."""
+        try:
+            proc = subprocess.run(["ip", "netns", "exec", client.netns, "ping", "-c", "1", "-W", "1",
+                                   "-q", svc.cluster_ip], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"ping could not run: {e}"
+        if proc.returncode == 1:
+            return ""
+        if proc.returncode == 0:
+            return f"answered a ping from {client.key}"
+        return f"ping failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[:200]}"
 
     with ThreadPoolExecutor(8) as pool:
         answered = dict(zip((s.key for s in virtual), pool.map(ping, virtual))) if client else {}
     out = []
     for s in virtual:
         problems = ([f"on an interface of {held[s.cluster_ip]}"] if s.cluster_ip in held else []) + \
-                   ([f"answered a ping from {client.key}"] if answered.get(s.key) else [])
+                   ([answered[s.key]] if answered.get(s.key) else [])
         out.append(Outcome("clusterip-virtual", f"{s.key} ({s.cluster_ip})", not problems,
                            "on no interface, no ping reply", "; ".join(problems) or "on no interface, no ping reply",
                            target=s.cluster_ip))

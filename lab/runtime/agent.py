@@ -31,6 +31,7 @@ class Agent:
         self.name = name
         self.trackers: dict[str, prober.Tracker] = {}
         self.due: dict[str, float] = {}
+        self.details: dict[str, str] = {}
         self.state = None
 
     def adopt(self, rec: LabRecord) -> None:
@@ -44,6 +45,7 @@ class Agent:
             trackers[key] = self.trackers.get(key) or prober.Tracker(c.readiness, ready=rec.ready.get(key, False))
             self.due.setdefault(key, now + max(c.readiness.period, c.readiness.initial_delay))
         self.trackers = trackers
+        self.details = {k: self.details.get(k) or rec.probe_detail.get(k, "") for k in trackers}
 
     def step(self) -> bool:
         """One look: run due probes, sync if readiness changed. False once the lab is gone."""
@@ -56,22 +58,29 @@ class Agent:
         self.adopt(rec)
         now = time.monotonic()
         due = [(p, c) for p, c in prober.probed(rec.state) if self.due.get(f"{p.key}/{c.name}", now) <= now]
-        for (p, c), ok in zip(due, prober.run_probes(rec.state, due)):
+        for (p, c), (ok, detail) in zip(due, prober.run_probes(rec.state, due)):
             key = f"{p.key}/{c.name}"
             self.trackers[key].record(ok)
+            self.details[key] = detail
             self.due[key] = now + c.readiness.period
         ready = {k: t.ready for k, t in self.trackers.items()}
+        details = {k: v for k, v in self.details.items() if k in ready}
         pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
         if ready != rec.ready or pod_ready != rec.pod_ready:
             with locked(rec):
                 rec = records.load(self.name)  # `lab apply` may have written meanwhile
-                rec.ready = ready
+                rec.ready, rec.probe_detail = ready, details
                 pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
                 changed = sync(rec, rec.state, pod_ready)
                 dns.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)
                 rec.save()
             print(f"{time.strftime('%H:%M:%S')} readiness changed; synced {', '.join(sorted(changed)) or 'no Service'}",
                   flush=True)
+        elif details != rec.probe_detail:  # only what the probes saw: `lab check` explains with it
+            with locked(rec):
+                rec = records.load(self.name)
+                rec.probe_detail = details
+                rec.save()
         return True
 
 

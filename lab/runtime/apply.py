@@ -131,8 +131,10 @@ def apply(path: str, objects: bool = False, delete: bool = False, lab: Optional[
         pods.create(new, rec, only=born)
         fresh = {f"{p.key}/{c.name}" for p in born for c in p.containers}
         ready = {k: v for k, v in rec.ready.items() if k.rsplit("/", 1)[0] in after and k not in fresh}
-        ready.update({k: v for k, v in prober.first_round(replace(new, pods=tuple(born))).items()})
+        verdicts, details = prober.first_round(replace(new, pods=tuple(born)))
+        ready.update(verdicts)
         rec.ready = ready
+        rec.probe_detail = {**{k: v for k, v in rec.probe_detail.items() if k in ready}, **details}
         pod_ready = prober.pod_readiness(new, ready, container_alive(rec))
         changed = kube_proxy.sync(rec, new, pod_ready)
         dns.update(new, endpoint_slices(new, pod_ready), rec)

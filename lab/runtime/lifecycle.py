@@ -141,7 +141,7 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
     from lab.policy import sync as netpol
 
     kube_proxy.setup(state)
-    rec.ready = prober.first_round(state)
+    rec.ready, rec.probe_detail = prober.first_round(state)
     pod_ready = prober.pod_readiness(state, rec.ready, lambda _: True)
     netpol.setup(state)
     with kube_proxy.locked(rec):

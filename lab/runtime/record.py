@@ -46,6 +46,7 @@ class LabRecord:
     agent: int = 0                                  # the lab's kubelet-like agent process
     ready: dict[str, bool] = field(default_factory=dict)  # container key -> its readinessProbe's verdict
     pod_ready: dict[str, bool] = field(default_factory=dict)  # pod key -> ready, as the proxy rules have it
+    probe_detail: dict[str, str] = field(default_factory=dict)  # container key -> its last readinessProbe result
     proxy: dict[str, list[str]] = field(default_factory=dict)  # node -> kube-proxy chains last written
     netpol: dict[str, list[str]] = field(default_factory=dict)  # node -> network policy chains last written
     stopped: list[str] = field(default_factory=list)  # nodes taken off the network (lab node stop)
@@ -72,7 +73,7 @@ class LabRecord:
             "name": self.name, "status": self.status, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "created": self.created, "netns": self.netns, "links": self.links, "ovs_bridges": self.ovs_bridges,
             "shells": self.shells, "port_tag": self.port_tag, "etc_netns": self.etc_netns, "pids": self.pids, "agent": self.agent,
-            "ready": self.ready, "pod_ready": self.pod_ready, "netpol": self.netpol, "stopped": self.stopped,
+            "ready": self.ready, "pod_ready": self.pod_ready, "probe_detail": self.probe_detail, "netpol": self.netpol, "stopped": self.stopped,
             "proxy": self.proxy, "state": self.state.to_dict(),
         }
         tmp = self.dir / "record.json.tmp"

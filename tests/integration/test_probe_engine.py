@@ -120,12 +120,19 @@ def test_unrouted_address_says_why(world):
 
 
 @pytest.mark.parametrize("proto", ["TCP", "UDP"])
-def test_silent_address_fails_within_timeout(world, proto):
+def test_silent_address_expected_silent_fails_within_timeout(world, proto):
     t0 = time.monotonic()
-    [r] = run_probes([Probe(ns("a"), NOBODY, TCP, proto)], timeout=0.5)
-    assert not r.ok and r.seen_source is None
+    [r] = run_probes([Probe(ns("a"), NOBODY, TCP, proto)], timeout=0.5, expect=[False])
+    assert not r.ok and r.seen_source is None and r.attempts == 1
     assert "timeout" in r.error or "no route" in r.error
     assert time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.parametrize("proto", ["TCP", "UDP"])
+def test_an_unanswered_probe_is_tried_again_before_the_verdict(world, proto):
+    [r] = run_probes([Probe(ns("a"), NOBODY, TCP, proto)], timeout=0.2, expect=[True])
+    assert not r.ok and r.attempts == 3
+
 
 
 def test_mixed_outcomes_keep_input_order(world):
@@ -159,5 +166,5 @@ def test_missing_interface_has_no_addresses(world):
 def test_missing_namespace_is_named(world):
     with pytest.raises(NetnsError, match=f"{PREFIX}-nope"):
         interface_addresses(f"{PREFIX}-nope", "eth0")
-    with pytest.raises(NetnsError, match=f"{PREFIX}-nope"):
-        run_probes([Probe(f"{PREFIX}-nope", PODS["a"], TCP)])
+    [r] = run_probes([Probe(f"{PREFIX}-nope", PODS["a"], TCP)])  # a verdict with the reason, not a crash
+    assert not r.ok and f"{PREFIX}-nope" in r.error
