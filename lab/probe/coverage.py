@@ -63,7 +63,8 @@ def covering_pairs(sources: Sequence[S], targets: Sequence[D], key_s: Callable[[
     for i in range(max(len(sources), len(targets))):
         s = sources[i % len(sources)]
         d = shuffled[i % len(shuffled)]
-        if key_s(s) == key_d(d) and len(shuffled) > 1:
+        if key_s(s) == key_d(d):  # never itself: cover each of the two with another partner
+            add(sources[(i + 1) % len(sources)], d)
             d = shuffled[(i + 1) % len(shuffled)]
         add(s, d)
     for a in sorted({node_s(s) for s in sources}):
