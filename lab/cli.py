@@ -206,11 +206,28 @@ def cmd_netpol(a) -> int:
     from lab.runtime import record
 
     state = record.find(a.lab).state
-    cases = [(int(p), proto) for p in a.ports.split(",") for proto in a.protocols.split(",")] if a.ports else []
+    try:
+        ports = [int(p) for p in a.ports.split(",") if p.strip()] if a.ports else []
+    except ValueError:
+        raise LabError(f"--ports {a.ports!r}: give comma-separated port numbers, e.g. 80,8080") from None
+    if any(not 0 < p < 65536 for p in ports) or a.attempts < 1:
+        raise LabError("--ports must be 1-65535 and --attempts at least 1")
+    protocols = [p.strip().upper() for p in a.protocols.split(",") if p.strip()] if a.protocols else []
+    bad = [p for p in protocols if p not in ("TCP", "UDP")]
+    if bad:
+        raise LabError(f"--protocols: {', '.join(bad)} is not TCP or UDP")
     t0 = time.monotonic()
-    m = netpol.measure(state, cases, timeout=a.timeout)
-    print(netpol.table(m))
-    print(f"({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    try:
+        m = netpol.measure(state, ports, protocols, timeout=a.timeout, attempts=a.attempts)
+    except netpol.NothingToProbe as e:
+        _err(str(e))
+        return 2
+    if a.output == "json":
+        print(json.dumps({"lab": state.lab, **netpol.as_json(m)}, indent=1))
+    else:
+        print(netpol.table(m))
+    retried = f", {m.retried()} probes retried" if m.retried() else ""
+    print(f"({time.monotonic() - t0:.2f}s{retried})", file=sys.stderr)
     return 1 if m.differences() else 0
 
 
@@ -385,12 +402,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["stop", "start"])
     p.add_argument("name", metavar="NAME")
     lab_opt(p)
-    p = add("netpol", cmd_netpol, "lab netpol matrix: every pod to every pod on every port, observed vs the policies")
+    p = add("netpol", cmd_netpol, "lab netpol matrix: every pod (clients too) to every pod that serves, on the "
+                                  "ports each serves, observed vs the policies")
     p.add_argument("what", choices=["matrix"])
-    p.add_argument("--ports", help="comma-separated ports (default: those every pod serves)")
-    p.add_argument("--protocols", default="TCP,UDP")
+    p.add_argument("--ports", help="comma-separated ports (default: every port some pod serves with netexec; "
+                                   "a destination that does not serve one shows '-', never probed)")
+    p.add_argument("--protocols", help="comma-separated, TCP and/or UDP (default: both)")
     p.add_argument("--timeout", type=float, default=0.5,
-                   help="seconds a probe waits (a dropped connection costs this; default 0.5)")
+                   help="seconds the first try of a probe waits (default 0.5): a denied cell costs this once; "
+                        "a probe that the policies allow is retried with a fresh source port and a wait "
+                        "adapted to the measured round trips, so a loaded machine is not judged as denied")
+    p.add_argument("--attempts", type=int, default=3, help="tries before an unanswered probe is judged (default 3)")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table",
+                   help="json: every cell with src, dst, port, protocol, expected, observed, error, attempts")
     lab_opt(p)
     p = add("get", cmd_get, "show nodes, pods, services or endpointslices, with kubectl's columns")
     p.add_argument("kind", metavar="nodes|pods|svc|endpointslices|routes")
