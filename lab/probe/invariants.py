@@ -7,6 +7,7 @@ lab.probe.coverage.ALL_PAIRS_UP_TO pods every pair is probed, beyond that a cove
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import permutations
 from typing import Mapping, Optional
@@ -200,19 +201,21 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
     asks = services.plan(state, slices, sample=None if cov.all_pairs else cov.seed)
     wanted = {e.probe: e.reply for e in exps if e.probe.port}
     unique = list(wanted)
-    answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
-                         expect=[wanted[p] for p in unique] + [a.reply and not a.may_drop for a in asks])
-    results = dict(zip(unique, answers))
-    missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)
-    pairs = [(e, results.get(e.probe, missing)) for e in exps]
-    outcomes = [judge(e, r) for e, r in pairs]
-    eth0 = interface_addresses_many([(p.netns, "eth0") for p in state.pods if not p.host_network])
-    outcomes += judge_pod_ips(state, {ns: a for (ns, _), a in eth0.items()}, pairs)
-    outcomes += services.judge(state, asks, answers[len(unique):])
-    if pod_ready is not None:
-        outcomes += services.unready(state, slices, pod_ready, probe_detail or {})
-    if state.services:
-        outcomes += services.clusterip_virtual(state)
-    outcomes += dns.run(state, slices)
+    # Pings of ClusterIPs and DNS lookups wait on other processes: they run beside the probes.
+    with ThreadPoolExecutor(2) as pool:
+        virtual = pool.submit(services.clusterip_virtual, state) if state.services else None
+        names = pool.submit(dns.run, state, slices)
+        answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
+                             expect=[wanted[p] for p in unique] + [a.reply and not a.may_drop for a in asks])
+        results = dict(zip(unique, answers))
+        missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)
+        pairs = [(e, results.get(e.probe, missing)) for e in exps]
+        outcomes = [judge(e, r) for e, r in pairs]
+        eth0 = interface_addresses_many([(p.netns, "eth0") for p in state.pods if not p.host_network])
+        outcomes += judge_pod_ips(state, {ns: a for (ns, _), a in eth0.items()}, pairs)
+        outcomes += services.judge(state, asks, answers[len(unique):])
+        if pod_ready is not None:
+            outcomes += services.unready(state, slices, pod_ready, probe_detail or {})
+        outcomes += (virtual.result() if virtual else []) + names.result()
     order = list(INVARIANTS)
     return sorted(outcomes, key=lambda o: order.index(o.check))
