@@ -19,6 +19,7 @@ bench: install
 	.venv/bin/python bench/lab_lifecycle.py
 	.venv/bin/python bench/kube_proxy.py
 	.venv/bin/python bench/dns_ready.py
-	.venv/bin/python bench/netpol.py
+	.venv/bin/python bench/netpol.py --loop 20 --with-load
 	.venv/bin/python bench/bgp.py
 	.venv/bin/python bench/fabric.py
+	.venv/bin/python bench/check_scale.py

@@ -12,10 +12,10 @@ import tempfile
 import time
 
 import yaml
-from common import median, table
+from common import median, own_lab_in_process, table
 
 from lab.routing import frr
-from lab.runtime import lifecycle, nodes, record
+from lab.runtime import nodes, record
 
 
 def topology(n: int, reflector: bool) -> dict:
@@ -46,16 +46,14 @@ def one_round(n: int, reflector: bool) -> tuple[float, float, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
         yaml.safe_dump(doc, f)
         f.flush()
-        lifecycle.up(f.name, progress=progress)
-    try:
-        rec = record.load(doc["name"])
-        deadline = time.monotonic() + 20
-        while not frr.bfd_all_up(rec.state, rec) and time.monotonic() < deadline:
-            time.sleep(0.1)  # steady state: BFD comes up a second or two after BGP
-        withdraw = nodes.set_state(doc["name"], "worker1", up=False)
-        relearn = nodes.set_state(doc["name"], "worker1", up=True)
-    finally:
-        lifecycle.teardown(record.load(doc["name"]))
+        with own_lab_in_process(f.name, progress) as lab:  # torn down (this lab only) on the way out
+            state = lab.state
+            rec = record.load(state.lab)
+            deadline = time.monotonic() + 20
+            while not frr.bfd_all_up(rec.state, rec) and time.monotonic() < deadline:
+                time.sleep(0.1)  # steady state: BFD comes up a second or two after BGP
+            withdraw = nodes.set_state(state.lab, "worker1", up=False)
+            relearn = nodes.set_state(state.lab, "worker1", up=True)
     return marks["converged"] - marks["frr started"], withdraw, relearn
 
 

@@ -17,11 +17,10 @@ import threading
 import time
 from pathlib import Path
 
-from common import median, table
+from common import median, own_lab_in_process, table
 
 from lab.controlplane.plan import plan
 from lab.dns.records import dns_ip
-from lab.runtime import lifecycle, record
 from lab.runtime.netns import in_netns
 from lab.topology.load import load_topology
 
@@ -49,9 +48,12 @@ def one_round() -> tuple[float, float]:
     names = [f"{s.name}.{s.namespace}.svc.{state.dns_domain}" for s in state.services]
     client = next(p for p in state.pods if p.namespace == "default")
     marks: dict[str, float] = {}
+    stop = threading.Event()  # set when `lab up` has returned or failed: the watcher never outlives it
 
     def watch() -> None:
         while "pods" not in marks:
+            if stop.is_set():
+                return
             time.sleep(0.001)
         pending = set(names)
         while pending and time.monotonic() - marks["pods"] < 10:
@@ -64,11 +66,16 @@ def one_round() -> tuple[float, float]:
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    t0 = time.monotonic()
-    lifecycle.up(TOPOLOGY, progress=progress)
-    up = time.monotonic() - t0
-    watcher.join()
-    lifecycle.teardown(record.load(state.lab))
+    try:
+        with own_lab_in_process(TOPOLOGY, progress) as lab:  # torn down (this lab only) on the way out
+            up = lab.up_seconds
+            stop.set()
+            watcher.join()
+    finally:
+        stop.set()
+        watcher.join()
+    if "dns" not in marks:
+        raise SystemExit("the pods phase of lab up was never reported: no DNS figure")
     return marks["dns"] - marks["pods"], up
 
 

@@ -1,6 +1,7 @@
 """network: cloud-routes figures: how long after the OVS switch is handed to the controller every
 podCIDR has its flow (3 and 10 nodes), and how many flows the fabric holds. Needs OVS running
-(the benchmark starts it with ovs-ctl if it is not, and stops it again).
+(the benchmark starts it with ovs-ctl if it is not, and stops it again unless another lab uses it
+by then).
 
     sudo .venv/bin/python bench/fabric.py [--rounds N]
 """
@@ -10,13 +11,13 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 
 import yaml
-from common import median, table
+from common import median, own_lab_in_process, table
 
+from lab.errors import LabError
 from lab.routing import fabric_runtime
-from lab.runtime import lifecycle, record
+from lab.runtime import record
 
 CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
 
@@ -43,14 +44,22 @@ def one_round(n: int) -> tuple[float, float, int]:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
         yaml.safe_dump(doc, f)
         f.flush()
-        t0 = time.monotonic()
-        lifecycle.up(f.name, progress=progress)
-        up = time.monotonic() - t0
-    try:
-        count = len(fabric_runtime.dump(record.load(doc["name"]).state))
-    finally:
-        lifecycle.teardown(record.load(doc["name"]))
+        with own_lab_in_process(f.name, progress) as lab:  # torn down (this lab only) on the way out
+            up = lab.up_seconds
+            count = len(fabric_runtime.dump(lab.state))
     return marks["fabric"], up, count
+
+
+def ovs_labs() -> list[str]:
+    """Other labs on this machine whose underlay is an OVS switch: OVS must keep running for them."""
+    out = []
+    for name in record.names():
+        try:
+            if record.load(name).state.switch == "ovs":
+                out.append(name)
+        except LabError:
+            out.append(name)  # a damaged record: assume it needs OVS
+    return out
 
 
 def main() -> int:
@@ -69,7 +78,10 @@ def main() -> int:
                      (f"{n} nodes: lab up (in process), ready for traffic", median([r[1] for r in runs]), ""),
                      (f"{n} nodes: flows in the fabric (one per podCIDR + ARP + NORMAL)", float(runs[0][2]), "")]
     finally:
-        if started:
+        users = ovs_labs()
+        if started and users:
+            print(f"OVS left running: lab(s) {', '.join(users)} use it", file=sys.stderr)
+        elif started:
             subprocess.run([CTL, "stop"], capture_output=True)
     print(f"network: cloud-routes, OVS userspace datapath, os-ken controller; {a.rounds} rounds, medians\n")
     print(table(rows))
