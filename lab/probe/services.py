@@ -35,7 +35,7 @@ CHECKS = {
 HOST_PORT = 8080   # every plain host runs netexec there (lab.node.containers.HOST_PORT)
 SAMPLES = 24       # connections per Service port and endpoint, spread over the clients
 SAMPLED_SHARE = 25  # in a sampled check, connections per Service port stop growing past this many endpoints
-EVERY_ENDPOINT_AT = 20  # connections per endpoint from which every endpoint must be hit (P(miss) ~ n·e^-20)
+ALPHA = 1e-6       # the chance that a fair spread fails service-spread, whatever the number of endpoints
 
 
 @dataclass(frozen=True)
@@ -323,29 +323,51 @@ def _judge_group(check: str, group: str, pairs, node_ips: dict[str, str]) -> lis
     return out
 
 
-def _spread(group: str, counts: Counter, allowed: set, where: dict) -> Outcome:
-    """None far from its fair share (4 standard deviations of a binomial), and every endpoint hit
-    once there are EVERY_ENDPOINT_AT connections per endpoint; with fewer (a sampled check of a big
-    Service) as many endpoints hit as random picks give, within 4 standard deviations."""
-    total, n = sum(counts.values()), max(1, len(allowed))
+def _binomial_bounds(total: int, n: int) -> tuple[int, int]:
+    """(low, high): an endpoint picked at most `low` or at least `high` times out of `total` uniform
+    picks among n is implausible even counting all n endpoints (n x tail probability < ALPHA)."""
     p = 1 / n
-    sigma = math.sqrt(total * p * (1 - p)) or 1
-    odd = [k for k in allowed if abs(counts.get(k, 0) - total * p) > 4 * sigma + 1]
-    if total >= EVERY_ENDPOINT_AT * n:
-        missing = sorted(allowed - set(counts))
-        passed = not missing and not odd
-        note = f"; never hit: {', '.join(missing)}" if missing else ""
-        expected = f"every endpoint about {total * p:.0f} of {total}"
-    else:
-        hit = len(set(counts) & allowed)
-        miss = (1 - p) ** total  # chance that one given endpoint is never picked
-        mean = n * (1 - miss)
-        var = n * miss + n * (n - 1) * (1 - 2 * p) ** total - (n * miss) ** 2
-        passed = hit >= mean - 4 * math.sqrt(max(var, 0.0)) - 1 and not odd
-        note = f"; {hit} of {n} endpoints hit"
-        expected = f"about {mean:.0f} of {n} endpoints hit in {total} random picks, none far above {total * p:.1f}"
-    if odd:
-        note += f"; implausible: {', '.join(sorted(odd))}"
+
+    def pmf(k: int) -> float:
+        if p == 1:
+            return 1.0 if k == total else 0.0
+        return math.exp(math.lgamma(total + 1) - math.lgamma(k + 1) - math.lgamma(total - k + 1)
+                        + k * math.log(p) + (total - k) * math.log(1 - p))
+
+    low, tail = -1, 0.0
+    while low < total and n * (tail + pmf(low + 1)) < ALPHA:
+        low += 1
+        tail += pmf(low)
+    high, tail = total + 1, 0.0
+    while high > 0 and n * (tail + pmf(high - 1)) < ALPHA:
+        high -= 1
+        tail += pmf(high)
+    return low, high
+
+
+def _spread(group: str, counts: Counter, allowed: set, where: dict) -> Outcome:
+    """kube-proxy picks endpoints at random: fail only on counts that uniform picks would not give,
+    with the exact binomial tails corrected for the number of endpoints (a 1000-endpoint Service
+    must not fail by chance). A sampled check of a big Service has too few connections to expect
+    every endpoint; there, as many endpoints must be hit as random picks give."""
+    total, n = sum(counts.values()), max(1, len(allowed))
+    low, high = _binomial_bounds(total, n)
+    odd = sorted(k for k in allowed if not low < counts.get(k, 0) < high)
+    hit = len(set(counts) & allowed)
+    miss = (1 - 1 / n) ** total  # chance that one given endpoint is never picked
+    mean = n * (1 - miss)
+    var = n * miss + n * (n - 1) * (1 - 2 / n) ** total - (n * miss) ** 2
+    few = hit < mean - 4 * math.sqrt(max(var, 0.0)) - 1
+    passed = not odd and not few
+    expected = f"every endpoint about {total / n:.0f} of {total} ({low + 1} to {high - 1})" if low >= 0 else \
+        f"about {mean:.0f} of {n} endpoints hit in {total} random picks, none more than {high - 1} times"
+    never = [k for k in odd if not counts.get(k)]
+    skewed = [k for k in odd if counts.get(k)]
+    note = f"; {hit} of {n} endpoints hit" if hit < n and not never else ""
+    if never:
+        note += f"; never hit: {', '.join(never[:10])}"
+    if skewed:
+        note += f"; implausible: {', '.join(f'{k}={counts[k]}' for k in skewed[:10])}"
     return Outcome("service-spread", f"{group} over {n} endpoints", passed, expected,
                    _counts(counts, 12) + note, **where)
 
