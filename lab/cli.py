@@ -107,9 +107,10 @@ def cmd_get(a) -> int:
     state = rec.state
     kind = KINDS.get(a.kind, a.kind)
     if kind == "routes" and a.name == "fabric":
+        from lab import routing
         from lab.routing import fabric, fabric_runtime
 
-        if state.network != "cloud-routes":
+        if routing.backend(state) is not fabric.BACKEND:
             raise LabError(f"lab {state.lab} has no fabric (network: {state.network})")
         table = fabric.routes(state, fabric_runtime.port_names(state, rec))
         print(views.render_table(["DESTINATION", "NODE", "NEXT HOP MAC", "SWITCH PORT"],

@@ -30,6 +30,7 @@ from __future__ import annotations
 from ipaddress import ip_address, ip_network
 from typing import Iterable, Optional, Sequence, Union
 
+from lab import routing
 from lab.controlplane.state import (
     ClusterState, PeerState, PodState, PolicyPortState, PolicyState, RuleState, SelectorState,
 )
@@ -123,20 +124,16 @@ def isolated(state: ClusterState, pod: PodState, direction: str) -> bool:
 
 
 def node_addresses(state: ClusterState, node: str) -> frozenset[str]:
-    """The addresses traffic from/to the node itself carries: underlay IP, pod gateway, flannel.1 (vxlan)."""
-    n = state.node(node)
-    vtep = {str(ip_network(n.pod_cidr, strict=False).network_address)} if state.network == "vxlan" else set()
-    return frozenset({n.ip, n.gateway, *vtep})
+    """The addresses traffic from/to the node itself carries (the pod network's backend says)."""
+    return routing.backend(state).node_addresses(state, node)
 
 
 def sending_address(state: ClusterState, node: str, dst: Endpoint) -> str:
     """The source address traffic from a node (itself, a hostNetwork pod on it, or what it SNATs)
     carries towards `dst`: its underlay IP; with vxlan, towards another node's pod, flannel.1's
     (the podCIDR's network address)."""
-    n = state.node(node)
-    if state.network == "vxlan" and isinstance(dst, PodState) and not dst.host_network and dst.node != node:
-        return str(ip_network(n.pod_cidr, strict=False).network_address)
-    return n.ip
+    pod = dst.node if isinstance(dst, PodState) and not dst.host_network else None
+    return routing.backend(state).sending_address(state, node, pod)
 
 
 def resolve(state: ClusterState, endpoint: Endpoint) -> tuple[Optional[PodState], str]:

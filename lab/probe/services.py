@@ -236,13 +236,8 @@ def _node_port(state, svc, port, slices, pods) -> list[Ask]:
 
 
 def node_addresses(state: ClusterState) -> dict[str, str]:
-    """Every address a node may masquerade to, -> the node: its underlay IP, and the pod-network
-    side (cni0 / ptp veths hold the gateway, flannel.1 the podCIDR's network address)."""
-    out = {}
-    for n in state.nodes:
-        for addr in (n.ip, n.gateway, n.pod_cidr.split("/")[0]):
-            out[addr] = n.name
-    return out
+    """Every address a node may masquerade to, -> the node (one definition: lab.policy.model)."""
+    return {addr: n.name for n in state.nodes for addr in policy.node_addresses(state, n.name)}
 
 
 def judge(state: ClusterState, asks: Sequence[Ask], results: Sequence[ProbeResult]) -> list[Outcome]:

@@ -11,6 +11,7 @@ stopped node's routes are withdrawn in well under a second."""
 from __future__ import annotations
 
 from lab.controlplane.state import ClusterState, NodeState
+from lab.routing import Backend
 from lab.routing.ops import NetOps
 
 
@@ -21,6 +22,7 @@ def render(state: ClusterState, node: NodeState) -> NetOps:
 
 
 BLACKHOLE_METRIC = 1000
+BACKEND = Backend("bgp", render, withdraws=True)
 
 
 def speakers(state: ClusterState) -> list[tuple[str, str, str]]:

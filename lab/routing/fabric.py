@@ -11,9 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.controlplane import naming
-from lab.controlplane.state import ClusterState
+from lab.controlplane.state import ClusterState, NodeState
+from lab.routing import Backend
+from lab.routing.ops import NetOps
 
 GATEWAY_MAC = "0e:fa:b1:1c:00:01"  # the fabric's answer to "who has <underlay .1>?"
+
+
+def render(state: ClusterState, node: NodeState) -> NetOps:
+    """Nothing in the nodes: the fabric routes, nodes keep their default route."""
+    return NetOps()
+
+
+BACKEND = Backend("cloud-routes", render)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ Needs every node on one L2 segment, which the underlay switch gives."""
 from __future__ import annotations
 
 from lab.controlplane.state import ClusterState, NodeState
+from lab.routing import Backend
 from lab.routing.ops import NetOps
 
 
@@ -11,3 +12,6 @@ def render(state: ClusterState, node: NodeState) -> NetOps:
         f"route replace {peer.pod_cidr} via {peer.ip} dev eth0"
         for peer in state.nodes if peer.name != node.name
     ))
+
+
+BACKEND = Backend("host-gw", render)

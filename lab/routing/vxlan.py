@@ -5,7 +5,9 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from lab.controlplane.state import ClusterState, NodeState
+from lab.routing import Backend
 from lab.routing.ops import NetOps
+from lab.topology.constants import VXLAN_OVERHEAD
 
 VNI = 1
 PORT = 8472
@@ -17,7 +19,7 @@ def render(state: ClusterState, node: NodeState) -> NetOps:
     lines = [
         f"link add {DEVICE} address {node.vtep_mac} type vxlan id {VNI} local {node.ip} dev eth0 "
         f"dstport {PORT} nolearning",
-        f"link set {DEVICE} mtu {state.underlay_mtu - 50} up",
+        f"link set {DEVICE} mtu {state.underlay_mtu - VXLAN_OVERHEAD} up",
         f"addr add {own}/32 dev {DEVICE}",
     ]
     fdb = []
@@ -31,3 +33,6 @@ def render(state: ClusterState, node: NodeState) -> NetOps:
         ]
         fdb.append(f"fdb append {peer.vtep_mac} dev {DEVICE} dst {peer.ip}")
     return NetOps(ip=tuple(lines), bridge=tuple(fdb))
+
+
+BACKEND = Backend("vxlan", render, tunnel=True)

@@ -16,8 +16,7 @@ from lab.controlplane.state import ClusterState
 from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.node import pods, prober, processes, underlay
-from lab.routing import fabric_runtime as fabric
-from lab.routing import frr
+from lab.routing import runtimes
 from lab.runtime import record as records
 from lab.runtime.execs import ip_batch, run
 from lab.runtime.record import LabRecord
@@ -86,6 +85,7 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
     preflight(state)
     rec = LabRecord.create(state)
     save_topology(rec, topo)
+    daemons = runtimes.of(state.network)
     try:
         with _interrupts_raise():
             with _phase(f"underlay: {len(state.nodes)} nodes, {len(state.hosts)} hosts on {state.switch}", progress):
@@ -97,11 +97,8 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                     ip_batch(list(ops.ip), netns=node.netns)
                     if ops.bridge:
                         run(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
-                if state.network == "bgp":
-                    frr.check_config(state)
-                    frr.start(state, rec)  # converges while the pods are being wired
-                if state.network == "cloud-routes":
-                    fabric.start(state, rec)
+                if daemons:
+                    daemons.start(state, rec)  # converges while the pods are being wired
             if state.dns_domain:
                 dns.write_records(state, endpoint_slices(state, initial_readiness(state)), rec)
                 dns.write_resolv_confs(state, rec)
@@ -110,12 +107,9 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)
-            if state.network == "bgp":
-                with _phase("BGP converged: every node has a route to every podCIDR", progress):
-                    frr.wait_converged(state)
-            if state.network == "cloud-routes":
-                with _phase("fabric: the controller installed a route per podCIDR", progress):
-                    fabric.wait_ready(state)
+            if daemons:
+                with _phase(daemons.ready, progress):
+                    daemons.wait_ready(state)
             with _phase(f"kube-proxy ({state.proxy}): {len(state.services)} services, egress NAT, "
                         f"{len(state.policies)} network policies", progress):
                 _services(state, rec)
@@ -174,7 +168,9 @@ def teardown(rec: LabRecord) -> list[str]:
     rec.save()
     if rec.agent:
         _stop_agent(rec)
-    fabric.stop(rec)
+    daemons = runtimes.of(rec.state.network)
+    if daemons:
+        daemons.stop(rec)
     pids = processes.owned_pids(rec.netns, rec.shells, rec.pids.values())
     processes.signal_all(pids, signal.SIGTERM)
     errors = pods.delete(rec.state, rec)  # CNI DEL runs while the processes exit

@@ -30,8 +30,8 @@ def _routes_to(state: ClusterState, cidr: str, exclude: str) -> dict[str, bool]:
 
 
 def _wait(state: ClusterState, cidr: str, exclude: str, present: bool) -> Optional[float]:
-    if state.network != "bgp":
-        return None  # static routes (host-gw, vxlan) stay: nothing withdraws them
+    if not routing.backend(state).withdraws:
+        return None  # static routes (host-gw, vxlan, the fabric's) stay: nothing withdraws them
     t0 = time.monotonic()
     while time.monotonic() - t0 < TIMEOUT:
         if all(v == present for v in _routes_to(state, cidr, exclude).values()):

@@ -10,6 +10,7 @@ from ipaddress import IPv4Network
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from lab.topology.constants import VXLAN_OVERHEAD
 
 # Kubernetes' own name rules (apimachinery validation): DNS-1123 labels and subdomains.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -325,4 +326,4 @@ class Topology(Strict):
     def pod_mtu(self) -> int:
         if self.cluster.mtu is not None:
             return self.cluster.mtu
-        return self.underlay.mtu - (50 if self.cluster.network == "vxlan" else 0)
+        return self.underlay.mtu - (VXLAN_OVERHEAD if self.cluster.network == "vxlan" else 0)

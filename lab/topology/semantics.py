@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from typing import Optional
 
 from lab.errors import Diagnostic
+from lab.topology.constants import VXLAN_OVERHEAD
 from lab.topology.model import DNS_SUBDOMAIN, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service, Topology
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
@@ -122,11 +123,11 @@ def _address_plan(ctx: _Context) -> None:
                   "broadcast and first address (reserved for the gateway) are not given to machines")
 
     mtu = t.cluster.mtu
-    if mtu is not None and t.cluster.network == "vxlan" and mtu > t.underlay.mtu - 50:
+    if mtu is not None and t.cluster.network == "vxlan" and mtu > t.underlay.mtu - VXLAN_OVERHEAD:
         ctx.error(("cluster", "mtu"),
-                  f"pod MTU {mtu} does not fit the vxlan overlay: underlay MTU {t.underlay.mtu} - 50 bytes "
-                  f"of VXLAN headers = {t.underlay.mtu - 50}",
-                  f"use mtu {t.underlay.mtu - 50} or less, or leave it out (the default fits); larger pod "
+                  f"pod MTU {mtu} does not fit the vxlan overlay: underlay MTU {t.underlay.mtu} - {VXLAN_OVERHEAD} bytes "
+                  f"of VXLAN headers = {t.underlay.mtu - VXLAN_OVERHEAD}",
+                  f"use mtu {t.underlay.mtu - VXLAN_OVERHEAD} or less, or leave it out (the default fits); larger pod "
                   "packets would need fragmentation, which breaks TCP when ICMP frag-needed is dropped")
     elif mtu is not None and mtu > t.underlay.mtu:
         ctx.error(("cluster", "mtu"), f"pod MTU {mtu} is larger than the underlay MTU {t.underlay.mtu}",

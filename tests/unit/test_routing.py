@@ -144,3 +144,43 @@ def test_unsupported_network_raises_valueerror(bad):
     state = replace(state_of("vxlan"), network=bad)
     with pytest.raises(ValueError, match=f"network {bad!r} is not supported; supported: host-gw, vxlan"):
         routing.render(state, state.nodes[0])
+
+
+# --- the backend registry ---
+
+def test_every_network_of_the_schema_has_a_backend():
+    from typing import get_args
+
+    from lab import routing
+    from lab.topology.model import ClusterSpec
+
+    assert set(get_args(ClusterSpec.model_fields["network"].annotation)) == set(routing.BACKENDS)
+
+
+@pytest.mark.parametrize("network,tunnel", [("vxlan", True), ("host-gw", False), ("bgp", False)])
+def test_a_nodes_own_addresses_come_from_its_backend(network, tunnel):
+    from lab import routing
+
+    st = shipped_state("vxlan", network=network)
+    n = st.nodes[1]
+    addrs = routing.backend(st).node_addresses(st, n.name)
+    assert {n.ip, n.gateway} <= addrs and (n.pod_cidr.split("/")[0] in addrs) == tunnel
+    other = st.nodes[2].name
+    sent = routing.backend(st).sending_address(st, n.name, other)
+    assert sent == (n.pod_cidr.split("/")[0] if tunnel else n.ip)
+    assert routing.backend(st).sending_address(st, n.name, n.name) == n.ip
+
+
+def test_only_dynamic_routing_withdraws_a_stopped_node():
+    from lab import routing
+
+    assert [b.name for b in routing.BACKENDS.values() if b.withdraws] == ["bgp"]
+
+
+def test_an_unknown_network_names_the_supported_ones():
+    from dataclasses import replace
+
+    from lab import routing
+
+    with pytest.raises(ValueError, match="supported: host-gw, vxlan, bgp, cloud-routes"):
+        routing.backend(replace(shipped_state("vxlan"), network="geneve"))
