@@ -15,7 +15,8 @@ import yaml
 from common import median, own_lab_in_process, table
 
 from lab.routing import frr
-from lab.runtime import nodes, record
+from lab.host import record
+from lab.runtime import nodes
 
 
 def topology(n: int, reflector: bool) -> dict:

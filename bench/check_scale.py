@@ -131,7 +131,7 @@ def baseline(name: str) -> Baseline:
     every other, through the lab's own probe engine, in this process: what probing costs without
     the CLI, the planning of checks and the verdicts."""
     from lab.probe.engine import Probe, run_probes
-    from lab.runtime import record
+    from lab.host import record
 
     pods = [p for p in record.find(name).state.pods
             if p.owner == "Deployment/web" and not p.host_network and p.probe_port()]

@@ -71,7 +71,7 @@ def renamed(topology: str, name: str, folder: str) -> str:
 def _created(name: str) -> Optional[float]:
     """When the lab `name` on this machine was created (its record's timestamp), or None if there
     is no such lab. Two labs of one name, one after the other, never share it."""
-    from lab.runtime import record
+    from lab.host import record
 
     try:
         return json.loads((record.RUN_ROOT / name / "record.json").read_text())["created"]
@@ -152,7 +152,8 @@ def own_lab_in_process(topology: str, progress: Optional[Callable[[str, float], 
     """lifecycle.up in this process (for benchmarks that watch its phases); lifecycle.teardown on
     exit, even on an error, of this lab only. If the name is taken, up refuses before building
     anything, and nothing is removed; a failed up rolls itself back."""
-    from lab.runtime import lifecycle, record
+    from lab.host import record
+    from lab.runtime import lifecycle
 
     t0 = time.monotonic()
     state = lifecycle.up(topology, **({"progress": progress} if progress else {}))

@@ -21,7 +21,7 @@ from common import median, own_lab_in_process, table
 
 from lab.controlplane.plan import plan
 from lab.dns.records import dns_ip
-from lab.runtime.netns import in_netns
+from lab.host.netns import in_netns
 from lab.topology.load import load_topology
 
 TOPOLOGY = str(Path(__file__).resolve().parent / "topology-30-dns.yaml")

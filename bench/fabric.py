@@ -17,7 +17,7 @@ from common import median, own_lab_in_process, table
 
 from lab.errors import LabError
 from lab.routing import fabric_runtime
-from lab.runtime import record
+from lab.host import record
 
 CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
 

@@ -21,8 +21,8 @@ from lab.controlplane.state import (
     ClusterState, EndpointPortState, EndpointSliceState, EndpointState, ServicePortState, ServiceState,
 )
 from lab.kube_proxy import chains, iptables, nftables
-from lab.runtime.execs import ip_batch
-from lab.runtime.netns import in_netns
+from lab.host import ip_batch
+from lab.host.netns import in_netns
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests.unit.golden import shipped_state  # noqa: E402  (the shipped services.yaml, planned)

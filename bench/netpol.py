@@ -29,8 +29,8 @@ from common import LAB, ROOT, OwnLab, lab_name, median, renamed, table, timed
 
 from lab.controlplane.state import PolicyPortState, PolicyState, RuleState, PeerState, SelectorState
 from lab.policy import iptables as rules
-from lab.runtime.execs import ip_batch
-from lab.runtime.netns import in_netns
+from lab.host import ip_batch
+from lab.host.netns import in_netns
 
 sys.path.insert(0, str(ROOT))
 from tests.unit.golden import shipped_state  # noqa: E402  (the shipped netpol.yaml, planned)

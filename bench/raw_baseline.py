@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lab.cni import config, libcni
 from lab.controlplane.state import ClusterState
-from lab.runtime.execs import ip_batch, netns_path
+from lab.host import ip_batch, netns_path
 
 PREFIX = f"rawb{os.getpid()}"
 

@@ -55,7 +55,8 @@ def cmd_up(a) -> int:
 
 
 def cmd_down(a) -> int:
-    from lab.runtime import lifecycle, record
+    from lab.host import record
+    from lab.runtime import lifecycle
 
     rec = record.find(a.name)
     t0 = time.monotonic()
@@ -75,7 +76,7 @@ def cmd_clean(a) -> int:
 
 
 def cmd_list(a) -> int:
-    from lab.runtime import record
+    from lab.host import record
     from lab.views import age, render_table
 
     rows = []
@@ -99,7 +100,7 @@ def _alive(rec):
 
 def cmd_get(a) -> int:
     from lab import views
-    from lab.runtime import record
+    from lab.host import record
 
     from lab.controlplane.endpoints import endpoint_slices
 
@@ -119,7 +120,11 @@ def cmd_get(a) -> int:
         print("\nflows in the switch now:\n" + "\n".join(fabric_runtime.dump(state)))
         return 0
     if kind == "routes":
-        print(views.render_table(*views.route_rows(state, a.name)))
+        from lab import host
+
+        routes = {n.name: json.loads(host.output(["ip", "-n", n.netns, "-j", "route"]) or "[]")
+                  for n in state.nodes if a.name in (None, n.name)}
+        print(views.render_table(*views.route_rows(state, routes)))
         return 0
     if kind not in KINDS.values():
         raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods, services, endpointslices, routes")
@@ -204,7 +209,7 @@ def cmd_node(a) -> int:
 
 def cmd_netpol(a) -> int:
     from lab.probe import netpol
-    from lab.runtime import record
+    from lab.host import record
 
     state = record.find(a.lab).state
     try:
@@ -234,7 +239,7 @@ def cmd_netpol(a) -> int:
 
 def cmd_dns(a) -> int:
     from lab.dns import queries
-    from lab.runtime import record
+    from lab.host import record
 
     rec = record.find(a.lab)
     if not rec.state.dns_domain:
@@ -284,7 +289,7 @@ def _no(target: str, state, namespace: str = "default"):
 
 def cmd_exec(a) -> int:
     from lab.routing import frr
-    from lab.runtime import record
+    from lab.host import record
 
     if not a.command:
         raise LabError("say what to run after --, e.g. lab exec POD -- ip addr")
@@ -318,14 +323,15 @@ def _check(rec, a) -> int:
 
 
 def cmd_check(a) -> int:
-    from lab.runtime import record
+    from lab.host import record
 
     return _check(record.find(a.lab), a)
 
 
 def cmd_run(a) -> int:
     """up → check → down, for CI: the exit code says whether every check passed."""
-    from lab.runtime import lifecycle, record
+    from lab.host import record
+    from lab.runtime import lifecycle
 
     from lab import views
 
@@ -349,7 +355,7 @@ def cmd_run(a) -> int:
 
 def cmd_logs(a) -> int:
     from lab.node.containers import log_path
-    from lab.runtime import record
+    from lab.host import record
 
     rec = record.find(a.lab)
     for p in rec.state.pods:

@@ -190,22 +190,17 @@ def endpointslice_object(sl: EndpointSliceState) -> dict:
     }
 
 
-def route_rows(state: ClusterState, only: Optional[str] = None):
-    """Each node's routes to pod addresses (read from its kernel) and who put them there:
-    kernel (a connected bridge), bgp (learned from a peer), boot (host-gw, vxlan), or a CNI's
-    /32 to a pod veth (ptp)."""
+def route_rows(state: ClusterState, routes: dict[str, list[dict]]):
+    """Each node's routes to pod addresses (`ip -j route` of each node in `routes`) and who put
+    them there: kernel (a connected bridge), bgp (learned from a peer), boot (host-gw, vxlan), or a
+    CNI's /32 to a pod veth (ptp)."""
     import ipaddress
-    import json as _json
-    import subprocess
 
     pods_net = ipaddress.ip_network(state.pod_cidr)
     header = ["NODE", "DESTINATION", "VIA", "DEV", "SOURCE"]
     rows = []
     for node in state.nodes:
-        if only and node.name != only:
-            continue
-        out = subprocess.run(["ip", "-n", node.netns, "-j", "route"], capture_output=True, text=True, check=True).stdout
-        for r in _json.loads(out or "[]"):
+        for r in routes.get(node.name, ()):
             dst = r.get("dst", "")
             net = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False) if dst != "default" else None
             if net is None or not net.subnet_of(pods_net):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from lab.errors import LabError
-from lab.runtime.netns import in_netns
+from lab import host
 
 PLUGIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 
@@ -50,14 +49,13 @@ def _exec(plugin: str, command: str, conf: dict, att: Attachment) -> Optional[di
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     }
     argv = [find_plugin(plugin)]
-    proc = in_netns(att.node_netns, lambda: subprocess.run(
-        argv, input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=30))
-    if proc.returncode != 0:
+    proc = host.run(argv, netns=att.node_netns, input=json.dumps(conf).encode(), env=env, timeout=30, check=False)
+    if not proc.ok:
         try:
             err = json.loads(proc.stdout)
             detail = f"{err.get('msg', '')} {err.get('details', '')}".strip()
         except ValueError:
-            detail = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+            detail = (proc.stdout + proc.stderr).strip() or (f"timed out after 30s" if proc.code is None else "")
         raise PluginError(f"CNI {plugin} {command} for {att.container_id}/{att.ifname} failed: {detail}")
     out = proc.stdout.strip()
     return json.loads(out) if out else None

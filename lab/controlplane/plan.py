@@ -89,7 +89,7 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
 
 def _own_resolver(spec: PodSpec, topo: Topology) -> bool:
     """A hostNetwork pod with dnsPolicy ClusterFirstWithHostNet needs its own resolv.conf in its
-    node's network namespace: it gets a second name for that namespace (see runtime.netns.alias)."""
+    node's network namespace: it gets a second name for that namespace (see host.netns.alias)."""
     return spec.hostNetwork and spec.dnsPolicy == "ClusterFirstWithHostNet" and topo.cluster.dns.enabled
 
 

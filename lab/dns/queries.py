@@ -4,13 +4,13 @@ visible: a short external name walks the whole search list before it is tried as
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 
 from lab.controlplane.state import PodState
 from lab.dns import runtime as dns_runtime
-from lab.runtime.record import LabRecord
+from lab import host
+from lab.host.record import LabRecord
 
 _QUERY = re.compile(r"query\[(\w+)\] (\S+) from (\S+)$")
 _ANSWER = re.compile(r"(?:reply|config|/\S+) (\S+) is (.+)$")
@@ -30,8 +30,7 @@ def lookup(record: LabRecord, pod: PodState, name: str) -> Lookup:
     else:
         log = dns_runtime.paths(record)["log"]
     start = log.stat().st_size if log.exists() else 0
-    proc = subprocess.run(["ip", "netns", "exec", pod.netns, "getent", "ahosts", name],
-                          capture_output=True, text=True, timeout=30)
+    proc = host.run(["ip", "netns", "exec", pod.netns, "getent", "ahosts", name], timeout=30, check=False)
     time.sleep(0.05)  # dnsmasq writes its log lines just after answering
     with open(log) as f:
         f.seek(start)

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Sequence
@@ -15,9 +14,9 @@ from typing import Sequence
 from lab.controlplane.state import ClusterState, EndpointSliceState
 from lab.dns import records
 from lab.node import processes
-from lab.runtime.execs import ip_batch
-from lab.runtime.netns import in_netns
-from lab.runtime.record import LabRecord
+from lab import host
+from lab.host import ip_batch, spawn
+from lab.host.record import LabRecord
 
 ETC_NETNS = Path("/etc/netns")
 IMAGE = "kube-dns"
@@ -38,13 +37,11 @@ def start_upstream(state: ClusterState, record: LabRecord) -> None:
     up = records.upstream(state)
     if not up:
         return
-    host = state.hosts[0]
+    server = state.hosts[0]
     conf = record.subdir("dns") / "upstream.conf"
     conf.write_text(records.upstream_config(state, str(record.dir / "dns" / "upstream.log")))
-    with open(record.subdir("logs") / f"host_{host.name}_dns.log", "wb") as out:
-        record.pids[f"host/{host.name}/dns"] = subprocess.Popen(
-            ["ip", "netns", "exec", host.netns, "dnsmasq", f"--conf-file={conf}"], stdin=subprocess.DEVNULL,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True).pid
+    record.pids[f"host/{server.name}/dns"] = spawn(["ip", "netns", "exec", server.netns, "dnsmasq", f"--conf-file={conf}"],
+                                                 log=record.subdir("logs") / f"host_{server.name}_dns.log").pid
 
 
 def start_node_caches(state: ClusterState, record: LabRecord) -> None:
@@ -56,10 +53,9 @@ def start_node_caches(state: ClusterState, record: LabRecord) -> None:
         ip_batch([f"addr add {records.NODE_LOCAL_IP}/32 dev lo"], netns=node.netns)
         conf = record.subdir("dns") / f"node-cache-{node.name}.conf"
         conf.write_text(records.node_cache_config(state, str(record.dir / "dns" / f"node-cache-{node.name}.log")))
-        with open(record.subdir("logs") / f"node_{node.name}_node-local-dns.log", "wb") as out:
-            record.pids[f"node/{node.name}/node-local-dns"] = subprocess.Popen(
-                ["ip", "netns", "exec", node.netns, "dnsmasq", f"--conf-file={conf}"], stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True).pid
+        record.pids[f"node/{node.name}/node-local-dns"] = spawn(
+            ["ip", "netns", "exec", node.netns, "dnsmasq", f"--conf-file={conf}"],
+            log=record.subdir("logs") / f"node_{node.name}_node-local-dns.log").pid
 
 
 def write_resolv_confs(state: ClusterState, record: LabRecord) -> None:
@@ -107,10 +103,7 @@ def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: La
                 processes.signal_all([record.pids[key]], signal.SIGTERM)
                 processes.reap({record.pids[key]}, grace=1.0)  # it must let go of port 53 first
                 log = record.dir / "logs" / f"{pod.namespace}_{pod.name}_{c.name}.log"
-                with open(log, "ab") as out:
-                    record.pids[key] = subprocess.Popen(
-                        ["ip", "netns", "exec", pod.netns, *argv(record)], stdin=subprocess.DEVNULL, stdout=out,
-                        stderr=subprocess.STDOUT, start_new_session=True).pid
+                record.pids[key] = spawn(["ip", "netns", "exec", pod.netns, *argv(record)], log=log).pid
                 _wait_listening(pod)
 
 
@@ -123,5 +116,5 @@ def _wait_listening(pod, timeout: float = 3.0) -> None:
         except OSError:
             return False
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not in_netns(pod.netns, listening):
+    while time.monotonic() < deadline and not host.in_ns(pod.netns, listening):
         time.sleep(0.01)

@@ -11,36 +11,20 @@ lab's back) is followed by a full one.
 """
 from __future__ import annotations
 
-import fcntl
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Mapping
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, NodeState
 from lab.errors import LabError
 from lab.kube_proxy import iptables, nftables
-from lab.runtime.execs import sysctl
-from lab.runtime.netns import in_netns
-from lab.runtime.record import LabRecord
-
-
-@contextmanager
-def locked(record: LabRecord) -> Iterator[None]:
-    """The agent and `lab apply` both sync: one at a time."""
-    with open(record.dir / "sync.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+from lab import host
+from lab.host import sysctl
+from lab.host.record import LabRecord
 
 
 def _restore(node: NodeState, argv: list[str], text: str) -> None:
-    proc = in_netns(node.netns, lambda: subprocess.run(argv, input=text, capture_output=True, text=True, timeout=60))
-    if proc.returncode != 0:
-        raise LabError(f"{' '.join(argv)} on node {node.name} failed: {proc.stderr.strip()}")
+    host.restore(node.netns, argv, text, f"kube-proxy's rules on node {node.name}")
 
 
 def setup(state: ClusterState) -> None:

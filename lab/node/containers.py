@@ -7,7 +7,6 @@ millisecond where a fresh Python costs ~12 ms, and a `lab up` starts dozens of t
 from __future__ import annotations
 
 import select
-import subprocess
 import sys
 import threading
 import time
@@ -16,8 +15,9 @@ from pathlib import Path
 from lab.controlplane.state import ContainerState, HostState, PodState
 from lab.dns import runtime as dns_runtime
 from lab.errors import LabError
-from lab.runtime.execs import netns_path
-from lab.runtime.record import LabRecord
+from lab import host
+from lab.host import netns_path
+from lab.host.record import LabRecord
 
 NETEXEC = Path(__file__).resolve().parent.parent / "images" / "netexec.py"
 READY_TIMEOUT = 10.0
@@ -57,10 +57,7 @@ class Starter:
         (record.dir / "logs").mkdir(exist_ok=True)
         self.lock = threading.Lock()
         self.logs: dict[str, Path] = {}
-        self.server = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(NETEXEC), "--forkserver"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
+        self.server = host.spawn([sys.executable, "-I", "-S", str(NETEXEC), "--forkserver"], pipes=True)
 
     def start_pod(self, pod: PodState) -> None:
         for c in pod.containers:
@@ -73,20 +70,17 @@ class Starter:
                     self.server.stdin.flush()
                 continue
             program = dns_runtime.argv(self.record) if c.image == dns_runtime.IMAGE else argv_for(c)
-            with open(log, "wb") as out:
-                proc = subprocess.Popen(
-                    ["ip", "netns", "exec", pod.netns, *program], stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, env=env_for(pod, c), start_new_session=True,
-                )
+            proc = host.spawn(["ip", "netns", "exec", pod.netns, *program], log=log, env=env_for(pod, c),
+                              fresh_log=True)
             with self.lock:
                 self.record.pids[key] = proc.pid
 
-    def start_host(self, host: HostState) -> None:
+    def start_host(self, machine: HostState) -> None:
         """Plain underlay hosts answer like netexec on HOST_PORT (TCP and UDP): what the outside
         world sees of the lab, e.g. the node address egress NAT gives a pod."""
-        key = f"host/{host.name}/netexec"
-        self.logs[key] = self.record.dir / "logs" / f"host_{host.name}.log"
-        line = "\t".join([key, netns_path(host.netns), str(self.logs[key]), "--hostname", host.name,
+        key = f"host/{machine.name}/netexec"
+        self.logs[key] = self.record.dir / "logs" / f"host_{machine.name}.log"
+        line = "\t".join([key, netns_path(machine.netns), str(self.logs[key]), "--hostname", machine.name,
                            "--tcp", str(HOST_PORT), "--udp", str(HOST_PORT)])
         with self.lock:
             self.server.stdin.write(line + "\n")

@@ -11,9 +11,9 @@ from lab.cni import config, libcni
 from lab.controlplane.state import ClusterState, PodState
 from lab.errors import LabError
 from lab.node import containers, processes
-from lab.runtime.execs import ip_batch, netns_path
-from lab.runtime.netns import alias
-from lab.runtime.record import LabRecord
+from lab.host import ip_batch, netns_path
+from lab.host.netns import alias
+from lab.host.record import LabRecord
 
 # CNI plugins are separate processes; a few in flight keep both cores busy.
 WORKERS = 6

@@ -4,13 +4,12 @@ and consecutive results move the container between ready and not ready by the pr
 from __future__ import annotations
 
 import socket
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from lab.controlplane.state import ClusterState, ContainerState, PodState, ReadinessState
-from lab.runtime.netns import in_netns
+from lab import host
 
 Alive = Callable[[str], bool]
 
@@ -69,19 +68,15 @@ def run_probe(state: ClusterState, pod: PodState, c: ContainerState) -> tuple[bo
     r = c.readiness
     if r.kind == "exec":
         what = f"exec {' '.join(r.command)}"
-        try:
-            code = subprocess.run(["ip", "netns", "exec", pod.netns, *r.command], capture_output=True,
-                                  timeout=r.timeout).returncode
-        except subprocess.TimeoutExpired:
+        done = host.run(["ip", "netns", "exec", pod.netns, *r.command], timeout=r.timeout, check=False)
+        if done.code is None:
             return False, f"{what}: timed out after {r.timeout}s"
-        except OSError as e:
-            return False, f"{what}: {e.strerror or e}"
-        return code == 0, f"{what} -> exit {code}"
+        return done.ok, f"{what} -> exit {done.code}"
     request, what = None, f"tcp {r.port}"
     if r.kind == "http":
         what = f"GET {r.path} (port {r.port})"
         request = f"GET {r.path} HTTP/1.1\r\nHost: {pod.ip}:{r.port}\r\nUser-Agent: kube-probe/lab\r\nConnection: close\r\n\r\n".encode()
-    return in_netns(state.node(pod.node).netns, lambda: _connect(pod.ip, r.port, r.timeout, request, what))
+    return host.in_ns(state.node(pod.node).netns, lambda: _connect(pod.ip, r.port, r.timeout, request, what))
 
 
 def run_probes(state: ClusterState, targets: list[tuple[PodState, ContainerState]]) -> list[tuple[bool, str]]:

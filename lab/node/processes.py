@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from lab.runtime.execs import netns_path
+from lab.host import netns_path
 
 NETEXEC_ARG = str(Path(__file__).resolve().parent.parent / "images" / "netexec.py").encode()
 

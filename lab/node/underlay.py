@@ -17,8 +17,8 @@ from pathlib import Path
 from lab.controlplane import naming
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
-from lab.runtime.execs import ip_batch, netns_path, run, sysctl
-from lab.runtime.record import LabRecord
+from lab.host import ip_batch, netns_path, output, sysctl
+from lab.host.record import LabRecord
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
 
@@ -36,7 +36,7 @@ def port_name(state: ClusterState, tag: str, index: int) -> str:
 
 
 def _ovs_running() -> bool:
-    return shutil.which("ovs-vsctl") is not None and run(["ovs-vsctl", "--timeout=2", "show"], check=False) != ""
+    return shutil.which("ovs-vsctl") is not None and output(["ovs-vsctl", "--timeout=2", "show"], check=False) != ""
 
 
 def _switch_class(state: ClusterState):
@@ -105,9 +105,9 @@ def build(state: ClusterState, record: LabRecord) -> None:
 def _verify(state: ClusterState, tag: str) -> None:
     """Mininet does not check its commands' exit status: check the result instead."""
     if state.switch == "linux-bridge":
-        ports = {l["ifname"] for l in json.loads(run(["ip", "-j", "link", "show", "master", state.switch_name]) or "[]")}
+        ports = {l["ifname"] for l in json.loads(output(["ip", "-j", "link", "show", "master", state.switch_name]) or "[]")}
     else:
-        ports = set(run(["ovs-vsctl", "list-ports", state.switch_name]).split())
+        ports = set(output(["ovs-vsctl", "list-ports", state.switch_name]).split())
     want = {port_name(state, tag, i) for i in range(len(machines(state)))}
     if want - ports:
         raise LabError(f"underlay switch {state.switch_name} is missing ports {sorted(want - ports)}")
@@ -129,7 +129,7 @@ def configure(state: ClusterState) -> None:
         ip_batch(lines, netns=m.netns)
         if state.switch == "ovs":
             # PITFALLS: with the userspace datapath TCP/UDP/VXLAN are dropped until tx offload is off.
-            run(["nsenter", f"--net={netns_path(m.netns)}", "--", "ethtool", "-K", "eth0", "tx", "off"])
+            output(["nsenter", f"--net={netns_path(m.netns)}", "--", "ethtool", "-K", "eth0", "tx", "off"])
     for n in state.nodes:
         sysctl(n.netns, {"net.ipv4.ip_forward": "1"})
 
@@ -138,5 +138,5 @@ def destroy_switch(record: LabRecord) -> None:
     """The switch itself; its ports go with the node namespaces they lead to."""
     for br in record.ovs_bridges:
         if shutil.which("ovs-vsctl"):
-            run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", br], check=False)
+            output(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", br], check=False)
     ip_batch([f"link del {link}" for link in record.links if os.path.exists(f"/sys/class/net/{link}")], force=True)

@@ -4,21 +4,16 @@ chains of every node: the rule set is small (a chain per isolated pod), so a ful
 and the result never depends on what an earlier sync did."""
 from __future__ import annotations
 
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 from lab.controlplane.state import ClusterState, NodeState
-from lab.errors import LabError
 from lab.policy import iptables as rules
-from lab.runtime.netns import in_netns
-from lab.runtime.record import LabRecord
+from lab import host
+from lab.host.record import LabRecord
 
 
 def _restore(node: NodeState, text: str) -> None:
-    proc = in_netns(node.netns, lambda: subprocess.run(["iptables-restore", "--noflush"], input=text,
-                                                       capture_output=True, text=True, timeout=60))
-    if proc.returncode != 0:
-        raise LabError(f"network policy rules on node {node.name} were refused: {proc.stderr.strip()}")
+    host.restore(node.netns, ["iptables-restore", "--noflush"], text, f"network policy rules on node {node.name}")
 
 
 def setup(state: ClusterState) -> None:

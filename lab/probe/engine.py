@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from lab.probe import ports
 from lab.probe.netns import interface_addresses, interface_addresses_many
-from lab.runtime.netns import NetnsError, enter, in_worker, open_netns
+from lab.host.netns import NetnsError, enter, in_worker, open_netns
 
 __all__ = ["Probe", "ProbeResult", "run_probes", "interface_addresses", "interface_addresses_many"]
 

@@ -206,7 +206,7 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
         virtual = pool.submit(services.clusterip_virtual, state) if state.services else None
         names = pool.submit(dns.run, state, slices)
         answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
-                             expect=[wanted[p] for p in unique] + [a.reply and not a.may_drop for a in asks])
+                             expect=[wanted[p] for p in unique] + [services.expect(a) for a in asks])
         results = dict(zip(unique, answers))
         missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)
         pairs = [(e, results.get(e.probe, missing)) for e in exps]

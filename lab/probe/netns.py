@@ -1,5 +1,5 @@
 """Reading interface addresses from inside named namespaces without forking `ip` per question:
-a worker thread enters each namespace (lab.runtime.netns) and asks rtnetlink directly."""
+a worker thread enters each namespace (lab.host.netns) and asks rtnetlink directly."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
-from lab.runtime.netns import enter, in_worker, open_netns
+from lab.host.netns import enter, in_worker, open_netns
 
 # rtnetlink, just enough for an RTM_GETADDR dump (linux/netlink.h, linux/rtnetlink.h, linux/if_addr.h)
 NLMSG_ERROR, NLMSG_DONE = 2, 3

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState, ServicePortState, ServiceState
+from lab import host
 from lab.policy import model as policy
 from lab.probe import coverage
 from lab.probe.engine import Probe, ProbeResult
@@ -54,6 +55,15 @@ class Ask:
                                          # answers itself, kube-proxy masquerades (no source check)
     may_drop: bool = False               # the policies deny some endpoints: no reply is what picking
                                          # one of those looks like
+
+
+def expect(a: Ask) -> Optional[bool]:
+    """What the probe engine is told to expect (it retries what disagrees): no-endpoints waits for
+    a reject, an ICMP error the kernel rate-limits per destination (a burst of 6, then one a
+    second), so a lost one is tried again; a may-drop probe's silence is an answer."""
+    if a.check == "no-endpoints":
+        return None
+    return a.reply and not a.may_drop
 
 
 def ready_endpoints(svc: ServiceState, port: ServicePortState, slices: Sequence[EndpointSliceState],
@@ -377,7 +387,6 @@ def _counts(counts: Counter, most: int = 0) -> str:
 def clusterip_virtual(state: ClusterState):
     """No namespace of the lab has a ClusterIP on an interface, and a ping to one gets no answer
     (kube-proxy only translates the Service's ports)."""
-    import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
     from lab.probe.netns import interface_addresses_many
@@ -389,16 +398,14 @@ def clusterip_virtual(state: ClusterState):
 
     def ping(svc: ServiceState) -> str:
         """'' when no reply came (ping exits 1), else what went wrong: a reply, or ping itself failing."""
-        try:
-            proc = subprocess.run(["ip", "netns", "exec", client.netns, "ping", "-c", "1", "-W", "1",
-                                   "-q", svc.cluster_ip], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return f"ping could not run: {e}"
-        if proc.returncode == 1:
+        proc = host.run(["ip", "netns", "exec", client.netns, "ping", "-c", "1", "-W", "1", "-q", svc.cluster_ip],
+                        timeout=10, check=False)
+        if proc.code == 1:
             return ""
-        if proc.returncode == 0:
+        if proc.code == 0:
             return f"answered a ping from {client.key}"
-        return f"ping failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[:200]}"
+        return f"ping failed ({'timed out' if proc.code is None else f'exit {proc.code}'}): " \
+               f"{(proc.stderr or proc.stdout).strip()[:200]}"
 
     with ThreadPoolExecutor(8) as pool:
         answered = dict(zip((s.key for s in virtual), pool.map(ping, virtual))) if client else {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
 import time
 
@@ -13,8 +12,9 @@ from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.node import processes, underlay
 from lab.routing import fabric
-from lab.runtime.execs import run
-from lab.runtime.record import LabRecord
+from lab import host
+from lab.host import output
+from lab.host.record import LabRecord
 
 APP = "lab.routing.fabric_app"
 KEY = "fabric/controller"
@@ -38,14 +38,13 @@ def start(state: ClusterState, record: LabRecord) -> None:
     path = record.subdir("fabric") / "controller.json"
     path.write_text(json.dumps(config, indent=1))
     _spawn(record, path)
-    run(["ovs-vsctl", "set-fail-mode", br, "secure", "--", "set", "bridge", br, "protocols=OpenFlow13",
+    output(["ovs-vsctl", "set-fail-mode", br, "secure", "--", "set", "bridge", br, "protocols=OpenFlow13",
          "--", "set-controller", br, f"tcp:127.0.0.1:{port}"])
 
 
 def _spawn(record: LabRecord, config) -> None:
-    with open(record.subdir("logs") / "fabric-controller.log", "ab") as log:
-        record.pids[KEY] = subprocess.Popen([sys.executable, "-m", APP, str(config)], stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True).pid
+    record.pids[KEY] = host.spawn([sys.executable, "-m", APP, str(config)],
+                                  log=record.subdir("logs") / "fabric-controller.log").pid
     record.save()
 
 
@@ -69,7 +68,7 @@ def stop(record: LabRecord) -> None:
 
 
 def dump(state: ClusterState) -> list[str]:
-    out = run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", state.switch_name])
+    out = output(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", state.switch_name])
     return [line.strip() for line in out.splitlines() if "priority=" in line]
 
 

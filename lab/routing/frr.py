@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.routing import bgp
-from lab.runtime.execs import run, sysctl
-from lab.runtime.record import LabRecord
+from lab import host
+from lab.host import output, sysctl
+from lab.host.record import LabRecord
 
 DAEMONS = Path("/usr/lib/frr")
 CONVERGE_TIMEOUT = 30.0
@@ -38,27 +38,27 @@ def start(state: ClusterState, record: LabRecord) -> None:
             shutil.chown(f, "frr", "frr")
         common = ["-f", str(d / "frr.conf"), "-z", str(d / "zserv.api"), "--vty_socket", str(d), "-u", "frr", "-g", "frr"]
         for daemon, extra in (("zebra", []), ("bfdd", []), ("bgpd", ["-p", "179"])):
-            proc = subprocess.run(["ip", "netns", "exec", netns, str(DAEMONS / daemon), "-d", "-i",
-                                   str(d / f"{daemon}.pid"), *common, *extra], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise LabError(f"FRR {daemon} on {name} did not start: {(proc.stderr or proc.stdout).strip()}")
+            done = host.run(["ip", "netns", "exec", netns, str(DAEMONS / daemon), "-d", "-i",
+                             str(d / f"{daemon}.pid"), *common, *extra], check=False)
+            if not done.ok:
+                raise LabError(f"FRR {daemon} on {name} did not start: {(done.stderr or done.stdout).strip()}")
 
 
 def check_config(state: ClusterState) -> None:
     """FRR's own dry run of every config before anything starts (bgpd --dryrun)."""
     for name, _, _ in bgp.speakers(state):
         conf = bgp.frr_conf(state, name)
-        proc = subprocess.run([str(DAEMONS / "bgpd"), "--dryrun", "-f", "/dev/stdin", "-u", "frr", "-g", "frr"],
-                              input=conf, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise LabError(f"FRR rejects the config for {name}: {(proc.stderr or proc.stdout).strip()}")
+        done = host.run([str(DAEMONS / "bgpd"), "--dryrun", "-f", "/dev/stdin", "-u", "frr", "-g", "frr"],
+                        input=conf, check=False)
+        if not done.ok:
+            raise LabError(f"FRR rejects the config for {name}: {(done.stderr or done.stdout).strip()}")
 
 
 def missing_routes(state: ClusterState) -> dict[str, list[str]]:
     """node -> the other nodes' podCIDRs its kernel has no route for."""
     out = {}
     for node in state.nodes:
-        have = {r["dst"] for r in json.loads(run(["ip", "-n", node.netns, "-j", "route"]) or "[]")
+        have = {r["dst"] for r in json.loads(output(["ip", "-n", node.netns, "-j", "route"]) or "[]")
                 if r.get("protocol") == "bgp"}
         want = {n.pod_cidr for n in state.nodes if n.name != node.name}
         if want - have:
@@ -83,7 +83,7 @@ def bfd_all_up(state: ClusterState, record: LabRecord) -> bool:
     """Whether every speaker's BFD sessions are up: until then a dead peer is noticed only at the
     BGP hold time (BFD starts slowly, a second or two after the BGP sessions)."""
     for name, _, netns in bgp.speakers(state):
-        out = run(["ip", "netns", "exec", netns, "vtysh", "--vty_socket", str(directory(record, name)),
+        out = output(["ip", "netns", "exec", netns, "vtysh", "--vty_socket", str(directory(record, name)),
                    "-c", "show bfd peers json"], check=False)
         try:
             peers = json.loads(out or "[]")

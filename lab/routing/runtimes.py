@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 from lab.controlplane.state import ClusterState
 from lab.routing import fabric_runtime, frr
-from lab.runtime.record import LabRecord
+from lab.host.record import LabRecord
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ import time
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.dns import runtime as dns
-from lab.kube_proxy.sync import locked, sync
+from lab.kube_proxy.sync import sync
 from lab.node import prober
 from lab.node.processes import alive
-from lab.runtime import record as records
-from lab.runtime.record import LabRecord
+from lab.host import record as records
+from lab.host.record import LabRecord, locked
 
 TICK = 0.2  # seconds between looks at the clock; probes run on their own periods
 

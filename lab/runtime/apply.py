@@ -18,7 +18,7 @@ from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.kube_proxy import sync as kube_proxy
 from lab.node import pods, prober
-from lab.runtime import record as records
+from lab.host import record as records
 from lab.policy import sync as netpol
 from lab.runtime.agent import container_alive
 
@@ -114,7 +114,7 @@ def apply(path: str, objects: bool = False, delete: bool = False, lab: Optional[
     if fixed:
         raise LabError(f"lab apply cannot change {', '.join(fixed)} of a running lab; "
                        f"`lab down {topo.name}` and `lab up {path}` rebuild it")
-    with kube_proxy.locked(rec):
+    with records.locked(rec):
         rec = records.load(topo.name)
         old: ClusterState = rec.state
         before = {p.key: p for p in old.pods}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -17,9 +16,10 @@ from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.node import pods, prober, processes, underlay
 from lab.routing import runtimes
-from lab.runtime import record as records
-from lab.runtime.execs import ip_batch, run
-from lab.runtime.record import LabRecord
+from lab.host import record as records
+from lab import host
+from lab.host import ip_batch, output
+from lab.host.record import LabRecord
 
 Progress = Callable[[str, float], None]
 AGENT = "lab.runtime.agent"
@@ -96,7 +96,7 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                     ops = routing.render(state, node)
                     ip_batch(list(ops.ip), netns=node.netns)
                     if ops.bridge:
-                        run(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
+                        output(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
                 if daemons:
                     daemons.start(state, rec)  # converges while the pods are being wired
             if state.dns_domain:
@@ -138,7 +138,7 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
     rec.ready, rec.probe_detail = prober.first_round(state)
     pod_ready = prober.pod_readiness(state, rec.ready, lambda _: True)
     netpol.setup(state)
-    with kube_proxy.locked(rec):
+    with records.locked(rec):
         kube_proxy.sync(rec, state, pod_ready, first=True)
         dns.update(state, endpoint_slices(state, pod_ready), rec)
         netpol.sync(rec, state)
@@ -146,9 +146,7 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
 
 
 def _start_agent(rec: LabRecord) -> int:
-    with open(rec.subdir("logs") / "agent.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", AGENT, rec.name], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True).pid
+    return host.spawn([sys.executable, "-m", AGENT, rec.name], log=rec.subdir("logs") / "agent.log").pid
 
 
 def _stop_agent(rec: LabRecord) -> None:

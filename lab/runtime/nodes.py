@@ -13,8 +13,8 @@ from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab import routing
 from lab.node import underlay
-from lab.runtime import record as records
-from lab.runtime.execs import ip_batch, run
+from lab.host import record as records
+from lab.host import ip_batch, output
 
 TIMEOUT = 30.0
 
@@ -24,7 +24,7 @@ def _routes_to(state: ClusterState, cidr: str, exclude: str) -> dict[str, bool]:
     out = {}
     for n in state.nodes:
         if n.name != exclude:
-            routes = json.loads(run(["ip", "-n", n.netns, "-j", "route", "show", cidr]) or "[]")
+            routes = json.loads(output(["ip", "-n", n.netns, "-j", "route", "show", cidr]) or "[]")
             out[n.name] = any(r.get("type") != "blackhole" for r in routes)
     return out
 

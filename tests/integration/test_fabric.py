@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lab.routing import fabric_runtime
-from lab.runtime import record
+from lab.host import record
 from tests.integration.conftest import TOPOLOGIES, lab, needs_root
 
 pytestmark = [needs_root, pytest.mark.root]

@@ -9,7 +9,7 @@ import pytest
 
 from lab.cni import libcni
 from lab.errors import LabError
-from lab.runtime.execs import ip_batch, netns_path
+from lab.host import ip_batch, netns_path
 from tests.integration.conftest import needs_root
 
 pytestmark = [needs_root, pytest.mark.root]

@@ -11,7 +11,7 @@ import pytest
 
 from lab.node.containers import NETEXEC
 from lab.node.processes import alive
-from lab.runtime.execs import ip_batch
+from lab.host import ip_batch
 from tests.integration.conftest import needs_root, wait_for
 
 pytestmark = [needs_root, pytest.mark.root]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.probe.engine import Probe, interface_addresses, interface_addresses_many, run_probes
-from lab.runtime.netns import NetnsError
+from lab.host.netns import NetnsError
 
 pytestmark = [
     pytest.mark.root,

@@ -5,13 +5,15 @@ leaves a record from which `lab clean` removes exactly what the lab made and not
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
@@ -145,3 +147,14 @@ def find(name: Optional[str]) -> LabRecord:
     if not running:
         raise LabError("no lab is running; start one with `lab up FILE`")
     raise LabError(f"{len(running)} labs are running ({', '.join(running)}); say which one with --lab NAME")
+
+
+@contextmanager
+def locked(record: LabRecord) -> Iterator[None]:
+    """The agent and `lab apply` both sync and write the record: one at a time."""
+    with open(record.dir / "sync.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,191 @@
+"""The effect seam: every program the lab runs, every daemon it starts, every sysctl it writes goes
+through the Host here (kube-proxy's utiliptables.Interface and iptablestest.NewFake are the
+model). The real Host runs argument lists with their exit status checked; lab.host.fake records
+the calls instead, so orchestration (sync, apply, agent, teardown) is unit-tested without root.
+
+Code below the CLI calls the module functions (`host.run`, `host.spawn`, ...), which go to the
+current Host; tests swap it with `using(FakeHost())`.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar, Union
+
+from lab.errors import LabError
+from lab.host.netns import in_netns
+
+T = TypeVar("T")
+NETNS_DIR = "/run/netns"
+Input = Union[str, bytes, None]
+
+
+def netns_path(name: str) -> str:
+    return f"{NETNS_DIR}/{name}"
+
+
+@dataclass(frozen=True)
+class Completed:
+    """How a program ended: its exit code (None: killed at its timeout) and its output."""
+
+    code: Optional[int]
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+class Process(Protocol):
+    """A started daemon: its PID, and its pipes when asked for."""
+
+    pid: int
+    stdin: object
+    stdout: object
+
+
+class Host(Protocol):
+    def run(self, argv: Sequence[str], *, netns: Optional[str] = None, input: Input = None,
+            env: Optional[Mapping[str, str]] = None, timeout: float = 60, check: bool = True) -> Completed:
+        """Run a program to its end (from inside `netns` if given: a thread enters it, the child is
+        born there). check: a non-zero exit, a timeout or a missing program raises LabError."""
+
+    def spawn(self, argv: Sequence[str], *, log: Optional[Path] = None, env: Optional[Mapping[str, str]] = None,
+              pipes: bool = False, fresh_log: bool = False) -> Process:
+        """Start a daemon in its own session (a Ctrl-C of `lab` does not reach it), its output
+        appended to `log` (or replacing it: fresh_log); with pipes, stdin and stdout are text
+        pipes to the caller."""
+
+    def sysctl(self, netns: str, settings: Mapping[str, str]) -> None:
+        """Write net.* sysctls of one namespace."""
+
+    def in_netns(self, netns: str, fn: Callable[[], T]) -> T:
+        """Run fn in a thread inside netns (sockets and netlink it opens belong there)."""
+
+
+class RealHost:
+    def run(self, argv, *, netns=None, input=None, env=None, timeout=60, check=True) -> Completed:
+        argv = [str(a) for a in argv]
+        binary = isinstance(input, bytes)
+
+        def go() -> Completed:
+            try:
+                proc = subprocess.run(argv, input=input, capture_output=True, text=not binary, timeout=timeout,
+                                      env=dict(env) if env is not None else None)
+            except FileNotFoundError:
+                if check:
+                    raise LabError(f"{argv[0]} is not installed; run `sudo make demo` or scripts/install.sh") from None
+                return Completed(127, "", f"{argv[0]}: not installed")
+            except subprocess.TimeoutExpired:
+                if check:
+                    raise LabError(f"{' '.join(argv)} did not finish within {timeout}s") from None
+                return Completed(None, "", f"timed out after {timeout}s")
+            out, err = proc.stdout, proc.stderr
+            if binary:
+                out, err = out.decode(errors="replace"), err.decode(errors="replace")
+            return Completed(proc.returncode, out, err)
+
+        done = in_netns(netns, go) if netns else go()
+        if check and not done.ok:
+            where = f" in {netns}" if netns else ""
+            raise LabError(f"{' '.join(argv)}{where} failed (exit {done.code}): "
+                           f"{done.stderr.strip() or done.stdout.strip()}")
+        return done
+
+    def spawn(self, argv, *, log=None, env=None, pipes=False, fresh_log=False) -> Process:
+        if pipes:
+            return subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True, env=dict(env) if env is not None else None)
+        out = open(log, "wb" if fresh_log else "ab") if log else subprocess.DEVNULL
+        try:
+            return subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=dict(env) if env is not None else None)
+        except FileNotFoundError:
+            raise LabError(f"{argv[0]} is not installed; run `sudo make demo` or scripts/install.sh") from None
+        finally:
+            if log:
+                out.close()
+
+    def sysctl(self, netns, settings) -> None:
+        """/proc/sys/net answers for the namespace of the thread that opens it: no process needed."""
+        def write() -> None:
+            for key, value in settings.items():
+                with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                    f.write(value)
+
+        try:
+            in_netns(netns, write)
+        except OSError as e:
+            raise LabError(f"cannot set {', '.join(settings)} in {netns}: {e.strerror or e}") from None
+
+    def in_netns(self, netns, fn):
+        return in_netns(netns, fn)
+
+
+_current: list[Host] = [RealHost()]
+_swap = threading.Lock()
+
+
+def current() -> Host:
+    return _current[-1]
+
+
+@contextmanager
+def using(h: Host) -> Iterator[Host]:
+    """Every effect goes to `h` inside the block (tests: a FakeHost)."""
+    with _swap:
+        _current.append(h)
+    try:
+        yield h
+    finally:
+        with _swap:
+            _current.remove(h)
+
+
+def run(argv: Sequence[str], *, netns: Optional[str] = None, input: Input = None,
+        env: Optional[Mapping[str, str]] = None, timeout: float = 60, check: bool = True) -> Completed:
+    return current().run(argv, netns=netns, input=input, env=env, timeout=timeout, check=check)
+
+
+def output(argv: Sequence[str], **kw) -> str:
+    """stdout of a program that must succeed."""
+    return run(argv, **kw).stdout
+
+
+def spawn(argv: Sequence[str], *, log: Optional[Path] = None, env: Optional[Mapping[str, str]] = None,
+          pipes: bool = False, fresh_log: bool = False) -> Process:
+    return current().spawn(argv, log=log, env=env, pipes=pipes, fresh_log=fresh_log)
+
+
+def sysctl(netns: str, settings: Mapping[str, str]) -> None:
+    current().sysctl(netns, settings)
+
+
+def in_ns(netns: str, fn: Callable[[], T]) -> T:
+    return current().in_netns(netns, fn)
+
+
+def ip_batch(lines: Sequence[str], netns: Optional[str] = None, force: bool = False) -> None:
+    """Many `ip` commands, one process (namespaces are created from the root, never with -n).
+    force: go on past failing lines (teardown); the failure is still raised once all have run."""
+    if lines:
+        argv = ["ip"] + (["-n", netns] if netns else []) + (["-force"] if force else []) + ["-batch", "-"]
+        run(argv, input="\n".join(lines) + "\n")
+
+
+def restore(netns: str, argv: Sequence[str], text: str, what: str) -> None:
+    """Load a rule set in one transaction (iptables-restore, nft -f -) inside a node's namespace;
+    `what` names it in the error."""
+    done = run(argv, netns=netns, input=text, check=False)
+    if not done.ok:
+        raise LabError(f"{what} was refused ({' '.join(argv)} in {netns}): {done.stderr.strip()}")
+
+
+def exists(netns: str) -> bool:
+    return os.path.exists(netns_path(netns))
