@@ -1,9 +1,9 @@
-"""kube-proxy's names: the service port name and the hashed per-service chains.
+"""kube-proxy's iptables chain names: the hashed per-service chains.
 
-These follow k8s.io/kubernetes/pkg/proxy (ServicePortName.String) and pkg/proxy/iptables
-(portProtoHash, servicePortEndpointChainName) byte for byte, so a chain in the lab has the name it
-would have on a real node: "default/kubernetes:https" over tcp is KUBE-SVC-NPX46M4PTMTKRN6Y.
-A chain name is a prefix plus 16 base32 characters: at most 25, under the kernel's 28.
+These follow pkg/proxy/iptables (portProtoHash, servicePortEndpointChainName) byte for byte, so a
+chain in the lab has the name it would have on a real node: "default/kubernetes:https" over tcp
+is KUBE-SVC-NPX46M4PTMTKRN6Y. A chain name is a prefix plus 16 base32 characters: at most 25,
+under the kernel's 28.
 """
 from __future__ import annotations
 
@@ -11,15 +11,8 @@ import base64
 import hashlib
 from functools import lru_cache
 
-from lab.controlplane.state import ServicePortState, ServiceState
-
 SVC, SVL, EXT, FW, SEP = "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-"
 SERVICE_CHAIN_PREFIXES = (SVC, SVL, EXT, FW, SEP)
-
-
-def service_port_name(svc: ServiceState, port: ServicePortState) -> str:
-    """"namespace/name:port", or "namespace/name" for an unnamed port (ServicePortName.String)."""
-    return f"{svc.namespace}/{svc.name}" + (f":{port.name}" if port.name else "")
 
 
 @lru_cache(maxsize=65536)
@@ -47,8 +40,6 @@ def svl_chain(spn: str, protocol: str) -> str:
 def ext_chain(spn: str, protocol: str) -> str:
     """Entry for external destinations (NodePorts): masquerade, short-circuits, then SVC or SVL."""
     return EXT + port_proto_hash(spn, protocol)
-
-
 
 
 def sep_chain(spn: str, protocol: str, endpoint: str) -> str:

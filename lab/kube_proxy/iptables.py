@@ -13,10 +13,13 @@ included, so what is learned here carries over. The structure follows pkg/proxy/
 
 Every sync is one `iptables-restore --noflush` transaction: each chain written is declared
 (":NAME - [0:0]", which flushes it) and rewritten whole, chains left over from the previous sync are
-flushed and deleted (-X), and nothing else on the node is touched. Like kube-proxy's partial sync,
-`render(..., only={keys})` leaves the per-service chains of the other Services out entirely (not
-declared, so untouched), while the small top-level chains are always rewritten: adding one Service
-to a thousand costs a few lines, not the whole table.
+flushed and deleted (-X), and nothing else on the node is touched. render() writes every chain;
+render_update(), kube-proxy's partial sync, leaves the other Services' chains out entirely (not
+declared, so untouched) and edits the shared chains rule by rule: adding one Service to a thousand
+costs a few lines, not the whole table.
+
+Which endpoints each Service port uses, and whether it rejects or drops, comes from
+lab.kube_proxy.model, as in the nftables mode.
 
 The text is written in iptables-save's argument order (-s/-d/-p first, then the matches in order)
 so it reads like `iptables-save` output; it is also valid restore input as is. Two spellings stay
@@ -27,16 +30,13 @@ and `--xor-mark 0x4000` are saved as `--set-xmark 0x4000/0x4000` and `--set-xmar
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from functools import cached_property
-from typing import AbstractSet, Iterable, Optional, Union
+from typing import AbstractSet, Iterable, Union
 
-from lab.controlplane.endpoints import slices_by_service
-from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, ServicePortState, ServiceState
+from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
 from lab.kube_proxy import chains as ch
+from lab.kube_proxy.model import MASQ_MARK, Endpoint, ServicePort, service_ports
 from lab.netfilter import comment as _comment
 
-MASQ_MARK = "0x4000"   # 1 << --iptables-masquerade-bit (14); iptables-save prints it this way
 MARK_MASQ = "KUBE-MARK-MASQ"
 REJECT = "REJECT --reject-with icmp-port-unreachable"
 _NEW = "-m conntrack --ctstate NEW"
@@ -68,8 +68,6 @@ _NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", MARK_MASQ)
 
 
 # --- text ---
-
-
 
 class _Table:
     """One table of a restore file: declared chains, their rules (kept per chain), deletions."""
@@ -114,151 +112,28 @@ def _text(*tables: _Table) -> str:
     return "\n".join(line for t in tables for line in t.lines()) + "\n"
 
 
-# --- the model kube-proxy works from ---
+# --- chain names ---
 
-@dataclass(frozen=True)
-class Endpoint:
-    ip: str
-    port: int
-    local: bool                      # on the node being rendered
-    ready: bool = True
-    serving: bool = True
-    terminating: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.ip}:{self.port}"
-
-    @property
-    def fallback(self) -> bool:
-        """Serving but terminating: used only when nothing is ready."""
-        return self.serving and self.terminating
+def _svc(p: ServicePort) -> str:
+    """Dispatch to all usable endpoints (traffic policy Cluster)."""
+    return ch.svc_chain(p.spn, p.proto)
 
 
-@dataclass(frozen=True)
-class ServicePort:
-    """One port of a Service as kube-proxy sees it on one node (its servicePortInfo and
-    proxy.CategorizeEndpoints' results)."""
-
-    svc: ServiceState
-    port: ServicePortState
-    cluster: tuple[Endpoint, ...]    # endpoints for traffic policy Cluster
-    local: tuple[Endpoint, ...]      # endpoints for traffic policy Local (this node's)
-    reachable: tuple[Endpoint, ...]  # those that get a KUBE-SEP chain here
-    has_endpoints: bool              # usable endpoints anywhere in the cluster
-
-    @cached_property
-    def spn(self) -> str:
-        return ch.service_port_name(self.svc, self.port)
-
-    @cached_property
-    def proto(self) -> str:
-        return self.port.protocol.lower()
-
-    @cached_property
-    def svc_chain(self) -> str:
-        return ch.svc_chain(self.spn, self.proto)
-
-    @cached_property
-    def svl_chain(self) -> str:
-        return ch.svl_chain(self.spn, self.proto)
-
-    @cached_property
-    def ext_chain(self) -> str:
-        return ch.ext_chain(self.spn, self.proto)
-
-    def sep_chain(self, ep: Endpoint) -> str:
-        return ch.sep_chain(self.spn, self.proto, str(ep))
-
-    @property
-    def internal_local(self) -> bool:
-        return self.svc.internal_traffic_policy == "Local"
-
-    @property
-    def external(self) -> bool:
-        return bool(self.port.node_port)
-
-    @property
-    def external_local(self) -> bool:
-        return self.external and self.svc.external_traffic_policy == "Local"
-
-    @property
-    def has_internal(self) -> bool:
-        return self.has_endpoints and (not self.internal_local or bool(self.local))
-
-    @property
-    def has_external(self) -> bool:
-        return self.has_endpoints and (not self.external_local or bool(self.local))
-
-    @property
-    def internal_chain(self) -> str:
-        return self.svl_chain if self.internal_local else self.svc_chain
-
-    @property
-    def external_policy_chain(self) -> str:
-        return self.svl_chain if self.external_local else self.svc_chain
-
-    @property
-    def affinity(self) -> bool:
-        return self.svc.session_affinity == "ClientIP"
+def _svl(p: ServicePort) -> str:
+    """Dispatch to this node's endpoints only (traffic policy Local)."""
+    return ch.svl_chain(p.spn, p.proto)
 
 
-def uses_cluster(svc: ServiceState, port: ServicePortState) -> bool:
-    """Cluster endpoints are needed for iTP Cluster, and for any external traffic (short-circuits)."""
-    return svc.internal_traffic_policy != "Local" or bool(port.node_port)
+def _ext(p: ServicePort) -> str:
+    return ch.ext_chain(p.spn, p.proto)
 
 
-def uses_local(svc: ServiceState, port: ServicePortState) -> bool:
-    return svc.internal_traffic_policy == "Local" or (bool(port.node_port) and svc.external_traffic_policy == "Local")
+def _sep(p: ServicePort, ep: Endpoint) -> str:
+    return ch.sep_chain(p.spn, p.proto, str(ep))
 
 
-def endpoints(svc: ServiceState, port: ServicePortState, slices: Iterable[EndpointSliceState],
-              node: str) -> tuple[Endpoint, ...]:
-    """The endpoints of one service port: from the Service's slices, those with a port of the same
-    name and protocol (its number from that slice). Sorted by "ip:port" as kube-proxy sorts them."""
-    found: dict[str, Endpoint] = {}
-    for s in sorted(slices, key=lambda s: s.name):
-        if (s.namespace, s.service) != (svc.namespace, svc.name):
-            continue
-        for sp in s.ports:
-            if (sp.name, sp.protocol) != (port.name, port.protocol) or not sp.port:
-                continue
-            for e in s.endpoints:
-                ep = Endpoint(e.address, sp.port, e.node == node, e.ready, e.serving, e.terminating)
-                found.setdefault(str(ep), ep)
-    return tuple(sorted(found.values(), key=str))
-
-
-def categorize(svc: ServiceState, port: ServicePortState, eps: tuple[Endpoint, ...], node: str) -> ServicePort:
-    """proxy.CategorizeEndpoints without topology hints: ready endpoints, else serving-terminating."""
-    cluster: tuple[Endpoint, ...] = ()
-    has_any = False
-    if uses_cluster(svc, port):
-        cluster = tuple(e for e in eps if e.ready) or tuple(e for e in eps if e.fallback)
-        has_any = bool(cluster)
-    if not uses_local(svc, port):
-        return ServicePort(svc, port, cluster, (), cluster, has_any)
-    has_any = has_any or any(e.ready or e.fallback for e in eps)
-    local = tuple(e for e in eps if e.local and e.ready) or tuple(e for e in eps if e.local and e.fallback)
-    if not uses_cluster(svc, port):
-        reachable = local
-    else:
-        reachable = tuple(sorted({str(e): e for e in cluster + local}.values(), key=str))
-    return ServicePort(svc, port, cluster, local, reachable, has_any)
-
-
-def service_ports(state: ClusterState, node: str, slices: Iterable[EndpointSliceState],
-                  only: Optional[AbstractSet[str]] = None) -> list[ServicePort]:
-    """Every proxied service port (of the Services in `only`, if given), Services by
-    namespace/name, ports in spec order. Headless Services (no ClusterIP) are not proxied."""
-    by_service = slices_by_service(slices)
-    out = []
-    for svc in sorted(state.services, key=lambda s: (s.namespace, s.name)):
-        if not svc.cluster_ip or (only is not None and svc.key not in only):
-            continue
-        mine = by_service.get((svc.namespace, svc.name), ())
-        for port in svc.ports:
-            out.append(categorize(svc, port, endpoints(svc, port, mine, node), node))
-    return out
+def _policy_chain(p: ServicePort, local: bool) -> str:
+    return _svl(p) if local else _svc(p)
 
 
 # --- rules ---
@@ -286,12 +161,13 @@ def _tail(filt: _Table, nat: _Table) -> None:
              "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
 
 
+_VERDICTS = {"reject": ("has no endpoints", REJECT), "drop": ("has no local endpoints", "DROP")}
+
+
 def _no_endpoints(p: ServicePort) -> tuple[str, str]:
-    """(comment, target) for traffic that has nowhere to go: REJECT if the Service has no endpoints,
-    DROP if it has some but its Local policy allows none here."""
-    if not p.has_endpoints:
-        return f"{p.spn} has no endpoints", REJECT
-    return f"{p.spn} has no local endpoints", "DROP"
+    """(comment, target) for traffic that has nowhere to go."""
+    comment, target = _VERDICTS[p.no_endpoints_verdict]
+    return f"{p.spn} {comment}", target
 
 
 def _entry_rules(p: ServicePort, filt: _Table, nat: _Table) -> None:
@@ -299,15 +175,16 @@ def _entry_rules(p: ServicePort, filt: _Table, nat: _Table) -> None:
     cip = f"-d {p.svc.cluster_ip}/32 -p {p.proto}"
     dport = f"-m {p.proto} --dport {p.port.port}"
     if p.has_internal:
-        nat.add("KUBE-SERVICES", cip, _comment(f"{p.spn} cluster IP"), dport, f"-j {p.internal_chain}")
+        nat.add("KUBE-SERVICES", cip, _comment(f"{p.spn} cluster IP"), dport,
+                f"-j {_policy_chain(p, p.internal_local)}")
     else:
         comment, target = _no_endpoints(p)
         filt.add("KUBE-SERVICES", cip, _comment(comment), dport, f"-j {target}")
     if not p.external:
         return
     node_port = f"-m {p.proto} --dport {p.port.node_port}"
-    if p.has_endpoints:
-        nat.add("KUBE-NODEPORTS", f"-p {p.proto}", _comment(p.spn), node_port, f"-j {p.ext_chain}")
+    if p.uses_external_chain:
+        nat.add("KUBE-NODEPORTS", f"-p {p.proto}", _comment(p.spn), node_port, f"-j {_ext(p)}")
     if not p.has_external:
         comment, target = _no_endpoints(p)
         filt.add("KUBE-EXTERNAL-SERVICES", f"-p {p.proto}", _comment(comment), "-m addrtype --dst-type LOCAL",
@@ -316,29 +193,25 @@ def _entry_rules(p: ServicePort, filt: _Table, nat: _Table) -> None:
 
 def _chains_of(p: ServicePort) -> list[str]:
     """The per-service nat chains this service port needs on this node, in writing order."""
-    out = []
-    if p.has_endpoints and p.external:
-        out.append(p.ext_chain)
-    if p.cluster and uses_cluster(p.svc, p.port):
-        out.append(p.svc_chain)
-    if p.local and uses_local(p.svc, p.port):
-        out.append(p.svl_chain)
-    return out + [p.sep_chain(ep) for ep in p.reachable]
+    out = [_ext(p)] if p.uses_external_chain else []
+    out += [_svc(p)] if p.cluster else []
+    out += [_svl(p)] if p.local else []
+    return out + [_sep(p, ep) for ep in p.reachable]
 
 
 def _ext_rules(p: ServicePort, nat: _Table, pod_cidr: str) -> None:
-    ext, spn = p.ext_chain, p.spn
+    ext, spn = _ext(p), p.spn
     if not p.external_local:
         nat.add(ext, _comment(f"masquerade traffic for {spn} external destinations"), f"-j {MARK_MASQ}")
     else:
         # Pods and the node itself are not held to the Local policy; only they need the short-circuit.
-        nat.add(ext, f"-s {pod_cidr}", _comment(f"pod traffic for {spn} external destinations"), f"-j {p.svc_chain}")
+        nat.add(ext, f"-s {pod_cidr}", _comment(f"pod traffic for {spn} external destinations"), f"-j {_svc(p)}")
         nat.add(ext, _comment(f"masquerade LOCAL traffic for {spn} external destinations"),
                 f"-m addrtype --src-type LOCAL -j {MARK_MASQ}")
         nat.add(ext, _comment(f"route LOCAL traffic for {spn} external destinations"),
-                f"-m addrtype --src-type LOCAL -j {p.svc_chain}")
+                f"-m addrtype --src-type LOCAL -j {_svc(p)}")
     if p.has_external:
-        nat.add(ext, f"-j {p.external_policy_chain}")
+        nat.add(ext, f"-j {_policy_chain(p, p.external_local)}")
 
 
 # kube-proxy's largeClusterEndpointsThreshold: above it, per-endpoint rules carry no comments
@@ -354,37 +227,36 @@ def _dispatch_rules(p: ServicePort, nat: _Table, chain: str, eps: tuple[Endpoint
     """writeServiceToEndpointRules: affinity checks first, then 1/n, 1/(n-1), ... spreading."""
     if p.affinity:
         for ep in eps:
-            sep = p.sep_chain(ep)
+            sep = _sep(p, ep)
             nat.add(chain, "" if large else _comment(f"{p.spn} -> {ep}"),
                     f"-m recent --rcheck --seconds {p.svc.affinity_timeout} --reap --name {sep} "
                     f"--mask 255.255.255.255 --rsource -j {sep}")
     n = len(eps)
     for i, ep in enumerate(eps):
         statistic = f"-m statistic --mode random --probability {1.0 / (n - i):0.10f}" if i < n - 1 else ""
-        nat.add(chain, "" if large else _comment(f"{p.spn} -> {ep}"), statistic, f"-j {p.sep_chain(ep)}")
+        nat.add(chain, "" if large else _comment(f"{p.spn} -> {ep}"), statistic, f"-j {_sep(p, ep)}")
 
 
 def _endpoint_rules(p: ServicePort, nat: _Table, ep: Endpoint, large: bool) -> None:
-    sep, comment = p.sep_chain(ep), "" if large else _comment(p.spn)
+    sep, comment = _sep(p, ep), "" if large else _comment(p.spn)
     nat.add(sep, f"-s {ep.ip}/32", comment, f"-j {MARK_MASQ}")   # hairpin: a pod reaching itself
     recent = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource" if p.affinity else ""
     nat.add(sep, f"-p {p.proto}", comment, recent, f"-m {p.proto} -j DNAT --to-destination {ep}")
 
 
-def _service_rules(p: ServicePort, nat: _Table, pod_cidr: str, large: bool = False) -> None:
+def _service_rules(p: ServicePort, nat: _Table, pod_cidr: str, large: bool) -> None:
     """The service port's own chains (KUBE-EXT/SVC/SVL/SEP), declared and written whole."""
-    chains = _chains_of(p)
-    for c in chains:
+    for c in _chains_of(p):
         nat.chain(c)
     if p.has_internal:
-        nat.add(p.internal_chain, f"! -s {pod_cidr} -d {p.svc.cluster_ip}/32 -p {p.proto}",
+        nat.add(_policy_chain(p, p.internal_local), f"! -s {pod_cidr} -d {p.svc.cluster_ip}/32 -p {p.proto}",
                 _comment(f"{p.spn} cluster IP"), f"-m {p.proto} --dport {p.port.port} -j {MARK_MASQ}")
-    if p.ext_chain in chains:
+    if p.uses_external_chain:
         _ext_rules(p, nat, pod_cidr)
-    if p.svc_chain in chains:
-        _dispatch_rules(p, nat, p.svc_chain, p.cluster, large)
-    if p.svl_chain in chains:
-        _dispatch_rules(p, nat, p.svl_chain, p.local, large)
+    if p.cluster:
+        _dispatch_rules(p, nat, _svc(p), p.cluster, large)
+    if p.local:
+        _dispatch_rules(p, nat, _svl(p), p.local, large)
     for ep in p.reachable:
         _endpoint_rules(p, nat, ep, large)
 
@@ -394,12 +266,11 @@ def _node_name(node: Union[str, NodeState]) -> str:
 
 
 def render(state: ClusterState, node: Union[str, NodeState], slices: Iterable[EndpointSliceState], *,
-           existing: AbstractSet[str] = frozenset(), only: Optional[AbstractSet[str]] = None) -> str:
+           existing: AbstractSet[str] = frozenset()) -> str:
     """The filter and nat tables kube-proxy would load on `node`, for `iptables-restore --noflush`.
 
     existing: the service chains the previous sync left (declared_chains of its text); those no
-    longer needed are flushed and deleted. only: Service keys ("ns/name") whose chains changed;
-    the other Services' chains are left out (untouched on the node); None rewrites everything."""
+    longer needed are flushed and deleted."""
     name = state.node(_node_name(node)).name
     filt, nat = _Table("filter"), _Table("nat")
     _top_level(filt, nat)
@@ -409,8 +280,7 @@ def render(state: ClusterState, node: Union[str, NodeState], slices: Iterable[En
     for p in service_ports(state, name, slices):
         _entry_rules(p, filt, nat)
         active.update(_chains_of(p))
-        if only is None or p.svc.key in only:  # partial sync: other Services' chains stay as they are
-            _service_rules(p, nat, state.pod_cidr, large)
+        _service_rules(p, nat, state.pod_cidr, large)
     for stale in sorted(c for c in set(existing) - active if ch.is_service_chain(c)):
         nat.delete(stale)
     _tail(filt, nat)

@@ -13,7 +13,7 @@ The same Service semantics as the iptables mode, laid out the way kube-proxy's n
                 NodePorts answer on the node's own address only (set `nodeport-ips`): that is the
                 nftables mode's default, `--nodeport-addresses primary`.
   no endpoints  filter chains look the packet up in `no-endpoint-services` / `no-endpoint-nodeports`:
-                `goto reject-chain` (ICMP port-unreachable) when a Service has no ready endpoint
+                `goto reject-chain` (ICMP port-unreachable) when a Service has no usable endpoint
                 anywhere, `drop` when a Local traffic policy finds none on this node.
   ClusterIPs    `cluster-ips-check` rejects ports a ClusterIP does not serve and drops traffic to
                 unallocated addresses of the service CIDR.
@@ -26,9 +26,9 @@ The same Service semantics as the iptables mode, laid out the way kube-proxy's n
                 affinity update, `dnat to`; `affinity-<HASH>-...` sets for sessionAffinity ClientIP.
   masquerading  packets marked 0x4000 (by `mark-for-masquerade`) are masqueraded in nat-postrouting.
 
-Endpoints of a Service port: the ready endpoints of the Service's slices that have a port of that
-name and protocol (the port number comes from that slice); with a Local policy, only those on this
-node. Serving-but-terminating fallbacks and topology hints are not modelled.
+Which endpoints each Service port uses (ready ones, else serving-terminating ones; this node's for
+a Local policy), and whether it rejects or drops, comes from lab.kube_proxy.model, as in the
+iptables mode.
 
 render() replaces the whole table in one transaction (a resync; affinity memory is lost).
 render_update() is kube-proxy's partial sync: a transaction touching only what changed.
@@ -38,19 +38,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass, field
 from functools import lru_cache
-from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 from typing import AbstractSet, Iterable, Optional, Union
 
-from lab.controlplane.endpoints import slices_by_service
-from lab.controlplane.state import (
-    ClusterState, EndpointSliceState, NodeState, ServicePortState, ServiceState,
-)
+from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
+from lab.kube_proxy.model import MASQ_MARK, Endpoint, ServicePort, service_ports
 
 TABLE = "kube-proxy"
 FAMILY = "ip"
-MASQ_MARK = "0x4000"                 # 1 << --masquerade-bit (14), kube-proxy's default
 
 FILTER_PRIORITY = -110               # dstnat - 10
 FILTER_POST_DNAT_PRIORITY = -90      # dstnat + 10
@@ -78,41 +75,37 @@ def hash_and_truncate(name: str) -> str:
     return out
 
 
-def port_name_base(svc: ServiceState, sp: ServicePortState) -> str:
-    return hash_and_truncate(f"{svc.namespace}/{svc.name}/{sp.protocol.lower()}/{sp.name}")
+def _port_name(p: ServicePort) -> str:
+    """"ns/name/protocol/port name": what kube-proxy's nftables names are made of."""
+    return f"{p.svc.namespace}/{p.svc.name}/{p.proto}/{p.port.name}"
 
 
-def endpoint_name_base(svc: ServiceState, sp: ServicePortState, ip: str, port: int) -> str:
-    return hash_and_truncate(f"{svc.namespace}/{svc.name}/{sp.protocol.lower()}/{sp.name}__{ip.replace(':', '.')}/{port}")
+def _endpoint_base(p: ServicePort, e: Endpoint) -> str:
+    return hash_and_truncate(f"{_port_name(p)}__{e.ip.replace(':', '.')}/{e.port}")
 
 
-def service_port_string(svc: ServiceState, sp: ServicePortState) -> str:
-    """ServicePortName.String(): ns/name, or ns/name:port for a named port."""
-    return f"{svc.namespace}/{svc.name}" + (f":{sp.name}" if sp.name else "")
+def _cluster_chain(p: ServicePort) -> str:
+    return f"service-{hash_and_truncate(_port_name(p))}"
 
 
-# --- endpoint selection (the same rules as the iptables mode) ---
-
-@dataclass(frozen=True)
-class Endpoint:
-    ip: str
-    port: int
-    node: str
+def _local_chain(p: ServicePort) -> str:
+    return f"local-{hash_and_truncate(_port_name(p))}"
 
 
-def port_endpoints(svc: ServiceState, sp: ServicePortState, slices: Iterable[EndpointSliceState]) -> tuple[Endpoint, ...]:
-    """The ready endpoints of a Service port, ordered by address then port, each once."""
-    found: dict[tuple[str, int], Endpoint] = {}
-    for sl in slices:
-        if sl.namespace != svc.namespace or sl.service != svc.name:
-            continue
-        port = next((p.port for p in sl.ports if p.name == sp.name and p.protocol == sp.protocol), None)
-        if port is None:
-            continue
-        for ep in sl.endpoints:
-            if ep.ready and (ep.address, port) not in found:
-                found[(ep.address, port)] = Endpoint(ep.address, port, ep.node)
-    return tuple(sorted(found.values(), key=lambda e: (int(IPv4Address(e.ip)), e.port)))
+def _external_chain(p: ServicePort) -> str:
+    return f"external-{hash_and_truncate(_port_name(p))}"
+
+
+def _policy_chain(p: ServicePort, local: bool) -> str:
+    return _local_chain(p) if local else _cluster_chain(p)
+
+
+def _endpoint_chain(p: ServicePort, e: Endpoint) -> str:
+    return f"endpoint-{_endpoint_base(p, e)}"
+
+
+def _affinity_set(p: ServicePort, e: Endpoint) -> str:
+    return f"affinity-{_endpoint_base(p, e)}"
 
 
 # --- the model: what the table should hold ---
@@ -223,108 +216,95 @@ def _skeleton(state: ClusterState, node: NodeState) -> Ruleset:
     return rs
 
 
-def _service_rules(svc: ServiceState, sp: ServicePortState, slices, node: NodeState, pod_cidr: str,
-                   chains: list[Chain], sets: list[Container], elements: dict[str, list[Element]]) -> None:
-    """syncProxyRules() for one Service port: its chains, affinity sets and map elements."""
-    proto = sp.protocol.lower()
-    base = port_name_base(svc, sp)
-    cluster_chain, local_chain, external_chain = f"service-{base}", f"local-{base}", f"external-{base}"
-    name_string = service_port_string(svc, sp)
+_VERDICTS = {"reject": f"goto {REJECT_CHAIN}", "drop": "drop"}
 
-    ready = port_endpoints(svc, sp, slices)
-    external = svc.type == "NodePort" and sp.node_port is not None      # ExternallyAccessible()
-    itp_local = svc.internal_traffic_policy == "Local"
-    etp_local = external and svc.external_traffic_policy == "Local"
-    uses_cluster = not itp_local or external     # external traffic needs them to short-circuit
-    uses_local = itp_local or etp_local
-    cluster_eps = ready if uses_cluster else ()
-    local_eps = tuple(e for e in ready if e.node == node.name) if uses_local else ()
-    reachable = cluster_eps if uses_cluster else local_eps
-    has_endpoints = bool(ready)
-    has_internal = has_endpoints and (not itp_local or bool(local_eps))
-    has_external = has_endpoints and (not etp_local or bool(local_eps))
-    internal_chain = local_chain if itp_local else cluster_chain
-    external_policy_chain = local_chain if etp_local else cluster_chain
-    affinity = svc.session_affinity == "ClientIP"
 
-    if not has_endpoints:
-        internal_verdict = external_verdict = f"goto {REJECT_CHAIN}"
+def _elements(p: ServicePort, elements: dict[str, list[Element]]) -> None:
+    """The port's entries in the dispatch and no-endpoint maps."""
+    key = f"{p.svc.cluster_ip} . {p.proto} . {p.port.port}"
+    verdict = _VERDICTS[p.no_endpoints_verdict]
+    elements["cluster-ips"].append(Element(p.svc.cluster_ip))
+    if p.has_internal:
+        elements["service-ips"].append(Element(key, f"goto {_policy_chain(p, p.internal_local)}"))
     else:
-        internal_verdict = "drop" if not has_internal else None
-        external_verdict = "drop" if not has_external else None
+        elements["no-endpoint-services"].append(Element(key, verdict, p.spn))
+    if not p.external:
+        return
+    node_port = f"{p.proto} . {p.port.node_port}"
+    if p.uses_external_chain:
+        elements["service-nodeports"].append(Element(node_port, f"goto {_external_chain(p)}"))
+    if not p.has_external:
+        elements["no-endpoint-nodeports"].append(Element(node_port, verdict, p.spn))
 
-    key = f"{svc.cluster_ip} . {proto} . {sp.port}"
-    elements["cluster-ips"].append(Element(svc.cluster_ip))
-    if has_internal:
-        elements["service-ips"].append(Element(key, f"goto {internal_chain}"))
+
+def _dispatch(p: ServicePort, local: bool, pod_cidr: str) -> Chain:
+    """The Cluster or Local policy chain: masquerade off-cluster sources (in the chain ClusterIP
+    traffic enters), session affinity, then `numgen` over the endpoints."""
+    eps = p.local if local else p.cluster
+    rules = []
+    if p.has_internal and local == p.internal_local:
+        rules.append(f"ip daddr {p.svc.cluster_ip} {p.proto} dport {p.port.port} ip saddr != {pod_cidr} "
+                     f"jump {MARK_MASQ_CHAIN}")
+    if p.affinity:
+        rules += [f"ip saddr @{_affinity_set(p, e)} goto {_endpoint_chain(p, e)}" for e in eps]
+    spread = ", ".join(f"{i} : goto {_endpoint_chain(p, e)}" for i, e in enumerate(eps))
+    return Chain(_policy_chain(p, local), tuple(rules + [f"numgen random mod {len(eps)} vmap {{ {spread} }}"]))
+
+
+def _external(p: ServicePort, pod_cidr: str) -> Chain:
+    """The NodePort entry: masquerade for eTP Cluster; for eTP Local keep the client's address,
+    except for pods and the node itself, which go to every endpoint."""
+    if not p.external_local:
+        rules = [f"jump {MARK_MASQ_CHAIN}"]
     else:
-        elements["no-endpoint-services"].append(Element(key, internal_verdict, name_string))
-    if external:
-        np_key = f"{proto} . {sp.node_port}"
-        if has_endpoints:
-            elements["service-nodeports"].append(Element(np_key, f"goto {external_chain}"))
-        if not has_external:
-            elements["no-endpoint-nodeports"].append(Element(np_key, external_verdict, name_string))
-
-    def ep_chain(e: Endpoint) -> str:
-        return f"endpoint-{endpoint_name_base(svc, sp, e.ip, e.port)}"
-
-    def ep_set(e: Endpoint) -> str:
-        return f"affinity-{endpoint_name_base(svc, sp, e.ip, e.port)}"
-
-    def balance(eps: tuple[Endpoint, ...]) -> list[str]:
-        rules = [f"ip saddr @{ep_set(e)} goto {ep_chain(e)}" for e in eps] if affinity else []
-        spread = ", ".join(f"{i} : goto {ep_chain(e)}" for i, e in enumerate(eps))
-        return rules + [f"numgen random mod {len(eps)} vmap {{ {spread} }}"]
-
-    masq_clusterip = f"ip daddr {svc.cluster_ip} {proto} dport {sp.port} ip saddr != {pod_cidr} jump {MARK_MASQ_CHAIN}"
-    if cluster_eps:
-        rules = ([masq_clusterip] if has_internal and internal_chain == cluster_chain else []) + balance(cluster_eps)
-        chains.append(Chain(cluster_chain, tuple(rules)))
-    if local_eps:
-        rules = ([masq_clusterip] if has_internal and internal_chain == local_chain else []) + balance(local_eps)
-        chains.append(Chain(local_chain, tuple(rules)))
-    if has_endpoints and external:
-        if not etp_local:
-            rules = [f"jump {MARK_MASQ_CHAIN}"]
-        else:
-            rules = [
-                f'ip saddr {pod_cidr} goto {cluster_chain} comment "short-circuit pod traffic"',
-                f'fib saddr type local jump {MARK_MASQ_CHAIN} comment "masquerade local traffic"',
-                f'fib saddr type local goto {cluster_chain} comment "short-circuit local traffic"',
-            ]
-        if has_external:
-            rules.append(f"goto {external_policy_chain}")
-        chains.append(Chain(external_chain, tuple(rules)))
-    for e in reachable:
-        if affinity:
-            sets.append(Container("set", ep_set(e), (
-                "type ipv4_addr", "flags dynamic,timeout", f"timeout {svc.affinity_timeout}s")))
-        rules = [f"ip saddr {e.ip} jump {MARK_MASQ_CHAIN}"]
-        if affinity:
-            rules.append(f"update @{ep_set(e)} {{ ip saddr }}")
-        rules.append(f"meta l4proto {proto} dnat to {e.ip}:{e.port}")
-        chains.append(Chain(ep_chain(e), tuple(rules)))
+        rules = [
+            f'ip saddr {pod_cidr} goto {_cluster_chain(p)} comment "short-circuit pod traffic"',
+            f'fib saddr type local jump {MARK_MASQ_CHAIN} comment "masquerade local traffic"',
+            f'fib saddr type local goto {_cluster_chain(p)} comment "short-circuit local traffic"',
+        ]
+    if p.has_external:
+        rules.append(f"goto {_policy_chain(p, p.external_local)}")
+    return Chain(_external_chain(p), tuple(rules))
 
 
-def build(state: ClusterState, node: Union[str, NodeState], slices: Iterable[EndpointSliceState]) -> Ruleset:
-    """The kube-proxy table for `node`. Headless Services get nothing."""
+def _affinity(p: ServicePort, e: Endpoint) -> Container:
+    return Container("set", _affinity_set(p, e), (
+        "type ipv4_addr", "flags dynamic,timeout", f"timeout {p.svc.affinity_timeout}s"))
+
+
+def _endpoint(p: ServicePort, e: Endpoint) -> Chain:
+    """Hairpin masquerade, affinity update, DNAT."""
+    rules = [f"ip saddr {e.ip} jump {MARK_MASQ_CHAIN}"]
+    if p.affinity:
+        rules.append(f"update @{_affinity_set(p, e)} {{ ip saddr }}")
+    rules.append(f"meta l4proto {p.proto} dnat to {e}")
+    return Chain(_endpoint_chain(p, e), tuple(rules))
+
+
+def _service_port(rs: Ruleset, p: ServicePort, pod_cidr: str, elements: dict[str, list[Element]]) -> None:
+    """syncProxyRules() for one Service port: its map elements, chains and affinity sets."""
+    _elements(p, elements)
+    if p.cluster:
+        rs.add_chain(_dispatch(p, False, pod_cidr))
+    if p.local:
+        rs.add_chain(_dispatch(p, True, pod_cidr))
+    if p.uses_external_chain:
+        rs.add_chain(_external(p, pod_cidr))
+    for e in p.reachable:
+        if p.affinity:
+            rs.add_container(_affinity(p, e))
+        rs.add_chain(_endpoint(p, e))
+
+
+def build(state: ClusterState, node: Union[str, NodeState], slices: Iterable[EndpointSliceState],
+          only: Optional[AbstractSet[str]] = None) -> Ruleset:
+    """The kube-proxy table for `node` (with only the Services in `only`, if given: each Service's
+    elements and chains stand alone in the table, so two such builds diff to that Service's change)."""
     node = _node(state, node)
-    by_service = slices_by_service(slices)
     rs = _skeleton(state, node)
     elements: dict[str, list[Element]] = {name: list(c.elements) for name, c in rs.containers.items()}
-    for svc in sorted(state.services, key=lambda s: (s.namespace, s.name)):
-        if svc.cluster_ip is None:
-            continue
-        for sp in svc.ports:
-            chains: list[Chain] = []
-            sets: list[Container] = []
-            _service_rules(svc, sp, by_service.get((svc.namespace, svc.name), ()), node, state.pod_cidr,
-                           chains, sets, elements)
-            for s in sets:
-                rs.add_container(s)
-            for c in chains:
-                rs.add_chain(c)
+    for p in service_ports(state, node.name, slices, only):
+        _service_port(rs, p, state.pod_cidr, elements)
     for name, elems in elements.items():
         c = rs.containers[name]
         rs.containers[name] = Container(c.kind, c.name, c.spec, tuple(dict.fromkeys(elems)))
@@ -471,20 +451,11 @@ def render_update(old_state: ClusterState, new_state: ClusterState, node: Union[
     only: the Services that may have changed (keys "ns/name"); the others are not even built,
     so the cost follows the change rather than the cluster."""
     name = node if isinstance(node, str) else node.name
-    if only is not None:
-        old_state, old_slices = _restricted(old_state, old_slices, only)
-        new_state, new_slices = _restricted(new_state, new_slices, only)
-    cmds = diff(build(old_state, old_state.node(name), old_slices), build(new_state, new_state.node(name), new_slices))
+    cmds = diff(build(old_state, old_state.node(name), old_slices, only),
+                build(new_state, new_state.node(name), new_slices, only))
     if not cmds:
         return ""
     return f"# kube-proxy (nftables mode): partial sync of table {FAMILY} {TABLE}\n" + "\n".join(cmds) + "\n"
-
-
-def _restricted(state: ClusterState, slices: Iterable[EndpointSliceState], keys: AbstractSet[str]):
-    """The state and slices of just the Services in `keys` (their elements and chains stand
-    alone in the table, so a diff of the restricted builds is the diff of those Services)."""
-    return (replace(state, services=tuple(s for s in state.services if s.key in keys)),
-            tuple(sl for sl in slices if f"{sl.namespace}/{sl.service}" in keys))
 
 
 # --- ip-masq-agent ---

@@ -2,16 +2,18 @@
 
     rs = Ruleset(local=["172.18.0.3", "127.0.0.0/8"], random=random.Random(1).random, clock=lambda: now)
     rs.restore(base_rules()); rs.restore(render(...))        # iptables-restore --noflush semantics
+    rs.restore(render_update(...))                            # -D and -I as well
     out = rs.trace(Packet("10.244.1.3", "10.96.0.100", "tcp", 80), "PREROUTING")
     out.dnat, out.masquerade, out.verdict                     # "10.244.2.2:8080", False, "ACCEPT"
 
 restore() is strict where iptables-restore is: a rule in an undeclared chain, a jump to a chain that
-does not exist at COMMIT, an option it does not know, or -X of a chain still referenced is an error
-(the table is left as it was). trace() follows the first packet of a new connection the way the
-kernel does: nat PREROUTING, the routing decision (a local destination goes to filter INPUT, any
-other to filter FORWARD and then nat POSTROUTING); or, from a local process, nat OUTPUT, filter
-OUTPUT, nat POSTROUTING. Each connection is new: conntrack's later packets skip nat, so the only
-state kept between traces is the `recent` module's lists.
+does not exist at COMMIT, an option it does not know, -D of a rule that is not there, -I past the
+end, or -X of a chain still referenced is an error (that table is left as it was; the tables before
+it, committed, stay changed, as with iptables-restore). trace() follows the first packet of a new
+connection the way the kernel does: nat PREROUTING, the routing decision (a local destination goes
+to filter INPUT, any other to filter FORWARD and then nat POSTROUTING); or, from a local process,
+nat OUTPUT, filter OUTPUT, nat POSTROUTING. Each connection is new: conntrack's later packets skip
+nat, so the only state kept between traces is the `recent` module's lists.
 """
 from __future__ import annotations
 
@@ -175,11 +177,28 @@ class Ruleset:
                 if rule.chain not in work:
                     raise ValueError(f"rule in a chain that does not exist: {line}")
                 work[rule.chain].append(rule)
+            elif line.startswith("-I "):
+                _, chain, position, rest = line.split(" ", 3)
+                rule = parse_rule(f"-A {chain} {rest}")
+                if chain not in work or not 1 <= int(position) <= len(work[chain]) + 1:
+                    raise ValueError(f"no such chain or position: {line}")
+                work[chain].insert(int(position) - 1, rule)
+            elif line.startswith("-D "):
+                self._delete_rule(work, "-A " + line[3:])
             elif line.startswith("-X "):
                 self._delete(work, line.split()[1])
             else:
                 raise ValueError(f"unsupported restore line: {line}")
         assert name is None, "missing COMMIT"
+
+    @staticmethod
+    def _delete_rule(work: dict[str, list[Rule]], text: str) -> None:
+        """-D CHAIN RULE: the first rule written exactly so; iptables-restore fails without one."""
+        rules = work.get(text.split()[1], [])
+        match = next((i for i, r in enumerate(rules) if r.text == text), None)
+        if match is None:
+            raise ValueError(f"-D: no such rule: {text}")
+        del rules[match]
 
     @staticmethod
     def _delete(work: dict[str, list[Rule]], chain: str) -> None:
@@ -207,7 +226,7 @@ class Ruleset:
 
     def trace(self, packet: Packet, hook: str) -> Outcome:
         """The first packet of a new connection, from outside (PREROUTING) or a local process (OUTPUT)."""
-        pkt = _Flow(packet.src, packet.dst, packet.proto, packet.dport)
+        pkt = Flow(packet.src, packet.dst, packet.proto, packet.dport)
         if hook == "PREROUTING":
             self._walk("nat", "PREROUTING", pkt)
             local = self.is_local(pkt.dst)
@@ -222,12 +241,12 @@ class Ruleset:
             self._walk("nat", "POSTROUTING", pkt)
         return Outcome(pkt.dnat, pkt.masquerade, verdict, pkt.path)
 
-    def _walk(self, table: str, chain: str, pkt: "_Flow") -> str:
+    def _walk(self, table: str, chain: str, pkt: "Flow") -> str:
         """Runs a builtin chain: its verdict, the policy (ACCEPT) if nothing decided."""
         verdict = self._run(table, chain, pkt)
         return "ACCEPT" if verdict in (None, "RETURN") else verdict
 
-    def _run(self, table: str, chain: str, pkt: "_Flow") -> Optional[str]:
+    def _run(self, table: str, chain: str, pkt: "Flow") -> Optional[str]:
         for rule in self.tables[table][chain]:
             if not all(self._matches(m, pkt) for m in rule.matches):
                 continue
@@ -237,7 +256,7 @@ class Ruleset:
                 return verdict
         return None
 
-    def _target(self, table: str, rule: Rule, pkt: "_Flow") -> Optional[str]:
+    def _target(self, table: str, rule: Rule, pkt: "Flow") -> Optional[str]:
         """None: go on with the next rule; otherwise the chain's verdict."""
         t, a = rule.target, rule.args
         if t in self.tables[table]:
@@ -261,10 +280,10 @@ class Ruleset:
             return "ACCEPT"
         return t                                           # ACCEPT DROP REJECT RETURN
 
-    def _matches(self, m: Match, pkt: "_Flow") -> bool:
+    def _matches(self, m: Match, pkt: "Flow") -> bool:
         return self._test(m, pkt) != m.negate
 
-    def _test(self, m: Match, pkt: "_Flow") -> bool:
+    def _test(self, m: Match, pkt: "Flow") -> bool:
         if m.kind == "src":
             return ip_address(pkt.src) in m.value
         if m.kind == "dst":
@@ -288,7 +307,7 @@ class Ruleset:
             return self._recent(m.value, pkt)
         raise AssertionError(m.kind)
 
-    def _recent(self, opts: dict, pkt: "_Flow") -> bool:
+    def _recent(self, opts: dict, pkt: "Flow") -> bool:
         assert opts.get("rsource") and opts.get("mask") == "255.255.255.255", opts
         seen = self.recent.setdefault(opts["name"], {})
         src, now = ip_address(pkt.src), self.clock()
@@ -303,7 +322,7 @@ class Ruleset:
 
 
 @dataclass
-class _Flow:
+class Flow:
     """The packet as the rules see and change it."""
 
     src: str

@@ -9,7 +9,7 @@ partial sync (render_update) of services.yaml. To regenerate them after an inten
     UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_kube_proxy_nftables.py
 
 then review `git diff tests/golden` by eye. tests/integration/test_nft_syntax.py loads the same
-scripts into a real kernel.
+scripts into a real kernel; tests/unit/test_kube_proxy_packets.py traces packets through them.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from lab.controlplane.state import (
     ClusterState, EndpointPortState, EndpointSliceState, EndpointState, ServicePortState, ServiceState,
 )
 from lab.kube_proxy import nftables
+from lab.kube_proxy.model import port_endpoints
 from lab.topology.model import Topology
 from tests.unit.golden import check_golden, shipped_state
 
@@ -197,7 +198,7 @@ def test_every_clusterip_port_is_dispatched_or_rejected(node):
         assert svc.cluster_ip in cluster_ips
         for sp in svc.ports:
             key = f"{svc.cluster_ip} . {sp.protocol.lower()} . {sp.port}"
-            ready = nftables.port_endpoints(svc, sp, slices)
+            ready = [e for e in port_endpoints(svc, sp, slices) if e.ready]
             if not ready:
                 assert key not in service_ips and no_endpoints[key] == "goto reject-chain", key
             elif svc.internal_traffic_policy == "Local" and not any(e.node == node for e in ready):
@@ -235,7 +236,7 @@ def test_numgen_mod_equals_endpoints(node):
         svc_name, proto, port_name = re.match(r"^(?:service|local)-\w{8}-default/([^/]+)/(\w+)/(.*)$", name).groups()
         svc = state.service("default", svc_name)
         sp = next(p for p in svc.ports if p.protocol.lower() == proto and p.name == port_name)
-        eps = nftables.port_endpoints(svc, sp, slices)
+        eps = [e for e in port_endpoints(svc, sp, slices) if e.ready]
         if name.startswith("local-"):
             eps = tuple(e for e in eps if e.node == node)
         assert mod == len(eps) > 0, name

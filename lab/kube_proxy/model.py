@@ -1,0 +1,168 @@
+"""What kube-proxy decides about a Service port on one node, once, for both of its modes. Pure.
+
+kube-proxy's backends share one EndpointSlice cache, one ServicePortName and one
+CategorizeEndpoints (pkg/proxy/topology.go); its iptables and nftables proxiers only write those
+decisions down. Here likewise: lab.kube_proxy.iptables and .nftables take every decision from
+ServicePort and differ only in how they spell it.
+
+Usable endpoints are the ready ones; when a traffic policy (Cluster or Local, each on its own)
+finds none ready, the serving-but-terminating ones are used instead: kube-proxy's fallback
+(KEP-1669), which today's CategorizeEndpoints applies to both policies. The lab's EndpointSlice
+controller never marks an endpoint terminating (a deleted pod is gone at once), so today only
+hand-built slices reach the fallback; it is kept so both modes act as a real node would.
+Topology hints are not modelled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import AbstractSet, Iterable, Optional
+
+from lab.controlplane.endpoints import slices_by_service
+from lab.controlplane.state import ClusterState, EndpointSliceState, ServicePortState, ServiceState
+
+MASQ_MARK = "0x4000"   # 1 << --masquerade-bit (14), kube-proxy's default in both modes
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One ip:port of a service port, with its EndpointSlice conditions."""
+
+    ip: str
+    port: int
+    node: str
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def fallback(self) -> bool:
+        """Serving but terminating: used only when nothing is ready."""
+        return self.serving and self.terminating
+
+
+def service_port_name(svc: ServiceState, port: ServicePortState) -> str:
+    """"namespace/name:port", or "namespace/name" for an unnamed port (ServicePortName.String)."""
+    return f"{svc.namespace}/{svc.name}" + (f":{port.name}" if port.name else "")
+
+
+def port_endpoints(svc: ServiceState, port: ServicePortState,
+                   slices: Iterable[EndpointSliceState]) -> tuple[Endpoint, ...]:
+    """Every endpoint of one service port, whatever its conditions: from the Service's slices, those
+    with a port of the same name and protocol (its number from that slice), each ip:port once,
+    sorted by "ip:port" as kube-proxy's EndpointSlice cache sorts them (byEndpoint)."""
+    found: dict[str, Endpoint] = {}
+    for s in sorted(slices, key=lambda s: s.name):
+        if (s.namespace, s.service) != (svc.namespace, svc.name):
+            continue
+        number = next((sp.port for sp in s.ports if (sp.name, sp.protocol) == (port.name, port.protocol)), None)
+        if number is None:
+            continue
+        for e in s.endpoints:
+            ep = Endpoint(e.address, number, e.node, e.ready, e.serving, e.terminating)
+            found.setdefault(str(ep), ep)
+    return tuple(sorted(found.values(), key=str))
+
+
+def _usable(eps: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
+    eps = tuple(eps)
+    return tuple(e for e in eps if e.ready) or tuple(e for e in eps if e.fallback)
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """One port of a Service on one node: kube-proxy's servicePortInfo with the results of
+    CategorizeEndpoints. Built by categorize()."""
+
+    svc: ServiceState
+    port: ServicePortState
+    cluster: tuple[Endpoint, ...] = ()    # for traffic policy Cluster; () if no traffic uses it
+    local: tuple[Endpoint, ...] = ()      # for traffic policy Local: this node's; () if unused
+    reachable: tuple[Endpoint, ...] = ()  # cluster and local together: those written on this node
+    has_endpoints: bool = False           # usable endpoints anywhere in the cluster
+
+    @cached_property
+    def spn(self) -> str:
+        return service_port_name(self.svc, self.port)
+
+    @cached_property
+    def proto(self) -> str:
+        return self.port.protocol.lower()
+
+    @property
+    def affinity(self) -> bool:
+        return self.svc.session_affinity == "ClientIP"
+
+    @property
+    def external(self) -> bool:
+        """Reachable from outside: a NodePort (ExternallyAccessible)."""
+        return bool(self.port.node_port)
+
+    @property
+    def internal_local(self) -> bool:
+        return self.svc.internal_traffic_policy == "Local"
+
+    @property
+    def external_local(self) -> bool:
+        return self.external and self.svc.external_traffic_policy == "Local"
+
+    @property
+    def uses_cluster(self) -> bool:
+        """iTP Cluster, or any external traffic: eTP Local short-circuits pods and the node to all."""
+        return not self.internal_local or self.external
+
+    @property
+    def uses_local(self) -> bool:
+        return self.internal_local or self.external_local
+
+    @property
+    def has_internal(self) -> bool:
+        """ClusterIP traffic has somewhere to go from this node."""
+        return self.has_endpoints and (not self.internal_local or bool(self.local))
+
+    @property
+    def has_external(self) -> bool:
+        """NodePort traffic from outside has somewhere to go from this node."""
+        return self.has_endpoints and (not self.external_local or bool(self.local))
+
+    @property
+    def uses_external_chain(self) -> bool:
+        """NodePort traffic is dispatched (to the external chain) only if endpoints exist somewhere."""
+        return self.external and self.has_endpoints
+
+    @property
+    def no_endpoints_verdict(self) -> str:
+        """For traffic with nowhere to go: "reject" if the Service has no endpoints at all, "drop"
+        if it has some but its Local policy finds none on this node."""
+        return "drop" if self.has_endpoints else "reject"
+
+
+def categorize(svc: ServiceState, port: ServicePortState, eps: tuple[Endpoint, ...], node: str) -> ServicePort:
+    """proxy.CategorizeEndpoints without topology hints, with its terminating fallback."""
+    p = ServicePort(svc, port)
+    cluster = _usable(eps) if p.uses_cluster else ()
+    if not p.uses_local:
+        return replace(p, cluster=cluster, reachable=cluster, has_endpoints=bool(cluster))
+    local = _usable(e for e in eps if e.node == node)
+    reachable = tuple(sorted({str(e): e for e in cluster + local}.values(), key=str))
+    return replace(p, cluster=cluster, local=local, reachable=reachable,
+                   has_endpoints=bool(cluster) or any(e.ready or e.fallback for e in eps))
+
+
+def service_ports(state: ClusterState, node: str, slices: Iterable[EndpointSliceState],
+                  only: Optional[AbstractSet[str]] = None) -> list[ServicePort]:
+    """Every proxied service port on `node` (of the Services in `only`, if given: a partial sync
+    costs what the change costs): Services by namespace/name, ports in spec order. Headless
+    Services (no ClusterIP) are not proxied."""
+    services = [s for s in state.services if s.cluster_ip and (only is None or s.key in only)]
+    if only is not None:
+        slices = [s for s in slices if f"{s.namespace}/{s.service}" in only]
+    by_service = slices_by_service(slices)
+    out = []
+    for svc in sorted(services, key=lambda s: (s.namespace, s.name)):
+        mine = by_service.get((svc.namespace, svc.name), ())
+        out += [categorize(svc, port, port_endpoints(svc, port, mine), node) for port in svc.ports]
+    return out
