@@ -3,11 +3,13 @@ resolver, every dnsPolicy, records that follow changes, the ndots cost, and noth
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from lab.probe import dns as probe
 from tests.integration.conftest import TOPOLOGIES, lab, needs_root, wait_for
 
 pytestmark = [needs_root, pytest.mark.root]
@@ -146,3 +148,116 @@ def test_node_local_dns_cache(tmp_path):
         assert "PASSED" in lab("check", "--lab", "nldns").stdout
     finally:
         lab("down", "nldns")
+
+
+# --- the harness never lies (issue 9) ---
+
+SUMMARY = re.compile(r"^(PASSED|FAILED \(\d+ of \d+\))$", re.M)
+
+
+def dns_topology(tmp_path: Path, name: str, extra: str = "") -> Path:
+    """topologies/dns.yaml as lab `name`, with more manifests appended."""
+    text = (TOPOLOGIES / "dns.yaml").read_text().replace("name: dns\n", f"name: {name}\n", 1)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text + extra)
+    return path
+
+
+def kube_dns_ready(name: str) -> None:
+    """`lab up` returns before the agent's first readiness probe of kube-dns: until then the cluster
+    DNS Service has no endpoint and every lookup fails, truthfully. These tests are about later."""
+    def ready() -> bool:
+        items = json.loads(lab("get", "pods", "-n", "kube-system", "-o", "json", "--lab", name).stdout)["items"]
+        return bool(items) and all(c["ready"] for p in items for c in p["status"]["containerStatuses"])
+    assert wait_for(ready, timeout=20, step=0.2), f"kube-dns of {name} never became ready"
+
+
+def check(name: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """`lab check` as a user runs it: it must end with its summary line, never a traceback."""
+    out = tmp_path / "r.json"
+    proc = lab("check", "--lab", name, "--json", str(out), check=False, timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert SUMMARY.search(proc.stdout), proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert proc.returncode == (0 if all(r["passed"] for r in results) else 1)
+    return proc, results
+
+
+DENY_SHOP_EGRESS = """  - apiVersion: networking.k8s.io/v1
+    kind: NetworkPolicy
+    metadata: {name: default-deny-egress, namespace: shop}
+    spec: {podSelector: {}, policyTypes: [Egress]}
+"""
+
+
+def test_dns_denied_by_policy_is_expected_to_fail(tmp_path, clean_after):
+    """default-deny-egress in shop: cart's lookups time out. That once ended `lab check` in a
+    TimeoutExpired traceback; now cart's row expects silence, says why, and passes."""
+    clean_after.append("dnsdeny")
+    lab("up", str(dns_topology(tmp_path, "dnsdeny", DENY_SHOP_EGRESS)))
+    kube_dns_ready("dnsdeny")
+    proc, results = check("dnsdeny", tmp_path)
+    rows = [r for r in results if r["check"] in ("dns", "dns-http")]
+    cart = [r for r in rows if r["source"] == "dnsdeny-shop-cart"]
+    assert cart and all("denied by NetworkPolicy" in r["subject"] and r["passed"] for r in cart), cart
+    assert all("no reply" in r["observed"] for r in cart)
+    failed = [r for r in rows if not r["passed"]]
+    assert not failed, failed[:5]
+    # the other pods still resolve cart's Service: the policy is cart's egress, not its ingress
+    assert any(r["passed"] and "cart.shop.svc.cluster.local ->" in r["subject"] for r in rows)
+    others = [r for r in results if not r["passed"]]
+    assert proc.returncode == 0, others[:5]
+
+
+def test_a_dead_dns_server_fails_the_dns_rows(tmp_path, clean_after):
+    """Kill kube-dns's dnsmasq: nothing answers, so no dns row may pass, the NXDOMAIN one least of all
+    (it used to: an empty answer looked like NXDOMAIN)."""
+    clean_after.append("dnskill")
+    lab("up", str(dns_topology(tmp_path, "dnskill")))
+    kube_dns_ready("dnskill")
+    record = json.loads(Path("/run/k8s-netlab/dnskill/record.json").read_text())
+    (pid,) = [v for k, v in record["pids"].items() if k.startswith("kube-system/kube-dns-")]
+    subprocess.run(["kill", str(pid)], check=True)
+    proc, results = check("dnskill", tmp_path)
+    assert proc.returncode == 1
+    rows = [r for r in results if r["check"] == "dns"]
+    assert rows and not [r for r in rows if r["passed"]], [r for r in rows if r["passed"]][:5]
+    (nx,) = [r for r in rows if r["subject"].endswith("-> NXDOMAIN")]
+    assert nx["expected"] == "NXDOMAIN" and "no answer from the pod's resolver" in nx["observed"]
+    assert not [r for r in results if r["check"] == "dns-http" and r["passed"]]
+
+
+def test_a_tool_that_cannot_run_is_a_failure_with_its_reason(dns_lab):
+    """The probe's own failures (no such tool, no such namespace, a timeout) never pass."""
+    client = next(p for p in json.loads(lab("get", "pods", "-o", "json", "--lab", "dns").stdout)["items"]
+                  if p["metadata"]["name"].startswith("client-"))["metadata"]["name"]
+    netns = f"dns-default-{client}"
+    nx = probe.Question("dns", "s", None, ("no-such-dig", "-q", "x.cluster.local"), frozenset(), probe.NXDOMAIN)
+    out, error = probe._run_in(netns, probe._ONE_SCRIPT, nx.argv, timeout=5, tool="no-such-dig")
+    assert probe.judge(nx, probe.parse_replies(out, 1, error)[0]) == (False, False, "cannot run no-such-dig: not installed")
+    silent = probe.Question("dns", "s", None, ("dig", "-q", "x."), frozenset(), probe.NO_REPLY)
+    out, error = probe._run_in("dns-no-such-pod", probe._ONE_SCRIPT, silent.argv, timeout=5, tool="dig")
+    ok, _, seen = probe.judge(silent, probe.parse_replies(out, 1, error)[0])
+    assert not ok and seen.startswith("cannot run ip netns exec dns-no-such-pod")
+    out, error = probe._run_in(netns, probe._BATCH_SCRIPT, ["a", "b"], timeout=0.01, tool="getent")
+    assert error == "getent timed out after 0.01s" or out.count("rc=") == 2
+    # names are arguments: shell syntax in one is a (strange) name, never a command
+    marker = Path("/tmp/k8s-netlab-dns-injection")
+    out, _ = probe._run_in(netns, probe._BATCH_SCRIPT, [f"$(touch {marker})"], timeout=5, tool="getent")
+    assert not marker.exists() and probe.parse_replies(out, 1)[0].rc == 2
+
+
+def test_node_local_cache_keeps_dns_under_egress_deny(tmp_path, clean_after):
+    """With NodeLocal DNSCache a pod asks its own node, and pod-to-node traffic is outside policy:
+    cart resolves despite default-deny-egress, so its rows are ordinary ones, and they pass."""
+    clean_after.append("nldeny")
+    path = dns_topology(tmp_path, "nldeny", DENY_SHOP_EGRESS)
+    path.write_text(path.read_text().replace("dns: {enabled: true, domain: cluster.local}",
+                                             "dns: {enabled: true, domain: cluster.local, nodeLocalCache: true}"))
+    lab("up", str(path))
+    kube_dns_ready("nldeny")
+    _, results = check("nldeny", tmp_path)
+    rows = [r for r in results if r["check"] == "dns"]
+    cart = [r for r in rows if r["source"] == "nldeny-shop-cart"]
+    assert len(cart) > 1 and not [r for r in cart if "denied" in r["subject"]]
+    assert not [r for r in rows if not r["passed"]], [r for r in rows if not r["passed"]][:5]

@@ -2,7 +2,8 @@
 prints (lab.dns.queries: the log-line regex and report()).
 
 Pure: plans topologies/dns.yaml (and small topologies built from dicts), computes EndpointSlices with
-chosen readiness and inspects the planned questions; nothing is run (no run(), _ask() or lookup()).
+chosen readiness and inspects the planned questions; judges hand-made replies (a tool that never ran
+must never pass). Nothing is run: run() only for a lab without cluster DNS, where it asks nothing.
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def asked(qs, pod: PodState, check: str = "dns") -> dict[str, frozenset]:
     """name -> expected addresses, for the dns questions one pod asks."""
     out = {}
     for q in qs:
-        if q.check == check and q.pod == pod:
+        if q.check == check and q.pod == pod and q.want != probe.NXDOMAIN:
             assert q.argv[:2] == ("getent", "ahostsv4")
             assert q.argv[2] not in out, f"{q.argv[2]} asked twice by {pod.key}"
             out[q.argv[2]] = q.expected
@@ -263,8 +264,9 @@ def test_one_nxdomain_question_expecting_nothing(qs):
     nx = [q for q in qs if q.check == "dns" and not q.expected]
     assert len(nx) == 1
     (q,) = nx
-    assert q.argv == ("getent", "ahostsv4", f"does-not-exist.{q.pod.namespace}.svc.{D}")
-    assert q.subject.endswith("NXDOMAIN")
+    # dig, not getent: getent's "not found" is also what a silent resolver gives
+    assert q.argv[:3] == ("dig", "-q", f"does-not-exist.{q.pod.namespace}.svc.{D}")
+    assert q.want == probe.NXDOMAIN and q.subject.endswith("NXDOMAIN")
 
 
 def test_no_client_no_cluster_wide_questions():
@@ -430,3 +432,297 @@ def test_report_uses_the_pods_own_ndots(state):
     assert dict(custom.dns_options)["ndots"] == "1"
     text = queries.report(custom, queries.Lookup("internet.example.com", (), "172.18.0.5"))
     assert "ndots:5" not in text and "search list is tried first" not in text
+
+
+# --- the harness never lies (issue 9): policies, judging, scale, DNS off ---
+
+def policy(name: str, ns: str = "default", **spec) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+DENY_SHOP_EGRESS = policy("default-deny-egress", "shop", podSelector={}, policyTypes=["Egress"])
+
+
+def by_pod(qs, pod: PodState) -> list[probe.Question]:
+    return [q for q in qs if q.pod == pod]
+
+
+def test_a_pod_whose_dns_egress_is_denied_asks_one_absolute_name_expecting_silence():
+    """default-deny-egress in shop: cart cannot reach kube-dns, so its DNS must fail, and one bounded
+    question says so (not 16 that each wait for a timeout)."""
+    s = dns_yaml_with(DENY_SHOP_EGRESS)
+    cart = the_pod(s, "cart", "shop")
+    (q,) = by_pod(questions(s), cart)
+    assert q.check == "dns" and q.want == probe.NO_REPLY and q.argv[0] == "dig"
+    assert q.name == f"kube-dns.kube-system.svc.{D}." and "denied by NetworkPolicy" in q.subject
+    assert q.expectation == "no answer (denied by NetworkPolicy)"
+    # the other pods still ask everything, cart's Service included
+    client = pods_named(s, "client")[0]
+    assert asked(questions(s), client)[f"cart.shop.svc.{D}"] == {s.service("shop", "cart").cluster_ip}
+
+
+def test_egress_allowed_to_port_53_keeps_dns():
+    s = dns_yaml_with(policy("dns-only", "shop", podSelector={}, policyTypes=["Egress"],
+                             egress=[{"ports": [{"port": 53, "protocol": "UDP"}]}]))
+    cart = the_pod(s, "cart", "shop")
+    assert not probe.dns_denied(s, endpoint_slices(s, {}), cart)
+    assert f"cart.shop.svc.{D}" in asked(questions(s), cart)
+
+
+def test_egress_to_dns_on_tcp_only_is_denied():
+    """glibc asks over UDP: TCP 53 alone does not make DNS work."""
+    s = dns_yaml_with(policy("dns-tcp", "shop", podSelector={}, policyTypes=["Egress"],
+                             egress=[{"ports": [{"port": 53, "protocol": "TCP"}]}]))
+    assert probe.dns_denied(s, endpoint_slices(s, {}), the_pod(s, "cart", "shop"))
+
+
+def test_an_ingress_policy_on_kube_dns_denies_everyone_then_no_cluster_wide_questions():
+    s = dns_yaml_with(policy("lock", "kube-system", podSelector={}, policyTypes=["Ingress"]))
+    qs = questions(s)
+    assert qs and all(q.want in (probe.NO_REPLY, probe.NO_HTTP) for q in qs)
+    assert not [q for q in qs if q.want == probe.NXDOMAIN or ".pod." in q.name]
+    assert all("denied by NetworkPolicy" in q.subject for q in qs)
+
+
+def test_no_ready_kube_dns_is_a_broken_dns_not_a_denial(state):
+    dnspod = the_pod(state, "kube-dns", "kube-system")
+    s = dns_yaml_with(DENY_SHOP_EGRESS)
+    slices = endpoint_slices(s, {dnspod.key: False})
+    assert not probe.dns_denied(s, slices, the_pod(s, "cart", "shop"))
+
+
+def test_node_local_cache_is_the_pods_own_node_which_policies_never_filter():
+    """With NodeLocal DNSCache the pod asks 169.254.20.10 on its own node: pod-to-node traffic is
+    outside policy (model's node exception, FORWARD-only rules), so egress deny keeps DNS."""
+    doc = yaml.safe_load((TOPOLOGIES / "dns.yaml").read_text())
+    doc["cluster"]["dns"]["nodeLocalCache"] = True
+    doc["manifests"].append(DENY_SHOP_EGRESS)
+    s = planned(doc)
+    assert not probe.dns_denied(s, endpoint_slices(s, {}), the_pod(s, "cart", "shop"))
+
+
+def test_curl_expects_silence_when_the_policies_deny_every_endpoint():
+    s = dns_yaml_with(policy("cart-closed", "shop", podSelector={}, policyTypes=["Ingress"]))
+    (q,) = [q for q in questions(s) if q.check == "dns-http" and "cart.shop" in q.name]
+    assert q.pod.namespace == "default"
+    assert q.want == probe.NO_HTTP and q.expected == frozenset() and q.denied == {"cart"}
+    assert "denied by NetworkPolicy" in q.subject and q.expectation == "no answer (denied by NetworkPolicy)"
+
+
+def test_curl_expects_an_allowed_endpoint_when_some_are_denied():
+    """Backends closed to everyone: the asking backend still reaches itself (a pod cannot block
+    access to itself), not the other one; after DNAT either may be picked."""
+    s = dns_yaml_with(policy("backend-closed", podSelector={"matchLabels": {"app": "backend"}}, policyTypes=["Ingress"]))
+    (q,) = [q for q in questions(s) if q.check == "dns-http" and "backend.default" in q.name]
+    assert q.pod.name.startswith("backend-")
+    (other,) = [p.name for p in pods_named(s, "backend") if p != q.pod]
+    assert q.want == probe.HTTP and q.expected == {q.pod.name} and q.denied == {other}
+    assert q.subject.endswith("(1 of 2 endpoints denied by NetworkPolicy)")
+
+
+def test_curl_expects_silence_when_dns_is_denied():
+    """Every client's DNS denied: the name cannot resolve, so curl by name must not answer."""
+    s = dns_yaml_with(*[policy("deny-egress", ns, podSelector={}, policyTypes=["Egress"]) for ns in ("default", "shop")])
+    http_qs = [q for q in questions(s) if q.check == "dns-http"]
+    assert http_qs and all(q.want == probe.NO_HTTP and "denied by NetworkPolicy" in q.subject for q in http_qs)
+
+
+# judging: no test may pass when the probe tool itself fails
+
+def q_of(want: str, expected=(), denied=(), argv=None) -> probe.Question:
+    c = PodState("default", "c", "n1", "10.244.0.9", "lab-default-c")
+    argv = argv or {probe.ADDRESSES: ("getent", "ahostsv4", "backend"), probe.NOT_FOUND: ("getent", "ahostsv4", "db"),
+                    probe.NXDOMAIN: ("dig", "-q", "nope.default.svc.cluster.local"),
+                    probe.NO_REPLY: ("dig", "-q", "kube-dns.kube-system.svc.cluster.local."),
+                    probe.HTTP: ("curl", "-s", "-m", "2", "http://backend.default:80/hostname"),
+                    probe.NO_HTTP: ("curl", "-s", "-m", "2", "http://backend.default:80/hostname")}[want]
+    check = "dns-http" if argv[0] == "curl" else "dns"
+    return probe.Question(check, "s", c, argv, frozenset(expected), want, frozenset(denied))
+
+
+EVERY_WANT = [probe.ADDRESSES, probe.NOT_FOUND, probe.NXDOMAIN, probe.NO_REPLY, probe.HTTP, probe.NO_HTTP]
+
+
+@pytest.mark.parametrize("want", EVERY_WANT)
+@pytest.mark.parametrize("reply, why", [
+    (probe.Reply(None, error="getent timed out after 3s"), "getent timed out after 3s"),
+    (probe.Reply(None, error="cannot run ip netns exec lab-x: Cannot open network namespace"), "cannot run ip netns exec"),
+    (probe.Reply(127), "not installed"),
+    (probe.Reply(126), "not executable"),
+])
+def test_a_tool_that_did_not_run_fails_every_kind_of_question(want, reply, why):
+    """Empty output from a tool that never ran must not look like 'not found' or 'no reply'."""
+    ok, final, seen = probe.judge(q_of(want, {"10.96.0.1"} if want == probe.ADDRESSES else ()), reply)
+    assert not ok and not final and why in seen
+
+
+def test_getent_addresses():
+    q = q_of(probe.ADDRESSES, {"10.96.0.1"})
+    line = "10.96.0.1       STREAM backend.default.svc.cluster.local\n10.96.0.1       DGRAM"
+    assert probe.judge(q, probe.Reply(0, line))[0]
+    assert probe.judge(q, probe.Reply(0, "10.96.0.2       STREAM x")) == (False, False, "10.96.0.2")
+    assert probe.judge(q, probe.Reply(2)) == (False, False, "not found")
+    assert probe.judge(q, probe.Reply(1)) == (False, False, "getent exited 1")
+
+
+def test_getent_not_found_counts_only_when_the_resolver_answered_another_name():
+    q = q_of(probe.NOT_FOUND)
+    assert probe.judge(q, probe.Reply(2), alive=True) == (True, False, "not found")
+    ok, _, seen = probe.judge(q, probe.Reply(2), alive=False)
+    assert not ok and "no reply" in seen
+    assert not probe.judge(q, probe.Reply(0, "10.244.0.4      STREAM db"), alive=True)[0]
+
+
+DIG_NX = ";; ->>HEADER<<- opcode: QUERY, status: NXDOMAIN, id: 7570\n;; flags: qr rd ra; QUERY: 1, ANSWER: 0"
+DIG_OK = ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 7570"
+DIG_SILENT = ";; communications error to 10.96.0.10#53: timed out\n;; no servers could be reached"
+
+
+def test_nxdomain_must_be_seen():
+    q = q_of(probe.NXDOMAIN)
+    assert probe.judge(q, probe.Reply(0, DIG_NX)) == (True, False, "status: NXDOMAIN")
+    assert probe.judge(q, probe.Reply(0, DIG_OK)) == (False, False, "status: NOERROR")
+    ok, final, seen = probe.judge(q, probe.Reply(9, DIG_SILENT))
+    assert not ok and not final and "no answer from the pod's resolver" in seen and "no servers could be reached" in seen
+    assert not probe.judge(q, probe.Reply(0, ""))[0]  # dig ran but said nothing: no status, no pass
+
+
+def test_denied_dns_must_be_silent_and_a_reply_is_final():
+    q = q_of(probe.NO_REPLY)
+    assert probe.judge(q, probe.Reply(9, DIG_SILENT)) == (True, True, "no reply (dig: no servers could be reached)")
+    ok, final, seen = probe.judge(q, probe.Reply(0, DIG_OK))
+    assert not ok and final and "although the policies deny DNS" in seen
+    assert probe.judge(q, probe.Reply(0, DIG_NX))[:2] == (False, True)  # NXDOMAIN is a reply too
+    assert probe.judge(q, probe.Reply(1, "usage"))[:2] == (False, False)
+
+
+def test_curl_judging():
+    q = q_of(probe.HTTP, {"backend-a"}, {"backend-b"})
+    assert probe.judge(q, probe.Reply(0, "backend-a")) == (True, True, "answered by backend-a")
+    assert probe.judge(q, probe.Reply(0, "backend-b"))[:2] == (False, True)   # through the policy: a leak
+    assert probe.judge(q, probe.Reply(0, "stranger"))[:2] == (False, False)
+    ok, _, seen = probe.judge(q, probe.Reply(28))
+    assert not ok and "timed out" in seen
+    nq = q_of(probe.NO_HTTP)
+    assert probe.judge(nq, probe.Reply(6))[:2] == (True, True)
+    assert probe.judge(nq, probe.Reply(28))[:2] == (True, True)
+    assert probe.judge(nq, probe.Reply(0, "backend-a"))[:2] == (False, True)
+    assert probe.judge(nq, probe.Reply(3))[:2] == (False, False)                # curl's own error: not silence
+
+
+def test_silence_through_a_partly_denied_service_is_tolerated_and_said_so():
+    q = q_of(probe.HTTP, {"backend-a"}, {"backend-b"})
+    excuse = probe.tolerated(q, [probe.Reply(28), probe.Reply(7), probe.Reply(28)])
+    assert excuse and "tolerated" in excuse and "policies deny" in excuse
+    assert probe.tolerated(q, [probe.Reply(28), probe.Reply(0, "stranger")]) is None
+    assert probe.tolerated(q, [probe.Reply(28), probe.Reply(127)]) is None
+    assert probe.tolerated(q_of(probe.HTTP, {"backend-a"}), [probe.Reply(28)] * 3) is None  # nothing denied
+
+
+def test_parse_replies_splits_a_batch_and_names_what_was_not_asked():
+    out = "10.96.0.1       STREAM a\n10.96.0.1       DGRAM\nrc=0\nrc=2\n"
+    replies = probe.parse_replies(out, 4, "getent timed out after 4s")
+    assert [r.rc for r in replies] == [0, 2, None, None]
+    assert replies[0].out.startswith("10.96.0.1")
+    assert replies[2].error == "getent timed out after 4s" and "not reached" in replies[3].error
+    assert [r.error for r in probe.parse_replies("", 2, "")] == ["no result", "no result (not reached)"]
+
+
+def test_names_are_arguments_never_part_of_the_script():
+    assert "$n" in probe._BATCH_SCRIPT and '"$@"' in probe._ONE_SCRIPT
+    assert "{" not in probe._BATCH_SCRIPT + probe._ONE_SCRIPT
+
+
+# batching
+
+def test_one_getent_process_per_pod_and_the_canary_only_where_needed(state, qs):
+    jobs = probe._jobs(qs, range(len(qs)), "canary.", set())
+    getent = [j for j in jobs if j.indices and qs[j.indices[0]].argv[0] == "getent"]
+    assert len(getent) == len({q.pod.key for q in qs if q.argv[0] == "getent"})
+    assert all(len(j.indices) <= probe.BATCH for j in getent) and not any(j.canary for j in getent)
+    assert len(jobs) - len(getent) == sum(q.argv[0] != "getent" for q in qs)
+    # a batch of only must-not-resolve names asks the canary along; a silent pod asks only the canary
+    nf = [i for i, q in enumerate(qs) if q.argv[0] == "getent"][:1]
+    only = [probe.Question("dns", "s", qs[nf[0]].pod, qs[nf[0]].argv, frozenset(), probe.NOT_FOUND)]
+    assert probe._jobs(only, [0], "canary.", set())[0].canary == "canary."
+    (silent,) = probe._jobs(only, [0], "canary.", {only[0].pod.key})
+    assert silent.indices == () and silent.canary == "canary."
+
+
+def big_state(replicas: int) -> ClusterState:
+    doc = yaml.safe_load((TOPOLOGIES / "dns.yaml").read_text())
+    doc["manifests"][1]["spec"]["replicas"] = replicas   # backend
+    return planned(doc)
+
+
+def test_up_to_the_threshold_every_pod_asks():
+    s = big_state(probe.SAMPLE_ABOVE - 8)
+    assert len(s.pods) <= probe.SAMPLE_ABOVE
+    askers = {q.pod.key for q in questions(s)}
+    assert askers == {p.key for p in probe._clients(s)}
+
+
+def test_beyond_the_threshold_a_covering_sample_asks_every_service_name():
+    s = big_state(150)
+    assert len(s.pods) > probe.SAMPLE_ABOVE
+    qs = questions(s)
+    clients = probe._clients(s)
+    askers = sorted({q.pod.key for q in qs if q.want == probe.ADDRESSES and ".pod." not in q.name})
+    groups = {(c.namespace, c.node) for c in clients}
+    assert len(askers) == len(groups)                  # one per (namespace, node) that has clients
+    for ns, node in groups:                             # the first by key
+        assert min(c.key for c in clients if (c.namespace, c.node) == (ns, node)) in askers
+    small_qs = questions(dns_yaml_with())
+    for key in askers:                                  # each asks what a pod of its namespace asks in dns.yaml
+        pod = next(p for p in s.pods if p.key == key)
+        like = next(q.pod for q in small_qs if q.pod.namespace == pod.namespace and q.want == probe.ADDRESSES)
+        assert {n for n in asked(qs, pod) if ".pod." not in n} == {n for n in asked(small_qs, like) if ".pod." not in n}
+    pod_qs = [q for q in qs if ".pod." in q.name]
+    assert len({q.pod for q in pod_qs}) == 1 and len(pod_qs) == sum(not p.host_network for p in s.pods)
+    assert questions(s) == qs                           # deterministic
+
+
+def test_the_sample_covers_both_policy_verdicts():
+    """Pods of one namespace and node that the policies treat differently are both asked."""
+    deny = policy("deny-some", podSelector={"matchLabels": {"app": "client"}}, policyTypes=["Egress"])
+    doc = yaml.safe_load((TOPOLOGIES / "dns.yaml").read_text())
+    doc["manifests"][1]["spec"]["replicas"] = 150
+    doc["manifests"].append(deny)
+    s = planned(doc)
+    qs = questions(s)
+    denied = {q.pod.key for q in qs if q.want == probe.NO_REPLY}
+    assert denied and all(k.startswith("default/client-") for k in denied)
+    assert {q.pod.key for q in qs if q.want == probe.ADDRESSES} - denied
+
+
+# cluster DNS off
+
+def test_services_and_clusterfirst_pods_without_cluster_dns_fail_one_row():
+    s = planned({"name": "nodns", "cluster": {}, "nodes": [{"name": "n1"}, {"name": "n2"}],
+                 "manifests": [pod("w", labels={"app": "w"}), pod("c"), pod("legacy", dnsPolicy="Default"),
+                               service("web", {"app": "w"})]})
+    (o,) = probe.run(s, endpoint_slices(s, {}))      # nothing runs: the verdict is known
+    users = 2
+    assert o.check == "dns" and not o.passed and o.subject == "cluster DNS is off"
+    assert o.expected == "Service names resolve from pods with dnsPolicy ClusterFirst"
+    assert o.observed.startswith(f"{users} pods use dnsPolicy ClusterFirst but the lab has no cluster DNS")
+    assert "set cluster.dns.enabled: true" in o.observed
+
+
+def test_no_services_no_dns_row():
+    s = shipped_state("vxlan")
+    assert probe.dns_off(s) is None and probe.run(s, endpoint_slices(s, {})) == []
+
+
+def test_no_dns_row_when_no_pod_wants_cluster_dns():
+    doc = {"name": "nodns", "cluster": {}, "nodes": [{"name": "n1"}],
+           "manifests": [pod("w", labels={"app": "w"}, dnsPolicy="Default"), service("web", {"app": "w"})]}
+    s = planned(doc)
+    assert s.services and probe.dns_off(s) is None
+
+
+def test_the_shipped_services_lab_says_its_pods_need_no_cluster_dns():
+    """services.yaml has Services and no cluster DNS; its pods say dnsPolicy: Default, so no row."""
+    s = shipped_state("services")
+    assert s.dns_domain == "" and s.services and probe.dns_off(s) is None
