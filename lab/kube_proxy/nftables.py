@@ -467,7 +467,8 @@ MASQ_AGENT_PRIORITY = SRCNAT_PRIORITY + 10   # after kube-proxy's masquerading: 
 def masq_agent_rules(state: ClusterState) -> str:
     """Egress NAT like ip-masq-agent, as its own table: pod traffic to a destination outside the pod
     CIDR and the service CIDR that is not local to the node is masqueraded."""
-    nets = sorted({IPv4Network(state.pod_cidr), IPv4Network(state.service_cidr)}, key=lambda n: (int(n.network_address), n.prefixlen))
+    nets = sorted({IPv4Network(state.pod_cidr), IPv4Network(state.service_cidr)},
+                  key=lambda n: (int(n.network_address), n.prefixlen))
     lines = [
         "#!/usr/sbin/nft -f",
         f"# ip-masq-agent: replaces table {FAMILY} {MASQ_AGENT_TABLE} in one transaction",
