@@ -72,7 +72,8 @@ def node_rows(state: ClusterState, created: float, wide: bool, stopped: Sequence
         header += ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME", "POD-CIDR", "NETNS"]
     rows = []
     for n in state.nodes:
-        row = [n.name, "NotReady" if n.name in stopped else "Ready", n.role if n.role == "control-plane" else "<none>", age(time.time() - created), "k8s-netlab"]
+        row = [n.name, "NotReady" if n.name in stopped else "Ready", n.role if n.role == "control-plane" else "<none>",
+               age(time.time() - created), "k8s-netlab"]
         if wide:
             row += [n.ip, "<none>", "Mininet host", platform.release(), "netns", n.pod_cidr, n.netns]
         rows.append(row)
@@ -109,7 +110,8 @@ def node_object(n: NodeState) -> dict:
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": n.name, "labels": {**dict(n.labels), "kubernetes.io/hostname": n.name,
-                                                 **({"node-role.kubernetes.io/control-plane": ""} if n.role == "control-plane" else {})}},
+                                                 **({"node-role.kubernetes.io/control-plane": ""}
+                                                    if n.role == "control-plane" else {})}},
         "spec": {"podCIDR": n.pod_cidr, "podCIDRs": [n.pod_cidr]},
         "status": {"addresses": [{"type": "InternalIP", "address": n.ip}, {"type": "Hostname", "address": n.name}]},
     }

@@ -1,6 +1,7 @@
 """A small libcni: run a conflist's plugins per the CNI spec (env + JSON on stdin), from inside the
-node's namespace (spawned by a thread that entered it: no nsenter process per call), with libcni's semantics: ADD is all-or-nothing, DEL runs in reverse, may run
-twice and keeps going past errors. Results are cached so DEL gets its prevResult."""
+node's namespace (spawned by a thread that entered it: no nsenter process per call), with libcni's
+semantics: ADD is all-or-nothing, DEL runs in reverse, may run twice and keeps going past errors.
+Results are cached so DEL gets its prevResult."""
 from __future__ import annotations
 
 import json
@@ -55,7 +56,7 @@ def _exec(plugin: str, command: str, conf: dict, att: Attachment) -> Optional[di
             err = json.loads(proc.stdout)
             detail = f"{err.get('msg', '')} {err.get('details', '')}".strip()
         except ValueError:
-            detail = (proc.stdout + proc.stderr).strip() or (f"timed out after 30s" if proc.code is None else "")
+            detail = (proc.stdout + proc.stderr).strip() or ("timed out after 30s" if proc.code is None else "")
         raise PluginError(f"CNI {plugin} {command} for {att.container_id}/{att.ifname} failed: {detail}")
     out = proc.stdout.strip()
     return json.loads(out) if out else None

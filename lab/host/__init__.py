@@ -9,6 +9,7 @@ current Host; tests swap it with `using(FakeHost())`.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 from contextlib import contextmanager
@@ -68,27 +69,43 @@ class Host(Protocol):
         """Run fn in a thread inside netns (sockets and netlink it opens belong there)."""
 
 
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class RealHost:
     def run(self, argv, *, netns=None, input=None, env=None, timeout=60, check=True) -> Completed:
         argv = [str(a) for a in argv]
         binary = isinstance(input, bytes)
 
         def go() -> Completed:
+            # A session of its own: at a timeout the whole group goes (a shell's children too,
+            # which would otherwise hold the pipes open and the wait forever).
             try:
-                proc = subprocess.run(argv, input=input, capture_output=True, text=not binary, timeout=timeout,
-                                      env=dict(env) if env is not None else None)
+                proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=not binary,
+                                        start_new_session=True, env=dict(env) if env is not None else None)
             except FileNotFoundError:
                 if check:
                     raise LabError(f"{argv[0]} is not installed; run `sudo make demo` or scripts/install.sh") from None
                 return Completed(127, "", f"{argv[0]}: not installed")
-            except subprocess.TimeoutExpired:
+            try:
+                out, err = proc.communicate(input, timeout=timeout)
+                code: Optional[int] = proc.returncode
+            except BaseException as e:  # the timeout, or a Ctrl-C: nothing of it may live on
+                _kill_group(proc.pid)
+                out, err = proc.communicate()
+                if not isinstance(e, subprocess.TimeoutExpired):
+                    raise
                 if check:
-                    raise LabError(f"{' '.join(argv)} did not finish within {timeout}s") from None
-                return Completed(None, "", f"timed out after {timeout}s")
-            out, err = proc.stdout, proc.stderr
+                    raise LabError(f"{' '.join(argv)} did not finish within {timeout:g}s") from None
+                code = None
             if binary:
                 out, err = out.decode(errors="replace"), err.decode(errors="replace")
-            return Completed(proc.returncode, out, err)
+            return Completed(code, out, err)
 
         done = in_netns(netns, go) if netns else go()
         if check and not done.ok:

@@ -49,6 +49,7 @@ class LabRecord:
     ready: dict[str, bool] = field(default_factory=dict)  # container key -> its readinessProbe's verdict
     pod_ready: dict[str, bool] = field(default_factory=dict)  # pod key -> ready, as the proxy rules have it
     probe_detail: dict[str, str] = field(default_factory=dict)  # container key -> its last readinessProbe result
+    full_resyncs: int = 0                           # partial kube-proxy syncs a node refused (then a full one)
     proxy: dict[str, list[str]] = field(default_factory=dict)  # node -> kube-proxy chains last written
     netpol: dict[str, list[str]] = field(default_factory=dict)  # node -> network policy chains last written
     stopped: list[str] = field(default_factory=list)  # nodes taken off the network (lab node stop)
@@ -75,7 +76,9 @@ class LabRecord:
             "name": self.name, "status": self.status, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "created": self.created, "netns": self.netns, "links": self.links, "ovs_bridges": self.ovs_bridges,
             "shells": self.shells, "port_tag": self.port_tag, "etc_netns": self.etc_netns, "pids": self.pids, "agent": self.agent,
-            "ready": self.ready, "pod_ready": self.pod_ready, "probe_detail": self.probe_detail, "netpol": self.netpol, "stopped": self.stopped,
+            "ready": self.ready, "pod_ready": self.pod_ready, "probe_detail": self.probe_detail,
+            "full_resyncs": self.full_resyncs, "netpol": self.netpol,
+            "stopped": self.stopped,
             "proxy": self.proxy, "state": self.state.to_dict(),
         }
         tmp = self.dir / "record.json.tmp"
@@ -87,6 +90,11 @@ class LabRecord:
 
     def remove_dir(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def commit(self, state: ClusterState, pod_ready: dict[str, bool]) -> None:
+        """The one place a new cluster state enters the record: the orchestrator calls it once
+        every effect of the change is in place (the caller saves)."""
+        self.state, self.pod_ready = state, dict(pod_ready)
 
     # --- write-ahead claims ---
     def claim(self, *, netns: tuple[str, ...] = (), links: tuple[str, ...] = (), ovs: tuple[str, ...] = (),

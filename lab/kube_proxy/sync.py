@@ -11,6 +11,8 @@ lab's back) is followed by a full one.
 """
 from __future__ import annotations
 
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
@@ -54,13 +56,22 @@ def changed_services(old: ClusterState, old_slices, new: ClusterState, new_slice
 
 def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], *, first: bool = False) -> set[str]:
     """Bring every node's rules from the record's state and readiness to `state` with `pod_ready`;
-    returns the Services touched. The caller holds `locked(record)` and saves the record after."""
+    returns the Services touched. Writes only its own part of the record (the chains per node);
+    the caller holds `locked(record)`, commits the new state once everything is applied, and saves."""
     old_state, new_slices = record.state, endpoint_slices(state, pod_ready)
     old_slices = endpoint_slices(old_state, record.pod_ready)
     changed = {s.key for s in state.services} if first else changed_services(old_state, old_slices, state, new_slices)
-    record.state, record.pod_ready = state, dict(pod_ready)
     if not changed and not first:
         return changed
+
+    counting = threading.Lock()
+
+    def start_over(node: NodeState, refused: LabError) -> None:
+        """A partial sync the node refused: its rules were not what the last sync left. Say so
+        (a renderer bug would hide here), count it, and write everything."""
+        print(f"kube-proxy: partial sync refused on node {node.name}, doing a full sync: {refused}", file=sys.stderr)
+        with counting:
+            record.full_resyncs += 1
 
     def one(node: NodeState) -> tuple[str, list[str]]:
         if state.proxy == "iptables":
@@ -69,10 +80,11 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
             text = full() if first else iptables.render_update(old_state, state, node, old_slices, new_slices, changed)
             try:
                 _restore(node, ["iptables-restore", "--noflush"], text)
-            except LabError:
+            except LabError as e:
                 if first:
                     raise
-                text = full()  # the node's rules were not what the last sync left: start over
+                start_over(node, e)
+                text = full()
                 _restore(node, ["iptables-restore", "--noflush"], text)
             return node.name, sorted(iptables.declared_chains(text, existing))
         if first:
@@ -82,9 +94,10 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
         if text.strip():
             try:
                 _restore(node, ["nft", "-f", "-"], text)
-            except LabError:
+            except LabError as e:
                 if first:
                     raise
+                start_over(node, e)
                 _restore(node, ["nft", "-f", "-"], nftables.render(state, node, new_slices))
         return node.name, []
 

@@ -75,7 +75,8 @@ def run_probe(state: ClusterState, pod: PodState, c: ContainerState) -> tuple[bo
     request, what = None, f"tcp {r.port}"
     if r.kind == "http":
         what = f"GET {r.path} (port {r.port})"
-        request = f"GET {r.path} HTTP/1.1\r\nHost: {pod.ip}:{r.port}\r\nUser-Agent: kube-probe/lab\r\nConnection: close\r\n\r\n".encode()
+        request = (f"GET {r.path} HTTP/1.1\r\nHost: {pod.ip}:{r.port}\r\nUser-Agent: kube-probe/lab\r\n"
+                   "Connection: close\r\n\r\n").encode()
     return host.in_ns(state.node(pod.node).netns, lambda: _connect(pod.ip, r.port, r.timeout, request, what))
 
 

@@ -31,6 +31,9 @@ class Coverage:
                 f"to repeat)")
 
 
+ALL_PAIRS = Coverage(True)
+
+
 def choose(pods: int, all_pairs: bool, seed: int | None) -> Coverage:
     """All pairs for small labs or when asked; otherwise a sample, seeded (a fresh seed if none)."""
     if all_pairs or pods <= ALL_PAIRS_UP_TO:

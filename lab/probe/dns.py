@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from lab import host
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.dns.records import dns_ip, pod_a_name, resolv_conf
 from lab.policy.model import allowed
@@ -331,24 +330,15 @@ def _run_in(netns: str, script: str, args: Sequence[str], timeout: float, tool: 
     """(stdout, why it did not finish or "") of `sh -c script sh args...` in the pod's netns. The
     arguments are never part of the script. A timeout kills the whole process group."""
     argv = ["ip", "netns", "exec", netns, "sh", "-c", script, "sh", *args]
-    try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True, env={**os.environ, "RES_OPTIONS": RES_OPTIONS})
-    except OSError as e:
-        return "", f"cannot run ip netns exec: {e.strerror}"
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, _ = proc.communicate()
-        return out, f"{tool} timed out after {timeout:g}s"
-    if proc.returncode != 0 and not re.search(r"^rc=\d+$", out, re.M):
-        why = err.strip().splitlines()[-1] if err.strip() else f"exited {proc.returncode}"
-        return out, f"cannot run ip netns exec {netns}: {why}"
-    return out, ""
+    done = host.run(argv, env={**os.environ, "RES_OPTIONS": RES_OPTIONS}, timeout=timeout, check=False)
+    if done.code is None:
+        return done.stdout, f"{tool} timed out after {timeout:g}s"
+    if done.code == 127 and not done.stdout and "not installed" in done.stderr:
+        return "", "cannot run ip netns exec: ip is not installed"
+    if done.code != 0 and not re.search(r"^rc=\d+$", done.stdout, re.M):
+        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exited {done.code}"
+        return done.stdout, f"cannot run ip netns exec {netns}: {why}"
+    return done.stdout, ""
 
 
 @dataclass(frozen=True)

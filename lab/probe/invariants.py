@@ -16,7 +16,7 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
 from lab.policy import model as policy
 from lab.probe import dns, services
-from lab.probe.coverage import Coverage, covering_pairs
+from lab.probe.coverage import ALL_PAIRS, Coverage, covering_pairs
 from lab.probe.outcome import Outcome
 from lab.probe.engine import Probe, ProbeResult, interface_addresses_many, run_probes
 from lab.topology.refs import Ref, parse_ref
@@ -79,7 +79,7 @@ def _localhost_expectations(state: ClusterState) -> list[Expectation]:
     return out
 
 
-def expectations(state: ClusterState, cov: Coverage = Coverage(True)) -> list[Expectation]:
+def expectations(state: ClusterState, cov: Coverage = ALL_PAIRS) -> list[Expectation]:
     targets = [p for p in state.pods if p.probe_port() is not None]
     senders = [p for p in state.pods if not p.host_network]
     # To a hostNetwork pod (a node address) only reachability is the model's promise: a CNI may
@@ -174,7 +174,8 @@ def judge(e: Expectation, r: ProbeResult) -> Outcome:
     return Outcome(e.check, e.subject, not r.ok, "no reply (denied)", _describe(r), **where)
 
 
-def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]], results: list[tuple[Expectation, ProbeResult]]) -> list[Outcome]:
+def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]],
+                  results: list[tuple[Expectation, ProbeResult]]) -> list[Outcome]:
     """Invariant 3, per pod: its eth0, what the others saw, and the model agree."""
     seen: dict[str, set[str]] = {}
     for e, r in results:
@@ -193,7 +194,7 @@ def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]], results: list
 
 
 def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[str, bool]] = None,
-        probe_detail: Optional[Mapping[str, str]] = None, cov: Coverage = Coverage(True)) -> list[Outcome]:
+        probe_detail: Optional[Mapping[str, str]] = None, cov: Coverage = ALL_PAIRS) -> list[Outcome]:
     """Every check in one batch of probes. pod_ready: the lab's readiness (what its EndpointSlices
     and kube-proxy rules are built from); probe_detail: what each readiness probe last saw."""
     exps = expectations(state, cov)

@@ -48,7 +48,7 @@ def routes(state: ClusterState, port_names: dict[str, str]) -> list[Route]:
 class Flow:
     priority: int
     match: tuple[tuple[str, object], ...]     # OpenFlow 1.3 OXM fields, as os-ken names them
-    actions: tuple[tuple[str, ...], ...]      # ("output", port name) | ("set_field", field, value) | ("controller",) | ("normal",)
+    actions: tuple[tuple[str, ...], ...]  # ("output", port) | ("set_field", field, value) | ("controller",) | ("normal",)
     note: str = ""
 
 

@@ -73,6 +73,7 @@ class Agent:
                 pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
                 changed = sync(rec, rec.state, pod_ready)
                 dns.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)
+                rec.commit(rec.state, pod_ready)
                 rec.save()
             print(f"{time.strftime('%H:%M:%S')} readiness changed; synced {', '.join(sorted(changed)) or 'no Service'}",
                   flush=True)

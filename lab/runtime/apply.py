@@ -19,6 +19,7 @@ from lab.errors import LabError
 from lab.kube_proxy import sync as kube_proxy
 from lab.node import pods, prober
 from lab.host import record as records
+from lab.host.record import LabRecord
 from lab.policy import sync as netpol
 from lab.runtime.agent import container_alive
 
@@ -121,24 +122,70 @@ def apply(path: str, objects: bool = False, delete: bool = False, lab: Optional[
         after = {p.key: p for p in new.pods}
         gone = [p for k, p in before.items() if k not in after or not _same_pod(p, after[k])]
         born = [p for k, p in after.items() if k not in before or not _same_pod(before[k], p)]
-        errors = pods.remove(old, rec, gone)
-        if errors:
-            raise LabError("removing pods failed: " + "; ".join(errors))
-        dns.remove_resolv_confs(rec, [p.netns for p in gone])
-        rec.save()
-        if new.dns_domain:
-            dns.write_resolv_confs(replace(new, pods=tuple(born)), rec)
-        pods.create(new, rec, only=born)
-        fresh = {f"{p.key}/{c.name}" for p in born for c in p.containers}
-        ready = {k: v for k, v in rec.ready.items() if k.rsplit("/", 1)[0] in after and k not in fresh}
-        verdicts, details = prober.first_round(replace(new, pods=tuple(born)))
-        ready.update(verdicts)
-        rec.ready = ready
-        rec.probe_detail = {**{k: v for k, v in rec.probe_detail.items() if k in ready}, **details}
-        pod_ready = prober.pod_readiness(new, ready, container_alive(rec))
-        changed = kube_proxy.sync(rec, new, pod_ready)
-        dns.update(new, endpoint_slices(new, pod_ready), rec)
-        netpol.sync(rec, new)
+        was = (dict(rec.ready), dict(rec.probe_detail), dict(rec.pod_ready))
+        try:
+            changed = _switch(rec, old, new, gone, born)
+        except BaseException as e:
+            problems = _roll_back(rec, old, new, gone, born, was)
+            if problems:
+                raise LabError(f"{e}\nlab apply failed, and rolling back failed too: {'; '.join(problems)}; "
+                               f"`lab down {rec.name}` removes the lab") from None
+            if isinstance(e, Exception):
+                raise LabError(f"{e}\nlab apply failed; the lab was rolled back to what it was") from None
+            raise
         save_topology(rec, topo)
         rec.save()
     return Change(tuple(p.key for p in born), tuple(p.key for p in gone), tuple(sorted(changed)))
+
+
+def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[PodState], born: list[PodState]) -> set[str]:
+    """Replace the pods that changed, then re-sync kube-proxy, DNS and the policies to `new`, and
+    commit it; any failure leaves the rest to _roll_back."""
+    errors = pods.remove(old, rec, gone)
+    if errors:
+        raise LabError("removing pods failed: " + "; ".join(errors))
+    dns.remove_resolv_confs(rec, [p.netns for p in gone])
+    rec.save()
+    if new.dns_domain:
+        dns.write_resolv_confs(replace(new, pods=tuple(born)), rec)
+    pods.create(new, rec, only=born)
+    after = {p.key for p in new.pods}
+    fresh = {f"{p.key}/{c.name}" for p in born for c in p.containers}
+    ready = {k: v for k, v in rec.ready.items() if k.rsplit("/", 1)[0] in after and k not in fresh}
+    verdicts, details = prober.first_round(replace(new, pods=tuple(born)))
+    ready.update(verdicts)
+    rec.ready = ready
+    rec.probe_detail = {**{k: v for k, v in rec.probe_detail.items() if k in ready}, **details}
+    pod_ready = prober.pod_readiness(new, ready, container_alive(rec))
+    changed = kube_proxy.sync(rec, new, pod_ready)
+    dns.update(new, endpoint_slices(new, pod_ready), rec)
+    netpol.sync(rec, new)
+    rec.commit(new, pod_ready)
+    return changed
+
+
+def _roll_back(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[PodState], born: list[PodState],
+               was: tuple[dict, dict, dict]) -> list[str]:
+    """Back to `old`, as `lab up` rolls back: the new pods removed, the removed ones made again,
+    every node's rules rewritten in full. Keeps going past errors and returns them."""
+    problems: list[str] = []
+
+    def started(p: PodState) -> bool:
+        return any(f"{p.key}/{c.name}" in rec.pids for c in p.containers)
+
+    rec.ready, rec.probe_detail, pod_ready = was
+    steps = [lambda: problems.extend(pods.remove(new, rec, [p for p in born if started(p) or p.netns in rec.netns])),
+             lambda: dns.remove_resolv_confs(rec, [p.netns for p in born]),
+             lambda: rec.commit(old, pod_ready),
+             lambda: dns.write_resolv_confs(replace(old, pods=tuple(gone)), rec) if old.dns_domain else None,
+             lambda: pods.create(old, rec, only=[p for p in gone if not started(p)]),
+             lambda: kube_proxy.sync(rec, old, pod_ready, first=True),
+             lambda: dns.update(old, endpoint_slices(old, pod_ready), rec),
+             lambda: netpol.sync(rec, old)]
+    for step in steps:
+        try:
+            step()
+        except Exception as e:  # report every step that failed, not just the first
+            problems.append(str(e))
+    rec.save()
+    return problems

@@ -142,6 +142,7 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
         kube_proxy.sync(rec, state, pod_ready, first=True)
         dns.update(state, endpoint_slices(state, pod_ready), rec)
         netpol.sync(rec, state)
+        rec.commit(state, pod_ready)
         rec.save()
 
 

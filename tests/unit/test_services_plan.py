@@ -343,7 +343,8 @@ def test_a_new_service_may_not_take_a_running_services_node_port():
     base = with_services(services_doc(), svc("np", type="NodePort"))
     before = planned(base)
     owned = before.service("default", "np").ports[0].node_port
-    with pytest.raises(LabError, match=f"nodePort {owned}/TCP of Service default/thief is already allocated to Service default/np;"):
+    with pytest.raises(LabError, match=f"nodePort {owned}/TCP of Service default/thief is already allocated "
+                                       "to Service default/np;"):
         replanned(with_services(base, svc("thief", type="NodePort", ports=[
             {"port": 80, "targetPort": 8080, "nodePort": owned}])), before)
 

@@ -39,7 +39,10 @@ def ep(address, ready=True, serving=None, node="n1", pod="default/p"):
     return EndpointState(address=address, node=node, pod=pod, ready=ready, serving=ready if serving is None else serving)
 
 
-def slice_(name, endpoints=(), ports=(EndpointPortState("", "TCP", 8080),), namespace="default", service="s"):
+HTTP_PORT = (EndpointPortState("", "TCP", 8080),)
+
+
+def slice_(name, endpoints=(), ports=HTTP_PORT, namespace="default", service="s"):
     return EndpointSliceState(namespace=namespace, name=name, service=service, ports=tuple(ports), endpoints=tuple(endpoints))
 
 
