@@ -10,6 +10,7 @@ import secrets
 import shutil
 import sys
 import sysconfig
+import time
 import warnings
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -132,6 +133,26 @@ def configure(state: ClusterState) -> None:
             output(["nsenter", f"--net={netns_path(m.netns)}", "--", "ethtool", "-K", "eth0", "tx", "off"])
     for n in state.nodes:
         sysctl(n.netns, {"net.ipv4.ip_forward": "1"})
+
+
+def owned_links(record: LabRecord) -> list[str]:
+    """The root-namespace links this lab made: its switch and the switch ports of this run."""
+    if not record.port_tag:
+        return list(record.links)
+    ports = [port_name(record.state, record.port_tag, i) for i in range(len(machines(record.state)))]
+    return list(record.links) + ports
+
+
+def wait_links_gone(record: LabRecord, timeout: float = 3.0) -> list[str]:
+    """The kernel frees a deleted namespace's veth peers asynchronously (~0.1 s later): wait for
+    this lab's own links to be gone, so `lab down` returns with the host as it was. Returns those
+    still present at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [link for link in owned_links(record) if os.path.exists(f"/sys/class/net/{link}")]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.01)
 
 
 def destroy_switch(record: LabRecord) -> None:

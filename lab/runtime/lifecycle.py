@@ -182,6 +182,9 @@ def teardown(rec: LabRecord) -> list[str]:
         except LabError as e:
             errors.append(str(e))
     left = [n for n in existing if os.path.exists(f"/run/netns/{n}")]
+    links = underlay.wait_links_gone(rec)
+    if links:
+        errors.append(f"links still present after 3 s: {', '.join(links)}")
     if left:
         errors.append(f"namespaces still present: {', '.join(left)}")
     else:
