@@ -22,9 +22,15 @@ def node_pod_cidrs(pod_cidr: IPv4Network, mask: int, count: int) -> list[IPv4Net
     return out
 
 
+def underlay_gateway(subnet: IPv4Network | str) -> IPv4Address:
+    """The underlay's first address, left for a gateway: every node's default route points at it;
+    the cloud-routes fabric answers for it, with the other networks nothing does."""
+    return IPv4Network(subnet).network_address + 1
+
+
 def underlay_addresses(subnet: IPv4Network, count: int) -> list[IPv4Address]:
-    """Nodes, then hosts, from the second usable address on (the first is left for a gateway)."""
-    first = int(subnet.network_address) + 2
+    """Nodes, then hosts, from the second usable address on (the first is the gateway's)."""
+    first = int(underlay_gateway(subnet)) + 1
     last = int(subnet.broadcast_address) - 1
     if first + count - 1 > last:
         raise LabError(f"underlay subnet {subnet} has room for {max(0, last - first + 1)} machines, {count} needed")

@@ -12,6 +12,7 @@ from lab.controlplane.state import (
     PortState, ReadinessState, RuleState, SelectorState, ServicePortState, ServiceState,
 )
 from lab.errors import LabError
+from lab.topology.constants import kube_dns_ip
 from lab.topology.model import (
     Container, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service, SessionAffinityConfig, Topology,
 )
@@ -160,7 +161,7 @@ def _kube_dns(topo: Topology) -> list:
     })
     service = Service.model_validate({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
-        "spec": {"clusterIP": str(topo.cluster.serviceCIDR.network_address + 10), "selector": KUBE_DNS_LABELS,
+        "spec": {"clusterIP": str(kube_dns_ip(topo.cluster.serviceCIDR)), "selector": KUBE_DNS_LABELS,
                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
                            {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]},
     })

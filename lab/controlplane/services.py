@@ -11,6 +11,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable, Mapping, Optional
 
 from lab.errors import LabError
+from lab.topology.constants import kube_dns_ip, kubernetes_service_ip
 
 NODE_PORTS = range(30000, 32768)
 
@@ -20,9 +21,9 @@ def _start(key: str, size: int) -> int:
 
 
 def reserved_ips(cidr: IPv4Network) -> set[IPv4Address]:
-    """The network address, the first host (the `kubernetes` Service) and the tenth (kube-dns)."""
-    base = cidr.network_address
-    return {base, base + 1, base + 10, cidr.broadcast_address}
+    """The network address, the first host (the `kubernetes` Service), the tenth (kube-dns) and
+    the broadcast address."""
+    return {cidr.network_address, kubernetes_service_ip(cidr), kube_dns_ip(cidr), cidr.broadcast_address}
 
 
 def cluster_ips(cidr: IPv4Network, services: Iterable[tuple[str, Optional[str]]],

@@ -89,6 +89,9 @@ class NodeState:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+HOST_PORT = 8080   # every plain host answers there like netexec, over TCP and UDP
+
+
 @dataclass(frozen=True)
 class HostState:
     name: str

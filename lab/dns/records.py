@@ -8,10 +8,11 @@ cluster domain NXDOMAIN instead of being forwarded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from typing import Sequence
 
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
+from lab.topology.constants import kube_dns_ip
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ NODE_LOCAL_IP = "169.254.20.10"  # NodeLocal DNSCache's link-local address, on e
 
 def dns_ip(state: ClusterState) -> str:
     """kube-dns's ClusterIP: the tenth address of the service CIDR (10.96.0.10)."""
-    return str(IPv4Network(state.service_cidr).network_address + 10)
+    return str(kube_dns_ip(state.service_cidr))
 
 
 def cluster_dns(state: ClusterState) -> str:

@@ -12,10 +12,9 @@ import sys
 import sysconfig
 import time
 import warnings
-from ipaddress import IPv4Network
 from pathlib import Path
 
-from lab.controlplane import naming
+from lab.controlplane import ipam, naming
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.host import ip_batch, netns_path, output, sysctl
@@ -114,11 +113,6 @@ def _verify(state: ClusterState, tag: str) -> None:
         raise LabError(f"underlay switch {state.switch_name} is missing ports {sorted(want - ports)}")
 
 
-def gateway(state: ClusterState) -> str:
-    """The underlay's first address: kept free for a gateway (none answers unless a host takes it)."""
-    return str(IPv4Network(state.underlay_subnet).network_address + 1)
-
-
 def configure(state: ClusterState) -> None:
     """Per-node kernel settings: MTU on the underlay, forwarding on (a fresh namespace has it off),
     and a default route, as every real node has one: traffic to a ClusterIP needs a route before
@@ -126,7 +120,7 @@ def configure(state: ClusterState) -> None:
     for m in machines(state):
         lines = [f"link set eth0 mtu {state.underlay_mtu}"]
         if m in state.nodes:
-            lines.append(f"route replace default via {gateway(state)} dev eth0")
+            lines.append(f"route replace default via {ipam.underlay_gateway(state.underlay_subnet)} dev eth0")
         ip_batch(lines, netns=m.netns)
         if state.switch == "ovs":
             # PITFALLS: with the userspace datapath TCP/UDP/VXLAN are dropped until tx offload is off.

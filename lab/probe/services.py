@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from lab.controlplane.state import ClusterState, EndpointSliceState, PodState, ServicePortState, ServiceState
+from lab.controlplane.state import HOST_PORT, ClusterState, EndpointSliceState, PodState, ServicePortState, ServiceState
 from lab import host
 from lab.policy import model as policy
 from lab.probe import coverage
@@ -33,7 +33,6 @@ CHECKS = {
     "nodeport": "NodePorts answer on every node per externalTrafficPolicy (Local: client IP kept, only nodes with endpoints)",
     "egress": "pod traffic leaving the cluster is masqueraded to the node's IP",
 }
-HOST_PORT = 8080   # every plain host runs netexec there (lab.node.containers.HOST_PORT)
 SAMPLES = 24       # connections per Service port and endpoint, spread over the clients
 SAMPLED_SHARE = 25  # in a sampled check, connections per Service port stop growing past this many endpoints
 ALPHA = 1e-6       # the chance that a fair spread fails service-spread, whatever the number of endpoints

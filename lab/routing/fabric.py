@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.controlplane import naming
+from lab.controlplane import ipam, naming
 from lab.controlplane.state import ClusterState, NodeState
 from lab.routing import Backend
 from lab.routing.ops import NetOps
@@ -32,11 +32,6 @@ class Route:
     node: str
     mac: str         # the node's eth0
     port: str        # its port on the underlay switch
-
-
-def gateway_ip(state: ClusterState) -> str:
-    from ipaddress import IPv4Network
-    return str(IPv4Network(state.underlay_subnet).network_address + 1)
 
 
 def routes(state: ClusterState, port_names: dict[str, str]) -> list[Route]:
@@ -73,7 +68,7 @@ def base_flows(gateway_ip: str) -> list[Flow]:
 
 def flows(state: ClusterState, table: list[Route]) -> list[Flow]:
     """Everything the controller installs (what `lab get routes fabric` compares with the switch)."""
-    return base_flows(gateway_ip(state)) + [route_flow(GATEWAY_MAC, r.__dict__) for r in table]
+    return base_flows(str(ipam.underlay_gateway(state.underlay_subnet))) + [route_flow(GATEWAY_MAC, r.__dict__) for r in table]
 
 
 def show(flow: Flow) -> str:

@@ -8,6 +8,7 @@ import socket
 import sys
 import time
 
+from lab.controlplane import ipam
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.node import processes, underlay
@@ -33,7 +34,7 @@ def port_names(state: ClusterState, record: LabRecord) -> dict[str, str]:
 def start(state: ClusterState, record: LabRecord) -> None:
     br = state.switch_name
     port = _free_port()
-    config = {"port": port, "gateway_ip": fabric.gateway_ip(state), "gateway_mac": fabric.GATEWAY_MAC,
+    config = {"port": port, "gateway_ip": str(ipam.underlay_gateway(state.underlay_subnet)), "gateway_mac": fabric.GATEWAY_MAC,
               "routes": [r.__dict__ for r in fabric.routes(state, port_names(state, record))]}
     path = record.subdir("fabric") / "controller.json"
     path.write_text(json.dumps(config, indent=1))

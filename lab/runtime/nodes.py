@@ -9,10 +9,10 @@ import json
 import time
 from typing import Optional
 
+from lab.controlplane import ipam
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab import routing
-from lab.node import underlay
 from lab.host import record as records
 from lab.host import ip_batch, output
 
@@ -52,7 +52,7 @@ def set_state(lab: Optional[str], name: str, up: bool) -> Optional[float]:
     lines = [f"link set eth0 {'up' if up else 'down'}"]
     if up:
         # an interface set down loses the routes through it: put back what the lab installed
-        lines.append(f"route replace default via {underlay.gateway(state)} dev eth0")
+        lines.append(f"route replace default via {ipam.underlay_gateway(state.underlay_subnet)} dev eth0")
         lines += [op for op in routing.render(state, node).ip if op.startswith(("route replace", "neigh replace"))]
     ip_batch(lines, netns=node.netns)
     rec.stopped = [n for n in rec.stopped if n != name] + ([] if up else [name])

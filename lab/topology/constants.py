@@ -1,4 +1,19 @@
 """Numbers the topology's validation and the renderers must agree on, without pydantic: the
 renderers run in commands (`lab check`, `lab down`) that never load the topology model."""
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
 
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 bytes
+
+# Addresses of the service CIDR that no Service may ask for, as kubeadm lays them out.
+KUBERNETES_SERVICE_OFFSET = 1   # the `kubernetes` Service: the first address (10.96.0.1)
+KUBE_DNS_OFFSET = 10            # kube-dns: the tenth address (10.96.0.10), kubeadm's default clusterDNS
+
+
+def kubernetes_service_ip(service_cidr: IPv4Network | str) -> IPv4Address:
+    return IPv4Network(service_cidr).network_address + KUBERNETES_SERVICE_OFFSET
+
+
+def kube_dns_ip(service_cidr: IPv4Network | str) -> IPv4Address:
+    return IPv4Network(service_cidr).network_address + KUBE_DNS_OFFSET

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from typing import Optional
 
 from lab.errors import Diagnostic
-from lab.topology.constants import VXLAN_OVERHEAD
+from lab.topology.constants import VXLAN_OVERHEAD, kube_dns_ip, kubernetes_service_ip
 from lab.topology.model import DNS_SUBDOMAIN, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service, Topology
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
@@ -307,7 +307,7 @@ def _dns(ctx: _Context) -> None:
 def _services(ctx: _Context) -> None:
     """ClusterIPs inside the service CIDR and unique, NodePorts unique, port names as the API wants."""
     cidr = ctx.topology.cluster.serviceCIDR
-    reserved = {cidr.network_address + 1: "the `kubernetes` Service", cidr.network_address + 10: "kube-dns"}
+    reserved = {kubernetes_service_ip(cidr): "the `kubernetes` Service", kube_dns_ip(cidr): "kube-dns"}
     ips: list[tuple[str, DocPath]] = []
     node_ports: list[tuple[tuple[str, int], DocPath]] = []
     for path, m in ctx.manifests:

@@ -1,7 +1,7 @@
 """network: cloud-routes — the route table and the flows it becomes (pure)."""
 from __future__ import annotations
 
-from lab.controlplane import naming
+from lab.controlplane import ipam, naming
 from lab.routing import fabric
 from tests.unit.golden import check_golden, shipped_state
 
@@ -20,7 +20,7 @@ def test_route_table_and_flows_golden():
 
 def test_gateway_is_the_underlay_first_address():
     s = shipped_state("cloud-routes")
-    assert fabric.gateway_ip(s) == "172.18.0.1"
+    assert str(ipam.underlay_gateway(s.underlay_subnet)) == "172.18.0.1"
 
 
 def test_node_macs_are_derived_and_distinct():

@@ -10,10 +10,10 @@ import pytest
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.plan import plan as plan_topology
-from lab.controlplane.state import ClusterState
+from lab.controlplane.state import HOST_PORT, ClusterState
 from lab.probe.engine import Probe, ProbeResult
 from lab.probe.services import (
-    CHECKS, HOST_PORT, SAMPLES, Ask, judge, node_addresses, plan, ready_endpoints,
+    CHECKS, SAMPLES, Ask, judge, node_addresses, plan, ready_endpoints,
 )
 from lab.topology.model import Topology
 from tests.unit.golden import shipped_state
