@@ -13,6 +13,7 @@ from typing import Sequence
 
 from lab.controlplane.state import ClusterState, EndpointSliceState
 from lab.dns import records
+from lab.errors import LabError
 from lab.node import processes
 from lab import host
 from lab.host import ip_batch, spawn
@@ -107,8 +108,18 @@ def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: La
                 _wait_listening(pod)
 
 
-def _wait_listening(pod, timeout: float = 3.0) -> None:
-    """Return once the restarted dnsmasq answers on TCP 53, so the gap ends before we do."""
+def wait_ready(state: ClusterState) -> None:
+    """`lab up` returns with cluster DNS answering, as kubeadm and kind wait for CoreDNS: a check
+    right after must not find kube-dns starting (its first readiness probe would fail, and every
+    name with it)."""
+    for pod in state.pods:
+        if any(c.image == IMAGE for c in pod.containers) and not _wait_listening(pod):
+            raise LabError(f"cluster DNS ({pod.key}) does not answer on {pod.ip}:53 after 3 s; "
+                           f"see `lab logs -n {pod.namespace} {pod.name}`")
+
+
+def _wait_listening(pod, timeout: float = 3.0) -> bool:
+    """Whether dnsmasq answers on TCP 53 within the timeout (a restart: the gap ends before we do)."""
     def listening() -> bool:
         try:
             socket.create_connection((pod.ip, 53), timeout=0.2).close()
@@ -116,5 +127,8 @@ def _wait_listening(pod, timeout: float = 3.0) -> None:
         except OSError:
             return False
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not host.in_ns(pod.netns, listening):
+    while not host.in_ns(pod.netns, listening):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.01)
+    return True

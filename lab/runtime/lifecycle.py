@@ -107,6 +107,8 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)
+                if state.dns_domain:
+                    dns.wait_ready(state)  # before the first readiness round sees it starting
             if daemons:
                 with _phase(daemons.ready, progress):
                     daemons.wait_ready(state)
