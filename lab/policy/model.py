@@ -31,6 +31,7 @@ from ipaddress import ip_address, ip_network
 from typing import Iterable, Optional, Sequence, Union
 
 from lab import routing
+from lab.dns.records import NODE_LOCAL_IP
 from lab.controlplane.state import (
     ClusterState, PeerState, PodState, PolicyPortState, PolicyState, RuleState, SelectorState,
 )
@@ -124,8 +125,11 @@ def isolated(state: ClusterState, pod: PodState, direction: str) -> bool:
 
 
 def node_addresses(state: ClusterState, node: str) -> frozenset[str]:
-    """The addresses traffic from/to the node itself carries (the pod network's backend says)."""
-    return routing.backend(state).node_addresses(state, node)
+    """The addresses traffic from/to the node itself carries (the pod network's backend says),
+    and NodeLocal DNSCache's address, which every node holds on its lo (the policy rules filter
+    forwarded traffic, never what a node receives itself)."""
+    cache = {NODE_LOCAL_IP} if state.dns_node_cache else set()
+    return routing.backend(state).node_addresses(state, node) | cache
 
 
 def sending_address(state: ClusterState, node: str, dst: Endpoint) -> str:

@@ -349,3 +349,19 @@ def test_node_addresses():
     assert node_addresses(state, "worker1") == {"172.18.0.3", "10.244.1.1", "10.244.1.0"}   # flannel.1 on vxlan
     host_gw = dataclasses.replace(state, network="host-gw")
     assert node_addresses(host_gw, "worker1") == {"172.18.0.3", "10.244.1.1"}
+
+
+def test_the_node_local_dns_cache_is_the_nodes_own_address_under_egress_deny():
+    """NodeLocal DNSCache listens on the pod's own node (lo): a default-deny-egress does not cut a
+    pod off from it, as the rules filter forwarded traffic only (the node exception)."""
+    from lab.controlplane.state import PolicyState
+    from lab.dns.records import NODE_LOCAL_IP
+    from lab.policy.model import allowed
+    from tests.unit.golden import shipped_state
+
+    st = shipped_state("dns", dns={"enabled": True, "nodeLocalCache": True})
+    pod = next(p for p in st.pods if not p.host_network and p.namespace == "default")
+    deny = PolicyState("default", "deny-egress", SelectorState(), ("Egress",))
+    st = dataclasses.replace(st, policies=(deny,))
+    assert allowed(st, pod, NODE_LOCAL_IP, 53, "UDP")
+    assert not allowed(dataclasses.replace(st, dns_node_cache=False), pod, NODE_LOCAL_IP, 53, "UDP")
