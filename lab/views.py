@@ -5,7 +5,7 @@ import platform
 import time
 from typing import Callable, Mapping, Optional, Sequence
 
-from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, PodState, ServiceState
+from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, PodState, ServiceState, container_key
 
 Alive = Callable[[str], bool]  # container key "<ns>/<pod>/<container>" -> running?
 
@@ -44,7 +44,7 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def pod_status(pod: PodState, alive: Alive, ready: Mapping[str, bool] = {}) -> tuple[str, str]:
     """READY counts containers that run and pass their readinessProbe (`ready`: container key ->
     the prober's verdict; a container without a probe is ready while it runs)."""
-    up = {k: alive(k) for k in (f"{pod.key}/{c.name}" for c in pod.containers)}
+    up = {k: alive(k) for k in (container_key(pod, c) for c in pod.containers)}
     status = "Running" if all(up.values()) else "Error"
     return f"{sum(running and ready.get(k, True) for k, running in up.items())}/{len(up)}", status
 
@@ -99,8 +99,8 @@ def pod_object(p: PodState, state: ClusterState, alive: Alive, ready: Mapping[st
         "status": {
             "phase": "Running" if status == "Running" else "Failed",
             "hostIP": state.node(p.node).ip, "podIP": p.ip, "podIPs": [{"ip": p.ip}],
-            "containerStatuses": [{"name": c.name, "started": alive(f"{p.key}/{c.name}"),
-                                   "ready": alive(f"{p.key}/{c.name}") and ready.get(f"{p.key}/{c.name}", True)}
+            "containerStatuses": [{"name": c.name, "started": alive(container_key(p, c)),
+                                   "ready": alive(container_key(p, c)) and ready.get(container_key(p, c), True)}
                                   for c in p.containers],
         },
     }

@@ -77,6 +77,16 @@ class PodState:
         return None
 
 
+def container_key(pod: PodState, container: ContainerState) -> str:
+    """A container's name in the lab's record (its pid, its readiness verdict): namespace/pod/container."""
+    return f"{pod.key}/{container.name}"
+
+
+def pod_key_of(container_key: str) -> str:
+    """The pod a container key belongs to (namespace/pod)."""
+    return container_key.rsplit("/", 1)[0]
+
+
 @dataclass(frozen=True)
 class NodeState:
     name: str

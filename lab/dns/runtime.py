@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from lab.controlplane.state import ClusterState, EndpointSliceState
+from lab.controlplane.state import ClusterState, EndpointSliceState, container_key
 from lab.dns import records
 from lab.errors import LabError
 from lab.node import processes
@@ -99,7 +99,7 @@ def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: La
         return
     for pod in state.pods:
         for c in pod.containers:
-            key = f"{pod.key}/{c.name}"
+            key = container_key(pod, c)
             if c.image == IMAGE and key in record.pids:
                 processes.signal_all([record.pids[key]], signal.SIGTERM)
                 processes.reap({record.pids[key]}, grace=1.0)  # it must let go of port 53 first

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from lab.controlplane.state import HOST_PORT, ContainerState, HostState, PodState
+from lab.controlplane.state import HOST_PORT, ContainerState, HostState, PodState, container_key
 from lab.dns import runtime as dns_runtime
 from lab.errors import LabError
 from lab import host
@@ -21,10 +21,6 @@ from lab.host.record import LabRecord
 
 NETEXEC = Path(__file__).resolve().parent.parent / "images" / "netexec.py"
 READY_TIMEOUT = 10.0
-
-
-def container_key(pod: PodState, c: ContainerState) -> str:
-    return f"{pod.namespace}/{pod.name}/{c.name}"
 
 
 def netexec_args(pod: PodState, c: ContainerState) -> list[str]:

@@ -8,7 +8,7 @@ from ipaddress import IPv4Interface
 from typing import Optional, Sequence
 
 from lab.cni import config, libcni
-from lab.controlplane.state import ClusterState, PodState
+from lab.controlplane.state import ClusterState, PodState, container_key
 from lab.errors import LabError
 from lab.node import containers, processes
 from lab.host import ip_batch, netns_path
@@ -97,7 +97,7 @@ def delete(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
 def remove(state: ClusterState, record: LabRecord, gone: Sequence[PodState]) -> list[str]:
     """Take pods out of a running lab (`lab apply`): stop their containers, CNI DEL, delete their
     namespaces, forget them."""
-    keys = {f"{p.key}/{c.name}" for p in gone for c in p.containers}
+    keys = {container_key(p, c) for p in gone for c in p.containers}
     pids = processes.owned_pids([p.netns for p in gone if not p.host_network])
     pids |= {pid for key, pid in record.pids.items() if key in keys and processes.alive(pid)}
     processes.signal_all(pids, signal.SIGTERM)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from lab.controlplane.state import ClusterState, ContainerState, PodState, ReadinessState
+from lab.controlplane.state import ClusterState, ContainerState, PodState, ReadinessState, container_key
 from lab import host
 
 Alive = Callable[[str], bool]
@@ -40,10 +40,8 @@ def probed(state: ClusterState) -> list[tuple[PodState, ContainerState]]:
 
 def pod_readiness(state: ClusterState, container_ready: Mapping[str, bool], alive: Alive) -> dict[str, bool]:
     """A pod is ready when each of its containers runs and passes its probe (if it has one)."""
-    return {
-        p.key: all(alive(f"{p.key}/{c.name}") and container_ready.get(f"{p.key}/{c.name}", True) for c in p.containers)
-        for p in state.pods
-    }
+    return {p.key: all(alive(k) and container_ready.get(k, True) for k in (container_key(p, c) for c in p.containers))
+            for p in state.pods}
 
 
 def _connect(host: str, port: int, timeout: float, request: bytes | None, what: str) -> tuple[bool, str]:
@@ -91,12 +89,12 @@ def first_round(state: ClusterState) -> tuple[dict[str, bool], dict[str, str]]:
     """What `lab up` knows before it returns: each probe without an initial delay run once.
     Returns the verdicts and what each probe saw."""
     targets = [(p, c) for p, c in probed(state) if c.readiness.initial_delay == 0]
-    verdicts = {f"{p.key}/{c.name}": False for p, c in probed(state)}
-    details = {f"{p.key}/{c.name}": f"initialDelaySeconds {c.readiness.initial_delay}: not probed yet"
+    verdicts = {container_key(p, c): False for p, c in probed(state)}
+    details = {container_key(p, c): f"initialDelaySeconds {c.readiness.initial_delay}: not probed yet"
                for p, c in probed(state)}
     for (p, c), (ok, detail) in zip(targets, run_probes(state, targets)):
         tracker = Tracker(c.readiness)
         tracker.record(ok)
-        verdicts[f"{p.key}/{c.name}"] = tracker.ready
-        details[f"{p.key}/{c.name}"] = detail
+        verdicts[container_key(p, c)] = tracker.ready
+        details[container_key(p, c)] = detail
     return verdicts, details

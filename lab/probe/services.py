@@ -17,7 +17,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from lab.controlplane.state import HOST_PORT, ClusterState, EndpointSliceState, PodState, ServicePortState, ServiceState
+from lab.controlplane.state import (
+    HOST_PORT, ClusterState, EndpointSliceState, PodState, ServicePortState, ServiceState, container_key,
+)
 from lab import host
 from lab.policy import model as policy
 from lab.probe import coverage
@@ -192,7 +194,7 @@ def unready(state: ClusterState, slices: Sequence[EndpointSliceState], pod_ready
             continue
         why = []
         for p in selected:
-            reasons = [f"{c.name}: {probe_detail.get(f'{p.key}/{c.name}') or 'not ready'}"
+            reasons = [f"{c.name}: {probe_detail.get(container_key(p, c)) or 'not ready'}"
                        for c in p.containers if c.readiness]
             running = pod_ready.get(p.key) is not None
             why.append(f"{p.name} ({'; '.join(reasons) or ('not ready' if running else 'not running')})")

@@ -12,6 +12,7 @@ import sys
 import time
 
 from lab.controlplane.endpoints import endpoint_slices
+from lab.controlplane.state import container_key
 from lab.dns import runtime as dns
 from lab.kube_proxy.sync import sync
 from lab.node import prober
@@ -41,7 +42,7 @@ class Agent:
         self.state, now = rec.state, time.monotonic()
         trackers = {}
         for pod, c in prober.probed(rec.state):
-            key = f"{pod.key}/{c.name}"
+            key = container_key(pod, c)
             trackers[key] = self.trackers.get(key) or prober.Tracker(c.readiness, ready=rec.ready.get(key, False))
             self.due.setdefault(key, now + max(c.readiness.period, c.readiness.initial_delay))
         self.trackers = trackers
@@ -57,9 +58,9 @@ class Agent:
             return False
         self.adopt(rec)
         now = time.monotonic()
-        due = [(p, c) for p, c in prober.probed(rec.state) if self.due.get(f"{p.key}/{c.name}", now) <= now]
+        due = [(p, c) for p, c in prober.probed(rec.state) if self.due.get(container_key(p, c), now) <= now]
         for (p, c), (ok, detail) in zip(due, prober.run_probes(rec.state, due)):
-            key = f"{p.key}/{c.name}"
+            key = container_key(p, c)
             self.trackers[key].record(ok)
             self.details[key] = detail
             self.due[key] = now + c.readiness.period

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from lab.controlplane.endpoints import endpoint_slices
-from lab.controlplane.state import ClusterState, PodState
+from lab.controlplane.state import ClusterState, PodState, container_key, pod_key_of
 from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.kube_proxy import sync as kube_proxy
@@ -150,8 +150,8 @@ def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[Pod
         dns.write_resolv_confs(replace(new, pods=tuple(born)), rec)
     pods.create(new, rec, only=born)
     after = {p.key for p in new.pods}
-    fresh = {f"{p.key}/{c.name}" for p in born for c in p.containers}
-    ready = {k: v for k, v in rec.ready.items() if k.rsplit("/", 1)[0] in after and k not in fresh}
+    fresh = {container_key(p, c) for p in born for c in p.containers}
+    ready = {k: v for k, v in rec.ready.items() if pod_key_of(k) in after and k not in fresh}
     verdicts, details = prober.first_round(replace(new, pods=tuple(born)))
     ready.update(verdicts)
     rec.ready = ready
@@ -171,7 +171,7 @@ def _roll_back(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[
     problems: list[str] = []
 
     def started(p: PodState) -> bool:
-        return any(f"{p.key}/{c.name}" in rec.pids for c in p.containers)
+        return any(container_key(p, c) in rec.pids for c in p.containers)
 
     rec.ready, rec.probe_detail, pod_ready = was
     steps = [lambda: problems.extend(pods.remove(new, rec, [p for p in born if started(p) or p.netns in rec.netns])),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.controlplane.state import ReadinessState
+from lab.controlplane.state import ReadinessState, container_key
 from lab.node.prober import Tracker, pod_readiness, probed
 from tests.unit.golden import shipped_state
 
@@ -102,7 +102,7 @@ def test_all_alive_and_no_verdicts_means_ready(state):
 
 def test_a_container_without_a_probe_counts_ready_while_alive(state):
     client = next(p for p in state.pods if p.name.startswith("client-"))
-    verdicts = {f"{p.key}/{c.name}": False for p, c in probed(state)}
+    verdicts = {container_key(p, c): False for p, c in probed(state)}
     got = pod_readiness(state, verdicts, lambda key: True)
     assert got[client.key] is True
     assert all(got[p.key] is False for p, _ in probed(state))

@@ -9,7 +9,7 @@ import pytest
 
 from lab import views
 from lab.controlplane.endpoints import endpoint_slices
-from lab.controlplane.state import EndpointPortState, EndpointSliceState, EndpointState
+from lab.controlplane.state import EndpointPortState, EndpointSliceState, EndpointState, container_key
 from tests.unit.golden import shipped_state
 
 NOW = 1_000_000.0
@@ -265,7 +265,7 @@ def test_pod_rows_use_the_ready_map(state):
 def test_pod_object_ready_follows_the_probes(state):
     """-o json agrees with the READY column: a running container that fails its probe is not ready."""
     pod = next(p for p in state.pods if p.name.startswith("warming-"))
-    key = f"{pod.key}/{pod.containers[0].name}"
+    key = container_key(pod, pod.containers[0])
     obj = views.pod_object(pod, state, lambda k: True, {key: False})
     assert obj["status"]["containerStatuses"] == [{"name": pod.containers[0].name, "started": True, "ready": False}]
     assert obj["status"]["phase"] == "Running"
