@@ -41,16 +41,17 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
                      for row in [header, *rows])
 
 
-def pod_status(pod: PodState, alive: Alive, ready: Mapping[str, bool] = {}) -> tuple[str, str]:
+def pod_status(pod: PodState, alive: Alive, ready: Optional[Mapping[str, bool]] = None) -> tuple[str, str]:
     """READY counts containers that run and pass their readinessProbe (`ready`: container key ->
     the prober's verdict; a container without a probe is ready while it runs)."""
+    ready = ready or {}
     up = {k: alive(k) for k in (container_key(pod, c) for c in pod.containers)}
     status = "Running" if all(up.values()) else "Error"
     return f"{sum(running and ready.get(k, True) for k, running in up.items())}/{len(up)}", status
 
 
 def pod_rows(state: ClusterState, alive: Alive, created: float, namespace: Optional[str], wide: bool,
-             ready: Mapping[str, bool] = {}):
+             ready: Optional[Mapping[str, bool]] = None):
     header = (["NAMESPACE"] if namespace is None else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     if wide:
         header += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES", "NETNS"]
@@ -80,7 +81,8 @@ def node_rows(state: ClusterState, created: float, wide: bool, stopped: Sequence
     return header, rows
 
 
-def pod_object(p: PodState, state: ClusterState, alive: Alive, ready: Mapping[str, bool] = {}) -> dict:
+def pod_object(p: PodState, state: ClusterState, alive: Alive, ready: Optional[Mapping[str, bool]] = None) -> dict:
+    ready = ready or {}
     _, status = pod_status(p, alive, ready)
     meta = {"name": p.name, "namespace": p.namespace, "labels": dict(p.labels)}
     if p.owner:

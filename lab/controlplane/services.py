@@ -27,12 +27,12 @@ def reserved_ips(cidr: IPv4Network) -> set[IPv4Address]:
 
 
 def cluster_ips(cidr: IPv4Network, services: Iterable[tuple[str, Optional[str]]],
-                previous: Mapping[str, Optional[str]] = {}) -> dict[str, Optional[str]]:
+                previous: Optional[Mapping[str, Optional[str]]] = None) -> dict[str, Optional[str]]:
     """services: (namespace/name, spec.clusterIP). Requested addresses are kept ("None" is headless),
     the others get the first free address from their name's hash onwards. previous: the running
     lab's allocation (`lab apply`): a Service that exists keeps its address, and a new one may not
     ask for an address a running Service holds (the API server's "already allocated")."""
-    services = list(services)
+    services, previous = list(services), previous or {}
     keys = {key for key, _ in services}
     held = {ip: key for key, ip in previous.items() if ip and key in keys}
     taken = reserved_ips(cidr) | {IPv4Address(ip) for ip in held}
@@ -65,10 +65,11 @@ def cluster_ips(cidr: IPv4Network, services: Iterable[tuple[str, Optional[str]]]
     return out
 
 
-def node_ports(wanted: Iterable[tuple[str, str, Optional[int]]], previous: Mapping[str, int] = {}) -> dict[str, int]:
+def node_ports(wanted: Iterable[tuple[str, str, Optional[int]]],
+               previous: Optional[Mapping[str, int]] = None) -> dict[str, int]:
     """wanted: (namespace/name:port-name, protocol, spec.nodePort or None) -> the node port.
     previous: the running lab's NodePorts, kept as cluster_ips keeps ClusterIPs."""
-    wanted = list(wanted)
+    wanted, previous = list(wanted), previous or {}
     keys = {key for key, _, _ in wanted}
     proto_of = {key: proto for key, proto, _ in wanted}
     held = {(proto_of[key], port): key for key, port in previous.items() if key in keys}

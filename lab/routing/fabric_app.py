@@ -24,7 +24,10 @@ CONFIG: dict = {}
 
 class Fabric(app_manager.OSKenApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
-    numbers: dict = {}  # switch port name -> OpenFlow port number
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.numbers: dict[str, int] = {}  # switch port name -> OpenFlow port number
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def on_connect(self, ev):
