@@ -113,12 +113,16 @@ class LabRecord:
         return p
 
 
+class NoSuchLab(LabError):
+    """The lab has no record: it never existed, or `lab down` removed it."""
+
+
 def load(name: str) -> LabRecord:
     path = RUN_ROOT / name / "record.json"
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise LabError(f"no lab named {name!r} is running; `lab list` shows the labs") from None
+        raise NoSuchLab(f"no lab named {name!r} is running; `lab list` shows the labs") from None
     except ValueError as e:
         raise LabError(f"the record of lab {name!r} ({path}) is damaged: {e}; `lab clean` removes the lab") from None
     state = ClusterState.from_dict(data.pop("state"))

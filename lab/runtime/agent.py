@@ -4,12 +4,23 @@ It runs every readinessProbe on its period, watches that containers still run, a
 pod's readiness changes it recomputes the EndpointSlices and re-syncs kube-proxy's rules on every
 node — so a backend that stops answering leaves its Services within a probe period, as in a
 cluster. `lab up` starts it (`python -m lab.runtime.agent LAB`), `lab down` stops it, and it exits
-by itself when its lab is gone.
+by itself when its lab is gone: no record any more, or a record that no longer says running.
+
+Errors. Only those two mean "the lab is gone". Any other exception in a step is logged to the
+agent's log (`/run/k8s-netlab/<lab>/logs/agent.log`) with its traceback, and the agent goes on: a
+step is a fresh look at the record and the kernel, so the next one retries whatever failed (a
+sync refused while a node was busy, a probe thread that hit a bug). If the lab vanished under the
+failed step (`lab down` removes the files and namespaces the step was using), the agent exits
+quietly instead. While steps keep failing the agent backs off (doubling up to RETRY_MAX seconds)
+and logs a repeated error in one line, so a lasting bug neither spins nor floods the log. A
+damaged record is such an error, not a gone lab: `lab clean` or `lab down` decides its fate.
 """
 from __future__ import annotations
 
 import sys
 import time
+import traceback
+from typing import Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import container_key
@@ -20,7 +31,8 @@ from lab.node.processes import alive
 from lab.host import record as records
 from lab.host.record import LabRecord, locked
 
-TICK = 0.2  # seconds between looks at the clock; probes run on their own periods
+TICK = 0.2        # seconds between looks at the clock; probes run on their own periods
+RETRY_MAX = 10.0  # the longest wait after failed steps
 
 
 def container_alive(rec: LabRecord):
@@ -34,6 +46,8 @@ class Agent:
         self.due: dict[str, float] = {}
         self.details: dict[str, str] = {}
         self.state = None
+        self.failures = 0                    # steps failed in a row
+        self.last_error: Optional[str] = None
 
     def adopt(self, rec: LabRecord) -> None:
         """Track the probes of the record's state (again after a `lab apply`), keeping history."""
@@ -49,12 +63,13 @@ class Agent:
         self.details = {k: self.details.get(k) or rec.probe_detail.get(k, "") for k in trackers}
 
     def step(self) -> bool:
-        """One look: run due probes, sync if readiness changed. False once the lab is gone."""
+        """One look: run due probes, sync if readiness changed. False once the lab is gone; any
+        other error is raised (turn() decides what to do with it)."""
         try:
             rec = records.load(self.name)
-        except Exception:  # the record is gone (lab down) or mid-removal: our lab is over
+        except records.NoSuchLab:  # `lab down` removed it
             return False
-        if rec.status != "running":
+        if rec.status != "running":  # `lab down` is removing it
             return False
         self.adopt(rec)
         now = time.monotonic()
@@ -70,6 +85,8 @@ class Agent:
         if ready != rec.ready or pod_ready != rec.pod_ready:
             with locked(rec):
                 rec = records.load(self.name)  # `lab apply` may have written meanwhile
+                if rec.status != "running":  # nor write "running" over `lab down`'s "deleting"
+                    return False
                 rec.ready, rec.probe_detail = ready, details
                 pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
                 changed = sync(rec, rec.state, pod_ready)
@@ -81,15 +98,51 @@ class Agent:
         elif details != rec.probe_detail:  # only what the probes saw: `lab check` explains with it
             with locked(rec):
                 rec = records.load(self.name)
+                if rec.status != "running":
+                    return False
                 rec.probe_detail = details
                 rec.save()
         return True
 
+    def gone(self) -> bool:
+        """Whether the lab is over: no record, or one that no longer says running."""
+        try:
+            return records.load(self.name).status != "running"
+        except records.NoSuchLab:
+            return True
+        except Exception:  # a damaged record: not gone, the step's error is what to report
+            return False
+
+    def turn(self) -> Optional[float]:
+        """One step under the agent's error policy (see the module's docstring): the seconds to
+        wait before the next step, or None once the lab is gone."""
+        try:
+            if not self.step():
+                return None
+        except Exception as e:
+            if self.gone():
+                return None
+            self.failures += 1
+            wait = min(TICK * 2 ** self.failures, RETRY_MAX)
+            error = f"{type(e).__name__}: {e}"
+            if error == self.last_error:
+                print(f"{time.strftime('%H:%M:%S')} step failed again ({self.failures} in a row): {error}; "
+                      f"next try in {wait:.1f}s", flush=True)
+            else:
+                print(f"{time.strftime('%H:%M:%S')} step failed; next try in {wait:.1f}s\n{traceback.format_exc()}",
+                      end="", flush=True)
+            self.last_error = error
+            return wait
+        if self.failures:
+            print(f"{time.strftime('%H:%M:%S')} steps work again after {self.failures} failed", flush=True)
+        self.failures, self.last_error = 0, None
+        return TICK
+
 
 def main(argv: list[str]) -> int:
     agent = Agent(argv[0])
-    while agent.step():
-        time.sleep(TICK)
+    while (wait := agent.turn()) is not None:
+        time.sleep(wait)
     return 0
 
 
