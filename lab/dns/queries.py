@@ -13,7 +13,6 @@ from lab import host
 from lab.host.record import LabRecord
 
 _QUERY = re.compile(r"query\[(\w+)\] (\S+) from (\S+)$")
-_ANSWER = re.compile(r"(?:reply|config|/\S+) (\S+) is (.+)$")
 
 
 @dataclass(frozen=True)
