@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole suite: unit tests (no root) and integration tests (root, real namespaces).
-# Before and after, the machine must hold no lab: a leak fails the run.
+# A leak fails the run: scripts/leakcheck.py notes what exists before, and after the suite exits
+# non-zero if a namespace, root link, /etc/netns entry, run directory or process of a lab the suite
+# created is left (labs present before, or built meanwhile by someone else, are not the suite's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/pytest -ra "$@"
+exec .venv/bin/python scripts/leakcheck.py -- .venv/bin/pytest -ra "$@"
