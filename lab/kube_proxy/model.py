@@ -34,6 +34,7 @@ class Endpoint:
     ready: bool = True
     serving: bool = True
     terminating: bool = False
+    pod: str = ""          # the slice's targetRef (namespace/name): kube-proxy never reads it, the probes do
 
     def __str__(self) -> str:
         return f"{self.ip}:{self.port}"
@@ -62,7 +63,7 @@ def port_endpoints(svc: ServiceState, port: ServicePortState,
         if number is None:
             continue
         for e in s.endpoints:
-            ep = Endpoint(e.address, number, e.node, e.ready, e.serving, e.terminating)
+            ep = Endpoint(e.address, number, e.node, e.ready, e.serving, e.terminating, e.pod)
             found.setdefault(str(ep), ep)
     return tuple(sorted(found.values(), key=str))
 

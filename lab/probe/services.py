@@ -21,6 +21,8 @@ from lab.controlplane.state import (
     HOST_PORT, ClusterState, EndpointSliceState, PodState, ServicePortState, ServiceState, container_key,
 )
 from lab import host
+from lab.kube_proxy import model
+from lab.kube_proxy.model import ServicePort, service_port_name
 from lab.policy import model as policy
 from lab.probe import coverage
 from lab.probe.engine import Probe, ProbeResult
@@ -67,29 +69,47 @@ def expect(a: Ask) -> Optional[bool]:
     return a.reply and not a.may_drop
 
 
-def ready_endpoints(svc: ServiceState, port: ServicePortState, slices: Sequence[EndpointSliceState],
-                    node: Optional[str] = None) -> dict[str, tuple[str, int]]:
-    """pod key -> (ip, port) of the ready endpoints of one Service port (on `node` only, if given)."""
-    out = {}
-    for sl in slices:
-        if sl.namespace != svc.namespace or sl.service != svc.name:
-            continue
-        for p in sl.ports:
-            if p.name == port.name and p.protocol == port.protocol:
-                for e in sl.endpoints:
-                    if e.ready and (node is None or e.node == node):
-                        out[e.pod] = (e.address, p.port)
-    return out
+# Where each node's rules send a Service port's traffic, as lab.kube_proxy.model decides it for
+# both renderers (ready endpoints, or the serving-terminating ones when none is ready; a Local
+# traffic policy uses the node's own): the probes expect what the rules program. Each returns
+# pod key -> (ip, port), empty where the traffic has nowhere to go.
+
+def per_node(state: ClusterState, svc: ServiceState, port: ServicePortState,
+             slices: Sequence[EndpointSliceState]) -> dict[str, ServicePort]:
+    """The service port as each node's kube-proxy sees it."""
+    eps = model.port_endpoints(svc, port, slices)
+    return {n.name: model.categorize(svc, port, eps, n.name) for n in state.nodes}
+
+
+def _by_pod(eps: Sequence[model.Endpoint]) -> dict[str, tuple[str, int]]:
+    return {e.pod: (e.ip, e.port) for e in eps}
+
+
+def internal_endpoints(sp: ServicePort) -> dict[str, tuple[str, int]]:
+    """ClusterIP traffic from the node or its pods."""
+    return _by_pod(sp.local if sp.internal_local else sp.cluster) if sp.has_internal else {}
+
+
+def external_endpoints(sp: ServicePort) -> dict[str, tuple[str, int]]:
+    """NodePort traffic arriving from outside the node."""
+    return _by_pod(sp.local if sp.external_local else sp.cluster) if sp.has_external else {}
+
+
+def node_local_endpoints(sp: ServicePort) -> dict[str, tuple[str, int]]:
+    """NodePort traffic the node sends itself: held to no Local policy (the short-circuit to the
+    cluster chain)."""
+    return _by_pod(sp.cluster) if sp.uses_external_chain else {}
+
+
+def reachable_endpoints(sps: Mapping[str, ServicePort]) -> dict[str, tuple[str, int]]:
+    """Every endpoint some node's rules may send the service port's traffic to."""
+    return {k: v for sp in sps.values() for k, v in _by_pod(sp.reachable).items()}
 
 
 def netexec_serves(pod, port: int, protocol: str) -> bool:
     """Whether the pod answers the harness's probes there (they speak netexec)."""
     return pod is not None and any(c.image == "netexec" and any(x.port == port and x.protocol == protocol for x in c.ports)
                                    for c in pod.containers)
-
-
-def _spn(svc: ServiceState, port: ServicePortState) -> str:
-    return f"{svc.key}:{port.name}" if port.name else svc.key
 
 
 def allowed_servers(state: ClusterState, src_of, eps: Mapping[str, tuple[str, int]], protocol: str,
@@ -122,12 +142,13 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
         if svc.cluster_ip is None:
             continue
         for port in svc.ports:
-            spn = _spn(svc, port)
+            spn = service_port_name(svc, port)
             target = f"{svc.cluster_ip}:{port.port}/{port.protocol}"
-            eps = ready_endpoints(svc, port, slices)
+            sps = per_node(state, svc, port, slices)
+            eps = reachable_endpoints(sps)
             if not all(netexec_serves(pods.get(k), p, port.protocol) for k, (_, p) in eps.items()):
                 continue  # the probes speak netexec; other servers (kube-dns) have checks of their own
-            if not eps:
+            if not any(sp.has_endpoints for sp in sps.values()):  # the rules reject
                 for c in clients[:1] if port.protocol == "TCP" else ():
                     asks.append(Ask("no-endpoints", f"{spn} ({target}) from {c.key}",
                                     Probe(c.netns, svc.cluster_ip, port.port, port.protocol), reply=False))
@@ -137,7 +158,7 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
             affinity = svc.session_affinity == "ClientIP"
             local = svc.internal_traffic_policy == "Local"
             for c in clients:
-                reachable = ready_endpoints(svc, port, slices, node=c.node if local else None)
+                reachable = internal_endpoints(sps[c.node])
                 if not reachable:
                     continue  # iTP Local and no endpoint on this node: nothing is promised
                 everyone = frozenset(pod_names[k] for k in reachable)
@@ -157,7 +178,7 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                     if not group:
                         break  # one probe says it: the engine retries before judging
             for n in state.nodes:
-                reachable = ready_endpoints(svc, port, slices, node=n.name if local else None)
+                reachable = internal_endpoints(sps[n.name])
                 if reachable:
                     everyone = frozenset(pod_names[k] for k in reachable)
                     names = allowed_servers(state, lambda pod: policy.sending_address(state, n.name, pod),
@@ -166,7 +187,7 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                     asks.append(Ask("service", subject, Probe(n.netns, svc.cluster_ip, port.port, port.protocol),
                                     servers=names, source="", reply=reply, may_drop=may_drop))
             if port.node_port:
-                asks += _node_port(state, svc, port, slices, pods)
+                asks += _node_port(state, sps, pods)
     for h in state.hosts:
         for c in clients:
             allowed = policy.allowed(state, c, h.ip, HOST_PORT, "TCP")  # an egress policy may forbid it
@@ -207,20 +228,21 @@ def unready(state: ClusterState, slices: Sequence[EndpointSliceState], pod_ready
     return out
 
 
-def _node_port(state, svc, port, slices, pods) -> list[Ask]:
+def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mapping[str, PodState]) -> list[Ask]:
     """From every plain host and every other node to every node's IP (the traffic policy decides
     who answers and what source the backend sees), and from each node to its own addresses.
     Policies judge what the endpoint sees: with Cluster the receiving node's address (SNAT),
     with Local the client's own."""
-    spn, asks = _spn(svc, port), []
-    local = svc.external_traffic_policy == "Local"
-    all_eps = ready_endpoints(svc, port, slices)
-    everywhere = frozenset(pods[k].name for k in all_eps)
+    asks: list[Ask] = []
     for node in state.nodes:
-        local_eps = ready_endpoints(svc, port, slices, node=node.name)
-        here = frozenset(pods[k].name for k in local_eps)
+        sp = sps[node.name]
+        port, spn, local = sp.port, sp.spn, sp.external_local
+        # With Cluster both are every usable endpoint; with Local, outside traffic gets this node's.
+        inside, outside_eps = node_local_endpoints(sp), external_endpoints(sp)
+        everywhere = frozenset(pods[k].name for k in inside)
+        here = frozenset(pods[k].name for k in outside_eps)
         target = f"node/{node.name} ({node.ip}:{port.node_port}/{port.protocol})"
-        snat = allowed_servers(state, lambda pod: policy.sending_address(state, node.name, pod), all_eps,
+        snat = allowed_servers(state, lambda pod: policy.sending_address(state, node.name, pod), inside,
                                port.protocol, pods)
         # From outside the cluster, and from the other nodes (also outside, for this node's rules).
         outside = [(f"host/{h.name}", h.netns, h.ip) for h in state.hosts] + \
@@ -228,7 +250,7 @@ def _node_port(state, svc, port, slices, pods) -> list[Ask]:
         for who, netns, ip in outside:
             probe = Probe(netns, node.ip, port.node_port, port.protocol)
             if local:
-                names = allowed_servers(state, lambda _: ip, local_eps, port.protocol, pods)
+                names = allowed_servers(state, lambda _: ip, outside_eps, port.protocol, pods)
                 subject, reply, may_drop = _denied(f"{who} -> {spn} at {target}, Local", names, here)
                 asks.append(Ask("nodeport", subject, probe, servers=names, source=ip, reply=bool(names) and reply,
                                 may_drop=may_drop))

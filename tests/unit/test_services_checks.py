@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
+from dataclasses import replace
 
 import pytest
 
@@ -13,7 +14,8 @@ from lab.controlplane.plan import plan as plan_topology
 from lab.controlplane.state import HOST_PORT, ClusterState
 from lab.probe.engine import Probe, ProbeResult
 from lab.probe.services import (
-    CHECKS, SAMPLES, Ask, judge, node_addresses, plan, ready_endpoints,
+    CHECKS, SAMPLES, Ask, external_endpoints, internal_endpoints, judge, node_addresses, node_local_endpoints,
+    per_node, plan,
 )
 from lab.topology.model import Topology
 from tests.unit.golden import shipped_state
@@ -97,25 +99,57 @@ def by_check(outcomes) -> dict[str, list]:
     return out
 
 
-# --- ready_endpoints ---
+# --- the endpoints the probes expect: lab.kube_proxy.model's, as the rules program them ---
 
-def test_ready_endpoints_of_a_named_port(state, slices):
-    backend = state.service("default", "backend")
-    http, dns = backend.ports
-    assert ready_endpoints(backend, http, slices) == {p.key: (p.ip, 8080) for p in pods(state, "backend-")}
-    assert ready_endpoints(backend, dns, slices) == {p.key: (p.ip, 5353) for p in pods(state, "backend-")}
+def internal(state, slices, name, port=0, node="worker1"):
+    svc = state.service("default", name)
+    return internal_endpoints(per_node(state, svc, svc.ports[port], slices)[node])
 
 
-def test_ready_endpoints_on_one_node(state, slices):
-    backend = state.service("default", "backend")
-    here = on_node(state, "backend-", "worker1")
-    assert ready_endpoints(backend, backend.ports[0], slices, node="worker1") == {here.key: (here.ip, 8080)}
+def test_the_endpoints_of_a_named_port(state, slices):
+    backend = {p.key: p.ip for p in pods(state, "backend-")}
+    assert internal(state, slices, "backend", 0) == {k: (ip, 8080) for k, ip in backend.items()}
+    assert internal(state, slices, "backend", 1) == {k: (ip, 5353) for k, ip in backend.items()}
 
 
-def test_ready_endpoints_skip_unready_but_keep_published(state, slices):
-    warming, published = state.service("default", "warming"), state.service("default", "warming-published")
-    assert ready_endpoints(warming, warming.ports[0], slices) == {}
-    assert set(ready_endpoints(published, published.ports[0], slices)) == {p.key for p in pods(state, "warming-")}
+def test_internal_traffic_policy_local_keeps_the_nodes_own(state, slices):
+    svc = state.service("default", "node-local")
+    assert svc.internal_traffic_policy == "Local"
+    for n in state.nodes:
+        here = {p.key: (p.ip, 8080) for p in pods(state, "backend-") if p.node == n.name}
+        assert internal(state, slices, "node-local", node=n.name) == here
+
+
+def test_unready_endpoints_are_skipped_but_published_ones_kept(state, slices):
+    assert internal(state, slices, "warming") == {}
+    assert set(internal(state, slices, "warming-published")) == {p.key for p in pods(state, "warming-")}
+
+
+def test_node_ports_follow_the_external_traffic_policy(state, slices):
+    svc = state.service("default", "backend-local")
+    assert svc.external_traffic_policy == "Local"
+    sps = per_node(state, svc, svc.ports[0], slices)
+    everyone = {p.key for p in pods(state, "backend-")}
+    for n in state.nodes:
+        mine = {p.key for p in pods(state, "backend-") if p.node == n.name}
+        assert set(external_endpoints(sps[n.name])) == mine     # from outside: this node's only
+        assert set(node_local_endpoints(sps[n.name])) == everyone  # from the node itself: any
+
+
+def terminating(slices, service: str):
+    """The Service's endpoints all on their way out: not ready, still serving."""
+    return [replace(s, endpoints=tuple(replace(e, ready=False, serving=True, terminating=True) for e in s.endpoints))
+            if s.service == service else s for s in slices]
+
+
+def test_serving_terminating_endpoints_take_over_when_none_is_ready(state, slices):
+    """kube-proxy's fallback (lab.kube_proxy.model): the probes expect the rules to use them, and
+    plan no no-endpoints reject."""
+    gone = terminating(slices, "backend")
+    assert internal(state, gone, "backend") == internal(state, slices, "backend")
+    about = [a for a in plan(state, gone) if "default/backend:http (" in a.subject]
+    assert about and all(a.check == "service" and a.reply for a in about)
+    assert {a.group for a in about if a.client} == {"default/backend:http"}
 
 
 # --- plan() on services.yaml ---
