@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from lab.errors import LabError
 from lab.host.netns import in_netns
 
 T = TypeVar("T")
+R = TypeVar("R")
 NETNS_DIR = "/run/netns"
 Input = Union[str, bytes, None]
 
@@ -186,6 +188,24 @@ def sysctl(netns: str, settings: Mapping[str, str]) -> None:
 
 def in_ns(netns: str, fn: Callable[[], T]) -> T:
     return current().in_netns(netns, fn)
+
+
+def on_each(items: Sequence[T], fn: Callable[[T], R]) -> tuple[list[R], Optional[Exception]]:
+    """fn on every item in parallel (one node each): the results of those that succeeded, and the
+    first error. A caller records what every other node now holds before it raises: a rollback
+    must know each chain a node was given."""
+    if not items:
+        return [], None
+    with ThreadPoolExecutor(len(items)) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+    done: list[R] = []
+    errors: list[Exception] = []
+    for f in futures:
+        try:
+            done.append(f.result())
+        except Exception as e:  # the first is raised by the caller, once the others are recorded
+            errors.append(e)
+    return done, (errors[0] if errors else None)
 
 
 def ip_batch(lines: Sequence[str], netns: Optional[str] = None, force: bool = False) -> None:

@@ -101,8 +101,9 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
                 _restore(node, ["nft", "-f", "-"], nftables.render(state, node, new_slices))
         return node.name, []
 
-    with ThreadPoolExecutor(len(state.nodes)) as pool:
-        for name, chains in pool.map(one, state.nodes):
-            record.proxy[name] = chains
+    done, error = host.on_each(state.nodes, one)
+    for name, chains in done:  # what the other nodes now hold, even when one refused
+        record.proxy[name] = chains
+    if error:
+        raise error
     return changed
-

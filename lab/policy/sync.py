@@ -31,6 +31,8 @@ def sync(record: LabRecord, state: ClusterState) -> None:
         _restore(node, text)
         return node.name, sorted(rules.declared_chains(text))
 
-    with ThreadPoolExecutor(len(state.nodes)) as pool:
-        for name, chains in pool.map(one, state.nodes):
-            record.netpol[name] = chains
+    done, error = host.on_each(state.nodes, one)
+    for name, chains in done:  # what the other nodes now hold, even when one refused
+        record.netpol[name] = chains
+    if error:
+        raise error

@@ -189,8 +189,8 @@ def teardown(rec: LabRecord) -> list[str]:
         errors.append(f"links still present after 3 s: {', '.join(links)}")
     if left:
         errors.append(f"namespaces still present: {', '.join(left)}")
-    else:
-        rec.remove_dir()
+    if not left and not links:
+        rec.remove_dir()  # else the record stays, so `lab clean` can find what is left
     return errors
 
 

@@ -383,19 +383,13 @@ def inject(where: str, kernel: Kernel, fake_pods: Pods, monkeypatch, state: Clus
             kernel.hold(refusing, until=state.node("n2").netns, marker="KUBE-" if what == "kube-proxy" else "LAB-NETPOL")
 
 
-LEAK = ("bug: when node n1's restore fails, {sync} stops collecting pool.map's results at n1 and never records "
-        "the chains n2 was given, so the rollback's full sync (existing = the old chains) leaves them on n2: {what}")
-
-
 @pytest.mark.parametrize("where", [
     "pods",
     "policies",
     "kube-proxy on n2",
     "policy on n2",
-    pytest.param("kube-proxy on n1", marks=pytest.mark.xfail(strict=True, reason=LEAK.format(
-        sync="lab.kube_proxy.sync.sync", what="the new Service's and new endpoints' KUBE-SVC/SEP chains"))),
-    pytest.param("policy on n1", marks=pytest.mark.xfail(strict=True, reason=LEAK.format(
-        sync="lab.policy.sync.sync", what="the new pod's LAB-NP-IN chain"))),
+    "kube-proxy on n1",  # n2's new chains are recorded even though n1 refused: the rollback removes them
+    "policy on n1",
 ])
 def test_a_failure_in_the_middle_rolls_back_to_the_old_state(tmp_path, kernel, fake_pods, monkeypatch, where):
     rec = running(tmp_path, kernel, fake_pods, topology(replicas=2))
