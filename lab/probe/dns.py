@@ -28,7 +28,7 @@ from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.dns.records import dns_ip, pod_a_name, resolv_conf
 from lab.policy.model import allowed
 from lab.probe.outcome import Outcome
-from lab.probe.services import netexec_serves
+from lab.probe.services import internal_endpoints, netexec_serves, on_node
 
 CHECKS = {
     "dns": "every Service resolves from every pod (short, name.namespace, FQDN); headless to its ready endpoints",
@@ -96,16 +96,17 @@ def _clients(state: ClusterState) -> list[PodState]:
             (p.dns_policy == "ClusterFirst" and not p.dns_nameservers)]
 
 
-def _kube_dns_endpoints(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[tuple[object, int]]:
-    """(pod, or address when no pod, target port) of the cluster DNS Service's ready UDP endpoints:
-    what the packet filter sees after kube-proxy's DNAT."""
+def _kube_dns_endpoints(state: ClusterState, slices: Sequence[EndpointSliceState], node: str) -> list[tuple[object, int]]:
+    """(pod, or address when no pod, target port) of the cluster DNS Service's UDP endpoints that
+    `node`'s rules send a query to (lab.kube_proxy.model decides, as for the renderers): what the
+    packet filter sees after kube-proxy's DNAT."""
     ip = dns_ip(state)
     svc = next((s for s in state.services if s.cluster_ip == ip), None)
     if svc is None:
         return []
     pods = {p.key: p for p in state.pods}
-    return [(pods.get(e.pod, e.address), sp.port) for sl in slices if (sl.namespace, sl.service) == (svc.namespace, svc.name)
-            for sp in sl.ports if sp.protocol == "UDP" for e in sl.endpoints if e.ready]
+    return [(pods.get(key, address), number) for port in svc.ports if port.protocol == "UDP"
+            for key, (address, number) in internal_endpoints(on_node(svc, port, slices, node)).items()]
 
 
 def dns_denied(state: ClusterState, slices: Sequence[EndpointSliceState], pod: PodState) -> bool:
@@ -115,7 +116,7 @@ def dns_denied(state: ClusterState, slices: Sequence[EndpointSliceState], pod: P
     node's cache asking kube-dns. No ready kube-dns endpoint is a broken DNS, not a denial."""
     if not state.policies:
         return False
-    eps = _kube_dns_endpoints(state, slices)
+    eps = _kube_dns_endpoints(state, slices, pod.node)  # the pod, or its node's cache, asks from its node
     src = state.node(pod.node).ip if state.dns_node_cache else pod
     return bool(eps) and not any(allowed(state, src, dst, port, "UDP") for dst, port in eps)
 
@@ -201,9 +202,10 @@ def _http(state: ClusterState, slices, c: PodState, denied_dns: set[str]) -> lis
         if not svc.cluster_ip or svc.type == "ExternalName":
             continue
         for port in (p for p in svc.ports if p.protocol == "TCP"):
-            eps = [(pods.get(e.pod), sp.port) for sl in slices if (sl.namespace, sl.service) == (svc.namespace, svc.name)
-                   for sp in sl.ports if sp.name == port.name and sp.protocol == "TCP" for e in sl.endpoints if e.ready]
-            # curl lands on any ready endpoint: every one of them must speak netexec's HTTP there
+            eps = [(pods.get(key), number)
+                   for key, (_, number) in internal_endpoints(on_node(svc, port, slices, c.node)).items()]
+            # curl lands on any endpoint the client's node sends it to (lab.kube_proxy.model decides):
+            # every one of them must speak netexec's HTTP there
             if not eps or not all(netexec_serves(pod, p, "TCP") for pod, p in eps):
                 continue
             url = f"http://{svc.name}.{svc.namespace}:{port.port}/hostname"

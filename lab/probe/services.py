@@ -81,6 +81,11 @@ def per_node(state: ClusterState, svc: ServiceState, port: ServicePortState,
     return {n.name: model.categorize(svc, port, eps, n.name) for n in state.nodes}
 
 
+def on_node(svc: ServiceState, port: ServicePortState, slices: Sequence[EndpointSliceState], node: str) -> ServicePort:
+    """The service port as one node's kube-proxy sees it."""
+    return model.categorize(svc, port, model.port_endpoints(svc, port, slices), node)
+
+
 def _by_pod(eps: Sequence[model.Endpoint]) -> dict[str, tuple[str, int]]:
     return {e.pod: (e.ip, e.port) for e in eps}
 
