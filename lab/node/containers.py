@@ -1,7 +1,7 @@
 """Containers without a runtime: each container is a process inside its pod's network namespace.
 
 Programs (`command:`) start through `ip netns exec`, so /etc/netns/<pod>/ files apply, as
-PITFALLS.md explains. The built-in netexec image starts from a fork server: one interpreter forks
+docs/PITFALLS.md explains. The built-in netexec image starts from a fork server: one interpreter forks
 a child per container, which enters the pod's namespace and serves — a fork costs a fraction of a
 millisecond where a fresh Python costs ~12 ms, and a `lab up` starts dozens of them."""
 from __future__ import annotations

@@ -123,7 +123,7 @@ def configure(state: ClusterState) -> None:
             lines.append(f"route replace default via {ipam.underlay_gateway(state.underlay_subnet)} dev eth0")
         ip_batch(lines, netns=m.netns)
         if state.switch == "ovs":
-            # PITFALLS: with the userspace datapath TCP/UDP/VXLAN are dropped until tx offload is off.
+            # docs/PITFALLS.md: with the userspace datapath TCP/UDP/VXLAN are dropped until tx offload is off.
             output(["nsenter", f"--net={netns_path(m.netns)}", "--", "ethtool", "-K", "eth0", "tx", "off"])
     for n in state.nodes:
         sysctl(n.netns, {"net.ipv4.ip_forward": "1"})
