@@ -167,3 +167,21 @@ def service_ports(state: ClusterState, node: str, slices: Iterable[EndpointSlice
         mine = by_service.get((svc.namespace, svc.name), ())
         out += [categorize(svc, port, port_endpoints(svc, port, mine), node) for port in svc.ports]
     return out
+
+
+def stale_udp(old: ClusterState, old_slices: Iterable[EndpointSliceState], new: ClusterState,
+              new_slices: Iterable[EndpointSliceState], first: bool) -> list[tuple[str, Optional[int]]]:
+    """(ClusterIP, nodePort) of the UDP service ports whose conntrack entries kube-proxy deletes:
+    those that now have endpoints and had none (all of them at the first sync). A UDP client that
+    sent before (its packets rejected, or not translated yet at all: the startup race) keeps an
+    un-NATed entry that its retries refresh forever; the entry, not the rules, would decide."""
+    old_slices, new_slices = tuple(old_slices), tuple(new_slices)
+    before = {(s.key, p.name): bool(_usable(port_endpoints(s, p, old_slices)))
+              for s in old.services for p in s.ports}
+    out = []
+    for svc in new.services:
+        for port in svc.ports:
+            if port.protocol == "UDP" and svc.cluster_ip and _usable(port_endpoints(svc, port, new_slices)) \
+                    and (first or not before.get((svc.key, port.name))):
+                out.append((svc.cluster_ip, port.node_port))
+    return out

@@ -14,12 +14,12 @@ from __future__ import annotations
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping
+from typing import Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, NodeState
 from lab.errors import LabError
-from lab.kube_proxy import iptables, nftables
+from lab.kube_proxy import iptables, model, nftables
 from lab import host
 from lab.host import sysctl
 from lab.host.record import LabRecord
@@ -106,4 +106,20 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
         record.proxy[name] = chains
     if error:
         raise error
+    stale = model.stale_udp(old_state, old_slices, state, new_slices, first)
+    if stale:
+        _, error = host.on_each(state.nodes, lambda node: forget_udp(node, stale))
+        if error:
+            raise error
     return changed
+
+
+def forget_udp(node: NodeState, stale: list[tuple[str, Optional[int]]]) -> None:
+    """conntrack -D for each stale UDP service address (and its nodePort) in the node, as
+    kube-proxy's conntrack cleanup does; "0 flow entries" (exit 1) is no failure."""
+    for cluster_ip, node_port in stale:
+        asks = [["--orig-dst", cluster_ip]] + ([["--orig-port-dst", str(node_port)]] if node_port else [])
+        for ask in asks:
+            done = host.run(["conntrack", "-D", "-p", "udp", *ask], netns=node.netns, check=False)
+            if done.code not in (0, 1) or (done.code == 1 and "flow entries" not in done.stderr + done.stdout):
+                raise LabError(f"conntrack -D on node {node.name} failed: {(done.stderr or done.stdout).strip()}")

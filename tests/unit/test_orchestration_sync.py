@@ -63,12 +63,15 @@ def on_disk(rec: LabRecord) -> str:
 
 
 def by_node(fake: FakeHost, state: ClusterState, argv: tuple[str, ...]) -> dict[str, list[str]]:
-    """The restore texts each node got, in order; every run call must be such a restore."""
-    assert all(c.argv == argv for c in fake.calls), [c.argv for c in fake.calls]
+    """The restore texts each node got, in order; every other run call must be kube-proxy's
+    conntrack cleanup of UDP services."""
+    others = [c.argv for c in fake.calls if c.argv != argv]
+    assert all(a[:4] == ("conntrack", "-D", "-p", "udp") for a in others), others
     netns = {n.netns: n.name for n in state.nodes}
     got: dict[str, list[str]] = {}
     for c in fake.calls:
-        got.setdefault(netns[c.netns], []).append(c.input)
+        if c.argv == argv:
+            got.setdefault(netns[c.netns], []).append(c.input)
     return got
 
 
@@ -260,3 +263,47 @@ def test_a_refused_policy_restore_is_an_error(fake):
     fake.answer(("iptables-restore",), code=2, stderr="bad rule", netns=state.nodes[0].netns)
     with pytest.raises(LabError, match=f"network policy rules on node {state.nodes[0].name} was refused.*bad rule"):
         netpol.sync(new_record(state), state)
+
+
+# --- kube-proxy's conntrack cleanup for UDP services ---
+
+def udp_ports(state: ClusterState) -> list[tuple[str, object]]:
+    return [(s.cluster_ip, p.node_port) for s in state.services for p in s.ports
+            if p.protocol == "UDP" and s.cluster_ip]
+
+
+def test_the_first_sync_forgets_udp_flows_to_every_udp_service_with_endpoints(fake):
+    """The startup race: a UDP client that sent before the rules existed keeps an un-NATed entry."""
+    state, ready = STATES["iptables"], ready_of(STATES["iptables"])
+    kube_proxy.sync(new_record(state), state, ready, first=True)
+    deleted = {(c.netns, c.argv[4:]) for c in fake.ran("conntrack", "-D", "-p", "udp")}
+    want = udp_ports(state)
+    assert want  # services.yaml has a UDP port: the test means something
+    assert {(n.netns, ("--orig-dst", ip)) for n in state.nodes for ip, _ in want} <= deleted
+    assert all(args[1] in {ip for ip, _ in want} or args[0] == "--orig-port-dst" for _, args in deleted)
+
+
+def test_a_udp_service_gaining_its_first_endpoint_forgets_its_flows(fake):
+    state = STATES["iptables"]
+    ready = ready_of(state)
+    none_ready = {k: False for k in ready}
+    rec = new_record(state, pod_ready=none_ready)
+    kube_proxy.sync(rec, state, ready)
+    assert {c.argv[5] for c in fake.ran("conntrack", "-D", "-p", "udp", "--orig-dst")} == \
+        {ip for ip, _ in udp_ports(state)}
+    fake.calls.clear()
+    rec.commit(state, ready)
+    kube_proxy.sync(rec, state, dict(ready))  # endpoints unchanged: nothing to forget
+    assert not fake.ran("conntrack")
+
+
+def test_no_flow_entries_is_no_failure_but_a_broken_conntrack_is(fake):
+    state, ready = STATES["iptables"], ready_of(STATES["iptables"])
+    fake.answer(("conntrack",), code=1, stderr="conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.")
+    kube_proxy.sync(new_record(state), state, ready, first=True)
+    fake.answers.clear()
+    fake.answer(("conntrack",), code=2, stderr="conntrack: unknown option")
+    rec = records.load(state.lab)
+    with pytest.raises(LabError, match="conntrack -D on node .* failed: conntrack: unknown option"):
+        kube_proxy.sync(rec, state, ready, first=True)
+
