@@ -165,8 +165,9 @@ def _stop_agent(rec: LabRecord) -> None:
 
 def teardown(rec: LabRecord) -> list[str]:
     """Remove everything the record says the lab owns. Keeps going past errors and returns them."""
-    rec.status = "deleting"
-    rec.save()
+    with records.locked(rec):  # the agent re-checks the status under the lock: it never writes "running" over this
+        rec.status = "deleting"
+        rec.save()
     if rec.agent:
         _stop_agent(rec)
     daemons = runtimes.of(rec.state.network)
