@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable
 
@@ -175,15 +176,20 @@ def teardown(rec: LabRecord) -> list[str]:
         daemons.stop(rec)
     pids = processes.owned_pids(rec.netns, rec.shells, rec.pids.values())
     processes.signal_all(pids, signal.SIGTERM)
-    errors = pods.delete(rec.state, rec)  # CNI DEL runs while the processes exit
+    with ThreadPoolExecutor(1) as pool:  # the switch goes while CNI DEL runs and the processes exit
+        unplugged = pool.submit(underlay.destroy_switch, rec)
+        errors = pods.delete(rec.state, rec)
+    try:
+        unplugged.result()
+    except LabError as e:
+        errors.append(str(e))
     processes.reap(pids)
     dns.remove_resolv_confs(rec)
     existing = [n for n in reversed(rec.netns) if os.path.exists(f"/run/netns/{n}")]
-    for step in (lambda: underlay.destroy_switch(rec), lambda: ip_batch([f"netns delete {n}" for n in existing], force=True)):
-        try:
-            step()
-        except LabError as e:
-            errors.append(str(e))
+    try:
+        ip_batch([f"netns delete {n}" for n in existing], force=True)
+    except LabError as e:
+        errors.append(str(e))
     left = [n for n in existing if os.path.exists(f"/run/netns/{n}")]
     links = underlay.wait_links_gone(rec)
     if links:
