@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab import host
 from lab.controlplane.state import container_key
 from lab.host import record as records
-from lab.host.fake import FakeHost
 from lab.host.record import LabRecord
 from lab.node import prober
 from lab.runtime import agent as agents
@@ -17,15 +15,7 @@ from tests.unit.golden import shipped_state
 STATE = shipped_state("services")
 
 
-@pytest.fixture(autouse=True)
-def run_root(tmp_path, monkeypatch):
-    monkeypatch.setattr(records, "RUN_ROOT", tmp_path / "run")
-
-
-@pytest.fixture
-def fake():
-    with host.using(FakeHost()) as f:
-        yield f
+pytestmark = pytest.mark.usefixtures("run_root")
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from dataclasses import replace
 
 import pytest
 
-from lab import host
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import container_key
 from lab.host import record as records
@@ -34,15 +33,7 @@ LONER = next(p for p in STATE.pods if p.name == "loner")
 OK = "GET /healthz (port 8080) -> 200"
 
 
-@pytest.fixture(autouse=True)
-def run_root(tmp_path, monkeypatch):
-    monkeypatch.setattr(records, "RUN_ROOT", tmp_path / "run")
-
-
-@pytest.fixture
-def fake():
-    with host.using(FakeHost()) as f:
-        yield f
+pytestmark = pytest.mark.usefixtures("run_root")
 
 
 class Probes:

@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import pytest
 
-from lab import host
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
@@ -40,15 +39,7 @@ def pod(state: ClusterState, prefix: str) -> str:
     return next(p.key for p in state.pods if p.name.startswith(prefix))
 
 
-@pytest.fixture(autouse=True)
-def run_root(tmp_path, monkeypatch):
-    monkeypatch.setattr(records, "RUN_ROOT", tmp_path / "run")
-
-
-@pytest.fixture
-def fake():
-    with host.using(FakeHost()) as f:
-        yield f
+pytestmark = pytest.mark.usefixtures("run_root")
 
 
 def new_record(state: ClusterState, pod_ready=None, **fields) -> LabRecord:
