@@ -19,6 +19,19 @@ def _progress(name: str, seconds: float) -> None:
     print(f" ✓ {name} ({seconds:.2f}s)", file=sys.stderr, flush=True)
 
 
+def _print_warnings(warnings) -> None:
+    from lab.errors import warnings_text
+
+    print(warnings_text(warnings), file=sys.stderr)
+
+
+def _loading(strict: bool):
+    """Topology loads inside the block (lab up's too) print their warnings, or fail on them (--strict)."""
+    from lab.topology.load import reporting
+
+    return reporting(strict=strict, report=_print_warnings)
+
+
 def cmd_validate(a) -> int:
     from lab.controlplane.plan import plan
     from lab.topology.load import load_topology
@@ -26,7 +39,8 @@ def cmd_validate(a) -> int:
     bad = 0
     for path in a.files:
         try:
-            state = plan(load_topology(path), source=path)
+            with _loading(a.strict):
+                state = plan(load_topology(path), source=path)
         except LabError as e:
             print(str(e), file=sys.stderr)
             bad += 1
@@ -48,7 +62,8 @@ def cmd_up(a) -> int:
 
     t0 = time.monotonic()
     print(f"Creating lab from {a.file} ...", file=sys.stderr)
-    state = lifecycle.up(a.file, progress=_progress)
+    with _loading(a.strict):
+        state = lifecycle.up(a.file, progress=_progress)
     print(f"Lab {state.lab} is up: {len(state.nodes)} nodes, {len(state.pods)} pods "
           f"({time.monotonic() - t0:.2f}s). Try: lab get pods -o wide", file=sys.stderr)
     return 0
@@ -336,7 +351,8 @@ def cmd_run(a) -> int:
     from lab import views
 
     print(f"Creating lab from {a.file} ...", file=sys.stderr)
-    state = lifecycle.up(a.file, progress=_progress)
+    with _loading(a.strict):
+        state = lifecycle.up(a.file, progress=_progress)
     try:
         rec = record.load(state.lab)
         print(views.render_table(*views.pod_rows(state, _alive(rec), rec.created, None, True, rec.ready)) + "\n")
@@ -377,6 +393,10 @@ def _parser() -> argparse.ArgumentParser:
     def lab_opt(p):
         p.add_argument("--lab", "-l", metavar="NAME", help="which lab (may be omitted when one is running)")
 
+    def strict_opt(p):
+        p.add_argument("--strict", action="store_true",
+                       help="treat warnings (ignored fields and kinds, stand-in images) as errors")
+
     def check_opts(p):
         p.add_argument("--json", metavar="FILE", help="write every result as JSON")
         p.add_argument("--junit", metavar="FILE", help="write JUnit XML (CI tools read it)")
@@ -389,9 +409,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("validate", cmd_validate, "check topology files; every error at once, with file:line and a hint")
     p.add_argument("files", nargs="+", metavar="FILE")
+    strict_opt(p)
     add("schema", cmd_schema, "print the JSON Schema of topology files")
     p = add("up", cmd_up, "build a lab from a topology file; returns with the lab running")
     p.add_argument("file", metavar="FILE")
+    strict_opt(p)
     p = add("down", cmd_down, "remove a lab and everything it created")
     p.add_argument("name", nargs="?", metavar="NAME")
     add("list", cmd_list, "list the labs on this machine")
@@ -452,6 +474,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "up, check, down in one call (for CI); exit code 0 only if every check passed")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--keep", action="store_true", help="leave the lab running after the checks")
+    strict_opt(p)
     check_opts(p)
     return ap
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import types
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Optional, Union, get_args, get_origin
 
@@ -17,9 +20,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from lab.errors import Diagnostic, TopologyError
-from lab.topology import semantics
-from lab.topology.model import DNS_LABEL, DNS_SUBDOMAIN, SUPPORTED_KINDS, Topology
+from lab.errors import Diagnostic, TopologyError, group_warnings
+from lab.topology import lenient, semantics
+from lab.topology.model import DNS_LABEL, DNS_SUBDOMAIN, SUPPORTED_KINDS, IgnoredObject, Topology
 from lab.topology.semantics import Locate, did_you_mean
 from lab.topology.source import DocPath, Source, dotted, parse_documents, read_documents
 
@@ -45,6 +48,26 @@ _EXAMPLES = {  # one-line YAML for missing required fields; "Kind.field" wins ov
 }
 
 
+@dataclass(frozen=True)
+class _Options:
+    strict: bool = False  # warnings are errors
+    report: Optional[Callable[[list[Diagnostic]], None]] = None  # given the (grouped) warnings of a load
+
+
+_OPTIONS: ContextVar[_Options] = ContextVar("topology_load_options", default=_Options())
+
+
+@contextmanager
+def reporting(strict: bool = False, report: Optional[Callable[[list[Diagnostic]], None]] = None) -> Iterator[None]:
+    """Within this block, topology loads (wherever they happen, e.g. inside `lab up`) treat warnings
+    as errors when `strict`, and hand the warnings of a successful load to `report`."""
+    token = _OPTIONS.set(_Options(strict, report))
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
 def load_topology(path: str | Path) -> Topology:
     """Read, validate and check a topology file (and its manifests folder, if it names one)."""
     path = Path(path)
@@ -54,6 +77,15 @@ def load_topology(path: str | Path) -> Topology:
 def load_topology_text(text: str, file: str = "<string>") -> Topology:
     """load_topology for text in memory; a manifests folder is relative to `file`'s folder."""
     return _load(_single_document(parse_documents(text, file), file), Path(file).parent)
+
+
+def check_topology(path: str | Path) -> tuple[Topology, list[Diagnostic]]:
+    """load_topology, returning the (grouped) warnings instead of reporting them; strict as set by
+    `reporting` (default: not)."""
+    found: list[Diagnostic] = []
+    with reporting(_OPTIONS.get().strict, found.extend):
+        topology = load_topology(path)
+    return topology, found
 
 
 def _single_document(documents: list[Source], file: str) -> Source:
@@ -69,21 +101,41 @@ def _single_document(documents: list[Source], file: str) -> Source:
 
 
 def _load(top: Source, base: Path) -> Topology:
-    data, manifests = top.data, None
+    options = _OPTIONS.get()
+    data, manifests, diagnostics = top.data, None, []
     if isinstance(data, dict) and isinstance(data.get("manifests"), str):
-        manifests = _read_manifests(top, base)
+        manifests, diagnostics = _read_manifests(top, base)
         data = {**data, "manifests": [doc.data for doc in manifests]}
-    topology, diagnostics = _validate(data, _locator(top, manifests))
-    if diagnostics:
-        files = [top.file] + [doc.file for doc in manifests or []]
-        rank = {file: i for i, file in enumerate(dict.fromkeys(files))}
-        raise TopologyError(sorted(diagnostics, key=lambda d: (rank.get(d.file, len(files)), d.line or 0)))
-    return topology
+    locate = _locator(top, manifests)
+    if isinstance(data, dict) and "manifests" in data:
+        relaxed, findings = lenient.relax(data["manifests"])
+        data = {**data, "manifests": relaxed}
+        for f in findings:
+            file, line = locate(f.path)
+            diagnostics.append(Diagnostic(file, line, dotted(f.path), f.message, f.hint,
+                                          "warning" if f.warning else "error"))
+    topology, found = _validate(data, locate)
+    diagnostics += found
+    if options.strict:
+        diagnostics = [replace(d, severity="error") for d in diagnostics]
+    files = [top.file] + [doc.file for doc in manifests or []]
+    rank = {file: i for i, file in enumerate(dict.fromkeys(files))}
+    diagnostics = group_warnings(sorted(diagnostics, key=lambda d: (rank.get(d.file, len(files)), d.line or 0)))
+    if any(not d.is_warning for d in diagnostics):
+        raise TopologyError(diagnostics)
+    if diagnostics and options.report is not None:
+        options.report(diagnostics)
+    return topology.model_copy(update={"manifests": [m for m in topology.manifests
+                                                    if not isinstance(m, IgnoredObject)]})
 
 
-def _read_manifests(top: Source, base: Path) -> list[Source]:
+_KUSTOMIZATION = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+def _read_manifests(top: Source, base: Path) -> tuple[list[Source], list[Diagnostic]]:
     """Every document of every *.yaml / *.yml file in the folder `manifests:` names (sorted by file
-    name, the topology file itself left out), or of the one file it names."""
+    name, the topology file itself and kustomize's build file left out), or of the one file it
+    names; and a warning for each file left out."""
     name = top.data["manifests"]
     folder = base / name
 
@@ -96,8 +148,13 @@ def _read_manifests(top: Source, base: Path) -> list[Source]:
     files = [folder] if folder.is_file() else sorted(
         p for p in folder.iterdir()
         if p.suffix in (".yaml", ".yml") and p.is_file() and p.resolve() != Path(top.file).resolve())
+    skipped = [p for p in files if p.name in _KUSTOMIZATION and p != folder]
+    files = [p for p in files if p not in skipped]
     if not files:
         fail(f"no *.yaml or *.yml files in manifests folder '{name}'", f"put the manifests in {folder}")
+    warnings = [Diagnostic(str(p), None, "", "a kustomize build file is ignored: the lab reads the manifests of the "
+                           "folder as they are", "to use kustomize's output, write it to a folder: "
+                           "kubectl kustomize DIR > manifests/all.yaml", "warning") for p in skipped]
     documents, problems = [], []
     for file in files:
         try:
@@ -106,7 +163,7 @@ def _read_manifests(top: Source, base: Path) -> list[Source]:
             problems += e.diagnostics
     if problems:
         raise TopologyError(problems)
-    return documents
+    return documents, warnings
 
 
 def _locator(top: Source, manifests: Optional[list[Source]]) -> Locate:
@@ -249,7 +306,8 @@ def _missing(error: ErrorDetails, place: _Place) -> tuple[str, Optional[str]]:
 def _union_tag_invalid(error: ErrorDetails, place: _Place) -> tuple[str, str]:
     tag = error["ctx"]["tag"]
     found = error["input"].get("kind", tag) if isinstance(error["input"], dict) else tag
-    hint = "remove this object, or change its kind" + did_you_mean(tag, SUPPORTED_KINDS)
+    hint = lenient.UNSUPPORTED_KIND_HINTS.get(tag) or \
+        "remove this object, or change its kind" + did_you_mean(tag, SUPPORTED_KINDS)
     return f"kind {_show(found)} is not supported. Supported kinds are {_KINDS_TEXT}", hint
 
 

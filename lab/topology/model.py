@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from lab.topology.constants import VXLAN_OVERHEAD
+from lab.topology.lenient import IGNORED_KINDS
 
 # Kubernetes' own name rules (apimachinery validation): DNS-1123 labels and subdomains.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -309,7 +310,17 @@ class NetworkPolicy(Strict):
     spec: NetworkPolicySpec
 
 
-Manifest = Annotated[Union[Namespace, Pod, Deployment, Service, NetworkPolicy], Field(discriminator="kind")]
+class IgnoredObject(BaseModel):
+    """An object of a kind with no network meaning (ServiceAccount, ConfigMap, ...): accepted as the
+    API server would, with a warning, and left out of the loaded topology (lab.topology.load)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    apiVersion: str = ""
+    kind: Literal[tuple(IGNORED_KINDS)]  # type: ignore[valid-type]
+
+
+Manifest = Annotated[Union[Namespace, Pod, Deployment, Service, NetworkPolicy, IgnoredObject],
+                     Field(discriminator="kind")]
 SUPPORTED_KINDS = {"Namespace": "v1", "Pod": "v1", "Deployment": "apps/v1", "Service": "v1",
                    "NetworkPolicy": "networking.k8s.io/v1"}
 

@@ -14,7 +14,9 @@ from typing import Optional
 
 from lab.errors import Diagnostic
 from lab.topology.constants import VXLAN_OVERHEAD, kube_dns_ip, kubernetes_service_ip
-from lab.topology.model import DNS_SUBDOMAIN, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service, Topology
+from lab.topology.model import (
+    DNS_SUBDOMAIN, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service, Topology,
+)
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
 
@@ -56,7 +58,8 @@ class _Context:
         self.locate = locate
         self.partial = bool(skipped)
         kept = [i for i in range(len(topology.manifests) + len(skipped)) if i not in skipped]
-        self.manifests = [(("manifests", i), m) for i, m in zip(kept, topology.manifests)]
+        self.manifests = [(("manifests", i), m) for i, m in zip(kept, topology.manifests)
+                          if not isinstance(m, IgnoredObject)]
         self.diagnostics: list[Diagnostic] = []
 
     def error(self, path: DocPath, message: str, hint: Optional[str] = None) -> None:

@@ -1,0 +1,198 @@
+"""What a real API server accepts but the lab has no use for: read, set aside, and warned about.
+
+Real applications' manifests carry many fields and kinds with no network meaning (resources,
+securityContext, volumes, ServiceAccounts, ConfigMaps...). Before validation their data is
+cleaned here: such fields are removed and such kinds marked ignored, each with a warning at its
+path; `null` where the API server reads "not set" is dropped. Fields that would change the network
+in a way the lab cannot reproduce are removed with an error that says what to do instead, so the
+model's "unknown field" error (with its 'did you mean') is kept for real typos.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from lab.topology.source import DocPath
+
+_NO_NETWORK = "it has no network meaning in the lab"
+
+# kind -> why it can be ignored
+IGNORED_KINDS = {
+    **{kind: "access control, not traffic" for kind in (
+        "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")},
+    **{kind: "configuration and storage the lab's stand-in programs do not read" for kind in (
+        "ConfigMap", "Secret", "PersistentVolumeClaim", "PersistentVolume", "StorageClass")},
+    **{kind: "capacity and scheduling policy, not traffic" for kind in (
+        "PodDisruptionBudget", "HorizontalPodAutoscaler", "VerticalPodAutoscaler", "LimitRange",
+        "ResourceQuota", "PriorityClass")},
+    "Kustomization": "a kustomize build file, not an object",
+}
+
+# kinds that would change the network and the lab does not model: what to write instead
+UNSUPPORTED_KIND_HINTS = {
+    "StatefulSet": "write it as a Deployment (or one Pod per replica, with hostname and subdomain set to a "
+                   "headless Service's name for per-pod DNS names)",
+    "DaemonSet": "write it as Pods, one per node with nodeName set, or a Deployment",
+    "ReplicaSet": "write it as a Deployment with the same template",
+    "ReplicationController": "write it as a Deployment with the same template",
+    "Job": "write it as a Pod with the job's container",
+    "CronJob": "write it as a Pod with the job's container",
+    "Ingress": "the lab has no ingress controller: expose the backend with a NodePort Service",
+    "IngressClass": "the lab has no ingress controller: expose the backend with a NodePort Service",
+    "Gateway": "the lab has no Gateway API implementation: expose the backend with a NodePort Service",
+    "HTTPRoute": "the lab has no Gateway API implementation: expose the backend with a NodePort Service",
+    "Endpoints": "the lab computes endpoints from each Service's selector: give the Service a selector",
+    "EndpointSlice": "the lab computes endpoints from each Service's selector: give the Service a selector",
+}
+
+_METADATA = ("annotations", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
+             "deletionGracePeriodSeconds", "managedFields", "selfLink", "ownerReferences", "finalizers")
+_CONTAINER = ("resources", "resizePolicy", "restartPolicy", "securityContext", "imagePullPolicy", "volumeMounts",
+              "volumeDevices", "livenessProbe", "startupProbe", "lifecycle", "terminationMessagePath",
+              "terminationMessagePolicy", "workingDir", "stdin", "stdinOnce", "tty", "envFrom")
+_POD_SPEC = ("serviceAccountName", "serviceAccount", "automountServiceAccountToken", "volumes", "restartPolicy",
+             "terminationGracePeriodSeconds", "activeDeadlineSeconds", "initContainers", "ephemeralContainers",
+             "nodeSelector", "affinity", "tolerations", "topologySpreadConstraints", "schedulerName",
+             "securityContext", "imagePullSecrets", "priorityClassName", "priority", "preemptionPolicy",
+             "runtimeClassName", "overhead", "readinessGates", "hostPID", "hostIPC", "shareProcessNamespace",
+             "enableServiceLinks", "setHostnameAsFQDN", "os", "hostUsers", "schedulingGates", "resourceClaims")
+_DEPLOYMENT_SPEC = ("strategy", "revisionHistoryLimit", "minReadySeconds", "progressDeadlineSeconds", "paused")
+_SERVICE_SPEC = ("ipFamilies", "ipFamilyPolicy", "clusterIPs", "allocateLoadBalancerNodePorts", "loadBalancerClass",
+                 "healthCheckNodePort", "trafficDistribution")
+_SERVICE_PORT = ("appProtocol",)
+_CONTAINER_PORT_ERRORS = {
+    "hostPort": "hostPort is not supported: the lab does not map node ports to pods one by one",
+    "hostIP": "hostIP is not supported: the lab does not map node ports to pods one by one",
+}
+_CONTAINER_PORT_HINT = "remove it and reach the pod through a NodePort Service"
+_POD_SPEC_ERRORS = {
+    "hostAliases": ("hostAliases (extra /etc/hosts entries) are not supported",
+                    "remove them; give the names a Service (or an ExternalName Service) with cluster DNS on"),
+}
+
+_WHY = {
+    "metadata": "metadata field '{}' is ignored: " + _NO_NETWORK,
+    "container": "container field '{}' is ignored: " + _NO_NETWORK,
+    "pod": "pod spec field '{}' is ignored: " + _NO_NETWORK,
+    "deployment": "Deployment field '{}' is ignored: the lab creates every replica at once and never rolls out",
+    "service": "Service field '{}' is ignored: the lab's Services are IPv4 single-stack",
+    "service-port": "Service port field '{}' is ignored: " + _NO_NETWORK,
+}
+_HINTS = {
+    "nodeSelector": "pods are spread over the nodes by the lab's scheduler; pin one with nodeName",
+    "affinity": "pods are spread over the nodes by the lab's scheduler; pin one with nodeName",
+    "tolerations": "pods are spread over the nodes by the lab's scheduler; pin one with nodeName",
+    "topologySpreadConstraints": "pods are spread over the nodes by the lab's scheduler; pin one with nodeName",
+    "enableServiceLinks": "the lab does not inject Service environment variables yet",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: DocPath
+    message: str
+    hint: Optional[str] = None
+    warning: bool = True
+
+
+def relax(manifests: Any) -> tuple[Any, list[Finding]]:
+    """manifests (raw data) with ignored fields removed and `null`s dropped, and what was done.
+    Anything of an unexpected shape is left for validation to report."""
+    if not isinstance(manifests, list):
+        return manifests, []
+    findings: list[Finding] = []
+    out = []
+    for i, m in enumerate(manifests):
+        m = _drop_nulls(m)
+        if isinstance(m, dict):
+            _manifest(m, ("manifests", i), findings)
+        out.append(m)
+    return out, findings
+
+
+def _drop_nulls(value: Any) -> Any:
+    """The API server reads `key: null` as "key not set"."""
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _strip(data: Any, path: DocPath, fields: tuple[str, ...], why: str, findings: list[Finding]) -> None:
+    if not isinstance(data, dict):
+        return
+    for name in fields:
+        if name in data:
+            del data[name]
+            findings.append(Finding(path + (name,), _WHY[why].format(name), _HINTS.get(name)))
+
+
+def _manifest(m: dict, path: DocPath, findings: list[Finding]) -> None:
+    kind = m.get("kind")
+    if kind in IGNORED_KINDS:
+        findings.append(Finding(path + ("kind",), f"kind {kind} is ignored: {IGNORED_KINDS[kind]}"))
+        return
+    if "status" in m:
+        del m["status"]
+        findings.append(Finding(path + ("status",), "status is ignored: the lab computes its own"))
+    _strip(m.get("metadata"), path + ("metadata",), _METADATA, "metadata", findings)
+    spec, sp = m.get("spec"), path + ("spec",)
+    if kind == "Namespace" and "spec" in m:
+        del m["spec"]
+        findings.append(Finding(sp, "Namespace spec (finalizers) is ignored: " + _NO_NETWORK))
+    if not isinstance(spec, dict):
+        return
+    if kind == "Pod":
+        _pod_spec(spec, sp, findings)
+    elif kind == "Deployment":
+        _strip(spec, sp, _DEPLOYMENT_SPEC, "deployment", findings)
+        template = spec.get("template")
+        if isinstance(template, dict):
+            _strip(template.get("metadata"), sp + ("template", "metadata"), _METADATA, "metadata", findings)
+            _pod_spec(template.get("spec"), sp + ("template", "spec"), findings)
+    elif kind == "Service":
+        _strip(spec, sp, _SERVICE_SPEC, "service", findings)
+        for k, port in _items(spec.get("ports")):
+            _strip(port, sp + ("ports", k), _SERVICE_PORT, "service-port", findings)
+
+
+def _items(value: Any):
+    return [(k, v) for k, v in enumerate(value) if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _pod_spec(spec: Any, path: DocPath, findings: list[Finding]) -> None:
+    if not isinstance(spec, dict):
+        return
+    _strip(spec, path, _POD_SPEC, "pod", findings)
+    for name, (message, hint) in _POD_SPEC_ERRORS.items():
+        if name in spec:
+            del spec[name]
+            findings.append(Finding(path + (name,), message, hint, warning=False))
+    for j, c in _items(spec.get("containers")):
+        cp = path + ("containers", j)
+        _strip(c, cp, _CONTAINER, "container", findings)
+        for k, port in _items(c.get("ports")):
+            for name, message in _CONTAINER_PORT_ERRORS.items():
+                if name in port:
+                    del port[name]
+                    findings.append(Finding(cp + ("ports", k, name), message, _CONTAINER_PORT_HINT, warning=False))
+        for k, env in _items(c.get("env")):
+            if "valueFrom" in env:
+                del env["valueFrom"]
+                findings.append(Finding(cp + ("env", k, "valueFrom"),
+                                        "env valueFrom (Secrets, ConfigMaps, the downward API) is not resolved: "
+                                        "the variable is set to ''"))
+        probe = c.get("readinessProbe")
+        if isinstance(probe, dict):
+            _strip(probe, cp + ("readinessProbe",), ("terminationGracePeriodSeconds",), "container", findings)
+            http = probe.get("httpGet")
+            if isinstance(http, dict):
+                for name in ("httpHeaders", "host"):
+                    if name in http:
+                        del http[name]
+                        findings.append(Finding(cp + ("readinessProbe", "httpGet", name),
+                                                f"readinessProbe httpGet.{name} is ignored: the stand-in servers "
+                                                "answer any request"))
+                if http.get("scheme", "HTTP") == "HTTP":
+                    http.pop("scheme", None)
