@@ -188,25 +188,46 @@ KINDS = {"po": "pods", "pod": "pods", "pods": "pods", "no": "nodes", "node": "no
          "endpointslice": "endpointslices", "endpointslices": "endpointslices", "route": "routes", "routes": "routes"}
 
 
+def _report(change) -> None:
+    """kubectl's line per object (stdout), then warnings and the lab's own summary (stderr)."""
+    for line in change.lines:
+        print(line, flush=True)
+    for warning in change.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+
+
 def cmd_apply(a) -> int:
-    from lab.runtime.apply import apply
+    from lab.runtime.apply import apply, read_objects
 
     t0 = time.monotonic()
-    path = a.objects or a.file
-    if not path:
-        raise LabError("say what to apply: lab apply TOPOLOGY-FILE, or lab apply -f OBJECTS-FILE")
-    change = apply(path, objects=bool(a.objects), lab=a.lab)
-    print(f"applied {path}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    if a.objects and a.file:
+        raise LabError(f"give a topology file or -f objects, not both: lab apply {a.file}, "
+                       f"or lab apply -f {' -f '.join(a.objects)}")
+    if not a.objects and not a.file:
+        raise LabError("say what to apply: lab apply TOPOLOGY-FILE, or lab apply -f OBJECTS (a file, a folder, "
+                       "or - for stdin)")
+    if not a.objects:
+        change = apply(a.file, lab=a.lab)
+        print(f"applied {a.file}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+        return 0
+    change = apply(read_objects(a.objects, a.recursive), objects=True, lab=a.lab)
+    _report(change)
+    print(f"applied {', '.join(a.objects)}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
     return 0
 
 
 def cmd_delete(a) -> int:
-    from lab.runtime.apply import apply
+    from lab.runtime.apply import apply, read_objects
 
     t0 = time.monotonic()
-    change = apply(a.objects, objects=True, delete=True, lab=a.lab)
-    print(f"deleted the objects of {a.objects}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
-    return 0
+    change = apply(read_objects(a.objects, a.recursive), objects=True, delete=True, lab=a.lab, missing_ok=True)
+    _report(change)
+    if not a.ignore_not_found:
+        for missing in change.missing:
+            _err(missing)
+    print(f"deleted the objects of {', '.join(a.objects)}: {change} ({time.monotonic() - t0:.2f}s)",
+          file=sys.stderr)
+    return 1 if change.missing and not a.ignore_not_found else 0
 
 
 def cmd_node(a) -> int:
@@ -390,8 +411,19 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    def lab_opt(p):
-        p.add_argument("--lab", "-l", metavar="NAME", help="which lab (may be omitted when one is running)")
+    ap.add_argument("--lab", "-l", metavar="NAME", help="which lab (may be omitted when one is running); "
+                                                        "before or after the command, as kubectl's --context")
+
+    def lab_opt(p):  # SUPPRESS: not given after the command, --lab before it stands
+        p.add_argument("--lab", "-l", metavar="NAME", default=argparse.SUPPRESS,
+                       help="which lab (may be omitted when one is running)")
+
+    def objects_opts(p, verb):
+        p.add_argument("-f", "--filename", dest="objects", metavar="OBJECTS", action="append",
+                       help=f"a file, a folder (its *.yaml, *.yml and *.json files) or - (stdin) of Kubernetes "
+                            f"objects to {verb}; may be given several times")
+        p.add_argument("-R", "--recursive", action="store_true",
+                       help="-f folders: their sub-folders too")
 
     def strict_opt(p):
         p.add_argument("--strict", action="store_true",
@@ -421,11 +453,11 @@ def _parser() -> argparse.ArgumentParser:
     p = add("apply", cmd_apply, "change a running lab to what its topology file now says (scale, add, delete, "
                                 "relabel), or apply Kubernetes objects to it with -f")
     p.add_argument("file", metavar="FILE", nargs="?")
-    p.add_argument("-f", "--filename", dest="objects", metavar="OBJECTS",
-                   help="a YAML file of Kubernetes objects to add or replace (kind, namespace and name)")
+    objects_opts(p, "add or replace (by kind, namespace and name)")
     lab_opt(p)
-    p = add("delete", cmd_delete, "delete the Kubernetes objects of a file from a running lab (lab delete -f FILE)")
-    p.add_argument("-f", "--filename", dest="objects", metavar="OBJECTS", required=True)
+    p = add("delete", cmd_delete, "delete Kubernetes objects from a running lab (lab delete -f FILE|DIR|-)")
+    objects_opts(p, "delete")
+    p.add_argument("--ignore-not-found", action="store_true", help="objects the lab does not have are not an error")
     lab_opt(p)
     p = add("node", cmd_node, "lab node stop|start NAME: take a node off the network, or bring it back")
     p.add_argument("action", choices=["stop", "start"])
@@ -485,8 +517,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "--" in args:  # kubectl's convention: everything after -- is the command to run
         cut = args.index("--")
         args, command = args[:cut], args[cut + 1:]
-    a = _parser().parse_args(args)
+    parser = _parser()
+    a = parser.parse_args(args)
     a.command = command
+    if a.cmd == "delete" and not a.objects:
+        parser.error("lab delete: -f/--filename is required (a file, a folder or -)")
+    if a.cmd == "down" and a.name is None:  # lab --lab NAME down
+        a.name = a.lab
     try:
         return a.fn(a) or 0
     except TopologyError as e:

@@ -7,21 +7,25 @@ cluster cannot change in place — nodes, addresses, the pod network — is refu
 """
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, replace
+import re
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence, TextIO
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState, container_key, pod_key_of
 from lab.dns import runtime as dns
-from lab.errors import LabError
+from lab.errors import Diagnostic, LabError, TopologyError
 from lab.kube_proxy import sync as kube_proxy
 from lab.node import pods, prober
 from lab.host import record as records
 from lab.host.record import LabRecord
 from lab.policy import sync as netpol
 from lab.runtime.agent import container_alive
+from lab.topology.source import Source, parse_documents
 
 # What `lab apply` cannot change: these need `lab down` and `lab up`.
 FIXED = ("pod_cidr", "service_cidr", "node_mask", "network", "cni", "mtu", "underlay_subnet", "underlay_mtu",
@@ -33,6 +37,9 @@ class Change:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     services: tuple[str, ...]
+    lines: tuple[str, ...] = ()      # -f: kubectl's line per object (service/web created, ...)
+    missing: tuple[str, ...] = ()    # delete -f: the objects the lab did not have
+    warnings: tuple[str, ...] = field(default=())
 
     def __str__(self) -> str:
         parts = [f"{len(self.added)} pods created", f"{len(self.removed)} pods deleted",
@@ -57,21 +64,95 @@ def save_topology(record, topo) -> None:
                                                                       exclude_defaults=True), sort_keys=False))
 
 
-def _objects(path: str) -> list[dict]:
-    """Kubernetes objects from a manifests file: documents, each an object or a list of them."""
-    import yaml
+STDIN = "-"
 
+
+@dataclass(frozen=True)
+class Item:
+    """One Kubernetes object read for `lab apply -f` / `lab delete -f`: where it came from (for
+    errors) and, for YAML, its document's lines."""
+
+    file: str
+    obj: dict
+    source: Optional[Source] = None
+    at: tuple = ()  # where the object is in its document ((), or ("items", i) of a List)
+
+    def line(self, path: tuple = ()) -> Optional[int]:
+        return self.source.line_of(self.at + tuple(path)) if self.source else None
+
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def manifest_files(name: str, recursive: bool = False) -> list[Path]:
+    """The files `-f NAME` stands for, as kubectl reads them: a file, or a folder's *.yaml, *.yml
+    and *.json files (sorted; its sub-folders too with -R)."""
+    path = Path(name)
+    if not path.exists():
+        raise LabError(f'the path "{name}" does not exist')
+    if not path.is_dir():
+        return [path]
+    found = path.rglob("*") if recursive else path.iterdir()
+    return sorted(p for p in found if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+
+
+def _parse(text: str, file: str) -> list[tuple[Any, Optional[Source]]]:
+    """The documents of one file: JSON (a .json file, or stdin that is JSON) or YAML with lines."""
+    if file.endswith(".json") or (file == "<stdin>" and text.lstrip().startswith(("{", "["))):
+        try:
+            return [(json.loads(text), None)]
+        except ValueError as e:
+            if file.endswith(".json"):
+                raise LabError(f"{file}: not valid JSON: {e}") from None
     try:
-        docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
-    except OSError as e:
-        raise LabError(f"cannot read {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise LabError(f"{path}: not valid YAML: {e}") from None
-    objs = [o for d in docs for o in (d if isinstance(d, list) else [d])]
-    bad = [o for o in objs if not isinstance(o, dict) or "kind" not in o or "metadata" not in o]
-    if bad:
-        raise LabError(f"{path}: every document must be a Kubernetes object (kind, metadata, ...)")
-    return objs
+        return [(doc.data, doc) for doc in parse_documents(text, file)]
+    except TopologyError as e:
+        raise LabError(f"{file}: not valid YAML: " + "; ".join(str(d) for d in e.diagnostics)) from None
+
+
+def objects_of(text: str, file: str) -> list[Item]:
+    """Kubernetes objects from one file's text: documents, each an object, a list of them, or a
+    kind: List (as `kubectl get -o yaml` writes) with `items`."""
+    items: list[Item] = []
+    for data, source in _parse(text, file):
+        if isinstance(data, list):
+            items += [Item(file, o, source, (i,)) for i, o in enumerate(data)]
+        elif isinstance(data, dict) and str(data.get("kind", "")).endswith("List") and "items" in data:
+            items += [Item(file, o, source, ("items", i)) for i, o in enumerate(data.get("items") or [])]
+        else:
+            items.append(Item(file, data, source))
+    for item in items:
+        o = item.obj
+        if not isinstance(o, dict) or "kind" not in o or not isinstance(o.get("metadata"), dict) \
+                or not (o["metadata"].get("name")):
+            where = f"{file}:{item.line()}" if item.line() else file
+            raise LabError(f"{where}: every document must be a Kubernetes object (kind, metadata with a name, ...)")
+    return items
+
+
+def read_objects(names: Sequence[str], recursive: bool = False, stdin: Optional[TextIO] = None) -> list[Item]:
+    """The objects of every `-f` (files, folders, `-` for stdin), in order, as kubectl reads them."""
+    items: list[Item] = []
+    for name in names:
+        if name == STDIN:
+            items += objects_of((stdin or sys.stdin).read(), "<stdin>")
+            continue
+        for path in manifest_files(name, recursive):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise LabError(f"{path}: not UTF-8 text (byte {e.start})") from None
+            except OSError as e:
+                raise LabError(f"cannot read {path}: {e.strerror}") from None
+            items += objects_of(text, str(path))
+    if not items:
+        raise LabError(f"no objects passed: {', '.join(names)} holds no Kubernetes objects")
+    return items
+
+
+def _objects(path: str) -> list[dict]:
+    """Kubernetes objects from a manifests file (kept for callers that pass one file)."""
+    return [item.obj for item in read_objects([path])]
 
 
 def _identity(o: dict) -> tuple:
@@ -79,34 +160,148 @@ def _identity(o: dict) -> tuple:
     return o.get("kind"), meta.get("namespace") or "default", meta.get("name")
 
 
-def edited(lab: Optional[str], path: str, delete: bool):
-    """The running lab's topology with the objects of `path` applied (replaced by kind, namespace
-    and name, or added) or deleted, validated like a topology file."""
+def object_name(o: dict) -> str:
+    """kubectl's name of an object: `deployment.apps/web`, `service/web`,
+    `networkpolicy.networking.k8s.io/deny-all`."""
+    group = str(o.get("apiVersion") or "").rpartition("/")[0]
+    resource = str(o.get("kind", "")).lower()
+    return f"{resource}.{group}/{_identity(o)[2]}" if group else f"{resource}/{_identity(o)[2]}"
+
+
+def outcome(before: Optional[dict], after: Optional[dict]) -> str:
+    """What kubectl says of one object: created, configured or unchanged (both in the lab's own
+    normalized form, so that a field written differently but meaning the same is unchanged)."""
+    if before is None:
+        return "created"
+    return "unchanged" if _normal(before) == _normal(after) else "configured"
+
+
+def _normal(o: Optional[dict]) -> Optional[dict]:
+    """namespace: default written out or left out is the same object."""
+    if not isinstance(o, dict) or not isinstance(o.get("metadata"), dict):
+        return o
+    meta = {k: v for k, v in o["metadata"].items() if not (k == "namespace" and v in ("default", None))}
+    return {**o, "metadata": meta}
+
+
+def _unique(items: Sequence[Item]) -> list[Item]:
+    """One item per (kind, namespace, name), the last one read winning, in first-read order."""
+    last = {_identity(i.obj): i for i in items}
+    return [last[k] for k in dict.fromkeys(_identity(i.obj) for i in items)]
+
+
+def _dumped(topo) -> dict:
+    return topo.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+def _in_files(error: TopologyError, items: Sequence[Item], first: int, lab: str) -> TopologyError:
+    """Errors in the applied objects (manifests[first:] of the edited topology) named by their own
+    file and line, with the path inside the object."""
+    fixed = []
+    for d in error.diagnostics:
+        m = re.match(r"manifests\[(\d+)\]\.?(.*)$", d.path or "")
+        if m and first <= int(m.group(1)) < first + len(items):
+            item = items[int(m.group(1)) - first]
+            rest = m.group(2)
+            path = tuple(int(i) if i else k for k, i in re.findall(r"([^.\[\]]+)|\[(\d+)\]", rest))
+            d = Diagnostic(item.file, item.line(path), rest, d.message, d.hint)
+        elif d.file.endswith(f"(on lab {lab})"):
+            d = Diagnostic(f"lab {lab}", None, d.path, d.message, d.hint)
+        fixed.append(d)
+    return TopologyError(fixed)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """The running lab's topology with objects applied or deleted, and kubectl's line per object."""
+
+    topo: Any
+    lines: tuple[str, ...]
+    missing: tuple[str, ...] = ()   # delete: objects the lab does not have (kubectl's NotFound)
+    items: tuple[Item, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return any(not line.endswith(" unchanged") for line in self.lines)
+
+
+def edit(lab: Optional[str], items: Sequence[Item], delete: bool, missing_ok: bool = False) -> Edit:
+    """The running lab's topology with `items` applied (replaced by kind, namespace and name, or
+    added) or deleted, validated like a topology file; with kubectl's line for each object."""
     import yaml
 
     from lab.topology.load import load_topology_text
 
     rec = records.find(lab)
     doc = yaml.safe_load((rec.dir / TOPOLOGY).read_text())
-    objs = _objects(path)
-    names = {_identity(o) for o in objs}
+    items = _unique(items)
+    names = {_identity(i.obj) for i in items}
+    had = {_identity(m): m for m in doc.get("manifests", [])}
     kept = [m for m in doc.get("manifests", []) if _identity(m) not in names]
     if delete:
-        missing = names - {_identity(m) for m in doc.get("manifests", [])}
-        if missing:
-            raise LabError("not found in lab " + rec.name + ": " + ", ".join(f"{k} {ns}/{n}" for k, ns, n in sorted(missing)))
+        missing = [i for i in items if _identity(i.obj) not in had]
+        if missing and not missing_ok:
+            raise LabError("not found in lab " + rec.name + ": " +
+                           ", ".join(f"{k} {ns}/{n}" for k, ns, n in sorted(_identity(i.obj) for i in missing)))
         doc["manifests"] = kept
     else:
-        doc["manifests"] = kept + objs
-    return load_topology_text(yaml.safe_dump(doc, sort_keys=False), file=f"{path} (on lab {rec.name})")
+        doc["manifests"] = kept + [i.obj for i in items]
+    try:
+        topo = load_topology_text(yaml.safe_dump(doc, sort_keys=False), file=f"{rec.dir / TOPOLOGY} (on lab {rec.name})")
+    except TopologyError as e:
+        raise _in_files(e, items, len(kept), rec.name) from None
+    if delete:
+        lines = tuple(f"{object_name(i.obj)} deleted" for i in items if _identity(i.obj) in had)
+        gone = tuple(f"{i.file}: {object_name(i.obj)} not found in lab {rec.name}" for i in items
+                     if _identity(i.obj) not in had)
+        return Edit(topo, lines, gone, tuple(items))
+    now = {_identity(m): m for m in _dumped(topo).get("manifests", [])}
+    lines = tuple(f"{object_name(i.obj)} {outcome(had.get(_identity(i.obj)), now.get(_identity(i.obj)))}"
+                  for i in items)
+    return Edit(topo, lines, (), tuple(items))
 
 
-def apply(path: str, objects: bool = False, delete: bool = False, lab: Optional[str] = None) -> Change:
-    """path: a whole topology file, or (objects) a file of Kubernetes objects to apply or delete."""
+def edited(lab: Optional[str], path, delete: bool):
+    """edit() for one file (or a list of Items): just the edited topology."""
+    items = read_objects([path]) if isinstance(path, (str, Path)) else list(path)
+    return edit(lab, items, delete).topo
+
+
+def unselecting_policies(state: ClusterState, items: Sequence[Item]) -> list[str]:
+    """Warnings for the applied NetworkPolicies that select no pod of their namespace."""
+    from lab.policy.model import selects
+
+    applied = {(ns, n) for k, ns, n in (_identity(i.obj) for i in items) if k == "NetworkPolicy"}
+    names = {(_identity(i.obj)[1], _identity(i.obj)[2]): object_name(i.obj) for i in items}
+    warnings = []
+    for pol in state.policies:
+        if (pol.namespace, pol.name) not in applied:
+            continue
+        if not any(p.namespace == pol.namespace and not p.host_network and selects(pol.pod_selector, p.label_dict())
+                   for p in state.pods):
+            warnings.append(f"{names[(pol.namespace, pol.name)]} selects no pod in namespace {pol.namespace}: "
+                            "it has no effect until a pod with its labels runs there")
+    return warnings
+
+
+def apply(path, objects: bool = False, delete: bool = False, lab: Optional[str] = None,
+          missing_ok: bool = False) -> Change:
+    """path: a whole topology file, or (objects) a file of Kubernetes objects, or the Items read
+    from several (read_objects), to apply or delete. missing_ok: delete what the lab has and
+    report the rest in Change.missing, as kubectl does, instead of refusing everything."""
     from lab.controlplane.plan import plan
     from lab.topology.load import load_topology
 
-    topo = edited(lab, path, delete) if objects else load_topology(path)
+    change = None
+    if objects:
+        items = read_objects([path]) if isinstance(path, (str, Path)) else list(path)
+        change = edit(lab, items, delete, missing_ok=missing_ok)
+        topo = change.topo
+        if delete and not change.lines:
+            return Change((), (), (), (), change.missing)
+        path = ", ".join(dict.fromkeys(i.file for i in items))
+    else:
+        topo = load_topology(path)
     rec = records.load(topo.name)
     if rec.status != "running":
         raise LabError(f"lab {topo.name} is {rec.status}, not running")
@@ -135,7 +330,12 @@ def apply(path: str, objects: bool = False, delete: bool = False, lab: Optional[
             raise
         save_topology(rec, topo)
         rec.save()
-    return Change(tuple(p.key for p in born), tuple(p.key for p in gone), tuple(sorted(changed)))
+    lines, missing, warnings = (), (), ()
+    if change is not None:
+        lines, missing = change.lines, change.missing
+        warnings = () if delete else tuple(unselecting_policies(new, change.items))
+    return Change(tuple(p.key for p in born), tuple(p.key for p in gone), tuple(sorted(changed)),
+                  lines, missing, warnings)
 
 
 def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[PodState], born: list[PodState]) -> set[str]:
