@@ -194,6 +194,8 @@ def _report(change) -> None:
         print(line, flush=True)
     for warning in change.warnings:
         print(f"Warning: {warning}", file=sys.stderr)
+    if change.notes:
+        _print_warnings(list(change.notes))
 
 
 def cmd_apply(a) -> int:

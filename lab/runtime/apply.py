@@ -40,6 +40,7 @@ class Change:
     lines: tuple[str, ...] = ()      # -f: kubectl's line per object (service/web created, ...)
     missing: tuple[str, ...] = ()    # delete -f: the objects the lab did not have
     warnings: tuple[str, ...] = field(default=())
+    notes: tuple[Diagnostic, ...] = ()   # the loader's warnings about the applied objects (file:line)
 
     def __str__(self) -> str:
         parts = [f"{len(self.added)} pods created", f"{len(self.removed)} pods deleted",
@@ -194,21 +195,45 @@ def _dumped(topo) -> dict:
     return topo.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
 
-def _in_files(error: TopologyError, items: Sequence[Item], first: int, lab: str) -> TopologyError:
-    """Errors in the applied objects (manifests[first:] of the edited topology) named by their own
-    file and line, with the path inside the object."""
+def _in_files(diagnostics: Sequence[Diagnostic], text: str, file: str, items: Sequence[Item], first: int,
+              lab: str, only_items: bool = False) -> list[Diagnostic]:
+    """Diagnostics of the edited topology (`text`, named `file`) about the applied objects (its
+    manifests[first:]) named by their own file and line, with the path inside the object; the lab's
+    other objects named as the lab's. only_items: drop the rest (warnings `lab up` already gave)."""
+    synthetic = parse_documents(text, file)[0]
+    count = len(synthetic.data.get("manifests") or [])
+    starts = sorted((synthetic.line_of(("manifests", i)) or 0, i) for i in range(count))
+
+    def item_at(line: Optional[int]) -> Optional[Item]:
+        index = next((i for start, i in reversed(starts) if line and start <= line), None)
+        return items[index - first] if index is not None and first <= index < first + len(items) else None
+
+    def place(f: str, line: Optional[int]) -> Optional[tuple[str, Optional[int]]]:
+        if f != file:
+            return f, line
+        item = item_at(line)
+        return (item.file, item.line()) if item else (None if only_items else (f"lab {lab}", None))
+
     fixed = []
-    for d in error.diagnostics:
+    for d in diagnostics:
         m = re.match(r"manifests\[(\d+)\]\.?(.*)$", d.path or "")
+        also = tuple(x for x in (place(f, n) for f, n in d.also) if x)
         if m and first <= int(m.group(1)) < first + len(items):
             item = items[int(m.group(1)) - first]
             rest = m.group(2)
             path = tuple(int(i) if i else k for k, i in re.findall(r"([^.\[\]]+)|\[(\d+)\]", rest))
-            d = Diagnostic(item.file, item.line(path), rest, d.message, d.hint)
-        elif d.file.endswith(f"(on lab {lab})"):
-            d = Diagnostic(f"lab {lab}", None, d.path, d.message, d.hint)
-        fixed.append(d)
-    return TopologyError(fixed)
+            fixed.append(replace(d, file=item.file, line=item.line(path), path=rest, also=also))
+            continue
+        if d.file == file and (not d.line or item_at(d.line) is None):
+            if only_items:
+                if also:  # a grouped warning whose first place is not one of the applied objects
+                    fixed.append(replace(d, file=also[0][0], line=also[0][1], path="", also=also[1:]))
+                continue
+            fixed.append(replace(d, file=f"lab {lab}", line=None, also=also))
+            continue
+        where = place(d.file, d.line) or (d.file, d.line)
+        fixed.append(replace(d, file=where[0], line=where[1], also=also))
+    return fixed
 
 
 @dataclass(frozen=True)
@@ -219,24 +244,53 @@ class Edit:
     lines: tuple[str, ...]
     missing: tuple[str, ...] = ()   # delete: objects the lab does not have (kubectl's NotFound)
     items: tuple[Item, ...] = ()
+    notes: tuple[Diagnostic, ...] = ()  # the loader's warnings about the applied objects
+    ignored: tuple[dict, ...] = ()      # the lab's objects of ignored kinds, after this edit
 
     @property
     def changed(self) -> bool:
         return any(not line.endswith(" unchanged") for line in self.lines)
 
 
-def edit(lab: Optional[str], items: Sequence[Item], delete: bool, missing_ok: bool = False) -> Edit:
-    """The running lab's topology with `items` applied (replaced by kind, namespace and name, or
-    added) or deleted, validated like a topology file; with kubectl's line for each object."""
+IGNORED = "ignored-objects.yaml"  # in the run directory: objects of kinds the lab ignores, as applied
+
+
+def _ignored(o: dict) -> bool:
+    """A kind with no network meaning (ServiceAccount, ConfigMap, ...): the lab keeps no model of it."""
+    from lab.topology.lenient import IGNORED_KINDS
+
+    return o.get("kind") in IGNORED_KINDS
+
+
+def _stored(rec) -> dict:
     import yaml
 
-    from lab.topology.load import load_topology_text
+    path = rec.dir / IGNORED
+    return {_identity(o): o for o in (yaml.safe_load(path.read_text()) or [])} if path.exists() else {}
+
+
+def save_ignored(rec, objects: Sequence[dict]) -> None:
+    """Remember the applied objects of ignored kinds, so that applying them again is `unchanged`
+    and deleting them is `deleted`, as kubectl says."""
+    import yaml
+
+    (rec.dir / IGNORED).write_text(yaml.safe_dump(list(objects), sort_keys=False))
+
+
+def edit(lab: Optional[str], items: Sequence[Item], delete: bool, missing_ok: bool = False) -> Edit:
+    """The running lab's topology with `items` applied (replaced by kind, namespace and name, or
+    added) or deleted, validated like a topology file; with kubectl's line for each object.
+    Objects of ignored kinds are compared with (and kept in) the lab's own list of them."""
+    import yaml
+
+    from lab.topology.load import load_topology_text, reporting
 
     rec = records.find(lab)
     doc = yaml.safe_load((rec.dir / TOPOLOGY).read_text())
     items = _unique(items)
     names = {_identity(i.obj) for i in items}
-    had = {_identity(m): m for m in doc.get("manifests", [])}
+    stored = _stored(rec)
+    had = {**stored, **{_identity(m): m for m in doc.get("manifests", [])}}
     kept = [m for m in doc.get("manifests", []) if _identity(m) not in names]
     if delete:
         missing = [i for i in items if _identity(i.obj) not in had]
@@ -244,21 +298,28 @@ def edit(lab: Optional[str], items: Sequence[Item], delete: bool, missing_ok: bo
             raise LabError("not found in lab " + rec.name + ": " +
                            ", ".join(f"{k} {ns}/{n}" for k, ns, n in sorted(_identity(i.obj) for i in missing)))
         doc["manifests"] = kept
+        store = [o for k, o in stored.items() if k not in names]
     else:
         doc["manifests"] = kept + [i.obj for i in items]
+        store = [o for k, o in stored.items() if k not in names] + [i.obj for i in items if _ignored(i.obj)]
+    text, file = yaml.safe_dump(doc, sort_keys=False), f"{rec.dir / TOPOLOGY} (on lab {rec.name})"
+    found: list[Diagnostic] = []
     try:
-        topo = load_topology_text(yaml.safe_dump(doc, sort_keys=False), file=f"{rec.dir / TOPOLOGY} (on lab {rec.name})")
+        with reporting(report=found.extend):
+            topo = load_topology_text(text, file=file)
     except TopologyError as e:
-        raise _in_files(e, items, len(kept), rec.name) from None
+        raise TopologyError(_in_files(e.diagnostics, text, file, items, len(kept), rec.name)) from None
     if delete:
         lines = tuple(f"{object_name(i.obj)} deleted" for i in items if _identity(i.obj) in had)
         gone = tuple(f"{i.file}: {object_name(i.obj)} not found in lab {rec.name}" for i in items
                      if _identity(i.obj) not in had)
-        return Edit(topo, lines, gone, tuple(items))
+        return Edit(topo, lines, gone, tuple(items), ignored=tuple(store))
+    notes = tuple(_in_files(found, text, file, items, len(kept), rec.name, only_items=True))
     now = {_identity(m): m for m in _dumped(topo).get("manifests", [])}
-    lines = tuple(f"{object_name(i.obj)} {outcome(had.get(_identity(i.obj)), now.get(_identity(i.obj)))}"
+    lines = tuple(f"{object_name(i.obj)} "
+                  f"{outcome(had.get(_identity(i.obj)), i.obj if _ignored(i.obj) else now.get(_identity(i.obj)))}"
                   for i in items)
-    return Edit(topo, lines, (), tuple(items))
+    return Edit(topo, lines, (), tuple(items), notes, tuple(store))
 
 
 def edited(lab: Optional[str], path, delete: bool):
@@ -329,13 +390,15 @@ def apply(path, objects: bool = False, delete: bool = False, lab: Optional[str] 
                 raise LabError(f"{e}\nlab apply failed; the lab was rolled back to what it was") from None
             raise
         save_topology(rec, topo)
+        if change is not None:
+            save_ignored(rec, change.ignored)
         rec.save()
     lines, missing, warnings = (), (), ()
     if change is not None:
         lines, missing = change.lines, change.missing
         warnings = () if delete else tuple(unselecting_policies(new, change.items))
     return Change(tuple(p.key for p in born), tuple(p.key for p in gone), tuple(sorted(changed)),
-                  lines, missing, warnings)
+                  lines, missing, warnings, change.notes if change is not None else ())
 
 
 def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[PodState], born: list[PodState]) -> set[str]:

@@ -1,6 +1,7 @@
 """kubectl habits on a real lab: `lab apply -f DIR/` prints kubectl's line per object (created,
-then unchanged when applied again), warns about a NetworkPolicy that selects no pod, `lab delete -f
-DIR` prints deleted, and `--lab` works before the command too."""
+then unchanged when applied again; a kind the lab ignores too), warns about a NetworkPolicy that
+selects no pod, `-f -` reads stdin, `lab delete -f DIR` prints deleted, and `--lab` works before
+the command too."""
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
 POLICY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "web-from-client"},
           "spec": {"podSelector": {"matchLabels": {"app": "web"}},
                    "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}}
+ACCOUNT = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web"}}
 NOBODY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "nobody"},
           "spec": {"podSelector": {"matchLabels": {"app": "ghost"}}, "policyTypes": ["Ingress"]}}
 
@@ -47,17 +49,19 @@ def running(tmp_path_factory):
 def test_apply_and_delete_a_folder_as_kubectl(running, tmp_path):
     app = tmp_path / "app"
     app.mkdir()
+    (app / "0-sa.yaml").write_text(yaml.safe_dump(ACCOUNT))
     (app / "1-deploy.yaml").write_text(yaml.safe_dump(DEPLOY))
     (app / "2-svc.yml").write_text(yaml.safe_dump(SERVICE))
     (app / "3-policies.yaml").write_text(yaml.safe_dump_all([POLICY, NOBODY]))
 
     first = lab("apply", "-f", f"{app}/", "--lab", NAME)
-    assert first.stdout.splitlines() == ["deployment.apps/web created", "service/web created",
+    assert first.stdout.splitlines() == ["serviceaccount/web created", "deployment.apps/web created", "service/web created",
                                          "networkpolicy.networking.k8s.io/web-from-client created",
                                          "networkpolicy.networking.k8s.io/nobody created"]
     assert "Warning: networkpolicy.networking.k8s.io/nobody selects no pod in namespace default" in first.stderr
     assert "web-from-client selects no pod" not in first.stderr
     assert "2 pods created" in first.stderr
+    assert f"{app / '0-sa.yaml'}:" in first.stderr and "ServiceAccount is ignored" in first.stderr  # a warning
 
     pods = lab("--lab", NAME, "get", "pods").stdout
     assert sum(line.startswith("web-") for line in pods.splitlines()) == 2
@@ -67,7 +71,7 @@ def test_apply_and_delete_a_folder_as_kubectl(running, tmp_path):
     assert reply.stdout.startswith("web-")  # the policy lets the client in
 
     again = lab("-l", NAME, "apply", "-f", str(app))
-    assert again.stdout.splitlines() == ["deployment.apps/web unchanged", "service/web unchanged",
+    assert again.stdout.splitlines() == ["serviceaccount/web unchanged", "deployment.apps/web unchanged", "service/web unchanged",
                                          "networkpolicy.networking.k8s.io/web-from-client unchanged",
                                          "networkpolicy.networking.k8s.io/nobody unchanged"]
     assert "0 pods created, 0 pods deleted" in again.stderr
@@ -79,7 +83,7 @@ def test_apply_and_delete_a_folder_as_kubectl(running, tmp_path):
     assert stdin.stdout.splitlines() == ["deployment.apps/web configured"] and "1 pods created" in stdin.stderr
 
     gone = lab("delete", "-f", str(app), "--lab", NAME)
-    assert gone.stdout.splitlines() == ["deployment.apps/web deleted", "service/web deleted",
+    assert gone.stdout.splitlines() == ["serviceaccount/web deleted", "deployment.apps/web deleted", "service/web deleted",
                                         "networkpolicy.networking.k8s.io/web-from-client deleted",
                                         "networkpolicy.networking.k8s.io/nobody deleted"]
     assert "3 pods deleted" in gone.stderr

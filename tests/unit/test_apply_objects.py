@@ -195,3 +195,31 @@ def test_apply_f_several_times_and_recursive_parse():
     assert cli._parser().parse_args(["apply", "topo.yaml"]).file == "topo.yaml"
     with pytest.raises(SystemExit):
         cli.main(["delete"])
+
+
+def test_the_loaders_warnings_name_the_applied_objects_file_and_line_not_the_labs_other_objects(tmp_path, lab_on_disk):
+    extra = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web"}}
+    spec = DEPLOY["spec"]["template"]["spec"]
+    container = {**spec["containers"][0], "resources": {"limits": {"cpu": "1"}}}
+    with_resources = {**DEPLOY, "spec": {**DEPLOY["spec"], "template": {**DEPLOY["spec"]["template"],
+                                                                       "spec": {"containers": [container]}}}}
+    e = apply_lines(tmp_path, extra, with_resources)
+    assert e.notes and all(n.is_warning for n in e.notes)
+    objs = str(tmp_path / "objs.yaml")
+    assert all(n.file == objs and n.line for n in e.notes)
+    assert all(f == objs for n in e.notes for f, _ in n.also)
+    text = "\n".join(str(n) for n in e.notes)
+    assert "ServiceAccount" in text and "resources" in text and "manifests[" not in text
+    assert not apply_lines(tmp_path, SERVICE).notes  # nothing ignored in what was applied
+
+
+def test_objects_of_ignored_kinds_are_created_unchanged_configured_and_deleted_as_kubectl_says(tmp_path, lab_on_disk):
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web"}}
+    e = apply_lines(tmp_path, sa, SERVICE)
+    assert e.lines == ("serviceaccount/web created", "service/web unchanged") and e.ignored == (sa,)
+    applying.save_ignored(lab_on_disk, e.ignored)  # what apply() does once the lab took the change
+    assert apply_lines(tmp_path, sa).lines == ("serviceaccount/web unchanged",)
+    labelled = {**sa, "metadata": {"name": "web", "labels": {"app": "web"}}}
+    assert apply_lines(tmp_path, labelled).lines == ("serviceaccount/web configured",)
+    e = apply_lines(tmp_path, sa, delete=True)
+    assert e.lines == ("serviceaccount/web deleted",) and e.ignored == ()
