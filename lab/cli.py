@@ -188,6 +188,16 @@ KINDS = {"po": "pods", "pod": "pods", "pods": "pods", "no": "nodes", "node": "no
          "endpointslice": "endpointslices", "endpointslices": "endpointslices", "route": "routes", "routes": "routes"}
 
 
+def _objects(a):
+    """The objects of every -f, warning about the kustomize build files of its folders."""
+    from lab.runtime.apply import kustomizations, read_objects
+
+    for path in kustomizations(a.objects, a.recursive):
+        print(f"Warning: {path}: a kustomize build file is ignored: the folder's manifests are read as they are "
+              f"(for kustomize's output: kubectl kustomize DIR | lab apply -f -)", file=sys.stderr)
+    return read_objects(a.objects, a.recursive)
+
+
 def _report(change) -> None:
     """kubectl's line per object (stdout), then warnings and the lab's own summary (stderr)."""
     for line in change.lines:
@@ -199,7 +209,7 @@ def _report(change) -> None:
 
 
 def cmd_apply(a) -> int:
-    from lab.runtime.apply import apply, read_objects
+    from lab.runtime.apply import apply
 
     t0 = time.monotonic()
     if a.objects and a.file:
@@ -212,17 +222,17 @@ def cmd_apply(a) -> int:
         change = apply(a.file, lab=a.lab)
         print(f"applied {a.file}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
         return 0
-    change = apply(read_objects(a.objects, a.recursive), objects=True, lab=a.lab)
+    change = apply(_objects(a), objects=True, lab=a.lab)
     _report(change)
     print(f"applied {', '.join(a.objects)}: {change} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
     return 0
 
 
 def cmd_delete(a) -> int:
-    from lab.runtime.apply import apply, read_objects
+    from lab.runtime.apply import apply
 
     t0 = time.monotonic()
-    change = apply(read_objects(a.objects, a.recursive), objects=True, delete=True, lab=a.lab, missing_ok=True)
+    change = apply(_objects(a), objects=True, delete=True, lab=a.lab, missing_ok=True)
     _report(change)
     if not a.ignore_not_found:
         for missing in change.missing:

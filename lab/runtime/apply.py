@@ -94,7 +94,21 @@ def manifest_files(name: str, recursive: bool = False) -> list[Path]:
     if not path.is_dir():
         return [path]
     found = path.rglob("*") if recursive else path.iterdir()
-    return sorted(p for p in found if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+    return sorted(p for p in found if p.suffix in MANIFEST_SUFFIXES and p.is_file() and p.name not in KUSTOMIZATION)
+
+
+KUSTOMIZATION = ("kustomization.yaml", "kustomization.yml")  # kustomize's build file, not an object
+
+
+def kustomizations(names: Sequence[str], recursive: bool = False) -> list[str]:
+    """The kustomize build files in the folders of `names`, which manifest_files leaves out."""
+    found = []
+    for name in names:
+        path = Path(name)
+        if name != STDIN and path.is_dir():
+            found += sorted(str(p) for p in (path.rglob("*") if recursive else path.iterdir())
+                            if p.name in KUSTOMIZATION and p.is_file())
+    return found
 
 
 def _parse(text: str, file: str) -> list[tuple[Any, Optional[Source]]]:

@@ -223,3 +223,19 @@ def test_objects_of_ignored_kinds_are_created_unchanged_configured_and_deleted_a
     assert apply_lines(tmp_path, labelled).lines == ("serviceaccount/web configured",)
     e = apply_lines(tmp_path, sa, delete=True)
     assert e.lines == ("serviceaccount/web deleted",) and e.ignored == ()
+
+
+def test_a_folders_kustomize_build_file_is_left_out_and_named(tmp_path):
+    dump(tmp_path / "app" / "svc.yaml", SERVICE)
+    (tmp_path / "app" / "kustomization.yaml").write_text("resources: [svc.yaml]\n")
+    assert kinds(applying.read_objects([str(tmp_path / "app")])) == [("Service", "web")]
+    assert applying.kustomizations([str(tmp_path / "app"), "-"]) == [str(tmp_path / "app" / "kustomization.yaml")]
+
+
+def test_apply_f_prints_the_kustomize_warning_before_reading(tmp_path, capsys, monkeypatch):
+    dump(tmp_path / "app" / "svc.yaml", SERVICE)
+    (tmp_path / "app" / "kustomization.yaml").write_text("resources: [svc.yaml]\n")
+    monkeypatch.setattr(applying, "apply", lambda items, **kw: (_ for _ in ()).throw(LabError(f"{len(items)} read")))
+    assert cli.main(["apply", "-f", str(tmp_path / "app")]) == 1
+    err = capsys.readouterr().err
+    assert "kustomization.yaml: a kustomize build file is ignored" in err and "error: 1 read" in err
