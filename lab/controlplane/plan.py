@@ -12,6 +12,7 @@ from lab.controlplane.state import (
     PortState, ReadinessState, RuleState, SelectorState, ServicePortState, ServiceState,
 )
 from lab.errors import LabError
+from lab.topology import images
 from lab.topology.constants import kube_dns_ip
 from lab.topology.model import (
     Container, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service, SessionAffinityConfig, Topology,
@@ -36,7 +37,7 @@ def _readiness(c: Container) -> Optional[ReadinessState]:
                   success_threshold=probe.successThreshold, failure_threshold=probe.failureThreshold)
     if probe.exec is not None:
         return ReadinessState(kind="exec", command=tuple(probe.exec.command), **timing)
-    handler = probe.httpGet or probe.tcpSocket
+    handler = probe.httpGet or probe.tcpSocket or probe.grpc  # grpc: a TCP connect (no gRPC in the lab)
     port = handler.port
     if isinstance(port, str):  # a named port of this container (semantics checked it exists)
         port = next(p.containerPort for p in c.ports if p.name == port)
@@ -45,16 +46,28 @@ def _readiness(c: Container) -> Optional[ReadinessState]:
     return ReadinessState(kind="tcp", port=port, **timing)
 
 
-def _container(c: Container) -> ContainerState:
+def _container(c: Container, served: Optional[images.Served] = None) -> ContainerState:
+    """served: the ports of a container whose image is not built in (lab.topology.images): it
+    runs as netexec serving them, or as pause when there are none."""
     argv = tuple((c.command or []) + (c.args or [])) if c.image not in ("netexec", "pause") else tuple(c.args or ())
+    ports = tuple(PortState(port=p.containerPort, protocol=p.protocol, name=p.name) for p in c.ports)
+    image = c.image
+    if served is not None:
+        image, argv = ("netexec" if served else "pause"), ()
+        ports = tuple(PortState(port=port, protocol=protocol, name=name) for port, protocol, name in served)
     return ContainerState(
         name=c.name,
-        image=c.image,
+        image=image,
         argv=argv,
-        ports=tuple(PortState(port=p.containerPort, protocol=p.protocol, name=p.name) for p in c.ports),
+        ports=ports,
         env=tuple((e.name, e.value) for e in c.env),
         readiness=_readiness(c),
     )
+
+
+def _containers(intent: _PodIntent, services: list[Service]) -> tuple[ContainerState, ...]:
+    served = {} if intent.addon else images.stand_ins(intent.spec, intent.namespace, intent.labels, services)
+    return tuple(_container(c, served.get(j)) for j, c in enumerate(intent.spec.containers))
 
 
 def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[ServiceState, ...]:
@@ -229,6 +242,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
             pod_ip[(intent.namespace, intent.name)] = str(ip)
 
     node_by_name = {n.name: n for n in nodes}
+    user_services = [m for m in topo.manifests if isinstance(m, Service)]
     pods = tuple(
         PodState(
             namespace=i.namespace, name=i.name, node=node,
@@ -236,7 +250,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
             netns=node_by_name[node].netns if i.spec.hostNetwork and not _own_resolver(i.spec, topo)
             else naming.pod_netns(lab, i.namespace, i.name),
             host_network=i.spec.hostNetwork, labels=tuple(sorted(i.labels.items())),
-            containers=tuple(_container(c) for c in i.spec.containers), owner=i.owner,
+            containers=_containers(i, user_services), owner=i.owner,
             hostname=i.spec.hostname or "", subdomain=i.spec.subdomain or "", dns_policy=i.spec.dnsPolicy,
             **_dns_config(i.spec),
         )

@@ -7,7 +7,9 @@ few milliseconds: a `lab up` starts one per pod. One thread, one selectors loop,
     netexec.py --forkserver     (one interpreter forks a netexec per request: see forkserver())
 
 TCP: a request that starts like HTTP ("GET ", "POST ", ...) gets one HTTP/1.1 answer
-(/hostname, /clientip, /echo?msg=X, /healthz, /), then the connection is closed; anything else
+(/hostname, /clientip, /echo?msg=X, /healthz; any other path 200 with the hostname, so the health
+and readiness paths of real apps pass, except paths starting with /not-found: 404, for a probe
+meant to fail), then the connection is closed; anything else
 is echoed back byte for byte until the peer closes; every HTTP answer names the pod in an
 X-Netexec-Hostname header. UDP: "hostname", "clientip", "whoami" ("NAME ip:port"), "echo X",
 anything else is echoed. Once every port listens, "ready\\n" is written to --ready-fd.
@@ -24,6 +26,7 @@ MAX_HEAD = 16384  # an HTTP request head larger than this is refused (431)
 MAX_BODY = 1 << 20  # a request body is read (so close() does not reset the reply) up to this
 HIGH_WATER = 1 << 20  # an echo peer that does not read its replies stops being read from
 BACKLOG = 1024
+NOT_FOUND = "/not-found"  # paths starting so get 404: a readiness probe meant to fail
 
 
 def usage_error(message):
@@ -145,6 +148,8 @@ class Conn:
 
     def route(self, target):
         path, _, query = target.partition("?")
+        if path.startswith(NOT_FOUND):
+            return 404, "404 page not found\n"
         if path in ("/", "/hostname"):
             return 200, self.server.hostname
         if path == "/clientip":
@@ -157,7 +162,7 @@ class Conn:
                 if key == "msg":
                     return 200, unquote(value)
             return 200, b""
-        return 404, "404 page not found\n"
+        return 200, self.server.hostname  # a real app's /health, /ready, /api/...: the stand-in answers
 
     def respond(self, status, body, head_only):
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large"}[status]

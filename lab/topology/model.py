@@ -130,15 +130,22 @@ class TCPSocketAction(Strict):
     port: IntOrString
 
 
+class GRPCAction(Strict):
+    port: Port
+    service: Optional[str] = None
+
+
 class ExecAction(Strict):
     command: Annotated[list[str], Field(min_length=1)]
 
 
 class Probe(Strict):
-    """A readinessProbe, run by the lab as the kubelet would: exactly one handler."""
+    """A readinessProbe, run by the lab as the kubelet would: exactly one handler (grpc as a TCP
+    connect: the stand-in servers do not speak gRPC)."""
 
     httpGet: Optional[HTTPGetAction] = None
     tcpSocket: Optional[TCPSocketAction] = None
+    grpc: Optional[GRPCAction] = None
     exec: Optional[ExecAction] = None
     initialDelaySeconds: int = Field(0, ge=0)
     periodSeconds: int = Field(10, ge=1)

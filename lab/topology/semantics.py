@@ -20,8 +20,8 @@ from lab.topology.model import (
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
 
-# The lab has no container runtime: `image:` names a program built into the lab.
-BUILTIN_IMAGES = ("netexec", "pause")
+from lab.topology.images import BUILTIN_IMAGES, describe, stand_ins
+
 # Namespaces that exist in every cluster without a Namespace manifest.
 BUILTIN_NAMESPACES = ("default", "kube-system")
 
@@ -66,6 +66,10 @@ class _Context:
         file, line = self.locate(path)
         self.diagnostics.append(Diagnostic(file, line, dotted(path), message, hint))
 
+    def warn(self, path: DocPath, message: str, hint: Optional[str] = None) -> None:
+        file, line = self.locate(path)
+        self.diagnostics.append(Diagnostic(file, line, dotted(path), message, hint, "warning"))
+
     def unique(self, items: Iterable[tuple[Hashable, DocPath]], what: Callable[[Hashable], str],
                hint: str) -> None:
         """Report every item whose key was seen before, at the repeat, naming the first one."""
@@ -82,11 +86,17 @@ class _Context:
         return f"line {line}" if file == self.locate(seen_from)[0] else f"{file}:{line}"
 
     def pod_specs(self) -> Iterator[tuple[DocPath, PodSpec]]:
+        for path, spec, _, _ in self.pods():
+            yield path, spec
+
+    def pods(self) -> Iterator[tuple[DocPath, PodSpec, str, dict[str, str]]]:
+        """Every pod spec with its namespace and its pods' labels."""
         for path, m in self.manifests:
+            ns = getattr(m.metadata, "namespace", None) or "default"
             if isinstance(m, Pod):
-                yield path + ("spec",), m.spec
+                yield path + ("spec",), m.spec, ns, m.metadata.labels
             elif isinstance(m, Deployment):
-                yield path + ("spec", "template", "spec"), m.spec.template.spec
+                yield path + ("spec", "template", "spec"), m.spec.template.spec, ns, m.spec.template.metadata.labels
 
 
 def _address_plan(ctx: _Context) -> None:
@@ -232,18 +242,23 @@ def _pod_specs(ctx: _Context) -> None:
         if spec.nodeName is not None and spec.nodeName not in nodes:
             ctx.error(spec_path + ("nodeName",), f"nodeName '{spec.nodeName}' is not a node of this topology",
                       f"nodes: {', '.join(nodes)}" + did_you_mean(spec.nodeName, nodes))
-        for path, c in containers:
-            _image(ctx, path, c.image, c.command)
-
-
-def _image(ctx: _Context, path: DocPath, image: str, command: Optional[list[str]]) -> None:
-    if image == "netexec" and command:
-        ctx.error(path + ("command",), "a netexec container takes no command",
-                  "remove `command:`; netexec serves the container's containerPorts by itself")
-    elif image not in BUILTIN_IMAGES and not command:
-        ctx.error(path + ("image",), f"image '{image}' is not a built-in program" + did_you_mean(image, BUILTIN_IMAGES),
-                  f"built-in images: {', '.join(BUILTIN_IMAGES)}; or give the container a `command:` "
-                  "to run a program from the host inside the pod")
+    services = [m for _, m in ctx.manifests if isinstance(m, Service)]
+    for spec_path, spec, ns, labels in ctx.pods():
+        served = stand_ins(spec, ns, labels, services)
+        for j, c in enumerate(spec.containers):
+            path = spec_path + ("containers", j)
+            if c.image == "netexec" and c.command:
+                ctx.error(path + ("command",), "a netexec container takes no command",
+                          "remove `command:`; netexec serves the container's containerPorts by itself")
+            elif j in served and served[j]:
+                ctx.warn(path + ("image",), f"image '{c.image}' is not built in: it runs as netexec serving "
+                         f"{describe(served[j])}",
+                         "netexec answers HTTP with 200 on any path and echoes raw TCP and UDP; built-in images: "
+                         f"{', '.join(BUILTIN_IMAGES)}; or give the container a `command:` to run a host program")
+            elif j in served:
+                ctx.warn(path + ("image",), f"image '{c.image}' is not built in and has no port to serve "
+                         "(no containerPort, no Service selecting it): it runs as pause",
+                         "declare its containerPorts, or give the container a `command:` to run a host program")
 
 
 def _labels(ctx: _Context) -> None:
@@ -273,7 +288,7 @@ def _probes(ctx: _Context) -> None:
             probe, path = c.readinessProbe, spec_path + ("containers", j, "readinessProbe")
             if probe is None:
                 continue
-            handlers = [h for h in ("httpGet", "tcpSocket", "exec") if getattr(probe, h) is not None]
+            handlers = [h for h in ("httpGet", "tcpSocket", "grpc", "exec") if getattr(probe, h) is not None]
             if len(handlers) != 1:
                 ctx.error(path, f"a probe needs exactly one handler, found {len(handlers)}"
                           + (f" ({', '.join(handlers)})" if handlers else ""),

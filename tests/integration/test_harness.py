@@ -28,7 +28,7 @@ manifests:
             - name: web
               image: netexec
               ports: [{containerPort: 8080}]
-              readinessProbe: {httpGet: {path: /_healthz, port: 8080}, periodSeconds: 1}
+              readinessProbe: {httpGet: {path: /not-found-by-design, port: 8080}, periodSeconds: 1}
   - apiVersion: v1
     kind: Service
     metadata: {name: web}
@@ -46,7 +46,7 @@ def test_a_service_without_ready_endpoints_fails_with_the_probe_result(tmp_path,
     assert proc.returncode == 1, proc.stdout
     rows = [r for r in json.loads(out.read_text())["results"] if r["subject"].startswith("default/web: 0 of 2")]
     assert len(rows) == 1 and not rows[0]["passed"]
-    assert "GET /_healthz (port 8080) -> 404" in rows[0]["observed"]
+    assert "GET /not-found-by-design (port 8080) -> 404" in rows[0]["observed"]
     # and the topology can say it is expected
     topo.write_text(UNREADY + "checks:\n  - {from: deploy/web, to: svc/web:80, expect: deny}\n")
     lab("apply", str(topo), "--lab", "unready")

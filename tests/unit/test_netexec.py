@@ -102,9 +102,11 @@ def test_echo_url_decodes(server):
     assert http_get(server["tcp"], "/echo?x=1&msg=hello%20w%C3%B6rld+!")[2] == "hello wörld !".encode()
 
 
-def test_healthz_404_and_head(server):
+def test_healthz_any_path_not_found_and_head(server):
     assert http_get(server["tcp"], "/healthz")[::2] == (200, b"ok")
-    assert http_get(server["tcp"], "/nope")[0] == 404
+    assert http_get(server["tcp"], "/api/v1/ready?x=1")[::2] == (200, b"unit-pod"), "real apps' paths pass"
+    assert http_get(server["tcp"], "/not-found-by-design")[0] == 404
+    assert http_get(server["tcp"], "/not-found")[0] == 404
     status, headers, body, _ = http_get(server["tcp"], "/hostname", method="HEAD")
     assert (status, headers["Content-Length"], body) == (200, "8", b"")
 

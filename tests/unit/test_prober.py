@@ -86,7 +86,7 @@ def test_probed_lists_containers_with_a_readiness_probe(state):
     pairs = probed(state)
     assert sorted(p.name.split("-")[0] for p, _ in pairs) == ["backend"] * 3 + ["warming"] * 2
     assert all(c.name == "web" and c.readiness is not None for _, c in pairs)
-    assert {c.readiness.path for _, c in pairs} == {"/healthz", "/not-yet"}
+    assert {c.readiness.path for _, c in pairs} == {"/healthz", "/not-found-yet"}
 
 
 def test_named_probe_ports_are_resolved(state):

@@ -150,3 +150,59 @@ def test_lab_validate_prints_warnings_once_and_strict_fails():
     strict = _lab("validate", "--strict", path)
     assert strict.returncode == 1
     assert "errors in topology" in strict.stderr and "Traceback" not in strict.stderr
+
+
+def test_images_that_are_not_built_in_get_a_stand_in_plan():
+    from lab.controlplane.plan import plan
+
+    topology, _ = check_topology(DATA / "warn" / "image_stand_in.yaml")
+    pods = {p.name: p for p in plan(topology).pods}
+    redis = [p for p in pods.values() if p.name.startswith("redis-")]
+    assert len(redis) == 2
+    assert all(p.containers[0].image == "netexec" and [x.port for x in p.containers[0].ports] == [6379]
+               for p in redis)
+    assert pods["idle"].containers[0].image == "pause" and pods["idle"].containers[0].argv == ()
+    api = pods["api"].containers[0]
+    assert api.image == "netexec"
+    assert [(x.port, x.name) for x in api.ports] == [(8080, "http"), (9090, None)], "named targetPort: declared"
+    assert (api.readiness.kind, api.readiness.port) == ("tcp", 8080), "a grpc probe is a TCP connect"
+
+
+def test_a_command_still_runs_a_host_program():
+    text = """
+name: hostprog
+nodes: [{name: node1}]
+manifests:
+  - {apiVersion: v1, kind: Pod, metadata: {name: shell},
+     spec: {containers: [{name: shell, image: busybox, command: [sleep, infinity]}]}}
+"""
+    from lab.controlplane.plan import plan
+
+    found = []
+    with reporting(report=found.extend):
+        topology = load_topology_text(text, "p.yaml")
+    assert found == []
+    container = plan(topology).pods[0].containers[0]
+    assert (container.image, container.argv) == ("busybox", ("sleep", "infinity"))
+
+
+def test_stand_in_serves_service_target_ports_only_of_selected_pods():
+    text = """
+name: svcports
+nodes: [{name: node1}]
+manifests:
+  - {apiVersion: v1, kind: Pod, metadata: {name: a, labels: {app: a}}, spec: {containers: [{name: a, image: nginx}]}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: b, labels: {app: b}}, spec: {containers: [{name: b, image: nginx}]}}
+  - {apiVersion: v1, kind: Service, metadata: {name: a}, spec: {selector: {app: a}, ports: [{port: 80, targetPort: 8080}]}}
+"""
+    from lab.controlplane.plan import plan
+
+    found = []
+    with reporting(report=found.extend):
+        topology = load_topology_text(text, "s.yaml")
+    pods = {p.name: p.containers[0] for p in plan(topology).pods}
+    assert (pods["a"].image, [x.port for x in pods["a"].ports]) == ("netexec", [8080])
+    assert (pods["b"].image, pods["b"].ports) == ("pause", ())
+    assert sorted(w.message.split(":")[0] for w in found) == [
+        "image 'nginx' is not built in",
+        "image 'nginx' is not built in and has no port to serve (no containerPort, no Service selecting it)"]

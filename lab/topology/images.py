@@ -1,0 +1,54 @@
+"""Images the lab does not have: each runs as a stand-in that serves what the pod would serve.
+
+There is no container runtime. A container whose image is not built in (and that has no
+`command:` to run a host program) runs as netexec serving its declared ports and the numeric
+targetPorts of the Services that select its pod (named targetPorts name declared ports), or as
+`pause` when there is nothing to serve. semantics announces it; plan builds it; both ask here.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Optional
+
+from lab.topology.model import Container, PodSpec, Service
+
+# The lab has no container runtime: `image:` names a program built into the lab.
+BUILTIN_IMAGES = ("netexec", "pause")
+_ADDON_IMAGES = ("kube-dns",)  # the lab's own add-ons (lab.dns.runtime.IMAGE)
+
+Served = tuple[tuple[int, str, Optional[str]], ...]  # (port, protocol, name)
+
+
+def stands_in(c: Container) -> bool:
+    return c.image not in BUILTIN_IMAGES + _ADDON_IMAGES and not c.command
+
+
+def selects(service: Service, namespace: str, labels: dict[str, str]) -> bool:
+    selector = service.spec.selector
+    return bool(selector) and service.spec.type != "ExternalName" and \
+        (service.metadata.namespace or "default") == namespace and all(labels.get(k) == v for k, v in selector.items())
+
+
+def stand_ins(spec: PodSpec, namespace: str, labels: dict[str, str], services: Iterable[Service]) -> dict[int, Served]:
+    """For each container of the pod that runs as a stand-in (by index): the ports it serves, empty
+    for `pause`. Service targetPorts no container declares are served by the first stand-in."""
+    chosen = [j for j, c in enumerate(spec.containers) if stands_in(c)]
+    if not chosen:
+        return {}
+    declared = {(p.containerPort, p.protocol) for c in spec.containers for p in c.ports}
+    extra: list[tuple[int, str]] = []
+    for svc in services:
+        if not selects(svc, namespace, labels):
+            continue
+        for sp in svc.spec.ports:
+            target = sp.targetPort if sp.targetPort is not None else sp.port
+            key = (target, sp.protocol)
+            if isinstance(target, int) and key not in declared and key not in extra:
+                extra.append(key)
+    out = {j: tuple((p.containerPort, p.protocol, p.name) for p in spec.containers[j].ports) for j in chosen}
+    out[chosen[0]] += tuple((port, protocol, None) for port, protocol in extra)
+    return out
+
+
+def describe(served: Served) -> str:
+    return ", ".join(f"{port}/{protocol}" for port, protocol, _ in served)
