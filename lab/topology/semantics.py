@@ -250,6 +250,9 @@ def _pod_specs(ctx: _Context) -> None:
             if c.image == "netexec" and c.command:
                 ctx.error(path + ("command",), "a netexec container takes no command",
                           "remove `command:`; netexec serves the container's containerPorts by itself")
+            elif c.image == "netexec" and not c.ports:
+                ctx.error(path + ("image",), "a netexec container needs a port to serve",
+                          "add ports: [{containerPort: 8080}], or use image: pause for a pod that only needs to exist")
             elif j in served and served[j]:
                 ctx.warn(path + ("image",), f"image '{c.image}' is not built in: it runs as netexec serving "
                          f"{describe(served[j])}",

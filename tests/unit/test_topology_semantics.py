@@ -15,7 +15,7 @@ def topology(**fields) -> Topology:
 
 def pod(name: str, namespace: str = "default", **spec) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"containers": [{"name": "c", "image": "netexec"}], **spec}}
+            "spec": {"containers": [{"name": "c", "image": "netexec", "ports": [{"containerPort": 8080}]}], **spec}}
 
 
 def test_builtin_images():
@@ -49,3 +49,11 @@ def test_every_missing_lookup_is_reported_without_skips():
 def test_did_you_mean():
     assert semantics.did_you_mean("Flannel", ["flannel", "vxlan"]) == " (did you mean 'flannel'?)"
     assert semantics.did_you_mean("zzz", ["flannel"]) == ""
+
+
+def test_netexec_without_a_port_is_caught_before_lab_up():
+    t = topology(manifests=[{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "idle"},
+                             "spec": {"containers": [{"name": "c", "image": "netexec"}]}}])
+    [d] = semantics.check(t, locate)
+    assert (d.path, d.message) == ("manifests[0].spec.containers[0].image", "a netexec container needs a port to serve")
+    assert "image: pause" in d.hint
