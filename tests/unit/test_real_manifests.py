@@ -206,3 +206,22 @@ manifests:
     assert sorted(w.message.split(":")[0] for w in found) == [
         "image 'nginx' is not built in",
         "image 'nginx' is not built in and has no port to serve (no containerPort, no Service selecting it)"]
+
+
+@pytest.mark.parametrize("manifest", [
+    "{apiVersion: v1, kind: Pod, metadata: [], spec: 5}",
+    "{apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {containers: x, volumes: 3}}",
+    "{apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {containers: [5, {name: b, image: x, ports: [1, {hostPort: 1}]}]}}",
+    "{apiVersion: apps/v1, kind: Deployment, metadata: {name: a}, spec: {template: 3, strategy: 1}}",
+    "{apiVersion: v1, kind: Service, metadata: {name: a}, spec: {ports: [x, {port: 80, appProtocol: http}]}}",
+    "{apiVersion: v1, kind: Namespace, metadata: {name: a, annotations: 3}, spec: 1}",
+    "{kind: ServiceAccount}",
+    "[1, 2]",
+    "null",
+])
+def test_odd_shapes_are_diagnostics_never_tracebacks(manifest: str):
+    text = f"name: odd\nnodes: [{{name: node1}}]\nmanifests:\n  - {manifest}\n"
+    try:
+        load_topology_text(text, "odd.yaml")
+    except TopologyError as e:
+        assert all(d.file == "odd.yaml" for d in e.diagnostics)
