@@ -183,6 +183,20 @@ def cmd_get(a) -> int:
     return 0
 
 
+def cmd_describe(a) -> int:
+    from lab import views
+    from lab.host import record
+
+    if KINDS.get(a.kind) != "pods":
+        raise LabError(f"lab describe knows pods only (lab describe pod NAME), not {a.kind!r}")
+    rec = record.find(a.lab)
+    for p in rec.state.pods:
+        if p.name == a.name and p.namespace == a.namespace:
+            print(views.describe_pod(p, rec.state, _alive(rec), rec.ready, rec.probe_detail, rec.created))
+            return 0
+    _no(a.name, rec.state, a.namespace)
+
+
 KINDS = {"po": "pods", "pod": "pods", "pods": "pods", "no": "nodes", "node": "nodes", "nodes": "nodes",
          "svc": "services", "service": "services", "services": "services",
          "endpointslice": "endpointslices", "endpointslices": "endpointslices", "route": "routes", "routes": "routes"}
@@ -495,6 +509,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-A", "--all-namespaces", action="store_true")
+    lab_opt(p)
+    p = add("describe", cmd_describe, "show a pod in kubectl's shape: node, IP, containers, readiness, conditions, "
+                                      "and why it is not ready (the last readiness probe's result)")
+    p.add_argument("kind", metavar="pod")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-n", "--namespace", default="default")
     lab_opt(p)
     p = add("exec", cmd_exec, "run a command in a pod's (or node/NAME's) network namespace: lab exec POD -- CMD")
     p.add_argument("target", metavar="POD|node/NAME|host/NAME")

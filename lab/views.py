@@ -5,7 +5,9 @@ import platform
 import time
 from typing import Callable, Mapping, Optional, Sequence
 
-from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, PodState, ServiceState, container_key
+from lab.controlplane.state import (
+    ClusterState, ContainerState, EndpointSliceState, NodeState, PodState, ReadinessState, ServiceState, container_key,
+)
 
 Alive = Callable[[str], bool]  # container key "<ns>/<pod>/<container>" -> running?
 
@@ -106,6 +108,94 @@ def pod_object(p: PodState, state: ClusterState, alive: Alive, ready: Optional[M
                                   for c in p.containers],
         },
     }
+
+
+
+def probe_failure(detail: str) -> Optional[str]:
+    """What the kubelet's Unhealthy event says of a readiness probe's last result (lab.node.prober's
+    detail, e.g. "GET /x (port 8080) -> 404"), or None when that result was a success or no probe
+    has run yet."""
+    what, arrow, result = detail.rpartition(" -> ")
+    if detail.startswith("GET "):
+        if arrow and result.isdigit():
+            path, _, port = what[len("GET "):].rstrip(")").rpartition(" (port ")
+            return None if 200 <= int(result) < 400 else \
+                f"HTTP probe failed with statuscode: {result} (GET {path} on port {port})"
+        return f"HTTP probe failed: {detail}"
+    if detail.startswith("tcp "):
+        return None if detail.endswith(": connected") else f"TCP probe failed: {detail}"
+    if detail.startswith("exec "):
+        return None if arrow and result == "exit 0" else f"command failed: {detail}"
+    return None  # "initialDelaySeconds N: not probed yet", or nothing recorded
+
+
+def _probe_spec(r: ReadinessState) -> str:
+    """kubectl's Readiness line: handler, then delay, timeout, period and thresholds."""
+    handler = {"http": f"http-get http://:{r.port}{r.path}", "tcp": f"tcp-socket :{r.port}",
+               "exec": f"exec [{' '.join(r.command)}]"}[r.kind]
+    return (f"{handler} delay={r.initial_delay}s timeout={r.timeout}s period={r.period}s "
+            f"#success={r.success_threshold} #failure={r.failure_threshold}")
+
+
+def _fields(rows: Sequence[tuple[str, str]], indent: str) -> list[str]:
+    width = max(len(k) for k, _ in rows) + 2
+    return [f"{indent}{(k + ':' if k else '').ljust(width)}{v}".rstrip() for k, v in rows]
+
+
+def _image(c: ContainerState) -> str:
+    if not c.stand_in_for:
+        return c.image
+    runs = (f"netexec serving {', '.join(f'{x.port}/{x.protocol}' for x in c.ports)}" if c.image == "netexec"
+            else "pause, nothing to serve")
+    return f"{c.stand_in_for} (not built in: the lab runs {runs})"
+
+
+def describe_pod(p: PodState, state: ClusterState, alive: Alive, ready: Mapping[str, bool],
+                 probe_detail: Mapping[str, str], created: float) -> str:
+    """`lab describe pod`, in kubectl's shape: the pod, its containers (state, readiness and the
+    probe's spec), its conditions and the events the kubelet would have recorded: a Warning
+    Unhealthy for each container whose last readiness probe failed, saying what it returned."""
+    node = state.node(p.node)
+    labels = [f"{k}={v}" for k, v in sorted(p.labels)] or ["<none>"]
+    count, status = pod_status(p, alive, ready)
+    head = [("Name", p.name), ("Namespace", p.namespace), ("Priority", "0"), ("Node", f"{p.node}/{node.ip}"),
+            ("Start Time", time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(created))),
+            ("Labels", labels[0]), *[("", x) for x in labels[1:]],
+            ("Annotations", "<none>"), ("Status", "Running" if status == "Running" else "Failed"), ("IP", p.ip), ("IPs", "")]
+    if p.owner:
+        head.append(("Controlled By", f"ReplicaSet/{p.name.rsplit('-', 1)[0]}"))
+    out = _fields(head, "")
+    out.insert(out.index("IPs:") + 1, f"  IP:  {p.ip}")
+    out.append("Containers:")
+    events, all_ready = [], True
+    for c in p.containers:
+        key = container_key(p, c)
+        running = alive(key)
+        is_ready = running and ready.get(key, True)
+        all_ready = all_ready and is_ready
+        ports = [f"{x.port}/{x.protocol}" for x in c.ports]
+        rows = [("Image", _image(c))]
+        if c.argv:
+            rows += [("Command", c.argv[0]), *[("", a) for a in c.argv[1:]]]
+        rows += [("Port" if len(ports) < 2 else "Ports", ", ".join(ports) or "<none>"),
+                 ("Host Port", ", ".join(f"0/{x.protocol}" for x in c.ports) or "<none>"),
+                 ("State", "Running" if running else "Terminated"), ("Ready", str(is_ready)), ("Restart Count", "0")]
+        if c.readiness:
+            rows.append(("Readiness", _probe_spec(c.readiness)))
+        rows.append(("Environment", "" if c.env else "<none>"))
+        out.append(f"  {c.name}:")
+        out += _fields(rows, "    ")
+        out += [f"      {k}:  {v}" for k, v in c.env]
+        failed = probe_failure(probe_detail.get(key, "")) if c.readiness and running else None
+        if failed:
+            events.append(("Warning", "Unhealthy", "kubelet", f"Readiness probe failed: {failed}"))
+    scheduled = [("Initialized", "True"), ("Ready", str(all_ready)), ("ContainersReady", str(all_ready)),
+                 ("PodScheduled", "True")]
+    out += ["Conditions:", *("  " + line for line in render_table(["Type", "Status"], scheduled).splitlines())]
+    if not events:
+        return "\n".join(out + ["Events:  <none>"])
+    table = render_table(["Type", "Reason", "From", "Message"], [["----", "------", "----", "-------"], *events])
+    return "\n".join(out + ["Events:", *("  " + line for line in table.splitlines())])
 
 
 def node_object(n: NodeState) -> dict:

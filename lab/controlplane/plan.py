@@ -51,8 +51,9 @@ def _container(c: Container, served: Optional[images.Served] = None) -> Containe
     runs as netexec serving them, or as pause when there are none."""
     argv = tuple((c.command or []) + (c.args or [])) if c.image not in ("netexec", "pause") else tuple(c.args or ())
     ports = tuple(PortState(port=p.containerPort, protocol=p.protocol, name=p.name) for p in c.ports)
-    image = c.image
+    image, stand_in_for = c.image, ""
     if served is not None:
+        stand_in_for = c.image
         image, argv = ("netexec" if served else "pause"), ()
         ports = tuple(PortState(port=port, protocol=protocol, name=name) for port, protocol, name in served)
     return ContainerState(
@@ -62,6 +63,7 @@ def _container(c: Container, served: Optional[images.Served] = None) -> Containe
         ports=ports,
         env=tuple((e.name, e.value) for e in c.env),
         readiness=_readiness(c),
+        stand_in_for=stand_in_for,
     )
 
 

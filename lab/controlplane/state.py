@@ -40,6 +40,7 @@ class ContainerState:
     ports: tuple[PortState, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     readiness: Optional[ReadinessState] = None
+    stand_in_for: str = ""           # the manifest's image when the lab runs a stand-in (image: netexec or pause)
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,7 @@ class ClusterState:
                 name=c["name"], image=c["image"], argv=tuple(c["argv"]),
                 ports=tuple(PortState(**x) for x in c["ports"]), env=pairs(c["env"]),
                 readiness=ReadinessState(**{**r, "command": tuple(r["command"])}) if r else None,
+                stand_in_for=c.get("stand_in_for", ""),
             )
 
         def service(s: dict) -> ServiceState:
