@@ -226,11 +226,16 @@ def service_rows(state: ClusterState, created: float, namespace: Optional[str], 
         if namespace is not None and s.namespace != namespace:
             continue
         row = ([s.namespace] if namespace is None else []) + [
-            s.name, s.type, s.cluster_ip or "None", "<none>", _ports(s), age(time.time() - created)]
+            s.name, s.type, s.cluster_ip or "None", _external_ip(s), _ports(s), age(time.time() - created)]
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in s.selector) if s.selector else "<none>")
         rows.append(row)
     return header, rows
+
+
+def _external_ip(s: ServiceState) -> str:
+    """A LoadBalancer waits for an address no load-balancer implementation gives (kubectl: <pending>)."""
+    return "<pending>" if s.type == "LoadBalancer" else "<none>"
 
 
 def _listed(items: Sequence[str], limit: int = 3) -> str:
@@ -265,11 +270,14 @@ def service_object(s: ServiceState) -> dict:
         spec["selector"] = dict(s.selector)
     if s.session_affinity == "ClientIP":
         spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": s.affinity_timeout}}
-    if s.type == "NodePort":
+    if s.type in ("NodePort", "LoadBalancer"):
         spec["externalTrafficPolicy"] = s.external_traffic_policy
     if s.publish_not_ready:
         spec["publishNotReadyAddresses"] = True
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace}, "spec": spec}
+    obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace}, "spec": spec}
+    if s.type == "LoadBalancer":
+        obj["status"] = {"loadBalancer": {}}  # no load-balancer implementation has given it an address
+    return obj
 
 
 def endpointslice_object(sl: EndpointSliceState) -> dict:

@@ -15,7 +15,7 @@ from lab.errors import LabError
 from lab.topology import images
 from lab.topology.constants import kube_dns_ip
 from lab.topology.model import (
-    Container, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service, SessionAffinityConfig, Topology,
+    EXTERNAL_TYPES, Container, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service, SessionAffinityConfig, Topology,
 )
 
 
@@ -80,7 +80,7 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
                                previous={s.key: s.cluster_ip for s in before})
     ports = services.node_ports(
         ((f"{ns}/{m.metadata.name}:{p.name or ''}", p.protocol, p.nodePort)
-         for ns, m in svcs if m.spec.type == "NodePort" for p in m.spec.ports),
+         for ns, m in svcs if m.spec.type in EXTERNAL_TYPES for p in m.spec.ports),
         previous={f"{s.key}:{p.name}": p.node_port for s in before for p in s.ports if p.node_port},
     )
     out = []

@@ -123,7 +123,7 @@ class ServicePortState:
 class ServiceState:
     namespace: str
     name: str
-    type: str                        # ClusterIP | NodePort
+    type: str                        # ClusterIP | NodePort | LoadBalancer | ExternalName
     cluster_ip: Optional[str]        # None: headless
     ports: tuple[ServicePortState, ...]
     selector: Optional[tuple[tuple[str, str], ...]] = None  # None: endpoints are not managed

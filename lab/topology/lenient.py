@@ -57,8 +57,9 @@ _POD_SPEC = ("serviceAccountName", "serviceAccount", "automountServiceAccountTok
              "runtimeClassName", "overhead", "readinessGates", "hostPID", "hostIPC", "shareProcessNamespace",
              "enableServiceLinks", "setHostnameAsFQDN", "os", "hostUsers", "schedulingGates", "resourceClaims")
 _DEPLOYMENT_SPEC = ("strategy", "revisionHistoryLimit", "minReadySeconds", "progressDeadlineSeconds", "paused")
-_SERVICE_SPEC = ("ipFamilies", "ipFamilyPolicy", "clusterIPs", "allocateLoadBalancerNodePorts", "loadBalancerClass",
-                 "healthCheckNodePort", "trafficDistribution")
+_SERVICE_SPEC = ("ipFamilies", "ipFamilyPolicy", "clusterIPs", "trafficDistribution")
+_SERVICE_LOAD_BALANCER = ("loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
+                          "allocateLoadBalancerNodePorts", "healthCheckNodePort")
 _SERVICE_PORT = ("appProtocol",)
 _CONTAINER_PORT_ERRORS = {
     "hostPort": "hostPort is not supported: the lab does not map node ports to pods one by one",
@@ -77,6 +78,8 @@ _WHY = {
     "deployment": "Deployment field '{}' is ignored: the lab creates every replica at once and never rolls out",
     "service": "Service field '{}' is ignored: the lab's Services are IPv4 single-stack",
     "service-port": "Service port field '{}' is ignored: " + _NO_NETWORK,
+    "load-balancer": "Service field '{}' has no effect yet: the lab has no load-balancer implementation, so a "
+                     "LoadBalancer Service is a NodePort one with EXTERNAL-IP <pending>",
 }
 _HINTS = {
     "nodeSelector": "pods are spread over the nodes by the lab's scheduler; pin one with nodeName",
@@ -153,6 +156,7 @@ def _manifest(m: dict, path: DocPath, findings: list[Finding]) -> None:
             _pod_spec(template.get("spec"), sp + ("template", "spec"), findings)
     elif kind == "Service":
         _strip(spec, sp, _SERVICE_SPEC, "service", findings)
+        _strip(spec, sp, _SERVICE_LOAD_BALANCER, "load-balancer", findings)
         for k, port in _items(spec.get("ports")):
             _strip(port, sp + ("ports", k), _SERVICE_PORT, "service-port", findings)
 

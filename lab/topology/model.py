@@ -16,6 +16,9 @@ from lab.topology.lenient import IGNORED_KINDS
 # Kubernetes' own name rules (apimachinery validation): DNS-1123 labels and subdomains.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Service types reachable from outside on a NodePort (kube-proxy's ExternallyAccessible); a
+# LoadBalancer without a load-balancer implementation is a NodePort with EXTERNAL-IP <pending>.
+EXTERNAL_TYPES = ("NodePort", "LoadBalancer")
 LabelName = Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)]
 SubdomainName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=253)]
 # Lab names prefix every namespace the lab creates; short enough to keep `ip netns` readable.
@@ -243,7 +246,7 @@ class SessionAffinityConfig(Strict):
 
 
 class ServiceSpec(Strict):
-    type: Literal["ClusterIP", "NodePort", "ExternalName"] = "ClusterIP"
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"  # LoadBalancer: as NodePort
     externalName: Optional[Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=253)]] = None
     selector: Optional[dict[str, str]] = None
     clusterIP: Optional[str] = None  # an address in serviceCIDR, "None" (headless), or allocated

@@ -15,7 +15,7 @@ from typing import Optional
 from lab.errors import Diagnostic
 from lab.topology.constants import VXLAN_OVERHEAD, kube_dns_ip, kubernetes_service_ip
 from lab.topology.model import (
-    DNS_SUBDOMAIN, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service, Topology,
+    DNS_SUBDOMAIN, EXTERNAL_TYPES, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service, Topology,
 )
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
@@ -362,11 +362,12 @@ def _services(ctx: _Context) -> None:
                           "pick another address, or leave clusterIP out to have one allocated")
             else:
                 ips.append((str(ip), sp + ("clusterIP",)))
-        if spec.clusterIP == "None" and spec.type == "NodePort":
-            ctx.error(sp + ("clusterIP",), "a headless Service (clusterIP: None) cannot be of type NodePort",
+        if spec.clusterIP == "None" and spec.type in EXTERNAL_TYPES:
+            ctx.error(sp + ("clusterIP",), f"a headless Service (clusterIP: None) cannot be of type {spec.type}",
                       "use type ClusterIP, or drop clusterIP: None")
-        if spec.type != "NodePort" and spec.externalTrafficPolicy != "Cluster":
-            ctx.error(sp + ("externalTrafficPolicy",), "externalTrafficPolicy applies to NodePort Services only",
+        if spec.type not in EXTERNAL_TYPES and spec.externalTrafficPolicy != "Cluster":
+            ctx.error(sp + ("externalTrafficPolicy",),
+                      "externalTrafficPolicy applies to NodePort and LoadBalancer Services only",
                       "set type: NodePort, or remove externalTrafficPolicy")
         if spec.sessionAffinityConfig is not None and spec.sessionAffinity != "ClientIP":
             ctx.error(sp + ("sessionAffinityConfig",), "sessionAffinityConfig needs sessionAffinity: ClientIP",
@@ -383,8 +384,9 @@ def _services(ctx: _Context) -> None:
                    lambda key: f"port {key[0]}/{key[1]}", "a port and protocol may appear once per Service")
         for pp, p in ports:
             if p.nodePort is not None:
-                if spec.type != "NodePort":
-                    ctx.error(pp + ("nodePort",), "nodePort is only for type NodePort", "set type: NodePort, or remove nodePort")
+                if spec.type not in EXTERNAL_TYPES:
+                    ctx.error(pp + ("nodePort",), "nodePort is only for types NodePort and LoadBalancer",
+                              "set type: NodePort, or remove nodePort")
                 else:
                     node_ports.append(((p.protocol, p.nodePort), pp + ("nodePort",)))
     ctx.unique(ips, lambda ip: f"clusterIP {ip}", "every Service needs its own ClusterIP")
