@@ -1,11 +1,11 @@
 """The controllers, run once: Topology in, ClusterState out. Pure: no processes, no kernel."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Optional
 
-from lab.controlplane import ipam, naming, services
+from lab.controlplane import envvars, ipam, naming, services
 from lab.controlplane.scheduler import schedule
 from lab.controlplane.state import (
     CheckState, ClusterState, ContainerState, HostState, NodeState, PeerState, PodState, PolicyPortState, PolicyState,
@@ -245,6 +245,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
 
     node_by_name = {n.name: n for n in nodes}
     user_services = [m for m in topo.manifests if isinstance(m, Service)]
+    service_states = _services(topo, previous)
     pods = tuple(
         PodState(
             namespace=i.namespace, name=i.name, node=node,
@@ -255,9 +256,11 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
             containers=_containers(i, user_services), owner=i.owner,
             hostname=i.spec.hostname or "", subdomain=i.spec.subdomain or "", dns_policy=i.spec.dnsPolicy,
             **_dns_config(i.spec),
+            service_env=envvars.for_pod(i.namespace, service_states, i.spec.enableServiceLinks),
         )
         for i, node in zip(intents, placement)
     )
+    pods = _started_env(pods, previous)
     _check_unique_netns(nodes, hosts, pods)
 
     declared = [m.metadata.name for m in topo.manifests if isinstance(m, Namespace)]
@@ -278,8 +281,22 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         namespace_labels=_namespace_labels(topo, namespaces), policies=_policies(topo),
         bgp_as=topo.cluster.bgp.asNumber, route_reflectors=tuple(topo.cluster.bgp.routeReflectors),
         top_of_rack=topo.cluster.bgp.topOfRack or "",
-        services=_services(topo, previous),
+        services=service_states,
     )
+
+
+def _started_env(pods: tuple[PodState, ...], previous: Optional[ClusterState]) -> tuple[PodState, ...]:
+    """The kubelet sets a container's Service variables when it starts: a running pod that stays
+    as it is keeps the ones it started with (a Service created later does not restart it)."""
+    if previous is None:
+        return pods
+    before = {p.key: p for p in previous.pods}
+
+    def bare(p: PodState) -> PodState:
+        return replace(p, labels=(), service_env=())
+
+    return tuple(replace(p, service_env=before[p.key].service_env)
+                 if p.key in before and bare(before[p.key]) == bare(p) else p for p in pods)
 
 
 NAME_MAX = 255  # /run/netns/<name> is a file name

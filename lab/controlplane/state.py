@@ -60,6 +60,9 @@ class PodState:
     dns_nameservers: tuple[str, ...] = ()   # spec.dnsConfig
     dns_searches: tuple[str, ...] = ()
     dns_options: tuple[tuple[str, Optional[str]], ...] = ()
+    # the kubelet's Service environment variables, fixed when the pod started (controlplane.envvars);
+    # a container's own env wins over them
+    service_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -294,7 +297,8 @@ class ClusterState:
                                       "containers": tuple(container(c) for c in p["containers"]),
                                       "dns_nameservers": tuple(p.get("dns_nameservers", ())),
                                       "dns_searches": tuple(p.get("dns_searches", ())),
-                                      "dns_options": pairs(p.get("dns_options", ()))})
+                                      "dns_options": pairs(p.get("dns_options", ())),
+                                      "service_env": pairs(p.get("service_env", ()))})
                           for p in d["pods"]),
             "namespaces": tuple(d["namespaces"]),
             "checks": tuple(CheckState(**c) for c in d["checks"]),

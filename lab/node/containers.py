@@ -36,8 +36,9 @@ def argv_for(c: ContainerState) -> list[str]:
 
 
 def env_for(pod: PodState, c: ContainerState) -> dict[str, str]:
+    """As the kubelet orders them: the Service variables, then the container's own env (which wins)."""
     return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod.name,
-            **dict(c.env)}
+            **dict(pod.service_env), **dict(c.env)}
 
 
 def log_path(record: LabRecord, pod: PodState, c: ContainerState) -> Path:

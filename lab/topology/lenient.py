@@ -55,7 +55,7 @@ _POD_SPEC = ("serviceAccountName", "serviceAccount", "automountServiceAccountTok
              "nodeSelector", "affinity", "tolerations", "topologySpreadConstraints", "schedulerName",
              "securityContext", "imagePullSecrets", "priorityClassName", "priority", "preemptionPolicy",
              "runtimeClassName", "overhead", "readinessGates", "hostPID", "hostIPC", "shareProcessNamespace",
-             "enableServiceLinks", "setHostnameAsFQDN", "os", "hostUsers", "schedulingGates", "resourceClaims")
+             "setHostnameAsFQDN", "os", "hostUsers", "schedulingGates", "resourceClaims")
 _DEPLOYMENT_SPEC = ("strategy", "revisionHistoryLimit", "minReadySeconds", "progressDeadlineSeconds", "paused")
 _SERVICE_SPEC = ("ipFamilies", "ipFamilyPolicy", "clusterIPs", "trafficDistribution")
 _SERVICE_LOAD_BALANCER = ("loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
@@ -86,7 +86,6 @@ _HINTS = {
     "affinity": "pods are spread over the nodes by the lab's scheduler; pin one with nodeName",
     "tolerations": "pods are spread over the nodes by the lab's scheduler; pin one with nodeName",
     "topologySpreadConstraints": "pods are spread over the nodes by the lab's scheduler; pin one with nodeName",
-    "enableServiceLinks": "the lab does not inject Service environment variables yet",
 }
 
 

@@ -186,6 +186,7 @@ class PodSpec(Strict):
     subdomain: Optional[LabelName] = None
     dnsPolicy: Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"] = "ClusterFirst"
     dnsConfig: Optional[PodDNSConfig] = None
+    enableServiceLinks: bool = True  # the kubelet's Service environment variables
 
 
 class Pod(Strict):
