@@ -31,3 +31,11 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# Open vSwitch (`switch: ovs`, cloud-routes): the package's service starts it where a service manager
+# runs; without one (a container, no systemd) start it here, once. Left alone when already running.
+ovs_ctl=/usr/share/openvswitch/scripts/ovs-ctl
+if [ -x "$ovs_ctl" ] && ! ovs-vsctl --timeout=2 show >/dev/null 2>&1; then
+  echo "starting Open vSwitch ($ovs_ctl start): no service manager runs it"
+  "$ovs_ctl" start --system-id=random >/dev/null || echo "warning: Open vSwitch did not start; topologies with switch: ovs will not run" >&2
+fi
