@@ -417,13 +417,12 @@ def cmd_run(a) -> int:
 
 
 def cmd_logs(a) -> int:
-    from lab.node.containers import log_path
     from lab.host import record
 
     rec = record.find(a.lab)
     for p in rec.state.pods:
         if p.name == a.pod and p.namespace == a.namespace:
-            sys.stdout.write(log_path(rec, p, _container(p, a.container)).read_text(errors="replace"))
+            sys.stdout.write(rec.log_path(p, _container(p, a.container)).read_text(errors="replace"))
             return 0
     _no(a.pod, rec.state, a.namespace)
 

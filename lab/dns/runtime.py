@@ -103,7 +103,7 @@ def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: La
             if c.image == IMAGE and key in record.pids:
                 processes.signal_all([record.pids[key]], signal.SIGTERM)
                 processes.reap({record.pids[key]}, grace=1.0)  # it must let go of port 53 first
-                log = record.dir / "logs" / f"{pod.namespace}_{pod.name}_{c.name}.log"
+                log = record.log_path(pod, c)
                 record.pids[key] = spawn(["ip", "netns", "exec", pod.netns, *argv(record)], log=log).pid
                 _wait_listening(pod)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from lab.controlplane.state import ClusterState
+from lab.controlplane.state import ClusterState, ContainerState, PodState
 from lab.errors import LabError
 
 RUN_ROOT = Path(os.environ.get("K8S_NETLAB_RUN", "/run/k8s-netlab"))
@@ -107,6 +107,10 @@ class LabRecord:
         self.save()
 
     # --- places ---
+    def log_path(self, pod: PodState, container: ContainerState) -> Path:
+        """Where a container's output goes (`lab logs` reads it)."""
+        return self.dir / "logs" / f"{pod.namespace}_{pod.name}_{container.name}.log"
+
     def subdir(self, *parts: str) -> Path:
         p = self.dir.joinpath(*parts)
         p.mkdir(parents=True, exist_ok=True)

@@ -41,10 +41,6 @@ def env_for(pod: PodState, c: ContainerState) -> dict[str, str]:
             **dict(pod.service_env), **dict(c.env)}
 
 
-def log_path(record: LabRecord, pod: PodState, c: ContainerState) -> Path:
-    return record.dir / "logs" / f"{pod.namespace}_{pod.name}_{c.name}.log"
-
-
 class Starter:
     """Starts the containers of a `lab up` and knows when the netexec ones are ready."""
 
@@ -57,7 +53,7 @@ class Starter:
 
     def start_pod(self, pod: PodState) -> None:
         for c in pod.containers:
-            key, log = container_key(pod, c), log_path(self.record, pod, c)
+            key, log = container_key(pod, c), self.record.log_path(pod, c)
             if c.image == "netexec":
                 line = "\t".join([key, netns_path(pod.netns), str(log), *netexec_args(pod, c)])
                 with self.lock:
