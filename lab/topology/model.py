@@ -33,7 +33,7 @@ class Strict(BaseModel):
 class DNSSpec(Strict):
     """Cluster DNS: the kube-dns Service (tenth address of serviceCIDR) served by dnsmasq in a pod."""
 
-    enabled: bool = False
+    enabled: bool = True
     domain: Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=63)] = "cluster.local"
     nodeLocalCache: bool = Field(False, description="NodeLocal DNSCache: a caching resolver on every node at "
                                                      "169.254.20.10, which pods use instead of kube-dns")

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab.controlplane.naming import switch_name
 from tests.integration.conftest import (
@@ -57,8 +58,13 @@ def test_up_check_down_leaves_the_host_as_it_was(topology, tmp_path):
         assert "PASSED" in result.stdout
         suites = ET.parse(junit).getroot()
         assert suites.get("failures") == "0" and int(suites.get("tests")) > 80
+        # cluster DNS is on by default: its kube-dns Service adds clusterip-virtual rows, and dns rows
+        # (no dns-http: the topology has no HTTP Service to curl by name)
         assert {s.get("name").split(".", 1)[1] for s in suites} == {
-            "pod-to-pod", "node-to-pod", "pod-ip", "hostnetwork-to-pod", "localhost", "egress", "checks"}
+            "pod-to-pod", "node-to-pod", "pod-ip", "hostnetwork-to-pod", "localhost", "egress", "checks",
+            "clusterip-virtual", "dns"}
+        system = json.loads(lab("get", "pods", "-o", "json", "-n", "kube-system", "--lab", topology).stdout)["items"]
+        assert [p["metadata"]["name"].startswith("kube-dns-") for p in system] == [True]
         pids = list(record(topology)["pids"].values())
         assert pids and all(alive(p) for p in pids)
     finally:
@@ -70,7 +76,11 @@ def test_up_check_down_leaves_the_host_as_it_was(topology, tmp_path):
 
 def test_a_removed_route_fails_exactly_the_affected_pairs(tmp_path, clean_after):
     clean_after.append("host-gw")
-    lab("up", str(TOPOLOGIES / "host-gw.yaml"))
+    # pod-to-pod routing only: without the kube-dns add-on, whose ClusterIP and dns rows the model below does not route
+    doc = yaml.safe_load((TOPOLOGIES / "host-gw.yaml").read_text())
+    doc["cluster"]["dns"] = {"enabled": False}
+    (tmp_path / "host-gw.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    lab("up", str(tmp_path / "host-gw.yaml"))
     state = record("host-gw")["state"]
     nodes = {n["name"]: n for n in state["nodes"]}
     # worker1 forgets where worker2's pods live: its replies to them and its requests both die

@@ -55,7 +55,8 @@ def marks(out: str) -> set[str]:
 
 def test_without_policies_everything_is_allowed(xyz):
     code, out = matrix()
-    assert code == 0 and "324 cells, observed = expected" in out and marks(out) == {"."}, out
+    # 9 pods and the kube-dns pod (cluster DNS is on by default) as sources, the 9 pods as destinations
+    assert code == 0 and "360 cells, observed = expected" in out and marks(out) == {"."}, out
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -162,7 +163,7 @@ def test_a_flow_allowed_just_before_a_policy_does_not_make_its_cell_look_allowed
             proc = lab("netpol", "matrix", "--lab", "netpol", "--protocols", "UDP", "-o", "json", check=False)
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
             data = json.loads(proc.stdout)
-            assert data["differences"] == 0 and data["probed"] == 162
+            assert data["differences"] == 0 and data["probed"] == 10 * 9 * 2    # the kube-dns pod is a source too
             by_cell = {(c["src"], c["dst"], c["port"]): c for c in data["cells"]}
             for s, d in cells:
                 c = by_cell[(s, d, 80)]
@@ -189,11 +190,12 @@ def short(key: str) -> str:
 def test_a_microservice_app_is_probed_on_each_pod_s_own_ports(microservices):
     code, out = matrix(microservices)
     assert code == 0, out
-    assert "35 cells, observed = expected (70 not served, '-')" in out
+    assert "40 cells, observed = expected (80 not served, '-')" in out     # 7 pods and kube-dns send
     g = grids(out)
     assert sorted(g) == ["8080/TCP", "8125/UDP", "9000/TCP"]
     assert {short(s) for s in g["8080/TCP"]} == {"ops/idle", "ops/statsd", "shop/backend", "shop/client",
-                                                 "shop/frontend"}          # pause and command: pods send
+                                                 "shop/frontend",          # pause and command: pods send
+                                                 "kube-system/kube"}       # the kube-dns add-on's pod
     assert marks(out) == {".", "-"}
     for grid, serving in (("8080/TCP", "shop/frontend"), ("9000/TCP", "shop/backend"), ("8125/UDP", "ops/statsd")):
         for row in g[grid].values():
@@ -207,7 +209,7 @@ def test_a_microservice_app_under_its_policies(microservices):
         for _ in range(2):
             code, out = matrix(microservices)
             assert code == 0, out
-            assert "35 cells, observed = expected (70 not served, '-')" in out and marks(out) == {".", "X", "-"}
+            assert "40 cells, observed = expected (80 not served, '-')" in out and marks(out) == {".", "X", "-"}
             g = grids(out)
             client = "shop/client"
             assert {short(d): m for d, m in g["8080/TCP"][client].items()}["shop/frontend"] == "."
@@ -216,7 +218,7 @@ def test_a_microservice_app_under_its_policies(microservices):
         proc = lab("netpol", "matrix", "--lab", microservices, "-o", "json", check=False)
         assert proc.returncode == 0, proc.stdout[-3000:]
         data = json.loads(proc.stdout)
-        assert len(data["cells"]) == 7 * 5 * 3 and data["probed"] == 35 and data["differences"] == 0
+        assert len(data["cells"]) == 8 * 5 * 3 and data["probed"] == 40 and data["differences"] == 0
         for c in data["cells"]:
             assert (c["observed"] == "not served") == (c["expected"] is None) == (c["attempts"] == 0), c
     finally:

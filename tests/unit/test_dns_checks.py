@@ -96,7 +96,7 @@ def qs(state) -> list[probe.Question]:
 # --- no DNS, no questions ---
 
 def test_no_questions_without_cluster_dns():
-    s = shipped_state("vxlan")
+    s = shipped_state("vxlan", dns={"enabled": False})
     assert s.dns_domain == ""
     assert probe.plan(s, endpoint_slices(s, {})) == []
 
@@ -699,7 +699,7 @@ def test_the_sample_covers_both_policy_verdicts():
 # cluster DNS off
 
 def test_services_and_clusterfirst_pods_without_cluster_dns_fail_one_row():
-    s = planned({"name": "nodns", "cluster": {}, "nodes": [{"name": "n1"}, {"name": "n2"}],
+    s = planned({"name": "nodns", "cluster": {"dns": {"enabled": False}}, "nodes": [{"name": "n1"}, {"name": "n2"}],
                  "manifests": [pod("w", labels={"app": "w"}), pod("c"), pod("legacy", dnsPolicy="Default"),
                                service("web", {"app": "w"})]})
     (o,) = probe.run(s, endpoint_slices(s, {}))      # nothing runs: the verdict is known
@@ -711,18 +711,18 @@ def test_services_and_clusterfirst_pods_without_cluster_dns_fail_one_row():
 
 
 def test_no_services_no_dns_row():
-    s = shipped_state("vxlan")
+    s = shipped_state("vxlan", dns={"enabled": False})
     assert probe.dns_off(s) is None and probe.run(s, endpoint_slices(s, {})) == []
 
 
 def test_no_dns_row_when_no_pod_wants_cluster_dns():
-    doc = {"name": "nodns", "cluster": {}, "nodes": [{"name": "n1"}],
+    doc = {"name": "nodns", "cluster": {"dns": {"enabled": False}}, "nodes": [{"name": "n1"}],
            "manifests": [pod("w", labels={"app": "w"}, dnsPolicy="Default"), service("web", {"app": "w"})]}
     s = planned(doc)
     assert s.services and probe.dns_off(s) is None
 
 
 def test_the_shipped_services_lab_says_its_pods_need_no_cluster_dns():
-    """services.yaml has Services and no cluster DNS; its pods say dnsPolicy: Default, so no row."""
-    s = shipped_state("services")
+    """services.yaml with cluster DNS turned off has Services; its pods say dnsPolicy: Default, so no row."""
+    s = shipped_state("services", dns={"enabled": False})
     assert s.dns_domain == "" and s.services and probe.dns_off(s) is None

@@ -197,7 +197,7 @@ def test_pod_a_name_is_the_dashed_ip_in_the_pods_namespace(state):
 
 def test_upstream_is_the_first_plain_host_only_with_cluster_dns(state):
     assert dns.upstream(state) == state.hosts[0].ip == "172.18.0.5"
-    assert dns.upstream(shipped_state("vxlan")) is None                  # has a host, no cluster DNS
+    assert dns.upstream(shipped_state("vxlan", dns={"enabled": False})) is None  # has a host, no cluster DNS
     assert dns.upstream(planned(topology(pod("a"), hosts=False))) is None  # cluster DNS, no host
 
 
@@ -557,7 +557,7 @@ def test_node_local_cache_points_clusterfirst_pods_at_the_node():
 
 
 def test_clusterfirst_without_cluster_dns_falls_back_to_the_node():
-    s = shipped_state("vxlan")
+    s = shipped_state("vxlan", dns={"enabled": False})
     p = next(p for p in s.pods if not p.host_network)
     assert dns.resolv_conf(s, p) is None
 
@@ -597,8 +597,16 @@ def test_kube_dns_service(state):
     assert {(p.name, p.protocol, p.port) for p in sl.ports} == {("dns", "UDP", 53), ("dns-tcp", "TCP", 53)}
 
 
-def test_without_dns_there_is_no_kube_dns():
+def test_cluster_dns_is_on_by_default():
+    """A topology that says nothing about DNS gets the add-on, as every real cluster has it."""
     s = shipped_state("vxlan")
+    assert s.dns_domain == "cluster.local"
+    assert [p.name for p in s.pods if p.namespace == "kube-system" and p.name.startswith("kube-dns-")]
+    assert [x for x in s.services if x.namespace == "kube-system" and x.name == "kube-dns"]
+
+
+def test_without_dns_there_is_no_kube_dns():
+    s = shipped_state("vxlan", dns={"enabled": False})
     assert s.dns_domain == ""
     assert not [p for p in s.pods if p.namespace == "kube-system" or p.name.startswith("kube-dns")]
     assert not [x for x in s.services if x.name == "kube-dns"]

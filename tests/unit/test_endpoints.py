@@ -37,7 +37,8 @@ def service(name, ports=None, selector="default", namespace=None, **spec):
 
 def state_of(*manifests, namespaces=()) -> ClusterState:
     ns = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in namespaces]
-    return plan(Topology.model_validate({"name": "ep", "nodes": [{"name": "n1"}, {"name": "n2"}],
+    return plan(Topology.model_validate({"name": "ep", "cluster": {"dns": {"enabled": False}},
+                                         "nodes": [{"name": "n1"}, {"name": "n2"}],
                                          "manifests": [*ns, *manifests]}))
 
 
@@ -235,7 +236,7 @@ def test_slice_name_does_not_depend_on_readiness():
 
 @pytest.fixture(scope="module")
 def shipped() -> ClusterState:
-    return shipped_state("services")
+    return shipped_state("services", dns={"enabled": False})   # its own Services, not the kube-dns add-on
 
 
 def test_services_yaml_slices(shipped):

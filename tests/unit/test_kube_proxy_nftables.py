@@ -53,7 +53,7 @@ def service(name: str, ports: list[dict], app: str = "web", **spec) -> dict:
 
 def small(*manifests: dict) -> tuple[ClusterState, tuple[EndpointSliceState, ...]]:
     """Three nodes, the given manifests, every pod ready."""
-    doc = {"name": "kp", "cluster": {"proxy": "nftables"},
+    doc = {"name": "kp", "cluster": {"proxy": "nftables", "dns": {"enabled": False}},
            "nodes": [{"name": "control-plane", "role": "control-plane"}, {"name": "worker1"}, {"name": "worker2"}],
            "manifests": list(manifests)}
     state = plan(Topology.model_validate(doc))
@@ -233,8 +233,8 @@ def test_numgen_mod_equals_endpoints(node):
         targets = re.findall(r"(\d+) : goto (endpoint-\S+?)(?:,| \})", spread[0])
         assert [int(i) for i, _ in targets] == list(range(mod))
         assert all(t in chains(script) for _, t in targets)
-        svc_name, proto, port_name = re.match(r"^(?:service|local)-\w{8}-default/([^/]+)/(\w+)/(.*)$", name).groups()
-        svc = state.service("default", svc_name)
+        ns, svc_name, proto, port_name = re.match(r"^(?:service|local)-\w{8}-([^/]+)/([^/]+)/(\w+)/(.*)$", name).groups()
+        svc = state.service(ns, svc_name)
         sp = next(p for p in svc.ports if p.protocol.lower() == proto and p.name == port_name)
         eps = [e for e in port_endpoints(svc, sp, slices) if e.ready]
         if name.startswith("local-"):

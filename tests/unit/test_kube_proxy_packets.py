@@ -75,7 +75,7 @@ def small(**spec) -> ClusterState:
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
                "spec": {"clusterIP": "10.96.0.50", "selector": {"app": "web"},
                         "ports": [{"port": 80, "targetPort": 8080}], **spec}}
-    doc = {"name": "kp", "nodes": [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}],
+    doc = {"name": "kp", "cluster": {"dns": {"enabled": False}}, "nodes": [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}],
            "manifests": [web_pod("n1"), web_pod("n2"), service]}
     return plan(Topology.model_validate(doc))
 

@@ -19,8 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 MS = ROOT / "topologies" / "netpol-cases" / "microservices"
 
 
+NO_DNS = {"enabled": False}   # the layouts' own pods only, not the kube-dns add-on (on by default)
+
+
 def ms_doc() -> dict:
-    return yaml.safe_load((MS / "topology.yaml").read_text())
+    doc = yaml.safe_load((MS / "topology.yaml").read_text())
+    doc.setdefault("cluster", {})["dns"] = NO_DNS
+    return doc
 
 
 def planned(doc: dict, previous=None):
@@ -59,11 +64,20 @@ def as_expected(probe, expect):
 # --- which cells ---------------------------------------------------------------------------
 
 def test_the_e2e_layout_is_every_pod_to_every_pod_on_80_81_tcp_udp():
-    p = netpol.plan(shipped_state("netpol"))
+    p = netpol.plan(shipped_state("netpol", dns=NO_DNS))
     assert [s.key for s in p.sources] == [f"{ns}/{n}" for ns in "xyz" for n in "abc"]
     assert p.destinations == p.sources
     assert p.cases == ((80, "TCP"), (80, "UDP"), (81, "TCP"), (81, "UDP"))
     assert len(p.probed) == 324 and all(p.expected.values())
+
+
+def test_the_kube_dns_pod_is_a_source_but_no_destination_on_the_asked_ports():
+    """Cluster DNS is on by default: its pod sends probes like any pod, and serves none of 80/81."""
+    p = netpol.plan(shipped_state("netpol"))
+    assert [s.key for s in p.sources][1:] == [f"{ns}/{n}" for ns in "xyz" for n in "abc"]
+    assert p.sources[0].key.startswith("kube-system/kube-dns-")
+    assert [d.key for d in p.destinations] == [f"{ns}/{n}" for ns in "xyz" for n in "abc"]
+    assert len(p.probed) == 10 * 9 * 4                              # every source to every destination
 
 
 def test_each_destination_is_probed_on_its_own_ports_and_clients_are_sources():
@@ -153,7 +167,7 @@ def test_rows_and_columns_are_sorted_whatever_the_manifest_order():
 
 
 def test_relabels_and_policies_do_not_reorder_the_table():
-    base = shipped_state("netpol")
+    base = shipped_state("netpol")                                  # as shipped: with the kube-dns pod
     doc = yaml.safe_load((ROOT / "topologies" / "netpol.yaml").read_text())
     for m in doc["manifests"]:
         if m["kind"] == "Namespace" and m["metadata"]["name"] == "x":
@@ -186,7 +200,7 @@ def test_expectations_come_from_the_model_and_go_to_the_engine(monkeypatch):
 
 
 def test_a_refusal_is_a_failure_with_its_reason_never_a_denied_cell(monkeypatch):
-    state = shipped_state("netpol")
+    state = shipped_state("netpol", dns=NO_DNS)
 
     def answer(probe, expect):
         if probe.port == 81 and probe.protocol == "TCP" and probe.dst_ip == by_key["x/b"].ip:

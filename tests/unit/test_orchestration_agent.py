@@ -24,7 +24,7 @@ from lab.node import prober
 from lab.runtime import agent as agents
 from tests.unit.golden import shipped_state
 
-STATE = shipped_state("services")
+STATE = shipped_state("services", dns={"enabled": False})   # kube-proxy syncs only: no kube-dns records to rewrite
 RESTORE = ("iptables-restore", "--noflush")
 PROBED = [container_key(p, c) for p, c in prober.probed(STATE)]
 BACKEND = next(p for p in STATE.pods if p.name.startswith("backend-") and p.node == "worker1")

@@ -68,7 +68,8 @@ def topology(replicas: int = 2, solo: bool = True, extra: bool = False, other_ro
         manifests += [pod("solo", app="solo"), service("solo", "solo")]
     if extra:  # a new Service: a partial sync creates its chains
         manifests.append(service("extra", "web"))
-    return {"name": "ap", "cluster": {"network": "vxlan", **cluster}, "nodes": [{"name": "n1"}, {"name": "n2"}],
+    return {"name": "ap", "cluster": {"network": "vxlan", "dns": {"enabled": False}, **cluster},
+            "nodes": [{"name": "n1"}, {"name": "n2"}],
             "manifests": manifests}
 
 

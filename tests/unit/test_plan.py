@@ -59,6 +59,8 @@ def deployment(name: str, replicas: int, port: int = 8080, node: str | None = No
 
 
 def cluster(nodes=("n1", "n2"), manifests=(), hosts=(), name="t", **sections) -> dict:
+    """A topology of exactly these pods: cluster DNS (on by default) is off unless `cluster` says otherwise."""
+    sections["cluster"] = {"dns": {"enabled": False}, **sections.get("cluster", {})}
     return {"name": name, "nodes": [{"name": n} for n in nodes], "hosts": [{"name": h} for h in hosts],
             "manifests": list(manifests), **sections}
 
@@ -152,6 +154,7 @@ def test_vxlan_pod_placement_and_ips(vxlan):
         ("frontend", "control-plane", "10.244.0.4"),
         ("sidecar", "worker2", "10.244.2.3"),
         ("node", "worker1", "172.18.0.3"),
+        ("kube", "control-plane", "10.244.0.5"),    # the kube-dns add-on (cluster DNS is on by default), last
     ]
     assert len({p.ip for p in vxlan.pods}) == len(vxlan.pods)
 

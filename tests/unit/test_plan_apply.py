@@ -14,7 +14,8 @@ def topo(replicas: int, extra_pods: int = 0) -> Topology:
                               "spec": {"containers": [{"name": "c", "image": "netexec", "ports": [{"containerPort": 80}]}]}}},
     }] + [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"solo{i}"},
            "spec": {"containers": [{"name": "c", "image": "pause"}]}} for i in range(extra_pods)]
-    return Topology.model_validate({"name": "t", "nodes": [{"name": "a"}, {"name": "b"}], "manifests": manifests})
+    return Topology.model_validate({"name": "t", "cluster": {"dns": {"enabled": False}},
+                                    "nodes": [{"name": "a"}, {"name": "b"}], "manifests": manifests})
 
 
 def where(state):

@@ -24,6 +24,7 @@ PORTS, PROTOCOLS = (80, 81), ("TCP", "UDP")
 def netpol_state(policies: str = "") -> ClusterState:
     """topologies/netpol.yaml with the NetworkPolicy manifests of `policies` (a YAML list) added."""
     doc = yaml.safe_load((ROOT / "topologies" / "netpol.yaml").read_text())
+    doc["cluster"]["dns"] = {"enabled": False}      # the nine pods of the layout only, not the kube-dns add-on
     for m in yaml.safe_load(policies) or []:
         doc["manifests"].append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **m})
     return plan(load_topology_text(yaml.safe_dump(doc, sort_keys=False)))

@@ -79,7 +79,7 @@ def test_recovering_after_going_unready_needs_the_success_threshold_again():
 
 @pytest.fixture(scope="module")
 def state():
-    return shipped_state("services")
+    return shipped_state("services", dns={"enabled": False})   # its own pods, not the kube-dns add-on
 
 
 def test_probed_lists_containers_with_a_readiness_probe(state):
@@ -129,7 +129,8 @@ def test_every_container_must_be_ready():
     from lab.controlplane.plan import plan
     from lab.topology.model import Topology
 
-    st = plan(Topology.model_validate({"name": "pr", "nodes": [{"name": "n"}], "manifests": [
+    st = plan(Topology.model_validate({"name": "pr", "cluster": {"dns": {"enabled": False}}, "nodes": [{"name": "n"}],
+                                       "manifests": [
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "two"}, "spec": {"containers": [
             {"name": "a", "image": "netexec", "ports": [{"containerPort": 8080}],
              "readinessProbe": {"tcpSocket": {"port": 8080}}},

@@ -21,6 +21,7 @@ from lab.topology.model import Topology
 from tests.unit.golden import shipped_state
 
 TIMEOUT = "timeout after 1.0s (connecting)"
+NO_DNS = {"enabled": False}   # services.yaml's own Services and pods, not the kube-dns add-on (on by default)
 REFUSED = "connection refused"
 
 
@@ -32,7 +33,7 @@ def not_warming(state: ClusterState) -> dict[str, bool]:
 
 @pytest.fixture(scope="module")
 def state() -> ClusterState:
-    return shipped_state("services")
+    return shipped_state("services", dns=NO_DNS)
 
 
 @pytest.fixture(scope="module")
@@ -316,7 +317,7 @@ def test_nodeport_from_the_node_itself_includes_localhost_in_iptables_mode(state
 
 
 def test_nftables_mode_has_no_localhost_nodeport_asks():
-    st = shipped_state("services", proxy="nftables")
+    st = shipped_state("services", proxy="nftables", dns=NO_DNS)
     asks = plan(st, endpoint_slices(st, not_warming(st)))
     nodeport = [a for a in asks if a.check == "nodeport"]
     assert nodeport and not any(a.probe.dst_ip == "127.0.0.1" for a in nodeport)
@@ -343,7 +344,8 @@ def test_egress_asks_expect_the_clients_node_ip(state, asks):
 
 
 def test_hostnetwork_pods_are_no_clients():
-    st = plan_topology(Topology.model_validate({"name": "hn", "nodes": [{"name": "n1"}], "hosts": [{"name": "h"}],
+    st = plan_topology(Topology.model_validate({"name": "hn", "cluster": {"dns": NO_DNS},
+                                                "nodes": [{"name": "n1"}], "hosts": [{"name": "h"}],
                                                 "manifests": [
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent", "labels": {"app": "x"}},
          "spec": {"hostNetwork": True, "containers": [{"name": "c", "image": "netexec", "ports": [{"containerPort": 8080}]}]}},
@@ -582,7 +584,8 @@ def uneven_local_state() -> ClusterState:
     def pod(name, node, app=None):
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **({"labels": {"app": app}} if app else {})},
                 "spec": {"nodeName": node, "containers": [{"name": "c", "image": "netexec", "ports": [{"containerPort": 8080}]}]}}
-    return plan_topology(Topology.model_validate({"name": "itp", "nodes": [{"name": "a"}, {"name": "b"}], "manifests": [
+    return plan_topology(Topology.model_validate({"name": "itp", "cluster": {"dns": NO_DNS},
+                                                  "nodes": [{"name": "a"}, {"name": "b"}], "manifests": [
         pod("be-a", "a", "be"), pod("be-b", "b", "be"), *(pod(f"cl-{i}", "a") for i in range(9)),
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "loc"},
          "spec": {"internalTrafficPolicy": "Local", "selector": {"app": "be"}, "ports": [{"port": 80, "targetPort": 8080}]}},

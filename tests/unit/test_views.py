@@ -98,10 +98,13 @@ def test_render_table_column_starts_line_up():
 def test_pod_rows_all_namespaces(state):
     header, rows = views.pod_rows(state, alive, NOW - 45, None, wide=False)
     assert header == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-    be = next(p.name for p in state.pods if p.owner)
+    be = next(p.name for p in state.pods if p.owner == "Deployment/be")
+    kube_dns = next(p.name for p in state.pods if p.namespace == "kube-system")   # cluster DNS is on by default
+    assert kube_dns.startswith("kube-dns-")
     assert rows == [  # sorted by namespace, then name, as the API server lists them
         ["default", "agent", "1/1", "Running", "0", "45s"],
         ["default", "web", "1/2", "Error", "0", "45s"],
+        ["kube-system", kube_dns, "1/1", "Running", "0", "45s"],
         ["team-a", "api-long-name", "1/1", "Running", "0", "45s"],
         ["team-a", be, "1/1", "Running", "0", "45s"],
     ]

@@ -64,18 +64,21 @@ def test_service_columns_like_kubectl(state):
 
 def test_services_are_sorted_by_name(state):
     header, rows = views.service_rows(state, CREATED, "default", wide=False)
-    assert [r[0] for r in rows] == sorted(s.name for s in state.services)
+    assert [r[0] for r in rows] == sorted(s.name for s in state.services if s.namespace == "default")
 
 
-def test_service_rows_of_another_namespace_are_empty(state):
-    _, rows = views.service_rows(state, CREATED, "kube-system", wide=False)
-    assert rows == []
+def test_service_rows_of_another_namespace_are_its_own(state):
+    """kube-system holds only the kube-dns add-on's Service (cluster DNS is on by default)."""
+    header, rows = views.service_rows(state, CREATED, "kube-system", wide=False)
+    assert rows == [["kube-dns", "ClusterIP", "10.96.0.10", "<none>", "53/UDP,53/TCP", "5m30s"]]
+    assert views.service_rows(state, CREATED, "team-a", wide=False)[1] == []
 
 
 def test_all_namespaces_adds_the_namespace_column(state):
     header, rows = views.service_rows(state, CREATED, None, wide=False)
     assert header[:2] == ["NAMESPACE", "NAME"]
-    assert {r[0] for r in rows} == {"default"} and len(rows) == len(state.services)
+    assert {r[0] for r in rows} == {"default", "kube-system"} and len(rows) == len(state.services)
+    assert [r[:2] for r in rows][-1] == ["kube-system", "kube-dns"]     # sorted by namespace, then name
 
 
 def test_wide_adds_the_selector(state):
