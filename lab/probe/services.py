@@ -412,9 +412,10 @@ def _counts(counts: Counter, most: int = 0) -> str:
     return text + (f", and {len(counts) - most} more" if most and len(counts) > most else "")
 
 
-def clusterip_virtual(state: ClusterState):
+def clusterip_virtual(state: ClusterState, wait: float = 1.0):
     """No namespace of the lab has a ClusterIP on an interface, and a ping to one gets no answer
-    (kube-proxy only translates the Service's ports)."""
+    (kube-proxy only translates the Service's ports) within `wait` seconds: the caller adapts it to
+    the round trips its probes measured, as the engine does for a silence it judges."""
     from concurrent.futures import ThreadPoolExecutor
 
     from lab.probe.netns import interface_addresses_many
@@ -426,7 +427,7 @@ def clusterip_virtual(state: ClusterState):
 
     def ping(svc: ServiceState) -> str:
         """'' when no reply came (ping exits 1), else what went wrong: a reply, or ping itself failing."""
-        proc = host.run(["ip", "netns", "exec", client.netns, "ping", "-c", "1", "-W", "1", "-q", svc.cluster_ip],
+        proc = host.run(["ip", "netns", "exec", client.netns, "ping", "-c", "1", "-W", f"{wait:.2f}", "-q", svc.cluster_ip],
                         timeout=10, check=False)
         if proc.code == 1:
             return ""
