@@ -150,7 +150,7 @@ def cells(p: Plan, results: Sequence[ProbeResult]) -> dict:
                 k = (s.key, d.key, port, proto)
                 r = by_key.get(k)
                 out[k] = (Cell(*k, expected=None, observed=NOT_SERVED) if r is None else
-                          Cell(*k, p.expected[k], _observed(r), r.error, getattr(r, "attempts", 1)))
+                          Cell(*k, p.expected[k], _observed(r), r.error, r.attempts))
     return out
 
 

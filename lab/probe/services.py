@@ -27,6 +27,7 @@ from lab.policy import model as policy
 from lab.probe import coverage
 from lab.probe.engine import Probe, ProbeResult
 from lab.probe.outcome import Outcome
+from lab.topology.refs import Ref, parse_ref
 
 CHECKS = {
     "clusterip-virtual": "a ClusterIP is on no interface and answers no ping, only its ports",
@@ -224,13 +225,17 @@ def unready(state: ClusterState, slices: Sequence[EndpointSliceState], pod_ready
                        for c in p.containers if c.readiness]
             running = pod_ready.get(p.key) is not None
             why.append(f"{p.name} ({'; '.join(reasons) or ('not ready' if running else 'not running')})")
-        expected = any(c.expect == "deny" and c.dst.split(":")[0] in (f"svc/{svc.name}", f"svc/{svc.name}.{svc.namespace}")
-                       for c in state.checks)
+        expected = any(c.expect == "deny" and _names(parse_ref(c.dst), svc) for c in state.checks)
         out.append(Outcome("service", f"{svc.key}: 0 of {len(selected)} pods ready", expected,
                            "ready endpoints" if not expected else "no ready endpoint (the topology's checks deny it)",
                            "no ready endpoint: " + "; ".join(why[:5]) + (f"; and {len(why) - 5} more" if len(why) > 5 else ""),
                            target=svc.cluster_ip or ""))
     return out
+
+
+def _names(ref: Ref, svc: ServiceState) -> bool:
+    """Whether a check's reference is this Service (validated references: parse_ref cannot fail)."""
+    return ref.kind == "svc" and (ref.namespace, ref.name) == (svc.namespace, svc.name)
 
 
 def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mapping[str, PodState]) -> list[Ask]:

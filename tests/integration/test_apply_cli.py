@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import ROOT, lab, needs_root
+from tests.unit.test_apply_objects import DEPLOY, SERVICE  # the same objects the unit tests read
 
 pytestmark = [needs_root, pytest.mark.root]
 NAME = "kubectl1"
@@ -20,13 +21,6 @@ TOPOLOGY = {"name": NAME, "cluster": {"network": "vxlan"}, "nodes": [{"name": "n
             "manifests": [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "labels": {"app": "client"}},
                            "spec": {"containers": [{"name": "c", "image": "netexec",
                                                     "ports": [{"containerPort": 8080}]}]}}]}
-DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-          "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                   "template": {"metadata": {"labels": {"app": "web"}},
-                                "spec": {"containers": [{"name": "web", "image": "netexec",
-                                                         "ports": [{"containerPort": 8080}]}]}}}}
-SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-           "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}
 POLICY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "web-from-client"},
           "spec": {"podSelector": {"matchLabels": {"app": "web"}},
                    "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}}

@@ -229,3 +229,16 @@ def test_covering_pairs_always_cover_whatever_the_shapes(seed):
         for b in {d[1] for d in dsts}:
             if any(s[1] == a and d[1] == b and s[0] != d[0] for s in srcs for d in dsts):
                 assert any(s[1] == a and d[1] == b for s, d in pairs), (a, b)
+
+
+def test_a_namespaced_check_reference_expects_the_unready_service_too(svc_state):
+    checks = tuple(replace(c, dst="default/svc/warming:80") if "warming:" in c.dst and "published" not in c.dst else c
+                   for c in svc_state.checks)
+    st = replace(svc_state, checks=checks)
+    assert any(c.dst == "default/svc/warming:80" for c in st.checks)
+    rows = services.unready(st, endpoint_slices(st, ready(st)), ready(st), {})
+    assert [o.passed for o in rows if o.subject.startswith("default/warming:")] == [True]
+    other = replace(st, checks=tuple(replace(c, dst="kube-system/svc/warming:80") if c.dst.endswith("/svc/warming:80")
+                                     else c for c in st.checks))
+    rows = services.unready(other, endpoint_slices(other, ready(other)), ready(other), {})
+    assert [o.passed for o in rows if o.subject.startswith("default/warming:")] == [False]

@@ -12,6 +12,7 @@ import pytest
 from lab.errors import TopologyError
 from lab.topology.load import check_topology, load_topology, load_topology_text, reporting
 from lab.topology.model import NetworkPolicy, Pod
+from tests.unit.test_topology_load import expectations as header_expectations
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "topologies"
 WARN = sorted((DATA / "warn").glob("*.yaml"))
@@ -20,16 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def expectations(path: Path) -> list[tuple[str, int | None]]:
     """The file's leading `# warn: <substring>` lines, each with the `# line: N` that follows it."""
-    expected: list[tuple[str, int | None]] = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        key, _, value = line.lstrip("# ").partition(": ")
-        if key == "warn":
-            expected.append((value, None))
-        elif key == "line":
-            expected[-1] = (expected[-1][0], int(value))
-    return expected
+    return header_expectations(path, "warn")
 
 
 @pytest.mark.parametrize("path", WARN, ids=lambda p: p.stem)

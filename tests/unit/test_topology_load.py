@@ -15,14 +15,14 @@ BAD = sorted((DATA / "bad").glob("*.yaml"))
 GOOD = sorted((DATA / "good").glob("*.yaml"))
 
 
-def expectations(path: Path) -> list[tuple[str, int | None]]:
-    """The file's leading `# expect: <substring>` lines, each with the `# line: N` that follows it."""
+def expectations(path: Path, marker: str = "expect") -> list[tuple[str, int | None]]:
+    """The file's leading `# <marker>: <substring>` lines, each with the `# line: N` that follows it."""
     expected: list[tuple[str, int | None]] = []
     for line in path.read_text().splitlines():
         if not line.startswith("#"):
             break
         key, _, value = line.lstrip("# ").partition(": ")
-        if key == "expect":
+        if key == marker:
             expected.append((value, None))
         elif key == "line":
             expected[-1] = (expected[-1][0], int(value))
