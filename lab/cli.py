@@ -314,7 +314,8 @@ def cmd_dns(a) -> int:
 
 
 def _exec_target(rec, target: str, namespace: str, container: Optional[str]):
-    """(netns, env) for `lab exec`: a pod (optionally one container), node/NAME or host/NAME."""
+    """(netns, UTS namespace file, env) for `lab exec`: a pod (optionally one container), node/NAME
+    or host/NAME."""
     from lab.node.containers import env_for
 
     state = rec.state
@@ -323,13 +324,13 @@ def _exec_target(rec, target: str, namespace: str, container: Optional[str]):
         machines = state.nodes if kind != "host" else state.hosts
         for m in machines:
             if m.name == name:
-                return m.netns, {}
+                return m.netns, rec.uts_path(m.netns), {}
         _no(target, state)
     if kind not in ("", "pod", "po"):
         raise LabError(f"cannot exec into {target!r}: use POD, pod/POD, node/NAME or host/NAME")
     for p in state.pods:
         if p.name == name and p.namespace == namespace:
-            return p.netns, env_for(p, _container(p, container))
+            return p.netns, rec.pod_uts(p), env_for(p, _container(p, container))
     _no(target, state, namespace)
 
 
@@ -356,12 +357,15 @@ def cmd_exec(a) -> int:
     if not a.command:
         raise LabError("say what to run after --, e.g. lab exec POD -- ip addr")
     rec = record.find(a.lab)
-    netns, env = _exec_target(rec, a.target, a.namespace, a.container)
+    netns, uts, env = _exec_target(rec, a.target, a.namespace, a.container)
     speaker = a.target.rpartition("/")[2]
     if a.command[0] == "vtysh" and frr.directory(rec, speaker).is_dir():
         # this node's FRR listens on its own vty directory, not FRR's default one
         a.command = ["vtysh", "--vty_socket", str(frr.directory(rec, speaker)), *a.command[1:]]
-    os.execvpe("ip", ["ip", "netns", "exec", netns, *a.command], {**os.environ, **env})
+    argv = ["ip", "netns", "exec", netns, *a.command]
+    if uts.exists():  # `hostname` prints the pod's name
+        argv = ["nsenter", f"--uts={uts}", *argv]
+    os.execvpe(argv[0], argv, {**os.environ, **env})
 
 
 def _check(rec, a) -> int:

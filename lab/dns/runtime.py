@@ -104,7 +104,7 @@ def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: La
                 processes.signal_all([record.pids[key]], signal.SIGTERM)
                 processes.reap({record.pids[key]}, grace=1.0)  # it must let go of port 53 first
                 log = record.log_path(pod, c)
-                record.pids[key] = spawn(["ip", "netns", "exec", pod.netns, *argv(record)], log=log).pid
+                record.pids[key] = spawn(record.in_pod(pod, argv(record)), log=log).pid
                 _wait_listening(pod)
 
 

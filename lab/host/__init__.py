@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar, Union
 
 from lab.errors import LabError
+from lab.host import netns as namespaces
 from lab.host.netns import in_netns
 
 T = TypeVar("T")
@@ -69,6 +70,12 @@ class Host(Protocol):
 
     def in_netns(self, netns: str, fn: Callable[[], T]) -> T:
         """Run fn in a thread inside netns (sockets and netlink it opens belong there)."""
+
+    def make_uts(self, path: str, hostname: str) -> None:
+        """A UTS namespace with this hostname, kept by a bind mount on path."""
+
+    def drop_uts(self, path: str) -> None:
+        """Unmount and remove what make_uts made (no error if it is gone)."""
 
 
 def _kill_group(pid: int) -> None:
@@ -146,6 +153,12 @@ class RealHost:
     def in_netns(self, netns, fn):
         return in_netns(netns, fn)
 
+    def make_uts(self, path, hostname):
+        namespaces.make_uts(path, hostname)
+
+    def drop_uts(self, path):
+        namespaces.drop_uts(path)
+
 
 _current: list[Host] = [RealHost()]
 _swap = threading.Lock()
@@ -188,6 +201,14 @@ def sysctl(netns: str, settings: Mapping[str, str]) -> None:
 
 def in_ns(netns: str, fn: Callable[[], T]) -> T:
     return current().in_netns(netns, fn)
+
+
+def make_uts(path: Path, hostname: str) -> None:
+    current().make_uts(str(path), hostname)
+
+
+def drop_uts(path: Path) -> None:
+    current().drop_uts(str(path))
 
 
 def on_each(items: Sequence[T], fn: Callable[[T], R]) -> tuple[list[R], Optional[Exception]]:

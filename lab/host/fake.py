@@ -17,7 +17,7 @@ from lab.host import Completed
 
 @dataclass
 class Call:
-    kind: str                      # run | spawn | sysctl
+    kind: str                      # run | spawn | sysctl | uts | drop_uts
     argv: tuple[str, ...] = ()
     netns: Optional[str] = None
     input: object = None
@@ -76,6 +76,12 @@ class FakeHost:
 
     def in_netns(self, netns, fn: Callable):
         return fn()
+
+    def make_uts(self, path, hostname) -> None:
+        self.calls.append(Call("uts", (path, hostname)))
+
+    def drop_uts(self, path) -> None:
+        self.calls.append(Call("drop_uts", (path,)))
 
     # --- what tests ask ---
     def ran(self, *prefix: str) -> list[Call]:

@@ -17,6 +17,8 @@ from lab.errors import LabError
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUTS = 0x04000000
+MNT_DETACH = 2
 T = TypeVar("T")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -97,3 +99,31 @@ def alias(existing: str, new: str) -> None:
         err = ctypes.get_errno()
         os.unlink(path)
         raise NetnsError(f"cannot name {existing!r} also {new!r}: {os.strerror(err)}")
+
+
+def make_uts(path: str, hostname: str) -> None:
+    """A UTS namespace whose hostname is `hostname`, kept alive by a bind mount on `path` (as
+    `ip netns` keeps network namespaces): a pod's containers join it, so `hostname` prints the
+    pod's name as in Kubernetes. unshare(2) of CLONE_NEWUTS moves only the calling thread: a
+    worker thread makes it and ends, no process is needed."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o444))
+    name = hostname.encode()
+
+    def body() -> None:
+        for what, call in (("unshare", lambda: _libc.unshare(CLONE_NEWUTS)),
+                           ("sethostname", lambda: _libc.sethostname(name, len(name))),
+                           ("mount", lambda: _libc.mount(b"/proc/thread-self/ns/uts", path.encode(), None, MS_BIND, None))):
+            if call() != 0:
+                raise LabError(f"cannot give {path} the hostname {hostname!r}: {what}: {os.strerror(ctypes.get_errno())}")
+
+    in_worker(body)
+
+
+def drop_uts(path: str) -> None:
+    """Let go of a UTS namespace made by make_uts (it ends with its last process)."""
+    _libc.umount2(path.encode(), MNT_DETACH)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

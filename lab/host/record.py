@@ -111,6 +111,23 @@ class LabRecord:
         """Where a container's output goes (`lab logs` reads it)."""
         return self.dir / "logs" / f"{pod.namespace}_{pod.name}_{container.name}.log"
 
+    def uts_path(self, netns: str) -> Path:
+        """The bind mount that keeps a pod's (or node's) UTS namespace, its hostname."""
+        return self.dir / "uts" / netns
+
+    def pod_uts(self, pod: PodState) -> Path:
+        """Where a pod's hostname lives: its own UTS namespace, or its node's (hostNetwork)."""
+        return self.uts_path(self.state.node(pod.node).netns if pod.host_network else pod.netns)
+
+    def in_pod(self, pod: PodState, argv: list[str]) -> list[str]:
+        """argv run as one of the pod's containers: in its network namespace (with its
+        /etc/netns files, through `ip netns exec`) and its UTS namespace (its hostname)."""
+        return ["nsenter", f"--uts={self.pod_uts(pod)}", "ip", "netns", "exec", pod.netns, *argv]
+
+    def uts_paths(self) -> list[Path]:
+        d = self.dir / "uts"
+        return sorted(d.iterdir()) if d.is_dir() else []
+
     def subdir(self, *parts: str) -> Path:
         p = self.dir.joinpath(*parts)
         p.mkdir(parents=True, exist_ok=True)

@@ -294,22 +294,22 @@ def main(argv, on_ready=None):
 
 def forkserver():
     """Start many netexecs for the price of one interpreter: read requests on stdin, one per line,
-    `KEY NETNS_PATH LOG_PATH ARGS...` (tab-separated), and fork a child per request that enters
-    the namespace and serves. Reports on stdout: `pid KEY PID`, then from the child `ready KEY`
+    `KEY NETNS_PATH UTS_PATH LOG_PATH ARGS...` (tab-separated; UTS_PATH `-`: the machine's), and
+    fork a child per request that enters the namespaces and serves. Reports on stdout: `pid KEY PID`, then from the child `ready KEY`
     or `failed KEY CODE`. Exits when stdin closes; the children live on."""
     import ctypes
     setns = ctypes.CDLL(None, use_errno=True).setns
     for line in sys.stdin:
-        key, netns, log, *args = line.rstrip("\n").split("\t")
+        key, netns, uts, log, *args = line.rstrip("\n").split("\t")
         pid = os.fork()
         if pid == 0:
-            os._exit(_child(setns, key, netns, log, args))
+            os._exit(_child(setns, key, netns, uts, log, args))
         os.write(1, f"pid {key} {pid}\n".encode())
     os._exit(0)
 
 
-def _child(setns, key, netns, log, args):
-    """In the forked child: become the pod's process (own session, the pod's netns, its log)."""
+def _child(setns, key, netns, uts, log, args):
+    """In the forked child: become the pod's process (own session, the pod's netns and hostname, its log)."""
     report = [os.dup(1)]  # the pipe to the lab; fds 0-2 become /dev/null and the log
 
     def say(text):
@@ -323,10 +323,12 @@ def _child(setns, key, netns, log, args):
     code = 1
     try:
         os.setsid()
-        fd = os.open(netns, os.O_RDONLY)
-        if setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
-            raise OSError(ctypes_errno(), f"cannot enter {netns}")
-        os.close(fd)
+        for path, kind in ((netns, 0x40000000), (uts, 0x04000000)):  # CLONE_NEWNET, CLONE_NEWUTS
+            if path != "-":
+                fd = os.open(path, os.O_RDONLY)
+                if setns(fd, kind) != 0:
+                    raise OSError(ctypes_errno(), f"cannot enter {path}")
+                os.close(fd)
         logfd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(logfd, 1)

@@ -55,15 +55,14 @@ class Starter:
         for c in pod.containers:
             key, log = container_key(pod, c), self.record.log_path(pod, c)
             if c.image == "netexec":
-                line = "\t".join([key, netns_path(pod.netns), str(log), *netexec_args(pod, c)])
+                line = "\t".join([key, netns_path(pod.netns), str(self.record.pod_uts(pod)), str(log), *netexec_args(pod, c)])
                 with self.lock:
                     self.logs[key] = log
                     self.server.stdin.write(line + "\n")
                     self.server.stdin.flush()
                 continue
             program = dns_runtime.argv(self.record) if c.image == dns_runtime.IMAGE else argv_for(c)
-            proc = host.spawn(["ip", "netns", "exec", pod.netns, *program], log=log, env=env_for(pod, c),
-                              fresh_log=True)
+            proc = host.spawn(self.record.in_pod(pod, program), log=log, env=env_for(pod, c), fresh_log=True)
             with self.lock:
                 self.record.pids[key] = proc.pid
 
@@ -72,7 +71,8 @@ class Starter:
         world sees of the lab, e.g. the node address egress NAT gives a pod."""
         key = f"host/{machine.name}/netexec"
         self.logs[key] = self.record.dir / "logs" / f"host_{machine.name}.log"
-        line = "\t".join([key, netns_path(machine.netns), str(self.logs[key]), "--hostname", machine.name,
+        line = "\t".join([key, netns_path(machine.netns), str(self.record.uts_path(machine.netns)), str(self.logs[key]),
+                          "--hostname", machine.name,
                            "--tcp", str(HOST_PORT), "--udp", str(HOST_PORT)])
         with self.lock:
             self.server.stdin.write(line + "\n")

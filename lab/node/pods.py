@@ -11,7 +11,7 @@ from lab.cni import config, libcni
 from lab.controlplane.state import ClusterState, PodState, container_key
 from lab.errors import LabError
 from lab.node import containers, processes
-from lab.host import ip_batch, netns_path
+from lab.host import drop_uts, ip_batch, make_uts, netns_path
 from lab.host.netns import alias
 from lab.host.record import LabRecord
 
@@ -53,6 +53,7 @@ def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
     starter = containers.Starter(record)
 
     def wire_and_start(pod: PodState) -> None:
+        make_uts(record.uts_path(pod.netns), pod.name)
         libcni.add(config.loopback_network(), _attachment(state, pod, "lo"), cache)
         result = libcni.add(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache)
         got = [str(IPv4Interface(i["address"]).ip) for i in result.get("ips", [])]
@@ -105,6 +106,8 @@ def remove(state: ClusterState, record: LabRecord, gone: Sequence[PodState]) -> 
     processes.reap(pids)
     netns = [p.netns for p in gone if p.netns != state.node(p.node).netns]
     ip_batch([f"netns delete {n}" for n in netns if os.path.exists(netns_path(n))], force=True)
+    for n in netns:
+        drop_uts(record.uts_path(n))
     record.netns = [n for n in record.netns if n not in netns]
     record.pids = {k: v for k, v in record.pids.items() if k not in keys}
     return errors

@@ -17,7 +17,7 @@ from pathlib import Path
 from lab.controlplane import ipam, naming
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
-from lab.host import ip_batch, netns_path, output, sysctl
+from lab.host import ip_batch, make_uts, netns_path, output, sysctl
 from lab.host.record import LabRecord
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
@@ -100,6 +100,8 @@ def build(state: ClusterState, record: LabRecord) -> None:
         for node in [*hosts, switch]:
             node.terminate()
     _verify(state, record.port_tag)
+    for m in ms:  # `hostname` on a node (and in its hostNetwork pods) prints the node's name
+        make_uts(record.uts_path(m.netns), m.name)
 
 
 def _verify(state: ClusterState, tag: str) -> None:

@@ -184,6 +184,8 @@ def teardown(rec: LabRecord) -> list[str]:
     except LabError as e:
         errors.append(str(e))
     processes.reap(pids)
+    for path in rec.uts_paths():
+        host.drop_uts(path)
     dns.remove_resolv_confs(rec)
     existing = [n for n in reversed(rec.netns) if os.path.exists(f"/run/netns/{n}")]
     try:

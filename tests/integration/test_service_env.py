@@ -1,8 +1,10 @@
-"""The kubelet's Service environment variables in a real lab: a container started with them, and
-`lab exec` with the container's environment."""
+"""What a container sees of itself in a real lab: the kubelet's Service environment variables (in a
+container started with them, and in `lab exec` with the container's environment), and its pod's
+name as hostname (each pod has its own UTS namespace; a node's is the node's name)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,7 @@ manifests:
       containers:
         - name: c
           image: busybox
-          command: [sh, -c, 'echo "started with $BACKEND_SERVICE_HOST $BACKEND_PORT"; exec sleep infinity']
+          command: [sh, -c, 'echo "started with $BACKEND_SERVICE_HOST $BACKEND_PORT as $(hostname)"; exec sleep infinity']
   - apiVersion: v1
     kind: Pod
     metadata: {name: unlinked}
@@ -59,8 +61,15 @@ def test_service_env_vars_are_injected(tmp_path: Path):
         assert out.split() == ["80", ip]
         log = Path("/run/k8s-netlab/svcenv/logs/default_client_c.log")
         assert wait_for(lambda: log.exists() and "started with" in log.read_text(), timeout=5)
-        assert f"started with {ip} tcp://{ip}:80" in log.read_text()
+        assert f"started with {ip} tcp://{ip}:80 as client" in log.read_text()
         out = lab("exec", "unlinked", "--lab", "svcenv", "--", "sh", "-c", "echo x${BACKEND_SERVICE_HOST}x").stdout
         assert out.strip() == "xx"
+        assert lab("exec", "unlinked", "--lab", "svcenv", "--", "hostname").stdout.strip() == "unlinked"
+        assert lab("exec", "node/n2", "--lab", "svcenv", "--", "uname", "-n").stdout.strip() == "n2"
+        pids = json.loads(Path("/run/k8s-netlab/svcenv/record.json").read_text())["pids"]
+        netexec = next(pid for key, pid in pids.items() if key.startswith("default/backend-"))
+        seen = subprocess.run(["nsenter", "-t", str(netexec), "--uts", "hostname"], capture_output=True, text=True)
+        assert seen.stdout.strip().startswith("backend-")
     finally:
         lab("down", "svcenv", check=False)
+    assert "/run/k8s-netlab/svcenv/" not in Path("/proc/self/mountinfo").read_text()  # the UTS bind mounts went

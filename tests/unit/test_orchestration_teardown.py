@@ -171,6 +171,9 @@ def lab_record(where: dict, *, missing: tuple[str, ...] = ()) -> LabRecord:
             (where["netns"] / n).touch()
     for link in [STATE.switch_name, *(port for ns, port in PORTS.items() if ns not in missing)]:
         (where["links"] / link).touch()
+    rec.uts_path("x").parent.mkdir()
+    for n in netns:
+        rec.uts_path(n).touch()  # the bind mounts holding each pod's and node's hostname
     for n in rec.etc_netns:
         (where["etc"] / n).mkdir()
         (where["etc"] / n / "resolv.conf").write_text("nameserver 10.96.0.10\n")
@@ -204,6 +207,9 @@ def test_teardown_stops_everything_in_order_and_removes_the_record(world):
     # it returns once the kernel has freed the switch ports too: the host is as it was
     assert list(where["links"].iterdir()) == []
     assert not rec.dir.exists()
+    # every UTS namespace (each pod's and node's hostname) is let go, once its processes are reaped
+    dropped = [c for c in fake.calls if c.kind == "drop_uts"]
+    assert sorted(c.argv[0] for c in dropped) == sorted(str(rec.uts_path(n)) for n in rec.netns)
 
 
 def test_cni_del_runs_in_the_pods_node_with_the_pods_sandbox(world):
