@@ -83,12 +83,21 @@ def node_rows(state: ClusterState, created: float, wide: bool, stopped: Sequence
     return header, rows
 
 
+def controller(p: PodState) -> Optional[tuple[str, str]]:
+    """(kind, name) of what controls a pod: a Deployment's pods belong to its ReplicaSet."""
+    if not p.owner:
+        return None
+    kind, _, name = p.owner.partition("/")
+    return ("ReplicaSet", p.name.rsplit("-", 1)[0]) if kind == "Deployment" else (kind, name)
+
+
 def pod_object(p: PodState, state: ClusterState, alive: Alive, ready: Optional[Mapping[str, bool]] = None) -> dict:
     ready = ready or {}
     _, status = pod_status(p, alive, ready)
     meta = {"name": p.name, "namespace": p.namespace, "labels": dict(p.labels)}
     if p.owner:
-        meta["ownerReferences"] = [{"kind": "ReplicaSet", "name": p.name.rsplit("-", 1)[0]}]
+        kind, name = controller(p)
+        meta["ownerReferences"] = [{"kind": kind, "name": name}]
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": meta,
         "spec": {
@@ -163,7 +172,7 @@ def describe_pod(p: PodState, state: ClusterState, alive: Alive, ready: Mapping[
             ("Labels", labels[0]), *[("", x) for x in labels[1:]],
             ("Annotations", "<none>"), ("Status", "Running" if status == "Running" else "Failed"), ("IP", p.ip), ("IPs", "")]
     if p.owner:
-        head.append(("Controlled By", f"ReplicaSet/{p.name.rsplit('-', 1)[0]}"))
+        head.append(("Controlled By", "/".join(controller(p))))
     out = _fields(head, "")
     out.insert(out.index("IPs:") + 1, f"  IP:  {p.ip}")
     out.append("Containers:")

@@ -32,12 +32,16 @@ def replica_suffix(*parts: str) -> str:
 
 def deployment_pod_names(lab: str, namespace: str, deployment: str, template: dict, replicas: int) -> list[str]:
     """`<deployment>-<pod-template-hash>-<suffix>`, as `kubectl get pods` shows them."""
-    rs = f"{deployment}-{pod_template_hash(template)}"
+    return replica_names(lab, namespace, deployment, f"{deployment}-{pod_template_hash(template)}", replicas)
+
+
+def replica_names(lab: str, namespace: str, owner: str, prefix: str, replicas: int) -> list[str]:
+    """`<prefix>-<suffix>`: a ReplicaSet's (or DaemonSet's) pods."""
     names, seen = [], set()
     for i in range(replicas):
         salt = 0
         while True:  # a suffix collision inside one ReplicaSet is possible in principle: re-derive
-            name = f"{rs}-{replica_suffix(lab, namespace, deployment, str(i), str(salt))}"
+            name = f"{prefix}-{replica_suffix(lab, namespace, owner, str(i), str(salt))}"
             if name not in seen:
                 break
             salt += 1

@@ -15,7 +15,8 @@ from lab.errors import LabError
 from lab.topology import images
 from lab.topology.constants import kube_dns_ip
 from lab.topology.model import (
-    EXTERNAL_TYPES, Container, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service, SessionAffinityConfig, Topology,
+    EXTERNAL_TYPES, WORKLOADS, Container, DaemonSet, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service,
+    SessionAffinityConfig, StatefulSet, Topology,
 )
 
 
@@ -184,7 +185,7 @@ def _kube_dns(topo: Topology) -> list:
 
 
 def _intents(topo: Topology) -> list[_PodIntent]:
-    """Pods as the API server would hold them once the Deployment controller has run."""
+    """Pods as the API server would hold them once the workload controllers have run."""
     out = []
     addons = _kube_dns(topo)
     for m in [*topo.manifests, *addons]:
@@ -192,13 +193,30 @@ def _intents(topo: Topology) -> list[_PodIntent]:
         addon = any(m is a for a in addons)
         if isinstance(m, Pod):
             out.append(_PodIntent(ns, m.metadata.name, dict(m.metadata.labels), m.spec, None, addon))
-        elif isinstance(m, Deployment):
-            template = m.spec.template.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-            thash = naming.pod_template_hash(template)
-            labels = {**m.spec.template.metadata.labels, "pod-template-hash": thash}
-            for name in naming.deployment_pod_names(topo.name, ns, m.metadata.name, template, m.spec.replicas):
-                out.append(_PodIntent(ns, name, labels, m.spec.template.spec, f"Deployment/{m.metadata.name}", addon))
+        elif isinstance(m, WORKLOADS):
+            owner = f"{m.kind}/{m.metadata.name}"
+            out += [_PodIntent(ns, name, labels, spec, owner, addon) for name, labels, spec in _replicas(topo, ns, m)]
     return out
+
+
+def _replicas(topo: Topology, ns: str, m) -> list[tuple[str, dict[str, str], PodSpec]]:
+    """(name, labels, spec) of each pod a workload controller makes, named as it names them."""
+    name, spec, labels = m.metadata.name, m.spec.template.spec, dict(m.spec.template.metadata.labels)
+    if isinstance(m, Deployment):
+        template = m.spec.template.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        labels["pod-template-hash"] = naming.pod_template_hash(template)
+        return [(n, labels, spec) for n in naming.deployment_pod_names(topo.name, ns, name, template, m.spec.replicas)]
+    if isinstance(m, StatefulSet):  # stable names, each its own hostname under the governing Service
+        first = m.spec.ordinals.start
+        return [(f"{name}-{i}", {**labels, "statefulset.kubernetes.io/pod-name": f"{name}-{i}",
+                                 "apps.kubernetes.io/pod-index": str(i)},
+                 spec.model_copy(update={"hostname": f"{name}-{i}", "subdomain": m.spec.serviceName}))
+                for i in range(first, first + m.spec.replicas)]
+    if isinstance(m, DaemonSet):  # one pod per node, pinned to it
+        nodes = [n.name for n in topo.nodes]
+        return [(n, labels, spec.model_copy(update={"nodeName": node}))
+                for n, node in zip(naming.replica_names(topo.name, ns, name, name, len(nodes)), nodes)]
+    return [(n, labels, spec) for n in naming.replica_names(topo.name, ns, name, name, m.spec.replicas)]
 
 
 def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = None) -> ClusterState:

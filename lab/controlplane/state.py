@@ -53,7 +53,7 @@ class PodState:
     host_network: bool = False
     labels: tuple[tuple[str, str], ...] = ()
     containers: tuple[ContainerState, ...] = ()
-    owner: Optional[str] = None      # "Deployment/<name>" for pods a Deployment made
+    owner: Optional[str] = None      # "<Kind>/<name>" for pods a controller made (Deployment/web)
     hostname: str = ""               # spec.hostname (DNS: <hostname>.<subdomain>.<ns>.svc.<domain>)
     subdomain: str = ""
     dns_policy: str = "ClusterFirst"

@@ -30,11 +30,7 @@ IGNORED_KINDS = {
 
 # kinds that would change the network and the lab does not model: what to write instead
 UNSUPPORTED_KIND_HINTS = {
-    "StatefulSet": "write it as a Deployment (or one Pod per replica, with hostname and subdomain set to a "
-                   "headless Service's name for per-pod DNS names)",
-    "DaemonSet": "write it as Pods, one per node with nodeName set, or a Deployment",
-    "ReplicaSet": "write it as a Deployment with the same template",
-    "ReplicationController": "write it as a Deployment with the same template",
+    "ReplicationController": "write it as a ReplicaSet (apps/v1) or a Deployment with the same template",
     "Job": "write it as a Pod with the job's container",
     "CronJob": "write it as a Pod with the job's container",
     "Ingress": "the lab has no ingress controller: expose the backend with a NodePort Service",
@@ -56,7 +52,14 @@ _POD_SPEC = ("serviceAccountName", "serviceAccount", "automountServiceAccountTok
              "securityContext", "imagePullSecrets", "priorityClassName", "priority", "preemptionPolicy",
              "runtimeClassName", "overhead", "readinessGates", "hostPID", "hostIPC", "shareProcessNamespace",
              "setHostnameAsFQDN", "os", "hostUsers", "schedulingGates", "resourceClaims")
-_DEPLOYMENT_SPEC = ("strategy", "revisionHistoryLimit", "minReadySeconds", "progressDeadlineSeconds", "paused")
+# per workload kind: its spec fields about roll-outs, storage and scaling, none about traffic
+_WORKLOAD_SPEC = {
+    "Deployment": ("strategy", "revisionHistoryLimit", "minReadySeconds", "progressDeadlineSeconds", "paused"),
+    "ReplicaSet": ("minReadySeconds",),
+    "StatefulSet": ("volumeClaimTemplates", "podManagementPolicy", "updateStrategy", "revisionHistoryLimit",
+                    "minReadySeconds", "persistentVolumeClaimRetentionPolicy"),
+    "DaemonSet": ("updateStrategy", "revisionHistoryLimit", "minReadySeconds"),
+}
 _SERVICE_SPEC = ("ipFamilies", "ipFamilyPolicy", "clusterIPs", "trafficDistribution")
 _SERVICE_LOAD_BALANCER = ("loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
                           "allocateLoadBalancerNodePorts", "healthCheckNodePort")
@@ -75,7 +78,7 @@ _WHY = {
     "metadata": "metadata field '{}' is ignored: " + _NO_NETWORK,
     "container": "container field '{}' is ignored: " + _NO_NETWORK,
     "pod": "pod spec field '{}' is ignored: " + _NO_NETWORK,
-    "deployment": "Deployment field '{}' is ignored: the lab creates every replica at once and never rolls out",
+    "workload": "{} field '{}' is ignored: the lab creates every replica at once, never rolls out and has no storage",
     "service": "Service field '{}' is ignored: the lab's Services are IPv4 single-stack",
     "service-port": "Service port field '{}' is ignored: " + _NO_NETWORK,
     "load-balancer": "Service field '{}' has no effect yet: the lab has no load-balancer implementation, so a "
@@ -121,13 +124,13 @@ def _drop_nulls(value: Any) -> Any:
     return value
 
 
-def _strip(data: Any, path: DocPath, fields: tuple[str, ...], why: str, findings: list[Finding]) -> None:
+def _strip(data: Any, path: DocPath, fields: tuple[str, ...], why: str, findings: list[Finding], *context: str) -> None:
     if not isinstance(data, dict):
         return
     for name in fields:
         if name in data:
             del data[name]
-            findings.append(Finding(path + (name,), _WHY[why].format(name), _HINTS.get(name)))
+            findings.append(Finding(path + (name,), _WHY[why].format(*context, name), _HINTS.get(name)))
 
 
 def _manifest(m: dict, path: DocPath, findings: list[Finding]) -> None:
@@ -147,8 +150,8 @@ def _manifest(m: dict, path: DocPath, findings: list[Finding]) -> None:
         return
     if kind == "Pod":
         _pod_spec(spec, sp, findings)
-    elif kind == "Deployment":
-        _strip(spec, sp, _DEPLOYMENT_SPEC, "deployment", findings)
+    elif kind in _WORKLOAD_SPEC:
+        _strip(spec, sp, _WORKLOAD_SPEC[kind], "workload", findings, kind)
         template = spec.get("template")
         if isinstance(template, dict):
             _strip(template.get("metadata"), sp + ("template", "metadata"), _METADATA, "metadata", findings)

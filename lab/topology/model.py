@@ -218,6 +218,50 @@ class Deployment(Strict):
     spec: DeploymentSpec
 
 
+class ReplicaSet(Strict):
+    apiVersion: Literal["apps/v1"]
+    kind: Literal["ReplicaSet"]
+    metadata: ObjectMeta
+    spec: DeploymentSpec
+
+
+class StatefulSetOrdinals(Strict):
+    start: int = Field(0, ge=0)
+
+
+class StatefulSetSpec(DeploymentSpec):
+    serviceName: Optional[LabelName] = None  # the headless Service that gives each pod a DNS name
+    ordinals: StatefulSetOrdinals = StatefulSetOrdinals()
+
+
+class StatefulSet(Strict):
+    """Pods named <name>-0, <name>-1 ..., each with its own hostname and, through serviceName's
+    headless Service, its own DNS name: <name>-0.<serviceName>.<namespace>.svc.<domain>."""
+
+    apiVersion: Literal["apps/v1"]
+    kind: Literal["StatefulSet"]
+    metadata: ObjectMeta
+    spec: StatefulSetSpec
+
+
+class DaemonSetSpec(Strict):
+    selector: LabelSelector
+    template: PodTemplate
+
+
+class DaemonSet(Strict):
+    """One pod on every node (the lab's control-plane nodes carry no taint)."""
+
+    apiVersion: Literal["apps/v1"]
+    kind: Literal["DaemonSet"]
+    metadata: ObjectMeta
+    spec: DaemonSetSpec
+
+
+# Controllers that make pods from a template (spec.selector, spec.template)
+WORKLOADS = (Deployment, ReplicaSet, StatefulSet, DaemonSet)
+
+
 class NamespaceMeta(Strict):
     name: LabelName
     labels: dict[str, str] = Field(default_factory=dict)
@@ -330,9 +374,11 @@ class IgnoredObject(BaseModel):
     kind: Literal[tuple(IGNORED_KINDS)]  # type: ignore[valid-type]
 
 
-Manifest = Annotated[Union[Namespace, Pod, Deployment, Service, NetworkPolicy, IgnoredObject],
+Manifest = Annotated[Union[Namespace, Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy,
+                           IgnoredObject],
                      Field(discriminator="kind")]
-SUPPORTED_KINDS = {"Namespace": "v1", "Pod": "v1", "Deployment": "apps/v1", "Service": "v1",
+SUPPORTED_KINDS = {"Namespace": "v1", "Pod": "v1", "Deployment": "apps/v1", "ReplicaSet": "apps/v1",
+                   "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Service": "v1",
                    "NetworkPolicy": "networking.k8s.io/v1"}
 
 

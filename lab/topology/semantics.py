@@ -15,7 +15,8 @@ from typing import Optional
 from lab.errors import Diagnostic
 from lab.topology.constants import VXLAN_OVERHEAD, kube_dns_ip, kubernetes_service_ip
 from lab.topology.model import (
-    DNS_SUBDOMAIN, EXTERNAL_TYPES, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service, Topology,
+    DNS_SUBDOMAIN, EXTERNAL_TYPES, WORKLOADS, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service,
+    StatefulSet, Topology,
 )
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
@@ -95,7 +96,7 @@ class _Context:
             ns = getattr(m.metadata, "namespace", None) or "default"
             if isinstance(m, Pod):
                 yield path + ("spec",), m.spec, ns, m.metadata.labels
-            elif isinstance(m, Deployment):
+            elif isinstance(m, WORKLOADS):
                 yield path + ("spec", "template", "spec"), m.spec.template.spec, ns, m.spec.template.metadata.labels
 
 
@@ -190,7 +191,7 @@ def _manifests(ctx: _Context) -> None:
     namespaces = [(m.metadata.name, path + ("metadata", "name")) for path, m in ctx.manifests
                   if isinstance(m, Namespace)]
     ctx.unique(namespaces, lambda name: f"Namespace '{name}'", "remove one of the Namespace manifests")
-    for kind in (Pod, Deployment, Service, NetworkPolicy):
+    for kind in (Pod, *WORKLOADS, Service, NetworkPolicy):
         ctx.unique((((m.metadata.namespace or "default", m.metadata.name), path + ("metadata", "name"))
                     for path, m in ctx.manifests if isinstance(m, kind)),
                    lambda key, kind=kind: f"{kind.__name__} '{key[1]}' in namespace '{key[0]}'",
@@ -206,16 +207,31 @@ def _manifests(ctx: _Context) -> None:
                       f"namespace '{ns}' does not exist (Kubernetes: namespaces \"{ns}\" not found)",
                       f"add a Namespace manifest: {{apiVersion: v1, kind: Namespace, metadata: {{name: {ns}}}}}"
                       + did_you_mean(ns, known))
-        if isinstance(m, Deployment):
+        if isinstance(m, WORKLOADS):
             _selector(ctx, path + ("spec",), m)
+        if isinstance(m, StatefulSet) and m.spec.serviceName:
+            _governing_service(ctx, path + ("spec", "serviceName"), ns, m.spec.serviceName)
 
 
-def _selector(ctx: _Context, spec: DocPath, deployment: Deployment) -> None:
-    selector = deployment.spec.selector.matchLabels
-    template = deployment.spec.template.metadata.labels
+def _governing_service(ctx: _Context, path: DocPath, namespace: str, name: str) -> None:
+    """A StatefulSet's pods get DNS names (<pod>.<serviceName>...) only from a headless Service."""
+    svc = next((m for _, m in ctx.manifests if isinstance(m, Service) and m.metadata.name == name
+                and (m.metadata.namespace or "default") == namespace), None)
+    if svc is None and not ctx.partial:
+        ctx.warn(path, f"serviceName '{name}': there is no Service '{name}' in namespace '{namespace}', so the "
+                       "pods get no DNS names of their own", f"add a headless Service '{name}' (clusterIP: None) "
+                                                             "selecting the pods")
+    elif svc is not None and svc.spec.clusterIP != "None":
+        ctx.warn(path, f"serviceName '{name}' is not a headless Service, so the pods get no DNS names of their own",
+                 f"set clusterIP: None on Service '{name}' (and expose the pods with another Service)")
+
+
+def _selector(ctx: _Context, spec: DocPath, workload) -> None:
+    selector = workload.spec.selector.matchLabels
+    template = workload.spec.template.metadata.labels
     if not selector:
         ctx.error(spec + ("selector", "matchLabels"), "selector.matchLabels must not be empty "
-                  "(Kubernetes: empty selector is invalid for deployment)",
+                  f"(Kubernetes: empty selector is invalid for {workload.kind.lower()})",
                   "select the template's pods by a label, e.g. selector: {matchLabels: {app: web}} "
                   "and template: {metadata: {labels: {app: web}}}")
     for key, value in selector.items():
@@ -270,7 +286,7 @@ def _labels(ctx: _Context) -> None:
         (("nodes", i, "labels"), n.labels) for i, n in enumerate(ctx.topology.nodes)]
     for path, m in ctx.manifests:
         places.append((path + ("metadata", "labels"), m.metadata.labels))
-        if isinstance(m, Deployment):
+        if isinstance(m, WORKLOADS):
             places.append((path + ("spec", "template", "metadata", "labels"), m.spec.template.metadata.labels))
             places.append((path + ("spec", "selector", "matchLabels"), m.spec.selector.matchLabels))
     for path, labels in places:

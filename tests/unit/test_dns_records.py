@@ -674,3 +674,24 @@ def test_pod_dns_fields_survive_the_record_on_disk(state):
 def test_an_option_without_value_is_kept_as_none():
     s = planned(topology(pod("a", dnsConfig={"options": [{"name": "edns0"}, {"name": "ndots", "value": "3"}]})))
     assert the_pod(s, "a").dns_options == (("edns0", None), ("ndots", "3"))
+
+
+def statefulset(name: str, service: str, replicas: int, start: int = 0) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
+            "spec": {"serviceName": service, "replicas": replicas, "ordinals": {"start": start},
+                     "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "c", "image": "netexec",
+                                                           "ports": [{"containerPort": 6379}]}]}}}}
+
+
+def test_a_statefulsets_pods_get_their_own_names_under_its_headless_service():
+    s = planned(topology(statefulset("redis", "redis", 3, start=1),
+                         service("redis", selector={"app": "redis"}, clusterIP="None", ports=[{"port": 6379}])))
+    pods = pods_named(s, "redis")
+    assert sorted(p.name for p in pods) == ["redis-1", "redis-2", "redis-3"]
+    r = recs(s)
+    for p in pods:
+        assert (p.hostname, p.subdomain) == (p.name, "redis")
+        assert ips_of(r, f"{p.name}.redis.default.svc.cluster.local") == {p.ip}
+    assert ips_of(r, "redis.default.svc.cluster.local") == {p.ip for p in pods}

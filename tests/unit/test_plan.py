@@ -423,3 +423,44 @@ def test_shipped_mtus(vxlan):
 def test_switch_name_in_state(vxlan):
     assert vxlan.switch_name == naming.switch_name("vxlan")
     assert vxlan.switch == "linux-bridge"
+
+
+# --- the other workload controllers ---
+
+def workload(kind: str, name: str, replicas: int | None = 2, **spec) -> dict:
+    template = {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "netexec", "ports": [{"containerPort": 80}]}]}}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name},
+            "spec": {**({"replicas": replicas} if replicas is not None else {}),
+                     "selector": {"matchLabels": {"app": name}}, "template": template, **spec}}
+
+
+def three_nodes(*manifests) -> ClusterState:
+    return plan(topo({"name": "wl", "cluster": {"dns": {"enabled": False}},
+                      "nodes": [{"name": n} for n in ("a", "b", "c")], "manifests": list(manifests)}))
+
+
+def test_a_statefulset_names_its_pods_by_ordinal_each_with_its_hostname():
+    s = three_nodes(workload("StatefulSet", "db", 3, serviceName="db"))
+    pods = [p for p in s.pods if p.owner == "StatefulSet/db"]
+    assert [p.name for p in pods] == ["db-0", "db-1", "db-2"]
+    assert [(p.hostname, p.subdomain) for p in pods] == [(f"db-{i}", "db") for i in range(3)]
+    assert [dict(p.labels)["statefulset.kubernetes.io/pod-name"] for p in pods] == ["db-0", "db-1", "db-2"]
+    assert [dict(p.labels)["apps.kubernetes.io/pod-index"] for p in pods] == ["0", "1", "2"]
+    assert sorted(p.node for p in pods) == ["a", "b", "c"]  # spread like any pods
+
+
+def test_a_daemonset_puts_one_pod_on_every_node():
+    s = three_nodes(workload("DaemonSet", "agent", None))
+    pods = [p for p in s.pods if p.owner == "DaemonSet/agent"]
+    assert sorted(p.node for p in pods) == ["a", "b", "c"]
+    assert all(re.fullmatch(rf"agent-[{SAFE}]{{5}}", p.name) for p in pods)
+    assert len({p.name for p in pods}) == 3
+
+
+def test_a_replicaset_names_its_pods_with_a_suffix_and_keeps_them_on_replanning():
+    s = three_nodes(workload("ReplicaSet", "web", 2))
+    pods = [p for p in s.pods if p.owner == "ReplicaSet/web"]
+    assert len(pods) == 2 and all(re.fullmatch(rf"web-[{SAFE}]{{5}}", p.name) for p in pods)
+    again = three_nodes(workload("ReplicaSet", "web", 3))
+    assert {p.name for p in pods} < {p.name for p in again.pods if p.owner == "ReplicaSet/web"}

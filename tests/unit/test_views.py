@@ -214,3 +214,16 @@ def test_node_object(state):
 def test_as_list(state):
     items = [views.node_object(n) for n in state.nodes]
     assert views.as_list(items) == {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def test_a_pod_is_controlled_by_its_replicaset_or_by_its_own_controller():
+    from lab.controlplane.state import PodState
+    from lab.views import controller
+
+    def pod(name, owner):
+        return PodState(name=name, namespace="default", node="n", ip="10.0.0.2", netns="x", owner=owner)
+
+    assert controller(pod("web-5d9c7b8f4b-abcde", "Deployment/web")) == ("ReplicaSet", "web-5d9c7b8f4b")
+    assert controller(pod("db-0", "StatefulSet/db")) == ("StatefulSet", "db")
+    assert controller(pod("agent-x2b4c", "DaemonSet/agent")) == ("DaemonSet", "agent")
+    assert controller(pod("solo", None)) is None
