@@ -431,6 +431,46 @@ def cmd_logs(a) -> int:
     _no(a.pod, rec.state, a.namespace)
 
 
+def cmd_scenario(a) -> int:
+    """validate: every problem of every file (exit 2); run: build, step, tear down (exit 0/1, 2 if invalid)."""
+    from lab.scenario import model, report, runner
+
+    scenarios, invalid = [], False
+    for path in a.files:
+        try:
+            scenario = model.load(path)
+        except model.ScenarioError as e:
+            print(str(e), file=sys.stderr)
+            invalid = True
+            continue
+        if scenario.warnings:
+            _print_warnings(list(scenario.warnings))
+        scenarios.append(scenario)
+        if a.action == "validate":
+            print(f"{path}: valid: scenario {scenario.name}, {len(scenario.steps)} steps on lab {scenario.lab}")
+    if invalid or a.action == "validate":
+        return 2 if invalid else 0
+
+    def starting(scenario, lab) -> None:
+        print(f"scenario {scenario.name} ({scenario.file}) on lab {lab}", flush=True)
+
+    def step(scenario, result) -> None:
+        print(f"  {report.line(result)}", flush=True)
+
+    hooks = runner.Hooks(progress=_progress, step=step, starting=starting,
+                         note=lambda text: print(text, file=sys.stderr, flush=True))
+    runs = runner.run_all(scenarios, shared=a.shared, keep=a.keep, hooks=hooks)
+    for run in runs:
+        print(report.summary(run))
+    if len(runs) > 1:
+        print(f"{sum(r.passed for r in runs)} of {len(runs)} scenarios passed")
+    for path, text in ((a.json, report.to_json), (a.junit, report.to_junit)):
+        if path:
+            with open(path, "w") as f:
+                f.write(text(runs))
+    return 0 if all(r.passed for r in runs) else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lab", description="Kubernetes networking, built for real on Mininet.")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -543,6 +583,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="leave the lab running after the checks")
     strict_opt(p)
     check_opts(p)
+    p = add("scenario", cmd_scenario, "lab scenario run|validate FILE...: build a lab, run a scenario's steps (apply, "
+                                      "fault, exec, check, dns...), tear down; exit 0 passed, 1 a step failed, 2 invalid")
+    p.add_argument("action", choices=["run", "validate"])
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML: one testcase per step (CI tools read it)")
+    p.add_argument("--json", metavar="FILE", help="write every step's result as JSON")
+    p.add_argument("--keep", action="store_true", help="stop at the first failing step and leave its lab running")
+    p.add_argument("--shared", action="store_true",
+                   help="scenarios naming the same topology file run one after another on one lab, reset between them")
     return ap
 
 

@@ -1,0 +1,247 @@
+"""What each step kind does to a running lab, through the same code paths as the commands (`lab
+apply -f`, `lab fault`, `lab node`, `lab check`), the probe engine and the host layer.
+
+Each effect takes the run's Context and the step's spec and returns a short detail for the
+output, raises Failed when its assertion does not hold (the reason says what was seen), or
+LabError when the lab refused (both count as the step failing; `expect: fail` turns them into a
+pass). Anything else is a bug and is reported as one, never as an expected failure.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from lab import host
+from lab.errors import LabError
+from lab.host import record as records
+from lab.scenario import match
+from lab.scenario.spec import Check, Clear, Dns, Exec, Fault, Manifests, Node, Probe, Sleep, is_address, pod_ref
+from lab.topology.refs import parse_ref
+
+PING_TRIES = 3
+
+
+class Failed(Exception):
+    """The step ran, and what it asserts does not hold."""
+
+
+@dataclass
+class Context:
+    lab: str
+    faults: dict[str, str] = field(default_factory=dict)  # a fault's `as` name -> its id in the lab
+
+
+def apply(ctx: Context, spec: Manifests, delete: bool = False) -> str:
+    from lab.runtime.apply import apply as apply_objects
+
+    change = apply_objects(list(spec.items), objects=True, delete=delete, lab=ctx.lab, missing_ok=delete)
+    if change.missing:
+        raise Failed("; ".join(change.missing))
+    return "; ".join(change.lines) or str(change)
+
+
+def fault(ctx: Context, spec: Fault) -> str:
+    from lab.runtime import faults
+
+    applied = faults.add(ctx.lab, spec.kind, spec.target, dict(spec.params))
+    if spec.alias:
+        ctx.faults[spec.alias] = applied.id
+    return f"fault {applied.id}"
+
+
+def clear(ctx: Context, spec: Clear) -> str:
+    from lab.runtime import faults
+
+    if spec.which == "all":
+        gone = faults.clear(ctx.lab)
+        ctx.faults.clear()
+    elif spec.which not in ctx.faults:
+        raise LabError(f"fault {spec.which!r} is not on: its fault step did not apply it")
+    else:
+        gone = faults.clear(ctx.lab, ctx.faults.pop(spec.which))
+    return f"cleared {', '.join(f.id for f in gone)}" if gone else "no fault was on"
+
+
+def node(ctx: Context, spec: Node) -> str:
+    from lab.runtime import nodes
+
+    seconds = nodes.set_state(ctx.lab, spec.node, up=spec.action == "start")
+    return "" if seconds is None else f"routes {'re-learned' if spec.action == 'start' else 'withdrawn'} in {seconds:.2f}s"
+
+
+def _pod(state, text: str, namespace: str):
+    """The pod a step names: by name, or the first pod (by name) of deploy/NAME."""
+    ref = pod_ref(text, namespace)
+    owner = f"Deployment/{ref.name}"
+    pods = sorted((p for p in state.pods if p.namespace == ref.namespace and
+                   (p.name == ref.name if ref.kind == "pod" else p.owner == owner)), key=lambda p: p.name)
+    if not pods:
+        names = ", ".join(p.name for p in state.pods if p.namespace == ref.namespace) or "none"
+        raise LabError(f"no {ref.kind} {ref.name!r} in namespace {ref.namespace} of lab {state.lab}; pods: {names}")
+    return pods[0]
+
+
+def exec_(ctx: Context, spec: Exec) -> str:
+    from lab.node.containers import env_for
+
+    state = records.load(ctx.lab).state
+    env: dict[str, str] = {}
+    if spec.where == "pod":
+        pod = _pod(state, spec.target, spec.namespace)
+        containers = [c for c in pod.containers if spec.container in (None, c.name)]
+        if not containers:
+            raise LabError(f"no container {spec.container!r} in pod {pod.key}")
+        netns, env = pod.netns, env_for(pod, containers[0])
+    else:
+        machines = {m.name: m.netns for m in (state.nodes if spec.where == "node" else state.hosts)}
+        if spec.target not in machines:
+            raise LabError(f"no {spec.where} {spec.target!r} in lab {state.lab}")
+        netns = machines[spec.target]
+    done = host.run(["ip", "netns", "exec", netns, *spec.argv], env={**os.environ, **env}, timeout=spec.timeout,
+                    check=False)
+    if done.code is None:
+        raise Failed(f"did not finish within {spec.timeout:g}s")
+    problems = []
+    if spec.exit is not None and done.code != spec.exit:
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        problems.append(f"exit {done.code}, expected {spec.exit}" + (f": {said[-1][:200]}" if said else ""))
+    for stream, text, wanted in (("stdout", done.stdout, spec.stdout), ("stderr", done.stderr, spec.stderr)):
+        problems += [why for why in (match.check(m, text, stream) for m in wanted) if why]
+    if problems:
+        raise Failed("; ".join(problems))
+    return f"exit {done.code}"
+
+
+def check(ctx: Context, spec: Check) -> str:
+    from lab.probe import coverage, invariants
+
+    rec = records.load(ctx.lab)
+    if spec.probes:
+        return _probes(rec.state, spec.probes)
+    cov = coverage.choose(len(rec.state.pods), False, None)
+    outcomes = invariants.run(rec.state, pod_ready=rec.pod_ready, probe_detail=rec.probe_detail, cov=cov)
+    if spec.only:
+        outcomes = [o for o in outcomes if o.check in spec.only]
+        empty = [row for row in spec.only if not any(o.check == row for o in outcomes)]
+        if empty:
+            raise Failed(f"nothing to check for {', '.join(empty)} in lab {ctx.lab}")
+    bad = [o for o in outcomes if not o.passed]
+    if bad:
+        o = bad[0]
+        more = f" (and {len(bad) - 1} more of {len(outcomes)} failed)" if len(bad) > 1 else ""
+        raise Failed(f"{o.check}: {o.subject}: expected {o.expected}; observed {o.observed}{more}")
+    return f"{len(outcomes)} checks passed"
+
+
+def _sources(state, text: str) -> list[tuple[str, str]]:
+    """(label, netns) of what a probe's `from` names: a pod, a Deployment's pods, a node or a host."""
+    ref = parse_ref(text)
+    if ref.kind in ("node", "host"):
+        return [(f"{ref.kind}/{m.name}", m.netns) for m in (state.nodes if ref.kind == "node" else state.hosts)
+                if m.name == ref.name]
+    return [(p.key, p.netns) for p in state.pods if p.namespace == ref.namespace and
+            (p.name == ref.name if ref.kind == "pod" else p.owner == f"Deployment/{ref.name}")]
+
+
+def _resolve(state, p: Probe) -> list[tuple[str, str, str, int]]:
+    """(subject, source netns, destination IP, port) of every probe a Probe stands for: an address
+    as written, a reference as the topology's `checks:` resolve it (a Service's ClusterIP, a pod's
+    netexec port when none is given)."""
+    from lab.controlplane.state import CheckState
+    from lab.probe.invariants import check_expectations
+
+    if is_address(p.dst) or (p.dst.count(":") == 1 and is_address(p.dst.partition(":")[0])):
+        ip, _, port = p.dst.partition(":")
+        return [(f"{label} -> {ip}", netns, ip, int(port or 0)) for label, netns in _sources(state, p.src)]
+    protocol = "TCP" if p.protocol == "ICMP" else p.protocol
+    asked = replace(state, checks=(CheckState("probe", p.src, p.dst, protocol, p.expect),))
+    return [(e.subject.partition(": ")[2].rpartition(" (")[0], e.probe.src_netns, e.probe.dst_ip, e.probe.port)
+            for e in check_expectations(asked)]
+
+
+def _probes(state, probes: tuple[Probe, ...]) -> str:
+    """Ad hoc probes, judged as the harness judges: a reply at any try is a reply; a deny only when
+    every try went unanswered; a refused connection (nothing serves the port) is neither."""
+    from lab.probe.engine import Probe as EngineProbe, run_probes
+
+    planned = []
+    for p in probes:
+        found = _resolve(state, p)
+        if not found:
+            raise LabError(f"{p.src} -> {p.dst}: no such source or destination in lab {state.lab} now")
+        planned += [(p, *f) for f in found]
+    sockets = {i: EngineProbe(netns, ip, port, p.protocol) for i, (p, _, netns, ip, port) in enumerate(planned)
+               if p.protocol != "ICMP" and port}
+    results = dict(zip(sockets, run_probes(list(sockets.values()), expect=[None] * len(sockets))))
+    problems = []
+    for i, (p, subject, netns, ip, port) in enumerate(planned):
+        if p.protocol == "ICMP":
+            why = _verdict_ping(p.expect, netns, ip)
+        elif not port:
+            why = f"the destination serves no {p.protocol} port to probe: write it as NAME:PORT"
+        else:
+            why = _verdict(p.expect, results[i])
+        if why:
+            problems.append(f"{subject} ({ip}{f':{port}' if port else ''}/{p.protocol}): {why}")
+    if problems:
+        raise Failed(problems[0] + (f" (and {len(problems) - 1} more of {len(planned)})" if len(problems) > 1 else ""))
+    return f"{len(planned)} probe{'s' if len(planned) != 1 else ''} as expected"
+
+
+def _verdict(expect: str, r) -> str:
+    """'' when a probe result is what `expect` (allow, deny) wants, else why not."""
+    tries = f"{r.attempts} tr{'y' if r.attempts == 1 else 'ies'}"
+    if expect == "allow":
+        return "" if r.ok else f"no reply after {tries} ({r.error})"
+    if r.ok:
+        return f"a reply from {r.server or 'the destination'} (source seen {r.seen_source}) where a deny was expected"
+    if "refused" in (r.error or ""):
+        return "connection refused: nothing serves the port there, which is not a deny (a denied probe gets no answer)"
+    return ""
+
+
+def _verdict_ping(expect: str, netns: str, ip: str) -> str:
+    """ICMP echo, tried PING_TRIES times with a longer wait each time before it is judged unanswered."""
+    for attempt in range(1, PING_TRIES + 1):
+        done = host.run(["ip", "netns", "exec", netns, "ping", "-c", "1", "-W", str(attempt), "-q", ip],
+                        timeout=attempt + 5, check=False)
+        if done.code == 0:
+            return "" if expect == "allow" else "an echo reply where a deny was expected"
+        if done.code not in (1, None):
+            raise LabError(f"ping in {netns} failed (exit {done.code}): {done.stderr.strip()}")
+    return f"no echo reply after {PING_TRIES} tries" if expect == "allow" else ""
+
+
+def dns(ctx: Context, spec: Dns) -> str:
+    from lab.probe.dns import RES_OPTIONS
+
+    pod = _pod(records.load(ctx.lab).state, spec.pod, spec.namespace)
+    done = host.run(["ip", "netns", "exec", pod.netns, "getent", "ahostsv4", spec.name],
+                    env={**os.environ, "RES_OPTIONS": RES_OPTIONS}, timeout=30, check=False)
+    if done.code is None or done.code not in (0, 2):
+        raise Failed(f"getent {'timed out' if done.code is None else f'exited {done.code}'}: {done.stderr.strip()}")
+    got = sorted({line.split()[0] for line in done.stdout.splitlines() if line.strip()}) if done.code == 0 else []
+    shown = ", ".join(got)
+    if spec.fails:
+        if got:
+            raise Failed(f"{spec.name} resolved to {shown} from {pod.key}; expected no address")
+        return f"{spec.name}: not found"
+    if not got:
+        raise Failed(f"{spec.name} did not resolve from {pod.key} (not found, or no answer)")
+    if spec.resolves and set(got) != set(spec.resolves):
+        raise Failed(f"{spec.name} resolved to {shown} from {pod.key}; expected {', '.join(sorted(spec.resolves))}")
+    return f"{spec.name} -> {shown}"
+
+
+def sleep(ctx: Context, spec: Sleep) -> str:
+    time.sleep(spec.seconds)
+    return ""
+
+
+Effect = Callable[[Context, object], str]
+EFFECTS: dict[str, Effect] = {
+    "apply": apply, "delete": lambda ctx, spec: apply(ctx, spec, delete=True), "fault": fault, "clear": clear,
+    "node": node, "exec": exec_, "check": check, "dns": dns, "sleep": sleep,
+}
