@@ -269,6 +269,52 @@ def cmd_node(a) -> int:
     return 0
 
 
+def _fault_params(words: Sequence[str]) -> dict:
+    params = {}
+    for w in words:
+        key, eq, value = w.partition("=")
+        if not eq or not key:
+            raise LabError(f"fault parameter {w!r}: give key=value, e.g. count=3 (`lab fault kinds` lists each kind's)")
+        params[key] = value
+    return params
+
+
+def cmd_fault(a) -> int:
+    """lab fault add|list|clear|kinds: break a running lab on purpose, and undo it exactly."""
+    from lab.faults.model import KINDS
+
+    if a.action == "kinds":
+        for kind, info in KINDS.items():
+            todo = "  (not implemented yet)" if not info.implemented else ""
+            print(f"{kind:<17} {' | '.join(info.targets):<28} {info.help}{todo}")
+            for name, p in info.params.items():
+                default = f" (default {p.default})" if p.default is not None else " (required)" if p.required else ""
+                print(f"{'':<19}{name}={'|'.join(p.choices) or p.type.upper()}{default}: {p.help}")
+        return 0
+    from lab.runtime import faults
+
+    if a.action == "add":
+        if len(a.args) < 2:
+            raise LabError("lab fault add KIND TARGET [key=value ...], e.g. lab fault add link-down node/worker1")
+        f = faults.add(a.lab, a.args[0], a.args[1], _fault_params(a.args[2:]))
+        if f.kind == "link-flap":
+            print(f"fault {f.id} done: {f.kind} {f.target} ({f.params['count']} times, now up)")
+        else:
+            print(f"fault {f.id} applied: {f.kind} {f.target}")
+    elif a.action == "clear":
+        if len(a.args) > 1:
+            raise LabError("lab fault clear [ID]: one fault id, or none for all")
+        done = faults.clear(a.lab, a.args[0] if a.args else None)
+        print("\n".join(f"fault {f.id} cleared: {f.kind} {f.target}" for f in done) or "no active faults")
+    else:
+        rows = [(f.id, f.kind, f.target, " ".join(f"{k}={v}" for k, v in f.params.items()) or "-",
+                 f"{time.time() - f.applied_at:.0f}s") for f in faults.active(a.lab)]
+        widths = [max(len(r[i]) for r in rows + [("ID", "KIND", "TARGET", "PARAMS", "AGE")]) for i in range(5)]
+        for r in [("ID", "KIND", "TARGET", "PARAMS", "AGE")] + rows:
+            print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
 def cmd_netpol(a) -> int:
     from lab.probe import netpol
     from lab.host import record
@@ -531,6 +577,11 @@ def _parser() -> argparse.ArgumentParser:
     p = add("node", cmd_node, "lab node stop|start NAME: take a node off the network, or bring it back")
     p.add_argument("action", choices=["stop", "start"])
     p.add_argument("name", metavar="NAME")
+    lab_opt(p)
+    p = add("fault", cmd_fault, "lab fault add KIND TARGET [key=value ...] | list | clear [ID] | kinds: break a running "
+                                "lab on purpose (link, route, firewall, MTU, sysctl, process), list and undo it exactly")
+    p.add_argument("action", choices=["add", "list", "clear", "kinds"])
+    p.add_argument("args", nargs="*", metavar="ARG", help="add: KIND TARGET [key=value ...]; clear: [ID]")
     lab_opt(p)
     p = add("netpol", cmd_netpol, "lab netpol matrix: every pod (clients too) to every pod that serves, on the "
                                   "ports each serves, observed vs the policies")

@@ -53,6 +53,7 @@ class LabRecord:
     proxy: dict[str, list[str]] = field(default_factory=dict)  # node -> kube-proxy chains last written
     netpol: dict[str, list[str]] = field(default_factory=dict)  # node -> network policy chains last written
     stopped: list[str] = field(default_factory=list)  # nodes taken off the network (lab node stop)
+    faults: list[dict] = field(default_factory=list)  # active `lab fault`s with their undo ops (lab.faults.model.Fault)
 
     @property
     def dir(self) -> Path:
@@ -78,7 +79,7 @@ class LabRecord:
             "shells": self.shells, "port_tag": self.port_tag, "etc_netns": self.etc_netns, "pids": self.pids, "agent": self.agent,
             "ready": self.ready, "pod_ready": self.pod_ready, "probe_detail": self.probe_detail,
             "full_resyncs": self.full_resyncs, "netpol": self.netpol,
-            "stopped": self.stopped,
+            "stopped": self.stopped, "faults": self.faults,
             "proxy": self.proxy, "state": self.state.to_dict(),
         }
         tmp = self.dir / "record.json.tmp"
