@@ -182,7 +182,7 @@ class FaultPlan:
     @property
     def undo(self) -> list:
         """Every step's undo, last step first."""
-        return [op for s in reversed(self.steps) for op in s.undo]
+        return [ops.normal(op) for s in reversed(self.steps) for op in s.undo]
 
 
 def plan(state: ClusterState, kind: str, target: str, params: dict, observed: dict, fault_id: str = "f0") -> FaultPlan:
