@@ -192,7 +192,8 @@ def cmd_describe(a) -> int:
     rec = record.find(a.lab)
     for p in rec.state.pods:
         if p.name == a.name and p.namespace == a.namespace:
-            print(views.describe_pod(p, rec.state, _alive(rec), rec.ready, rec.probe_detail, rec.created))
+            print(views.describe_pod(p, rec.state, _alive(rec), rec.ready, rec.probe_detail, rec.created,
+                                     rec.probe_failing))
             return 0
     _no(a.name, rec.state, a.namespace)
 

@@ -49,6 +49,7 @@ class LabRecord:
     ready: dict[str, bool] = field(default_factory=dict)  # container key -> its readinessProbe's verdict
     pod_ready: dict[str, bool] = field(default_factory=dict)  # pod key -> ready, as the proxy rules have it
     probe_detail: dict[str, str] = field(default_factory=dict)  # container key -> its last readinessProbe result
+    probe_failing: dict[str, list] = field(default_factory=dict)  # container key -> [first, last, count] of failures
     full_resyncs: int = 0                           # partial kube-proxy syncs a node refused (then a full one)
     proxy: dict[str, list[str]] = field(default_factory=dict)  # node -> kube-proxy chains last written
     netpol: dict[str, list[str]] = field(default_factory=dict)  # node -> network policy chains last written
@@ -78,6 +79,7 @@ class LabRecord:
             "created": self.created, "netns": self.netns, "links": self.links, "ovs_bridges": self.ovs_bridges,
             "shells": self.shells, "port_tag": self.port_tag, "etc_netns": self.etc_netns, "pids": self.pids, "agent": self.agent,
             "ready": self.ready, "pod_ready": self.pod_ready, "probe_detail": self.probe_detail,
+            "probe_failing": self.probe_failing,
             "full_resyncs": self.full_resyncs, "netpol": self.netpol,
             "stopped": self.stopped, "faults": self.faults,
             "proxy": self.proxy, "state": self.state.to_dict(),

@@ -295,8 +295,8 @@ def main(argv, on_ready=None):
 def forkserver():
     """Start many netexecs for the price of one interpreter: read requests on stdin, one per line,
     `KEY NETNS_PATH UTS_PATH LOG_PATH ARGS...` (tab-separated; UTS_PATH `-`: the machine's), and
-    fork a child per request that enters the namespaces and serves. Reports on stdout: `pid KEY PID`, then from the child `ready KEY`
-    or `failed KEY CODE`. Exits when stdin closes; the children live on."""
+    fork a child per request that enters the namespaces and serves. Reports on stdout: `pid KEY
+    PID`, then from the child `ready KEY` or `failed KEY CODE`. Exits when stdin closes; the children live on."""
     import ctypes
     setns = ctypes.CDLL(None, use_errno=True).setns
     for line in sys.stdin:

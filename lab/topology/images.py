@@ -1,12 +1,13 @@
 """Images the lab does not have: each runs as a stand-in that serves what the pod would serve.
 
 There is no container runtime. A container whose image is not built in (and that has no
-`command:` to run a host program) runs as netexec serving its declared ports and the numeric
+`command:` naming a program this machine has) runs as netexec serving its declared ports and the numeric
 targetPorts of the Services that select its pod (named targetPorts name declared ports), or as
 `pause` when there is nothing to serve. semantics announces it; plan builds it; both ask here.
 """
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from typing import Optional
 
@@ -19,8 +20,16 @@ _ADDON_IMAGES = ("kube-dns",)  # the lab's own add-ons (lab.dns.runtime.IMAGE)
 Served = tuple[tuple[int, str, Optional[str]], ...]  # (port, protocol, name)
 
 
+def missing_program(c: Container) -> Optional[str]:
+    """The program a real image's `command:` names when this machine does not have it (a PATH
+    lookup, nothing runs): `redis-server` of `image: redis` is not a host program."""
+    if c.command and c.image not in BUILTIN_IMAGES + _ADDON_IMAGES and shutil.which(c.command[0]) is None:
+        return c.command[0]
+    return None
+
+
 def stands_in(c: Container) -> bool:
-    return c.image not in BUILTIN_IMAGES + _ADDON_IMAGES and not c.command
+    return c.image not in BUILTIN_IMAGES + _ADDON_IMAGES and (not c.command or missing_program(c) is not None)
 
 
 def selects(service: Service, namespace: str, labels: dict[str, str]) -> bool:

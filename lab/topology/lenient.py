@@ -64,6 +64,16 @@ _SERVICE_SPEC = ("ipFamilies", "ipFamilyPolicy", "clusterIPs", "trafficDistribut
 _SERVICE_LOAD_BALANCER = ("loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
                           "allocateLoadBalancerNodePorts", "healthCheckNodePort")
 _SERVICE_PORT = ("appProtocol",)
+_PROBE = ("terminationGracePeriodSeconds",)
+_HTTP_GET = ("httpHeaders", "host")
+
+# the model (as named in the JSON Schema) -> the fields relax() removes from it, for `lab schema`
+IGNORED_FIELDS = {
+    "ObjectMeta": _METADATA, "TemplateMeta": _METADATA, "Container": _CONTAINER, "PodSpec": _POD_SPEC,
+    "DeploymentSpec": _WORKLOAD_SPEC["Deployment"], "StatefulSetSpec": _WORKLOAD_SPEC["StatefulSet"],
+    "DaemonSetSpec": _WORKLOAD_SPEC["DaemonSet"], "ServiceSpec": _SERVICE_SPEC + _SERVICE_LOAD_BALANCER,
+    "ServicePort": _SERVICE_PORT, "Probe": _PROBE, "HTTPGetAction": _HTTP_GET,
+}
 _CONTAINER_PORT_ERRORS = {
     "hostPort": "hostPort is not supported: the lab does not map node ports to pods one by one",
     "hostIP": "hostIP is not supported: the lab does not map node ports to pods one by one",
@@ -191,10 +201,10 @@ def _pod_spec(spec: Any, path: DocPath, findings: list[Finding]) -> None:
                                         "the variable is set to ''"))
         probe = c.get("readinessProbe")
         if isinstance(probe, dict):
-            _strip(probe, cp + ("readinessProbe",), ("terminationGracePeriodSeconds",), "container", findings)
+            _strip(probe, cp + ("readinessProbe",), _PROBE, "container", findings)
             http = probe.get("httpGet")
             if isinstance(http, dict):
-                for name in ("httpHeaders", "host"):
+                for name in _HTTP_GET:
                     if name in http:
                         del http[name]
                         findings.append(Finding(cp + ("readinessProbe", "httpGet", name),

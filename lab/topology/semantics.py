@@ -21,7 +21,7 @@ from lab.topology.model import (
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
 
-from lab.topology.images import BUILTIN_IMAGES, describe, stand_ins
+from lab.topology.images import BUILTIN_IMAGES, describe, missing_program, stand_ins
 
 # Namespaces that exist in every cluster without a Namespace manifest.
 BUILTIN_NAMESPACES = ("default", "kube-system")
@@ -269,15 +269,18 @@ def _pod_specs(ctx: _Context) -> None:
             elif c.image == "netexec" and not c.ports:
                 ctx.error(path + ("image",), "a netexec container needs a port to serve",
                           "add ports: [{containerPort: 8080}], or use image: pause for a pod that only needs to exist")
-            elif j in served and served[j]:
-                ctx.warn(path + ("image",), f"image '{c.image}' is not built in: it runs as netexec serving "
-                         f"{describe(served[j])}",
-                         "netexec answers HTTP with 200 on any path and echoes raw TCP and UDP; built-in images: "
-                         f"{', '.join(BUILTIN_IMAGES)}; or give the container a `command:` to run a host program")
             elif j in served:
-                ctx.warn(path + ("image",), f"image '{c.image}' is not built in and has no port to serve "
-                         "(no containerPort, no Service selecting it): it runs as pause",
-                         "declare its containerPorts, or give the container a `command:` to run a host program")
+                missing = missing_program(c)
+                what = f"image '{c.image}' is not built in" + (
+                    f" and its command '{missing}' is not a program on this machine" if missing else "")
+                if served[j]:
+                    ctx.warn(path + ("image",), f"{what}: it runs as netexec serving {describe(served[j])}",
+                             "netexec answers HTTP with 200 on any path and echoes raw TCP and UDP; built-in images: "
+                             f"{', '.join(BUILTIN_IMAGES)}; or give the container a `command:` to run a host program")
+                else:
+                    ctx.warn(path + ("image",), f"{what} and has no port to serve (no containerPort, no Service "
+                             "selecting it): it runs as pause",
+                             "declare its containerPorts, or give the container a `command:` to run a host program")
 
 
 def _labels(ctx: _Context) -> None:

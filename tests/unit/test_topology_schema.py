@@ -24,3 +24,13 @@ def test_schema_uses_aliases_and_forbids_unknown_fields():
 def test_manifests_may_be_a_folder():
     kinds = [option.get("type") for option in topology_schema()["properties"]["manifests"]["anyOf"]]
     assert kinds == ["array", "string"]
+
+
+def test_fields_and_kinds_the_loader_ignores_are_listed_as_ignored():
+    defs = topology_schema()["$defs"]
+    for model, field in (("Container", "resources"), ("PodSpec", "serviceAccountName"), ("ObjectMeta", "annotations"),
+                         ("StatefulSetSpec", "volumeClaimTemplates"), ("ServiceSpec", "loadBalancerIP"),
+                         ("HTTPGetAction", "httpHeaders")):
+        assert "ignored with a warning" in defs[model]["properties"][field]["description"], (model, field)
+    assert "ServiceAccount" in defs["IgnoredObject"]["description"]
+    assert "ports" in defs["Container"]["properties"] and "ignored" not in str(defs["Container"]["properties"]["ports"])
