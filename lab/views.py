@@ -160,10 +160,13 @@ def _image(c: ContainerState) -> str:
 
 
 def describe_pod(p: PodState, state: ClusterState, alive: Alive, ready: Mapping[str, bool],
-                 probe_detail: Mapping[str, str], created: float) -> str:
+                 probe_detail: Mapping[str, str], created: float, failing: Optional[Mapping[str, list]] = None,
+                 now: Optional[float] = None) -> str:
     """`lab describe pod`, in kubectl's shape: the pod, its containers (state, readiness and the
     probe's spec), its conditions and the events the kubelet would have recorded: a Warning
-    Unhealthy for each container whose last readiness probe failed, saying what it returned."""
+    Unhealthy for each container whose last readiness probe failed, saying what it returned, with
+    its age and count as kubectl shows an aggregated event (`8s (x5 over 48s)`)."""
+    now, failing = time.time() if now is None else now, failing or {}
     node = state.node(p.node)
     labels = [f"{k}={v}" for k, v in sorted(p.labels)] or ["<none>"]
     count, status = pod_status(p, alive, ready)
@@ -197,14 +200,24 @@ def describe_pod(p: PodState, state: ClusterState, alive: Alive, ready: Mapping[
         out += [f"      {k}:  {v}" for k, v in c.env]
         failed = probe_failure(probe_detail.get(key, "")) if c.readiness and running else None
         if failed:
-            events.append(("Warning", "Unhealthy", "kubelet", f"Readiness probe failed: {failed}"))
+            events.append(("Warning", "Unhealthy", _event_age(failing.get(key), now), "kubelet",
+                           f"Readiness probe failed: {failed}"))
     scheduled = [("Initialized", "True"), ("Ready", str(all_ready)), ("ContainersReady", str(all_ready)),
                  ("PodScheduled", "True")]
     out += ["Conditions:", *("  " + line for line in render_table(["Type", "Status"], scheduled).splitlines())]
     if not events:
         return "\n".join(out + ["Events:  <none>"])
-    table = render_table(["Type", "Reason", "From", "Message"], [["----", "------", "----", "-------"], *events])
+    table = render_table(["Type", "Reason", "Age", "From", "Message"],
+                         [["----", "------", "---", "----", "-------"], *events])
     return "\n".join(out + ["Events:", *("  " + line for line in table.splitlines())])
+
+
+def _event_age(seen: Optional[list], now: float) -> str:
+    """kubectl's Age of an event: since it was last seen, and how often over how long."""
+    if not seen:
+        return "<unknown>"
+    first, last, count = seen
+    return age(now - last) + (f" (x{count} over {age(last - first)})" if count > 1 else "")
 
 
 def node_object(n: NodeState) -> dict:

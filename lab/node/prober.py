@@ -4,6 +4,7 @@ and consecutive results move the container between ready and not ready by the pr
 from __future__ import annotations
 
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -85,10 +86,12 @@ def run_probes(state: ClusterState, targets: list[tuple[PodState, ContainerState
         return list(pool.map(lambda t: run_probe(state, *t), targets))
 
 
-def first_round(state: ClusterState) -> tuple[dict[str, bool], dict[str, str]]:
+def first_round(state: ClusterState) -> tuple[dict[str, bool], dict[str, str], dict[str, list]]:
     """What `lab up` knows before it returns: each probe without an initial delay run once.
-    Returns the verdicts and what each probe saw."""
+    Returns the verdicts, what each probe saw, and the failures as the agent counts them
+    (key -> [first, last, count])."""
     targets = [(p, c) for p, c in probed(state) if c.readiness.initial_delay == 0]
+    now, failing = time.time(), {}
     verdicts = {container_key(p, c): False for p, c in probed(state)}
     details = {container_key(p, c): f"initialDelaySeconds {c.readiness.initial_delay}: not probed yet"
                for p, c in probed(state)}
@@ -97,4 +100,6 @@ def first_round(state: ClusterState) -> tuple[dict[str, bool], dict[str, str]]:
         tracker.record(ok)
         verdicts[container_key(p, c)] = tracker.ready
         details[container_key(p, c)] = detail
-    return verdicts, details
+        if not ok:
+            failing[container_key(p, c)] = [now, now, 1]
+    return verdicts, details, failing

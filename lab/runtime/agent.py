@@ -45,6 +45,7 @@ class Agent:
         self.trackers: dict[str, prober.Tracker] = {}
         self.due: dict[str, float] = {}
         self.details: dict[str, str] = {}
+        self.failing: dict[str, list] = {}   # key -> [first, last, count]: a failure event, as the kubelet counts it
         self.state = None
         self.failures = 0                    # steps failed in a row
         self.last_error: Optional[str] = None
@@ -61,6 +62,8 @@ class Agent:
             self.due.setdefault(key, now + max(c.readiness.period, c.readiness.initial_delay))
         self.trackers = trackers
         self.details = {k: self.details.get(k) or rec.probe_detail.get(k, "") for k in trackers}
+        self.failing = {k: self.failing.get(k) or rec.probe_failing[k] for k in trackers
+                        if k in self.failing or k in rec.probe_failing}
 
     def step(self) -> bool:
         """One look: run due probes, sync if readiness changed. False once the lab is gone; any
@@ -77,17 +80,19 @@ class Agent:
         for (p, c), (ok, detail) in zip(due, prober.run_probes(rec.state, due)):
             key = container_key(p, c)
             self.trackers[key].record(ok)
+            self._count(key, ok, detail)
             self.details[key] = detail
             self.due[key] = now + c.readiness.period
         ready = {k: t.ready for k, t in self.trackers.items()}
         details = {k: v for k, v in self.details.items() if k in ready}
+        failing = {k: v for k, v in self.failing.items() if k in ready}
         pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
         if ready != rec.ready or pod_ready != rec.pod_ready:
             with locked(rec):
                 rec = records.load(self.name)  # `lab apply` may have written meanwhile
                 if rec.status != "running":  # nor write "running" over `lab down`'s "deleting"
                     return False
-                rec.ready, rec.probe_detail = ready, details
+                rec.ready, rec.probe_detail, rec.probe_failing = ready, details, failing
                 pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
                 changed = sync(rec, rec.state, pod_ready)
                 dns.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)
@@ -95,14 +100,25 @@ class Agent:
                 rec.save()
             print(f"{time.strftime('%H:%M:%S')} readiness changed; synced {', '.join(sorted(changed)) or 'no Service'}",
                   flush=True)
-        elif details != rec.probe_detail:  # only what the probes saw: `lab check` explains with it
+        elif details != rec.probe_detail or failing != rec.probe_failing:  # `lab check` and `describe` explain with it
             with locked(rec):
                 rec = records.load(self.name)
                 if rec.status != "running":
                     return False
-                rec.probe_detail = details
+                rec.probe_detail, rec.probe_failing = details, failing
                 rec.save()
         return True
+
+    def _count(self, key: str, ok: bool, detail: str) -> None:
+        """Failures with the same result are one event seen N times (kubelet's event aggregation);
+        a success ends it."""
+        now = time.time()
+        if ok:
+            self.failing.pop(key, None)
+        elif key in self.failing and self.details.get(key) == detail:
+            self.failing[key] = [self.failing[key][0], now, self.failing[key][2] + 1]
+        else:
+            self.failing[key] = [now, now, 1]
 
     def gone(self) -> bool:
         """Whether the lab is over: no record, or one that no longer says running."""

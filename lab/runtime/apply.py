@@ -392,7 +392,7 @@ def apply(path, objects: bool = False, delete: bool = False, lab: Optional[str] 
         after = {p.key: p for p in new.pods}
         gone = [p for k, p in before.items() if k not in after or not _same_pod(p, after[k])]
         born = [p for k, p in after.items() if k not in before or not _same_pod(before[k], p)]
-        was = (dict(rec.ready), dict(rec.probe_detail), dict(rec.pod_ready))
+        was = (dict(rec.ready), dict(rec.probe_detail), dict(rec.probe_failing), dict(rec.pod_ready))
         try:
             changed = _switch(rec, old, new, gone, born)
         except BaseException as e:
@@ -429,10 +429,11 @@ def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[Pod
     after = {p.key for p in new.pods}
     fresh = {container_key(p, c) for p in born for c in p.containers}
     ready = {k: v for k, v in rec.ready.items() if pod_key_of(k) in after and k not in fresh}
-    verdicts, details = prober.first_round(replace(new, pods=tuple(born)))
+    verdicts, details, failing = prober.first_round(replace(new, pods=tuple(born)))
     ready.update(verdicts)
     rec.ready = ready
     rec.probe_detail = {**{k: v for k, v in rec.probe_detail.items() if k in ready}, **details}
+    rec.probe_failing = {**{k: v for k, v in rec.probe_failing.items() if k in ready}, **failing}
     pod_ready = prober.pod_readiness(new, ready, container_alive(rec))
     changed = kube_proxy.sync(rec, new, pod_ready)
     dns.update(new, endpoint_slices(new, pod_ready), rec)
@@ -450,7 +451,7 @@ def _roll_back(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[
     def started(p: PodState) -> bool:
         return any(container_key(p, c) in rec.pids for c in p.containers)
 
-    rec.ready, rec.probe_detail, pod_ready = was
+    rec.ready, rec.probe_detail, rec.probe_failing, pod_ready = was
     steps = [lambda: problems.extend(pods.remove(new, rec, [p for p in born if started(p) or p.netns in rec.netns])),
              lambda: dns.remove_resolv_confs(rec, [p.netns for p in born]),
              lambda: rec.commit(old, pod_ready),

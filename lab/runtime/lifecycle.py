@@ -138,7 +138,7 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
     from lab.policy import sync as netpol
 
     kube_proxy.setup(state)
-    rec.ready, rec.probe_detail = prober.first_round(state)
+    rec.ready, rec.probe_detail, rec.probe_failing = prober.first_round(state)
     pod_ready = prober.pod_readiness(state, rec.ready, lambda _: True)
     netpol.setup(state)
     with records.locked(rec):

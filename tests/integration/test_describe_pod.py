@@ -3,6 +3,8 @@
 event); a pod whose probe passes is 1/1 and has no Warning."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.integration.conftest import lab, needs_root
@@ -50,9 +52,11 @@ def test_describe_says_why_a_pod_is_not_ready(tmp_path, clean_after):
     assert lines[3].split() == ["Node:", "n1/172.18.0.2"]
     assert "    Ready:         False" in lines and "    State:         Running" in lines
     assert [line.split() for line in lines if line.startswith("  Ready ")] == [["Ready", "False"]]
-    warning = [line.split(None, 3) for line in lines if line.strip().startswith("Warning")]
-    assert warning == [["Warning", "Unhealthy", "kubelet", "Readiness probe failed: HTTP probe failed with "
-                        "statuscode: 404 (GET /not-found-by-design on port 8080)"]], stuck
+    warning = [line.split(None, 2) for line in lines if line.strip().startswith("Warning")]
+    assert [w[:2] for w in warning] == [["Warning", "Unhealthy"]], stuck
+    # Age: since the failure was last seen (and, once seen again, how often over how long), then From
+    assert re.fullmatch(r"\d+s( \(x\d+ over \d+s\))? +kubelet +Readiness probe failed: HTTP probe failed with "
+                        r"statuscode: 404 \(GET /not-found-by-design on port 8080\)", warning[0][2]), stuck
 
     fine = lab("--lab", "descpod", "describe", "po", "fine").stdout
     assert "Warning" not in fine and fine.rstrip().endswith("Events:  <none>"), fine

@@ -147,6 +147,20 @@ def test_a_container_leaves_its_services_after_failure_threshold_failures(fake, 
     assert restores(fake) == partial(rec.pod_ready, saved.pod_ready)[1]
 
 
+def test_failures_with_the_same_result_are_one_event_counted_until_a_success(fake, probes, dead):
+    rec = lab_record(fake, all_ready())
+    agent = started(rec)
+    seen = []
+    for verdict in [(False, "GET /healthz (port 8080) -> 503")] * 3 + [(False, "tcp 8080: refused"), (True, OK)]:
+        probes.verdicts[BACKEND_C] = verdict
+        due_now(agent)
+        assert agent.step()
+        seen.append(records.load(rec.name).probe_failing.get(BACKEND_C))
+    assert [s and s[2] for s in seen] == [1, 2, 3, 1, None]  # `lab describe`: "x3 over ...", then a new event
+    first, last, _ = seen[2]
+    assert first == seen[0][0] and first <= last and seen[3][0] >= last
+
+
 def test_only_probe_details_changing_saves_them_without_a_sync(fake, probes, dead, monkeypatch):
     rec = lab_record(fake, all_ready())
     syncs = []

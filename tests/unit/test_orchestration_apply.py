@@ -171,7 +171,7 @@ def fake_pods(monkeypatch) -> Pods:
     monkeypatch.setattr(pods, "remove", recorder.remove)
     monkeypatch.setattr(prober, "first_round", lambda state: (
         {container_key(p, c): True for p, c in prober.probed(state)},
-        {container_key(p, c): "tcp 8080: connected" for p, c in prober.probed(state)}))
+        {container_key(p, c): "tcp 8080: connected" for p, c in prober.probed(state)}, {}))
     return recorder
 
 

@@ -95,7 +95,8 @@ def test_probe_failure(detail, message):
 
 def test_describe_a_pod_kept_unready_by_its_probe(state):
     out = views.describe_pod(pod(state, "web"), state, lambda k: not k.endswith("/side"),
-                             {"default/web/app": False}, {"default/web/app": FAILED}, 0.0)
+                             {"default/web/app": False}, {"default/web/app": FAILED}, 0.0,
+                             {"default/web/app": [1000.0, 1040.0, 5]}, now=1048.0)
     lines = out.splitlines()
     assert lines[:4] == ["Name:        web", "Namespace:   default", "Priority:    0", "Node:        w1/172.18.0.3"]
     assert "Labels:      app=web" in lines and "             tier=fe" in lines
@@ -118,9 +119,11 @@ def test_describe_a_pod_kept_unready_by_its_probe(state):
     assert [c.split() for c in conditions] == [["Type", "Status"], ["Initialized", "True"], ["Ready", "False"],
                                                ["ContainersReady", "False"], ["PodScheduled", "True"]]
     events = lines[lines.index("Events:") + 1:]
-    assert events[0].split() == ["Type", "Reason", "From", "Message"] and len(events) == 3
-    assert events[2].split(None, 3) == ["Warning", "Unhealthy", "kubelet", "Readiness probe failed: HTTP probe failed "
-                                        "with statuscode: 404 (GET /not-found-by-design on port 8080)"]
+    assert events[0].split() == ["Type", "Reason", "Age", "From", "Message"] and len(events) == 3
+    # an aggregated event, as kubectl shows it: last seen 8s ago, 5 times over 40s
+    assert events[2].split(None, 7) == ["Warning", "Unhealthy", "8s", "(x5", "over", "40s)", "kubelet",
+                                        "Readiness probe failed: HTTP probe failed with statuscode: 404 "
+                                        "(GET /not-found-by-design on port 8080)"]
 
 
 def test_describe_a_ready_pod_has_no_events(state):
