@@ -467,7 +467,8 @@ def summary(kind: str, spec: Any) -> str:
         return f"node {spec.action} {spec.node}"
     if isinstance(spec, Exec):
         command = shlex.join(spec.argv)
-        return f"exec {spec.where}/{spec.target}: {command if len(command) <= 50 else command[:47] + '...'}"
+        where = spec.target if "/" in spec.target else f"{spec.where}/{spec.target}"
+        return f"exec {where}: {command if len(command) <= 50 else command[:47] + '...'}"
     if isinstance(spec, Check):
         if spec.probes:
             p = spec.probes[0]

@@ -193,11 +193,14 @@ def _probes(state, probes: tuple[Probe, ...]) -> str:
 def _verdict(expect: str, r) -> str:
     """'' when a probe result is what `expect` (allow, deny) wants, else why not."""
     tries = f"{r.attempts} tr{'y' if r.attempts == 1 else 'ies'}"
+    refused = "refused" in (r.error or "")
     if expect == "allow":
+        if refused:
+            return f"connection refused ({tries}): nothing serves the port there"
         return "" if r.ok else f"no reply after {tries} ({r.error})"
     if r.ok:
         return f"a reply from {r.server or 'the destination'} (source seen {r.seen_source}) where a deny was expected"
-    if "refused" in (r.error or ""):
+    if refused:
         return "connection refused: nothing serves the port there, which is not a deny (a denied probe gets no answer)"
     return ""
 
