@@ -23,3 +23,5 @@ bench: install
 	.venv/bin/python bench/bgp.py
 	.venv/bin/python bench/fabric.py
 	.venv/bin/python bench/check_scale.py
+	.venv/bin/python bench/faults.py
+	.venv/bin/python bench/scenarios.py

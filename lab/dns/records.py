@@ -119,10 +119,12 @@ def dnsmasq_config(state: ClusterState, recs: Records, hosts_dir: str, log: str)
 
 
 def upstream_config(state: ClusterState, log: str) -> str:
-    """The outside world's DNS (on the first plain host): the machines of the underlay by name."""
+    """The outside world's DNS (on the first plain host): the machines of the underlay by name, and
+    NXDOMAIN for every other name (`local=/#/`), as the internet answers a name nobody has; without
+    it dnsmasq would refuse, and glibc would ask again."""
     machines = [*state.nodes, *state.hosts]
     lines = ["# the lab's upstream resolver: underlay machines by name", "keep-in-foreground", "no-resolv",
-             "no-hosts", "port=53", "log-queries", f"log-facility={log}",
+             "no-hosts", "local=/#/", "port=53", "log-queries", f"log-facility={log}",
              *(f"host-record={m.name},{m.ip}" for m in machines)]
     return "\n".join(lines) + "\n"
 

@@ -89,7 +89,8 @@ class Dns:
     namespace: str = "default"
     resolves: Optional[tuple[str, ...]] = None  # exactly these addresses
     fails: bool = False                          # no address (not found, or no answer)
-    # neither: any address
+    queries: Optional[int] = None                # exactly this many queries reach kube-dns (A and AAAA)
+    # none of them: any address
 
 
 @dataclass(frozen=True)
@@ -404,18 +405,21 @@ def _dns(value: Any, at, names: Names) -> Optional[Dns]:
     if not isinstance(value, dict):
         at.bad((), f"dns is a mapping, not {what(value)}", "dns: {from: client, name: web, resolves: true}")
         return None
-    ok = _known_keys(value, ("from", "namespace", "name", "resolves", "fails"), "dns", at)
+    ok = _known_keys(value, ("from", "namespace", "name", "resolves", "fails", "queries"), "dns", at)
     for key in ("from", "name"):
         if not isinstance(value.get(key), str) or not value.get(key):
             at.bad((key,) if key in value else (), f"dns.{key} is missing" if key not in value else f"dns.{key} must be text",
                    "dns: {from: client, name: web.default.svc.cluster.local, resolves: true}")
             ok = False
     namespace = value.get("namespace", "default")
-    resolves, fails = value.get("resolves"), value.get("fails", False)
-    if (resolves is not None) == bool(fails):
-        at.bad((), "say what the lookup must do: resolves: [IPs] or true, or fails: true",
+    resolves, fails, queries = value.get("resolves"), value.get("fails", False), value.get("queries")
+    if resolves is not None and fails or resolves is None and not fails and queries is None:
+        at.bad((), "say what the lookup must do: resolves: [IPs] or true, or fails: true (and/or queries: N)",
                "dns: {from: client, name: web, resolves: [10.96.0.20]}")
         return None
+    if queries is not None and (not isinstance(queries, int) or isinstance(queries, bool) or queries < 0):
+        at.bad(("queries",), f"queries is a count of DNS queries, not {what(queries)}", "queries: 8")
+        ok = False
     if fails is not True and fails is not False:
         at.bad(("fails",), "fails must be true")
         ok = False
@@ -431,7 +435,7 @@ def _dns(value: Any, at, names: Names) -> Optional[Dns]:
         ok = False
     if ok:
         ok = _pod(value["from"], namespace, at, ("from",), names)
-    return Dns(value["from"], value["name"], namespace, addresses, fails is True) if ok else None
+    return Dns(value["from"], value["name"], namespace, addresses, fails is True, queries) if ok else None
 
 
 def _sleep(value: Any, at, names: Names) -> Optional[Sleep]:
@@ -476,7 +480,8 @@ def summary(kind: str, spec: Any) -> str:
             return f"check {p.src} -> {p.dst} {p.protocol} {p.expect}{more}"
         return f"check {', '.join(spec.only) or 'all'}"
     if isinstance(spec, Dns):
-        want = "fails" if spec.fails else f"resolves to {', '.join(spec.resolves)}" if spec.resolves else "resolves"
+        want = "fails" if spec.fails else f"resolves to {', '.join(spec.resolves)}" if spec.resolves else \
+            "resolves" if spec.queries is None else f"costs {spec.queries} queries"
         return f"dns {spec.name} from {spec.pod} {want}"
     return f"sleep {spec.seconds:g}s"
 

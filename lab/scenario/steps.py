@@ -220,7 +220,11 @@ def _verdict_ping(expect: str, netns: str, ip: str) -> str:
 def dns(ctx: Context, spec: Dns) -> str:
     from lab.probe.dns import RES_OPTIONS
 
-    pod = _pod(records.load(ctx.lab).state, spec.pod, spec.namespace)
+    rec = records.load(ctx.lab)
+    pod = _pod(rec.state, spec.pod, spec.namespace)
+    counted = _count_queries(rec, pod, spec) if spec.queries is not None else ""
+    if spec.resolves is None and not spec.fails:
+        return counted
     done = host.run(["ip", "netns", "exec", pod.netns, "getent", "ahostsv4", spec.name],
                     env={**os.environ, "RES_OPTIONS": RES_OPTIONS}, timeout=30, check=False)
     if done.code is None or done.code not in (0, 2):
@@ -235,7 +239,20 @@ def dns(ctx: Context, spec: Dns) -> str:
         raise Failed(f"{spec.name} did not resolve from {pod.key} (not found, or no answer)")
     if spec.resolves and set(got) != set(spec.resolves):
         raise Failed(f"{spec.name} resolved to {shown} from {pod.key}; expected {', '.join(sorted(spec.resolves))}")
-    return f"{spec.name} -> {shown}"
+    return f"{spec.name} -> {shown}" + (f"; {counted}" if counted else "")
+
+
+def _count_queries(rec, pod, spec: Dns) -> str:
+    """How many queries one lookup (glibc, A and AAAA, through the pod's resolv.conf) sent to kube-dns."""
+    from lab.dns import queries
+
+    if not rec.state.dns_domain:
+        raise Failed("the lab has no cluster DNS: there are no kube-dns queries to count")
+    sent = queries.lookup(rec, pod, spec.name).queries
+    listed = ", ".join(f"{kind} {name}" for kind, name in sent)
+    if len(sent) != spec.queries:
+        raise Failed(f"one lookup of {spec.name} from {pod.key} sent {len(sent)} queries, expected {spec.queries}: {listed}")
+    return f"{len(sent)} queries: {listed}"
 
 
 def sleep(ctx: Context, spec: Sleep) -> str:

@@ -51,7 +51,9 @@ def test_every_kind_parses():
     assert waited.title == "the policy is gone" and waited.wait.interval == 0.5 and not waited.expect_fail
     assert s.steps[-1].expect_fail
     inline = next(step for step in s.steps if step.kind == "apply" and "inline" in step.title)
-    assert inline.spec.items[0].file == s.file and inline.spec.items[0].line() == 32
+    assert inline.spec.items[0].file == s.file and inline.spec.items[0].line() == 33
+    counted = next(step for step in s.steps if step.kind == "dns" and step.spec.queries is not None)
+    assert counted.spec == spec.Dns("client", "web", queries=2) and counted.title == "dns web from client costs 2 queries"
 
 
 def test_names_after_an_apply_are_not_checked(tmp_path: Path):
