@@ -80,11 +80,12 @@ def load(path: str | Path) -> Scenario:
                                         f"a scenario file holds one YAML document, found {len(docs)}",
                                         "a scenario needs a topology and steps, e.g. topology: ../topologies/"
                                         "vxlan.yaml, steps: [{check: all}]")])
-    return _Reader(docs[0], path).scenario()
+    return Reader(docs[0], path).scenario()
 
 
-class _Reader:
-    """One pass over a scenario document, collecting every problem."""
+class Reader:
+    """One pass over a scenario document, collecting every problem. Exercises (lab.exercise.model)
+    read their topology and steps with it too."""
 
     def __init__(self, source: Source, path: Path):
         self.src, self.path, self.base = source, path, path.parent
@@ -113,7 +114,7 @@ class _Reader:
         keep_going = data.get("continue", False)
         if not isinstance(keep_going, bool):
             self.bad(("continue",), "continue must be true or false")
-        topology, inline, lab = self._topology(data.get("topology")) if "topology" in data else ("", None, "")
+        topology, inline, lab = self.topology(data.get("topology")) if "topology" in data else ("", None, "")
         steps = self._steps(data.get("steps"))
         if self.problems:
             raise ScenarioError(self.problems)
@@ -122,7 +123,8 @@ class _Reader:
 
     # --- the topology ---
 
-    def _topology(self, value: Any) -> tuple[str, Optional[dict], str]:
+    def topology(self, value: Any) -> tuple[str, Optional[dict], str]:
+        """(file, inline data, lab name) of the document's `topology:`; self.state is its plan."""
         from lab.controlplane.plan import plan
         from lab.topology.load import _load, load_topology, reporting
 
@@ -166,19 +168,20 @@ class _Reader:
         ctx = S.Names(self.state)
         steps = []
         for i, raw in enumerate(value):
-            step = self._step(i, raw, ctx)
+            step = self.step(("steps", i), i + 1, raw, ctx)
             if step is not None:
                 steps.append(step)
         return steps
 
-    def _step(self, i: int, raw: Any, names: S.Names) -> Optional[Step]:
-        at = ("steps", i)
+    def step(self, at: DocPath, index: int, raw: Any, names: S.Names, extra: tuple[str, ...] = ()) -> Optional[Step]:
+        """The step at `at` (numbered `index`), or None (the problems were reported); `extra` are
+        fields the caller reads itself (an exercise test's points)."""
         if not isinstance(raw, dict):
             self.bad(at, f"a step is a mapping, not {_what(raw)}", "e.g. - check: all")
             return None
         kinds = [k for k in raw if k in KINDS]
         for key in raw:
-            if key in KINDS or key in COMMON:
+            if key in KINDS or key in COMMON or key in extra:
                 continue
             hint = LATER.get(key, f"a step is one of {', '.join(KINDS)}, with optional {', '.join(COMMON)}; "
                                   "a kind's own fields go inside its mapping, e.g. - exec: {pod: a, command: ls}")
@@ -187,7 +190,7 @@ class _Reader:
             self.bad(at, f"one kind per step, found {', '.join(kinds)}", "split it into several steps")
             return None
         if not kinds:
-            if all(k in COMMON for k in raw):
+            if all(k in COMMON or k in extra for k in raw):
                 self.bad(at, "the step does nothing: it has no kind", f"give one of {', '.join(KINDS)}")
             return None
         kind = kinds[0]
@@ -203,7 +206,7 @@ class _Reader:
         spec = S.parse(kind, raw[kind], _Where(self, at + (kind,)), names)
         if len(self.problems) > before or spec is None:
             return None
-        return Step(i + 1, kind, spec, title or S.summary(kind, spec), self.src.line_of(at), wait, expect == "fail")
+        return Step(index, kind, spec, title or S.summary(kind, spec), self.src.line_of(at), wait, expect == "fail")
 
     def _wait(self, at: DocPath, value: Any) -> Optional[Wait]:
         if value is None:
@@ -230,7 +233,7 @@ class _Reader:
 class _Where:
     """Where a step's spec is, for lab.scenario.spec to report at: a path under the step."""
 
-    def __init__(self, reader: _Reader, at: DocPath):
+    def __init__(self, reader: Reader, at: DocPath):
         self.reader, self.at = reader, at
 
     def bad(self, sub: DocPath, message: str, hint: Optional[str] = None) -> None:

@@ -83,7 +83,9 @@ def _pod(state, text: str, namespace: str):
     return pods[0]
 
 
-def exec_(ctx: Context, spec: Exec) -> str:
+def run_exec(ctx: Context, spec: Exec) -> host.Completed:
+    """Run an exec step's command where it says (a pod with its container's environment, a node, a
+    host); Failed if it did not finish in time. Exercises read its output for answers."""
     from lab.node.containers import env_for
 
     state = records.load(ctx.lab).state
@@ -103,6 +105,11 @@ def exec_(ctx: Context, spec: Exec) -> str:
                     check=False)
     if done.code is None:
         raise Failed(f"did not finish within {spec.timeout:g}s")
+    return done
+
+
+def exec_(ctx: Context, spec: Exec) -> str:
+    done = run_exec(ctx, spec)
     problems = []
     if spec.exit is not None and done.code != spec.exit:
         said = (done.stderr.strip() or done.stdout.strip()).splitlines()
