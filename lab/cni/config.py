@@ -1,6 +1,8 @@
 """CNI network configurations for a node (pure): the conflist a kubelet would find in /etc/cni/net.d."""
 from __future__ import annotations
 
+import os
+
 from lab.controlplane.state import ClusterState, NodeState
 
 CNI_VERSION = "1.0.0"
@@ -25,9 +27,15 @@ def pod_network(state: ClusterState, node: NodeState, data_dir: str) -> dict:
         }
     elif state.cni == "ptp":
         plugin = {"type": "ptp", "ipMasq": False, "mtu": state.mtu, "ipam": _ipam(node, data_dir)}
-    else:
-        raise ValueError(f"cni {state.cni!r} is not supported")
+    else:  # a plugin of one's own: what a ptp-like plugin needs, and host-local's ipam to delegate to
+        plugin = {"type": os.path.basename(state.cni), "mtu": state.mtu, "podCIDR": node.pod_cidr,
+                  "gateway": node.gateway, "ipam": _ipam(node, data_dir)}
     return {"cniVersion": CNI_VERSION, "name": f"{state.lab}-podnet", "plugins": [plugin]}
+
+
+def plugin_dirs(state: ClusterState) -> tuple[str, ...]:
+    """Where the runtime looks for plugins (CNI_PATH): a plugin of one's own's folder first."""
+    return (os.path.dirname(state.cni),) if os.path.isabs(state.cni) else ()
 
 
 def loopback_network() -> dict:

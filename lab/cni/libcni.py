@@ -14,10 +14,11 @@ from lab.errors import LabError
 from lab import host
 
 PLUGIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
+TIMEOUT = 30  # seconds a plugin may take; then it is killed (a stuck plugin of one's own cannot hold up lab down)
 
 
-def find_plugin(kind: str) -> str:
-    for d in PLUGIN_DIRS:
+def find_plugin(kind: str, dirs: tuple[str, ...] = PLUGIN_DIRS) -> str:
+    for d in dirs:
         path = os.path.join(d, kind)
         if os.access(path, os.X_OK):
             return path
@@ -42,15 +43,15 @@ class PluginError(LabError):
     pass
 
 
-def _exec(plugin: str, command: str, conf: dict, att: Attachment) -> Optional[dict]:
+def _exec(plugin: str, command: str, conf: dict, att: Attachment, dirs: tuple[str, ...]) -> Optional[dict]:
     env = {
         "CNI_COMMAND": command, "CNI_CONTAINERID": att.container_id, "CNI_NETNS": att.netns_path,
-        "CNI_IFNAME": att.ifname, "CNI_PATH": ":".join(PLUGIN_DIRS),
+        "CNI_IFNAME": att.ifname, "CNI_PATH": ":".join(dirs),
         "CNI_ARGS": ";".join(["IgnoreUnknown=1", *(f"{k}={v}" for k, v in att.args)]),
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     }
-    argv = [find_plugin(plugin)]
-    proc = host.run(argv, netns=att.node_netns, input=json.dumps(conf).encode(), env=env, timeout=30, check=False)
+    argv = [find_plugin(plugin, dirs)]
+    proc = host.run(argv, netns=att.node_netns, input=json.dumps(conf).encode(), env=env, timeout=TIMEOUT, check=False)
     if not proc.ok:
         try:
             err = json.loads(proc.stdout)
@@ -59,7 +60,11 @@ def _exec(plugin: str, command: str, conf: dict, att: Attachment) -> Optional[di
             detail = (proc.stdout + proc.stderr).strip() or ("timed out after 30s" if proc.code is None else "")
         raise PluginError(f"CNI {plugin} {command} for {att.container_id}/{att.ifname} failed: {detail}")
     out = proc.stdout.strip()
-    return json.loads(out) if out else None
+    try:
+        return json.loads(out) if out else None
+    except ValueError:
+        raise PluginError(f"CNI {plugin} {command} for {att.container_id}/{att.ifname} printed no JSON result "
+                          f"(the spec wants one on stdout): {out[:200]!r}") from None
 
 
 def _plugin_conf(conflist: dict, plugin: dict, prev: Optional[dict]) -> dict:
@@ -92,18 +97,20 @@ class ResultCache:
         self._path(network, att).unlink(missing_ok=True)
 
 
-def add(conflist: dict, att: Attachment, cache: ResultCache) -> dict:
-    """ADD every plugin in order, each seeing the previous result; on failure undo what was done."""
+def add(conflist: dict, att: Attachment, cache: ResultCache, extra_dirs: tuple[str, ...] = ()) -> dict:
+    """ADD every plugin in order, each seeing the previous result; on failure undo what was done.
+    extra_dirs: searched before the system's plugin folders."""
+    dirs = extra_dirs + PLUGIN_DIRS
     done: list[dict] = []
     result: Optional[dict] = None
     try:
         for plugin in conflist["plugins"]:
-            result = _exec(plugin["type"], "ADD", _plugin_conf(conflist, plugin, result), att)
+            result = _exec(plugin["type"], "ADD", _plugin_conf(conflist, plugin, result), att, dirs)
             done.append(plugin)
     except LabError:
         for plugin in reversed(done):
             try:
-                _exec(plugin["type"], "DEL", _plugin_conf(conflist, plugin, result), att)
+                _exec(plugin["type"], "DEL", _plugin_conf(conflist, plugin, result), att, dirs)
             except LabError:
                 pass  # the original error is the one to report
         raise
@@ -111,13 +118,14 @@ def add(conflist: dict, att: Attachment, cache: ResultCache) -> dict:
     return result or {}
 
 
-def delete(conflist: dict, att: Attachment, cache: ResultCache) -> list[str]:
+def delete(conflist: dict, att: Attachment, cache: ResultCache, extra_dirs: tuple[str, ...] = ()) -> list[str]:
     """DEL every plugin in reverse; returns the errors instead of stopping at the first."""
+    dirs = extra_dirs + PLUGIN_DIRS
     prev = cache.get(conflist["name"], att)
     errors = []
     for plugin in reversed(conflist["plugins"]):
         try:
-            _exec(plugin["type"], "DEL", _plugin_conf(conflist, plugin, prev), att)
+            _exec(plugin["type"], "DEL", _plugin_conf(conflist, plugin, prev), att, dirs)
         except LabError as e:
             errors.append(str(e))
     cache.drop(conflist["name"], att)

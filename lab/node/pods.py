@@ -55,7 +55,8 @@ def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
     def wire_and_start(pod: PodState) -> None:
         make_uts(record.uts_path(pod.netns), pod.name)
         libcni.add(config.loopback_network(), _attachment(state, pod, "lo"), cache)
-        result = libcni.add(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache)
+        result = libcni.add(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache,
+                            config.plugin_dirs(state))
         got = [str(IPv4Interface(i["address"]).ip) for i in result.get("ips", [])]
         if got != [pod.ip]:
             raise LabError(f"CNI gave pod {pod.key} {got}, the plan says {pod.ip}")
@@ -89,7 +90,8 @@ def delete(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
 
     def unwire(pod: PodState) -> list[str]:
         # Only the pod network: loopback's DEL would just set `lo` down in a namespace about to go.
-        return libcni.delete(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache)
+        return libcni.delete(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache,
+                             config.plugin_dirs(state))
 
     with ThreadPoolExecutor(WORKERS) as pool:
         return [e for errs in pool.map(unwire, pods) for e in errs]

@@ -7,6 +7,7 @@ terms: file and line, a dotted path, what is wrong, and a hint on how to fix it.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import types
 from collections.abc import Callable, Iterator
@@ -114,6 +115,8 @@ def _load(top: Source, base: Path) -> Topology:
             file, line = locate(f.path)
             diagnostics.append(Diagnostic(file, line, dotted(f.path), f.message, f.hint,
                                           "warning" if f.warning else "error"))
+    data, found = _plugin_path(data, base, locate)
+    diagnostics += found
     topology, found = _validate(data, locate)
     diagnostics += found
     if options.strict:
@@ -127,6 +130,22 @@ def _load(top: Source, base: Path) -> Topology:
         options.report(diagnostics)
     return topology.model_copy(update={"manifests": [m for m in topology.manifests
                                                     if not isinstance(m, IgnoredObject)]})
+
+
+def _plugin_path(data: Any, base: Path, locate: Locate) -> tuple[Any, list[Diagnostic]]:
+    """cluster.cni naming a plugin of one's own (./plugins/my-cni): made absolute from the topology
+    file's folder; it must be an executable file (looked at, never run)."""
+    cluster = data.get("cluster") if isinstance(data, dict) else None
+    cni = cluster.get("cni") if isinstance(cluster, dict) else None
+    if not isinstance(cni, str) or "/" not in cni:
+        return data, []
+    path = (base / cni).resolve()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        file, line = locate(("cluster", "cni"))
+        problem = "is not executable" if path.is_file() else "does not exist"
+        return data, [Diagnostic(file, line, "cluster.cni", f"CNI plugin {cni} ({path}) {problem}",
+                                 f"chmod +x {path}" if path.is_file() else "the path is relative to the topology file")]
+    return {**data, "cluster": {**cluster, "cni": str(path)}}, []
 
 
 _KUSTOMIZATION = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -429,7 +448,13 @@ def _generic(error: ErrorDetails, place: _Place) -> tuple[str, None]:
     return f"{error['msg']}, found {_show(error['input'])}", None
 
 
+def _value_error(error: ErrorDetails, place: _Place) -> tuple[str, None]:
+    """A model's own check (its ValueError's text says what is allowed)."""
+    return f"{str(error['msg']).removeprefix('Value error, ')}, found {_show(error['input'])}", None
+
+
 _EXPLAIN = {
+    "value_error": _value_error,
     "extra_forbidden": _extra_forbidden,
     "invalid_key": _extra_forbidden,
     "missing": _missing,

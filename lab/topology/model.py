@@ -6,10 +6,11 @@ Cross-field rules (overlaps, references, uniqueness) live in lab.topology.semant
 """
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Network
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from lab.topology.constants import VXLAN_OVERHEAD
 from lab.topology.lenient import IGNORED_KINDS
 
@@ -50,6 +51,21 @@ class BGPSpec(Strict):
                                                                   "one AS per node (asNumber + 1 + its index)")
 
 
+class UnsafeSpec(Strict):
+    """Mistakes the lab refuses unless asked to build them on purpose (for exercises)."""
+
+    allowOverlap: bool = False  # podCIDR, serviceCIDR and the underlay may overlap (a warning, not an error)
+
+
+def _cni(value: str) -> str:
+    """bridge, ptp, or a CNI plugin of one's own: an executable, relative to the topology file
+    (./plugins/my-cni) or absolute; the loader resolves it."""
+    if value in ("bridge", "ptp") or re.fullmatch(r"(\.{1,2})?/\S+", value):
+        return value
+    raise ValueError("cni is bridge, ptp, or the path of a CNI plugin executable (e.g. ./plugins/my-cni, "
+                     "relative to the topology file)")
+
+
 class ClusterSpec(Strict):
     """What Kubernetes leaves to the installer: address plan, pod network, CNI plugin."""
 
@@ -57,11 +73,12 @@ class ClusterSpec(Strict):
     nodeCIDRMaskSize: int = Field(24, ge=8, le=30)
     serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
     network: Literal["host-gw", "vxlan", "bgp", "cloud-routes"] = "vxlan"
-    cni: Literal["bridge", "ptp"] = "bridge"
+    cni: Annotated[str, AfterValidator(_cni)] = "bridge"
     proxy: Literal["iptables", "nftables"] = "iptables"
     bgp: BGPSpec = BGPSpec()
     dns: DNSSpec = DNSSpec()
     mtu: Optional[int] = Field(None, ge=576, le=9000, description="pod MTU; default: underlay MTU, minus 50 for vxlan")
+    unsafe: UnsafeSpec = UnsafeSpec()
 
 
 class UnderlaySpec(Strict):

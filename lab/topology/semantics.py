@@ -108,6 +108,10 @@ def _address_plan(ctx: _Context) -> None:
     for i, a in enumerate(ranges):
         for b in ranges[i + 1:]:
             if values[a].overlaps(values[b]):
+                if t.cluster.unsafe.allowOverlap:  # built wrong on purpose (an exercise): said, not refused
+                    ctx.warn(b, f"{dotted(b)} {values[b]} overlaps {dotted(a)} {values[a]} (allowed by "
+                                "cluster.unsafe.allowOverlap): traffic for the shared addresses will go to the wrong place")
+                    continue
                 ctx.error(b, f"{dotted(b)} {values[b]} overlaps {dotted(a)} {values[a]}",
                           "pod, service and underlay addresses must not overlap; the defaults are "
                           "podCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12, underlay subnet 172.18.0.0/24")

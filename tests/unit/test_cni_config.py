@@ -83,10 +83,16 @@ def test_conflist_is_json_serialisable_and_fresh():
     json.dumps(b)
 
 
-def test_unsupported_cni_raises_valueerror():
-    state = replace(vxlan_state("bridge"), cni="macvlan")
-    with pytest.raises(ValueError, match="macvlan"):
-        config.pod_network(state, state.node("worker1"), "/d")
+def test_a_plugin_of_ones_own_gets_what_a_ptp_like_plugin_needs_and_its_folder_is_searched_first():
+    state = replace(vxlan_state("bridge"), cni="/srv/course/cni-from-scratch")
+    node = state.node("worker1")
+    conf = config.pod_network(state, node, "/d")
+    plugin = conf["plugins"][0]
+    assert plugin["type"] == "cni-from-scratch"
+    assert (plugin["podCIDR"], plugin["gateway"], plugin["mtu"]) == (node.pod_cidr, node.gateway, state.mtu)
+    assert plugin["ipam"]["type"] == "host-local"  # to delegate to, as real plugins do
+    assert config.plugin_dirs(state) == ("/srv/course",)
+    assert config.plugin_dirs(vxlan_state("bridge")) == ()
 
 
 def test_loopback_network():

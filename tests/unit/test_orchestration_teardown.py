@@ -121,7 +121,7 @@ def world(tmp_path, monkeypatch):
     roots = {"/run/netns/": netns_dir, "/sys/class/net/": links_dir}
     monkeypatch.setattr(lifecycle, "os", Redirected(roots))
     monkeypatch.setattr(underlay, "os", Redirected(roots))
-    monkeypatch.setattr(libcni, "find_plugin", lambda kind: f"/opt/cni/bin/{kind}")
+    monkeypatch.setattr(libcni, "find_plugin", lambda kind, dirs=(): f"/opt/cni/bin/{kind}")
 
     log: list[str] = []
     cmdlines = {AGENT_PID: b"/usr/bin/python3\0-m\0lab.runtime.agent\0services\0"}

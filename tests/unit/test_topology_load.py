@@ -124,3 +124,32 @@ def test_missing_field_points_at_its_parent():
     (diagnostic,) = errors_of(lambda: load_topology_text(text)).diagnostics
     assert (diagnostic.line, diagnostic.path) == (3, "nodes[0].name")
     assert diagnostic.message == "missing required field 'name'"
+
+
+# --- cluster.cni: a plugin of one's own ---
+
+def _cni_topology(tmp_path, cni: str) -> Path:
+    path = tmp_path / "t.yaml"
+    path.write_text(f"name: t\ncluster: {{cni: {cni}}}\nnodes: [{{name: a}}]\n")
+    return path
+
+
+def test_a_plugin_path_is_made_absolute_from_the_topology_files_folder(tmp_path):
+    (tmp_path / "plugins").mkdir()
+    plugin = tmp_path / "plugins" / "my-cni"
+    plugin.write_text("#!/bin/sh\n")
+    plugin.chmod(0o755)
+    assert load_topology(_cni_topology(tmp_path, "./plugins/my-cni")).cluster.cni == str(plugin)
+
+
+@pytest.mark.parametrize("cni, mode, expected", [
+    ("flannel", None, "cni is bridge, ptp, or the path of a CNI plugin executable"),
+    ("./missing", None, "CNI plugin ./missing"),
+    ("./not-exec", 0o644, "is not executable"),
+])
+def test_a_plugin_that_cannot_be_used_is_an_error_with_file_and_line(tmp_path, cni, mode, expected):
+    if mode is not None:
+        (tmp_path / "not-exec").write_text("#!/bin/sh\n")
+        (tmp_path / "not-exec").chmod(mode)
+    text = str(errors_of(lambda: load_topology(_cni_topology(tmp_path, cni))))
+    assert expected in text and ":2: cluster.cni" in text

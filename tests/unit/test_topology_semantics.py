@@ -57,3 +57,12 @@ def test_netexec_without_a_port_is_caught_before_lab_up():
     [d] = semantics.check(t, locate)
     assert (d.path, d.message) == ("manifests[0].spec.containers[0].image", "a netexec container needs a port to serve")
     assert "image: pause" in d.hint
+
+
+def test_overlapping_ranges_are_an_error_unless_built_wrong_on_purpose():
+    wrong = {"podCIDR": "10.0.0.0/16"}
+    (error,) = semantics.check(topology(cluster=wrong, underlay={"subnet": "10.0.2.0/24"}), locate)
+    assert not error.is_warning and "overlaps cluster.podCIDR" in error.message
+    (warning,) = semantics.check(topology(cluster={**wrong, "unsafe": {"allowOverlap": True}},
+                                          underlay={"subnet": "10.0.2.0/24"}), locate)
+    assert warning.is_warning and "allowed by cluster.unsafe.allowOverlap" in warning.message
