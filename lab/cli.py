@@ -518,6 +518,13 @@ def cmd_scenario(a) -> int:
     return 0 if all(r.passed for r in runs) else 1
 
 
+def cmd_exercise(a) -> int:
+    """Coursework on a live lab: the work and the output are lab.exercise.commands'."""
+    from lab.exercise import commands
+
+    return commands.run(a)
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lab", description="Kubernetes networking, built for real on Mininet.")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -644,6 +651,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="stop at the first failing step and leave its lab running")
     p.add_argument("--shared", action="store_true",
                    help="scenarios naming the same topology file run one after another on one lab, reset between them")
+    p = add("exercise", cmd_exercise, "lab exercise list|start NAME|status|hint [TASK]|check|answer TASK VALUE|grade|"
+                                      "reset|solve|stop|validate|package NAME: coursework on a live lab, autograded")
+    p.add_argument("action", choices=["list", "start", "status", "hint", "check", "answer", "grade", "reset", "solve",
+                                      "stop", "validate", "package"])
+    p.add_argument("args", nargs="*", metavar="ARG")
+    p.add_argument("-e", "--exercise", metavar="NAME", help="which started exercise (may be omitted when one is started)")
+    p.add_argument("--dir", metavar="DIR", help="where the exercises are (default: exercises/ of this checkout)")
+    p.add_argument("--format", choices=["text", "json", "junit", "gradescope", "classroom50", "classroom-legacy"],
+                   default="text", help="grade: the report's format")
+    p.add_argument("--out", metavar="FILE", help="grade: write the report to FILE; package: the zip to write")
+    p.add_argument("--to", metavar="CHECKPOINT", help="start, reset: begin at this named checkpoint")
+    p.add_argument("--script", metavar="FILE", help="solve: run this script instead of the exercise's solution.sh")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="solve: seconds before the script is stopped (default 60); package: the submission's")
     return ap
 
 

@@ -1,0 +1,1 @@
+"""Coursework: exercise folders, their sessions on a live lab, and autograding."""
