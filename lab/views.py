@@ -104,7 +104,8 @@ def pod_object(p: PodState, state: ClusterState, alive: Alive, ready: Optional[M
             "nodeName": p.node, "hostNetwork": p.host_network,
             "containers": [
                 {"name": c.name, "image": c.image, **({"command": list(c.argv)} if c.argv else {}),
-                 "ports": [{"containerPort": x.port, "protocol": x.protocol, **({"name": x.name} if x.name else {})}
+                 "ports": [{"containerPort": x.port, "protocol": x.protocol, **({"name": x.name} if x.name else {}),
+                            **({"hostPort": x.host_port} if x.host_port else {}), **({"hostIP": x.host_ip} if x.host_ip else {})}
                            for x in c.ports]}
                 for c in p.containers
             ],
@@ -190,7 +191,7 @@ def describe_pod(p: PodState, state: ClusterState, alive: Alive, ready: Mapping[
         if c.argv:
             rows += [("Command", c.argv[0]), *[("", a) for a in c.argv[1:]]]
         rows += [("Port" if len(ports) < 2 else "Ports", ", ".join(ports) or "<none>"),
-                 ("Host Port", ", ".join(f"0/{x.protocol}" for x in c.ports) or "<none>"),
+                 ("Host Port", ", ".join(f"{x.host_port}/{x.protocol}" for x in c.ports) or "<none>"),
                  ("State", "Running" if running else "Terminated"), ("Ready", str(is_ready)), ("Restart Count", "0")]
         if c.readiness:
             rows.append(("Readiness", _probe_spec(c.readiness)))

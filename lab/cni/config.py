@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from lab.controlplane.state import ClusterState, NodeState
+from lab.controlplane.state import ClusterState, NodeState, PodState
 
 CNI_VERSION = "1.0.0"
 
@@ -17,9 +17,19 @@ def _ipam(node: NodeState, data_dir: str) -> dict:
     }
 
 
-def pod_network(state: ClusterState, node: NodeState, data_dir: str) -> dict:
+def port_mappings(pod: PodState) -> tuple[dict, ...]:
+    """The portMappings capability a runtime passes for a pod's hostPorts (as containerd does)."""
+    return tuple({"hostPort": p.host_port, "containerPort": p.port, "protocol": p.protocol.lower(),
+             **({"hostIP": p.host_ip} if p.host_ip else {})}
+            for c in pod.containers for p in c.ports if p.host_port)
+
+
+def pod_network(state: ClusterState, node: NodeState, data_dir: str, mappings: tuple[dict, ...] = ()) -> dict:
     """The pod network's conflist. bridge: flannel's cni0 setup (gateway on the bridge, hairpin on so
-    a pod reaches itself through a Service). ptp: Calico's routed model (a /32 route per pod veth)."""
+    a pod reaches itself through a Service). ptp: Calico's routed model (a /32 route per pod veth).
+    mappings (a pod's hostPorts): the portmap plugin is chained, as flannel's and Calico's conflists
+    do, with the runtime's portMappings in its runtimeConfig; pods without hostPorts skip it (for
+    them it would do nothing, at the price of one more plugin run)."""
     if state.cni == "bridge":
         plugin = {
             "type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
@@ -30,7 +40,11 @@ def pod_network(state: ClusterState, node: NodeState, data_dir: str) -> dict:
     else:  # a plugin of one's own: what a ptp-like plugin needs, and host-local's ipam to delegate to
         plugin = {"type": os.path.basename(state.cni), "mtu": state.mtu, "podCIDR": node.pod_cidr,
                   "gateway": node.gateway, "ipam": _ipam(node, data_dir)}
-    return {"cniVersion": CNI_VERSION, "name": f"{state.lab}-podnet", "plugins": [plugin]}
+    chain = [plugin]
+    if mappings:
+        chain.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True,
+                      "runtimeConfig": {"portMappings": list(mappings)}})
+    return {"cniVersion": CNI_VERSION, "name": f"{state.lab}-podnet", "plugins": chain}
 
 
 def plugin_dirs(state: ClusterState) -> tuple[str, ...]:

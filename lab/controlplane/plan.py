@@ -14,6 +14,7 @@ from lab.controlplane.state import (
 from lab.errors import LabError
 from lab.topology import images
 from lab.topology.constants import kube_dns_ip
+from lab.topology.hostports import host_ports
 from lab.topology.model import (
     EXTERNAL_TYPES, WORKLOADS, Container, DaemonSet, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service,
     SessionAffinityConfig, StatefulSet, Topology,
@@ -51,12 +52,13 @@ def _container(c: Container, served: Optional[images.Served] = None) -> Containe
     """served: the ports of a container whose image is not built in (lab.topology.images): it
     runs as netexec serving them, or as pause when there are none."""
     argv = tuple((c.command or []) + (c.args or [])) if c.image not in ("netexec", "pause") else tuple(c.args or ())
-    ports = tuple(PortState(port=p.containerPort, protocol=p.protocol, name=p.name) for p in c.ports)
+    mapped = {(p.containerPort, p.protocol): (p.hostPort or 0, str(p.hostIP or "")) for p in c.ports}
+    ports = tuple(PortState(p.containerPort, p.protocol, p.name, *mapped[(p.containerPort, p.protocol)]) for p in c.ports)
     image, stand_in_for = c.image, ""
     if served is not None:
         stand_in_for = c.image
         image, argv = ("netexec" if served else "pause"), ()
-        ports = tuple(PortState(port=port, protocol=protocol, name=name) for port, protocol, name in served)
+        ports = tuple(PortState(port, protocol, name, *mapped.get((port, protocol), (0, ""))) for port, protocol, name in served)
     return ContainerState(
         name=c.name,
         image=image,
@@ -248,7 +250,8 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     # The add-on (kube-dns) is placed after the user's pods, so turning DNS on moves none of them.
     user = [i for i in intents if not i.addon]
     placement = schedule(node_names, [kept[(i.namespace, i.name)].node if (i.namespace, i.name) in kept
-                                      else i.spec.nodeName for i in user])
+                                      else i.spec.nodeName for i in user],
+                         [host_ports(i.spec) for i in user], [f"{i.namespace}/{i.name}" for i in user])
     placement += [i.spec.nodeName for i in intents if i.addon]
     intents = user + [i for i in intents if i.addon]
     by_node = {n.name: [] for n in nodes}

@@ -15,6 +15,8 @@ class PortState:
     port: int
     protocol: str = "TCP"
     name: Optional[str] = None
+    host_port: int = 0               # hostPort: the node's port the portmap plugin maps to this one
+    host_ip: str = ""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def _attachment(state: ClusterState, pod: PodState, ifname: str) -> libcni.Attac
 
 
 def _pod_network(state: ClusterState, record: LabRecord, pod: PodState) -> dict:
-    return config.pod_network(state, state.node(pod.node), str(record.dir / "ipam" / pod.node))
+    return config.pod_network(state, state.node(pod.node), str(record.dir / "ipam" / pod.node), config.port_mappings(pod))
 
 
 def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodState]] = None) -> None:

@@ -28,6 +28,8 @@ INVARIANTS = {
     "pod-ip": "the IP on a pod's eth0 = the source IP other pods see = the IP in `lab get pods`",
     "hostnetwork-to-pod": "hostNetwork pods reach every pod",
     "localhost": "containers of one pod reach each other on localhost",
+    "hostport": "every hostPort answers at its node's address from outside (the plain hosts), from its own pod, "
+                "which sees the client's address",
     **services.CHECKS,
     **dns.CHECKS,
     "checks": "the topology's own checks",
@@ -43,6 +45,7 @@ class Expectation:
     probe: Probe
     reply: bool = True
     source: Optional[str] = None
+    server: Optional[str] = None  # the pod that must answer (a hostPort's own)
 
 
 def _target(p: PodState) -> str:
@@ -80,6 +83,24 @@ def _localhost_expectations(state: ClusterState) -> list[Expectation]:
     return out
 
 
+def _hostport_expectations(state: ClusterState) -> list[Expectation]:
+    """From every plain host to every hostPort, at its node's address (or its hostIP): the CNI
+    portmap plugin DNATs it to the pod without SNAT, so the pod sees the client."""
+    out = []
+    for pod in state.pods:
+        node = state.node(pod.node)
+        for p in (p for c in pod.containers if c.image == "netexec" for p in c.ports if p.host_port):
+            address = p.host_ip or node.ip
+            for h in state.hosts:
+                reply = not state.policies or policy.allowed(state, h.ip, pod, p.port, p.protocol)
+                out.append(Expectation(
+                    "hostport", f"host/{h.name} -> node/{node.name} {address}:{p.host_port}/{p.protocol} -> "
+                                f"{pod.key}:{p.port}" + ("" if reply else " (denied by NetworkPolicy)"),
+                    Probe(h.netns, address, p.host_port, p.protocol), reply=reply,
+                    source=h.ip if reply else None, server=pod.name if reply else None))
+    return out
+
+
 def expectations(state: ClusterState, cov: Coverage = ALL_PAIRS) -> list[Expectation]:
     targets = [p for p in state.pods if p.probe_port() is not None]
     senders = [p for p in state.pods if not p.host_network]
@@ -91,7 +112,7 @@ def expectations(state: ClusterState, cov: Coverage = ALL_PAIRS) -> list[Expecta
         for src, t in _pairs(senders, targets, cov, lambda p: p.key, lambda p: p.node)
     ]
     out = _under_policies(state, out + _node_expectations(state, targets, cov))
-    return out + _localhost_expectations(state) + check_expectations(state)
+    return out + _localhost_expectations(state) + _hostport_expectations(state) + check_expectations(state)
 
 
 def _under_policies(state: ClusterState, exps: list[Expectation]) -> list[Expectation]:
@@ -166,10 +187,11 @@ def judge(e: Expectation, r: ProbeResult) -> Outcome:
         return Outcome(e.check, e.subject, False, "a port to probe",
                        "the target serves no port for this protocol; write it as kind/name:PORT", **where)
     if e.reply:
-        expected = f"reply, source seen {e.source}" if e.source else "reply"
-        passed = r.ok and (e.source is None or r.seen_source == e.source)
-        observed = _describe(r)
-        if r.ok and not passed:
+        expected = (f"reply, source seen {e.source}" if e.source else "reply") + (f", from {e.server}" if e.server else "")
+        right_server = e.server is None or r.server == e.server
+        passed = r.ok and (e.source is None or r.seen_source == e.source) and right_server
+        observed = _describe(r) + (f", from {r.server}" if e.server and r.ok else "")
+        if r.ok and r.seen_source != e.source and e.source is not None:
             observed += " (the source address was rewritten: NAT)"
         return Outcome(e.check, e.subject, passed, expected, observed, **where)
     return Outcome(e.check, e.subject, not r.ok, "no reply (denied)", _describe(r), **where)

@@ -74,11 +74,6 @@ IGNORED_FIELDS = {
     "DaemonSetSpec": _WORKLOAD_SPEC["DaemonSet"], "ServiceSpec": _SERVICE_SPEC + _SERVICE_LOAD_BALANCER,
     "ServicePort": _SERVICE_PORT, "Probe": _PROBE, "HTTPGetAction": _HTTP_GET,
 }
-_CONTAINER_PORT_ERRORS = {
-    "hostPort": "hostPort is not supported: the lab does not map node ports to pods one by one",
-    "hostIP": "hostIP is not supported: the lab does not map node ports to pods one by one",
-}
-_CONTAINER_PORT_HINT = "remove it and reach the pod through a NodePort Service"
 _POD_SPEC_ERRORS = {
     "hostAliases": ("hostAliases (extra /etc/hosts entries) are not supported",
                     "remove them; give the names a Service (or an ExternalName Service) with cluster DNS on"),
@@ -188,11 +183,6 @@ def _pod_spec(spec: Any, path: DocPath, findings: list[Finding]) -> None:
     for j, c in _items(spec.get("containers")):
         cp = path + ("containers", j)
         _strip(c, cp, _CONTAINER, "container", findings)
-        for k, port in _items(c.get("ports")):
-            for name, message in _CONTAINER_PORT_ERRORS.items():
-                if name in port:
-                    del port[name]
-                    findings.append(Finding(cp + ("ports", k, name), message, _CONTAINER_PORT_HINT, warning=False))
         for k, env in _items(c.get("env")):
             if "valueFrom" in env:
                 del env["valueFrom"]

@@ -7,7 +7,7 @@ Cross-field rules (overlaps, references, uniqueness) live in lab.topology.semant
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -131,6 +131,8 @@ class ContainerPort(Strict):
     containerPort: Port
     name: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15)]] = None
     protocol: Literal["TCP", "UDP"] = "TCP"
+    hostPort: Optional[Port] = None       # the node's port mapped to this one (the CNI portmap plugin)
+    hostIP: Optional[IPv4Address] = None  # only on this node address (default: all)
 
 
 class EnvVar(Strict):

@@ -21,6 +21,7 @@ from lab.topology.model import (
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
 
+from lab.topology.hostports import HostPort, clash
 from lab.topology.images import BUILTIN_IMAGES, describe, missing_program, stand_ins
 
 # Namespaces that exist in every cluster without a Namespace manifest.
@@ -262,6 +263,12 @@ def _pod_specs(ctx: _Context) -> None:
         if spec.nodeName is not None and spec.nodeName not in nodes:
             ctx.error(spec_path + ("nodeName",), f"nodeName '{spec.nodeName}' is not a node of this topology",
                       f"nodes: {', '.join(nodes)}" + did_you_mean(spec.nodeName, nodes))
+        for path, p in ports:
+            if p.hostPort and spec.hostNetwork and p.hostPort != p.containerPort:
+                ctx.error(path + ("hostPort",), f"hostPort {p.hostPort} differs from containerPort {p.containerPort} in a "
+                          "hostNetwork pod (Kubernetes: must match containerPort)", "a hostNetwork pod uses the node's "
+                          "ports directly: drop hostPort or make it equal")
+    _host_port_clashes(ctx)
     services = [m for _, m in ctx.manifests if isinstance(m, Service)]
     for spec_path, spec, ns, labels in ctx.pods():
         served = stand_ins(spec, ns, labels, services)
@@ -285,6 +292,27 @@ def _pod_specs(ctx: _Context) -> None:
                     ctx.warn(path + ("image",), f"{what} and has no port to serve (no containerPort, no Service "
                              "selecting it): it runs as pause",
                              "declare its containerPorts, or give the container a `command:` to run a host program")
+
+
+def _host_port_clashes(ctx: _Context) -> None:
+    """Pods pinned to one node (nodeName) that ask for the same hostPort: the scheduler would not put
+    the second there, so the lab refuses it here, with both places."""
+    taken: dict[str, list[tuple[HostPort, DocPath]]] = {}
+    for spec_path, spec in ctx.pod_specs():
+        if spec.nodeName is None:
+            continue  # the scheduler places it where its hostPorts are free (or says none is)
+        for j, c in enumerate(spec.containers):
+            for k, p in enumerate(c.ports):
+                if not p.hostPort:
+                    continue
+                mine, path = (p.hostPort, p.protocol, str(p.hostIP or "")), spec_path + ("containers", j, "ports", k, "hostPort")
+                first = next((at for q, at in taken.get(spec.nodeName, []) if clash(mine, q)), None)
+                if first is not None:
+                    ctx.error(path, f"hostPort {p.hostPort}/{p.protocol} on node {spec.nodeName} is already taken "
+                              f"(at {ctx.where(first, path)}): the node has one port {p.hostPort}, as a Docker host "
+                              f"has one -p {p.hostPort}", "pick another hostPort or node; or give each pod its own IP's "
+                              "port and reach them through a Service (what IP-per-pod is for)")
+                taken.setdefault(spec.nodeName, []).append((mine, path))
 
 
 def _labels(ctx: _Context) -> None:

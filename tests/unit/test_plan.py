@@ -464,3 +464,35 @@ def test_a_replicaset_names_its_pods_with_a_suffix_and_keeps_them_on_replanning(
     assert len(pods) == 2 and all(re.fullmatch(rf"web-[{SAFE}]{{5}}", p.name) for p in pods)
     again = three_nodes(workload("ReplicaSet", "web", 3))
     assert {p.name for p in pods} < {p.name for p in again.pods if p.owner == "ReplicaSet/web"}
+
+
+# --- hostPorts: the scheduler's NodePorts filter ---
+
+def web_with_host_port(replicas: int, port: int = 8080) -> dict:
+    return workload("Deployment", "web", replicas) | {"spec": {
+        **workload("Deployment", "web", replicas)["spec"],
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+            {"name": "c", "image": "netexec", "ports": [{"containerPort": 80, "hostPort": port}]}]}}}}
+
+
+def test_pods_asking_for_one_hostport_go_to_different_nodes():
+    s = three_nodes(pod("pinned", "a", containers=[{"name": "c", "image": "netexec",
+                                                    "ports": [{"containerPort": 80, "hostPort": 8080}]}]),
+                    web_with_host_port(2))
+    web = [p for p in s.pods if p.owner == "Deployment/web"]
+    assert sorted(p.node for p in web) == ["b", "c"]  # "a" has 8080 taken; the least-loaded rule alone would pick it
+    assert {(x.port, x.host_port) for p in web for c in p.containers for x in c.ports} == {(80, 8080)}
+
+
+def test_more_replicas_than_nodes_with_a_free_hostport_cannot_be_scheduled():
+    with pytest.raises(LabError, match=r"cannot be scheduled: 0/3 nodes are available: 3 node\(s\) didn't have free "
+                                       r"ports for the requested pod ports \(hostPort 8080/TCP\)"):
+        three_nodes(web_with_host_port(4))
+
+
+def test_other_ports_protocols_and_addresses_do_not_clash():
+    from lab.topology.hostports import clash
+    assert clash((8080, "TCP", ""), (8080, "TCP", "172.18.0.2"))
+    assert not clash((8080, "TCP", ""), (8080, "UDP", ""))
+    assert not clash((8080, "TCP", "172.18.0.2"), (8080, "TCP", "172.18.0.3"))
+    assert schedule(["a"], [None, None], [frozenset({(80, "TCP", "")}), frozenset({(80, "UDP", "")})]) == ["a", "a"]

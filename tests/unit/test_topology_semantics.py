@@ -66,3 +66,21 @@ def test_overlapping_ranges_are_an_error_unless_built_wrong_on_purpose():
     (warning,) = semantics.check(topology(cluster={**wrong, "unsafe": {"allowOverlap": True}},
                                           underlay={"subnet": "10.0.2.0/24"}), locate)
     assert warning.is_warning and "allowed by cluster.unsafe.allowOverlap" in warning.message
+
+
+def test_two_pods_pinned_to_one_node_with_the_same_hostport_clash_with_both_places():
+    def web(name, node, port=8080, protocol="TCP"):
+        return pod(name, nodeName=node, containers=[{"name": "c", "image": "netexec",
+                                                     "ports": [{"containerPort": 80, "hostPort": port, "protocol": protocol}]}])
+    t = topology(nodes=[{"name": "node1"}, {"name": "node2"}],
+                 manifests=[web("a", "node1"), web("b", "node1"), web("c", "node2"), web("d", "node1", protocol="UDP")])
+    (error,) = semantics.check(t, locate)
+    assert error.path == "manifests[1].spec.containers[0].ports[0].hostPort"
+    assert "hostPort 8080/TCP on node node1 is already taken" in error.message and "-p 8080" in error.message
+
+
+def test_a_hostnetwork_pods_hostport_must_be_its_containerport():
+    t = topology(manifests=[pod("h", hostNetwork=True, containers=[
+        {"name": "c", "image": "netexec", "ports": [{"containerPort": 80, "hostPort": 8080}]}])])
+    (error,) = semantics.check(t, locate)
+    assert "must match containerPort" in error.message
