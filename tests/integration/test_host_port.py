@@ -1,4 +1,4 @@
-"""hostPort through the real CNI portmap plugin (topologies/port-mapping.yaml, Docker's -p 8080:80):
+"""hostPort through the real CNI portmap plugin (topologies/docker-port-mapping.yaml, Docker's -p 8080:80):
 the node's port answers from outside with the pod seeing the client; the pod's own IP is private."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from tests.integration.conftest import ROOT, lab, needs_root
 
 pytestmark = [needs_root, pytest.mark.root]
 
-TOPOLOGY = str(ROOT / "topologies" / "port-mapping.yaml")
+TOPOLOGY = str(ROOT / "topologies" / "docker-port-mapping.yaml")
 
 
 def test_a_host_port_maps_the_nodes_port_to_its_pod():
