@@ -185,7 +185,7 @@ class Reader:
                 continue
             hint = LATER.get(key, f"a step is one of {', '.join(KINDS)}, with optional {', '.join(COMMON)}; "
                                   "a kind's own fields go inside its mapping, e.g. - exec: {pod: a, command: ls}")
-            self.bad(at + (key,), f"unknown step field '{key}'{did_you_mean(str(key), KINDS + COMMON)}", hint)
+            self.bad(at + (key,), f"unknown step field '{key}'{did_you_mean(str(key), KINDS + COMMON + extra)}", hint)
         if len(kinds) > 1:
             self.bad(at, f"one kind per step, found {', '.join(kinds)}", "split it into several steps")
             return None
