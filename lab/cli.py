@@ -183,6 +183,37 @@ def cmd_get(a) -> int:
     return 0
 
 
+def cmd_graph(a) -> int:
+    """The lab as a picture: a running lab as it is (ready endpoints), or a topology file as planned."""
+    from lab.graph import dot, image, mermaid
+    from lab.graph.build import build
+
+    if a.file:
+        from lab.controlplane.plan import plan
+        from lab.topology.load import load_topology
+
+        with _loading(False):
+            state, ready = plan(load_topology(a.file), source=a.file), None
+    else:
+        from lab.host import record
+
+        rec = record.find(a.lab)
+        state, ready = rec.state, rec.pod_ready
+    g = build(state, ready)
+    for note in g.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if a.output in ("svg", "png"):
+        text = image.render(dot.render(g), a.output, a.out)
+    else:
+        text = (mermaid if a.output == "mermaid" else dot).render(g)
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write(text)
+            text = ""
+    print(text, end="")
+    return 0
+
+
 def cmd_describe(a) -> int:
     from lab import views
     from lab.host import record
@@ -604,6 +635,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attempts", type=int, default=3, help="tries before an unanswered probe is judged (default 3)")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table",
                    help="json: every cell with src, dst, port, protocol, expected, observed, error, attempts")
+    lab_opt(p)
+    p = add("graph", cmd_graph, "draw the lab: the underlay, nodes with their podCIDRs, pods with their IPs, the pod "
+                                "network's links, Services and their endpoints; a topology FILE is drawn as planned")
+    p.add_argument("file", metavar="FILE", nargs="?", help="a topology file: draw it without a running lab")
+    p.add_argument("-o", "--output", choices=["mermaid", "dot", "svg", "png"], default="mermaid",
+                   help="mermaid (default, for Markdown), dot (graphviz), svg or png (rendered by graphviz's dot)")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout (png needs it)")
     lab_opt(p)
     p = add("get", cmd_get, "show nodes, pods, services or endpointslices, with kubectl's columns")
     p.add_argument("kind", metavar="nodes|pods|svc|endpointslices|routes")

@@ -1,0 +1,193 @@
+"""A ClusterState as a Graph: the underlay switch and its hosts, one cluster per node (eth0, the pod
+network's device, the pods on it), the network backend's links, and the Services with edges to
+their endpoints. A running lab passes its readiness (only ready endpoints are drawn); a planned
+state draws every selected pod. Above GROUP_ABOVE pods, pods are grouped per node and owner so the
+picture stays readable."""
+from __future__ import annotations
+
+from ipaddress import ip_address, ip_network
+from itertools import combinations
+from pathlib import PurePath
+from typing import Mapping, Optional
+
+from lab.controlplane.endpoints import endpoint_slices
+from lab.controlplane.state import ClusterState, NodeState, PodState, ServiceState
+from lab.graph.model import Box, Cluster, Graph, Ids, Link
+from lab.routing import bgp, vxlan
+
+GROUP_ABOVE = 40     # pods; beyond this each node shows one box per owner with a count
+MESH_UP_TO = 4       # nodes; beyond this each VXLAN endpoint links to the underlay instead of to every peer
+
+
+def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None) -> Graph:
+    """ready: {pod key: ready} of a running lab; None for a planned state."""
+    ids = Ids()
+    grouped = len(state.pods) > GROUP_ABOVE
+    switch = Box(ids.new("underlay"), _switch_lines(state), "switch")
+    boxes, clusters, links = [switch], [], []
+    eth0, vtep, pod_box = {}, {}, {}
+    for n in state.nodes:
+        cluster, node_links, eth0[n.name], vtep[n.name], mine = _node(state, n, ids, grouped)
+        clusters.append(cluster)
+        links += [Link(eth0[n.name], switch.id, kind="wire"), *node_links]
+        pod_box.update(mine)
+    hosts = {h.name: ids.new("host", h.name) for h in state.hosts}
+    for h in state.hosts:
+        boxes.append(Box(hosts[h.name], (f"host {h.name}", h.ip, *_bgp_role(state, h.name)), "host"))
+        links.append(Link(switch.id, hosts[h.name], kind="wire"))  # hosts beyond the switch, nodes before it
+    links += _backend_links(state, {**eth0, **hosts}, vtep, switch.id)
+    if state.network == "cloud-routes":
+        controller = ids.new("controller")
+        boxes.append(Box(controller, ("os-ken controller", "OpenFlow: podCIDR routes"), "controller"))
+        links.append(Link(switch.id, controller, "OpenFlow 1.3", "control"))
+    if state.services:
+        cluster, svc_links = _services(state, ready, pod_box, ids)
+        clusters.append(cluster)
+        links += svc_links
+    notes = (f"{len(state.pods)} pods (more than {GROUP_ABOVE}): grouped per node and owner, with counts",) \
+        if grouped else ()
+    title = f"lab {state.lab}: network {state.network}, cni {_cni(state)}, kube-proxy {state.proxy}" + \
+        (" (planned)" if ready is None else "")
+    return Graph(title, tuple(boxes), tuple(clusters), tuple(links), notes)
+
+
+def _cni(state: ClusterState) -> str:
+    return state.cni if state.cni in ("bridge", "ptp") else PurePath(state.cni).name
+
+
+def _switch_lines(state: ClusterState) -> tuple[str, ...]:
+    lines = (f"underlay {state.underlay_subnet}", f"{state.switch} {state.switch_name}")
+    if state.network == "cloud-routes":
+        lines += ("fabric routes:", *(f"{n.pod_cidr} → {n.name}" for n in state.nodes))
+    return lines
+
+
+def _bgp_role(state: ClusterState, name: str) -> tuple[str, ...]:
+    if state.network != "bgp":
+        return ()
+    if name == state.top_of_rack:
+        return (f"top-of-rack router, AS {bgp.as_of(state, name)}",)
+    if name in state.route_reflectors:
+        return (f"BGP route reflector, AS {bgp.as_of(state, name)}",)
+    if any(n.name == name for n in state.nodes):
+        return (f"bgpd AS {bgp.as_of(state, name)}",)
+    return ()
+
+
+def _eth0_lines(state: ClusterState, n: NodeState) -> tuple[str, ...]:
+    lines = (f"eth0 {n.ip}", *_bgp_role(state, n.name))
+    if state.network == "host-gw":
+        lines += tuple(f"{p.pod_cidr} via {p.ip}" for p in state.nodes if p.name != n.name)
+    elif state.network == "cloud-routes":
+        lines += (f"default via {next(ip_network(state.underlay_subnet).hosts())} (fabric)",)
+    return lines
+
+
+def _device_lines(state: ClusterState, n: NodeState) -> tuple[str, ...]:
+    prefix = ip_network(n.pod_cidr).prefixlen
+    if state.cni == "bridge":
+        return ("cni0 bridge", f"{n.gateway}/{prefix}")
+    if state.cni == "ptp":
+        return ("ptp: a veth per pod", f"host side {n.gateway}, /32 routes")
+    return (f"CNI {_cni(state)}", f"gateway {n.gateway}")
+
+
+def _node(state: ClusterState, n: NodeState, ids: Ids, grouped: bool):
+    """The node's cluster, its links, the ids of its eth0 and VTEP (None without VXLAN), and the box
+    of each of its pods."""
+    eth0 = Box(ids.new("eth0", n.name), _eth0_lines(state, n), "eth0")
+    device = Box(ids.new("podnet", n.name), _device_lines(state, n), "device")
+    boxes, links = [eth0, device], []
+    vtep = None
+    if state.network == "vxlan":
+        vtep = ids.new("vtep", n.name)
+        boxes.append(Box(vtep, (f"{vxlan.DEVICE} VTEP", f"{ip_network(n.pod_cidr).network_address}/32"), "vtep"))
+        links += [Link(device.id, vtep, kind="kernel"), Link(vtep, eth0.id, kind="kernel")]
+    else:
+        links.append(Link(device.id, eth0.id, kind="kernel"))
+    pod_box = {}
+    for members in _pod_groups(state.pods_on(n.name), grouped):
+        p = members[0]
+        ident = ids.new("pod", p.namespace, p.name) if len(members) == 1 else \
+            ids.new("group", n.name, p.namespace, p.owner or "pods")
+        box = Box(ident, _pod_lines(members), "host-pod" if p.host_network else
+                  ("group" if len(members) > 1 else "pod"))
+        boxes.append(box)
+        links.append(Link(box.id, eth0.id if p.host_network else device.id,
+                          kind="host-net" if p.host_network else "veth"))
+        pod_box.update({m.key: box.id for m in members})
+    role = f" ({n.role})" if n.role == "control-plane" != n.name else ""
+    cluster = Cluster(ids.new("node", n.name), (f"node {n.name}{role}", f"podCIDR {n.pod_cidr}"), "node",
+                      tuple(boxes))
+    return cluster, links, eth0.id, vtep, pod_box
+
+
+def _pod_groups(pods: tuple[PodState, ...], grouped: bool) -> list[list[PodState]]:
+    if not grouped:
+        return [[p] for p in pods]
+    groups: dict[tuple, list[PodState]] = {}
+    for p in pods:
+        groups.setdefault((p.namespace, p.owner or "", p.host_network), []).append(p)
+    return list(groups.values())
+
+
+def _pod_lines(members: list[PodState]) -> tuple[str, ...]:
+    p = members[0]
+    ns = (f"namespace {p.namespace}",) if p.namespace != "default" else ()
+    host = " hostNetwork" if p.host_network else ""
+    if len(members) == 1:
+        return (p.name, f"{p.ip}{host}", *ns)
+    what = p.owner or "pods without owner"
+    addresses = [ip_address(m.ip) for m in members]
+    ips = f"{min(addresses)} … {max(addresses)}" if not p.host_network else f"{p.ip}{host}"
+    return (f"{what} ×{len(members)}", ips, *ns)
+
+
+def _service_lines(s: ServiceState) -> tuple[str, ...]:
+    ns = (f"namespace {s.namespace}",) if s.namespace != "default" else ()
+    if s.type == "ExternalName":
+        return (f"svc {s.name}", f"ExternalName → {s.external_name}", *ns)
+    ports = ", ".join(f"{p.port}:{p.node_port}/{p.protocol}" if p.node_port else f"{p.port}/{p.protocol}"
+                      for p in s.ports)
+    return (f"svc {s.name}", f"{s.type} {s.cluster_ip or 'None (headless)'}", ports, *ns)
+
+
+def _services(state: ClusterState, ready: Optional[Mapping[str, bool]], pod_box: dict[str, str], ids: Ids):
+    """The Services cluster and one link per Service and endpoint box (ready endpoints only)."""
+    slices = endpoint_slices(state, ready)
+    boxes, links = [], []
+    for s in state.services:
+        box_id = ids.new("svc", s.namespace, s.name)
+        eps = [e for sl in slices if (sl.namespace, sl.service) == (s.namespace, s.name) for e in sl.endpoints]
+        counted = ((f"endpoints: {sum(e.ready for e in eps)} ready of {len(eps)}",)
+                   if ready is not None and eps else ())
+        boxes.append(Box(box_id, (*_service_lines(s), *counted), "service"))
+        per_box: dict[str, int] = {}
+        for e in eps:
+            if e.ready and e.pod in pod_box:
+                per_box[pod_box[e.pod]] = per_box.get(pod_box[e.pod], 0) + 1
+        links += [Link(box_id, target, f"{k} endpoints" if k > 1 else "", "endpoint") for target, k in per_box.items()]
+    return Cluster(ids.new("services"), (f"Services (kube-proxy {state.proxy})",), "services", tuple(boxes)), links
+
+
+def _backend_links(state: ClusterState, anchor: dict[str, str], vtep: dict[str, Optional[str]],
+                   switch: str) -> list[Link]:
+    """VXLAN tunnels between VTEPs, or BGP sessions between speakers (host-gw and cloud-routes show
+    their routes in the boxes instead)."""
+    if state.network == "vxlan":
+        label = f"VXLAN VNI {vxlan.VNI}, UDP {vxlan.PORT}"
+        if len(state.nodes) <= MESH_UP_TO:
+            return [Link(vtep[a.name], vtep[b.name], label, "tunnel") for a, b in combinations(state.nodes, 2)]
+        return [Link(vtep[n.name], switch, f"{label} to every node", "tunnel") for n in state.nodes]
+    if state.network != "bgp":
+        return []
+    out, seen, rrs = [], set(), set(state.route_reflectors)
+    for name, _, _ in bgp.speakers(state):
+        for peer, _, _ in bgp.peers(state, name):
+            if frozenset((name, peer)) in seen:
+                continue
+            seen.add(frozenset((name, peer)))
+            client = (name in rrs) != (peer in rrs)
+            kind = "eBGP" if state.top_of_rack else "iBGP, RR client" if client else "iBGP"
+            out.append(Link(anchor[name], anchor[peer], kind, "bgp"))
+    return out
