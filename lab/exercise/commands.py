@@ -47,10 +47,11 @@ def _session(a) -> tuple[model.Exercise, sessions.Session]:
     return _load(s.path), s
 
 
-def _one_arg(a, what: str) -> str:
-    if len(a.args) != 1:
-        raise LabError(f"lab exercise {a.action} {what}")
-    return a.args[0]
+def _named(a, usage: str) -> str:
+    """The exercise a command names: its one argument, or --exercise."""
+    if len(a.args) > 1 or not (a.args or a.exercise):
+        raise LabError(f"lab exercise {a.action} {usage}")
+    return a.args[0] if a.args else a.exercise
 
 
 def run(a) -> int:
@@ -97,7 +98,7 @@ def cmd_validate(a) -> int:
 
 
 def cmd_start(a) -> int:
-    ex = _load(model.find(_one_arg(a, "NAME"), _root(a)))
+    ex = _load(model.find(_named(a, "NAME"), _root(a)))
     t0 = time.monotonic()
     _err(f"Starting exercise {ex.name} on lab {ex.lab} ...")
     s = runner.start(ex, a.to or "", progress=_progress)
@@ -232,7 +233,7 @@ def cmd_package(a) -> int:
 
     if not a.out:
         raise LabError("lab exercise package NAME --out FILE.zip")
-    ex = _load(model.find(_one_arg(a, "NAME --out FILE.zip"), _root(a)))
+    ex = _load(model.find(_named(a, "NAME --out FILE.zip"), _root(a)))
     files = package.build(ex, Path(a.out), a.timeout)
     print(f"{a.out}: Gradescope autograder for {ex.name} ({files} files): setup.sh, run_autograder, k8s-netlab and the exercise")
     return 0
