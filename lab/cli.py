@@ -193,13 +193,13 @@ def cmd_graph(a) -> int:
         from lab.topology.load import load_topology
 
         with _loading(False):
-            state, ready = plan(load_topology(a.file), source=a.file), None
+            state, ready, stopped = plan(load_topology(a.file), source=a.file), None, []
     else:
         from lab.host import record
 
         rec = record.find(a.lab)
-        state, ready = rec.state, rec.pod_ready
-    g = build(state, ready)
+        state, ready, stopped = rec.state, rec.pod_ready, rec.stopped
+    g = build(state, ready, stopped)
     for note in g.notes:
         print(f"note: {note}", file=sys.stderr)
     if a.output in ("svg", "png"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ipaddress import ip_address, ip_network
 from itertools import combinations
 from pathlib import PurePath
-from typing import Mapping, Optional
+from typing import Collection, Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, NodeState, PodState, ServiceState
@@ -19,17 +19,19 @@ GROUP_ABOVE = 40     # pods; beyond this each node shows one box per owner with 
 MESH_UP_TO = 4       # nodes; beyond this each VXLAN endpoint links to the underlay instead of to every peer
 
 
-def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None) -> Graph:
-    """ready: {pod key: ready} of a running lab; None for a planned state."""
+def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None, stopped: Collection[str] = ()) -> Graph:
+    """ready: {pod key: ready} of a running lab, None for a planned state; stopped: nodes off the
+    underlay (lab node stop), drawn with their link cut."""
     ids = Ids()
     grouped = len(state.pods) > GROUP_ABOVE
     switch = Box(ids.new("underlay"), _switch_lines(state), "switch")
     boxes, clusters, links = [switch], [], []
     eth0, vtep, pod_box = {}, {}, {}
     for n in state.nodes:
-        cluster, node_links, eth0[n.name], vtep[n.name], mine = _node(state, n, ids, grouped)
+        cluster, node_links, eth0[n.name], vtep[n.name], mine = _node(state, n, ids, grouped, n.name in stopped)
         clusters.append(cluster)
-        links += [Link(eth0[n.name], switch.id, kind="wire"), *node_links]
+        links += [Link(eth0[n.name], switch.id, "link down" if n.name in stopped else "",
+                       "cut" if n.name in stopped else "wire"), *node_links]
         pod_box.update(mine)
     hosts = {h.name: ids.new("host", h.name) for h in state.hosts}
     for h in state.hosts:
@@ -92,7 +94,7 @@ def _device_lines(state: ClusterState, n: NodeState) -> tuple[str, ...]:
     return (f"CNI {_cni(state)}", f"gateway {n.gateway}")
 
 
-def _node(state: ClusterState, n: NodeState, ids: Ids, grouped: bool):
+def _node(state: ClusterState, n: NodeState, ids: Ids, grouped: bool, stopped: bool):
     """The node's cluster, its links, the ids of its eth0 and VTEP (None without VXLAN), and the box
     of each of its pods."""
     eth0 = Box(ids.new("eth0", n.name), _eth0_lines(state, n), "eth0")
@@ -117,8 +119,8 @@ def _node(state: ClusterState, n: NodeState, ids: Ids, grouped: bool):
                           kind="host-net" if p.host_network else "veth"))
         pod_box.update({m.key: box.id for m in members})
     role = f" ({n.role})" if n.role == "control-plane" != n.name else ""
-    cluster = Cluster(ids.new("node", n.name), (f"node {n.name}{role}", f"podCIDR {n.pod_cidr}"), "node",
-                      tuple(boxes))
+    title = (f"node {n.name}{role}", f"podCIDR {n.pod_cidr}", *(("stopped: off the underlay",) if stopped else ()))
+    cluster = Cluster(ids.new("node", n.name), title, "node", tuple(boxes))
     return cluster, links, eth0.id, vtep, pod_box
 
 

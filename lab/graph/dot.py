@@ -21,6 +21,7 @@ BOXES = {
 }
 LINKS = {
     "wire": 'penwidth=2, color="#555555"',
+    "cut": 'penwidth=2, style=dashed, color="#bbbbbb", fontcolor="#c0392b"',
     "kernel": 'color="#999999"',
     "veth": 'color="#4a78b0"',
     "host-net": 'style=dashed, color="#4a78b0"',

@@ -8,7 +8,7 @@ import json
 
 from lab.graph.model import Box, Graph
 
-LINKS = {"endpoint": "-.->", "tunnel": "-.-", "bgp": "-.-", "host-net": "-.-", "control": "-.-"}  # else ---
+LINKS = {"endpoint": "-.->", "tunnel": "-.-", "bgp": "-.-", "host-net": "-.-", "control": "-.-", "cut": "-.-"}  # else ---
 CLASSES = {
     "switch": "fill:#d9d9d9,stroke:#555,stroke-width:2px",
     "host": "fill:#fff,stroke:#555",
@@ -23,7 +23,7 @@ CLASSES = {
 }
 LINK_STYLES = {
     "tunnel": "stroke:#c0392b,stroke-width:2px", "bgp": "stroke:#8e44ad,stroke-width:2px",
-    "endpoint": "stroke:#2e7d32", "wire": "stroke:#555,stroke-width:2px",
+    "endpoint": "stroke:#2e7d32", "wire": "stroke:#555,stroke-width:2px", "cut": "stroke:#bbb,stroke-width:2px",
 }
 
 

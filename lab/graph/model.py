@@ -29,7 +29,7 @@ class Link:
     src: str
     dst: str
     label: str = ""
-    kind: str = "wire"               # wire | veth | host-net | tunnel | bgp | endpoint | control
+    kind: str = "wire"               # wire | cut (a stopped node) | kernel | veth | host-net | tunnel | bgp | endpoint | control
 
 
 @dataclass(frozen=True)

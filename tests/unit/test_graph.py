@@ -133,3 +133,18 @@ def test_pod_ids_survive_any_name():
     odd = replace(s.pods[0], name="end", namespace="x-y.z")
     text = mermaid.render(build(replace(s, pods=(odd,))))
     assert "pod_x_y_z_end[" in text and all(MERMAID_LINE.fullmatch(line) for line in text.splitlines())
+
+
+def test_the_docs_show_what_lab_graph_draws_today():
+    doc = (ROOT / "docs" / "GRAPH.md").read_text()
+    assert "```mermaid\n" + mermaid.render(build(shipped_state("default"))) + "```" in doc, \
+        "docs/GRAPH.md is stale: paste `lab graph topologies/default.yaml` (and re-render docs/img/default-topology.png)"
+
+
+def test_a_stopped_node_is_drawn_off_the_underlay():
+    g = build(shipped_state("vxlan"), {}, stopped=["worker1"])
+    worker1 = next(c for c in g.clusters if c.id == "node_worker1")
+    assert worker1.lines[-1] == "stopped: off the underlay"
+    assert [(link.label, link.kind) for link in g.links if link.dst == "underlay"] == \
+        [("", "wire"), ("link down", "cut"), ("", "wire")]
+    assert 'eth0_worker1 -.-|"link down"| underlay' in mermaid.render(g)
