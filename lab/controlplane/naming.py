@@ -64,6 +64,11 @@ def switch_name(lab: str) -> str:
     return "kn" + hashlib.sha1(lab.encode()).hexdigest()[:6]
 
 
+def public_switch_name(lab: str) -> str:
+    """The public segment's switch (behind the NAT gateway): the underlay switch's name, 'kp' for 'kn'."""
+    return "kp" + switch_name(lab)[2:]
+
+
 def vtep_mac(node_ip: str) -> str:
     """flannel.1's MAC, derived from the node IP so every peer can be programmed up front."""
     a, b, c, d = (int(x) for x in node_ip.split("."))

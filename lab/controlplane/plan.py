@@ -221,13 +221,33 @@ def _replicas(topo: Topology, ns: str, m) -> list[tuple[str, dict[str, str], Pod
     return [(n, labels, spec) for n in naming.replica_names(topo.name, ns, name, name, m.spec.replicas)]
 
 
+def _hosts(topo: Topology, underlay: list) -> tuple[HostState, ...]:
+    """Underlay hosts take the addresses after the nodes'; the NAT gateway takes the underlay's
+    first address (the nodes' default route already points there) and the public segment's first;
+    public hosts the public segment's next ones."""
+    lab, mine, public = topo.name, iter(underlay), iter(ipam.underlay_addresses(topo.public.subnet, len(topo.hosts))
+                                                        if topo.public else ())
+    out = []
+    for h in sorted(topo.hosts, key=lambda h: not h.natGateway):  # the gateway first: public .1
+        if h.natGateway:
+            out.append(HostState(h.name, str(ipam.underlay_gateway(topo.underlay.subnet)), naming.node_netns(lab, h.name),
+                                 public_ip=str(ipam.underlay_gateway(topo.public.subnet))))
+        elif h.network == "public":
+            out.append(HostState(h.name, str(next(public)), naming.node_netns(lab, h.name), network="public"))
+        else:
+            out.append(HostState(h.name, str(next(mine)), naming.node_netns(lab, h.name)))
+    order = [h.name for h in topo.hosts]
+    return tuple(sorted(out, key=lambda h: order.index(h.name)))
+
+
 def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = None) -> ClusterState:
     """previous: the running lab's state (`lab apply`): pods that still exist keep their node and
     IP, as running pods do in a cluster; only new pods are scheduled and given addresses."""
     lab = topo.name
     node_names = [n.name for n in topo.nodes]
     cidrs = ipam.node_pod_cidrs(topo.cluster.podCIDR, topo.cluster.nodeCIDRMaskSize, len(topo.nodes))
-    addrs = ipam.underlay_addresses(topo.underlay.subnet, len(topo.nodes) + len(topo.hosts))
+    on_underlay = [h for h in topo.hosts if h.network == "underlay" and not h.natGateway]
+    addrs = ipam.underlay_addresses(topo.underlay.subnet, len(topo.nodes) + len(on_underlay))
 
     nodes = tuple(
         NodeState(
@@ -237,10 +257,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         )
         for i, n in enumerate(topo.nodes)
     )
-    hosts = tuple(
-        HostState(name=h.name, ip=str(addrs[len(nodes) + i]), netns=naming.node_netns(lab, h.name))
-        for i, h in enumerate(topo.hosts)
-    )
+    hosts = _hosts(topo, addrs[len(nodes):])
 
     intents = _intents(topo)
     wanted = {(i.namespace, i.name): i for i in intents}
@@ -302,7 +319,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         namespace_labels=_namespace_labels(topo, namespaces), policies=_policies(topo),
         bgp_as=topo.cluster.bgp.asNumber, route_reflectors=tuple(topo.cluster.bgp.routeReflectors),
         top_of_rack=topo.cluster.bgp.topOfRack or "",
-        services=service_states,
+        services=service_states, public_subnet=str(topo.public.subnet) if topo.public else "",
     )
 
 

@@ -111,8 +111,10 @@ HOST_PORT = 8080   # every plain host answers there like netexec, over TCP and U
 @dataclass(frozen=True)
 class HostState:
     name: str
-    ip: str
+    ip: str                          # its address on its network
     netns: str
+    network: str = "underlay"        # underlay | public (behind the NAT gateway)
+    public_ip: str = ""              # the NAT gateway's address on the public segment (what the world sees)
 
 
 @dataclass(frozen=True)
@@ -254,12 +256,20 @@ class ClusterState:
     top_of_rack: str = ""            # a host: eBGP with one AS per node
     namespace_labels: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # incl. kubernetes.io/metadata.name
     policies: tuple[PolicyState, ...] = ()
+    public_subnet: str = ""          # the segment behind the NAT gateway ("" without one)
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
             if n.name == name:
                 return n
         raise KeyError(name)
+
+    def underlay_hosts(self) -> tuple[HostState, ...]:
+        """The plain hosts that reach the nodes' addresses directly (not those behind the NAT gateway)."""
+        return tuple(h for h in self.hosts if h.network == "underlay")
+
+    def nat_gateway(self) -> Optional[HostState]:
+        return next((h for h in self.hosts if h.public_ip), None)
 
     def pods_on(self, node: str) -> tuple[PodState, ...]:
         return tuple(p for p in self.pods if p.node == node)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Sequence
 
-from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
+from lab.controlplane.state import ClusterState, EndpointSliceState, HostState, PodState
 from lab.topology.constants import kube_dns_ip
 
 
@@ -100,9 +100,15 @@ def hosts_file(recs: Records) -> str:
     return "".join(f"{ip} {' '.join(names)}\n" for ip, names in sorted(by_ip.items(), key=lambda kv: IPv4Address(kv[0])))
 
 
+def upstream_host(state: ClusterState) -> HostState | None:
+    """Who plays the outside world's DNS: the first plain host the nodes reach directly."""
+    return next(iter(state.underlay_hosts()), None) if state.dns_domain else None
+
+
 def upstream(state: ClusterState) -> str | None:
-    """The nodes' upstream resolver: the first plain host, as the outside world's DNS."""
-    return state.hosts[0].ip if state.hosts and state.dns_domain else None
+    """The nodes' upstream resolver's address."""
+    host = upstream_host(state)
+    return host.ip if host else None
 
 
 def dnsmasq_config(state: ClusterState, recs: Records, hosts_dir: str, log: str) -> str:

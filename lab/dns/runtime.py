@@ -35,10 +35,9 @@ def argv(record: LabRecord) -> list[str]:
 
 def start_upstream(state: ClusterState, record: LabRecord) -> None:
     """The outside world's DNS on the first plain host; nodes resolve through it."""
-    up = records.upstream(state)
-    if not up:
+    server = records.upstream_host(state)
+    if server is None:
         return
-    server = state.hosts[0]
     conf = record.subdir("dns") / "upstream.conf"
     conf.write_text(records.upstream_config(state, str(record.dir / "dns" / "upstream.log")))
     record.pids[f"host/{server.name}/dns"] = spawn(["ip", "netns", "exec", server.netns, "dnsmasq", f"--conf-file={conf}"],

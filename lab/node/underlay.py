@@ -1,6 +1,7 @@
 """The underlay: nodes and plain hosts are Mininet hosts on one switch (a Linux bridge, or OVS
 with the userspace datapath). Mininet builds them; each gets a name in /run/netns so plain
-`ip netns exec` works, and from then on the lab drives them through those names."""
+`ip netns exec` works, and from then on the lab drives them through those names. A topology with a
+public segment has a second switch (a Linux bridge) for it: its hosts, and the NAT gateway's eth1."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,15 +18,20 @@ from pathlib import Path
 from lab.controlplane import ipam, naming
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
-from lab.host import ip_batch, make_uts, netns_path, output, sysctl
+from lab.host import ip_batch, make_uts, netns_path, output, restore, sysctl
 from lab.host.record import LabRecord
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
 
 
 def machines(state: ClusterState):
-    """Nodes then hosts: the order their underlay addresses and switch ports are given in."""
-    return [*state.nodes, *state.hosts]
+    """Nodes then the underlay's hosts: the order their switch ports are given in."""
+    return [*state.nodes, *state.underlay_hosts()]
+
+
+def public_machines(state: ClusterState):
+    """On the public segment: the NAT gateway (its eth1) and the public hosts (their eth0)."""
+    return [h for h in state.hosts if h.public_ip or h.network == "public"]
 
 
 def port_name(state: ClusterState, tag: str, index: int) -> str:
@@ -33,6 +39,10 @@ def port_name(state: ClusterState, tag: str, index: int) -> str:
     clear of the last run's ports, which the kernel frees only when it has cleaned up the deleted
     node namespaces (deleting them synchronously costs a third of `lab down`)."""
     return f"{state.switch_name}{tag}p{index}"
+
+
+def public_port_name(state: ClusterState, tag: str, index: int) -> str:
+    return f"{naming.public_switch_name(state.lab)}{tag}p{index}"
 
 
 def _ovs_running() -> bool:
@@ -73,34 +83,46 @@ def build(state: ClusterState, record: LabRecord) -> None:
     from mininet.net import Mininet
 
     setLogLevel("error")
+    from mininet.nodelib import LinuxBridge
+
     switch_cls, switch_opts = _switch_class(state)
     ms = machines(state)
+    outside = [h for h in public_machines(state) if h.network == "public"]
+    public = naming.public_switch_name(state.lab) if state.public_subnet else None
     record.port_tag = secrets.token_hex(1)
     record.claim(
-        netns=tuple(m.netns for m in ms),
-        links=(state.switch_name,) if state.switch == "linux-bridge" else (),
+        netns=tuple(m.netns for m in [*ms, *outside]),
+        links=(state.switch_name,) * (state.switch == "linux-bridge") + ((public,) if public else ()),
         ovs=(state.switch_name,) if state.switch == "ovs" else (),
-        shells=(state.switch_name, *(m.netns for m in ms)),
+        shells=(state.switch_name, *(m.netns for m in [*ms, *outside]), *((public,) if public else ())),
     )
     net = Mininet(build=False, controller=None, autoSetMacs=False)
-    switch = net.addSwitch(state.switch_name, cls=switch_cls, **switch_opts)
+    switches = [net.addSwitch(state.switch_name, cls=switch_cls, **switch_opts)]
     prefix = state.underlay_subnet.split("/")[1]
-    hosts = []
+    hosts = {}
     for i, m in enumerate(ms):
-        h = net.addHost(m.netns, ip=f"{m.ip}/{prefix}")
-        net.addLink(h, switch, intfName1="eth0", intfName2=port_name(state, record.port_tag, i),
+        hosts[m.netns] = net.addHost(m.netns, ip=f"{m.ip}/{prefix}")
+        net.addLink(hosts[m.netns], switches[0], intfName1="eth0", intfName2=port_name(state, record.port_tag, i),
                     addr1=naming.node_mac(m.ip))
-        hosts.append(h)
+    if public:
+        switches.append(net.addSwitch(public, cls=LinuxBridge))
+        for i, m in enumerate(public_machines(state)):
+            address = m.public_ip or m.ip
+            if m.netns not in hosts:
+                hosts[m.netns] = net.addHost(m.netns, ip=f"{address}/{state.public_subnet.split('/')[1]}")
+            net.addLink(hosts[m.netns], switches[1], intfName1="eth1" if m.public_ip else "eth0",
+                        intfName2=public_port_name(state, record.port_tag, i), addr1=naming.node_mac(address))
     try:
         net.build()
-        switch.start([])
-        ip_batch([f"netns attach {m.netns} {h.pid}" for m, h in zip(ms, hosts)])
+        for switch in switches:
+            switch.start([])
+        ip_batch([f"netns attach {netns} {h.pid}" for netns, h in hosts.items()])
     finally:
         # The namespaces now have names; Mininet's shells are no longer needed.
-        for node in [*hosts, switch]:
+        for node in [*hosts.values(), *switches]:
             node.terminate()
     _verify(state, record.port_tag)
-    for m in ms:  # `hostname` on a node (and in its hostNetwork pods) prints the node's name
+    for m in [*ms, *outside]:  # `hostname` on a node (and in its hostNetwork pods) prints the node's name
         make_uts(record.uts_path(m.netns), m.name)
 
 
@@ -111,6 +133,10 @@ def _verify(state: ClusterState, tag: str) -> None:
     else:
         ports = set(output(["ovs-vsctl", "list-ports", state.switch_name]).split())
     want = {port_name(state, tag, i) for i in range(len(machines(state)))}
+    if state.public_subnet:
+        public = naming.public_switch_name(state.lab)
+        ports |= {l["ifname"] for l in json.loads(output(["ip", "-j", "link", "show", "master", public]) or "[]")}
+        want |= {public_port_name(state, tag, i) for i in range(len(public_machines(state)))}
     if want - ports:
         raise LabError(f"underlay switch {state.switch_name} is missing ports {sorted(want - ports)}")
 
@@ -129,6 +155,24 @@ def configure(state: ClusterState) -> None:
             output(["nsenter", f"--net={netns_path(m.netns)}", "--", "ethtool", "-K", "eth0", "tx", "off"])
     for n in state.nodes:
         sysctl(n.netns, {"net.ipv4.ip_forward": "1"})
+    gateway = state.nat_gateway()
+    if gateway is not None:
+        _nat_gateway(state, gateway)
+    for h in public_machines(state):
+        if h.network == "public":
+            ip_batch([f"link set eth0 mtu {state.underlay_mtu}"], netns=h.netns)
+
+
+def _nat_gateway(state: ClusterState, gateway) -> None:
+    """AWS's NAT gateway: the underlay's first address (every node's default route), its public
+    address on eth1, forwarding on, and what leaves by eth1 SNATed to the public address, so the
+    internet sees that one address and cannot open connections inward."""
+    prefix = state.public_subnet.split("/")[1]
+    ip_batch([f"link set eth1 mtu {state.underlay_mtu}", f"addr replace {gateway.public_ip}/{prefix} dev eth1",
+              "link set eth1 up"], netns=gateway.netns)
+    sysctl(gateway.netns, {"net.ipv4.ip_forward": "1"})
+    restore(gateway.netns, ["iptables-restore", "--noflush"],
+            f"*nat\n-A POSTROUTING -o eth1 -j SNAT --to-source {gateway.public_ip}\nCOMMIT\n", "the NAT gateway's SNAT")
 
 
 def owned_links(record: LabRecord) -> list[str]:
@@ -136,6 +180,8 @@ def owned_links(record: LabRecord) -> list[str]:
     if not record.port_tag:
         return list(record.links)
     ports = [port_name(record.state, record.port_tag, i) for i in range(len(machines(record.state)))]
+    if record.state.public_subnet:
+        ports += [public_port_name(record.state, record.port_tag, i) for i in range(len(public_machines(record.state)))]
     return list(record.links) + ports
 
 

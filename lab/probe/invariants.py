@@ -91,7 +91,7 @@ def _hostport_expectations(state: ClusterState) -> list[Expectation]:
         node = state.node(pod.node)
         for p in (p for c in pod.containers if c.image == "netexec" for p in c.ports if p.host_port):
             address = p.host_ip or node.ip
-            for h in state.hosts:
+            for h in state.underlay_hosts():
                 reply = not state.policies or policy.allowed(state, h.ip, pod, p.port, p.protocol)
                 out.append(Expectation(
                     "hostport", f"host/{h.name} -> node/{node.name} {address}:{p.host_port}/{p.protocol} -> "

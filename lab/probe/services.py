@@ -36,7 +36,7 @@ CHECKS = {
     "session-affinity": "sessionAffinity: ClientIP pins each client to one endpoint",
     "no-endpoints": "a Service port without ready endpoints rejects at once",
     "nodeport": "NodePorts answer on every node per externalTrafficPolicy (Local: client IP kept, only nodes with endpoints)",
-    "egress": "pod traffic leaving the cluster is masqueraded to the node's IP",
+    "egress": "pod traffic leaving the cluster is masqueraded to the node's IP (and, behind a NAT gateway, to its public IP)",
 }
 SAMPLES = 24       # connections per Service port and endpoint, spread over the clients
 SAMPLED_SHARE = 25  # in a sampled check, connections per Service port stop growing past this many endpoints
@@ -194,13 +194,16 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                                     servers=names, source="", reply=reply, may_drop=may_drop))
             if port.node_port:
                 asks += _node_port(state, sps, pods)
+    gateway = state.nat_gateway()
     for h in state.hosts:
         for c in clients:
             allowed = policy.allowed(state, c, h.ip, HOST_PORT, "TCP")  # an egress policy may forbid it
-            asks.append(Ask("egress", f"{c.key} ({c.ip}) -> host/{h.name} ({h.ip}:{HOST_PORT})"
+            # the node masquerades to its address; behind a NAT gateway the public segment sees the gateway's
+            seen = gateway.public_ip if h.network == "public" and gateway else state.node(c.node).ip
+            asks.append(Ask("egress", f"{c.key} ({c.ip}) -> host/{h.name} ({h.ip}:{HOST_PORT}), seen as {seen}"
                             + ("" if allowed else " (denied by NetworkPolicy)"),
                             Probe(c.netns, h.ip, HOST_PORT), servers=frozenset({h.name}),
-                            source=state.node(c.node).ip, reply=allowed))
+                            source=seen, reply=allowed))
     return asks
 
 
@@ -255,7 +258,7 @@ def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mappin
         snat = allowed_servers(state, lambda pod: policy.sending_address(state, node.name, pod), inside,
                                port.protocol, pods)
         # From outside the cluster, and from the other nodes (also outside, for this node's rules).
-        outside = [(f"host/{h.name}", h.netns, h.ip) for h in state.hosts] + \
+        outside = [(f"host/{h.name}", h.netns, h.ip) for h in state.underlay_hosts()] + \
                   [(f"node/{o.name}", o.netns, o.ip) for o in state.nodes if o.name != node.name]
         for who, netns, ip in outside:
             probe = Probe(netns, node.ip, port.node_port, port.protocol)

@@ -96,9 +96,19 @@ class NodeSpec(Strict):
 
 
 class HostSpec(Strict):
-    """A plain underlay host outside the cluster (an 'internet' or a client)."""
+    """A plain host outside the cluster (an 'internet' or a client): on the underlay, or on the
+    public segment behind the NAT gateway."""
 
     name: SubdomainName
+    network: Literal["underlay", "public"] = "underlay"
+    natGateway: bool = False  # on the underlay (its first address, the nodes' default route) and the public segment
+
+
+class PublicSpec(Strict):
+    """The 'internet' segment of a private cluster (AWS's picture): its hosts reach the cluster only
+    through the NAT gateway, and see the gateway's public address."""
+
+    subnet: IPv4Network = IPv4Network("203.0.113.0/24")  # TEST-NET-3: documentation addresses
 
 
 class CheckSpec(Strict):
@@ -407,6 +417,7 @@ class Topology(Strict):
     underlay: UnderlaySpec = UnderlaySpec()
     nodes: Annotated[list[NodeSpec], Field(min_length=1)]
     hosts: list[HostSpec] = Field(default_factory=list)
+    public: Optional[PublicSpec] = None
     manifests: list[Manifest] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)
 

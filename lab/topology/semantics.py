@@ -41,8 +41,8 @@ def check(topology: Topology, locate: Locate, skipped: Collection[int] = ()) -> 
     (the object looked for may be one of the skipped ones).
     """
     ctx = _Context(topology, locate, skipped)
-    for rule in (_address_plan, _bgp, _machines, _manifests, _pod_specs, _probes, _dns, _services, _policies, _labels,
-                 _checks):
+    for rule in (_address_plan, _public, _bgp, _machines, _manifests, _pod_specs, _probes, _dns, _services, _policies,
+                 _labels, _checks):
         rule(ctx)
     return ctx.diagnostics
 
@@ -101,6 +101,36 @@ class _Context:
                 yield path + ("spec", "template", "spec"), m.spec.template.spec, ns, m.spec.template.metadata.labels
 
 
+def _public(ctx: _Context) -> None:
+    """A public segment needs its NAT gateway (one, on the underlay) and the other way round."""
+    t = ctx.topology
+    gateways = [i for i, h in enumerate(t.hosts) if h.natGateway]
+    public = [i for i, h in enumerate(t.hosts) if h.network == "public"]
+    for i in gateways[1:]:
+        ctx.error(("hosts", i, "natGateway"), "a second NAT gateway: the nodes have one default route",
+                  f"keep natGateway on host '{t.hosts[gateways[0]].name}' only")
+    for i in [*gateways, *public]:
+        if t.public is None:
+            ctx.error(("hosts", i), f"host '{t.hosts[i].name}' is on the public segment, and the topology has none",
+                      "add `public: {subnet: 203.0.113.0/24}` (the segment behind the NAT gateway)")
+    for i in gateways:
+        if t.hosts[i].network == "public":
+            ctx.error(("hosts", i, "network"), "the NAT gateway sits on the underlay and the public segment",
+                      "remove network: public from it (it gets both)")
+        if t.cluster.network == "cloud-routes":
+            ctx.error(("hosts", i, "natGateway"), "with network: cloud-routes the fabric is the nodes' gateway",
+                      "use host-gw, vxlan or bgp with a NAT gateway")
+    if t.public is not None and not gateways:
+        ctx.error(("public",), "a public segment needs a NAT gateway between it and the underlay",
+                  "add a host with natGateway: true, e.g. {name: nat, natGateway: true}")
+    if t.public is not None:
+        for path in (("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet")):
+            other = getattr(getattr(t, path[0]), path[1])
+            if t.public.subnet.overlaps(other):
+                ctx.error(("public", "subnet"), f"public.subnet {t.public.subnet} overlaps {dotted(path)} {other}",
+                          "the public segment is the outside world: give it addresses of its own (203.0.113.0/24)")
+
+
 def _address_plan(ctx: _Context) -> None:
     """Pod, service and underlay ranges must be disjoint and big enough for the machines."""
     t = ctx.topology
@@ -131,7 +161,7 @@ def _address_plan(ctx: _Context) -> None:
                   f"the topology has {nodes}",
                   "use a larger podCIDR or a larger nodeCIDRMaskSize, e.g. " + " or ".join(larger))
 
-    subnet, hosts = t.underlay.subnet, len(t.hosts)
+    subnet, hosts = t.underlay.subnet, sum(1 for h in t.hosts if h.network == "underlay" and not h.natGateway)
     room = max(subnet.num_addresses - 3, 0)  # network, broadcast, and the first address (gateway)
     if room < nodes + hosts:
         prefix = next(p for p in range(30, -1, -1) if 2 ** (32 - p) - 3 >= nodes + hosts)

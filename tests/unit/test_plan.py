@@ -496,3 +496,20 @@ def test_other_ports_protocols_and_addresses_do_not_clash():
     assert not clash((8080, "TCP", ""), (8080, "UDP", ""))
     assert not clash((8080, "TCP", "172.18.0.2"), (8080, "TCP", "172.18.0.3"))
     assert schedule(["a"], [None, None], [frozenset({(80, "TCP", "")}), frozenset({(80, "UDP", "")})]) == ["a", "a"]
+
+
+# --- a private cluster behind a NAT gateway ---
+
+def test_the_nat_gateway_takes_the_first_addresses_and_public_hosts_the_public_segment():
+    s = plan(topo({"name": "n", "underlay": {"subnet": "10.0.1.0/24"}, "public": {"subnet": "203.0.113.0/24"},
+                   "nodes": [{"name": "a"}, {"name": "b"}],
+                   "hosts": [{"name": "internet", "network": "public"}, {"name": "client"},
+                             {"name": "nat", "natGateway": True}]}))
+    hosts = {h.name: h for h in s.hosts}
+    assert [h.name for h in s.hosts] == ["internet", "client", "nat"]  # as written
+    assert (hosts["nat"].ip, hosts["nat"].public_ip) == ("10.0.1.1", "203.0.113.1")  # the nodes' default route
+    assert (hosts["internet"].ip, hosts["internet"].network) == ("203.0.113.2", "public")
+    assert hosts["client"].ip == "10.0.1.4" and [n.ip for n in s.nodes] == ["10.0.1.2", "10.0.1.3"]
+    assert s.nat_gateway() == hosts["nat"] and [h.name for h in s.underlay_hosts()] == ["client", "nat"]
+    assert s.public_subnet == "203.0.113.0/24"
+    assert ClusterState.from_dict(json.loads(json.dumps(s.to_dict()))) == s

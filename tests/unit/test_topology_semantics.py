@@ -84,3 +84,18 @@ def test_a_hostnetwork_pods_hostport_must_be_its_containerport():
         {"name": "c", "image": "netexec", "ports": [{"containerPort": 80, "hostPort": 8080}]}])])
     (error,) = semantics.check(t, locate)
     assert "must match containerPort" in error.message
+
+
+def test_a_public_segment_and_its_nat_gateway_come_together():
+    def messages(**fields):
+        return [d.message for d in semantics.check(topology(**fields), locate)]
+
+    assert any("needs a NAT gateway" in m for m in messages(public={}, hosts=[{"name": "internet", "network": "public"}]))
+    assert any("the topology has none" in m for m in messages(hosts=[{"name": "nat", "natGateway": True}]))
+    assert any("a second NAT gateway" in m for m in messages(
+        public={}, hosts=[{"name": "a", "natGateway": True}, {"name": "b", "natGateway": True}]))
+    assert any("the fabric is the nodes' gateway" in m for m in messages(
+        public={}, cluster={"network": "cloud-routes"}, hosts=[{"name": "nat", "natGateway": True}]))
+    assert any("public.subnet 10.0.0.0/24 overlaps underlay.subnet" in m for m in messages(
+        public={"subnet": "10.0.0.0/24"}, underlay={"subnet": "10.0.0.0/24"}, hosts=[{"name": "nat", "natGateway": True}]))
+    assert messages(public={}, hosts=[{"name": "nat", "natGateway": True}, {"name": "internet", "network": "public"}]) == []
