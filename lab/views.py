@@ -257,7 +257,11 @@ def service_rows(state: ClusterState, created: float, namespace: Optional[str], 
 
 
 def _external_ip(s: ServiceState) -> str:
-    """A LoadBalancer waits for an address no load-balancer implementation gives (kubectl: <pending>)."""
+    """kubectl's getServiceExternalIP: the load-balancer address, then the externalIPs; a LoadBalancer
+    without an address waits for one (<pending>): no pool, or another loadBalancerClass."""
+    shown = ([s.load_balancer_ip] if s.load_balancer_ip else []) + list(s.external_ips)
+    if shown:
+        return ",".join(shown)
     return "<pending>" if s.type == "LoadBalancer" else "<none>"
 
 
@@ -297,9 +301,14 @@ def service_object(s: ServiceState) -> dict:
         spec["externalTrafficPolicy"] = s.external_traffic_policy
     if s.publish_not_ready:
         spec["publishNotReadyAddresses"] = True
+    if s.external_ips:
+        spec["externalIPs"] = list(s.external_ips)
+    if s.source_ranges:
+        spec["loadBalancerSourceRanges"] = list(s.source_ranges)
     obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace}, "spec": spec}
-    if s.type == "LoadBalancer":
-        obj["status"] = {"loadBalancer": {}}  # no load-balancer implementation has given it an address
+    if s.type == "LoadBalancer":  # empty until a load-balancer implementation gives it an address
+        obj["status"] = {"loadBalancer": {"ingress": [{"ip": s.load_balancer_ip, "ipMode": "VIP"}]}
+                         if s.load_balancer_ip else {}}
     return obj
 
 

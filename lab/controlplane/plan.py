@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Optional
 
-from lab.controlplane import envvars, ipam, naming, services
+from lab.controlplane import envvars, ipam, loadbalancer, naming, services
 from lab.controlplane.scheduler import schedule
 from lab.controlplane.state import (
     CheckState, ClusterState, ContainerState, HostState, NodeState, PeerState, PodState, PolicyPortState, PolicyState,
@@ -83,9 +83,15 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
                                previous={s.key: s.cluster_ip for s in before})
     ports = services.node_ports(
         ((f"{ns}/{m.metadata.name}:{p.name or ''}", p.protocol, p.nodePort)
-         for ns, m in svcs if m.spec.type in EXTERNAL_TYPES for p in m.spec.ports),
+         for ns, m in svcs if m.spec.type in EXTERNAL_TYPES for p in m.spec.ports
+         if p.nodePort or m.spec.allocateLoadBalancerNodePorts or m.spec.type == "NodePort"),
         previous={f"{s.key}:{p.name}": p.node_port for s in before for p in s.ports if p.node_port},
     )
+    pools = topo.cluster.loadBalancer.addresses if topo.cluster.loadBalancer else ()
+    lb_ips = loadbalancer.allocate(pools, ((f"{ns}/{m.metadata.name}", m.spec.loadBalancerIP and str(m.spec.loadBalancerIP))
+                                           for ns, m in svcs if m.spec.type == "LoadBalancer"
+                                           and loadbalancer.ours(m.spec.loadBalancerClass)),
+                                   previous={s.key: s.load_balancer_ip for s in before if s.load_balancer_ip})
     out = []
     for ns, m in svcs:
         key, spec = f"{ns}/{m.metadata.name}", m.spec
@@ -102,6 +108,8 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
             affinity_timeout=(spec.sessionAffinityConfig or SessionAffinityConfig()).clientIP.timeoutSeconds,
             external_traffic_policy=spec.externalTrafficPolicy, internal_traffic_policy=spec.internalTrafficPolicy,
             publish_not_ready=spec.publishNotReadyAddresses,
+            external_ips=tuple(str(ip) for ip in spec.externalIPs), load_balancer_ip=lb_ips.get(key, ""),
+            source_ranges=tuple(str(r) for r in spec.loadBalancerSourceRanges) if key in lb_ips else (),
         ))
     return tuple(out)
 

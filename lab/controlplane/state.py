@@ -140,6 +140,9 @@ class ServiceState:
     internal_traffic_policy: str = "Cluster"
     publish_not_ready: bool = False
     external_name: str = ""          # type ExternalName: the CNAME target
+    external_ips: tuple[str, ...] = ()     # spec.externalIPs: kube-proxy serves them, nothing announces them
+    load_balancer_ip: str = ""       # status.loadBalancer.ingress: the pool's address; "" while <pending>
+    source_ranges: tuple[str, ...] = ()    # spec.loadBalancerSourceRanges: who may reach load_balancer_ip
 
     @property
     def key(self) -> str:
@@ -299,6 +302,8 @@ class ClusterState:
 
         def service(s: dict) -> ServiceState:
             return ServiceState(**{**s, "ports": tuple(ServicePortState(**p) for p in s["ports"]),
+                                   "external_ips": tuple(s.get("external_ips", ())),
+                                   "source_ranges": tuple(s.get("source_ranges", ())),
                                    "selector": pairs(s["selector"]) if s["selector"] is not None else None})
 
         return cls(**{

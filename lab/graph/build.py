@@ -34,9 +34,19 @@ def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None, stopp
                        "cut" if n.name in stopped else "wire"), *node_links]
         pod_box.update(mine)
     hosts = {h.name: ids.new("host", h.name) for h in state.hosts}
+    public = Box(ids.new("public"), (f"public segment {state.public_subnet}", "the internet"), "switch") \
+        if state.public_subnet else None
+    if public:
+        boxes.append(public)
     for h in state.hosts:
-        boxes.append(Box(hosts[h.name], (f"host {h.name}", h.ip, *_bgp_role(state, h.name)), "host"))
+        role = ("NAT gateway", f"public {h.public_ip}") if h.public_ip else ()
+        boxes.append(Box(hosts[h.name], (f"host {h.name}", h.ip, *role, *_bgp_role(state, h.name)), "host"))
+        if h.network == "public":  # behind the NAT gateway: only on the public segment
+            links.append(Link(public.id, hosts[h.name], kind="wire"))
+            continue
         links.append(Link(switch.id, hosts[h.name], kind="wire"))  # hosts beyond the switch, nodes before it
+        if h.public_ip:
+            links.append(Link(hosts[h.name], public.id, "SNAT to " + h.public_ip, "wire"))
     links += _backend_links(state, {**eth0, **hosts}, vtep, switch.id)
     if state.network == "cloud-routes":
         controller = ids.new("controller")

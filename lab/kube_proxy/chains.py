@@ -38,8 +38,13 @@ def svl_chain(spn: str, protocol: str) -> str:
 
 
 def ext_chain(spn: str, protocol: str) -> str:
-    """Entry for external destinations (NodePorts): masquerade, short-circuits, then SVC or SVL."""
+    """Entry for external destinations (NodePorts, externalIPs, LB IPs): masquerade, short-circuits, then SVC or SVL."""
     return EXT + port_proto_hash(spn, protocol)
+
+
+def fw_chain(spn: str, protocol: str) -> str:
+    """Firewall for load-balancer IPs with loadBalancerSourceRanges: the ranges go on to EXT."""
+    return FW + port_proto_hash(spn, protocol)
 
 
 def sep_chain(spn: str, protocol: str, endpoint: str) -> str:

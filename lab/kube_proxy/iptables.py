@@ -6,7 +6,9 @@ included, so what is learned here carries over. The structure follows pkg/proxy/
 
   nat PREROUTING/OUTPUT -> KUBE-SERVICES -> KUBE-SVC-<hash> (or KUBE-SVL-, traffic policy Local)
       -> KUBE-SEP-<hash> (one per endpoint: hairpin mark, DNAT); NodePorts: the last KUBE-SERVICES
-      rule -> KUBE-NODEPORTS -> KUBE-EXT-<hash> -> KUBE-SVC/KUBE-SVL.
+      rule -> KUBE-NODEPORTS -> KUBE-EXT-<hash> -> KUBE-SVC/KUBE-SVL; externalIPs and load-balancer IPs:
+      KUBE-SERVICES -> KUBE-EXT-<hash>, or KUBE-FW-<hash> first when loadBalancerSourceRanges is set (the
+      ranges go on to KUBE-EXT; the rest is dropped by KUBE-PROXY-FIREWALL in filter).
   Anything marked 0x4000 on the way (KUBE-MARK-MASQ) is masqueraded in KUBE-POSTROUTING.
   filter: Services without endpoints are REJECTed (KUBE-SERVICES, KUBE-EXTERNAL-SERVICES), those
       whose Local policy has nothing on this node are DROPped; KUBE-FORWARD lets marked traffic pass.
@@ -30,6 +32,7 @@ and `--xor-mark 0x4000` are saved as `--set-xmark 0x4000/0x4000` and `--set-xmar
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Address, IPv4Network
 from typing import AbstractSet, Iterable, Union
 
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
@@ -128,6 +131,10 @@ def _ext(p: ServicePort) -> str:
     return ch.ext_chain(p.spn, p.proto)
 
 
+def _fw(p: ServicePort) -> str:
+    return ch.fw_chain(p.spn, p.proto)
+
+
 def _sep(p: ServicePort, ep: Endpoint) -> str:
     return ch.sep_chain(p.spn, p.proto, str(ep))
 
@@ -182,18 +189,35 @@ def _entry_rules(p: ServicePort, filt: _Table, nat: _Table) -> None:
         filt.add("KUBE-SERVICES", cip, _comment(comment), dport, f"-j {target}")
     if not p.external:
         return
+    blocked = () if p.has_external else _no_endpoints(p)
+    for ip in p.svc.external_ips:
+        if p.has_endpoints:
+            nat.add("KUBE-SERVICES", f"-d {ip}/32 -p {p.proto}", _comment(f"{p.spn} external IP"), dport, f"-j {_ext(p)}")
+        if blocked:
+            filt.add("KUBE-EXTERNAL-SERVICES", f"-d {ip}/32 -p {p.proto}", _comment(blocked[0]), dport, f"-j {blocked[1]}")
+    if lb := p.svc.load_balancer_ip:
+        if p.has_endpoints:
+            nat.add("KUBE-SERVICES", f"-d {lb}/32 -p {p.proto}", _comment(f"{p.spn} loadbalancer IP"), dport,
+                    f"-j {_fw(p) if p.uses_firewall else _ext(p)}")
+        if p.uses_firewall:
+            filt.add("KUBE-PROXY-FIREWALL", f"-d {lb}/32 -p {p.proto}",
+                     _comment(f"{p.spn} traffic not accepted by {_fw(p)}"), dport, "-j DROP")
+        if blocked:
+            filt.add("KUBE-EXTERNAL-SERVICES", f"-d {lb}/32 -p {p.proto}", _comment(blocked[0]), dport, f"-j {blocked[1]}")
+    if not p.port.node_port:
+        return
     node_port = f"-m {p.proto} --dport {p.port.node_port}"
     if p.uses_external_chain:
         nat.add("KUBE-NODEPORTS", f"-p {p.proto}", _comment(p.spn), node_port, f"-j {_ext(p)}")
-    if not p.has_external:
-        comment, target = _no_endpoints(p)
-        filt.add("KUBE-EXTERNAL-SERVICES", f"-p {p.proto}", _comment(comment), "-m addrtype --dst-type LOCAL",
-                 node_port, f"-j {target}")
+    if blocked:
+        filt.add("KUBE-EXTERNAL-SERVICES", f"-p {p.proto}", _comment(blocked[0]), "-m addrtype --dst-type LOCAL",
+                 node_port, f"-j {blocked[1]}")
 
 
 def _chains_of(p: ServicePort) -> list[str]:
     """The per-service nat chains this service port needs on this node, in writing order."""
     out = [_ext(p)] if p.uses_external_chain else []
+    out += [_fw(p)] if p.uses_firewall else []
     out += [_svc(p)] if p.cluster else []
     out += [_svl(p)] if p.local else []
     return out + [_sep(p, ep) for ep in p.reachable]
@@ -212,6 +236,19 @@ def _ext_rules(p: ServicePort, nat: _Table, pod_cidr: str) -> None:
                 f"-m addrtype --src-type LOCAL -j {_svc(p)}")
     if p.has_external:
         nat.add(ext, f"-j {_policy_chain(p, p.external_local)}")
+
+
+def _fw_rules(p: ServicePort, nat: _Table, node_ip: str) -> None:
+    """loadBalancerSourceRanges: the ranges go on to KUBE-EXT; the rest falls off the end of the chain
+    un-DNATed, and KUBE-PROXY-FIREWALL (filter) drops it. A node inside a range may also come from the
+    LB IP itself (a VIP bound locally loops back with that source)."""
+    fw, comment = _fw(p), _comment(f"{p.spn} loadbalancer IP")
+    sources = [f"-s {r}" for r in p.svc.source_ranges]
+    if any(IPv4Address(node_ip) in IPv4Network(r) for r in p.svc.source_ranges):
+        sources.append(f"-s {p.svc.load_balancer_ip}/32")
+    for source in sources:
+        nat.add(fw, source, comment, f"-j {_ext(p)}")
+    nat.add(fw, _comment(f"other traffic to {p.spn} will be dropped by KUBE-PROXY-FIREWALL"))
 
 
 # kube-proxy's largeClusterEndpointsThreshold: above it, per-endpoint rules carry no comments
@@ -244,7 +281,7 @@ def _endpoint_rules(p: ServicePort, nat: _Table, ep: Endpoint, large: bool) -> N
     nat.add(sep, f"-p {p.proto}", comment, recent, f"-m {p.proto} -j DNAT --to-destination {ep}")
 
 
-def _service_rules(p: ServicePort, nat: _Table, pod_cidr: str, large: bool) -> None:
+def _service_rules(p: ServicePort, nat: _Table, pod_cidr: str, large: bool, node_ip: str) -> None:
     """The service port's own chains (KUBE-EXT/SVC/SVL/SEP), declared and written whole."""
     for c in _chains_of(p):
         nat.chain(c)
@@ -253,6 +290,8 @@ def _service_rules(p: ServicePort, nat: _Table, pod_cidr: str, large: bool) -> N
                 _comment(f"{p.spn} cluster IP"), f"-m {p.proto} --dport {p.port.port} -j {MARK_MASQ}")
     if p.uses_external_chain:
         _ext_rules(p, nat, pod_cidr)
+    if p.uses_firewall:
+        _fw_rules(p, nat, node_ip)
     if p.cluster:
         _dispatch_rules(p, nat, _svc(p), p.cluster, large)
     if p.local:
@@ -280,7 +319,7 @@ def render(state: ClusterState, node: Union[str, NodeState], slices: Iterable[En
     for p in service_ports(state, name, slices):
         _entry_rules(p, filt, nat)
         active.update(_chains_of(p))
-        _service_rules(p, nat, state.pod_cidr, large)
+        _service_rules(p, nat, state.pod_cidr, large, state.node(name).ip)
     for stale in sorted(c for c in set(existing) - active if ch.is_service_chain(c)):
         nat.delete(stale)
     _tail(filt, nat)
@@ -315,7 +354,7 @@ def render_update(old_state: ClusterState, new_state: ClusterState, node: Union[
             out.edits += [f"-I {chain} 1 {r}" for r in reversed(new_rules[chain]) if r in born]
     large = large_cluster(new_slices)
     for p in new_ports:
-        _service_rules(p, nat, new_state.pod_cidr, large)
+        _service_rules(p, nat, new_state.pod_cidr, large, new_state.node(name).ip)
     stale = {c for p in old_ports for c in _chains_of(p)} - {c for p in new_ports for c in _chains_of(p)}
     for c in sorted(stale):
         nat.delete(c)

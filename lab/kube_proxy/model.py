@@ -99,8 +99,13 @@ class ServicePort:
 
     @property
     def external(self) -> bool:
-        """Reachable from outside: a NodePort (ExternallyAccessible)."""
-        return bool(self.port.node_port)
+        """Reachable from outside (ExternallyAccessible): a NodePort, an externalIP or a load-balancer IP."""
+        return bool(self.port.node_port or self.svc.external_ips or self.svc.load_balancer_ip)
+
+    @property
+    def uses_firewall(self) -> bool:
+        """loadBalancerSourceRanges on a load-balancer IP: the firewall chain between it and the external one."""
+        return self.has_endpoints and bool(self.svc.load_balancer_ip and self.svc.source_ranges)
 
     @property
     def internal_local(self) -> bool:

@@ -20,8 +20,10 @@ The same Service semantics as the iptables mode, laid out the way kube-proxy's n
   per port      `service-<HASH>-<ns>/<name>/<proto>/<port name>`: masquerade off-cluster sources,
                 session affinity, then `numgen random mod N vmap { ... }` over the endpoints;
                 `local-<HASH>-...` the same over this node's endpoints (Local traffic policies);
-                `external-<HASH>-...` the NodePort entry (masquerade for eTP Cluster; for eTP Local
-                keep the client's address and use local endpoints only).
+                `external-<HASH>-...` the NodePort, externalIP and LB IP entry (masquerade for eTP
+                Cluster; for eTP Local keep the client's address and use local endpoints only);
+                `firewall-<HASH>-...` drops sources outside loadBalancerSourceRanges, reached from
+                `firewall-check` (@firewall-ips) before DNAT.
   per endpoint  `endpoint-<HASH>-<ns>/<name>/<proto>/<port name>__<ip>/<port>`: hairpin masquerade,
                 affinity update, `dnat to`; `affinity-<HASH>-...` sets for sessionAffinity ClientIP.
   masquerading  packets marked 0x4000 (by `mark-for-masquerade`) are masqueraded in nat-postrouting.
@@ -40,7 +42,7 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import AbstractSet, Iterable, Optional, Union
 
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
@@ -94,6 +96,10 @@ def _local_chain(p: ServicePort) -> str:
 
 def _external_chain(p: ServicePort) -> str:
     return f"external-{hash_and_truncate(_port_name(p))}"
+
+
+def _firewall_chain(p: ServicePort) -> str:
+    return f"firewall-{hash_and_truncate(_port_name(p))}"
 
 
 def _policy_chain(p: ServicePort, local: bool) -> str:
@@ -230,6 +236,16 @@ def _elements(p: ServicePort, elements: dict[str, list[Element]]) -> None:
         elements["no-endpoint-services"].append(Element(key, verdict, p.spn))
     if not p.external:
         return
+    for ip in p.svc.external_ips + ((p.svc.load_balancer_ip,) if p.svc.load_balancer_ip else ()):
+        key = f"{ip} . {p.proto} . {p.port.port}"
+        if p.has_endpoints:
+            elements["service-ips"].append(Element(key, f"goto {_external_chain(p)}"))
+        if p.uses_firewall and ip == p.svc.load_balancer_ip:
+            elements["firewall-ips"].append(Element(key, f"goto {_firewall_chain(p)}"))
+        if not p.has_external:
+            elements["no-endpoint-services"].append(Element(key, verdict, p.spn))
+    if not p.port.node_port:
+        return
     node_port = f"{p.proto} . {p.port.node_port}"
     if p.uses_external_chain:
         elements["service-nodeports"].append(Element(node_port, f"goto {_external_chain(p)}"))
@@ -267,6 +283,15 @@ def _external(p: ServicePort, pod_cidr: str) -> Chain:
     return Chain(_external_chain(p), tuple(rules))
 
 
+def _firewall(p: ServicePort, node_ip: str) -> Chain:
+    """loadBalancerSourceRanges, checked before DNAT (filter-prerouting via @firewall-ips): other
+    sources are dropped; a node inside a range may also come from the LB IP itself."""
+    sources = list(p.svc.source_ranges)
+    if any(IPv4Address(node_ip) in IPv4Network(r) for r in sources):
+        sources.append(p.svc.load_balancer_ip)
+    return Chain(_firewall_chain(p), (f"ip saddr != {{ {', '.join(sources)} }} drop",))
+
+
 def _affinity(p: ServicePort, e: Endpoint) -> Container:
     return Container("set", _affinity_set(p, e), (
         "type ipv4_addr", "flags dynamic,timeout", f"timeout {p.svc.affinity_timeout}s"))
@@ -281,7 +306,7 @@ def _endpoint(p: ServicePort, e: Endpoint) -> Chain:
     return Chain(_endpoint_chain(p, e), tuple(rules))
 
 
-def _service_port(rs: Ruleset, p: ServicePort, pod_cidr: str, elements: dict[str, list[Element]]) -> None:
+def _service_port(rs: Ruleset, p: ServicePort, pod_cidr: str, elements: dict[str, list[Element]], node_ip: str) -> None:
     """syncProxyRules() for one Service port: its map elements, chains and affinity sets."""
     _elements(p, elements)
     if p.cluster:
@@ -290,6 +315,8 @@ def _service_port(rs: Ruleset, p: ServicePort, pod_cidr: str, elements: dict[str
         rs.add_chain(_dispatch(p, True, pod_cidr))
     if p.uses_external_chain:
         rs.add_chain(_external(p, pod_cidr))
+    if p.uses_firewall:
+        rs.add_chain(_firewall(p, node_ip))
     for e in p.reachable:
         if p.affinity:
             rs.add_container(_affinity(p, e))
@@ -304,7 +331,7 @@ def build(state: ClusterState, node: Union[str, NodeState], slices: Iterable[End
     rs = _skeleton(state, node)
     elements: dict[str, list[Element]] = {name: list(c.elements) for name, c in rs.containers.items()}
     for p in service_ports(state, node.name, slices, only):
-        _service_port(rs, p, state.pod_cidr, elements)
+        _service_port(rs, p, state.pod_cidr, elements, node.ip)
     for name, elems in elements.items():
         c = rs.containers[name]
         rs.containers[name] = Container(c.kind, c.name, c.spec, tuple(dict.fromkeys(elems)))

@@ -61,8 +61,7 @@ _WORKLOAD_SPEC = {
     "DaemonSet": ("updateStrategy", "revisionHistoryLimit", "minReadySeconds"),
 }
 _SERVICE_SPEC = ("ipFamilies", "ipFamilyPolicy", "clusterIPs", "trafficDistribution")
-_SERVICE_LOAD_BALANCER = ("loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
-                          "allocateLoadBalancerNodePorts", "healthCheckNodePort")
+_SERVICE_LOAD_BALANCER = ("healthCheckNodePort",)
 _SERVICE_PORT = ("appProtocol",)
 _PROBE = ("terminationGracePeriodSeconds",)
 _HTTP_GET = ("httpHeaders", "host")
@@ -86,8 +85,8 @@ _WHY = {
     "workload": "{} field '{}' is ignored: the lab creates every replica at once, never rolls out and has no storage",
     "service": "Service field '{}' is ignored: the lab's Services are IPv4 single-stack",
     "service-port": "Service port field '{}' is ignored: " + _NO_NETWORK,
-    "load-balancer": "Service field '{}' has no effect yet: the lab has no load-balancer implementation, so a "
-                     "LoadBalancer Service is a NodePort one with EXTERNAL-IP <pending>",
+    "load-balancer": "Service field '{}' is ignored: the lab's load balancer announces an address only from nodes "
+                     "with a ready endpoint (externalTrafficPolicy Local), so it needs no health check",
 }
 _HINTS = {
     "nodeSelector": "pods are spread over the nodes by the lab's scheduler; pin one with nodeName",

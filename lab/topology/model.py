@@ -66,6 +66,14 @@ def _cni(value: str) -> str:
                      "relative to the topology file)")
 
 
+class LoadBalancerSpec(Strict):
+    """The cluster's load-balancer implementation, MetalLB style: LoadBalancer Services get addresses
+    from these pools (inside the underlay subnet) and one node answers ARP for each (mode l2)."""
+
+    mode: Literal["l2"] = "l2"
+    addresses: Annotated[list[IPv4Network], Field(min_length=1)]
+
+
 class ClusterSpec(Strict):
     """What Kubernetes leaves to the installer: address plan, pod network, CNI plugin."""
 
@@ -79,6 +87,7 @@ class ClusterSpec(Strict):
     dns: DNSSpec = DNSSpec()
     mtu: Optional[int] = Field(None, ge=576, le=9000, description="pod MTU; default: underlay MTU, minus 50 for vxlan")
     unsafe: UnsafeSpec = UnsafeSpec()
+    loadBalancer: Optional[LoadBalancerSpec] = None  # without it, LoadBalancer Services stay <pending>
 
 
 class UnderlaySpec(Strict):
@@ -330,6 +339,11 @@ class ServiceSpec(Strict):
     externalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
     internalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
     publishNotReadyAddresses: bool = False
+    externalIPs: list[IPv4Address] = Field(default_factory=list)  # kube-proxy serves them; nothing routes them
+    loadBalancerIP: Optional[IPv4Address] = None  # asked of the pool (deprecated upstream, still honoured)
+    loadBalancerSourceRanges: list[IPv4Network] = Field(default_factory=list)
+    loadBalancerClass: Optional[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = None
+    allocateLoadBalancerNodePorts: bool = True
 
 
 class Service(Strict):

@@ -41,7 +41,7 @@ def check(topology: Topology, locate: Locate, skipped: Collection[int] = ()) -> 
     (the object looked for may be one of the skipped ones).
     """
     ctx = _Context(topology, locate, skipped)
-    for rule in (_address_plan, _public, _bgp, _machines, _manifests, _pod_specs, _probes, _dns, _services, _policies,
+    for rule in (_address_plan, _public, _bgp, _machines, _manifests, _pod_specs, _probes, _dns, _services, _load_balancer, _policies,
                  _labels, _checks):
         rule(ctx)
     return ctx.diagnostics
@@ -473,6 +473,59 @@ def _services(ctx: _Context) -> None:
     ctx.unique(ips, lambda ip: f"clusterIP {ip}", "every Service needs its own ClusterIP")
     ctx.unique(node_ports, lambda key: f"nodePort {key[1]}/{key[0]}",
                "every NodePort may belong to one Service only; change one or leave it out to have one allocated")
+
+
+def _load_balancer(ctx: _Context) -> None:
+    """Pools inside the underlay subnet, clear of the machines' addresses; the Service fields that
+    only a LoadBalancer has, and loadBalancerIP inside a pool (MetalLB refuses the others)."""
+    t, lb = ctx.topology, ctx.topology.cluster.loadBalancer
+    subnet = t.underlay.subnet
+    # the underlay's network, gateway (.1), nodes and hosts (ipam.underlay_addresses), broadcast
+    machines = {subnet.network_address + i for i in range(2 + len(t.nodes) + len(t.hosts))} | {subnet.broadcast_address}
+    for i, pool in enumerate(lb.addresses if lb else ()):
+        path = ("cluster", "loadBalancer", "addresses", i)
+        if not pool.subnet_of(subnet):
+            ctx.error(path, f"load-balancer pool {pool} is not inside the underlay subnet {subnet}",
+                      "MetalLB's L2 mode answers ARP on the nodes' own network: pick addresses of "
+                      f"{subnet} that no machine uses, e.g. {_tail_pool(subnet)}")
+        elif clash := sorted(ip for ip in machines if ip in pool):
+            ctx.error(path, f"load-balancer pool {pool} holds {clash[0]}, which the underlay's network, gateway, "
+                            "a node, a host or the broadcast address uses",
+                      f"the machines take {subnet.network_address + 1}-{subnet.network_address + len(machines) - 1}; "
+                      f"use addresses after them, e.g. {_tail_pool(subnet)}")
+    ctx.unique(((p, ("cluster", "loadBalancer", "addresses", i)) for i, p in enumerate(lb.addresses if lb else ())),
+               lambda p: f"load-balancer pool {p}", "list each pool once")
+    wanted: list[tuple[str, DocPath]] = []
+    for path, m in ctx.manifests:
+        if not isinstance(m, Service):
+            continue
+        spec, sp = m.spec, path + ("spec",)
+        lb_only = {"loadBalancerIP": spec.loadBalancerIP, "loadBalancerSourceRanges": spec.loadBalancerSourceRanges,
+                   "loadBalancerClass": spec.loadBalancerClass,
+                   "allocateLoadBalancerNodePorts": not spec.allocateLoadBalancerNodePorts}
+        for name, value in lb_only.items():
+            if value and spec.type != "LoadBalancer":
+                ctx.error(sp + (name,), f"{name} is only for type LoadBalancer", f"set type: LoadBalancer, or remove {name}")
+        if spec.type == "ExternalName" and spec.externalIPs:
+            ctx.error(sp + ("externalIPs",), "an ExternalName Service has no externalIPs", "remove externalIPs")
+        if spec.type != "LoadBalancer" or spec.loadBalancerClass:
+            continue
+        if lb is None and (spec.loadBalancerIP or spec.loadBalancerSourceRanges):
+            ctx.warn(sp, "the topology has no cluster.loadBalancer: this Service stays <pending> (a NodePort "
+                         "Service) and its loadBalancer fields have no effect",
+                     "add cluster.loadBalancer: {mode: l2, addresses: [...]} to give it an address")
+        elif lb is not None and spec.loadBalancerIP:
+            if not any(spec.loadBalancerIP in p for p in lb.addresses):
+                ctx.error(sp + ("loadBalancerIP",), f"loadBalancerIP {spec.loadBalancerIP} is in no load-balancer pool "
+                                                    f"({', '.join(map(str, lb.addresses))})",
+                          "ask for an address of cluster.loadBalancer.addresses, or leave loadBalancerIP out")
+            wanted.append((str(spec.loadBalancerIP), sp + ("loadBalancerIP",)))
+    ctx.unique(wanted, lambda ip: f"loadBalancerIP {ip}", "two Services cannot share one load-balancer address")
+
+
+def _tail_pool(subnet) -> str:
+    """A /28 at the end of the subnet (the machines take its beginning)."""
+    return f"{subnet.broadcast_address - 15}/28" if subnet.prefixlen <= 28 else f"{subnet.broadcast_address - 1}/32"
 
 
 def _policies(ctx: _Context) -> None:

@@ -124,7 +124,7 @@ def parse_rule(line: str) -> Rule:
             raise ValueError(f"unknown option {tok!r} in: {line}")
         negate = False
         i += 1
-    assert target, f"no target: {line}"
+    # a rule without a target only counts (KUBE-FW's last rule): the packet goes on
     return Rule(chain, line, matches, target, args)
 
 
@@ -213,7 +213,7 @@ class Ruleset:
     def _check_jumps(name: str, work: dict[str, list[Rule]]) -> None:
         for rules in work.values():
             for r in rules:
-                if r.target not in TARGETS and r.target not in work:
+                if r.target and r.target not in TARGETS and r.target not in work:
                     raise ValueError(f"{name}: jump to a chain that does not exist: {r.text}")
 
     def chains(self, table: str) -> set[str]:
@@ -259,6 +259,8 @@ class Ruleset:
     def _target(self, table: str, rule: Rule, pkt: "Flow") -> Optional[str]:
         """None: go on with the next rule; otherwise the chain's verdict."""
         t, a = rule.target, rule.args
+        if not t:
+            return None
         if t in self.tables[table]:
             verdict = self._run(table, t, pkt)
             return None if verdict in (None, "RETURN") else verdict

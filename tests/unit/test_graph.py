@@ -148,3 +148,11 @@ def test_a_stopped_node_is_drawn_off_the_underlay():
     assert [(link.label, link.kind) for link in g.links if link.dst == "underlay"] == \
         [("", "wire"), ("link down", "cut"), ("", "wire")]
     assert 'eth0_worker1 -.-|"link down"| underlay' in mermaid.render(g)
+
+
+def test_a_private_cluster_draws_the_internet_behind_its_nat_gateway():
+    text = mermaid.render(build(shipped_state("nat-gateway")))
+    assert 'public["public segment 203.0.113.0/24<br/>the internet"]' in text
+    assert "NAT gateway<br/>public 203.0.113.1" in text
+    assert "host_nat ---|\"SNAT to 203.0.113.1\"| public" in text
+    assert "public --- host_internet" in text and "underlay --- host_internet" not in text

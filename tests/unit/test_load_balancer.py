@@ -80,19 +80,19 @@ def test_get_svc_shows_pending_external_ip_and_json_an_empty_status():
     assert "status" not in service_object(NODE_PORT.service("default", "backend-nodeport"))
 
 
-def test_load_balancer_fields_are_accepted_with_a_warning_each(tmp_path):
+def test_load_balancer_fields_without_a_pool_warn_that_the_service_stays_pending(tmp_path):
     doc = with_services(services_doc(), svc("lb", type="LoadBalancer", loadBalancerIP="203.0.113.7",
-                                            loadBalancerSourceRanges=["10.0.0.0/8"], loadBalancerClass="example.com/lb",
-                                            allocateLoadBalancerNodePorts=False))
+                                            loadBalancerSourceRanges=["10.0.0.0/8"], allocateLoadBalancerNodePorts=False),
+                        svc("other", type="LoadBalancer", loadBalancerClass="example.com/lb", loadBalancerIP="203.0.113.8"))
     path = tmp_path / "lb.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     topology, warnings = check_topology(path)
     messages = [str(w) for w in warnings]
-    for field in ("loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass", "allocateLoadBalancerNodePorts"):
-        found = [m for m in messages if f"'{field}' has no effect yet" in m]
-        assert len(found) == 1, (field, messages)
+    assert len([m for m in messages if "stays <pending>" in m]) == 1, messages  # the other class is not the lab's
     state = plan(topology)
-    assert state.service("default", "lb").ports[0].node_port  # allocated regardless, for now
+    lb = state.service("default", "lb")
+    assert lb.load_balancer_ip == "" and lb.source_ranges == () and lb.ports[0].node_port is None
+    assert state.service("default", "other").ports[0].node_port
 
 
 def test_headless_load_balancer_is_refused():

@@ -29,7 +29,7 @@ def test_manifests_may_be_a_folder():
 def test_fields_and_kinds_the_loader_ignores_are_listed_as_ignored():
     defs = topology_schema()["$defs"]
     for model, field in (("Container", "resources"), ("PodSpec", "serviceAccountName"), ("ObjectMeta", "annotations"),
-                         ("StatefulSetSpec", "volumeClaimTemplates"), ("ServiceSpec", "loadBalancerIP"),
+                         ("StatefulSetSpec", "volumeClaimTemplates"), ("ServiceSpec", "healthCheckNodePort"),
                          ("HTTPGetAction", "httpHeaders")):
         assert "ignored with a warning" in defs[model]["properties"][field]["description"], (model, field)
     assert "ServiceAccount" in defs["IgnoredObject"]["description"]
