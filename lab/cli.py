@@ -556,6 +556,23 @@ def cmd_exercise(a) -> int:
     return commands.run(a)
 
 
+def cmd_trace(a) -> int:
+    """lab trace SRC DST[:PORT]: one connection's walk, predicted and observed, side by side."""
+    from lab.host import record
+    from lab.trace import report, run
+
+    rec = record.find(a.lab)
+    protocol = a.protocol.upper()
+    src, dst = run.targets(rec.state, a.src, a.dst, protocol, a.namespace)
+    t0 = time.monotonic()
+    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready)
+    port = f":{dst.port}" if dst.port else ""
+    title = f"lab trace {src.name} → {dst.name}{port} {protocol} (lab {rec.name})"
+    print(report.to_json(title, hops, rows, obs) if a.output == "json" else report.table(title, rows, obs))
+    print(f"({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    return 0 if obs is None or obs.ok or any(h.kind == "filter" and h.expect[0] == "drop" for h in hops) else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lab", description="Kubernetes networking, built for real on Mininet.")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -703,6 +720,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--script", metavar="FILE", help="solve: run this script instead of the exercise's solution.sh")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="solve: seconds before the script is stopped (default 60); package: the submission's")
+    p = add("trace", cmd_trace, "lab trace SRC DST[:PORT]: follow one connection hop by hop, as the lab's models "
+                                "predict it and as the kernel's netfilter traces and conntrack show it")
+    p.add_argument("src", metavar="SRC", help="POD, NS/POD, pod/POD, node/NAME, host/NAME or an IP")
+    p.add_argument("dst", metavar="DST[:PORT]", help="the same, or svc/NAME[.NS]:PORT")
+    p.add_argument("--protocol", "-p", default="TCP", type=str.upper, choices=["TCP", "UDP", "ICMP"],
+                   help="TCP (default) or UDP are observed; ICMP is predicted only")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.add_argument("-n", "--namespace", default="default")
+    lab_opt(p)
     return ap
 
 

@@ -1,0 +1,196 @@
+"""Prediction beside observation (pure): one row per hop, marked where they differ.
+
+Marks: "=" the kernel did what the model says, "≠" it did something else, "?" nothing on this
+hop can be observed (the wire, a bridge port) or was not, "·" not reached: the packet stopped
+before. A drop the model did not predict gets a row of its own naming what dropped it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from lab.trace import events
+from lab.trace.events import Observed
+from lab.trace.predict import Hop
+
+SAME, DIFFERENT, UNSEEN, NOT_REACHED = "=", "≠", "?", "·"
+
+
+@dataclass(frozen=True)
+class Row:
+    step: str
+    component: str
+    namespace: str
+    interface: str
+    predicted: str
+    observed: str
+    mark: str
+
+
+@dataclass(frozen=True)
+class Conn:
+    """One conntrack entry: the original tuple and the reply tuple."""
+
+    orig: tuple[str, str, str, str]     # src, dst, sport, dport
+    reply: tuple[str, str, str, str]
+
+    @property
+    def dnat(self) -> Optional[str]:
+        return f"{self.reply[0]}:{self.reply[2]}" if (self.reply[0], self.reply[2]) != (self.orig[1], self.orig[3]) \
+            else None
+
+    @property
+    def snat(self) -> Optional[str]:
+        return self.reply[1] if self.reply[1] != self.orig[0] else None
+
+
+def parse_conntrack(line: str) -> Optional[Conn]:
+    """`conntrack -L` text: the first src/dst/sport/dport are the original tuple, the second the reply."""
+    def grab(key: str) -> list[str]:
+        return re.findall(rf"\b{key}=(\S+)", line)
+
+    src, dst, sport, dport = grab("src"), grab("dst"), grab("sport"), grab("dport")
+    if min(len(src), len(dst), len(sport), len(dport)) < 2:
+        return None
+    return Conn((src[0], dst[0], sport[0], dport[0]), (src[1], dst[1], sport[1], dport[1]))
+
+
+def conns(obs: Observed, netns: str) -> list[Conn]:
+    return [c for c in map(parse_conntrack, obs.conntrack.get(netns, ())) if c is not None]
+
+
+def picked(obs: Observed, netns: str) -> Optional[str]:
+    """The endpoint kube-proxy chose on the node that translated the probe (its conntrack entry)."""
+    return next((c.dnat for c in conns(obs, netns) if c.dnat), None)
+
+
+def _route(hop: Hop, obs: Observed) -> tuple[str, str]:
+    dev, via, ip = hop.expect
+    text = obs.routes.get((hop.namespace, ip))
+    if not text:
+        return "no `ip route get` result", UNSEEN
+    got_dev = re.search(r"\bdev (\S+)", text)
+    got_via = re.search(r"\bvia (\S+)", text)
+    ok = got_dev is not None and got_dev.group(1).startswith(dev) and (got_via.group(1) if got_via else "") == via
+    if text.startswith(("local ", "RTNETLINK")) or "unreachable" in text or "blackhole" in text:
+        ok = ok and dev == "lo"
+    return text, SAME if ok else DIFFERENT
+
+
+def _visits(obs: Observed, netns: str) -> list[events.Visit]:
+    return obs.visits.get(netns, [])
+
+
+def _filter(hop: Hop, obs: Observed) -> tuple[str, str]:
+    verdict, by = hop.expect
+    dropped = events.drops(_visits(obs, hop.namespace))
+    if dropped:
+        text = f"DROP by {dropped[0].describe()}"
+        return text, SAME if verdict == "drop" and dropped[0].comment and dropped[0].comment in by else DIFFERENT
+    forwarded = [v for v in _visits(obs, hop.namespace) if v.hook == "filter FORWARD"]
+    if not forwarded:
+        return "no packet of the probe reached filter FORWARD here", DIFFERENT if verdict == "accept" else UNSEEN
+    policy = [e.describe() for v in forwarded for e in v.events if e.chain.startswith("LAB-NP-")]
+    text = "accepted" + (f" ({'; '.join(policy)})" if policy else " (no policy chain matched)")
+    return text, SAME if verdict == "accept" else DIFFERENT
+
+
+def _dnat(hop: Hop, obs: Observed) -> tuple[str, str]:
+    entries = conns(obs, hop.namespace)
+    if not entries:
+        return "no conntrack entry here", UNSEEN
+    chosen = next((c.dnat for c in entries if c.dnat), None)
+    if chosen is None:
+        return "conntrack: no DNAT", SAME if not hop.expect else DIFFERENT
+    return f"conntrack: DNAT to {chosen}", SAME if chosen in hop.expect else DIFFERENT
+
+
+def _snat(hop: Hop, obs: Observed) -> tuple[str, str]:
+    entries = conns(obs, hop.namespace)
+    if not entries:
+        return "no conntrack entry here", UNSEEN
+    got = next((c.snat for c in entries if c.snat), None)
+    if got is None:
+        return "conntrack: no SNAT", SAME if not hop.expect else DIFFERENT
+    return f"conntrack: SNAT to {got}", SAME if hop.expect == (got,) else DIFFERENT
+
+
+def _encap(hop: Hop, obs: Observed) -> tuple[str, str]:
+    outer = [v.packet for v in _visits(obs, hop.namespace) if v.packet.get("DPORT") == hop.expect[2]
+             and v.packet.get("OUT")]
+    if not outer:
+        return "no encapsulated packet of the probe seen leaving", DIFFERENT
+    p = outer[0]
+    ok = (p.get("SRC"), p.get("DST")) == hop.expect[:2]
+    return f"outer {p.get('SRC')} → {p.get('DST')} UDP dport {p.get('DPORT')} out {p.get('OUT')}", SAME if ok else DIFFERENT
+
+
+def _send(hop: Hop, obs: Observed) -> tuple[str, str]:
+    seen = _visits(obs, hop.namespace)
+    if not seen:
+        return "no packet of the probe traced here", UNSEEN
+    return f"{len(seen)} netfilter visits; first: {seen[0].packet.summary()}", SAME
+
+
+def _arrive(hop: Hop, obs: Observed) -> tuple[str, str]:
+    """The packet seen coming in on the interface (with the VXLAN port: its outer header)."""
+    dev, port = (hop.expect + ("",))[:2]
+    seen = [v.packet for v in _visits(obs, hop.namespace) if v.packet.get("IN").startswith(dev)
+            and (not port or v.packet.get("DPORT") == port)]
+    if not seen:
+        return f"nothing of the probe seen coming in on {dev}", DIFFERENT
+    return f"in on {seen[0].get('IN')}: {seen[0].summary()}", SAME
+
+
+def _deliver(hop: Hop, obs: Observed) -> tuple[str, str]:
+    if not obs.ok:
+        return f"no answer: {obs.error}", DIFFERENT
+    who = f" ({obs.server})" if obs.server else ""
+    return f"the server{who} saw the client as {obs.seen}", SAME if obs.seen == hop.expect[0] else DIFFERENT
+
+
+def _reply(hop: Hop, obs: Observed) -> tuple[str, str]:
+    if not obs.ok:
+        return f"no reply: {obs.error} after {obs.elapsed:.2f}s", DIFFERENT
+    return f"reply received in {obs.elapsed * 1000:.1f} ms", SAME
+
+
+_CHECKS = {"route": _route, "filter": _filter, "dnat": _dnat, "snat": _snat, "encap": _encap, "send": _send, "arrive": _arrive,
+           "deliver": _deliver, "reply": _reply}
+
+
+def _unpredicted_drops(hops: list[Hop], obs: Observed) -> dict[str, events.Event]:
+    """Drops in namespaces whose hops predicted none (a fault's table, a FORWARD policy DROP)."""
+    predicted = {h.namespace for h in hops if h.kind == "filter" and h.expect and h.expect[0] == "drop"}
+    filtered = {h.namespace for h in hops if h.kind == "filter"}
+    out = {}
+    for ns, visits in obs.visits.items():
+        dropped = events.drops(visits)
+        if dropped and ns not in predicted and (ns not in filtered or dropped[0].table != "filter"):
+            out[ns] = dropped[0]
+    return out
+
+
+def rows(hops: list[Hop], obs: Optional[Observed]) -> list[Row]:
+    """The table: each predicted hop with what was observed there."""
+    if obs is None:
+        return [Row(str(h.step), h.component, h.namespace, h.interface, h.what, "not observed", UNSEEN) for h in hops]
+    extra = _unpredicted_drops(hops, obs)
+    out: list[Row] = []
+    stopped = False
+    for h in hops:
+        if stopped and h.kind not in ("reply",):
+            out.append(Row(str(h.step), h.component, h.namespace, h.interface, h.what, "not reached", NOT_REACHED))
+            continue
+        check = _CHECKS.get(h.kind)
+        text, mark = check(h, obs) if check else ("", UNSEEN)
+        out.append(Row(str(h.step), h.component, h.namespace, h.interface, h.what, text, mark))
+        drop = extra.pop(h.namespace, None) if h.namespace else None
+        if drop is not None:
+            out.append(Row(f"{h.step}!", f"dropped in {h.namespace}", h.namespace, "", "(not predicted)",
+                           f"DROP by {drop.describe()}", DIFFERENT))
+            stopped = True
+        if h.kind == "filter" and mark != UNSEEN and text.startswith("DROP"):
+            stopped = True
+    return out

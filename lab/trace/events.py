@@ -1,0 +1,129 @@
+"""`xtables-monitor --trace` output, parsed (pure).
+
+Why xtables-monitor rather than `nft monitor trace`: iptables here is iptables-nft, so kube-proxy's
+and the policies' rules are nf_tables rules with xt matches; nft prints them without their
+comments, xtables-monitor prints them as iptables-save does, comment (the policy's name) included,
+and still names the native nft tables' chains and verdicts (a fault's `k8snetlab_fault_*`).
+
+A PACKET line starts a visit: the packet as one base chain sees it; the TRACE lines after it with
+the same id are the rules that matched there and the chain's verdict.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+_COMMENT = re.compile(r'--comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
+
+
+@dataclass(frozen=True)
+class Packet:
+    id: str
+    fields: tuple[tuple[str, str], ...]
+
+    def get(self, key: str) -> str:
+        return dict(self.fields).get(key, "")
+
+    def summary(self) -> str:
+        port = lambda p: f":{p}" if p else ""  # noqa: E731
+        ifs = " ".join(f"{k.lower()} {self.get(k)}" for k in ("IN", "OUT") if self.get(k))
+        return f"{self.get('SRC')}{port(self.get('SPORT'))} → {self.get('DST')}{port(self.get('DPORT'))} ({ifs})"
+
+
+@dataclass(frozen=True)
+class Event:
+    table: str
+    chain: str
+    kind: str          # rule | policy | return
+    verdict: str       # ACCEPT, DROP, CONTINUE, RETURN, JUMP:CHAIN, GOTO:CHAIN
+    rule: str = ""     # the rule as iptables-save writes it ("" for native nft rules)
+
+    @property
+    def comment(self) -> str:
+        m = _COMMENT.search(self.rule)
+        return (m.group(1) if m.group(1) is not None else m.group(2)).replace('\\"', '"') if m else ""
+
+    def describe(self) -> str:
+        """What dropped or accepted, as a reader names it: the comment, or table/chain."""
+        where = f"{self.table} {self.chain}"
+        return f"{where}: {self.comment}" if self.comment else (f"{where}: {self.rule}" if self.rule else where)
+
+
+@dataclass
+class Visit:
+    packet: Packet
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def hook(self) -> str:
+        return f"{self.events[0].table} {self.events[0].chain}" if self.events else ""
+
+    @property
+    def verdict(self) -> Optional[Event]:
+        """The event that ended the visit: a DROP/ACCEPT rule or the chain's policy."""
+        for e in reversed(self.events):
+            if e.verdict in ("ACCEPT", "DROP") or e.kind == "policy":
+                return e
+        return None
+
+    def targets(self) -> list[Event]:
+        return [e for e in self.events if e.kind == "rule" and e.verdict not in ("CONTINUE",)]
+
+
+_VERDICTS = {"0xfffffffb": "RETURN", "0xfffffffd": "JUMP", "0xfffffffc": "GOTO"}
+
+
+def _event(spec: str, rule: str) -> Optional[Event]:
+    parts = spec.split(":")
+    if len(parts) < 4:
+        return None
+    table, chain, kind = parts[0], parts[1], parts[2]
+    if kind == "policy":
+        return Event(table, chain, "policy", parts[3])
+    verdict = ":".join(parts[4:]) if len(parts) > 4 else ""
+    verdict = _VERDICTS.get(verdict, verdict)
+    return Event(table, chain, kind, verdict, rule.strip())
+
+
+def parse(text: str) -> list[Visit]:
+    """Every visit in monitor output; lines that are neither PACKET nor TRACE are skipped."""
+    visits: list[Visit] = []
+    current: dict[str, Visit] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 3:
+            continue
+        if words[0] == "PACKET:":
+            fields = tuple(tuple(w.split("=", 1)) for w in words[3:] if "=" in w)
+            flags = tuple((w, "") for w in words[3:] if "=" not in w and w.isupper() and w.isalpha())
+            visit = Visit(Packet(words[2], fields + flags))  # type: ignore[arg-type]
+            visits.append(visit)
+            current[words[2]] = visit
+        elif words[0] == "TRACE:" and len(words) >= 4 and words[2] in current:
+            spec, _, rule = line.split(None, 3)[3].partition(" ")
+            event = _event(spec, rule)
+            if event is not None:
+                current[words[2]].events.append(event)
+    return visits
+
+
+def drops(visits: list[Visit]) -> list[Event]:
+    """The rules that dropped a packet (REJECT too: its verdict is DROP once the answer is sent)."""
+    return [v.verdict for v in visits if v.verdict is not None and v.verdict.verdict == "DROP"]
+
+
+@dataclass
+class Observed:
+    """What one probe connection did: its answer, the traces per namespace, conntrack, routes."""
+
+    sport: int
+    ok: bool = False
+    error: str = ""
+    seen: str = ""          # the client address the server reported
+    server: str = ""        # netexec's hostname: which pod answered
+    elapsed: float = 0.0
+    visits: dict[str, list[Visit]] = field(default_factory=dict)
+    conntrack: dict[str, list[str]] = field(default_factory=dict)
+    routes: dict[tuple[str, str], str] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)

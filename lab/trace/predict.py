@@ -1,0 +1,322 @@
+"""The predicted walk of one connection (pure): the hops a packet takes from SRC to DST and back,
+as the lab's own models say.
+
+Nothing is derived twice: which endpoints a Service port has and how it is categorized comes from
+lab.kube_proxy.model, which policy decides from lab.policy.model's primitives, how a node reaches
+another's podCIDR from the routing Backend, bridge or ptp from the state's CNI. Each hop carries a
+`kind` and an `expect`ation that lab.trace.compare holds an observation against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from ipaddress import ip_address, ip_network
+from typing import Iterable, Optional
+
+from lab import routing
+from lab.controlplane.ipam import underlay_gateway
+from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
+from lab.kube_proxy.model import Endpoint, ServicePort, service_ports
+from lab.policy import model as policy
+from lab.routing import vxlan
+from lab.trace.target import Target
+
+MASQ = "masquerade"
+
+
+@dataclass(frozen=True)
+class Hop:
+    step: int
+    component: str                  # who acts: "pod/default/a", "node n1 netfilter", "flannel.1 (VXLAN)"
+    namespace: str                  # the network namespace it happens in ("" on the wire)
+    interface: str
+    what: str                       # one line, real names and addresses
+    kind: str = ""                  # send|route|dnat|filter|snat|encap|deliver|reply: what compare checks
+    expect: tuple[str, ...] = ()    # kind-specific: route (dev, via); dnat endpoints; filter (verdict, by)...
+
+
+@dataclass(frozen=True)
+class Flow:
+    """The connection as the hops so far have made it: addresses after NAT, the node it is on."""
+
+    src_ip: str
+    dst_ip: str
+    port: Optional[int]
+    dst: Target
+    endpoint: Optional[Endpoint] = None     # the Service endpoint the walk follows
+    marked: bool = False                    # KUBE-MARK-MASQ: masquerade in KUBE-POSTROUTING
+    snat: str = ""
+
+
+def _pod_at(state: ClusterState, ip: str) -> Optional[PodState]:
+    return next((p for p in state.pods if p.ip == ip and not p.host_network), None)
+
+
+def _node_of(state: ClusterState, ip: str) -> Optional[str]:
+    """The node an address lives on: a pod's node, or the node with that underlay address."""
+    pod = _pod_at(state, ip)
+    if pod is not None:
+        return pod.node
+    return next((n.name for n in state.nodes if ip in routing.backend(state).node_addresses(state, n.name)), None)
+
+
+def _in(ip: str, cidr: str) -> bool:
+    return ip_address(ip) in ip_network(cidr, strict=False)
+
+
+def route(state: ClusterState, node: str, dst_ip: str) -> tuple[str, str, str]:
+    """(dev, via, why) of the route `node` picks for dst_ip, as the backend and the CNI set them up."""
+    n = state.node(node)
+    owner = _node_of(state, dst_ip)
+    if owner == node:
+        pod = _pod_at(state, dst_ip)
+        if pod is None:
+            return "lo", "", "local: the node's own address (INPUT)"
+        if state.cni == "bridge":
+            return "cni0", "", f"{n.pod_cidr} dev cni0: the pod's bridge port"
+        return "veth", "", f"{dst_ip}/32 dev veth: the pod's own veth ({state.cni})"
+    peer = state.node(owner) if owner else None
+    if peer is not None and _in(dst_ip, peer.pod_cidr):
+        kind = state.network
+        if kind == "vxlan":
+            gw = ip_network(peer.pod_cidr).network_address
+            return vxlan.DEVICE, str(gw), f"{peer.pod_cidr} via {gw} dev {vxlan.DEVICE} onlink (VXLAN to {peer.name})"
+        if kind in ("host-gw", "bgp"):
+            how = "learned by BGP (proto bgp)" if kind == "bgp" else "host-gw"
+            return "eth0", peer.ip, f"{peer.pod_cidr} via {peer.ip} dev eth0: {peer.name}, {how}"
+        gw = str(underlay_gateway(state.underlay_subnet))
+        return "eth0", gw, f"default via {gw} dev eth0: the fabric routes {peer.pod_cidr} to {peer.name}"
+    if _in(dst_ip, state.underlay_subnet):
+        return "eth0", "", f"{state.underlay_subnet} dev eth0: the underlay"
+    gw = str(underlay_gateway(state.underlay_subnet))
+    return "eth0", gw, f"default via {gw} dev eth0"
+
+
+def _service_port(state: ClusterState, node: str, slices: Iterable[EndpointSliceState],
+                  flow: Flow) -> Optional[ServicePort]:
+    """The Service port kube-proxy on `node` translates this flow for: a ClusterIP, or a NodePort
+    on one of the node's addresses."""
+    if flow.port is None:
+        return None
+    for p in service_ports(state, node, slices):
+        if flow.dst.kind == "service" and p.svc.cluster_ip == flow.dst_ip and p.port.port == flow.port:
+            return p
+        if flow.dst.kind == "node" and p.port.node_port == flow.port and flow.dst_ip == state.node(node).ip:
+            return p
+    return None
+
+
+def _decide(state: ClusterState, pod: PodState, direction: str, peer_ip: str, dst_pod: Optional[PodState],
+            port: int, protocol: str) -> tuple[bool, str]:
+    """(allowed, by what) for one pod and direction, with lab.policy.model's semantics: the first
+    policy rule that allows, or the pod's 'not allowed by any policy' DROP."""
+    policies = policy.selecting_policies(state, pod, direction)
+    if not policies:
+        return True, f"{pod.key} is not isolated for {direction.lower()}"
+    peer_pod = _pod_at(state, peer_ip)
+    for pol in policies:
+        rules = pol.ingress if direction == policy.INGRESS else pol.egress
+        for i, r in enumerate(rules):
+            if policy.rule_allows(state, pol, r, peer_pod, peer_ip, dst_pod, port, protocol):
+                return True, f"{pol.key} {direction.lower()}[{i}]"
+    names = ", ".join(p.key for p in policies)
+    return False, f"{pod.key}: {direction.lower()} not allowed by any policy ({names})"
+
+
+class _Walk:
+    def __init__(self, state: ClusterState, src: Target, dst: Target, protocol: str,
+                 slices: Iterable[EndpointSliceState], picked: Optional[str]):
+        self.state, self.src, self.dst, self.protocol = state, src, dst, protocol
+        self.slices, self.picked = tuple(slices), picked
+        self.hops: list[Hop] = []
+        self.dropped = False
+
+    def add(self, component: str, namespace: str, interface: str, what: str, kind: str = "",
+            expect: tuple[str, ...] = ()) -> None:
+        self.hops.append(Hop(len(self.hops) + 1, component, namespace, interface, what, kind, expect))
+
+    def proto(self, flow: Flow, src: str = "", dst: str = "") -> str:
+        port = f":{flow.port}" if flow.port else ""
+        return f"{self.protocol} {src or flow.src_ip} → {dst or flow.dst_ip}{port}"
+
+    # --- inside one node ---
+
+    def nat_in(self, node: str, flow: Flow, hook: str) -> Flow:
+        sp = _service_port(self.state, node, self.slices, flow)
+        ns = self.state.node(node).netns
+        if sp is None:
+            self.add(f"node {node} netfilter", ns, "", f"nat {hook}: KUBE-SERVICES matches nothing "
+                     f"({flow.dst_ip} is no Service address): no DNAT", "dnat", ())
+            return flow
+        external = flow.dst.kind == "node"
+        eps = (sp.local if sp.external_local else sp.cluster) if external else \
+            (sp.local if sp.internal_local else sp.cluster)
+        chain = "KUBE-NODEPORTS → KUBE-EXT → " if external else ""
+        if not eps:
+            self.add(f"node {node} netfilter", ns, "", f"filter: {sp.spn} has no endpoints: "
+                     f"{sp.no_endpoints_verdict.upper()}", "filter", ("drop", f"{sp.spn} has no endpoints"))
+            self.dropped = True
+            return flow
+        ep = next((e for e in eps if str(e) == self.picked), eps[0])
+        choice = "picked: see the observed column" if self.picked is None and len(eps) > 1 else f"to {ep}"
+        self.add(f"node {node} kube-proxy (nat {hook})", ns, "",
+                 f"{chain}KUBE-SVC ({sp.spn}): DNAT to one of {', '.join(map(str, eps))} ({choice})",
+                 "dnat", tuple(map(str, eps)))
+        from_outside = not _in(flow.src_ip, self.state.pod_cidr)
+        marked = (external and not sp.external_local) or (from_outside and not external) or ep.ip == flow.src_ip
+        return replace(flow, dst_ip=ep.ip, port=ep.port, endpoint=ep, marked=flow.marked or marked)
+
+    def forward(self, node: str, flow: Flow) -> bool:
+        """The policies in FORWARD on `node`: egress of a local source pod, ingress of a local destination."""
+        ns = self.state.node(node).netns
+        checks = []
+        src_pod, dst_pod = _pod_at(self.state, flow.src_ip), _pod_at(self.state, flow.dst_ip)
+        same = src_pod is not None and dst_pod is not None and src_pod.key == dst_pod.key
+        node_ips = policy.node_addresses
+        if src_pod is not None and src_pod.node == node and not same and \
+                flow.dst_ip not in node_ips(self.state, src_pod.node):
+            checks.append(_decide(self.state, src_pod, policy.EGRESS, flow.dst_ip, dst_pod, flow.port or 0, self.protocol))
+        if dst_pod is not None and dst_pod.node == node and not same and \
+                flow.src_ip not in node_ips(self.state, dst_pod.node):
+            checks.append(_decide(self.state, dst_pod, policy.INGRESS, flow.src_ip, dst_pod, flow.port or 0,
+                                  self.protocol))
+        denied = next((by for ok, by in checks if not ok), None)
+        if denied:
+            self.add(f"node {node} NetworkPolicy (filter FORWARD)", ns, "", f"LAB-NETPOL: DROP by {denied}",
+                     "filter", ("drop", denied))
+            self.dropped = True
+            return False
+        why = "; ".join(by for _, by in checks) or "no NetworkPolicy applies"
+        self.add(f"node {node} NetworkPolicy (filter FORWARD)", ns, "", f"LAB-NETPOL: accept ({why})",
+                 "filter", ("accept", why))
+        return True
+
+    def snat(self, node: str, flow: Flow, dev: str, dst_node: Optional[str]) -> Flow:
+        ns, st = self.state.node(node).netns, self.state
+        out = st.node(node).gateway if dev in ("cni0", "veth") else \
+            routing.backend(st).sending_address(st, node, dst_node if dst_node != node else None)
+        if flow.marked:
+            what = f"KUBE-POSTROUTING: marked 0x4000 → MASQUERADE --random-fully to {out}"
+        elif _in(flow.src_ip, st.pod_cidr) and not _in(flow.dst_ip, st.pod_cidr) and \
+                not _in(flow.dst_ip, st.service_cidr) and dev != "lo":
+            what, out = f"IP-MASQ-AGENT: leaves the pod and service CIDRs → MASQUERADE to {st.node(node).ip}", \
+                st.node(node).ip
+        else:
+            self.add(f"node {node} netfilter (nat POSTROUTING)", ns, dev, "no SNAT: the source stays "
+                     f"{flow.src_ip}", "snat", ())
+            return flow
+        self.add(f"node {node} netfilter (nat POSTROUTING)", ns, dev, what, "snat", (out,))
+        return replace(flow, src_ip=out, snat=out)
+
+    def node_pass(self, node: str, flow: Flow, entered: str, local_out: bool) -> tuple[Flow, str, str]:
+        """A packet through one node: nat, route, FORWARD, POSTROUTING. (flow, dev, next node)."""
+        ns = self.state.node(node).netns
+        if not local_out and entered:
+            self.add(f"node {node}", ns, entered, f"arrives on {entered}: {self.proto(flow)}", "arrive", (entered,))
+        if flow.endpoint is None:
+            flow = self.nat_in(node, flow, "OUTPUT" if local_out else "PREROUTING")
+            if self.dropped:
+                return flow, "", ""
+        dev, via, why = route(self.state, node, flow.dst_ip)
+        nxt = _node_of(self.state, flow.dst_ip) or ""
+        self.add(f"node {node} routing", ns, dev, f"ip route get {flow.dst_ip}: {why}", "route", (dev, via, flow.dst_ip))
+        if dev == "lo":
+            return flow, dev, node
+        if not local_out and not self.forward(node, flow):
+            return flow, dev, nxt
+        flow = self.snat(node, flow, dev, nxt or None)
+        return flow, dev, nxt
+
+    # --- between nodes ---
+
+    def wire(self, node: str, nxt: str, flow: Flow) -> str:
+        """From `node` to node `nxt` or to an outside address; the interface it arrives on."""
+        st = self.state
+        a = st.node(node)
+        if not nxt:
+            self.add("underlay", "", st.switch_name, f"eth0 of {node} → switch {st.switch_name} → {flow.dst_ip}")
+            return ""
+        b = st.node(nxt)
+        if st.network == "vxlan":
+            self.add(f"{vxlan.DEVICE} (VXLAN) on {node}", a.netns, "eth0",
+                     f"encapsulates: outer {a.ip} → {b.ip} UDP dport {vxlan.PORT}, VNI {vxlan.VNI}; "
+                     f"inner {flow.src_ip} → {flow.dst_ip}", "encap", (a.ip, b.ip, str(vxlan.PORT)))
+            self.add("underlay", "", st.switch_name, f"switch {st.switch_name} carries UDP {a.ip} → {b.ip}:{vxlan.PORT}")
+            self.add(f"{vxlan.DEVICE} (VXLAN) on {nxt}", b.netns, "eth0",
+                     f"eth0 receives UDP {vxlan.PORT}; {vxlan.DEVICE} decapsulates VNI {vxlan.VNI}: "
+                     f"inner {flow.src_ip} → {flow.dst_ip}", "arrive", ("eth0", str(vxlan.PORT)))
+            return vxlan.DEVICE
+        if st.network == "cloud-routes":
+            gw = underlay_gateway(st.underlay_subnet)
+            self.add("fabric (OpenFlow)", "", st.switch_name,
+                     f"to the gateway {gw}'s MAC; the controller's flow for {b.pod_cidr} rewrites it to {nxt}'s MAC")
+        else:
+            self.add("underlay", "", st.switch_name, f"switch {st.switch_name}: {a.ip} → {b.ip} "
+                     f"(L2 next hop, the packet keeps {flow.src_ip} → {flow.dst_ip})")
+        return "eth0"
+
+    # --- the whole walk ---
+
+    def run(self) -> list[Hop]:
+        src, dst, st = self.src, self.dst, self.state
+        src_ip = src.ip
+        if src.kind == "node" and dst.kind == "pod":  # the kernel's source for that route (flannel.1's, across nodes)
+            src_ip = routing.backend(st).sending_address(st, src.node, dst.node)
+        flow = Flow(src_ip, dst.ip, dst.port, dst)
+        self.add(src.name, src.netns, "eth0" if src.kind != "node" else "", f"sends {self.proto(flow)}", "send")
+        if src.kind == "pod":
+            gw = st.node(src.node).gateway
+            self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {dst.ip}: default via {gw} dev eth0",
+                     "route", ("eth0", gw, dst.ip))
+            link = "veth → cni0 (bridge)" if st.cni == "bridge" else f"veth ({st.cni}: routed, no bridge)"
+            self.add(f"CNI {st.cni}", "", "veth", f"{link} into node {src.node}")
+            node, entered, local_out = src.node, "cni0" if st.cni == "bridge" else "veth", False
+        elif src.kind == "node":
+            node, entered, local_out = src.node, "", True
+        else:
+            local = _in(dst.ip, st.underlay_subnet)
+            gw = "" if local else str(underlay_gateway(st.underlay_subnet))
+            why = f"{st.underlay_subnet} dev eth0: the underlay" if local else f"default via {gw} dev eth0"
+            self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {dst.ip}: {why}", "route", ("eth0", gw, dst.ip))
+            self.add("underlay", "", st.switch_name, f"switch {st.switch_name}: {src.ip} → {dst.ip}")
+            node, entered, local_out = _node_of(st, dst.ip), "eth0", False
+            if node is None:
+                return self.finish(flow)
+        for _ in range(len(st.nodes) + 1):
+            flow, dev, nxt = self.node_pass(node, flow, entered, local_out)
+            if self.dropped or nxt == node:
+                break
+            entered, local_out = self.wire(node, nxt, flow), False
+            if not nxt:
+                break
+            node, flow = nxt, replace(flow, marked=False)   # the 0x4000 mark lives in one node's skb only
+        return self.finish(flow)
+
+    def finish(self, flow: Flow) -> list[Hop]:
+        if self.dropped:
+            return self.hops
+        st, dst = self.state, flow.dst
+        pod = _pod_at(st, flow.dst_ip)
+        target = f"pod/{pod.key}" if pod else next((f"node/{n.name}" for n in st.nodes if n.ip == flow.dst_ip),
+                                                     next((f"host/{h.name}" for h in st.hosts if h.ip == flow.dst_ip),
+                                                          flow.dst_ip))
+        netns = pod.netns if pod else next((n.netns for n in st.nodes if n.ip == flow.dst_ip),
+                                           next((h.netns for h in st.hosts if h.ip == flow.dst_ip), ""))
+        self.add(target, netns, "eth0", f"delivered: the server sees {self.proto(flow)}", "deliver",
+                 (flow.src_ip, f"{flow.dst_ip}:{flow.port}" if flow.port else flow.dst_ip))
+        undo = []
+        if flow.endpoint is not None:
+            undo.append(f"source {flow.endpoint} → {dst.ip}:{dst.port} (un-DNAT)")
+        if flow.snat:
+            undo.append(f"destination {flow.snat} → {self.src.ip} (un-SNAT)")
+        how = "; conntrack reverses the NAT: " + ", ".join(undo) if undo else "; no NAT to undo"
+        self.add(self.src.name, self.src.netns, "eth0",
+                 f"reply {flow.dst_ip} → {flow.src_ip} takes the way back{how}; the client sees it from {dst.ip}",
+                 "reply", (dst.ip,))
+        return self.hops
+
+
+def walk(state: ClusterState, src: Target, dst: Target, protocol: str = "TCP",
+         slices: Iterable[EndpointSliceState] = (), picked: Optional[str] = None) -> list[Hop]:
+    """Every hop from src to dst and the reply. picked: the endpoint ("ip:port") kube-proxy chose,
+    once observed; before that the walk follows the first possible endpoint and says so."""
+    return _Walk(state, src, dst, protocol.upper(), slices, picked).run()
