@@ -218,14 +218,13 @@ def cmd_solve(a) -> int:
     if not script.is_file():
         raise LabError(f"no script {script}")
     t0 = time.monotonic()
-    done = runner.run_script(ex, s, script, a.timeout)
-    sys.stdout.write(done.stdout)
-    sys.stderr.write(done.stderr)
-    if done.code is None:
+    code, output = runner.run_script(ex, s, script, a.timeout)
+    sys.stdout.write(output)
+    if code is None:
         _err(f"{script} did not finish within {a.timeout:g}s: stopped (its whole process group)")
         return 1
-    _err(f"{script} exited {done.code} ({time.monotonic() - t0:.2f}s)")
-    return 0 if done.code == 0 else 1
+    _err(f"{script} exited {code} ({time.monotonic() - t0:.2f}s)")
+    return 0 if code == 0 else 1
 
 
 def cmd_package(a) -> int:

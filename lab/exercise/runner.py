@@ -246,10 +246,15 @@ def next_hint(ex: Exercise, s: sessions.Session, task: Task) -> str:
 
 # --- scripts: the reference solution, a student's submission ---
 
-def run_script(ex: Exercise, s: sessions.Session, script: Path, timeout: float = SCRIPT_TIMEOUT) -> host.Completed:
-    """A script run as root by bash in its own folder, with LAB and the lab CLI on PATH, killed (its
-    whole process group) at the timeout. Whatever it does, the lab's teardown owns the lab."""
+def run_script(ex: Exercise, s: sessions.Session, script: Path, timeout: float = SCRIPT_TIMEOUT) -> tuple[Optional[int], str]:
+    """(exit code, None at the timeout; its output) of a script run as root by bash in its own
+    folder, with LAB and the lab CLI on PATH. At the timeout its whole process group is killed; its
+    output goes to a file, not a pipe, so a daemon it leaves behind cannot hold the grader up.
+    Whatever it starts in the lab's namespaces, the lab's teardown removes."""
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "LAB": s.lab, "LAB_EXERCISE": ex.name, "EXERCISE_DIR": ex.folder,
            "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
-    return host.run(["env", "-C", str(script.parent), "bash", script.name], env=env, timeout=timeout, check=False)
+    with tempfile.NamedTemporaryFile("r", prefix="lab-exercise-", suffix=".log") as log:
+        done = host.run(["env", "-C", str(script.parent), "bash", "-c", 'exec bash "$0" >"$1" 2>&1', script.name, log.name],
+                        env=env, timeout=timeout, check=False)
+        return done.code, log.read()
