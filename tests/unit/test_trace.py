@@ -1,0 +1,111 @@
+"""lab trace, pure parts: the monitor's lines, the predicted walk on shipped topologies, the comparison."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.controlplane.endpoints import endpoint_slices
+from lab.controlplane.plan import plan
+from lab.errors import LabError
+from lab.trace import compare, events, predict
+from lab.trace.events import Observed
+from lab.trace.run import targets
+from lab.topology.model import Topology
+from tests.unit.golden import check_golden, shipped_state
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "trace" / "xtables-monitor-drop.txt"
+
+
+def test_monitor_lines_parse_into_visits_with_the_dropping_policy():
+    visits = events.parse(SAMPLE.read_text())
+    forward = next(v for v in visits if v.hook == "filter FORWARD")
+    assert forward.packet.get("IN") == "flannel.1" and forward.packet.get("OUT") == "cni0"
+    assert forward.packet.get("SRC") == "10.244.0.3" and forward.packet.get("DPORT") == "8080"
+    drop = events.drops(visits)
+    assert drop[0].chain.startswith("LAB-NP-IN-")
+    assert drop[0].comment == "default/locked: ingress not allowed by any policy"
+    assert drop[-1].table == "k8snetlab_fault_f1" and drop[-1].rule == ""   # a native nft table: names only
+
+
+def _walk(topology: str, src: str, dst: str, protocol: str = "TCP", **cluster) -> str:
+    state = shipped_state(topology, **cluster)
+    s, d = targets(state, src, dst, protocol, "default")
+    hops = predict.walk(state, s, d, protocol, endpoint_slices(state))
+    return "".join(f"{h.step} | {h.component} | {h.namespace} | {h.interface} | {h.what}\n" for h in hops)
+
+
+def _pods(topology: str, app: str, **cluster) -> list:
+    return [p for p in shipped_state(topology, **cluster).pods if p.label_dict().get("app") == app]
+
+
+CASES = {
+    "pod-pod-same-node": ("vxlan", "frontend", "backend", {}),
+    "pod-pod-vxlan": ("vxlan", "frontend", "backend-other", {}),
+    "pod-pod-host-gw": ("vxlan", "frontend", "backend-other", {"network": "host-gw"}),
+    "pod-pod-bgp-ptp": ("vxlan", "frontend", "backend-other", {"network": "bgp", "cni": "ptp"}),
+    "pod-service": ("services", "client", "svc/backend:80", {}),
+    "node-pod": ("vxlan", "node/control-plane", "backend-other", {}),
+    "pod-external": ("vxlan", "frontend", "host/internet", {}),
+    "external-nodeport": ("services", "host/internet", "node/worker1:30080", {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_predicted_walks_on_shipped_topologies(case):
+    topology, src, dst, cluster = CASES[case]
+    state = shipped_state(topology, **cluster)
+    if src in ("frontend", "client"):
+        src = _pods(topology, src, **cluster)[0]
+        if dst.startswith("backend"):
+            backends = _pods(topology, "backend", **cluster)
+            same = [p for p in backends if p.node == src.node]
+            others = [p for p in state.pods if p.node == src.node and p.key != src.key and p.probe_port()
+                      and not p.host_network]
+            dst = (same or others if dst == "backend" else [p for p in backends if p.node != src.node])[0].name
+        src = src.name
+    elif dst == "backend-other":
+        dst = next(p for p in _pods(topology, "backend", **cluster) if p.node != state.nodes[0].name).name
+    check_golden(f"trace-{case}.txt", _walk(topology, src, dst, **cluster))
+
+
+def test_a_denied_pair_names_the_policy_and_rule():
+    doc = yaml.safe_load((SAMPLE.parent / "trc.yaml").read_text())
+    state = plan(Topology.model_validate(doc))
+    drops = []
+    for s in state.pods:
+        for d in state.pods:
+            if s.key == d.key or s.host_network or d.host_network or d.probe_port() is None:
+                continue
+            a, b = targets(state, s.key, d.key, "TCP", "default")
+            hops = predict.walk(state, a, b, "TCP", endpoint_slices(state))
+            drops += [h for h in hops if h.kind == "filter" and h.expect[0] == "drop"]
+    assert drops and all(h.expect[1] == "default/locked: ingress not allowed by any policy (default/only-web)"
+                         for h in drops)
+
+
+def test_unknown_names_are_errors_listing_what_exists():
+    state = shipped_state("vxlan")
+    with pytest.raises(LabError, match="pods: default/"):
+        targets(state, "nope", "frontend", "TCP", "default")
+    with pytest.raises(LabError, match="nodes: control-plane, worker1, worker2"):
+        targets(state, "node/x", "frontend", "TCP", "default")
+    with pytest.raises(LabError, match="Services: "):
+        targets(state, "sidecar-demo", "svc/nope:80", "TCP", "default")
+
+
+def test_compare_marks_the_hop_where_the_kernel_disagreed():
+    state = shipped_state("vxlan")
+    s, d = targets(state, "node/worker1", "host/internet", "TCP", "default")
+    hops = predict.walk(state, s, d, "TCP")
+    route = next(h for h in hops if h.kind == "route")
+    obs = Observed(20000, ok=False, error="timed out",
+                   routes={(route.namespace, route.expect[2]): "172.18.0.5 via 172.18.0.9 dev eth0 src 172.18.0.3"})
+    rows = compare.rows(hops, obs)
+    assert [r.mark for r in rows if r.step == str(route.step)] == [compare.DIFFERENT]
+    assert rows[-1].mark == compare.DIFFERENT and "timed out" in rows[-1].observed
+    line = "tcp 6 118 TIME_WAIT src=10.244.0.3 dst=10.96.0.100 sport=20001 dport=80 src=10.244.1.2 " \
+           "dst=172.18.0.2 sport=8080 dport=20001 [ASSURED] mark=0 use=1"
+    c = compare.parse_conntrack(line)
+    assert (c.dnat, c.snat) == ("10.244.1.2:8080", "172.18.0.2")
