@@ -178,13 +178,16 @@ def rows(hops: list[Hop], obs: Optional[Observed]) -> list[Row]:
         return [Row(str(h.step), h.component, h.namespace, h.interface, h.what, "not observed", UNSEEN) for h in hops]
     extra = _unpredicted_drops(hops, obs)
     out: list[Row] = []
-    stopped = False
+    stopped = remapped = False
     for h in hops:
         if stopped and h.kind not in ("reply",):
             out.append(Row(str(h.step), h.component, h.namespace, h.interface, h.what, "not reached", NOT_REACHED))
             continue
         check = _CHECKS.get(h.kind)
         text, mark = check(h, obs) if check else ("", UNSEEN)
+        if remapped and mark == DIFFERENT and text.startswith(("no ", "nothing")) and h.kind != "reply":
+            text, mark = f"{text} (MASQUERADE --random-fully changed the source port the trace matches)", UNSEEN
+        remapped = remapped or (h.kind == "snat" and "random-fully" in h.what)
         out.append(Row(str(h.step), h.component, h.namespace, h.interface, h.what, text, mark))
         drop = extra.pop(h.namespace, None) if h.namespace else None
         if drop is not None:

@@ -264,9 +264,12 @@ class _Walk:
         flow = Flow(src_ip, dst.ip, dst.port, dst)
         self.add(src.name, src.netns, "eth0" if src.kind != "node" else "", f"sends {self.proto(flow)}", "send")
         if src.kind == "pod":
-            gw = st.node(src.node).gateway
-            self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {dst.ip}: default via {gw} dev eth0",
-                     "route", ("eth0", gw, dst.ip))
+            gw, cidr = st.node(src.node).gateway, st.node(src.node).pod_cidr
+            if st.cni == "bridge" and _in(dst.ip, cidr):   # the same bridge: the connected route, no gateway
+                gw, why = "", f"{cidr} dev eth0 (the same cni0 bridge)"
+            else:
+                why = f"default via {gw} dev eth0"
+            self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {dst.ip}: {why}", "route", ("eth0", gw, dst.ip))
             link = "veth → cni0 (bridge)" if st.cni == "bridge" else f"veth ({st.cni}: routed, no bridge)"
             self.add(f"CNI {st.cni}", "", "veth", f"{link} into node {src.node}")
             node, entered, local_out = src.node, "cni0" if st.cni == "bridge" else "veth", False
