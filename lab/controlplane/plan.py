@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Optional
 
-from lab.controlplane import envvars, ipam, loadbalancer, naming, services
+from lab.controlplane import envvars, ingress, ipam, loadbalancer, naming, services
 from lab.controlplane.scheduler import schedule
 from lab.controlplane.state import (
     CheckState, ClusterState, ContainerState, HostState, NodeState, PeerState, PodState, PolicyPortState, PolicyState,
@@ -76,7 +76,7 @@ def _containers(intent: _PodIntent, services: list[Service]) -> tuple[ContainerS
 
 
 def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[ServiceState, ...]:
-    svcs = [(m.metadata.namespace or "default", m) for m in [*topo.manifests, *_kube_dns(topo)] if isinstance(m, Service)]
+    svcs = [(m.metadata.namespace or "default", m) for m in [*topo.manifests, *_addons(topo)] if isinstance(m, Service)]
     svcs_ip = [(ns, m) for ns, m in svcs if m.spec.type != "ExternalName"]
     before = previous.services if previous else ()
     ips = services.cluster_ips(topo.cluster.serviceCIDR, ((f"{ns}/{m.metadata.name}", m.spec.clusterIP) for ns, m in svcs_ip),
@@ -194,10 +194,16 @@ def _kube_dns(topo: Topology) -> list:
     return [deployment, service]
 
 
+def _addons(topo: Topology) -> list:
+    """What the lab installs by itself: cluster DNS, and ingress-nginx when there are Ingresses."""
+    taken = {p.nodePort for m in topo.manifests if isinstance(m, Service) for p in m.spec.ports if p.nodePort}
+    return _kube_dns(topo) + ingress.addon(topo, taken)
+
+
 def _intents(topo: Topology) -> list[_PodIntent]:
     """Pods as the API server would hold them once the workload controllers have run."""
     out = []
-    addons = _kube_dns(topo)
+    addons = _addons(topo)
     for m in [*topo.manifests, *addons]:
         ns = getattr(m.metadata, "namespace", None) or "default"
         addon = any(m is a for a in addons)
@@ -310,7 +316,8 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     _check_unique_netns(nodes, hosts, pods)
 
     declared = [m.metadata.name for m in topo.manifests if isinstance(m, Namespace)]
-    namespaces = tuple(dict.fromkeys(["default", "kube-system", *declared]))
+    addon_ns = [ingress.NAMESPACE] if ingress.wanted(topo) else []
+    namespaces = tuple(dict.fromkeys(["default", "kube-system", *addon_ns, *declared]))
     checks = tuple(
         CheckState(name=c.name or f"{c.from_} -> {c.to} ({c.protocol}) {c.expect}", src=c.from_, dst=c.to,
                    protocol=c.protocol, expect=c.expect)
@@ -327,7 +334,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         namespace_labels=_namespace_labels(topo, namespaces), policies=_policies(topo),
         bgp_as=topo.cluster.bgp.asNumber, route_reflectors=tuple(topo.cluster.bgp.routeReflectors),
         top_of_rack=topo.cluster.bgp.topOfRack or "",
-        services=service_states, public_subnet=str(topo.public.subnet) if topo.public else "",
+        services=service_states, ingresses=ingress.states(topo), public_subnet=str(topo.public.subnet) if topo.public else "",
     )
 
 

@@ -223,6 +223,38 @@ class PolicyState:
 
 
 @dataclass(frozen=True)
+class IngressPathState:
+    """One rule's path (or the defaultBackend: host "", path "/"), its Service in the Ingress's namespace."""
+
+    host: str                        # "" = any host
+    path: str
+    path_type: str                   # Exact | Prefix (ImplementationSpecific is read as Prefix)
+    service: str
+    port: str                        # the Service port's number, or its name
+
+
+@dataclass(frozen=True)
+class IngressTLSState:
+    hosts: tuple[str, ...]
+    secret: str = ""                 # the Secret named; its PEM below when it was given
+    cert: str = ""                   # "": the lab's CA issues the certificate (lab.ingress.tls)
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class IngressState:
+    namespace: str
+    name: str
+    paths: tuple[IngressPathState, ...] = ()
+    default_backend: Optional[IngressPathState] = None
+    tls: tuple[IngressTLSState, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class CheckState:
     name: str
     src: str                         # reference text as written, e.g. deploy/frontend
@@ -259,6 +291,7 @@ class ClusterState:
     top_of_rack: str = ""            # a host: eBGP with one AS per node
     namespace_labels: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # incl. kubernetes.io/metadata.name
     policies: tuple[PolicyState, ...] = ()
+    ingresses: tuple[IngressState, ...] = ()   # those the lab's ingress-nginx serves
     public_subnet: str = ""          # the segment behind the NAT gateway ("" without one)
 
     def node(self, name: str) -> NodeState:
@@ -323,6 +356,7 @@ class ClusterState:
             "namespace_labels": tuple((ns, pairs(labels)) for ns, labels in d.get("namespace_labels", ())),
             "route_reflectors": tuple(d.get("route_reflectors", ())),
             "policies": tuple(_policy(p) for p in d.get("policies", ())),
+            "ingresses": tuple(_ingress(i) for i in d.get("ingresses", ())),
         })
 
     def labels_of_namespace(self, namespace: str) -> dict[str, str]:
@@ -344,3 +378,10 @@ def _policy(d: dict) -> PolicyState:
             tuple(PolicyPortState(**x) for x in r["ports"]))
     return PolicyState(d["namespace"], d["name"], _selector(d["pod_selector"]), tuple(d["types"]),
                        tuple(rule(r) for r in d["ingress"]), tuple(rule(r) for r in d["egress"]))
+
+
+def _ingress(d: dict) -> IngressState:
+    default = d.get("default_backend")
+    return IngressState(d["namespace"], d["name"], tuple(IngressPathState(**p) for p in d["paths"]),
+                        IngressPathState(**default) if default else None,
+                        tuple(IngressTLSState(**{**t, "hosts": tuple(t["hosts"])}) for t in d["tls"]))

@@ -124,14 +124,18 @@ def dnsmasq_config(state: ClusterState, recs: Records, hosts_dir: str, log: str)
     return "\n".join(lines) + "\n"
 
 
-def upstream_config(state: ClusterState, log: str) -> str:
-    """The outside world's DNS (on the first plain host): the machines of the underlay by name, and
-    NXDOMAIN for every other name (`local=/#/`), as the internet answers a name nobody has; without
-    it dnsmasq would refuse, and glibc would ask again."""
+UPSTREAM_HOSTS = ("dns", "upstream-hosts")  # under the lab's run directory: names others publish (Ingress hosts)
+
+
+def upstream_config(state: ClusterState, log: str, hosts_dir: str = "") -> str:
+    """The outside world's DNS (on the first plain host): the machines of the underlay by name, the
+    names published in hosts_dir (re-read by dnsmasq when they change: Ingress hosts, as a real DNS
+    points them at the cluster's entry), and NXDOMAIN for every other name (`local=/#/`), as the
+    internet answers a name nobody has; without it dnsmasq would refuse, and glibc would ask again."""
     machines = [*state.nodes, *state.hosts]
     lines = ["# the lab's upstream resolver: underlay machines by name", "keep-in-foreground", "no-resolv",
              "no-hosts", "local=/#/", "port=53", "log-queries", f"log-facility={log}",
-             *(f"host-record={m.name},{m.ip}" for m in machines)]
+             *(f"host-record={m.name},{m.ip}" for m in machines), *([f"hostsdir={hosts_dir}"] if hosts_dir else [])]
     return "\n".join(lines) + "\n"
 
 

@@ -39,7 +39,8 @@ def start_upstream(state: ClusterState, record: LabRecord) -> None:
     if server is None:
         return
     conf = record.subdir("dns") / "upstream.conf"
-    conf.write_text(records.upstream_config(state, str(record.dir / "dns" / "upstream.log")))
+    conf.write_text(records.upstream_config(state, str(record.dir / "dns" / "upstream.log"),
+                                            str(record.subdir(*records.UPSTREAM_HOSTS))))
     record.pids[f"host/{server.name}/dns"] = spawn(["ip", "netns", "exec", server.netns, "dnsmasq", f"--conf-file={conf}"],
                                                  log=record.subdir("logs") / f"host_{server.name}_dns.log").pid
 
@@ -62,8 +63,8 @@ def write_resolv_confs(state: ClusterState, record: LabRecord) -> None:
     """The kubelet's resolv.conf for every pod with its own namespace, and the nodes' own (the
     upstream resolver), claimed before written."""
     files = {p.netns: records.resolv_conf(state, p) for p in state.pods if p.netns != state.node(p.node).netns}
-    if records.upstream(state):
-        files.update({n.netns: f"nameserver {records.upstream(state)}\n" for n in state.nodes})
+    if records.upstream(state):  # the nodes' and the hosts' own: the outside world's resolver
+        files.update({m.netns: f"nameserver {records.upstream(state)}\n" for m in [*state.nodes, *state.underlay_hosts()]})
     wanted = [ns for ns, text in files.items() if text is not None]
     record.claim(etc_netns=tuple(wanted))
     for ns in wanted:

@@ -134,8 +134,10 @@ class Conn:
             return self.respond(400, "bad request line\n", False)
         method, target = parts[0], parts[1]
         length = 0
+        self.headers = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
+            self.headers[name.strip().lower()] = value.strip()
             if name.strip().lower() == "content-length":
                 length = int(value.strip()) if value.strip().isdigit() else -1
         if length < 0 or length > MAX_BODY:
@@ -156,6 +158,9 @@ class Conn:
             return 200, peer_text(self.peer)
         if path == "/healthz":
             return 200, "ok"
+        if path == "/header":  # agnhost netexec's: the request header named by ?key= (X-Forwarded-For behind a proxy)
+            key = dict(pair.partition("=")[::2] for pair in query.split("&")).get("key", "")
+            return 200, self.headers.get(unquote(key).decode("utf-8", "surrogateescape").lower(), "")
         if path == "/echo":
             for pair in query.split("&"):
                 key, _, value = pair.partition("=")
@@ -168,8 +173,11 @@ class Conn:
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large"}[status]
         if isinstance(body, str):
             body = body.encode("utf-8", "surrogateescape")
+        # behind a proxy (an Ingress), the client it names: what `lab check` verifies
+        xff = getattr(self, "headers", {}).get("x-forwarded-for")
+        forwarded = f"X-Netexec-Forwarded-For: {xff}\r\n" if xff else ""
         header = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                  f"X-Netexec-Hostname: {self.server.hostname}\r\n"
+                  f"X-Netexec-Hostname: {self.server.hostname}\r\n{forwarded}"
                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
         self.mode = "done"  # anything after the request is ignored
         self.outbuf += header.encode("ascii")

@@ -15,7 +15,7 @@ from typing import Mapping, Optional
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
 from lab.policy import model as policy
-from lab.probe import dns, services
+from lab.probe import dns, ingress, services
 from lab.probe.coverage import ALL_PAIRS, Coverage, covering_pairs
 from lab.probe.outcome import Outcome
 from lab.probe.engine import Probe, ProbeResult, adapted_timeout, interface_addresses_many, run_probes
@@ -32,6 +32,7 @@ INVARIANTS = {
                 "which sees the client's address",
     **services.CHECKS,
     **dns.CHECKS,
+    **ingress.CHECKS,
     "checks": "the topology's own checks",
 }
 
@@ -226,8 +227,9 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
     wanted = {e.probe: e.reply for e in exps if e.probe.port}
     unique = list(wanted)
     # DNS lookups wait on other processes: they run beside the probes.
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(3) as pool:
         names = pool.submit(dns.run, state, slices)
+        rules = pool.submit(ingress.run, state, slices)  # curl from the hosts
         answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
                              expect=[wanted[p] for p in unique] + [services.expect(a) for a in asks])
         results = dict(zip(unique, answers))
@@ -242,6 +244,6 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
         if state.services:  # after the probes: a ClusterIP's silence is judged with their round trips
             wait = adapted_timeout(PING_WAIT, [r.elapsed for r in answers if r.ok], 2)
             outcomes += services.clusterip_virtual(state, wait)
-        outcomes += names.result()
+        outcomes += names.result() + rules.result()
     order = list(INVARIANTS)
     return sorted(outcomes, key=lambda o: order.index(o.check))

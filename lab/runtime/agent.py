@@ -25,6 +25,7 @@ from typing import Optional
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import container_key
 from lab.dns import runtime as dns
+from lab.ingress import runtime as ingress
 from lab.kube_proxy.sync import sync
 from lab.node import prober
 from lab.node.processes import alive
@@ -96,6 +97,7 @@ class Agent:
                 pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
                 changed = sync(rec, rec.state, pod_ready)
                 dns.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)
+                ingress.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)
                 rec.commit(rec.state, pod_ready)
                 rec.save()
             print(f"{time.strftime('%H:%M:%S')} readiness changed; synced {', '.join(sorted(changed)) or 'no Service'}",

@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence, TextIO
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState, container_key, pod_key_of
 from lab.dns import runtime as dns
+from lab.ingress import runtime as ingress
 from lab.errors import Diagnostic, LabError, TopologyError
 from lab.kube_proxy import sync as kube_proxy
 from lab.node import pods, prober
@@ -425,6 +426,7 @@ def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[Pod
     rec.save()
     if new.dns_domain:
         dns.write_resolv_confs(replace(new, pods=tuple(born)), rec)
+    ingress.prepare(new, rec)
     pods.create(new, rec, only=born)
     after = {p.key for p in new.pods}
     fresh = {container_key(p, c) for p in born for c in p.containers}
@@ -437,6 +439,7 @@ def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[Pod
     pod_ready = prober.pod_readiness(new, ready, container_alive(rec))
     changed = kube_proxy.sync(rec, new, pod_ready)
     dns.update(new, endpoint_slices(new, pod_ready), rec)
+    ingress.update(new, endpoint_slices(new, pod_ready), rec)
     netpol.sync(rec, new)
     rec.commit(new, pod_ready)
     return changed
@@ -459,6 +462,7 @@ def _roll_back(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[
              lambda: pods.create(old, rec, only=[p for p in gone if not started(p)]),
              lambda: kube_proxy.sync(rec, old, pod_ready, first=True),
              lambda: dns.update(old, endpoint_slices(old, pod_ready), rec),
+             lambda: ingress.update(old, endpoint_slices(old, pod_ready), rec),
              lambda: netpol.sync(rec, old)]
     for step in steps:
         try:

@@ -14,6 +14,7 @@ from lab import routing
 from lab.controlplane.endpoints import endpoint_slices, initial_readiness
 from lab.controlplane.state import ClusterState
 from lab.dns import runtime as dns
+from lab.ingress import runtime as ingress
 from lab.errors import LabError
 from lab.node import pods, prober, processes, underlay
 from lab.routing import runtimes
@@ -105,6 +106,7 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                 dns.write_resolv_confs(state, rec)
                 dns.start_upstream(state, rec)
                 dns.start_node_caches(state, rec)
+            ingress.prepare(state, rec)  # nginx's config and certificates before its pod starts
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)
@@ -144,6 +146,7 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
     with records.locked(rec):
         kube_proxy.sync(rec, state, pod_ready, first=True)
         dns.update(state, endpoint_slices(state, pod_ready), rec)
+        ingress.update(state, endpoint_slices(state, pod_ready), rec)
         netpol.sync(rec, state)
         rec.commit(state, pod_ready)
         rec.save()

@@ -21,7 +21,7 @@ IGNORED_KINDS = {
     **{kind: "access control, not traffic" for kind in (
         "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")},
     **{kind: "configuration and storage the lab's stand-in programs do not read" for kind in (
-        "ConfigMap", "Secret", "PersistentVolumeClaim", "PersistentVolume", "StorageClass")},
+        "ConfigMap", "PersistentVolumeClaim", "PersistentVolume", "StorageClass")},
     **{kind: "capacity and scheduling policy, not traffic" for kind in (
         "PodDisruptionBudget", "HorizontalPodAutoscaler", "VerticalPodAutoscaler", "LimitRange",
         "ResourceQuota", "PriorityClass")},
@@ -33,8 +33,6 @@ UNSUPPORTED_KIND_HINTS = {
     "ReplicationController": "write it as a ReplicaSet (apps/v1) or a Deployment with the same template",
     "Job": "write it as a Pod with the job's container",
     "CronJob": "write it as a Pod with the job's container",
-    "Ingress": "the lab has no ingress controller: expose the backend with a NodePort Service",
-    "IngressClass": "the lab has no ingress controller: expose the backend with a NodePort Service",
     "Gateway": "the lab has no Gateway API implementation: expose the backend with a NodePort Service",
     "HTTPRoute": "the lab has no Gateway API implementation: expose the backend with a NodePort Service",
     "Endpoints": "the lab computes endpoints from each Service's selector: give the Service a selector",
@@ -137,15 +135,33 @@ def _strip(data: Any, path: DocPath, fields: tuple[str, ...], why: str, findings
             findings.append(Finding(path + (name,), _WHY[why].format(*context, name), _HINTS.get(name)))
 
 
+# Secrets: only the kubernetes.io/tls ones an Ingress names are read (lab.controlplane.ingress)
+TLS_SECRET = "kubernetes.io/tls"
+# annotations with a meaning the lab honours, kept by relax()
+KEPT_ANNOTATIONS = {"IngressClass": ("ingressclass.kubernetes.io/is-default-class",)}
+
+
 def _manifest(m: dict, path: DocPath, findings: list[Finding]) -> None:
     kind = m.get("kind")
     if kind in IGNORED_KINDS:
         findings.append(Finding(path + ("kind",), f"kind {kind} is ignored: {IGNORED_KINDS[kind]}"))
         return
+    if kind == "Secret" and m.get("type") != TLS_SECRET:
+        findings.append(Finding(path + ("kind",), "kind Secret is ignored: configuration and storage the lab's "
+                                "stand-in programs do not read (only kubernetes.io/tls Secrets, for Ingress TLS)"))
+    meta = m.get("metadata")
+    kept = {}
+    if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
+        annotations = meta["annotations"]
+        kept = {k: annotations.pop(k) for k in KEPT_ANNOTATIONS.get(kind, ()) if k in annotations}
+        if not annotations:
+            del meta["annotations"]
     if "status" in m:
         del m["status"]
         findings.append(Finding(path + ("status",), "status is ignored: the lab computes its own"))
-    _strip(m.get("metadata"), path + ("metadata",), _METADATA, "metadata", findings)
+    _strip(meta, path + ("metadata",), _METADATA, "metadata", findings)
+    if kept:
+        meta["annotations"] = kept
     spec, sp = m.get("spec"), path + ("spec",)
     if kind == "Namespace" and "spec" in m:
         del m["spec"]

@@ -408,6 +408,92 @@ class NetworkPolicy(Strict):
     spec: NetworkPolicySpec
 
 
+# --- Ingress: served by the lab's ingress-nginx add-on (lab.controlplane.ingress) ---
+
+IngressHost = Annotated[str, StringConstraints(pattern=r"^(\*\.)?" + DNS_SUBDOMAIN[1:], max_length=253)]
+
+
+class ServiceBackendPort(Strict):
+    number: Optional[Port] = None
+    name: Optional[Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=15)]] = None
+
+
+class IngressServiceBackend(Strict):
+    name: SubdomainName
+    port: ServiceBackendPort
+
+
+class IngressBackend(Strict):
+    service: IngressServiceBackend
+
+
+class HTTPIngressPath(Strict):
+    path: Optional[str] = None
+    pathType: Literal["Exact", "Prefix", "ImplementationSpecific"]
+    backend: IngressBackend
+
+
+class HTTPIngressRuleValue(Strict):
+    paths: Annotated[list[HTTPIngressPath], Field(min_length=1)]
+
+
+class IngressRule(Strict):
+    host: Optional[IngressHost] = None
+    http: Optional[HTTPIngressRuleValue] = None
+
+
+class IngressTLS(Strict):
+    hosts: list[IngressHost] = Field(default_factory=list)
+    secretName: Optional[SubdomainName] = None
+
+
+class IngressSpec(Strict):
+    ingressClassName: Optional[SubdomainName] = None
+    defaultBackend: Optional[IngressBackend] = None
+    tls: list[IngressTLS] = Field(default_factory=list)
+    rules: list[IngressRule] = Field(default_factory=list)
+
+
+class Ingress(Strict):
+    apiVersion: Literal["networking.k8s.io/v1"]
+    kind: Literal["Ingress"]
+    metadata: ObjectMeta
+    spec: IngressSpec
+
+
+class IngressClassParameters(Strict):
+    apiGroup: Optional[str] = None
+    kind: str
+    name: str
+    namespace: Optional[str] = None
+    scope: Optional[Literal["Cluster", "Namespace"]] = None
+
+
+class IngressClassSpec(Strict):
+    controller: Optional[str] = None
+    parameters: Optional[IngressClassParameters] = None
+
+
+class IngressClass(Strict):
+    apiVersion: Literal["networking.k8s.io/v1"]
+    kind: Literal["IngressClass"]
+    metadata: ObjectMeta
+    spec: IngressClassSpec = IngressClassSpec()
+
+
+class Secret(Strict):
+    """Only a kubernetes.io/tls Secret an Ingress names is read (tls.crt, tls.key: base64 in data,
+    or PEM in stringData); any other is accepted and ignored, with a warning."""
+
+    apiVersion: Literal["v1"]
+    kind: Literal["Secret"]
+    metadata: ObjectMeta
+    type: str = "Opaque"
+    data: dict[str, str] = Field(default_factory=dict)
+    stringData: dict[str, str] = Field(default_factory=dict)
+    immutable: Optional[bool] = None
+
+
 class IgnoredObject(BaseModel):
     """An object of a kind with no network meaning (ServiceAccount, ConfigMap, ...): accepted as the
     API server would, with a warning, and left out of the loaded topology (lab.topology.load)."""
@@ -418,11 +504,12 @@ class IgnoredObject(BaseModel):
 
 
 Manifest = Annotated[Union[Namespace, Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy,
-                           IgnoredObject],
+                           Ingress, IngressClass, Secret, IgnoredObject],
                      Field(discriminator="kind")]
 SUPPORTED_KINDS = {"Namespace": "v1", "Pod": "v1", "Deployment": "apps/v1", "ReplicaSet": "apps/v1",
                    "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Service": "v1",
-                   "NetworkPolicy": "networking.k8s.io/v1"}
+                   "NetworkPolicy": "networking.k8s.io/v1", "Ingress": "networking.k8s.io/v1",
+                   "IngressClass": "networking.k8s.io/v1", "Secret": "v1"}
 
 
 class Topology(Strict):

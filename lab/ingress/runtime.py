@@ -1,0 +1,100 @@
+"""ingress-nginx in a running lab: the controller pod runs Debian's nginx with its prefix, config,
+pid and logs under /run/k8s-netlab/<lab>/ingress (never /etc/nginx or /var/log); whenever the
+Ingresses or their endpoints change, the config is rendered again, tested (`nginx -t`) and
+nginx reloaded (`nginx -s reload`), as the controller does."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from lab import host
+from lab.controlplane import ingress
+from lab.controlplane.endpoints import endpoint_slices, initial_readiness
+from lab.controlplane.state import ClusterState, EndpointSliceState, container_key
+from lab.host.record import LabRecord
+from lab.dns import records
+from lab.ingress import nginx, tls
+from lab.node.processes import alive
+
+IMAGE = ingress.IMAGE
+CA = "ca.crt"  # in the lab's run directory: what hosts give `curl --cacert`
+
+
+def run_dir(record: LabRecord) -> Path:
+    return record.subdir("ingress")
+
+
+def ca_path(record: LabRecord) -> Path:
+    return record.dir / CA
+
+
+def _nginx(record: LabRecord) -> list[str]:
+    d = run_dir(record)
+    return ["nginx", "-e", str(d / "error.log"), "-p", f"{d}/", "-c", str(d / "nginx.conf")]
+
+
+def argv(record: LabRecord) -> list[str]:
+    """The controller container's program (nginx stays in the foreground: `daemon off;`)."""
+    return _nginx(record)
+
+
+def write(state: ClusterState, slices: Sequence[EndpointSliceState], record: LabRecord) -> bool:
+    """Certificates (the lab's CA issues what no Secret gives) and nginx.conf; True if the config changed."""
+    d = run_dir(record)
+    certs = record.subdir("ingress", "certs")
+    record.subdir("ingress", "tmp")
+    ca_key = d / "ca.key"
+    tls.ensure_ca(ca_path(record), ca_key, state.lab)
+    for name, given in nginx.certificate_hosts(state).items():
+        crt, key = certs / f"{name}.crt", certs / f"{name}.key"
+        if given is not None:
+            crt.write_text(given[0])
+            key.write_text(given[1])
+            key.chmod(0o600)
+        elif not crt.exists():
+            tls.issue(ca_path(record), ca_key, "ingress.local" if name == nginx.DEFAULT_CERT else name.replace(
+                "_wildcard", "*"), crt, key)
+    _publish_names(state, record)
+    conf = nginx.render(state, slices, str(d))
+    path = d / "nginx.conf"
+    if path.exists() and path.read_text() == conf:
+        return False
+    tmp = d / "nginx.conf.tmp"
+    tmp.write_text(conf)
+    os.replace(tmp, path)
+    return True
+
+
+def _publish_names(state: ClusterState, record: LabRecord) -> None:
+    """The Ingress hosts, pointed at the controller's node, for the lab's outside resolver (a hosts
+    file in the directory its dnsmasq watches)."""
+    entry = ingress.entry(state)
+    text = "".join(f"{entry} {h}\n" for h in ingress.hosts(state)) if entry else ""
+    path = record.subdir(*records.UPSTREAM_HOSTS) / "ingress"
+    if not path.exists() or path.read_text() != text:
+        tmp = path.parent.parent / "upstream-ingress.tmp"  # outside the watched directory: never read half-written
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: LabRecord) -> None:
+    """Follow a change of Ingresses or endpoints: a new config is tested, then nginx reloads it."""
+    if ingress.controller(state) is None or not write(state, slices, record):
+        return
+    if running(state, record):
+        host.run([*_nginx(record), "-t", "-q"])
+        host.run([*_nginx(record), "-s", "reload"])
+
+
+def running(state: ClusterState, record: LabRecord) -> bool:
+    pod = ingress.controller(state)
+    key = pod and container_key(pod, next(c for c in pod.containers if c.image == IMAGE))
+    return bool(key) and key in record.pids and alive(record.pids[key])
+
+
+def prepare(state: ClusterState, record: LabRecord) -> None:
+    """Before the controller starts (`lab up`, or a `lab apply` that adds it): certificates and a
+    first config, with endpoints as they stand before any probe."""
+    if ingress.controller(state) is not None and not running(state, record):
+        write(state, endpoint_slices(state, initial_readiness(state)), record)
