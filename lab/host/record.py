@@ -54,6 +54,7 @@ class LabRecord:
     proxy: dict[str, list[str]] = field(default_factory=dict)  # node -> kube-proxy chains last written
     netpol: dict[str, list[str]] = field(default_factory=dict)  # node -> network policy chains last written
     stopped: list[str] = field(default_factory=list)  # nodes taken off the network (lab node stop)
+    speakers: dict[str, str] = field(default_factory=dict)  # load-balancer IP -> the node answering ARP for it
     faults: list[dict] = field(default_factory=list)  # active `lab fault`s with their undo ops (lab.faults.model.Fault)
     exercise_token: str = ""                        # set by `lab exercise start`: proves the lab is the one it built
 
@@ -82,7 +83,7 @@ class LabRecord:
             "ready": self.ready, "pod_ready": self.pod_ready, "probe_detail": self.probe_detail,
             "probe_failing": self.probe_failing,
             "full_resyncs": self.full_resyncs, "netpol": self.netpol,
-            "stopped": self.stopped, "faults": self.faults, "exercise_token": self.exercise_token,
+            "stopped": self.stopped, "speakers": self.speakers, "faults": self.faults, "exercise_token": self.exercise_token,
             "proxy": self.proxy, "state": self.state.to_dict(),
         }
         tmp = self.dir / "record.json.tmp"

@@ -36,6 +36,8 @@ CHECKS = {
     "session-affinity": "sessionAffinity: ClientIP pins each client to one endpoint",
     "no-endpoints": "a Service port without ready endpoints rejects at once",
     "nodeport": "NodePorts answer on every node per externalTrafficPolicy (Local: client IP kept, only nodes with endpoints)",
+    "loadbalancer": "every LoadBalancer address and externalIP answers the hosts per externalTrafficPolicy and "
+                    "loadBalancerSourceRanges (lab.probe.loadbalancer)",
     "egress": "pod traffic leaving the cluster is masqueraded to the node's IP (and, behind a NAT gateway, to its public IP)",
 }
 SAMPLES = 24       # connections per Service port and endpoint, spread over the clients
@@ -194,6 +196,9 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                                     servers=names, source="", reply=reply, may_drop=may_drop))
             if port.node_port:
                 asks += _node_port(state, sps, pods)
+            if svc.load_balancer_ip or svc.external_ips:
+                from lab.probe import loadbalancer  # it builds on this module's helpers
+                asks += loadbalancer.asks(state, svc, port, sps, pods, slices)
     gateway = state.nat_gateway()
     for h in state.hosts:
         for c in clients:

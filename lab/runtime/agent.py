@@ -29,6 +29,7 @@ from lab.ingress import runtime as ingress
 from lab.kube_proxy.sync import sync
 from lab.node import prober
 from lab.node.processes import alive
+from lab.runtime import announce
 from lab.host import record as records
 from lab.host.record import LabRecord, locked
 
@@ -50,6 +51,7 @@ class Agent:
         self.state = None
         self.failures = 0                    # steps failed in a row
         self.last_error: Optional[str] = None
+        self.stopped: Optional[list[str]] = None  # the stopped nodes at the last look (their LB entries are gone)
 
     def adopt(self, rec: LabRecord) -> None:
         """Track the probes of the record's state (again after a `lab apply`), keeping history."""
@@ -109,7 +111,24 @@ class Agent:
                     return False
                 rec.probe_detail, rec.probe_failing = details, failing
                 rec.save()
+        self.speak(rec)
         return True
+
+    def speak(self, rec: LabRecord) -> None:
+        """MetalLB's speakers: an LB address whose node stopped, or lost its last ready endpoint under
+        externalTrafficPolicy Local, moves to another node, which sends gratuitous ARP. A node that
+        stopped or started lost its proxy entries with its link: all are written again."""
+        stopped = sorted(rec.stopped)
+        refresh, self.stopped = self.stopped is not None and stopped != self.stopped, stopped
+        if not refresh and announce.wanted(rec, rec.state, rec.pod_ready) == rec.speakers:
+            return
+        with locked(rec):
+            rec = records.load(self.name)
+            if rec.status != "running":
+                return
+            done = announce.sync(rec, rec.state, rec.pod_ready, refresh=refresh)
+            rec.save()
+        print(f"{time.strftime('%H:%M:%S')} load-balancer addresses: {'; '.join(done)}", flush=True)
 
     def _count(self, key: str, ok: bool, detail: str) -> None:
         """Failures with the same result are one event seen N times (kubelet's event aggregation);

@@ -138,6 +138,7 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
     """kube-proxy's first sync, with readiness from a first round of probes."""
     from lab.kube_proxy import sync as kube_proxy  # not needed by `lab down` and friends
     from lab.policy import sync as netpol
+    from lab.runtime import announce
 
     kube_proxy.setup(state)
     rec.ready, rec.probe_detail, rec.probe_failing = prober.first_round(state)
@@ -148,6 +149,7 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
         dns.update(state, endpoint_slices(state, pod_ready), rec)
         ingress.update(state, endpoint_slices(state, pod_ready), rec)
         netpol.sync(rec, state)
+        announce.sync(rec, state, pod_ready)  # MetalLB's speakers: one node answers ARP per LB address
         rec.commit(state, pod_ready)
         rec.save()
 

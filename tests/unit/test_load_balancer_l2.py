@@ -269,3 +269,17 @@ def test_get_svc_shows_the_address_and_json_the_ingress():
     assert obj["status"] == {"loadBalancer": {"ingress": [{"ip": "172.18.0.240", "ipMode": "VIP"}]}}
     assert obj["spec"]["externalIPs"] == ["172.18.0.2"]
     assert service_object(state.service("default", "p"))["status"] == {"loadBalancer": {}}
+
+
+# --- lab check's loadbalancer row ---
+
+def test_check_row_probes_every_address_from_every_host_and_fences_outside_the_ranges():
+    from lab.probe import services as checks
+    state = planned(lb_doc(lb("web", loadBalancerSourceRanges=["172.18.0.5/32"]),
+                           lb("loc", externalTrafficPolicy="Local", externalIPs=["172.18.0.2"])))
+    asks = [a for a in checks.plan(state, endpoint_slices(state, ready(state))) if a.check == "loadbalancer"]
+    by = {(a.probe.src_netns.rsplit("-", 1)[-1], a.probe.dst_ip): a for a in asks}
+    assert set(by) == {(h, ip) for h in ("internet", "stranger") for ip in ("172.18.0.240", "172.18.0.241", "172.18.0.2")}
+    assert by[("internet", "172.18.0.240")].reply and not by[("stranger", "172.18.0.240")].reply
+    assert by[("stranger", "172.18.0.241")].source == "172.18.0.6"          # Local: the host's own address
+    assert by[("internet", "172.18.0.240")].source == "node"

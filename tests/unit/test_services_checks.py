@@ -157,7 +157,7 @@ def test_serving_terminating_endpoints_take_over_when_none_is_ready(state, slice
 
 def test_checks_are_described():
     assert set(CHECKS) == {"clusterip-virtual", "service", "service-spread", "session-affinity", "no-endpoints",
-                           "nodeport", "egress"}
+                           "nodeport", "loadbalancer", "egress"}
 
 
 def test_plan_is_deterministic(state, slices, asks):

@@ -1,0 +1,73 @@
+"""MetalLB's L2 speaker: one node answers ARP for each load-balancer address, and the address moves
+when that node stops or (externalTrafficPolicy Local) loses its last ready endpoint.
+
+The address is never assigned to the node (as with MetalLB and kube-proxy in iptables mode): the
+speaker holds a proxy neighbour entry (`ip neigh add proxy IP dev eth0`), so its kernel answers ARP
+for the address, the underlay delivers the address's packets to it, and kube-proxy's rules (every
+node has them) DNAT them in PREROUTING. The kernel answers for a proxied address only if its route
+leaves by another device than the request came in on (arp_process), so the speaker also routes the
+address to lo (what kube-proxy does not DNAT goes nowhere); and proxy_delay is set to 0, else it
+waits up to 0.8 s before answering a broadcast request. After a move the new speaker
+sends gratuitous ARP (a request and a reply, as MetalLB does) so the hosts' caches follow at
+once instead of after their entries go stale. A node taken down loses its proxy entries with its
+link: `refresh` writes them again when a node comes back.
+
+Who speaks is lab.controlplane.loadbalancer.speakers (pure); the current choice is in the
+record (LabRecord.speakers). `lab up` announces once, then the agent on every change.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+from ipaddress import IPv4Address
+from typing import Mapping
+
+from lab import host
+from lab.controlplane.endpoints import endpoint_slices
+from lab.controlplane.loadbalancer import speakers
+from lab.controlplane.state import ClusterState
+from lab.host.record import LabRecord
+
+DEV = "eth0"
+
+
+def wanted(rec: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool]) -> dict[str, str]:
+    """Who should speak for each address now (running nodes only)."""
+    if not any(s.load_balancer_ip for s in state.services):
+        return {}
+    running = [n.name for n in state.nodes if n.name not in rec.stopped]
+    return speakers(state.services, endpoint_slices(state, pod_ready), running)
+
+
+def sync(rec: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], refresh: bool = False) -> list[str]:
+    """Move the addresses whose speaker changed (refresh: write every entry again); returns what it
+    did, one line per address. Writes rec.speakers; the caller holds the lock and saves."""
+    want, have = wanted(rec, state, pod_ready), dict(rec.speakers)
+    done = []
+    for ip, node in have.items():
+        if want.get(ip) != node and node in {n.name for n in state.nodes}:
+            # a stopped node's entries went with its link: failures are fine (-force runs both lines)
+            host.run(["ip", "-n", state.node(node).netns, "-force", "-batch", "-"], check=False,
+                     input=f"neigh del proxy {ip} dev {DEV}\nroute del {ip}/32 dev lo\n")
+            done.append(f"{ip}: {node} stops answering")
+    for ip, node in want.items():
+        if have.get(ip) != node or refresh:
+            netns = state.node(node).netns
+            host.sysctl(netns, {f"net.ipv4.neigh.{DEV}.proxy_delay": "0"})
+            host.ip_batch([f"route replace {ip}/32 dev lo", f"neigh replace proxy {ip} dev {DEV}"], netns=netns)
+            host.in_ns(netns, lambda ip=ip: gratuitous_arp(ip))
+            done.append(f"{ip}: {node} answers ARP" + ("" if have.get(ip) in (None, node) else f" (was {have[ip]})"))
+    rec.speakers = want
+    return done
+
+
+def gratuitous_arp(ip: str, dev: str = DEV) -> None:
+    """An ARP request and an ARP reply for `ip` from this namespace's `dev`, both broadcast, sender
+    and target the address itself: every host on the segment that knows `ip` updates its cache."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
+        s.bind((dev, 0))
+        mac = s.getsockname()[4]
+        addr = IPv4Address(ip).packed
+        for op in (1, 2):
+            arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, mac, addr, b"\xff" * 6 if op == 2 else bytes(6), addr)
+            s.send(b"\xff" * 6 + mac + struct.pack("!H", 0x0806) + arp)
