@@ -317,8 +317,7 @@ def cmd_fault(a) -> int:
 
     if a.action == "kinds":
         for kind, info in KINDS.items():
-            todo = "  (not implemented yet)" if not info.implemented else ""
-            print(f"{kind:<17} {' | '.join(info.targets):<28} {info.help}{todo}")
+            print(f"{kind:<17} {' | '.join(info.targets):<28} {info.help}")
             for name, p in info.params.items():
                 default = f" (default {p.default})" if p.default is not None else " (required)" if p.required else ""
                 print(f"{'':<19}{name}={'|'.join(p.choices) or p.type.upper()}{default}: {p.help}")

@@ -28,7 +28,6 @@ class KindInfo:
     help: str
     targets: tuple[str, ...]
     params: dict[str, Param] = field(default_factory=dict)
-    implemented: bool = True
 
 
 _DEV = Param("choice", "the node's link (default its underlay eth0)", choices=("eth0", "cni0", "flannel.1"))
@@ -80,8 +79,7 @@ KINDS: dict[str, KindInfo] = {
     "kill": KindInfo("SIGKILL a pod's containers or kube-dns (clear: started again)", ("pod", "kube-dns")),
     "bgp-peer-as": KindInfo("misconfigure a BGP neighbour's remote-as through vtysh", ("node",),
                             {"peer": Param("node", "node/OTHER", required=True), "as": Param("int", "the wrong AS", required=True,
-                                                                                           low=1, high=4294967295)},
-                            implemented=False),
+                                                                                           low=1, high=4294967295)}),
 }
 _TC = re.compile(r"^\d+(\.\d+)?[a-z]*$")
 
@@ -113,8 +111,6 @@ def normalize(kind: str, target: str, params: dict) -> tuple[dict, list[str]]:
     if info is None:
         return {}, [f"unknown fault kind {kind!r}; kinds: {', '.join(KINDS)} (`lab fault kinds` explains each)"]
     problems = []
-    if not info.implemented:
-        problems.append(f"fault kind {kind!r} is not implemented yet")
     try:
         t = targets.parse(target)
         if t.kind not in info.targets:

@@ -7,6 +7,7 @@ from lab.controlplane.state import ClusterState, container_key
 from lab.errors import LabError
 from lab.faults import ops
 from lab.faults.targets import Target, node, pod, sandboxed
+from lab.routing import bgp
 from lab.routing.vxlan import DEVICE as VXLAN_DEVICE
 
 DEFAULT_QDISCS = ("noqueue", "pfifo_fast", "fq_codel", "mq", "noop", "pfifo")
@@ -282,6 +283,34 @@ def _signal(state, t, p, observed, fid):
     return steps, False
 
 
+# --- BGP ---
+
+def _bgp_reads(state, t, p):
+    """The neighbour's remote-as as the node's bgpd has it now (what the undo puts back)."""
+    if state.network != "bgp":
+        raise LabError(f"bgp-peer-as needs network: bgp; lab {state.lab} uses {state.network}")
+    me, peer = node(state, t.name).name, p["peer"].partition("/")[2]
+    sessions = {name: ip for name, ip, _ in bgp.peers(state, me)}
+    if peer not in sessions:
+        raise LabError(f"node {me} has no BGP session with {peer}; its peers: {', '.join(sessions) or 'none'}")
+    return [("bgp-remote-as", me, sessions[peer])]
+
+
+def _bgp_peer_as(state, t, p, observed, fid):
+    read = _bgp_reads(state, t, p)[0]
+    was = _seen(observed, read)
+    if not was:
+        raise LabError(f"bgpd on {read[1]} does not know neighbour {read[2]} (is FRR running?)")
+    if int(was) == p["as"]:
+        raise LabError(f"node {read[1]} already peers with {read[2]} as AS {was}: give another as=")
+    local = bgp.as_of(state, read[1])
+
+    def remote_as(value) -> tuple:
+        return ("vtysh", read[1], ["configure terminal", f"router bgp {local}", f"neighbor {read[2]} remote-as {value}"])
+
+    return [([remote_as(p["as"])], [remote_as(was)])], False
+
+
 Planner = Callable[..., tuple[list, bool]]
 KIND_PLANS: dict[str, tuple[Callable, Planner]] = {
     "link-down": (_link_reads, _link_down), "link-flap": (_link_reads, _link_down),
@@ -291,12 +320,11 @@ KIND_PLANS: dict[str, tuple[Callable, Planner]] = {
     "rate": (_qdisc_reads, _qdisc), "delay": (_qdisc_reads, _qdisc),
     **{k: (_sysctl_reads, _sysctl) for k in ("sysctl", *PRESETS)},
     "hairpin-off": (_hairpin_reads, _hairpin), "stop": (_proc_reads, _signal), "kill": (_proc_reads, _signal),
+    "bgp-peer-as": (_bgp_reads, _bgp_peer_as),
 }
 
 
 def reads(state: ClusterState, kind: str, t: Target, p: dict) -> list[tuple]:
-    if kind not in KIND_PLANS:
-        raise LabError(f"fault kind {kind!r} is not implemented yet")
     return KIND_PLANS[kind][0](state, t, {**p, "kind": kind})
 
 

@@ -79,6 +79,9 @@ def _read(rec: LabRecord, read: tuple):
             except OSError:
                 return None
         return host.in_ns(read[1], value)
+    if what == "bgp-remote-as":
+        shown = _json(_vtysh(rec, read[1], [f"show bgp neighbors {read[2]} json"]), netns=rec.state.node(read[1]).netns)
+        return (shown or {}).get(read[2], {}).get("remoteAs")
     if what == "kernel":
         return os.uname().release
     if what == "proc":
@@ -90,6 +93,11 @@ def _read(rec: LabRecord, read: tuple):
 
 def observe(rec: LabRecord, reads: list[tuple]) -> dict:
     return {ops.key(r): _read(rec, r) for r in reads}
+
+
+def _vtysh(rec: LabRecord, name: str, commands: list[str]) -> list[str]:
+    """vtysh talking to this node's FRR (its own vty directory)."""
+    return ["vtysh", "--vty_socket", str(frr.directory(rec, name)), *[a for c in commands for a in ("-c", c)]]
 
 
 # --- doing ---
@@ -133,6 +141,8 @@ def run_op(rec: LabRecord, op: tuple, undoing: bool = False) -> None:
         _signal(where, body, undoing)
     elif kind == "start":
         _restart(rec, where)
+    elif kind == "vtysh":
+        host.run(_vtysh(rec, where, body), netns=rec.state.node(where).netns)
     elif kind == "sleep":
         time.sleep(where)
     else:

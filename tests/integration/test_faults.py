@@ -147,7 +147,7 @@ def test_what_cannot_be_applied_is_a_clear_error_and_changes_nothing(flt):
         ("link-down node/worker9", "no node 'worker9' in lab flt; nodes: control-plane, worker1, worker2"),
         ("route-delete node/worker1 cidr=10.9.0.0/16", "has no route to 10.9.0.0/16"),
         ("drop node/worker1 proto=icmp port=1", "port= goes with proto=udp or tcp"),
-        ("bgp-peer-as node/worker1 peer=node/worker2 as=1", "not implemented yet"),
+        ("bgp-peer-as node/worker1 peer=node/worker2 as=1", "needs network: bgp; lab flt uses vxlan"),
         ("stop node/worker1", "has none (network: vxlan)"),
     ]:
         done = lab("--lab", NAME, "fault", "add", *spec.split(), check=False)
