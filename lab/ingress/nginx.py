@@ -59,7 +59,8 @@ def _matches(path: IngressPathState) -> list[str]:
 
 
 def _sort_key(loc: Location) -> tuple:
-    path = loc.match.removeprefix("= ")
+    """ingress-nginx's order: the Ingress path's length, longest first; Exact before Prefix."""
+    path = loc.match.removeprefix("= ").rstrip("/") or "/"
     return (-len(path), path, not loc.match.startswith("= "))
 
 
@@ -85,7 +86,7 @@ def render(state: ClusterState, slices: Sequence[EndpointSliceState], run_dir: s
     tls = set(tls_hosts(state))
     for host, paths in servers(state).items():
         locations: dict[str, Location] = {}
-        for owner, p in paths:
+        for owner, p in sorted(paths, key=lambda op: op[1].path_type != "Exact"):  # Exact wins its own path
             ns = owner.split("/")[0]
             name = upstream_name(ns, p.service, p.port)
             eps = endpoints(state, slices, ns, p)

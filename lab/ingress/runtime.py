@@ -5,12 +5,15 @@ nginx reloaded (`nginx -s reload`), as the controller does."""
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Sequence
 
 from lab import host
 from lab.controlplane import ingress
 from lab.controlplane.endpoints import endpoint_slices, initial_readiness
+from lab.errors import LabError
 from lab.controlplane.state import ClusterState, EndpointSliceState, container_key
 from lab.host.record import LabRecord
 from lab.dns import records
@@ -98,3 +101,24 @@ def prepare(state: ClusterState, record: LabRecord) -> None:
     first config, with endpoints as they stand before any probe."""
     if ingress.controller(state) is not None and not running(state, record):
         write(state, endpoint_slices(state, initial_readiness(state)), record)
+
+
+def wait_ready(state: ClusterState, timeout: float = 3.0) -> None:
+    """`lab up` returns with nginx listening, so the first readiness round (and a `lab check` right
+    after) never finds the controller starting."""
+    pod = ingress.controller(state)
+    if pod is None:
+        return
+
+    def listening() -> bool:
+        try:
+            socket.create_connection((pod.ip, ingress.HTTP), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+    deadline = time.monotonic() + timeout
+    while not host.in_ns(pod.netns, listening):
+        if time.monotonic() > deadline:
+            raise LabError(f"ingress-nginx ({pod.key}) does not answer on {pod.ip}:{ingress.HTTP} after {timeout:g} s; "
+                           f"see `lab logs -n {pod.namespace} {pod.name}` and its error.log")
+        time.sleep(0.01)

@@ -110,6 +110,7 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)
+                ingress.wait_ready(state)  # nginx listening before the first readiness round
                 if state.dns_domain:
                     dns.wait_ready(state)  # before the first readiness round sees it starting
             if daemons:
