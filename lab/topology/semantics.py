@@ -525,8 +525,8 @@ def _load_balancer(ctx: _Context) -> None:
 
 
 def _tail_pool(subnet) -> str:
-    """A /28 at the end of the subnet (the machines take its beginning)."""
-    return f"{subnet.broadcast_address - 15}/28" if subnet.prefixlen <= 28 else f"{subnet.broadcast_address - 1}/32"
+    """A /28 near the end of the subnet, clear of the broadcast address (the machines take its beginning)."""
+    return f"{subnet.broadcast_address - 31}/28" if subnet.prefixlen <= 27 else f"{subnet.broadcast_address - 1}/32"
 
 
 def _policies(ctx: _Context) -> None:

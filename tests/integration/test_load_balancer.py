@@ -1,4 +1,4 @@
-"""A LoadBalancer Service on a lab without a load-balancer implementation: EXTERNAL-IP <pending>,
+"""A LoadBalancer Service on a lab without a load-balancer implementation (no cluster.loadBalancer): EXTERNAL-IP <pending>,
 and its allocated NodePort answers a plain host on every node, in both kube-proxy modes."""
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_load_balancer_answers_on_its_node_port_from_a_plain_host(tmp_path: Path
     path.write_text(TOPOLOGY.format(mode=mode))
     up = lab("up", str(path))
     try:
-        assert "'loadBalancerSourceRanges' has no effect yet" in up.stderr + up.stdout
+        assert "no cluster.loadBalancer: this Service stays <pending>" in up.stderr + up.stdout
         assert re.search(r"web-lb\s+LoadBalancer\s+10\.\S+\s+<pending>\s+80:3\d{4}/TCP",
                          lab("get", "svc", "--lab", "lbnp").stdout)
         svc = json.loads(lab("get", "svc", "web-lb", "-o", "json", "--lab", "lbnp").stdout)
