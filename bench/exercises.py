@@ -49,7 +49,8 @@ def grade(folder: Path, full: bool) -> float:
     proc = subprocess.run([*LAB, "exercise", "grade", "-e", NAME, "--dir", str(folder)], capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if proc.returncode != (0 if full else 1):
-        raise SystemExit(f"grade exited {proc.returncode}, expected {'full' if full else 'partial'} marks:\n{proc.stdout}{proc.stderr}")
+        wanted = "full" if full else "partial"
+        raise SystemExit(f"grade exited {proc.returncode}, expected {wanted} marks:\n{proc.stdout}{proc.stderr}")
     return elapsed
 
 
