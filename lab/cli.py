@@ -66,6 +66,12 @@ def cmd_up(a) -> int:
         state = lifecycle.up(a.file, progress=_progress)
     print(f"Lab {state.lab} is up: {len(state.nodes)} nodes, {len(state.pods)} pods "
           f"({time.monotonic() - t0:.2f}s). Try: lab get pods -o wide", file=sys.stderr)
+    if state.ingresses:
+        from lab.controlplane import ingress
+        from lab.host.record import RUN_ROOT
+
+        print(f"Ingress: {', '.join(ingress.hosts(state)) or 'no host names'} -> {ingress.entry(state)} (ingress-nginx); "
+              f"the lab's CA: {RUN_ROOT / state.lab / 'ca.crt'} (curl --cacert)", file=sys.stderr)
     return 0
 
 

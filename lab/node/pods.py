@@ -43,6 +43,8 @@ def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
     plugin execs and container start-ups overlap instead of running phase after phase.
     only: these pods of the state (a `lab apply`), else all."""
     chosen = list(state.pods if only is None else only)
+    if not chosen:
+        return  # a `lab apply` that starts no pod (an Ingress, a Service): no fork server to wait for
     pods = [p for p in chosen if not p.host_network]
     aliases = [p for p in chosen if p.host_network and p.netns != state.node(p.node).netns]
     record.claim(netns=tuple(p.netns for p in pods + aliases))

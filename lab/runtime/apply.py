@@ -427,8 +427,7 @@ def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[Pod
     if new.dns_domain:
         dns.write_resolv_confs(replace(new, pods=tuple(born)), rec)
     ingress.prepare(new, rec)
-    if born:  # an Ingress or Service edit starts no pod: no fork server to spawn and wait for
-        pods.create(new, rec, only=born)
+    pods.create(new, rec, only=born)
     after = {p.key for p in new.pods}
     fresh = {container_key(p, c) for p in born for c in p.containers}
     ready = {k: v for k, v in rec.ready.items() if pod_key_of(k) in after and k not in fresh}
