@@ -434,20 +434,14 @@ def _no(target: str, state, namespace: str = "default"):
 
 
 def cmd_exec(a) -> int:
-    from lab.routing import frr
     from lab.host import record
+    from lab.runtime import inside
 
     if not a.command:
         raise LabError("say what to run after --, e.g. lab exec POD -- ip addr")
     rec = record.find(a.lab)
     netns, uts, env = _exec_target(rec, a.target, a.namespace, a.container)
-    speaker = a.target.rpartition("/")[2]
-    if a.command[0] == "vtysh" and frr.directory(rec, speaker).is_dir():
-        # this node's FRR listens on its own vty directory, not FRR's default one
-        a.command = ["vtysh", "--vty_socket", str(frr.directory(rec, speaker)), *a.command[1:]]
-    argv = ["ip", "netns", "exec", netns, *a.command]
-    if uts.exists():  # `hostname` prints the pod's name
-        argv = ["nsenter", f"--uts={uts}", *argv]
+    argv = inside.argv(rec, netns, uts, a.target.rpartition("/")[2], a.command)
     os.execvpe(argv[0], argv, {**os.environ, **env})
 
 

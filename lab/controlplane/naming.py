@@ -64,6 +64,12 @@ def switch_name(lab: str) -> str:
     return "kn" + hashlib.sha1(lab.encode()).hexdigest()[:6]
 
 
+def dpid(switch: str) -> str:
+    """A switch's datapath ID, from its name: Mininet derives one from the digits in the name, and
+    a name whose hash has none (kn + six letters) would have none (OVS needs them unique)."""
+    return hashlib.sha1(switch.encode()).hexdigest()[:16]
+
+
 def public_switch_name(lab: str) -> str:
     """The public segment's switch (behind the NAT gateway): the underlay switch's name, 'kp' for 'kn'."""
     return "kp" + switch_name(lab)[2:]

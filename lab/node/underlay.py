@@ -97,7 +97,7 @@ def build(state: ClusterState, record: LabRecord) -> None:
         shells=(state.switch_name, *(m.netns for m in [*ms, *outside]), *((public,) if public else ())),
     )
     net = Mininet(build=False, controller=None, autoSetMacs=False)
-    switches = [net.addSwitch(state.switch_name, cls=switch_cls, **switch_opts)]
+    switches = [net.addSwitch(state.switch_name, cls=switch_cls, dpid=naming.dpid(state.switch_name), **switch_opts)]
     prefix = state.underlay_subnet.split("/")[1]
     hosts = {}
     for i, m in enumerate(ms):
@@ -105,7 +105,7 @@ def build(state: ClusterState, record: LabRecord) -> None:
         net.addLink(hosts[m.netns], switches[0], intfName1="eth0", intfName2=port_name(state, record.port_tag, i),
                     addr1=naming.node_mac(m.ip))
     if public:
-        switches.append(net.addSwitch(public, cls=LinuxBridge))
+        switches.append(net.addSwitch(public, cls=LinuxBridge, dpid=naming.dpid(public)))
         for i, m in enumerate(public_machines(state)):
             address = m.public_ip or m.ip
             if m.netns not in hosts:

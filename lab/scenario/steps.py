@@ -16,6 +16,7 @@ from typing import Callable
 from lab import host
 from lab.errors import LabError
 from lab.host import record as records
+from lab.runtime import inside
 from lab.scenario import match
 from lab.scenario.spec import Check, Clear, Dns, Exec, Fault, Manifests, Node, Probe, Sleep, is_address, pod_ref
 from lab.topology.refs import parse_ref
@@ -88,21 +89,22 @@ def run_exec(ctx: Context, spec: Exec) -> host.Completed:
     host); Failed if it did not finish in time. Exercises read its output for answers."""
     from lab.node.containers import env_for
 
-    state = records.load(ctx.lab).state
-    env: dict[str, str] = {}
+    rec = records.load(ctx.lab)
+    state, env = rec.state, {}
     if spec.where == "pod":
         pod = _pod(state, spec.target, spec.namespace)
         containers = [c for c in pod.containers if spec.container in (None, c.name)]
         if not containers:
             raise LabError(f"no container {spec.container!r} in pod {pod.key}")
-        netns, env = pod.netns, env_for(pod, containers[0])
+        netns, uts, env = pod.netns, rec.pod_uts(pod), env_for(pod, containers[0])
     else:
         machines = {m.name: m.netns for m in (state.nodes if spec.where == "node" else state.hosts)}
         if spec.target not in machines:
             raise LabError(f"no {spec.where} {spec.target!r} in lab {state.lab}")
         netns = machines[spec.target]
-    done = host.run(["ip", "netns", "exec", netns, *spec.argv], env={**os.environ, **env}, timeout=spec.timeout,
-                    check=False)
+        uts = rec.uts_path(netns)
+    done = host.run(inside.argv(rec, netns, uts, spec.target, spec.argv), env={**os.environ, **env},
+                    timeout=spec.timeout, check=False)
     if done.code is None:
         raise Failed(f"did not finish within {spec.timeout:g}s")
     return done

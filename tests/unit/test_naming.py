@@ -156,3 +156,10 @@ def test_netns_names():
     assert naming.node_netns("vxlan", "worker1") == "vxlan-worker1"
     assert naming.pod_netns("vxlan", "default", "web") == "vxlan-default-web"
     assert naming.pod_netns("vxlan", "team-a", "web") != naming.pod_netns("vxlan", "team-b", "web")
+
+
+def test_every_switch_gets_a_datapath_id_even_when_its_name_has_no_digit():
+    """Mininet derives a dpid from the digits of a switch's name: 'ex01' hashes to knedcdaa, none."""
+    assert naming.switch_name("ex01") == "knedcdaa"
+    ids = {naming.dpid(naming.switch_name(lab)) for lab in ("ex01", "bugs", "scratch")}
+    assert len(ids) == 3 and all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
