@@ -10,7 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import permutations
-from typing import Mapping, Optional
+from typing import Collection, Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
@@ -218,32 +218,39 @@ def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]],
 
 
 def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[str, bool]] = None,
-        probe_detail: Optional[Mapping[str, str]] = None, cov: Coverage = ALL_PAIRS) -> list[Outcome]:
+        probe_detail: Optional[Mapping[str, str]] = None, cov: Coverage = ALL_PAIRS,
+        only: Collection[str] = ()) -> list[Outcome]:
     """Every check in one batch of probes. pod_ready: the lab's readiness (what its EndpointSlices
-    and kube-proxy rules are built from); probe_detail: what each readiness probe last saw."""
-    exps = expectations(state, cov)
+    and kube-proxy rules are built from); probe_detail: what each readiness probe last saw; only:
+    these rows (their probes alone are sent; pod-ip needs pod-to-pod's)."""
+    def want(*rows: str) -> bool:
+        return not only or any(r in only for r in rows)
+
+    exps = [e for e in expectations(state, cov) if want(e.check) or (e.check == "pod-to-pod" and want("pod-ip"))]
     slices = endpoint_slices(state, pod_ready or {})
-    asks = services.plan(state, slices, sample=None if cov.all_pairs else cov.seed)
+    asks = services.plan(state, slices, sample=None if cov.all_pairs else cov.seed) if want(*services.CHECKS) else []
     wanted = {e.probe: e.reply for e in exps if e.probe.port}
     unique = list(wanted)
     # DNS lookups wait on other processes: they run beside the probes.
     with ThreadPoolExecutor(3) as pool:
-        names = pool.submit(dns.run, state, slices)
-        rules = pool.submit(ingress.run, state, slices)  # curl from the hosts
+        names = pool.submit(dns.run, state, slices) if want(*dns.CHECKS) else None
+        rules = pool.submit(ingress.run, state, slices) if want(*ingress.CHECKS) else None  # curl from the hosts
         answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
                              expect=[wanted[p] for p in unique] + [services.expect(a) for a in asks])
         results = dict(zip(unique, answers))
         missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)
         pairs = [(e, results.get(e.probe, missing)) for e in exps]
         outcomes = [judge(e, r) for e, r in pairs]
-        eth0 = interface_addresses_many([(p.netns, "eth0") for p in state.pods if not p.host_network])
-        outcomes += judge_pod_ips(state, {ns: a for (ns, _), a in eth0.items()}, pairs)
+        if want("pod-ip"):
+            eth0 = interface_addresses_many([(p.netns, "eth0") for p in state.pods if not p.host_network])
+            outcomes += judge_pod_ips(state, {ns: a for (ns, _), a in eth0.items()}, pairs)
         outcomes += services.judge(state, asks, answers[len(unique):])
-        if pod_ready is not None:
+        if pod_ready is not None and want("service"):
             outcomes += services.unready(state, slices, pod_ready, probe_detail or {})
-        if state.services:  # after the probes: a ClusterIP's silence is judged with their round trips
+        if state.services and want("clusterip-virtual"):
+            # after the probes: a ClusterIP's silence is judged with their round trips
             wait = adapted_timeout(PING_WAIT, [r.elapsed for r in answers if r.ok], 2)
             outcomes += services.clusterip_virtual(state, wait)
-        outcomes += names.result() + rules.result()
+        outcomes += [o for job in (names, rules) if job for o in job.result()]
     order = list(INVARIANTS)
-    return sorted(outcomes, key=lambda o: order.index(o.check))
+    return sorted((o for o in outcomes if want(o.check)), key=lambda o: order.index(o.check))

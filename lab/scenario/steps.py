@@ -130,7 +130,7 @@ def check(ctx: Context, spec: Check) -> str:
     if spec.probes:
         return _probes(rec.state, spec.probes)
     cov = coverage.choose(len(rec.state.pods), False, None)
-    outcomes = invariants.run(rec.state, pod_ready=rec.pod_ready, probe_detail=rec.probe_detail, cov=cov)
+    outcomes = invariants.run(rec.state, pod_ready=rec.pod_ready, probe_detail=rec.probe_detail, cov=cov, only=spec.only)
     if spec.only:
         outcomes = [o for o in outcomes if o.check in spec.only]
         empty = [row for row in spec.only if not any(o.check == row for o in outcomes)]

@@ -287,3 +287,22 @@ def test_judge_pod_ips_ignores_failures_and_other_checks(state, exps):
     out = judge_pod_ips(state, eth0, results)
     assert all(o.passed for o in out)
     assert all(o.observed.endswith("seen by others=nothing (no replies)") for o in out)
+
+
+def test_a_run_for_some_rows_sends_only_their_probes(monkeypatch):
+    """`check: {only: [...]}` (scenarios, exercises) must not pay for every other row."""
+    from lab.probe import invariants
+
+    state = plan(Topology.model_validate({**yaml.safe_load((ROOT / "topologies" / "vxlan.yaml").read_text()),
+                                          "cluster": {"network": "vxlan", "dns": {"enabled": False}}}))
+    sent = []
+
+    def probes(batch, timeout, expect):
+        sent.extend(batch)
+        return [ProbeResult(p, True, None, None, 0.01) for p in batch]
+
+    monkeypatch.setattr(invariants, "run_probes", probes)
+    monkeypatch.setattr(invariants, "interface_addresses_many", lambda pairs: {})
+    outcomes = invariants.run(state, only=["node-to-pod"])
+    assert {o.check for o in outcomes} == {"node-to-pod"}
+    assert len(sent) == len(of(expectations(state), "node-to-pod"))
