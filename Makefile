@@ -25,3 +25,6 @@ bench: install
 	.venv/bin/python bench/check_scale.py
 	.venv/bin/python bench/faults.py
 	.venv/bin/python bench/scenarios.py
+	.venv/bin/python bench/exercises.py
+	.venv/bin/python bench/ingress.py
+	.venv/bin/python bench/loadbalancer.py
