@@ -2,7 +2,7 @@
 DEFAULT_TOPOLOGY ?= topologies/default.yaml
 LAB = .venv/bin/lab
 
-.PHONY: install demo test unit bench
+.PHONY: install demo test test-exercises unit bench
 install:
 	./scripts/install.sh
 
@@ -11,6 +11,9 @@ demo: install
 
 test: install
 	./scripts/run-tests.sh
+
+test-exercises: install
+	./scripts/run-tests.sh -m exercises tests/integration/test_exercise.py
 
 unit: install
 	.venv/bin/pytest -q tests/unit

@@ -43,7 +43,12 @@ class Session:
         os.replace(tmp, folder() / f"{self.exercise}.json")
 
     def remove(self) -> None:
+        """The session goes; so does the sessions folder with the last one (nothing left behind)."""
         (folder() / f"{self.exercise}.json").unlink(missing_ok=True)
+        try:
+            folder().rmdir()
+        except OSError:
+            pass  # other sessions remain (or it is already gone)
 
 
 def new_token() -> str:

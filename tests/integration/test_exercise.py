@@ -97,6 +97,7 @@ def test_a_runaway_script_is_stopped_and_cannot_keep_the_lab(stopped, tmp_path: 
     assert "not started" in ex("grade").stderr + ex("grade").stdout
 
 
+@pytest.mark.exercises  # minutes for all of them: `make test-exercises` and CI run it, `make test` does not
 @pytest.mark.parametrize("folder", model.folders(model.default_dir()), ids=lambda p: p.name)
 def test_every_exercise_is_broken_at_start_and_solved_by_its_solution(folder: Path):
     name = folder.name
