@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -120,15 +118,4 @@ def wait_ready(state: ClusterState) -> None:
 
 def _wait_listening(pod, timeout: float = 3.0) -> bool:
     """Whether dnsmasq answers on TCP 53 within the timeout (a restart: the gap ends before we do)."""
-    def listening() -> bool:
-        try:
-            socket.create_connection((pod.ip, 53), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-    deadline = time.monotonic() + timeout
-    while not host.in_ns(pod.netns, listening):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return host.listens(pod.netns, pod.ip, 53, timeout)

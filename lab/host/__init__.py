@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -243,6 +245,24 @@ def restore(netns: str, argv: Sequence[str], text: str, what: str) -> None:
     done = run(argv, netns=netns, input=text, check=False)
     if not done.ok:
         raise LabError(f"{what} was refused ({' '.join(argv)} in {netns}): {done.stderr.strip()}")
+
+
+def listens(netns: str, ip: str, port: int, timeout: float) -> bool:
+    """Whether something in `netns`'s reach accepts TCP connections on ip:port within the timeout
+    (a daemon just started or restarted: its gap ends before we do)."""
+    def connects() -> bool:
+        try:
+            socket.create_connection((ip, port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while not in_ns(netns, connects):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def exists(netns: str) -> bool:

@@ -5,8 +5,6 @@ nginx reloaded (`nginx -s reload`), as the controller does."""
 from __future__ import annotations
 
 import os
-import socket
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -110,15 +108,6 @@ def wait_ready(state: ClusterState, timeout: float = 3.0) -> None:
     if pod is None:
         return
 
-    def listening() -> bool:
-        try:
-            socket.create_connection((pod.ip, ingress.HTTP), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-    deadline = time.monotonic() + timeout
-    while not host.in_ns(pod.netns, listening):
-        if time.monotonic() > deadline:
-            raise LabError(f"ingress-nginx ({pod.key}) does not answer on {pod.ip}:{ingress.HTTP} after {timeout:g} s; "
-                           f"see `lab logs -n {pod.namespace} {pod.name}` and its error.log")
-        time.sleep(0.01)
+    if not host.listens(pod.netns, pod.ip, ingress.HTTP, timeout):
+        raise LabError(f"ingress-nginx ({pod.key}) does not answer on {pod.ip}:{ingress.HTTP} after {timeout:g} s; "
+                       f"see `lab logs -n {pod.namespace} {pod.name}` and its error.log")
