@@ -564,7 +564,7 @@ def cmd_trace(a) -> int:
     protocol = a.protocol.upper()
     src, dst = run.targets(rec.state, a.src, a.dst, protocol, a.namespace)
     t0 = time.monotonic()
-    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready)
+    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, capture=not a.no_capture)
     port = f":{dst.port}" if dst.port else ""
     title = f"lab trace {src.name} → {dst.name}{port} {protocol} (lab {rec.name})"
     print(report.to_json(title, hops, rows, obs) if a.output == "json" else report.table(title, rows, obs))
@@ -720,11 +720,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0,
                    help="solve: seconds before the script is stopped (default 60); package: the submission's")
     p = add("trace", cmd_trace, "lab trace SRC DST[:PORT]: follow one connection hop by hop, as the lab's models "
-                                "predict it and as the kernel's netfilter traces and conntrack show it")
+                                "predict it and as the kernel's netfilter traces, conntrack and captures show it")
     p.add_argument("src", metavar="SRC", help="POD, NS/POD, pod/POD, node/NAME, host/NAME or an IP")
     p.add_argument("dst", metavar="DST[:PORT]", help="the same, or svc/NAME[.NS]:PORT")
     p.add_argument("--protocol", "-p", default="TCP", type=str.upper, choices=["TCP", "UDP", "ICMP"],
-                   help="TCP (default) or UDP are observed; ICMP is predicted only")
+                   help="TCP (default), UDP or ICMP (an echo request traced by its id)")
+    p.add_argument("--no-capture", action="store_true",
+                   help="no tcpdump on the path's interfaces (by default, if installed, it captures the probe's packets)")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.add_argument("-n", "--namespace", default="default")
     lab_opt(p)

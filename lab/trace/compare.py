@@ -46,14 +46,28 @@ class Conn:
 
 
 def parse_conntrack(line: str) -> Optional[Conn]:
-    """`conntrack -L` text: the first src/dst/sport/dport are the original tuple, the second the reply."""
+    """`conntrack -L` text: the first src/dst/sport/dport are the original tuple, the second the reply.
+    ICMP has an echo id instead of ports: it stands for both (NAT remaps it as it would a port)."""
     def grab(key: str) -> list[str]:
         return re.findall(rf"\b{key}=(\S+)", line)
 
     src, dst, sport, dport = grab("src"), grab("dst"), grab("sport"), grab("dport")
+    if not sport and len(grab("id")) >= 2:
+        sport = dport = grab("id")
     if min(len(src), len(dst), len(sport), len(dport)) < 2:
         return None
     return Conn((src[0], dst[0], sport[0], dport[0]), (src[1], dst[1], sport[1], dport[1]))
+
+
+def translated_ports(obs: Observed, protocol: str = "TCP") -> set[int]:
+    """The source ports (echo ids) a masquerade gave the probe: a conntrack entry of the probe whose
+    reply comes back to another port than the one it left from."""
+    out = set()
+    for ns in obs.conntrack:
+        for c in conns(obs, ns):
+            if c.orig[2] == str(obs.sport) and c.reply[3] != c.orig[2] and protocol != "ICMP":
+                out.add(int(c.reply[3]))
+    return out
 
 
 def conns(obs: Observed, netns: str) -> list[Conn]:
@@ -66,7 +80,7 @@ def picked(obs: Observed, netns: str) -> Optional[str]:
 
 
 def _route(hop: Hop, obs: Observed) -> tuple[str, str]:
-    dev, via, ip = hop.expect
+    dev, via, ip, proto = (hop.expect + ("",))[:4]
     text = obs.routes.get((hop.namespace, ip))
     if not text:
         return "no `ip route get` result", UNSEEN
@@ -75,6 +89,8 @@ def _route(hop: Hop, obs: Observed) -> tuple[str, str]:
     ok = got_dev is not None and got_dev.group(1).startswith(dev) and (got_via.group(1) if got_via else "") == via
     if text.startswith(("local ", "RTNETLINK")) or "unreachable" in text or "blackhole" in text:
         ok = ok and dev == "lo"
+    if proto and f"proto {proto}" not in text:
+        ok = False
     return text, SAME if ok else DIFFERENT
 
 
@@ -110,10 +126,11 @@ def _snat(hop: Hop, obs: Observed) -> tuple[str, str]:
     entries = conns(obs, hop.namespace)
     if not entries:
         return "no conntrack entry here", UNSEEN
-    got = next((c.snat for c in entries if c.snat), None)
+    got = next((c for c in entries if c.snat), None)
     if got is None:
         return "conntrack: no SNAT", SAME if not hop.expect else DIFFERENT
-    return f"conntrack: SNAT to {got}", SAME if hop.expect == (got,) else DIFFERENT
+    port = f", source port {got.orig[2]} → {got.reply[3]}" if got.reply[3] != got.orig[2] else ""
+    return f"conntrack: SNAT to {got.snat}{port}", SAME if hop.expect == (got.snat,) else DIFFERENT
 
 
 def _encap(hop: Hop, obs: Observed) -> tuple[str, str]:
@@ -146,6 +163,13 @@ def _arrive(hop: Hop, obs: Observed) -> tuple[str, str]:
 def _deliver(hop: Hop, obs: Observed) -> tuple[str, str]:
     if not obs.ok:
         return f"no answer: {obs.error}", DIFFERENT
+    if not obs.seen:   # ICMP: no server reports the client; the trace in its namespace shows the source
+        came = [v.packet for v in _visits(obs, hop.namespace) if v.packet.get("IN") and not v.packet.get("OUT")
+                and not v.packet.get("SPORT")]
+        if not came:
+            return f"echo reply from {obs.server}; the request was not traced arriving here", UNSEEN
+        return f"the request came in on {came[0].get('IN')} from {came[0].get('SRC')}; echo reply from {obs.server}", \
+            SAME if came[0].get("SRC") == hop.expect[0] else DIFFERENT
     who = f" ({obs.server})" if obs.server else ""
     return f"the server{who} saw the client as {obs.seen}", SAME if obs.seen == hop.expect[0] else DIFFERENT
 
@@ -172,6 +196,28 @@ def _unpredicted_drops(hops: list[Hop], obs: Observed) -> dict[str, events.Event
     return out
 
 
+_DIRECTION = {"send": "Out", "encap": "Out", "arrive": "In", "deliver": "In"}
+
+
+def _capture(hop: Hop, obs: Observed) -> Optional[Row]:
+    """The packets tcpdump saw on the hop's interface (the VXLAN outer header on a node's eth0)."""
+    if hop.kind not in _DIRECTION or hop.namespace not in obs.captures:
+        return None
+    ifname = hop.expect[0] if hop.kind == "arrive" and hop.expect else hop.interface
+    if hop.kind == "encap":
+        ifname = "eth0"
+    records = [c for c in obs.captures[hop.namespace] if c.interface.startswith(ifname)]
+    ahead = [c for c in records if c.direction == _DIRECTION[hop.kind]]
+    if hop.kind == "encap":
+        ahead = [c for c in ahead if "VXLAN" in c.text] or ahead
+    where = f"tcpdump -i {ifname}"
+    if not records:
+        return Row(f"{hop.step}c", where, hop.namespace, ifname, "", "no packet of the probe captured here", UNSEEN)
+    first = (ahead or records)[0]
+    return Row(f"{hop.step}c", where, hop.namespace, ifname, "", f"{len(records)} packet(s); "
+               f"{first.direction} {first.text}", SAME if ahead else UNSEEN)
+
+
 def rows(hops: list[Hop], obs: Optional[Observed]) -> list[Row]:
     """The table: each predicted hop with what was observed there."""
     if obs is None:
@@ -189,6 +235,9 @@ def rows(hops: list[Hop], obs: Optional[Observed]) -> list[Row]:
             text, mark = f"{text} (MASQUERADE --random-fully changed the source port the trace matches)", UNSEEN
         remapped = remapped or (h.kind == "snat" and "random-fully" in h.what)
         out.append(Row(str(h.step), h.component, h.namespace, h.interface, h.what, text, mark))
+        cap = _capture(h, obs)
+        if cap is not None:
+            out.append(cap)
         drop = extra.pop(h.namespace, None) if h.namespace else None
         if drop is not None:
             out.append(Row(f"{h.step}!", f"dropped in {h.namespace}", h.namespace, "", "(not predicted)",

@@ -113,6 +113,75 @@ def drops(visits: list[Visit]) -> list[Event]:
     return [v.verdict for v in visits if v.verdict is not None and v.verdict.verdict == "DROP"]
 
 
+@dataclass(frozen=True)
+class Leg:
+    """The probe after a masquerade, whose source port (or echo id) may be remapped (kube-proxy's
+    MASQUERADE --random-fully): from one of `sources` to one of `destinations`, destination port
+    one of `ports`. Matched in both directions; the visits are kept afterwards only if they carry
+    the port conntrack says the masquerade picked."""
+
+    sources: tuple[str, ...]
+    destinations: tuple[str, ...]
+    ports: tuple[int, ...]
+
+
+VXLAN_PORT = "8472"
+
+
+def of_probe(visits: list[Visit], ports: set[str]) -> list[Visit]:
+    """The visits of the probe's own packets: its source port (or the one a masquerade picked) as
+    source or destination. Packets without ports (ICMP: matched by echo id) and VXLAN outer headers
+    (their inner ports were matched by the rule and are not printed) are kept."""
+    def mine(v: Visit) -> bool:
+        sp, dp = v.packet.get("SPORT"), v.packet.get("DPORT")
+        return not sp or sp in ports or dp in ports or VXLAN_PORT in (sp, dp)
+    return [v for v in visits if mine(v)]
+
+
+_CAPTURED = re.compile(r"^(\S+)\s+(In|Out|P|M|B|U)\s+(.*)$")
+
+
+@dataclass(frozen=True)
+class Captured:
+    """One packet tcpdump saw (-i any -t): the interface, the direction, the decode (a VXLAN
+    packet's outer and inner headers on one line)."""
+
+    interface: str
+    direction: str      # In, Out, P (a bridge port: to another host), M, B
+    text: str
+
+
+def _short(text: str) -> str:
+    """Without sequence numbers and TCP options: the addresses, flags and length are the point."""
+    text = re.sub(r", seq [^,]+(, ack \d+)?, win \d+(, options \[[^]]*\])?", "", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def parse_capture(text: str) -> list[Captured]:
+    """`tcpdump -i any -nn -t -T vxlan` output: one record per packet; a line that does not start
+    with an interface and direction continues the one before (a VXLAN packet's inner header)."""
+    out: list[Captured] = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith(("tcpdump:", "listening on")) or \
+                re.match(r"^\d+ packets? (captured|received|dropped)", line):
+            continue
+        m = _CAPTURED.match(line)
+        if m and not line.startswith("IP"):
+            out.append(Captured(m.group(1), m.group(2), _short(m.group(3))))
+        elif out:
+            last = out[-1]
+            out[-1] = Captured(last.interface, last.direction, f"{last.text} | {_short(line)}")
+    return out
+
+
+def captures_of_probe(records: list[Captured], ports: set[str]) -> list[Captured]:
+    """The captured packets that carry one of the probe's ports (ICMP records have none: kept)."""
+    def mine(c: Captured) -> bool:   # a VXLAN packet: its inner header (after " | ") decides
+        found = set(re.findall(r"\d+\.\d+\.\d+\.\d+\.(\d+)[ :]", c.text.rpartition(" | ")[2] + " "))
+        return not found or bool(found & ports)
+    return [c for c in records if mine(c)]
+
+
 @dataclass
 class Observed:
     """What one probe connection did: its answer, the traces per namespace, conntrack, routes."""
@@ -127,3 +196,5 @@ class Observed:
     conntrack: dict[str, list[str]] = field(default_factory=dict)
     routes: dict[tuple[str, str], str] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)
+    captures: dict[str, list[Captured]] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)   # the probe's port and any a masquerade picked

@@ -31,7 +31,7 @@ class Hop:
     interface: str
     what: str                       # one line, real names and addresses
     kind: str = ""                  # send|route|dnat|filter|snat|encap|deliver|reply: what compare checks
-    expect: tuple[str, ...] = ()    # kind-specific: route (dev, via); dnat endpoints; filter (verdict, by)...
+    expect: tuple[str, ...] = ()    # kind-specific: route (dev, via, dst[, proto]); dnat endpoints; filter (verdict, by)...
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,9 @@ class _Walk:
                 return flow, "", ""
         dev, via, why = route(self.state, node, flow.dst_ip)
         nxt = _node_of(self.state, flow.dst_ip) or ""
-        self.add(f"node {node} routing", ns, dev, f"ip route get {flow.dst_ip}: {why}", "route", (dev, via, flow.dst_ip))
+        proto = ("bgp",) if "(proto bgp)" in why else ()   # FRR's route: `ip route get fibmatch` names it
+        self.add(f"node {node} routing", ns, dev, f"ip route get {flow.dst_ip}: {why}", "route",
+                 (dev, via, flow.dst_ip, *proto))
         if dev == "lo":
             return flow, dev, node
         if not local_out and not self.forward(node, flow):

@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Mapping, Optional
 
+from lab import routing
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.trace import compare, predict
-from lab.trace.events import Observed
+from lab.trace.events import Leg, Observed
 from lab.trace.target import Target, default_port, resolve
 
 
@@ -19,21 +20,36 @@ def targets(state: ClusterState, src: str, dst: str, protocol: str, namespace: s
     return s, replace(d, port=default_port(state, d, protocol))
 
 
+def after_masquerade(state: ClusterState, hops: list[predict.Hop], dst: Target, protocol: str) -> Optional[Leg]:
+    """What the probe looks like after a masquerade on its way (pure): from any address of a node
+    (its underlay IP, pod gateway, tunnel address) to the destination or any endpoint the Service
+    may pick, at their ports. None without a masquerade, and for ICMP (its echo id is matched
+    wherever it goes)."""
+    if protocol == "ICMP" or not any(h.kind == "snat" and h.expect for h in hops):
+        return None
+    backend = routing.backend(state)
+    sources = sorted({ip for n in state.nodes for ip in backend.node_addresses(state, n.name)})
+    eps = [e for h in hops if h.kind == "dnat" for e in h.expect]
+    dsts = sorted({e.rpartition(":")[0] for e in eps} or {dst.ip})
+    ports = sorted({int(e.rpartition(":")[2]) for e in eps} or ({dst.port} if dst.port else set()))
+    return Leg(tuple(sources), tuple(dsts), tuple(ports)) if ports else None
+
+
 def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
-          ready: Optional[Mapping[str, bool]] = None, observe: bool = True
+          ready: Optional[Mapping[str, bool]] = None, observe: bool = True, capture: bool = True
           ) -> tuple[list[predict.Hop], list[compare.Row], Optional[Observed]]:
     slices = endpoint_slices(state, ready)
     hops = predict.walk(state, src, dst, protocol, slices)
     obs = None
-    if observe and protocol in ("TCP", "UDP"):
+    if observe and protocol in ("TCP", "UDP", "ICMP"):
         from lab.trace import observe as watch
 
-        pods = {p.netns for p in state.pods if not p.host_network}
-        on_path = [src.netns, *(n.netns for n in state.nodes), *(h.namespace for h in hops if h.namespace in pods)]
-        if dst.service is not None:  # every endpoint the Service might pick
-            on_path += [p.netns for p in state.pods if p.ip in {h.split(":")[0] for x in hops if x.kind == "dnat"
-                                                               for h in x.expect}]
-        obs = watch.observe(src.netns, dst.ip, dst.port or 0, protocol, on_path, {n.netns for n in state.nodes})
+        # the source, every node, every namespace a hop happens in (pods, hosts), every possible endpoint
+        endpoints = {e.split(":")[0] for x in hops if x.kind == "dnat" for e in x.expect}
+        on_path = [src.netns, *(n.netns for n in state.nodes), *(h.namespace for h in hops if h.namespace),
+                   *(p.netns for p in state.pods if p.ip in endpoints and not p.host_network)]
+        obs = watch.observe(src.netns, dst.ip, dst.port or 0, protocol, on_path, {n.netns for n in state.nodes},
+                            leg=after_masquerade(state, hops, dst, protocol), capture=capture)
         chosen = next((compare.picked(obs, n.netns) for n in state.nodes if compare.picked(obs, n.netns)), None)
         if chosen:
             hops = predict.walk(state, src, dst, protocol, slices, picked=chosen)
