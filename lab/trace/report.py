@@ -32,10 +32,11 @@ def to_json(title: str, hops: list[Hop], rows: list[Row], obs: Optional[Observed
     doc = {"trace": title, "verdict": verdict(rows, obs), "predicted": [asdict(h) for h in hops],
            "rows": [asdict(r) for r in rows]}
     if obs is not None:
-        doc["observed"] = {"sport": obs.sport, "ok": obs.ok, "error": obs.error, "seen_source": obs.seen,
+        doc["observed"] = {"sport": obs.sport, "ports": obs.ports, "ok": obs.ok, "error": obs.error, "seen_source": obs.seen,
                            "server": obs.server, "elapsed": round(obs.elapsed, 4), "conntrack": obs.conntrack,
                            "routes": [{"netns": ns, "dst": ip, "route": r} for (ns, ip), r in obs.routes.items()],
                            "trace": {ns: [{"packet": dict(v.packet.fields), "hook": v.hook,
                                            "events": [asdict(e) for e in v.events]} for v in visits]
-                                     for ns, visits in obs.visits.items()}}
+                                     for ns, visits in obs.visits.items()},
+                           "captures": {ns: [asdict(c) for c in caps] for ns, caps in obs.captures.items()}}
     return json.dumps(doc, indent=1, ensure_ascii=False)

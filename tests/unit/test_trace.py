@@ -109,3 +109,70 @@ def test_compare_marks_the_hop_where_the_kernel_disagreed():
            "dst=172.18.0.2 sport=8080 dport=20001 [ASSURED] mark=0 use=1"
     c = compare.parse_conntrack(line)
     assert (c.dnat, c.snat) == ("10.244.1.2:8080", "172.18.0.2")
+
+
+def _leg_case():
+    state = shipped_state("services")
+    s, d = targets(state, "host/internet", "node/worker1:30080", "TCP", "default")
+    hops = predict.walk(state, s, d, "TCP", endpoint_slices(state))
+    return state, d, hops
+
+
+def test_trace_tables_and_capture_filters_match_only_the_probe():
+    from lab.trace import observe
+    from lab.trace.run import after_masquerade
+
+    state, d, hops = _leg_case()
+    leg = after_masquerade(state, hops, d, "TCP")
+    assert leg is not None and "172.18.0.3" in leg.sources and leg.ports == (8080,)
+    text = "\n".join([observe.trace_rules("TCP", 20000, leg), observe.trace_rules("UDP", 20001),
+                      observe.trace_rules("ICMP", 20002), observe.capture_filter("TCP", 20000, leg),
+                      observe.capture_filter("ICMP", 20002)])
+    check_golden("trace-rules.txt", text + "\n")
+    # the rules that match only jump: the one rule xtables-monitor prints is `meta nftrace set 1`
+    assert all(line.strip().endswith("jump flag") for line in text.splitlines() if " @th," in line or " id " in line)
+    assert after_masquerade(state, hops, d, "ICMP") is None
+
+
+def test_capture_lines_and_the_probes_visits_after_a_masquerade():
+    text = (SAMPLE.parent / "tcpdump-vxlan.txt").read_text()
+    caps = events.parse_capture(text)
+    assert [c.interface for c in caps][:3] == ["cni0", "flannel.1", "eth0"]
+    vx = caps[2]
+    assert vx.direction == "Out" and "VXLAN" in vx.text and "| IP 10.244.1.0.55032 > 10.244.0.2.8080" in vx.text
+    assert "seq" not in vx.text and "options" not in vx.text
+    mine = events.captures_of_probe(caps, {"20000", "55032"})
+    assert all("4711" not in c.text for c in mine) and len(mine) == len(caps) - 2
+    obs = Observed(20000, conntrack={"n2": [
+        "tcp 6 118 TIME_WAIT src=172.18.0.4 dst=172.18.0.3 sport=20000 dport=30080 src=10.244.0.2 dst=10.244.1.0 "
+        "sport=8080 dport=55032 [ASSURED] mark=0 use=1"]})
+    assert compare.translated_ports(obs) == {55032}
+    visits = events.parse(SAMPLE.read_text())
+    assert events.of_probe(visits, {"55032"}) == [v for v in visits if v.packet.get("DPORT") == "8472"]
+    icmp = compare.parse_conntrack("icmp 1 29 src=10.244.0.3 dst=172.18.0.4 type=8 code=0 id=20002 src=172.18.0.4 "
+                                   "dst=172.18.0.2 type=0 code=0 id=20002 mark=0 use=1")
+    assert (icmp.snat, icmp.orig[2], icmp.reply[3]) == ("172.18.0.2", "20002", "20002")
+
+
+def test_echo_request_checksum():
+    from lab.trace.observe import echo_request
+
+    pkt = echo_request(20002)
+    words = [int.from_bytes(pkt[i:i + 2], "big") for i in range(0, len(pkt), 2)]
+    total = sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    assert total == 0xFFFF and pkt[:1] == b"\x08" and int.from_bytes(pkt[4:6], "big") == 20002
+
+
+def test_bgp_route_hops_expect_frr_routes():
+    state = shipped_state("vxlan", network="bgp", cni="ptp")
+    src = next(p for p in state.pods if not p.host_network and p.probe_port())
+    dst = next(p for p in state.pods if p.node != src.node and not p.host_network and p.probe_port())
+    s, d = targets(state, src.key, dst.key, "TCP", "default")
+    hops = predict.walk(state, s, d, "TCP")
+    cross = [h for h in hops if h.kind == "route" and h.component.startswith("node ") and h.expect[0] == "eth0"]
+    assert cross and cross[0].expect[3] == "bgp"
+    obs = Observed(20000, ok=True, routes={(cross[0].namespace, cross[0].expect[2]):
+                                           f"{d.ip} via {cross[0].expect[1]} dev eth0 src 172.18.0.2 uid 0 (fib: x)"})
+    assert [r.mark for r in compare.rows(hops, obs) if r.step == str(cross[0].step)] == [compare.DIFFERENT]
