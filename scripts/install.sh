@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(mininet containernetworking-plugins bridge-utils iputils-ping iproute2 iptables nftables
           ethtool openvswitch-switch python3-venv python3-yaml python3-setuptools procps curl
-          dnsmasq-base bind9-dnsutils frr conntrack jq nginx-light graphviz)
+          dnsmasq-base bind9-dnsutils frr conntrack jq nginx-light graphviz tcpdump)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
