@@ -174,6 +174,12 @@ def _deliver(hop: Hop, obs: Observed) -> tuple[str, str]:
     return f"the server{who} saw the client as {obs.seen}", SAME if obs.seen == hop.expect[0] else DIFFERENT
 
 
+def _unanswered(hop: Hop, obs: Observed) -> tuple[str, str]:
+    if obs.ok:
+        return f"answered{f' by {obs.server}' if obs.server else ''} in {obs.elapsed * 1000:.1f} ms", DIFFERENT
+    return f"no reply: {obs.error}", SAME
+
+
 def _reply(hop: Hop, obs: Observed) -> tuple[str, str]:
     if not obs.ok:
         return f"no reply: {obs.error} after {obs.elapsed:.2f}s", DIFFERENT
@@ -181,7 +187,7 @@ def _reply(hop: Hop, obs: Observed) -> tuple[str, str]:
 
 
 _CHECKS = {"route": _route, "filter": _filter, "dnat": _dnat, "snat": _snat, "encap": _encap, "send": _send, "arrive": _arrive,
-           "deliver": _deliver, "reply": _reply}
+           "deliver": _deliver, "reply": _reply, "unanswered": _unanswered}
 
 
 def _unpredicted_drops(hops: list[Hop], obs: Observed) -> dict[str, events.Event]:

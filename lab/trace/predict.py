@@ -144,8 +144,10 @@ class _Walk:
         sp = _service_port(self.state, node, self.slices, flow)
         ns = self.state.node(node).netns
         if sp is None:
-            self.add(f"node {node} netfilter", ns, "", f"nat {hook}: KUBE-SERVICES matches nothing "
-                     f"({flow.dst_ip} is no Service address): no DNAT", "dnat", ())
+            why = "its rules match a protocol and port, and ICMP has none" if flow.port is None and \
+                flow.dst.kind == "service" else f"{flow.dst_ip} is no Service address"
+            self.add(f"node {node} netfilter", ns, "", f"nat {hook}: KUBE-SERVICES matches nothing ({why}): no DNAT",
+                     "dnat", ())
             return flow
         external = flow.dst.kind == "node"
         eps = (sp.local if sp.external_local else sp.cluster) if external else \
@@ -306,6 +308,11 @@ class _Walk:
                                                           flow.dst_ip))
         netns = pod.netns if pod else next((n.netns for n in st.nodes if n.ip == flow.dst_ip),
                                            next((h.netns for h in st.hosts if h.ip == flow.dst_ip), ""))
+        if not netns:  # a ClusterIP's ICMP (kube-proxy translates ports only), or an address no machine has
+            why = "a ClusterIP is on no interface and kube-proxy translates only its ports" \
+                if dst.kind == "service" else f"no machine of the lab has {flow.dst_ip}"
+            self.add(target, "", "", f"unanswered: {why}; the packet leaves by the default route", "unanswered")
+            return self.hops
         self.add(target, netns, "eth0", f"delivered: the server sees {self.proto(flow)}", "deliver",
                  (flow.src_ip, f"{flow.dst_ip}:{flow.port}" if flow.port else flow.dst_ip))
         undo = []

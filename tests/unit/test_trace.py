@@ -176,3 +176,13 @@ def test_bgp_route_hops_expect_frr_routes():
     obs = Observed(20000, ok=True, routes={(cross[0].namespace, cross[0].expect[2]):
                                            f"{d.ip} via {cross[0].expect[1]} dev eth0 src 172.18.0.2 uid 0 (fib: x)"})
     assert [r.mark for r in compare.rows(hops, obs) if r.step == str(cross[0].step)] == [compare.DIFFERENT]
+
+
+def test_icmp_to_a_cluster_ip_is_predicted_unanswered_and_a_silence_confirms_it():
+    state = shipped_state("services")
+    s, d = targets(state, "loner", "svc/backend:80", "ICMP", "default")
+    hops = predict.walk(state, s, d, "ICMP", endpoint_slices(state))
+    assert "ICMP has none" in next(h.what for h in hops if h.kind == "dnat")
+    assert hops[-1].kind == "unanswered" and "a ClusterIP is on no interface" in hops[-1].what
+    assert compare.rows(hops, Observed(7, ok=False, error="timed out"))[-1].mark == compare.SAME
+    assert compare.rows(hops, Observed(7, ok=True, server="x"))[-1].mark == compare.DIFFERENT
