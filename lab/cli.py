@@ -740,7 +740,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cut = args.index("--")
         args, command = args[:cut], args[cut + 1:]
     parser = _parser()
-    a = parser.parse_args(args)
+    a, extra = parser.parse_known_args(args)
+    # argparse stops filling `ARG...` at the first option (`lab exercise answer -e x TASK VALUE`):
+    # what is left over after it belongs there, unless it looks like an option nobody knows
+    if extra and hasattr(a, "args") and not any(x.startswith("-") for x in extra):
+        a.args += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     a.command = command
     if a.cmd == "delete" and not a.objects:
         parser.error("lab delete: -f/--filename is required (a file, a folder or -)")

@@ -20,3 +20,10 @@ def test_the_sessions_folder_goes_with_its_last_session():
     b.remove()
     assert not session.folder().exists()
     b.remove()  # twice is fine
+
+
+def test_options_may_come_between_the_action_and_its_arguments(capsys):
+    from lab import cli
+
+    assert cli.main(["exercise", "answer", "-e", "nope", "which", "eth0"]) == 1
+    assert "exercise 'nope' is not started" in capsys.readouterr().err  # parsed, not "unrecognized arguments"
