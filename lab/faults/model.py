@@ -76,7 +76,8 @@ KINDS: dict[str, KindInfo] = {
                       {"delay": Param("tc", "e.g. 100ms", required=True), "jitter": Param("tc", "e.g. 10ms"), "dev": _DEV}),
     "stop": KindInfo("SIGSTOP: a pod's containers (pod/NAME[/CONTAINER]), kube-dns, the lab's agent (its rules go "
                      "stale), or node/NAME's FRR bgpd (clear: SIGCONT)", ("pod", "kube-dns", "agent", "node")),
-    "kill": KindInfo("SIGKILL a pod's containers or kube-dns (clear: started again)", ("pod", "kube-dns")),
+    "kill": KindInfo("SIGKILL a pod's containers, kube-dns, or the lab's agent (nothing follows readiness any more; "
+                     "clear: started again, a new agent re-syncs everything)", ("pod", "kube-dns", "agent")),
     "bgp-peer-as": KindInfo("misconfigure a BGP neighbour's remote-as through vtysh", ("node",),
                             {"peer": Param("node", "node/OTHER", required=True), "as": Param("int", "the wrong AS", required=True,
                                                                                            low=1, high=4294967295)}),

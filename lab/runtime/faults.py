@@ -112,7 +112,14 @@ def _signal(where, sig: str, undoing: bool) -> None:
 
 
 def _restart(rec: LabRecord, key: str) -> None:
-    """A killed container starts again as `lab up` started it; the agent's probes do the rest."""
+    """A killed container starts again as `lab up` started it; the agent's probes do the rest. A
+    killed agent is replaced by a new one (recorded before the lock it waits for is let go)."""
+    if key == "agent":
+        from lab.runtime import lifecycle
+
+        rec.agent = lifecycle.start_agent(rec)
+        rec.save()
+        return
     ns, name, cname = key.split("/")
     pod = next(p for p in rec.state.pods if p.namespace == ns and p.name == name)
     starter = containers.Starter(rec)

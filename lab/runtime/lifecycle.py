@@ -122,7 +122,7 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
             rec.status = "running"
             rec.owner_pid, rec.owner_start = 0, None
             rec.save()
-            rec.agent = _start_agent(rec)
+            rec.agent = start_agent(rec)
             rec.save()
     except BaseException as e:
         with _signals_ignored():  # a second Ctrl-C must not cut the rollback short
@@ -155,7 +155,7 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
         rec.save()
 
 
-def _start_agent(rec: LabRecord) -> int:
+def start_agent(rec: LabRecord) -> int:
     return host.spawn([sys.executable, "-m", AGENT, rec.name], log=rec.subdir("logs") / "agent.log").pid
 
 

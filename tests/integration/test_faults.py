@@ -133,9 +133,12 @@ def test_stop_and_kill_processes_and_clear_brings_them_back(flt):
     dns_key = next(k for k in rec["pids"] if k.startswith("kube-system/kube-dns"))
     lab("--lab", NAME, "fault", "add", "kill", "pod/solo")
     lab("--lab", NAME, "fault", "add", "kill", "kube-dns")
+    lab("--lab", NAME, "fault", "add", "kill", "agent")
+    assert not Path(f"/proc/{agent}").exists() or _proc_state(agent) == "Z"
     lab("--lab", NAME, "fault", "clear")
     after = record()["pids"]
     assert after["default/solo/app"] != solo and after[dns_key] != rec["pids"][dns_key]
+    assert record()["agent"] not in (0, agent) and _proc_state(record()["agent"]) in "RS"
     answer = lab("--lab", NAME, "exec", "node/control-plane", "--", "curl", "-s", "-m", "2", "10.244.1.2:8080/hostname")
     assert answer.stdout.strip() == "solo"
 

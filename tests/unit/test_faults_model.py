@@ -87,7 +87,7 @@ def pod_name(prefix: str) -> str:
     ("rate", "node/a", {"rate": "fast"}, "rate=fast: give a number with a tc unit"),
     ("loss", "node/a", {"percent": "0"}, "percent=0 is out of range"),
     ("sysctl", "node/a", {"name": "tcp_syncookies", "value": "1"}, "choose one of ip_forward, rp_filter"),
-    ("kill", "agent", {}, "kill cannot target 'agent'"),
+    ("kill", "node/a", {}, "kill cannot target 'node/a'"),
     ("bgp-peer-as", "node/a", {"peer": "node/b", "as": "0"}, "as=0 is out of range"),
 ])
 def test_validate_names_each_problem_with_a_hint(kind, target, params, expected):
