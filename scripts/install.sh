@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(mininet containernetworking-plugins bridge-utils iputils-ping iproute2 iptables nftables
           ethtool openvswitch-switch python3-venv python3-yaml python3-setuptools procps curl
-          dnsmasq-base bind9-dnsutils frr conntrack jq nginx-light graphviz tcpdump)
+          dnsmasq-base bind9-dnsutils frr conntrack jq nginx graphviz tcpdump)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -17,6 +17,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The lab runs nginx in its own ingress pods; the distribution's web server on the machine's port
+  # 80, which the package starts where a service manager runs, is not wanted: stop what we installed.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi
 
 # Mininet's module lives in Debian's python3: the venv must be built from /usr/bin/python3 with
