@@ -21,13 +21,14 @@ from lab.errors import LabError
 RUN_ROOT = Path(os.environ.get("K8S_NETLAB_RUN", "/run/k8s-netlab"))
 
 
-def _proc_start(pid: int) -> Optional[str]:
-    """A process's start time (field 22 of /proc/PID/stat): with the PID it identifies a process."""
+def proc_start(pid: int) -> Optional[str]:
+    """A live process's start time (field 22 of /proc/PID/stat): with the PID it identifies a
+    process. None when it is gone, or a zombie (it has ended; only its parent has not reaped it)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return None if stat[0] == "Z" else stat[19]
 
 
 @dataclass
@@ -66,7 +67,7 @@ class LabRecord:
     @classmethod
     def create(cls, state: ClusterState) -> "LabRecord":
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
-        rec = cls(name=state.lab, state=state, owner_pid=os.getpid(), owner_start=_proc_start(os.getpid()))
+        rec = cls(name=state.lab, state=state, owner_pid=os.getpid(), owner_start=proc_start(os.getpid()))
         try:
             rec.dir.mkdir()
         except FileExistsError:
@@ -91,7 +92,7 @@ class LabRecord:
         os.replace(tmp, self.dir / "record.json")
 
     def owner_alive(self) -> bool:
-        return self.owner_start is not None and _proc_start(self.owner_pid) == self.owner_start
+        return self.owner_start is not None and proc_start(self.owner_pid) == self.owner_start
 
     def remove_dir(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

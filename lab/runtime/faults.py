@@ -34,14 +34,6 @@ def _json(argv: list[str], **kw):
     return json.loads(done.stdout or "null") if done.ok else None
 
 
-def _proc_start(pid: int) -> Optional[str]:
-    try:
-        stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if stat[0] == "Z" else stat[19]
-
-
 def _pid(rec: LabRecord, key: str) -> int:
     if key == "agent":
         return rec.agent
@@ -86,7 +78,7 @@ def _read(rec: LabRecord, read: tuple):
         return os.uname().release
     if what == "proc":
         pid = _pid(rec, read[1])
-        start = _proc_start(pid) if pid else None
+        start = records.proc_start(pid) if pid else None
         return [pid, start] if start else None
     raise LabError(f"internal: unknown read {read!r}")
 
@@ -104,7 +96,7 @@ def _vtysh(rec: LabRecord, name: str, commands: list[str]) -> list[str]:
 
 def _signal(where, sig: str, undoing: bool) -> None:
     pid, start = where
-    if _proc_start(pid) != start:
+    if records.proc_start(pid) != start:
         if undoing:
             return  # the process is gone (lab apply, a crash): nothing left to continue
         raise LabError(f"process {pid} is gone")
