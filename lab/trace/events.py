@@ -197,4 +197,4 @@ class Observed:
     routes: dict[tuple[str, str], str] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)
     captures: dict[str, list[Captured]] = field(default_factory=dict)
-    ports: list[int] = field(default_factory=list)   # the probe's port and any a masquerade picked
+    ports: list[int] = field(default_factory=list)   # the probe's port first, then any a masquerade picked

@@ -291,7 +291,7 @@ def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: I
         for ns in namespaces:
             if ns in nodes:
                 obs.conntrack[ns] += [c for c in _conntrack(ns, protocol, new) if c not in obs.conntrack[ns]]
-    obs.ports = sorted({obs.sport, *remapped})
+    obs.ports = [obs.sport, *sorted(remapped - {obs.sport})]  # the probe's own first, then what NAT picked
     keep = {str(p) for p in obs.ports}
     for ns in obs.visits:
         obs.visits[ns] = events.of_probe(obs.visits[ns], keep)
