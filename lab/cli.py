@@ -79,12 +79,16 @@ def cmd_down(a) -> int:
     from lab.host import record
     from lab.runtime import lifecycle
 
+    from lab.exercise import session as sessions
+
     rec = record.find(a.name)
     t0 = time.monotonic()
     errors = lifecycle.teardown(rec)
     for e in errors:
         _err(e)
     print(f"Lab {rec.name} deleted ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    for name in sessions.ended_with(rec.name):  # its exercise is over too: the next solve or grade is not about it
+        _err(f"exercise {name} stopped: its lab is gone")
     return 1 if errors else 0
 
 
@@ -441,8 +445,15 @@ def cmd_exec(a) -> int:
         raise LabError("say what to run after --, e.g. lab exec POD -- ip addr")
     rec = record.find(a.lab)
     netns, uts, env = _exec_target(rec, a.target, a.namespace, a.container)
-    argv = inside.argv(rec, netns, uts, a.target.rpartition("/")[2], a.command)
-    os.execvpe(argv[0], argv, {**os.environ, **env})
+    if a.confine:  # a submission's command (lab.exercise.broker): confined, nothing of the grader's env
+        from lab.exercise.sandbox import exec_confinement
+
+        confine = exec_confinement(a.confine)
+        base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    else:
+        confine, base = ((), ()), dict(os.environ)
+    argv = inside.argv(rec, netns, uts, a.target.rpartition("/")[2], a.command, confine)
+    os.execvpe(argv[0], argv, {**base, **env})
 
 
 def _check(rec, a) -> int:
@@ -674,6 +685,7 @@ def _parser() -> argparse.ArgumentParser:
     lab_opt(p)
     p = add("exec", cmd_exec, "run a command in a pod's (or node/NAME's) network namespace: lab exec POD -- CMD")
     p.add_argument("target", metavar="POD|node/NAME|host/NAME")
+    p.add_argument("--confine", help=argparse.SUPPRESS)  # the broker's, for a submission (lab.exercise.sandbox)
     p.add_argument("-c", "--container")
     p.add_argument("-n", "--namespace", default="default")
     lab_opt(p)
@@ -706,9 +718,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shared", action="store_true",
                    help="scenarios naming the same topology file run one after another on one lab, reset between them")
     p = add("exercise", cmd_exercise, "lab exercise list|start NAME|status|hint [TASK]|check|answer TASK VALUE|grade|"
-                                      "reset|solve|stop|validate|package NAME: coursework on a live lab, autograded")
+                                      "reset|solve|submit PATH|stop|validate|package NAME: coursework on a live lab, "
+                                      "autograded")
     p.add_argument("action", choices=["list", "start", "status", "hint", "check", "answer", "grade", "reset", "solve",
-                                      "stop", "validate", "package"])
+                                      "submit", "stop", "validate", "package"])
     p.add_argument("args", nargs="*", metavar="ARG")
     p.add_argument("-e", "--exercise", metavar="NAME", help="which started exercise (may be omitted when one is started)")
     p.add_argument("--dir", metavar="DIR", help="where the exercises are (default: exercises/ of this checkout)")
@@ -718,7 +731,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="CHECKPOINT", help="start, reset: begin at this named checkpoint")
     p.add_argument("--script", metavar="FILE", help="solve: run this script instead of the exercise's solution.sh")
     p.add_argument("--timeout", type=float, default=60.0,
-                   help="solve: seconds before the script is stopped (default 60); package: the submission's")
+                   help="solve, submit: seconds before the script is stopped (default 60); package: the submission's")
+    p.add_argument("--user", metavar="USER", help="submit: the unprivileged user the submission runs as "
+                                                  "(default lab-student)")
+    p.add_argument("--hide", metavar="PATH", action="append",
+                   help="submit: a path the submission must not see (may be given several times; the exercise's "
+                        "folder, the sessions and their sealed copies are always hidden)")
+    p.add_argument("--with-solutions", action="store_true",
+                   help="package: include solution.sh, SOLUTION.md and .solution/ (an instructor's bundle, for CI)")
     p = add("trace", cmd_trace, "lab trace SRC DST[:PORT]: follow one connection hop by hop, as the lab's models "
                                 "predict it and as the kernel's netfilter traces, conntrack and captures show it")
     p.add_argument("src", metavar="SRC", help="POD, NS/POD, pod/POD, node/NAME, host/NAME or an IP")

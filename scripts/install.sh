@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(mininet containernetworking-plugins bridge-utils iputils-ping iproute2 iptables nftables
-          ethtool openvswitch-switch python3-venv python3-yaml python3-setuptools procps curl
+          ethtool openvswitch-switch python3-venv python3-yaml python3-setuptools procps util-linux curl
           dnsmasq-base bind9-dnsutils frr conntrack jq nginx graphviz tcpdump)
 
 missing=()
@@ -22,6 +22,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl disable --now nginx >/dev/null 2>&1 || true
   fi
+fi
+
+# `lab exercise submit` runs a student's submission as an unprivileged user of its own (never a
+# shared one such as nobody, which the lab's dnsmasq runs as): docs/INSTRUCTORS.md.
+if ! id -u lab-student >/dev/null 2>&1; then
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lab-student
 fi
 
 # Mininet's module lives in Debian's python3: the venv must be built from /usr/bin/python3 with

@@ -43,7 +43,10 @@ def _which(a):
 
 
 def _session(a) -> tuple[model.Exercise, sessions.Session]:
+    """The started exercise, as sealed at its start (its folder's exercise.yaml may have changed)."""
     s = sessions.find(_which(a))
+    if s.sealed:  # its warnings were printed at start (and a sealed copy has no solutions by design)
+        return model.load(s.sealed), s
     return _load(s.path), s
 
 
@@ -115,16 +118,18 @@ def _show_readme(ex: model.Exercise) -> None:
 
 
 def cmd_status(a) -> int:
+    """Each task by its visible tests: hidden tests and answers are judged by `grade` alone (an answer
+    tried at status would tell right from wrong)."""
     ex, s = _session(a)
-    grade = runner.evaluate(ex, s)
-    print(f"exercise {ex.name}: {ex.title} (lab {ex.lab})")
+    grade = runner.evaluate(ex, s, hidden=False)
+    print(f"exercise {ex.name}: {ex.title} (lab {ex.lab}): by the visible tests")
     if grade.error:
         print(f"  {grade.error}")
         return 1
     for t in grade.tasks:
         state = f"locked (finish {', '.join(t.locked_by)} first)" if t.locked_by else "done" if t.done else "not yet"
-        print(f"  {t.id:<16} {state:<28} {pts(t.score)}/{pts(t.points)}  {t.title}")
-    print(f"score {pts(grade.score)}/{pts(grade.max_score)}")
+        print(f"  {t.id:<16} {state:<28} {t.title}")
+    print("hidden tests and answers: graded by `lab exercise grade`")
     return 0 if grade.full else 1
 
 
@@ -213,10 +218,13 @@ def cmd_reset(a) -> int:
 
 
 def cmd_solve(a) -> int:
+    """The reference solution (or a trusted --script), as root: an instructor's action; the lab it
+    solved grades 0 until `reset` (a student's submission is `submit`)."""
     ex, s = _session(a)
-    script = Path(a.script).resolve() if a.script else Path(ex.folder) / "solution.sh"
+    script = Path(a.script).resolve() if a.script else Path(s.path) / "solution.sh"
     if not script.is_file():
-        raise LabError(f"no script {script}")
+        raise LabError(f"no script {script}" + ("" if a.script else ": this copy of the exercise has no solution "
+                                                 "(packages for students leave it out)"))
     t0 = time.monotonic()
     code, output = runner.run_script(ex, s, script, a.timeout)
     sys.stdout.write(output)
@@ -227,14 +235,37 @@ def cmd_solve(a) -> int:
     return 0 if code == 0 else 1
 
 
+def cmd_submit(a) -> int:
+    """A student's submission (a folder with solution.sh, or one script), confined as
+    lab.exercise.sandbox says, against the started exercise."""
+    from lab.exercise import sandbox, submission
+
+    ex, s = _session(a)
+    if len(a.args) != 1:
+        raise LabError("lab exercise submit FOLDER|SCRIPT [--user USER] [--timeout S] [--hide PATH ...]")
+    who = sandbox.student(a.user or sandbox.DEFAULT_USER)
+    t0 = time.monotonic()
+    ran = submission.submit(ex, s, Path(a.args[0]), who, a.timeout, a.hide or ())
+    sys.stdout.write(ran.output)
+    told = f"{ran.served} lab commands run for it, {ran.refused} refused"
+    if ran.code is None:
+        _err(f"the submission did not finish within {a.timeout:g}s: stopped, with every process it started ({told})")
+        return 1
+    _err(f"the submission ran as {who.name} and exited {ran.code} ({time.monotonic() - t0:.2f}s; {told})")
+    return 0 if ran.code == 0 else 1
+
+
 def cmd_package(a) -> int:
     from lab.exercise import package
 
     if not a.out:
-        raise LabError("lab exercise package NAME --out FILE.zip")
+        raise LabError("lab exercise package NAME --out FILE.zip [--with-solutions]")
     ex = _load(model.find(_named(a, "NAME --out FILE.zip"), _root(a)))
-    files = package.build(ex, Path(a.out), a.timeout)
-    print(f"{a.out}: Gradescope autograder for {ex.name} ({files} files): setup.sh, run_autograder, k8s-netlab and the exercise")
+    files = package.build(ex, Path(a.out), a.timeout, with_solutions=a.with_solutions)
+    what = "with the solutions (an instructor's bundle: never give it to students)" if a.with_solutions else \
+        "without solutions"
+    print(f"{a.out}: Gradescope autograder for {ex.name} ({files} files): setup.sh, run_autograder, k8s-netlab and "
+          f"the exercise, {what}")
     return 0
 
 
@@ -249,4 +280,4 @@ def cmd_stop(a) -> int:
 
 ACTIONS = {"list": cmd_list, "validate": cmd_validate, "start": cmd_start, "status": cmd_status, "check": cmd_check,
            "hint": cmd_hint, "answer": cmd_answer, "grade": cmd_grade, "reset": cmd_reset, "solve": cmd_solve,
-           "package": cmd_package, "stop": cmd_stop}
+           "submit": cmd_submit, "package": cmd_package, "stop": cmd_stop}

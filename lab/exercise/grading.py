@@ -6,6 +6,11 @@ its own `points` keeps them, the rest share what is left evenly. A locked task (
 done) scores 0. Hidden tests are named "hidden test N" and say only whether they passed, in every
 format: what they check never leaves the lab.
 
+An answer's outcome reads "answer given" (or not given) wherever a student reads it: its right or
+wrong would let a script find the value by trial. Gradescope alone shows it, with its reason, after
+the due date (the test's visibility). Points are exact: per-test maximums, as printed, add up to
+the task's points (largest remainder at 4 decimals).
+
 Formats, each checked against its published shape:
 - gradescope: Gradescope's results.json (gradescope-autograders.readthedocs.io/en/latest/specs/,
   and gradescope-utils' JSONTestRunner): score, output, visibility, stdout_visibility, tests[] of
@@ -29,6 +34,9 @@ from typing import Mapping, Optional, Sequence
 
 FORMATS = ("text", "json", "junit", "gradescope", "classroom50", "classroom-legacy")
 HIDDEN_PASSED, HIDDEN_FAILED = "hidden test passed", "hidden test failed"
+ANSWER = "answer"
+GIVEN, NOT_GIVEN = "answer given", "no answer given yet: `lab exercise answer TASK VALUE`"
+PLACES = 4  # decimals of the points in JSON formats
 
 
 @dataclass(frozen=True)
@@ -40,12 +48,19 @@ class Outcome:
     points: float             # its share of the task's points
     hidden: bool = False
     reason: str = ""          # why it failed (kept for the instructor's eyes only when hidden: never printed)
+    given: bool = True        # an answer: whether one was given
+
+    @property
+    def is_answer(self) -> bool:
+        return self.name == ANSWER
 
     @property
     def shown(self) -> str:
         """What a student may read about it."""
         if self.hidden:
             return HIDDEN_PASSED if self.passed else HIDDEN_FAILED
+        if self.is_answer:
+            return GIVEN if self.given else NOT_GIVEN
         return "passed" if self.passed else self.reason or "failed"
 
 
@@ -72,9 +87,10 @@ class Grade:
     title: str
     lab: str
     tasks: tuple[TaskGrade, ...]
-    error: str = ""                   # the grade could not be made (lab gone, rebuilt by hand): 0
+    error: str = ""                   # the grade could not be made (lab gone, rebuilt by hand, solved): 0
     hidden_visibility: str = "after_published"
     hints_used: Mapping[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()       # what the grader noticed that does not change the score (a changed spec)
 
     @property
     def max_score(self) -> float:
@@ -98,11 +114,18 @@ def shares(explicit: Sequence[Optional[float]], total: float) -> list[float]:
 
 def integer_shares(values: Sequence[float], total: int) -> list[int]:
     """Whole points that add up to `total`, each as close to its value as can be (largest remainder)."""
-    floors = [int(v) for v in values]
+    floors = [int(v + 1e-9) for v in values]
     order = sorted(range(len(values)), key=lambda i: (-(values[i] - floors[i]), i))
     for i in order[:max(0, total - sum(floors))]:
         floors[i] += 1
     return floors
+
+
+def exact_maxima(grade: Grade) -> list[list[float]]:
+    """Each test's maximum at PLACES decimals, per task, adding up to the task's points exactly."""
+    unit = 10 ** PLACES
+    return [[n / unit for n in integer_shares([o.points * unit for o in t.outcomes], round(t.points * unit))]
+            for t in grade.tasks]
 
 
 def failed_all(grade: Grade, why: str) -> Grade:
@@ -130,8 +153,10 @@ def text(grade: Grade) -> str:
         state = f"locked: finish {', '.join(t.locked_by)} first" if t.locked_by else "done" if t.done else "not yet"
         lines.append(f"  task {t.id}: {t.title}  {pts(t.score)}/{pts(t.points)} ({state})")
         if not t.locked_by and not grade.error:
-            lines += [f"    {'✓' if o.passed else '✗'} {o.name}" + ("" if o.passed or o.hidden else f": {o.reason}")
+            lines += [f"    · {o.shown}" if o.is_answer else
+                      f"    {'✓' if o.passed else '✗'} {o.name}" + ("" if o.passed or o.hidden else f": {o.reason}")
                       for o in t.outcomes]
+    lines += [f"  note: {n}" for n in grade.notes]
     lines.append(f"score {pts(grade.score)}/{pts(grade.max_score)}" + (" (full marks)" if grade.full else ""))
     return "\n".join(lines) + "\n"
 
@@ -140,12 +165,14 @@ def to_json(grade: Grade) -> str:
     return json.dumps({
         "exercise": grade.exercise, "title": grade.title, "lab": grade.lab, "score": round(grade.score, 4),
         "max_score": round(grade.max_score, 4), "full_marks": grade.full, "error": grade.error,
-        "hints_used": dict(grade.hints_used),
-        "tasks": [{"id": t.id, "title": t.title, "points": t.points, "score": round(t.score, 4), "done": t.done,
-                   "locked_by": list(t.locked_by),
-                   "tests": [{"name": o.name, "hidden": o.hidden, "passed": o.passed, "points": round(o.points, 4),
-                              "score": round(o.points if o.passed and not t.locked_by else 0.0, 4),
-                              "output": _output(o, t)} for o in t.outcomes]} for t in grade.tasks],
+        "hints_used": dict(grade.hints_used), "notes": list(grade.notes),
+        "tasks": [{"id": t.id, "title": t.title, "points": t.points, "score": round(sum(
+                       m for o, m in zip(t.outcomes, maxima) if o.passed and not t.locked_by and not grade.error), PLACES),
+                   "done": t.done, "locked_by": list(t.locked_by),
+                   "tests": [{"name": o.name, "hidden": o.hidden, "passed": o.passed, "points": m,
+                              "score": m if o.passed and not t.locked_by and not grade.error else 0.0,
+                              "output": _output(o, t)} for o, m in zip(t.outcomes, maxima)]}
+                  for t, maxima in zip(grade.tasks, exact_maxima(grade))],
     }, indent=2) + "\n"
 
 
@@ -156,23 +183,23 @@ def _output(o: Outcome, t: TaskGrade) -> str:
 
 
 def _scored(grade: Grade):
-    """(task index, test index, task, outcome, score) of every test, locked tasks scoring 0."""
-    for ti, t in enumerate(grade.tasks, 1):
-        for oi, o in enumerate(t.outcomes, 1):
-            yield ti, oi, t, o, (o.points if o.passed and not t.locked_by and not grade.error else 0.0)
+    """(task index, test index, task, outcome, exact maximum, score) of every test, locked tasks scoring 0."""
+    for ti, (t, maxima) in enumerate(zip(grade.tasks, exact_maxima(grade)), 1):
+        for oi, (o, m) in enumerate(zip(t.outcomes, maxima), 1):
+            yield ti, oi, t, o, m, (m if o.passed and not t.locked_by and not grade.error else 0.0)
 
 
 # --- JUnit ---
 
 def to_junit(grade: Grade) -> str:
     rows = list(_scored(grade))
-    failures = sum(not (o.passed and not t.locked_by) for _, _, t, o, _ in rows)
+    failures = sum(not (o.passed and not t.locked_by) for _, _, t, o, _, _ in rows)
     suites = ET.Element("testsuites", name="k8s-netlab exercises", tests=str(len(rows)), failures=str(failures))
     suite = ET.SubElement(suites, "testsuite", name=grade.exercise, tests=str(len(rows)), failures=str(failures))
     props = ET.SubElement(suite, "properties")
     for key, value in (("lab", grade.lab), ("score", pts(grade.score)), ("max_score", pts(grade.max_score))):
         ET.SubElement(props, "property", name=key, value=value)
-    for _, _, t, o, _ in rows:
+    for _, _, t, o, _, _ in rows:
         case = ET.SubElement(suite, "testcase", classname=f"{grade.exercise}.{t.id}", name=o.name)
         if not (o.passed and not t.locked_by):
             ET.SubElement(case, "failure", message=_output(o, t))
@@ -183,19 +210,22 @@ def to_junit(grade: Grade) -> str:
 # --- Gradescope ---
 
 def to_gradescope(grade: Grade) -> str:
+    """An answer is a test shown after the due date, with its real verdict: before it, neither its
+    status nor its score can be read (Gradescope's after_due_date)."""
     tests = [{
         "name": f"{t.title}: {o.name}",
         "number": f"{ti}.{oi}",
-        "score": round(score, 4),
-        "max_score": round(o.points, 4),
+        "score": score,
+        "max_score": m,
         "status": "passed" if o.passed and not t.locked_by and not grade.error else "failed",
-        "output": _output(o, t),
+        "output": (o.reason or ("passed" if o.passed else "failed")) if o.is_answer and not t.locked_by else _output(o, t),
         "tags": [t.id],
-        "visibility": grade.hidden_visibility if o.hidden else "visible",
-    } for ti, oi, t, o, score in _scored(grade)]
+        "visibility": grade.hidden_visibility if o.hidden else "after_due_date" if o.is_answer else "visible",
+    } for ti, oi, t, o, m, score in _scored(grade)]
     summary = grade.error or f"{pts(grade.score)}/{pts(grade.max_score)} points"
-    return json.dumps({"score": round(grade.score, 4), "output": f"{grade.title}: {summary}", "visibility": "visible",
-                       "stdout_visibility": "hidden", "tests": tests}, indent=2) + "\n"
+    notes = "".join(f"\nnote: {n}" for n in grade.notes)
+    return json.dumps({"score": round(sum(t["score"] for t in tests), PLACES), "output": f"{grade.title}: {summary}{notes}",
+                       "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}, indent=2) + "\n"
 
 
 # --- Classroom 50 ---
@@ -239,7 +269,7 @@ def to_classroom_legacy(grade: Grade) -> str:
     lab could not be graded, fail when a test failed, pass at full marks."""
     tests = [{"name": f"{t.title}: {o.name}", "status": "pass" if o.passed and not t.locked_by and not grade.error else "fail",
               "message": _output(o, t) if not grade.error else grade.error, "test_code": "", "filename": "",
-              "line_no": 0, "duration": 0, "score": round(score, 4)} for _, _, t, o, score in _scored(grade)]
+              "line_no": 0, "duration": 0, "score": score} for _, _, t, o, _, score in _scored(grade)]
     status = "error" if grade.error else "pass" if grade.full else "fail"
     doc = {"version": 1, "status": status, "max_score": round(grade.max_score, 4), "tests": tests}
     return base64.b64encode(json.dumps(doc).encode()).decode() + "\n"

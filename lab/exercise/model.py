@@ -1,6 +1,7 @@
 """Exercise folders in; a validated Exercise, or an ExerciseError listing every problem, out.
 
-An exercise is `exercises/NN-slug/exercise.yaml` (plus README.md, solution.sh, SOLUTION.md). Its
+An exercise is `exercises/NN-slug/exercise.yaml` (plus README.md, and for instructors solution.sh,
+SOLUTION.md and .solution/, which packages for students leave out). Its
 topology and every step (setup, failcheck, tests, hint checks, answers, checkpoints) are read with
 the scenario reader (lab.scenario.model.Reader), so an exercise is validated like a scenario: the
 whole file at once, each problem at its file:line, nothing executed.
@@ -388,13 +389,15 @@ class _Reader:
         return out
 
     def _files(self) -> None:
-        for name, why in (("README.md", "the task as the student reads it"),
-                          ("solution.sh", "the reference fix `lab exercise solve` runs")):
+        """README.md is the task; the solutions are the instructor's (a student's copy has none)."""
+        if not (self.folder / "README.md").is_file():
+            self.r.problems.append(Diagnostic(str(self.folder / "README.md"), None, "", "README.md is missing",
+                                              "the task as the student reads it"))
+        for name, why in (("solution.sh", "the reference fix `lab exercise solve` runs and CI submits"),
+                          ("SOLUTION.md", "the solution explained, for instructors")):
             if not (self.folder / name).is_file():
-                self.r.problems.append(Diagnostic(str(self.folder / name), None, "", f"{name} is missing", why))
-        if not (self.folder / "SOLUTION.md").is_file():
-            self.r.warnings.append(Diagnostic(str(self.folder / "SOLUTION.md"), None, "", "SOLUTION.md is missing",
-                                              "the solution explained, for instructors", severity="warning"))
+                self.r.warnings.append(Diagnostic(str(self.folder / name), None, "", f"{name} is missing",
+                                                  f"{why} (a package for students leaves it out)", severity="warning"))
 
 
 def _number(v: Any) -> bool:

@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
@@ -28,6 +29,10 @@ from lab.scenario.steps import EFFECTS, Context, Failed, run_exec
 SCRIPT_TIMEOUT = 60.0
 NOT_STARTED = ("the lab was not started by `lab exercise start` ({why}): a lab built or rebuilt by hand is not "
                "graded; `lab exercise reset` starts the exercise again")
+SOLVED = ("`lab exercise solve` ran the reference solution on this lab ({what}): an instructor's action, scored 0; "
+          "`lab exercise reset` starts the exercise again")
+SPEC_CHANGED = ("exercise.yaml in {folder} changed after `lab exercise start`: graded with the copy sealed at start "
+                "(`lab exercise reset` seals the new one)")
 BROKEN = "the environment itself is broken ({why}); `lab exercise reset` builds it again"
 
 
@@ -72,8 +77,9 @@ def start(ex: Exercise, checkpoint: str = "", progress: Callable[[str, float], N
             raise LabError(f"exercise {ex.name}: {broken}")
         token = sessions.new_token()
         s = keep or sessions.Session(ex.name, ex.folder, ex.lab, token)
-        s.token, s.checkpoint, s.answers = token, checkpoint, {}
+        s.token, s.checkpoint, s.answers, s.solved = token, checkpoint, {}, ""
         s.baked = sessions.stamp(ex.lab, token)
+        sessions.seal(s)
         s.save()
         return s
     except BaseException:
@@ -139,9 +145,11 @@ def evaluate(ex: Exercise, s: Optional[sessions.Session], hidden: bool = True) -
     """Every task's tests on the live lab, in order; a task whose needs are not done is locked and
     not run. Without hidden, hidden tests and answers are left out (what `check` shows)."""
     tasks = [_skeleton(t, s, hidden) for t in ex.tasks]
+    notes = (SPEC_CHANGED.format(folder=s.path),) if s and s.spec_changed() else ()
     grade = Grade(ex.name, ex.title, ex.lab, tuple(tasks), hidden_visibility=ex.hidden_visibility,
-                  hints_used=dict(s.hints) if s else {})
+                  hints_used=dict(s.hints) if s else {}, notes=notes)
     why = integrity(ex, s) if s else NOT_STARTED.format(why=f"exercise {ex.name} has no session")
+    why = why or (SOLVED.format(what=s.solved) if s and s.solved else "")
     ctx = Context(ex.lab)
     why = why or failcheck(ex, ctx)
     if why:
@@ -172,7 +180,7 @@ def _skeleton(task: Task, s, hidden: bool) -> TaskGrade:
         n += t.hidden
         names.append(f"hidden test {n}" if t.hidden else t.step.title)
     outcomes = [Outcome(name, False, p, t.hidden, "not run") for name, p, t in zip(names, points, tests)]
-    outcomes += [Outcome("answer", False, points[-1], False, "not run") for _ in answer]
+    outcomes += [Outcome(grading.ANSWER, False, points[-1], False, "not run", given=False) for _ in answer]
     return TaskGrade(task.id, task.title, task.points, tuple(outcomes))
 
 
@@ -182,8 +190,9 @@ def _run_task(task: Task, skeleton: TaskGrade, ctx: Context, s, hidden: bool) ->
         ok, why = _ran(test.step, ctx)
         outcomes.append(Outcome(o.name, ok, o.points, o.hidden, why))
     if task.answer and hidden:
-        ok, why = judge_answer(task.answer, (s.answers if s else {}).get(task.id), ctx)
-        outcomes.append(Outcome("answer", ok, skeleton.outcomes[-1].points, False, why))
+        given = (s.answers if s else {}).get(task.id)
+        ok, why = judge_answer(task.answer, given, ctx)
+        outcomes.append(Outcome(grading.ANSWER, ok, skeleton.outcomes[-1].points, False, why, given=given is not None))
     return TaskGrade(task.id, task.title, task.points, tuple(outcomes))
 
 
@@ -244,15 +253,18 @@ def next_hint(ex: Exercise, s: sessions.Session, task: Task) -> str:
     return f"no more hints for {task.id}"
 
 
-# --- scripts: the reference solution, a student's submission ---
+# --- the reference solution (an instructor's action; a student's submission is lab.exercise.submission) ---
 
 def run_script(ex: Exercise, s: sessions.Session, script: Path, timeout: float = SCRIPT_TIMEOUT) -> tuple[Optional[int], str]:
-    """(exit code, None at the timeout; its output) of a script run as root by bash in its own
-    folder, with LAB and the lab CLI on PATH. At the timeout its whole process group is killed; its
-    output goes to a file, not a pipe, so a daemon it leaves behind cannot hold the grader up.
-    Whatever it starts in the lab's namespaces, the lab's teardown removes."""
+    """(exit code, None at the timeout; its output) of a trusted script run as root by bash in its
+    own folder, with LAB and the lab CLI on PATH. The session records it: a solved lab grades 0.
+    At the timeout its whole process group is killed; its output goes to a file, not a pipe, so a
+    daemon it leaves behind cannot hold the grader up. Whatever it starts in the lab's namespaces,
+    the lab's teardown removes."""
+    s.solved = f"{script}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    s.save()
     bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "LAB": s.lab, "LAB_EXERCISE": ex.name, "EXERCISE_DIR": ex.folder,
+    env = {**os.environ, "LAB": s.lab, "LAB_EXERCISE": ex.name, "EXERCISE_DIR": s.path,
            "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
     with tempfile.NamedTemporaryFile("r", prefix="lab-exercise-", suffix=".log") as log:
         done = host.run(["env", "-C", str(script.parent), "bash", "-c", 'exec bash "$0" >"$1" 2>&1', script.name, log.name],

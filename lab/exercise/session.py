@@ -1,5 +1,10 @@
 """A student's session with an exercise: which exercise on which lab, the start token, hints used
-and answers given, in /run/k8s-netlab/exercises/NAME.json (K8S_NETLAB_RUN moves the root).
+and answers given, in /run/k8s-netlab/exercises/NAME.json (K8S_NETLAB_RUN moves the root), a folder
+only root may read.
+
+The spec is sealed at start: a root-only copy of the exercise folder, without its solutions
+(sealed/NAME), and the hash of its exercise.yaml. Grading, checks and hints read the sealed copy,
+so a submission that rewrites exercise.yaml changes nothing but a note in the grade.
 
 The token is the proof that the live lab is the one `lab exercise start` built: it is written both
 here and in the lab's own record (LabRecord.exercise_token). A lab rebuilt by hand (`lab down` +
@@ -7,9 +12,11 @@ here and in the lab's own record (LabRecord.exercise_token). A lab rebuilt by ha
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,20 +42,56 @@ class Session:
     computed_hints: int = 0        # hints computed from the live lab
     answers: dict[str, str] = field(default_factory=dict)  # task -> the student's answer
     baked: list[dict] = field(default_factory=list)       # the setup's faults, taken out of `lab fault list`
+    sealed: str = ""               # the sealed copy of the exercise folder (grading reads it)
+    spec_sha256: str = ""          # exercise.yaml's hash at start
+    solved: str = ""               # `lab exercise solve` ran the reference solution: what, when (graded 0)
 
     def save(self) -> None:
-        folder().mkdir(parents=True, exist_ok=True)
+        _private(folder())
         tmp = folder() / f".{self.exercise}.json.tmp"
         tmp.write_text(json.dumps(asdict(self), indent=1))
         os.replace(tmp, folder() / f"{self.exercise}.json")
 
     def remove(self) -> None:
-        """The session goes; so does the sessions folder with the last one (nothing left behind)."""
+        """The session goes, with its sealed copy; so does the sessions folder with the last one
+        (nothing left behind)."""
         (folder() / f"{self.exercise}.json").unlink(missing_ok=True)
-        try:
-            folder().rmdir()
-        except OSError:
-            pass  # other sessions remain (or it is already gone)
+        if self.sealed:
+            shutil.rmtree(self.sealed, ignore_errors=True)
+        for d in (folder() / "sealed", folder()):
+            try:
+                d.rmdir()
+            except OSError:
+                pass  # other sessions remain (or it is already gone)
+
+    def spec_changed(self) -> bool:
+        """Whether the exercise.yaml of the exercise's folder is not the one sealed at start."""
+        return bool(self.spec_sha256) and spec_hash(Path(self.path)) != self.spec_sha256
+
+
+SOLUTIONS = ("solution.sh", "SOLUTION.md", ".solution")  # what a student's copy never holds
+
+
+def _private(path: Path) -> None:
+    """A folder only root can read (the sessions, their sealed copies)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def spec_hash(exercise_folder: Path) -> str:
+    try:
+        return hashlib.sha256((exercise_folder / "exercise.yaml").read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def seal(s: Session) -> None:
+    """Copy the exercise folder (without solutions) where only root reads it, and note its hash."""
+    _private(folder() / "sealed")
+    target = folder() / "sealed" / s.exercise
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(s.path, target, symlinks=True, ignore=shutil.ignore_patterns(*SOLUTIONS, "__pycache__"))
+    s.sealed, s.spec_sha256 = str(target), spec_hash(target)
 
 
 def new_token() -> str:
@@ -63,6 +106,20 @@ def load(name: str) -> Optional[Session]:
         return None
     except (ValueError, TypeError) as e:
         raise LabError(f"the session file {path} is damaged ({e}); `lab exercise reset` starts over") from None
+
+
+def ended_with(lab: str) -> list[str]:
+    """The sessions of a lab that is gone (`lab down`): removed; their exercises' names."""
+    gone = []
+    for name in names():
+        try:
+            s = load(name)
+        except LabError:
+            continue
+        if s is not None and s.lab == lab:
+            s.remove()
+            gone.append(name)
+    return gone
 
 
 def names() -> list[str]:

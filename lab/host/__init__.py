@@ -197,6 +197,34 @@ def spawn(argv: Sequence[str], *, log: Optional[Path] = None, env: Optional[Mapp
     return current().spawn(argv, log=log, env=env, pipes=pipes, fresh_log=fresh_log)
 
 
+def finish(proc: Process, timeout: float) -> Optional[int]:
+    """Wait for a process started by spawn; at the timeout kill its whole session (it was started
+    in one) and return None."""
+    try:
+        return proc.wait(timeout)  # type: ignore[attr-defined]
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.wait()  # type: ignore[attr-defined]
+        return None
+
+
+def first_child(pid: int, timeout: float) -> Optional[int]:
+    """The first child of a process (unshare --fork's: the new namespaces' first process), waited
+    for up to the timeout; None if it has none by then (or is gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                found = f.read().split()
+        except OSError:
+            return None
+        if found:
+            return int(found[0])
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.002)
+
+
 def sysctl(netns: str, settings: Mapping[str, str]) -> None:
     current().sysctl(netns, settings)
 

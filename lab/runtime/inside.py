@@ -10,10 +10,15 @@ from lab.host.record import LabRecord
 from lab.routing import frr
 
 
-def argv(rec: LabRecord, netns: str, uts: Path, name: str, command: Sequence[str]) -> list[str]:
-    """name: the node (or host) a vtysh command speaks to."""
+def argv(rec: LabRecord, netns: str, uts: Path, name: str, command: Sequence[str],
+         confine: tuple[Sequence[str], Sequence[str]] = ((), ())) -> list[str]:
+    """name: the node (or host) a vtysh command speaks to. confine: what goes before and after
+    `ip netns exec` for a submission's command (lab.exercise.sandbox.exec_confinement)."""
     command = list(command)
     if command and command[0] == "vtysh" and frr.directory(rec, name).is_dir():
         command = ["vtysh", "--vty_socket", str(frr.directory(rec, name)), *command[1:]]
-    out = ["ip", "netns", "exec", netns, *command]
-    return ["nsenter", f"--uts={uts}", *out] if uts.exists() else out
+    namespaces, runner = confine
+    out = ["ip", "netns", "exec", netns, *runner, *command]
+    # nsenter opens every namespace file it is given before it enters the first
+    enter = ([f"--uts={uts}"] if uts.exists() else []) + list(namespaces)
+    return ["nsenter", *enter, "--", *out] if enter else out

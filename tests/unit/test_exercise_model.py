@@ -41,8 +41,10 @@ def test_missing_files_are_reported(tmp_path: Path):
     shutil.copy(DATA / "hgw" / "topology.yaml", folder)
     with pytest.raises(model.ExerciseError) as caught:
         model.load(folder)
-    assert "README.md is missing" in str(caught.value) and "solution.sh is missing" in str(caught.value)
+    assert "README.md is missing" in str(caught.value) and "solution.sh" not in str(caught.value)
     (folder / "README.md").write_text("# task\n")
+    ex = model.load(folder)   # a student's copy: no solutions, warned about only
+    assert [w.message for w in ex.warnings] == ["solution.sh is missing", "SOLUTION.md is missing"]
     (folder / "solution.sh").write_text("true\n")
     ex = model.load(folder)
     assert [w.message for w in ex.warnings] == ["SOLUTION.md is missing"]
