@@ -208,7 +208,9 @@ def cmd_grade(a) -> int:
 
 
 def cmd_reset(a) -> int:
-    ex, s = _session(a)
+    """Start again from the exercise's folder as it is now (it is sealed again)."""
+    s = sessions.find(_which(a))
+    ex = _load(s.path)
     t0 = time.monotonic()
     _err(f"Resetting exercise {ex.name} (lab {ex.lab}) ...")
     s = runner.reset(ex, s, a.to or "", progress=_progress)

@@ -26,9 +26,10 @@ LEVELS = ("beginner", "intermediate", "advanced")
 VISIBILITIES = ("hidden", "after_published")
 COMPARES = ("exact", "ip", "casefold")
 OBSERVE = ("exec", "check", "dns")  # what a test may do: look, never change the lab
+PREPARE = ("apply",)                 # what the grader does before a task's tests: objects made afresh
 TOP = ("title", "level", "topics", "topology", "description", "setup", "failcheck", "tasks", "checkpoints",
-       "hidden_visibility")
-TASK = ("id", "title", "points", "needs", "checks", "hidden", "hints", "hintchecks", "answer")
+       "hidden_visibility", "submission")
+TASK = ("id", "title", "points", "needs", "prepare", "checks", "hidden", "hints", "hintchecks", "answer")
 ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
@@ -71,6 +72,8 @@ class Task:
     points: float
     line: Optional[int]
     needs: tuple[str, ...] = ()
+    prepare: tuple[Step, ...] = ()        # apply steps the grader runs before the tests, each object deleted
+                                          # first: made afresh at every grade (by the student's CNI plugin)
     tests: tuple[Test, ...] = ()          # visible, then hidden
     hints: tuple[str, ...] = ()
     hintchecks: tuple[HintCheck, ...] = ()
@@ -99,6 +102,7 @@ class Exercise:
     checkpoints: tuple[Checkpoint, ...] = ()
     description: str = ""
     hidden_visibility: str = "after_published"
+    submission: tuple[str, ...] = ()   # files of the folder a submission provides (its CNI plugin): put in place
     warnings: tuple[Diagnostic, ...] = field(default=())
 
     @property
@@ -173,15 +177,31 @@ class _Reader:
         topology, inline, lab = self.r.topology(data.get("topology")) if "topology" in data else ("", None, "")
         names = S.Names(self.r.state)
         setup = self._steps(data, "setup", names)
-        failcheck = self._steps(data, "failcheck", names, observe=True)
+        failcheck = self._steps(data, "failcheck", names, allowed=OBSERVE)
         tasks = self._tasks(data.get("tasks"), names)
         checkpoints = self._checkpoints(data.get("checkpoints"), names)
+        submission = self._submission(data.get("submission", []))
         self._files()
         if self.r.problems:
             raise ExerciseError(self.r.problems)
         return Exercise(self.folder.name, str(self.folder), title, level, tuple(topics), lab, topology, inline,
                         tuple(tasks), tuple(setup), tuple(failcheck), tuple(checkpoints), description or "",
-                        visibility, tuple(self.r.warnings))
+                        visibility, submission, tuple(self.r.warnings))
+
+    def _submission(self, value: Any) -> tuple[str, ...]:
+        """Paths inside the folder, of files that exist (the skeleton the student starts from)."""
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.bad(("submission",), f"submission is a list of files of the exercise folder, not {what(value)}",
+                     "submission: [cni/student-cni]")
+            return ()
+        for i, v in enumerate(value):
+            inside = (self.folder / v).resolve()
+            if not inside.is_relative_to(self.folder) or inside == self.folder:
+                self.bad(("submission", i), f"{v!r} is not inside the exercise folder", "a path relative to the folder")
+            elif not inside.is_file():
+                self.bad(("submission", i), f"{v!r} is not a file of the exercise folder",
+                         "the skeleton the student edits, e.g. cni/student-cni")
+        return tuple(value)
 
     # --- pieces ---
 
@@ -192,12 +212,13 @@ class _Reader:
             return ""
         return value or ""
 
-    def _steps(self, data: dict, key: str, names: S.Names, at: DocPath = (), observe: bool = False) -> list[Step]:
-        return [s for s, _ in self._pairs(data, key, names, at, observe)]
+    def _steps(self, data: dict, key: str, names: S.Names, at: DocPath = (), allowed: tuple[str, ...] = ()) -> list[Step]:
+        return [s for s, _ in self._pairs(data, key, names, at, allowed)]
 
-    def _pairs(self, data: dict, key: str, names: S.Names, at: DocPath = (), observe: bool = False,
+    def _pairs(self, data: dict, key: str, names: S.Names, at: DocPath = (), allowed: tuple[str, ...] = (),
                extra: tuple[str, ...] = ()) -> list[tuple[Step, dict]]:
-        """The steps of a list field, each with its raw mapping (for the extra fields)."""
+        """The steps of a list field, each with its raw mapping (for the extra fields); allowed: the
+        step kinds the field takes (empty: any)."""
         value = data.get(key)
         if value is None:
             return []
@@ -207,17 +228,21 @@ class _Reader:
             return []
         out = []
         for i, raw in enumerate(value):
-            step = self._step(at + (key, i), i + 1, raw, names, observe, extra)
+            step = self._step(at + (key, i), i + 1, raw, names, allowed, extra)
             if step is not None:
                 out.append((step, raw))
         return out
 
-    def _step(self, at: DocPath, index: int, raw: Any, names: S.Names, observe: bool,
+    def _step(self, at: DocPath, index: int, raw: Any, names: S.Names, allowed: tuple[str, ...],
               extra: tuple[str, ...] = ()) -> Optional[Step]:
         step = self.r.step(at, index, raw, names, extra)
-        if step is not None and observe and step.kind not in OBSERVE:
-            self.bad(at + (step.kind,), f"a {step.kind} step changes the lab: a test only observes it ({', '.join(OBSERVE)})",
-                     "breakage belongs in setup:, named states in checkpoints:")
+        if step is not None and allowed and step.kind not in allowed:
+            if allowed == OBSERVE:
+                self.bad(at + (step.kind,), f"a {step.kind} step changes the lab: a test only observes it "
+                         f"({', '.join(OBSERVE)})", "breakage belongs in setup:, named states in checkpoints:")
+            else:
+                self.bad(at + (step.kind,), f"a task prepares with {', '.join(allowed)} steps, not {step.kind}",
+                         "prepare: [{apply: late.yaml}] (its objects are made afresh at every grade)")
             return None
         return step
 
@@ -261,24 +286,25 @@ class _Reader:
             self.bad(at + (("points",) if "points" in raw else ()),
                      f"a task's points must be a number above 0, not {what(points)}", "points: 10")
         needs = self._needs(at, raw.get("needs", []), earlier)
+        prepare = self._steps(raw, "prepare", names, at, allowed=PREPARE)
         checks = [Test(s, False, self._points(at + ("checks", i), r)) for i, (s, r) in
-                  enumerate(self._pairs(raw, "checks", names, at, True, ("points",)))]
+                  enumerate(self._pairs(raw, "checks", names, at, OBSERVE, ("points",)))]
         hidden = [Test(s, True, self._points(at + ("hidden", i), r)) for i, (s, r) in
-                  enumerate(self._pairs(raw, "hidden", names, at, True, ("points",)))]
+                  enumerate(self._pairs(raw, "hidden", names, at, OBSERVE, ("points",)))]
         hints = raw.get("hints", [])
         if not isinstance(hints, list) or not all(isinstance(h, str) and h.strip() for h in hints):
             self.bad(at + ("hints",), f"hints is a list of texts, not {what(hints)}", "hints: [Look at ip route on worker1.]")
             hints = []
         hintchecks = [HintCheck(s, self._hint(at + ("hintchecks", i), r)) for i, (s, r) in
-                      enumerate(self._pairs(raw, "hintchecks", names, at, True, ("hint",)))]
+                      enumerate(self._pairs(raw, "hintchecks", names, at, OBSERVE, ("hint",)))]
         answer = self._answer(at + ("answer",), raw["answer"], names) if "answer" in raw else None
         if "checks" not in raw and "hidden" not in raw and "answer" not in raw:
             self.bad(at, "a task needs something to grade: checks, hidden tests or an answer",
                      "checks: [{check: {from: client, to: server}}]")
         if len(self.r.problems) > before:
             return None
-        task = Task(task_id, title, float(points), self.r.src.line_of(at), needs, tuple(checks + hidden), tuple(hints),
-                    tuple(hintchecks), answer)
+        task = Task(task_id, title, float(points), self.r.src.line_of(at), needs, tuple(prepare), tuple(checks + hidden),
+                    tuple(hints), tuple(hintchecks), answer)
         self._shares(at, task)
         return task
 

@@ -24,6 +24,7 @@ from lab.exercise.grading import Grade, Outcome, TaskGrade
 from lab.exercise.model import Answer, Exercise, Task
 from lab.scenario.model import Step
 from lab.scenario.runner import FAILED, run_step
+from lab.scenario import steps
 from lab.scenario.steps import EFFECTS, Context, Failed, run_exec
 
 SCRIPT_TIMEOUT = 60.0
@@ -185,6 +186,15 @@ def _skeleton(task: Task, s, hidden: bool) -> TaskGrade:
 
 
 def _run_task(task: Task, skeleton: TaskGrade, ctx: Context, s, hidden: bool) -> TaskGrade:
+    for step in task.prepare:  # the grader's own objects, made afresh at every grade (the same state, the same grade)
+        try:
+            steps.apply(ctx, step.spec, delete=True)
+        except (Failed, LabError):
+            pass  # not there yet (the first grade), or the apply below says what is wrong
+        ok, why = _ran(step, ctx)
+        if not ok:
+            why = f"the grader could not prepare the task ({step.title}: {why})"
+            return replace(skeleton, outcomes=tuple(replace(o, reason=why) for o in skeleton.outcomes))
     outcomes = []
     for test, o in zip(_tests(task, hidden), skeleton.outcomes):
         ok, why = _ran(test.step, ctx)

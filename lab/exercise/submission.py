@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -25,6 +25,7 @@ from lab.host import record as records
 ENTRY = "solution.sh"
 CLIENT = Path(__file__).with_name("client.py")
 OUTPUT_LIMIT = 1 << 20   # what of the submission's output is kept (its end)
+PLACED_LIMIT = 1 << 20   # the largest file a submission puts in place (a CNI plugin is a page of shell)
 FILE_LIMIT = 16 << 20   # bytes: the largest file the submission may write (its output included)
 
 
@@ -41,17 +42,41 @@ def submit(ex: Exercise, s: sessions.Session, path: Path, who: sandbox.Student, 
     path = path.resolve()
     if not (path.is_file() or (path / ENTRY).is_file()):
         raise LabError(f"{path}: a submission is a folder with {ENTRY}, or one script")
+    placed = place(ex, s, path)
     box = records.RUN_ROOT / "submissions" / sessions.new_token()[:12]
     box.mkdir(parents=True, mode=0o711)
     os.chmod(box, 0o711)  # the student passes through to its socket and client, reads nothing else
     try:
-        return _run(ex, s, path, who, timeout, hide, box)
+        ran = _run(ex, s, path, who, timeout, hide, box)
+        return ran if not placed else replace(ran, output=placed + ran.output)
     finally:
         shutil.rmtree(box, ignore_errors=True)
         try:
             box.parent.rmdir()
         except OSError:
             pass  # another submission runs
+
+
+def place(ex: Exercise, s: sessions.Session, path: Path) -> str:
+    """Put the files the exercise takes from a submission (its `submission:` list) into the
+    exercise's folder, where the lab uses them; what was placed, for the output. Regular files
+    inside the submission folder only, never through a link."""
+    told = []
+    for rel in ex.submission if path.is_dir() else ():
+        src, dst = path / rel, Path(s.path) / rel
+        if not os.path.lexists(src):
+            told.append(f"[{rel}: not in the submission, the exercise's own is kept]\n")
+            continue
+        if src.is_symlink() or not src.is_file() or not src.resolve().is_relative_to(path):
+            raise LabError(f"{src}: the submission's {rel} must be a regular file inside it")
+        if src.stat().st_size > PLACED_LIMIT:
+            raise LabError(f"{src}: larger than {PLACED_LIMIT >> 20} MB")
+        data = src.read_bytes()
+        mode = dst.stat().st_mode & 0o777 if dst.exists() else 0o755
+        dst.write_bytes(data)
+        dst.chmod(mode)
+        told.append(f"[{rel}: the submission's, put in place]\n")
+    return "".join(told)
 
 
 def _run(ex, s, path: Path, who: sandbox.Student, timeout: float, hide: Sequence[str], box: Path) -> Ran:
@@ -86,7 +111,20 @@ def _run(ex, s, path: Path, who: sandbox.Student, timeout: float, hide: Sequence
         code = host.finish(proc, max(0.0, deadline - time.monotonic()))
     finally:
         broker.close()
+    left = _outlived(who)
+    if left:
+        raise LabError(f"processes of {who.name} outlived the submission ({', '.join(map(str, left))}): "
+                       f"the user must be one nothing else uses")
     return Ran(code, _tail(log), broker.served, broker.refused)
+
+
+def _outlived(who: sandbox.Student, wait: float = 5.0) -> list[int]:
+    """The student's processes still running once the kernel has emptied the submission's PID
+    namespace (it kills them as its first process ends, not at once)."""
+    deadline = time.monotonic() + wait
+    while (left := host.live_processes(who.uid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left
 
 
 def _tail(log: Path) -> str:

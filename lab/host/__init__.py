@@ -225,6 +225,24 @@ def first_child(pid: int, timeout: float) -> Optional[int]:
         time.sleep(0.002)
 
 
+def live_processes(uid: int) -> list[int]:
+    """The PIDs of a user's processes that still run (a zombie has ended: PID 1 reaps lazily here)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if state not in ("Z", "X"):
+            out.append(int(name))
+    return out
+
+
 def sysctl(netns: str, settings: Mapping[str, str]) -> None:
     current().sysctl(netns, settings)
 

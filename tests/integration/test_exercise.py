@@ -1,13 +1,17 @@
 """`lab exercise` end to end on real labs: the test exercise (tests/data/exercises/hgw, node1's
-route to node2's pods deleted) goes start → grade (not full marks, exit 1) → hint → solve → grade
-(full marks, exit 0); a hidden test stays hidden in every format; reset brings the breakage back
-(or a checkpoint); a lab rebuilt by hand grades 0 with the reason; a student script that outlives
-its timeout is stopped and cannot keep the lab from going. Then every exercise of the repository
-runs the CI loop: start → grade (< full) → solve → grade (full)."""
+route to node2's pods deleted) goes start → grade (not full marks, exit 1) → hint → submit (the
+reference solution, confined) → grade (full marks, exit 0); a hidden test stays hidden in every
+format; a spec rewritten after start is graded from the sealed copy, with a note; `solve` (an
+instructor's action) grades 0, saying so; reset brings the breakage back (or a checkpoint); `lab
+down` ends the exercise; a lab rebuilt by hand grades 0 with the reason; a submission that outlives
+its timeout is stopped with everything it started. Then every exercise of the repository runs the
+CI loop: start → 10 grades of the broken start, identical and below full marks → submit the
+reference solution confined → grade (full)."""
 from __future__ import annotations
 
 import base64
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,8 +28,27 @@ LAB, NAME = "exhgw", "hgw"
 SECRET = "secret-probe-from-node1"
 
 
-def ex(*args: str, check: bool = False, timeout: float = 120):
-    return lab("exercise", *args, "-e", NAME, "--dir", str(DATA), check=check, timeout=timeout)
+def ex(*args: str, check: bool = False, timeout: float = 120, where: Path = DATA):
+    return lab("exercise", *args, "-e", NAME, "--dir", str(where), check=check, timeout=timeout)
+
+
+def student_processes() -> list[int]:
+    """Running processes of the user submissions run as (none may outlive a submission)."""
+    import pwd
+
+    from lab import host
+
+    return host.live_processes(pwd.getpwnam("lab-student").pw_uid)
+
+
+def reference_submission(folder: Path, into: Path) -> Path:
+    """What CI submits: the exercise folder (its solution.sh and the files it reads), with the
+    reference versions of the files a submission provides (.solution/PATH) in their place."""
+    out = into / folder.name
+    shutil.copytree(folder, out)
+    for rel in model.load(folder).submission:
+        shutil.copy(folder / ".solution" / rel, out / rel)
+    return out
 
 
 @pytest.fixture
@@ -46,8 +69,10 @@ def _hidden_stays_hidden(fmt: str) -> None:
     assert ("✗ hidden test 1\n" if fmt == "text" else "hidden test failed") in text or fmt == "classroom50", (fmt, text)
 
 
-def test_start_grade_solve_reset_and_a_rebuilt_lab(stopped, tmp_path: Path):
-    proc = ex("start", check=True)
+def test_start_grade_submit_solve_reset_and_a_rebuilt_lab(stopped, tmp_path: Path):
+    where = tmp_path / "exercises"
+    shutil.copytree(DATA / NAME, where / NAME)
+    proc = ex("start", check=True, where=where)
     assert "# A route that went missing" in proc.stdout and "lab exercise check" in proc.stdout
     assert lab("fault", "list", "-l", LAB).stdout.strip().splitlines()[1:] == []   # the breakage is not a lab fault
 
@@ -61,21 +86,37 @@ def test_start_grade_solve_reset_and_a_rebuilt_lab(stopped, tmp_path: Path):
     assert "hint 1/1 (reach): Look at node1's routing table." in ex("hint").stdout
     assert "node1 has no route to 10.244.1.0/24" in ex("hint").stdout   # then the computed hint
 
-    solved = ex("solve")
-    assert solved.returncode == 0, solved.stdout + solved.stderr
+    # the spec rewritten after start (a hostile student on their own machine): graded as sealed
+    (where / NAME / "exercise.yaml").write_text((where / NAME / "exercise.yaml").read_text().replace("points: 10", "points: 1"))
+    submitted = ex("submit", str(where / NAME))
+    assert submitted.returncode == 0 and "ran as lab-student and exited 0" in submitted.stderr, submitted.stderr
+    assert not student_processes()
     proc = ex("grade", "--format", "gradescope", "--out", str(tmp_path / "results.json"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["score"] == 14 and all(t["status"] == "passed" for t in doc["tests"])
     assert doc["tests"][1]["output"] == "hidden test passed" and doc["tests"][1]["visibility"] == "after_published"
+    assert doc["tests"][3]["name"].endswith(": answer") and doc["tests"][3]["visibility"] == "after_due_date"
+    assert "changed after `lab exercise start`: graded with the copy sealed at start" in doc["output"]
     assert ex("status").returncode == 0 and ex("check").returncode == 0
+    text = ex("grade").stdout
+    assert "· answer given" in text and "score 14/14 (full marks)" in text
+    shutil.copy(DATA / NAME / "exercise.yaml", where / NAME / "exercise.yaml")   # reset seals the folder's spec again
+
+    solved = ex("solve")   # an instructor's action: the lab it solved grades 0, saying so
+    assert solved.returncode == 0, solved.stdout + solved.stderr
+    proc = ex("grade", "--format", "gradescope")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["score"] == 0
+    assert "`lab exercise solve` ran the reference solution" in json.loads(proc.stdout)["output"]
 
     assert ex("reset").returncode == 0
     assert _route() == "" and lab("fault", "list", "-l", LAB).stdout.strip().splitlines()[1:] == []
     assert ex("reset", "--to", "fixed").returncode == 0
-    assert "via 172.18.0.3" in _route()
+    assert "via 172.18.0.3" in _route() and "score 12/14" in ex("grade").stdout   # not solved any more: graded
 
-    lab("down", LAB)
+    proc = lab("down", LAB)
+    assert "exercise hgw stopped: its lab is gone" in proc.stderr
+    assert "is not started" in ex("solve").stderr
     lab("up", str(DATA / NAME / "topology.yaml"))        # the clean topology, by hand: not a fix
     proc = ex("grade")
     assert proc.returncode == 1 and "score 0/14" in proc.stdout
@@ -83,15 +124,18 @@ def test_start_grade_solve_reset_and_a_rebuilt_lab(stopped, tmp_path: Path):
     legacy = json.loads(base64.b64decode(ex("grade", "--format", "classroom-legacy").stdout))
     assert legacy["status"] == "error" and sum(t["score"] for t in legacy["tests"]) == 0
     lab("down", LAB)
-    assert "no lab exhgw is running" in ex("grade").stdout
+    assert "the lab was not started" in ex("grade").stdout
 
 
-def test_a_runaway_script_is_stopped_and_cannot_keep_the_lab(stopped, tmp_path: Path):
+def test_a_runaway_submission_is_stopped_with_everything_it_started(stopped, tmp_path: Path):
     ex("start", check=True)
     script = tmp_path / "runaway.sh"
-    script.write_text(f"setsid ip netns exec {LAB}-node1 sleep 600 &\nsleep 600\n")
-    proc = ex("solve", "--script", str(script), "--timeout", "1")
-    assert proc.returncode == 1 and "did not finish within 1s" in proc.stderr
+    script.write_text("setsid sleep 600 </dev/null >/dev/null 2>&1 &\n"
+                      f"lab exec -l {LAB} node/node1 -- setsid sleep 600 </dev/null >/dev/null 2>&1 &\n"
+                      "sleep 0.5\nsleep 600\n")
+    proc = ex("submit", str(script), "--timeout", "2")
+    assert proc.returncode == 1 and "did not finish within 2s: stopped, with every process it started" in proc.stderr
+    assert not student_processes()
     assert ex("stop").returncode == 0
     assert not lab_leftovers(LAB, switch_name(LAB))
     assert "not started" in ex("grade").stderr + ex("grade").stdout
@@ -99,19 +143,28 @@ def test_a_runaway_script_is_stopped_and_cannot_keep_the_lab(stopped, tmp_path: 
 
 @pytest.mark.exercises  # minutes for all of them: `make test-exercises` and CI run it, `make test` does not
 @pytest.mark.parametrize("folder", model.folders(model.default_dir()), ids=lambda p: p.name)
-def test_every_exercise_is_broken_at_start_and_solved_by_its_solution(folder: Path):
+def test_every_exercise_is_broken_at_start_and_solved_by_its_solution(folder: Path, tmp_path: Path):
+    """The broken start graded 10 times gives one grade (the same lab state, the same grade); the
+    reference solution, submitted as a student's would be (confined), gets full marks."""
     name = folder.name
+    where = tmp_path / "exercises"
+    shutil.copytree(folder, where / name)   # a submission may put files in place (exercise 15's plugin)
 
     def run(*args: str, timeout: float = 180):
-        return lab("exercise", *args, "-e", name, check=False, timeout=timeout)
+        return lab("exercise", *args, "-e", name, "--dir", str(where), check=False, timeout=timeout)
 
     try:
         start = run("start")
         assert start.returncode == 0, start.stdout + start.stderr
-        before = run("grade")
-        assert before.returncode == 1 and "(full marks)" not in before.stdout, before.stdout + before.stderr
-        solved = run("solve")
-        assert solved.returncode == 0, solved.stdout + solved.stderr
+        grades = [run("grade", "--format", "json") for _ in range(10)]
+        first = json.loads(grades[0].stdout)
+        assert grades[0].returncode == 1 and not first["full_marks"], grades[0].stdout + grades[0].stderr
+        verdicts = [[(t["name"], t["passed"]) for task in json.loads(g.stdout)["tasks"] for t in task["tests"]]
+                    for g in grades]
+        assert all(v == verdicts[0] for v in verdicts), f"{name}: 10 grades of the same broken lab differ: {verdicts}"
+        submitted = run("submit", str(reference_submission(folder, tmp_path)))
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        assert not student_processes()
         after = run("grade")
         assert after.returncode == 0 and "(full marks)" in after.stdout, after.stdout + after.stderr
     finally:
