@@ -145,3 +145,42 @@ def test_text_says_what_failed_and_why_except_for_hidden_tests():
     assert "✗ client -> web: no reply\n" in out and "✗ hidden test 1\n" in out
     assert "locked: finish reach first" in out and out.endswith("score 0/14\n")
     assert render(grade((True, True), True), "text").endswith("score 14/14 (full marks)\n")
+
+
+# --- points are exact, answers say only that they were given ---
+
+def test_per_test_maxima_add_up_to_the_total_exactly():
+    thirds = TaskGrade("t", "three tests", 10, tuple(Outcome(f"t{i}", True, 10 / 3) for i in range(3)))
+    five = TaskGrade("u", "one test", 5, (Outcome("u", True, 5),))
+    g = Grade("x", "x", "lab", (thirds, five))
+    doc = json.loads(render(g, "gradescope"))
+    maxima = [t["max_score"] for t in doc["tests"]]
+    assert maxima == [3.3334, 3.3333, 3.3333, 5.0] and round(sum(maxima), 9) == 15
+    assert doc["score"] == 15
+    tasks = json.loads(render(g, "json"))["tasks"]
+    assert [t["points"] for t in tasks[0]["tests"]] == [3.3334, 3.3333, 3.3333] and tasks[0]["score"] == 10
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "junit", "classroom-legacy"])
+def test_an_answer_reads_given_never_right_or_wrong(fmt: str):
+    for ok in (True, False):
+        out = render(grade((True, True), answer_ok=ok), fmt)
+        text = base64.b64decode(out).decode() if fmt == "classroom-legacy" else out
+        assert "is not the answer" not in text
+        if fmt != "junit" or not ok:
+            assert "answer given" in text, text
+
+
+def test_gradescope_shows_an_answer_and_its_reason_after_the_due_date():
+    doc = json.loads(render(grade((True, True), answer_ok=False), "gradescope"))
+    answer = doc["tests"][-1]
+    assert answer["visibility"] == "after_due_date" and answer["output"] == "'x' is not the answer"
+    assert all(t["visibility"] != "after_due_date" for t in doc["tests"][:-1])
+
+
+def test_a_note_is_printed_and_does_not_change_the_score():
+    g = grade((True, True), answer_ok=True)
+    noted = Grade(g.exercise, g.title, g.lab, g.tasks, notes=("exercise.yaml changed after start",))
+    assert noted.score == g.score == 14
+    assert "note: exercise.yaml changed after start" in render(noted, "text")
+    assert "exercise.yaml changed after start" in json.loads(render(noted, "gradescope"))["output"]
