@@ -13,7 +13,7 @@ test: install
 	./scripts/run-tests.sh
 
 test-exercises: install
-	./scripts/run-tests.sh -m exercises tests/integration/test_exercise.py
+	./scripts/run-tests.sh -m exercises tests/integration/test_exercise.py tests/integration/test_autograder.py
 
 unit: install
 	.venv/bin/pytest -q tests/unit
