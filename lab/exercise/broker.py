@@ -103,7 +103,7 @@ class Broker:
             self.refused += 1
             return _reply(2, "", "lab: a request the broker cannot read\n")
         try:
-            admitted = sandbox.admit(argv, self.lab, self.exercise)
+            admitted = sandbox.admit(argv, self.lab, self.exercise, stdin)
         except sandbox.Refused as e:
             self.refused += 1
             return _reply(2, "", f"lab: {e}\n")

@@ -23,7 +23,8 @@ import pwd
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from lab.errors import LabError
+from lab.errors import LabError, TopologyError
+from lab.topology.source import parse_documents
 
 DEFAULT_USER = "lab-student"
 PIDS = 256            # processes the student's user may have at once (RLIMIT_NPROC is per user)
@@ -125,6 +126,9 @@ COMMANDS: dict[str, tuple[frozenset, frozenset, int]] = {
     "exercise": (frozenset({"-e", "--exercise"}), frozenset(), 3),
 }
 EXERCISE_ACTIONS = ("answer", "check", "hint", "status")
+# Fields of objects with which the lab would run a program of the submission's choosing, as root:
+# a container's command and args, exec probes and lifecycle hooks.
+PROGRAM_FIELDS = ("command", "args", "exec", "lifecycle")
 
 
 @dataclass(frozen=True)
@@ -134,10 +138,11 @@ class Admitted:
     kind: str
 
 
-def admit(argv: Sequence[str], lab: str, exercise: str) -> Admitted:
+def admit(argv: Sequence[str], lab: str, exercise: str, stdin: str = "") -> Admitted:
     """The `lab` command a submission asked for, as the grader runs it, or Refused: only reading the
     lab, running commands inside it (confined), applying and deleting objects given on stdin
-    (the client sends the files' contents), and answering, checking and hints of its exercise."""
+    (the client sends the files' contents; objects that would run a program are refused), and
+    answering, checking and hints of its exercise."""
     argv = list(argv)
     command: list[str] = []
     if "--" in argv:
@@ -191,12 +196,43 @@ def admit(argv: Sequence[str], lab: str, exercise: str) -> Admitted:
         raise Refused(f"lab {cmd}: too many arguments ({' '.join(positional)})")
     if cmd in ("apply", "delete") and files != ["-"]:
         raise Refused(f"lab {cmd}: objects come on stdin (-f -): the client sends the files' contents")
+    if cmd == "apply":
+        found = programs(stdin)
+        if found:
+            raise Refused(f"a submission's objects may not make the lab run programs of their own ({', '.join(found)}): "
+                          "pods run as root; use the built-in images (netexec, pause) and `lab exec` instead")
     if cmd == "exec" and (not command or not positional):
         raise Refused("lab exec POD|node/NAME|host/NAME -- COMMAND")
     if cmd == "exercise" and (not positional or positional[0] not in EXERCISE_ACTIONS):
         raise Refused(f"lab exercise: a submission may use {', '.join(EXERCISE_ACTIONS)} only")
     args = ["--lab", lab, *words] + (["-e", exercise] if cmd == "exercise" else [])
     return Admitted(args, command, cmd)
+
+
+def programs(text: str) -> list[str]:
+    """Where objects name a program to run (PROGRAM_FIELDS), as document:path. Text that does not
+    parse is left to `lab apply`, which reports it."""
+    try:
+        docs = parse_documents(text, "<stdin>")
+    except TopologyError:
+        return []
+    found: list[str] = []
+
+    def walk(value, at: str, n: int) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                here = f"{at}.{key}" if at else str(key)
+                if key in PROGRAM_FIELDS:
+                    found.append(f"document {n}: {here}")
+                else:
+                    walk(inner, here, n)
+        elif isinstance(value, list):
+            for i, inner in enumerate(value):
+                walk(inner, f"{at}[{i}]", n)
+
+    for n, doc in enumerate(docs, 1):
+        walk(doc.data, "", n)
+    return found
 
 
 def hidden_paths(candidates: Sequence[Optional[str]]) -> list[str]:

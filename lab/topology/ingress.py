@@ -2,10 +2,15 @@
 then serves badly (a missing Service or port: 503; a class no controller watches) is a warning."""
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from lab.topology.lenient import TLS_SECRET
 from lab.topology.model import Ingress, IngressBackend, IngressClass, Secret, Service, Topology
+
+# Characters nginx.conf would read as syntax (a path is written into a location line): ingress-nginx's
+# strict path validation refuses them too, and a submission must not write nginx's configuration.
+NGINX_SYNTAX = re.compile(r"[\s{};\"'\\$#]")
 
 CONTROLLER = "k8s.io/ingress-nginx"
 CLASS = "nginx"                      # the IngressClass a real install creates
@@ -62,6 +67,10 @@ def _ingress(ctx, path, m: Ingress, ours: set[str], default: Optional[str], decl
                 ctx.error(pp, f"pathType {p.pathType} needs a path", "add path: /")
             elif p.path is not None and not p.path.startswith("/"):
                 ctx.error(pp + ("path",), f"path '{p.path}' must be an absolute path", f"write /{p.path}")
+            elif p.path is not None and NGINX_SYNTAX.search(p.path):
+                ctx.error(pp + ("path",), f"path {p.path!r} holds {NGINX_SYNTAX.search(p.path).group()!r}, which "
+                          "ingress-nginx refuses (its configuration would read it as syntax)",
+                          "letters, digits and / . _ ~ - % in a path")
             _backend(ctx, pp + ("backend",), ns, p.backend)
     for i, t in enumerate(spec.tls):
         _tls(ctx, sp + ("tls", i), ns, t.secretName, t.hosts)

@@ -44,7 +44,20 @@ CHEATS = {
                  /run/k8s-netlab/exercises/sealed/{name}/exercise.yaml $(find / -xdev -name exercise.yaml 2>/dev/null); do
           printf 'title: free marks\\nlevel: beginner\\ntopology: topology.yaml\\ntasks: []\\n' > "$f" 2>/dev/null || true
         done
-        lab exec -l "$LAB" node/node1 -- sh -c 'echo "tasks: []" > {root}/source/k8s-netlab/tests/data/exercises/{name}/exercise.yaml'
+        spec={root}/source/k8s-netlab/tests/data/exercises/{name}/exercise.yaml
+        lab exec -l "$LAB" node/node1 -- sh -c "echo 'tasks: []' > $spec"
+    """,
+    "a pod that runs a program as root": """
+        lab apply -f - <<'EOF'
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: evil}}
+        spec:
+          containers:
+            - name: c
+              image: netexec
+              command: [sh, -c, "while :; do echo '{{\\"score\\": 99}}' > {root}/results/results.json; sleep 0.05; done"]
+        EOF
     """,
     "rewrite results.json from a daemon": """
         cat > "$HOME/forge.sh" <<'EOF'

@@ -55,6 +55,26 @@ def test_everything_else_is_refused(argv, why):
     assert why in str(caught.value)
 
 
+@pytest.mark.parametrize("objects", [
+    "kind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c, image: netexec, command: [sh, -c, 'cat /etc/shadow']}]}\n",
+    "kind: Deployment\nmetadata: {name: x}\nspec: {template: {spec: {containers: [{name: c, image: alpine, args: [x]}]}}}\n",
+    "kind: Service\nmetadata: {name: ok}\n---\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c, image: "
+    "netexec, readinessProbe: {exec: {command: [touch, /x]}}}]}\n",
+    "kind: Pod\nmetadata: {name: x}\nspec: {initContainers: [{name: i, image: netexec, lifecycle: {postStart: {}}}], "
+    "containers: [{name: c, image: netexec}]}\n",
+])
+def test_objects_that_would_run_a_program_as_root_are_refused(objects: str):
+    with pytest.raises(Refused, match="may not make the lab run programs of their own"):
+        admit(["apply", "-f", "-"], LAB, EX, objects)
+
+
+def test_plain_objects_are_applied():
+    pod = "kind: Pod\nmetadata: {name: client}\nspec: {containers: [{name: app, image: netexec}]}\n"
+    assert admit(["apply", "-f", "-"], LAB, EX, pod).kind == "apply"
+    assert admit(["apply", "-f", "-"], LAB, EX, "not: [valid").kind == "apply"   # lab apply reports it
+    assert admit(["delete", "-f", "-"], LAB, EX, pod.replace("netexec", "netexec, command: [x]")).kind == "delete"
+
+
 def test_the_sandbox_command_line():
     who = sandbox.Student("lab-student", 995, 995)
     argv = sandbox.script_argv(who, "/run/x/work", "/sub", ["/run/k8s-netlab/exercises", "/autograder"], ["bash", "s.sh"])
