@@ -83,7 +83,10 @@ class Broker:
         with conn:
             try:
                 conn.settimeout(max(0.1, self.deadline - time.monotonic()))
-                reply = self._answer(conn)
+                try:
+                    reply = self._answer(conn)
+                except (LabError, ValueError) as e:  # the grader's side failed: the submission is told, not crashed
+                    reply = _reply(1, "", f"lab: the grader could not run it: {e}\n")
                 conn.sendall(json.dumps(reply).encode())
             except OSError:
                 pass  # the client went away (or the submission ended): nothing to answer
