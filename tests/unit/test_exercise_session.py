@@ -27,3 +27,33 @@ def test_options_may_come_between_the_action_and_its_arguments(capsys):
 
     assert cli.main(["exercise", "answer", "-e", "nope", "which", "eth0"]) == 1
     assert "exercise 'nope' is not started" in capsys.readouterr().err  # parsed, not "unrecognized arguments"
+
+
+def test_the_spec_is_sealed_root_only_without_solutions(tmp_path):
+    folder = tmp_path / "07-race"
+    (folder / ".solution").mkdir(parents=True)
+    (folder / "exercise.yaml").write_text("title: t\n")
+    (folder / "README.md").write_text("# t\n")
+    (folder / "solution.sh").write_text("fix\n")
+    (folder / "SOLUTION.md").write_text("why\n")
+    (folder / ".solution" / "policies.yaml").write_text("kind: NetworkPolicy\n")
+    s = session.Session(exercise="07-race", path=str(folder), lab="ex07", token="t")
+    session.seal(s)
+    s.save()
+    sealed = session.folder() / "sealed" / "07-race"
+    assert s.sealed == str(sealed) and sorted(p.name for p in sealed.iterdir()) == ["README.md", "exercise.yaml"]
+    assert oct(session.folder().stat().st_mode & 0o777) == "0o700"
+    assert oct((session.folder() / "sealed").stat().st_mode & 0o777) == "0o700"
+    assert not s.spec_changed()
+    (folder / "exercise.yaml").write_text("title: free marks\ntasks: []\n")
+    assert s.spec_changed()                                   # reported as a note; the sealed copy is graded
+    assert (sealed / "exercise.yaml").read_text() == "title: t\n"
+    s.remove()
+    assert not sealed.exists() and not session.folder().exists()
+
+
+def test_lab_down_ends_the_exercises_on_that_lab():
+    session.Session(exercise="a", path="/x/a", lab="exa", token="t").save()
+    session.Session(exercise="b", path="/x/b", lab="exb", token="t").save()
+    assert session.ended_with("exa") == ["a"]
+    assert session.names() == ["b"] and session.ended_with("nothing") == []
