@@ -136,12 +136,13 @@ def check(ctx: Context, spec: Check) -> str:
         empty = [row for row in spec.only if not any(o.check == row for o in outcomes)]
         if empty:
             raise Failed(f"nothing to check for {', '.join(empty)} in lab {ctx.lab}")
-    bad = [o for o in outcomes if not o.passed]
+    bad = [o for o in outcomes if o.failed]
     if bad:
         o = bad[0]
         more = f" (and {len(bad) - 1} more of {len(outcomes)} failed)" if len(bad) > 1 else ""
         raise Failed(f"{o.check}: {o.subject}: expected {o.expected}; observed {o.observed}{more}")
-    return f"{len(outcomes)} checks passed"
+    unchecked = sum(o.unchecked for o in outcomes)
+    return f"{len(outcomes) - unchecked} checks passed" + (f", {unchecked} unchecked" if unchecked else "")
 
 
 def _sources(state, text: str) -> list[tuple[str, str]]:
