@@ -45,7 +45,7 @@ REPLY, SILENCE, REFUSED, ERROR = "reply", "silence", "refused", "error"
 # ICMP unreachable (port, host, net; a REJECT rule, a node that does not forward, no route).
 REFUSALS = {errno.ECONNREFUSED: "nothing listens on that port there",
             errno.ECONNRESET: "the connection was reset",
-            errno.EHOSTUNREACH: "an ICMP host unreachable (a REJECT rule, a node that does not forward)",
+            errno.EHOSTUNREACH: "an ICMP host unreachable (a node without a route, a REJECT rule)",
             errno.ENETUNREACH: "no route to that network (or an ICMP net unreachable)"}
 # A drop in the sender's own namespace (filter OUTPUT) the kernel reports at send: silence.
 LOCAL_DROP = errno.EPERM
