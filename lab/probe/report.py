@@ -54,8 +54,9 @@ def table(lab: str, outcomes: Sequence[Outcome], elapsed: float, max_failures: i
     lines += _listed("passed only after retries", [o for o in outcomes if o.retried], max_failures,
                      lambda o: f"  [{o.check}] {o.subject}: {_tries(o)}")
     unchecked = sum(o.unchecked for o in outcomes)
-    verdict = f"FAILED ({len(failures)} of {len(outcomes)})" if failures else "PASSED"
-    lines += ["", verdict + (f", {unchecked} unchecked" if unchecked else "")]
+    if unchecked:
+        lines += ["", f"{unchecked} of {len(outcomes)} unchecked: not counted as passed"]
+    lines += ["", f"FAILED ({len(failures)} of {len(outcomes)})" if failures else "PASSED"]
     return "\n".join(lines)
 
 

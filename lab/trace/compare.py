@@ -217,10 +217,11 @@ _DIRECTION = {"send": "Out", "encap": "Out", "arrive": "In", "deliver": "In"}
 
 
 def _carries(text: str, hop: Hop) -> bool:
-    """Whether a tcpdump line shows the addresses the hop predicts (the deliver hop: its source)."""
-    wanted = {"send": hop.expect[:2], "encap": hop.expect[:2], "arrive": hop.expect[2:4],
+    """Whether a tcpdump line shows the addresses the hop predicts. Coming in (arrive, deliver) only
+    the source: on a bridge with bridge-nf-call-iptables the capture already shows the DNAT."""
+    wanted = {"send": hop.expect[:2], "encap": hop.expect[:2], "arrive": hop.expect[2:3],
               "deliver": hop.expect[:1]}[hop.kind]
-    return all(re.search(rf"(?<![\d.:]){re.escape(ip)}(?![\d:])", text) for ip in wanted)
+    return all(re.search(rf"(?<![\w.:]){re.escape(ip)}(?!\w)", text) for ip in wanted)
 
 
 def _capture(hop: Hop, obs: Observed) -> Optional[Row]:

@@ -222,3 +222,14 @@ def test_after_a_masquerade_no_answer_stays_a_difference():
     assert row.mark == compare.DIFFERENT and row.observed.startswith("no answer")
     arrive = [r for r in rows if r.observed.startswith("nothing of the probe") and int(r.step) > int(deliver.step) - 5]
     assert all(r.mark == compare.UNSEEN for r in arrive)  # what the trace may have missed stays "?"
+
+
+def test_a_capture_row_is_the_same_only_with_the_predicted_addresses():
+    send = predict.Hop(1, "pod", "ns", "eth0", "", "send", ("10.244.0.3", "10.244.1.2"))
+    assert compare._carries("IP 10.244.0.3.20015 > 10.244.1.2.8080: Flags [S]", send)
+    assert compare._carries("IP 10.244.0.3 > 10.244.1.2: ICMP echo request, id 20003", send)
+    assert not compare._carries("IP 10.244.0.3.20015 > 10.244.1.25.8080: Flags [S]", send)
+    assert not compare._carries("IP 10.244.0.33.20015 > 10.244.1.2.8080: Flags [S]", send)
+    # coming in through a bridge the capture may already show the DNAT: only the source counts
+    arrive = predict.Hop(4, "node", "ns", "cni0", "", "arrive", ("cni0", "", "10.244.0.3", "10.96.0.10"))
+    assert compare._carries("IP 10.244.0.3.20001 > 10.244.1.2.8080: Flags [S]", arrive)
