@@ -38,6 +38,7 @@ UDP_REQUEST = b"whoami"
 MAX_REPLY = 65536  # netexec's answer is a few dozen bytes; more is not netexec
 ATTEMPTS = 3       # tries before "no reply" is a verdict (a reply is one at once)
 RETRY_CONCURRENCY = 64  # retries go slower: the first round may have failed from sheer load
+CONFIRMATIONS = 2  # a reply that needed retries is asked again this many times: is the state settled?
 MAX_TIMEOUT = 10.0
 SLACK = 64         # spare source ports per namespace, for ports a server of the pod holds
 REPLY, SILENCE, REFUSED, ERROR = "reply", "silence", "refused", "error"
@@ -69,6 +70,7 @@ class ProbeResult:
     server: str | None = None  # the pod that answered (netexec's hostname): who a Service picked
     attempts: int = 1  # tries made: 1 unless the first went unanswered
     earlier: tuple[str, ...] = ()  # what each try before the last saw (kinds, see `seen`)
+    settled: bool = True  # False: a reply that needed retries, and a confirmation went unanswered
 
     @property
     def kind(self) -> str:
@@ -346,7 +348,7 @@ def run_probes(probes: Sequence[Probe], timeout: float = 1.0, concurrency: int =
 
     expect (parallel to probes): the kind each should see (REPLY, SILENCE, REFUSED), None where
     nothing is said. Probes are retried (see to_retry) up to `attempts` tries in all; each result
-    keeps what its earlier tries saw.
+    keeps what its earlier tries saw, and a reply that needed retries is confirmed (`_confirm`).
     A source namespace that does not exist fails its probes with that reason; a malformed probe
     raises ValueError.
     """
@@ -369,4 +371,17 @@ def run_probes(probes: Sequence[Probe], timeout: float = 1.0, concurrency: int =
             results[i] = replace(r, attempts=results[i].attempts + 1,
                                  earlier=results[i].earlier + (results[i].kind,))
             judged_with[i] = wait
+    return _confirm(probes, results, adapted_timeout(timeout, rtts, attempts), concurrency)
+
+
+def _confirm(probes: Sequence[Probe], results: list[ProbeResult], wait: float, concurrency: int) -> list[ProbeResult]:
+    """Ask every probe that was answered only after retries again, CONFIRMATIONS times at once: a
+    settled state (a machine that was merely slow) answers each; a stale rule that drops some
+    picks does not. The reply stays final; `settled` records what the confirmations saw."""
+    late = [i for i, r in enumerate(results) if r.ok and r.attempts > 1]
+    if not late:
+        return results
+    again = _round([probes[i] for i in late for _ in range(CONFIRMATIONS)], wait, min(concurrency, RETRY_CONCURRENCY))
+    for n, i in enumerate(late):
+        results[i] = replace(results[i], settled=all(r.ok for r in again[n * CONFIRMATIONS:(n + 1) * CONFIRMATIONS]))
     return results

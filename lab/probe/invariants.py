@@ -189,7 +189,7 @@ def check_expectations(state: ClusterState) -> list[Expectation]:
 
 def judge(e: Expectation, r: ProbeResult) -> Outcome:
     where = {"source": e.probe.src_netns, "target": f"{e.probe.dst_ip}:{e.probe.port}/{e.probe.protocol}",
-             "attempts": r.attempts}
+             "attempts": r.attempts, "settled": r.settled}
     if e.probe.port == 0:
         return Outcome(e.check, e.subject, False, "a port to probe",
                        "the target serves no port for this protocol; write it as kind/name:PORT", **where)

@@ -25,6 +25,7 @@ class Outcome:
     node: str = ""    # the client's node, where the client is a node or a pod
     unchecked: bool = False  # not probed (observed says why): not a pass, not a failure
     flaky: bool = False      # failed: passed only after retries where other nodes passed at once
+    settled: bool = True     # False: passed after retries, and a confirmation went unanswered
 
     @property
     def failed(self) -> bool:
@@ -52,11 +53,12 @@ def refused_hint(r: ProbeResult) -> str:
 
 
 def mark_flaky(outcomes: Sequence[Outcome]) -> list[Outcome]:
-    """Fail as flaky every pass that needed retries from one client node while, for the same check
-    and target, every row from another node passed at the first try. A settled lab answers every
-    node at once; a stale rule on one node answers some picks and drops others, and a reply at a
-    later try must not outvote that (retries confirm a settled state, they do not vote). Rows
-    without a client node or a target (aggregates over no one node) are left as they are."""
+    """Fail as flaky every pass that needed retries from one client node and was not confirmed (a
+    confirmation went unanswered: lab.probe.engine) while, for the same check and target, every
+    row from another node passed at the first try. A settled lab answers every node at once; a
+    stale rule on one node answers some picks and drops others, and a reply at a later try must not
+    outvote that (retries confirm a settled state, they do not vote); a machine that was merely
+    slow answers the confirmations. Rows without a client node or a target are left as they are."""
     steady: dict[tuple[str, str], dict[str, bool]] = {}
     for o in outcomes:
         if o.node and o.target and not o.unchecked:
@@ -65,9 +67,10 @@ def mark_flaky(outcomes: Sequence[Outcome]) -> list[Outcome]:
     out = []
     for o in outcomes:
         others = sorted(n for n, ok in steady.get((o.check, o.target), {}).items() if ok and n != o.node)
-        if o.retried and o.node and others:
+        if o.retried and not o.settled and o.node and others:
             o = replace(o, passed=False, flaky=True,
-                        observed=f"{o.observed}; flaky: passed from node {o.node} only at try {o.attempts}, "
-                                 f"while from node {others[0]} every probe to {o.target} passed at the first try")
+                        observed=f"{o.observed}; flaky: passed from node {o.node} only at try {o.attempts}, and "
+                                 f"a confirmation went unanswered, while from node {others[0]} every probe to "
+                                 f"{o.target} passed at the first try")
         out.append(o)
     return out

@@ -364,7 +364,7 @@ def judge(state: ClusterState, asks: Sequence[Ask], results: Sequence[ProbeResul
 
 def _where(a: Ask, r: Optional[ProbeResult] = None) -> dict:
     return {"source": a.probe.src_netns, "target": f"{a.probe.dst_ip}:{a.probe.port}/{a.probe.protocol}",
-            "attempts": r.attempts if r else 1}
+            "attempts": r.attempts if r else 1, "settled": r.settled if r else True}
 
 
 def _problems(a: Ask, r: ProbeResult, node_ips: dict[str, str]) -> list[str]:
@@ -401,7 +401,7 @@ def _judge_group(check: str, group: str, pairs, node_ips: dict[str, str]) -> lis
     failed = [(a, r, p) for a, r in pairs for p in [_problems(a, r, node_ips)] if p]
     late = sum(r.attempts > 1 for a, r in pairs if r.ok)
     where = {"source": "", "target": _where(a0)["target"], "node": a0.node}
-    tries = {"attempts": max(r.attempts for _, r in pairs)}
+    tries = {"attempts": max(r.attempts for _, r in pairs), "settled": all(r.settled for _, r in pairs)}
     retried = f" ({late} only after retries)" if late else ""
     if check == "session-affinity":
         passed = not failed and len(counts) == 1

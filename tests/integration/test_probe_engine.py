@@ -148,6 +148,21 @@ def test_a_drop_is_silence_at_every_try(world):
 
 
 
+def test_a_reply_after_retries_is_confirmed(world):
+    """Every other new connection from a to c is sent to a closed port (a stale rule's share): the
+    reply that came at the second try stays a reply, but a confirmation is refused: unsettled."""
+    rule = ["OUTPUT", "-t", "nat", "-p", "tcp", "-d", PODS["c"], "--dport", str(TCP), "-m", "statistic",
+            "--mode", "nth", "--every", "2", "--packet", "0", "-j", "DNAT", "--to-destination", f"{PODS['c']}:{CLOSED}"]
+    subprocess.run(["ip", "netns", "exec", ns("a"), "iptables", "-I", *rule], check=True)
+    try:
+        [r] = run_probes([Probe(ns("a"), PODS["c"], TCP)], timeout=1.0, expect=[REPLY])
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns("a"), "iptables", "-D", *rule], check=True)
+    assert (r.seen, r.attempts, r.earlier, r.settled) == (REPLY, 2, (REFUSED,), False)
+    [steady] = run_probes([Probe(ns("a"), PODS["c"], TCP)], timeout=1.0, expect=[REPLY])
+    assert (steady.attempts, steady.settled) == (1, True)
+
+
 def test_mixed_outcomes_keep_input_order(world):
     probes = [Probe(ns("a"), NOBODY, TCP), Probe(ns("b"), PODS["c"], TCP), Probe(ns("c"), PODS["a"], CLOSED),
               Probe(ns("c"), PODS["b"], UDP, "UDP")]

@@ -105,15 +105,24 @@ def test_results_record_their_tries(vxlan):
 
 # --- flaky ---
 
-def row(node: str, attempts: int, passed: bool = True, target: str = "10.96.0.5:80/TCP") -> Outcome:
-    return Outcome("service", f"from {node}", passed, "reply", "reply", target=target, attempts=attempts, node=node)
+def row(node: str, attempts: int, passed: bool = True, target: str = "10.96.0.5:80/TCP", settled: bool = False) -> Outcome:
+    """A row from `node`; one that needed retries is unconfirmed unless `settled`."""
+    return Outcome("service", f"from {node}", passed, "reply", "reply", target=target, attempts=attempts, node=node,
+                   settled=settled or attempts == 1)
 
 
 def test_a_retried_pass_on_one_node_is_flaky_where_another_node_passed_at_once():
     out = mark_flaky([row("a", 1), row("b", 2), row("c", 1)])
     assert [o.passed for o in out] == [True, False, True]
     assert out[1].flaky and out[1].failed
-    assert "flaky: passed from node b only at try 2, while from node a every probe" in out[1].observed
+    assert "flaky: passed from node b only at try 2, and a confirmation went unanswered, while from node a " \
+           "every probe" in out[1].observed
+
+
+def test_a_retried_pass_whose_confirmations_answered_is_no_flake():
+    """A machine that was merely slow: the reply came late, and the confirmations answered at once."""
+    out = mark_flaky([row("a", 1), row("b", 2, settled=True)])
+    assert all(o.passed and not o.flaky for o in out) and out[1].retried
 
 
 def test_retries_everywhere_are_no_flake_only_retried_passes():
@@ -146,8 +155,8 @@ def test_a_stale_rule_on_one_node_fails_that_nodes_row_only(svc):
     for i, a in enumerate(g):
         server = sorted(a.servers)[i % 3]
         stale = a.node == "worker1" and i % 3 == 0
-        results.append(ProbeResult(a.probe, True, a.source, None, 0.01, server,
-                                   attempts=2 if stale else 1, earlier=(SILENCE,) if stale else ()))
+        results.append(ProbeResult(a.probe, True, a.source, None, 0.01, server, attempts=2 if stale else 1,
+                                   earlier=(SILENCE,) if stale else (), settled=not stale))
     out = mark_flaky(services.judge(st, g, results))
     rows = {o.node: o for o in out if o.check == "service" and "connections from pods" in o.subject}
     assert set(rows) == {n.name for n in st.nodes}
