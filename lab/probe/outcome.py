@@ -42,13 +42,14 @@ def describe(r: ProbeResult) -> str:
     tries = f"{r.attempts} {'try' if r.attempts == 1 else 'tries'}"
     return {REPLY: f"reply, source seen {r.seen_source}" + (f" (at try {r.attempts})" if r.attempts > 1 else ""),
             SILENCE: f"no reply at any of {tries}: {r.error}",
-            REFUSED: f"refused ({r.error}; {tries})",
+            REFUSED: f"refused ({r.error}; {tries})" if r.kind == REFUSED else
+            f"refused at an earlier try, then {r.error} ({tries})",
             ERROR: f"probe error, nothing judged: {r.error}"}[r.seen]
 
 
 def refused_hint(r: ProbeResult) -> str:
     """Why a refusal fails a deny: it is the kernel's answer, not a NetworkPolicy's drop."""
-    return f" — refused is not denied: {r.hint}; a NetworkPolicy drops silently " \
+    return f" — refused is not denied: {r.hint or 'a reset or an ICMP unreachable came back'}; a NetworkPolicy drops silently " \
            "(write expect: refused if that is what the check means)"
 
 

@@ -52,6 +52,13 @@ def test_silence_means_every_try_was_silent():
     assert res(None, (SILENCE, REFUSED)).seen == REPLY    # a reply is final
 
 
+def test_a_refusal_at_an_earlier_try_is_said_as_such(vxlan):
+    e = one_check(vxlan, "deny")
+    o = judge(e, ProbeResult(e.probe, False, None, TIMEOUT, 1.0, attempts=2, earlier=(REFUSED,)))
+    assert not o.passed and o.observed.startswith(f"refused at an earlier try, then {TIMEOUT} (2 tries)")
+    assert "refused is not denied: a reset or an ICMP unreachable came back" in o.observed
+
+
 def test_a_refusal_says_why():
     assert res("connection refused").hint == "nothing listens on that port there"
     assert "ICMP host unreachable" in res("no route to host").hint
