@@ -132,7 +132,7 @@ def not_netexec(eps: Mapping[str, tuple[str, int]], protocol: str, pods: Mapping
 
 
 # Images whose Services other rows check (lab.probe.dns, lab.probe.ingress): not unchecked.
-CHECKED_ELSEWHERE = {DNS_IMAGE: "dns", INGRESS_IMAGE: "ingress"}
+CHECKED_ELSEWHERE = frozenset({DNS_IMAGE, INGRESS_IMAGE})
 
 
 def unchecked(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Outcome]:
