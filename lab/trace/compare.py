@@ -186,8 +186,11 @@ def _deliver(hop: Hop, obs: Observed) -> tuple[str, str]:
 
 
 def _unanswered(hop: Hop, obs: Observed) -> tuple[str, str]:
+    """Predicted silence: only silence is the same; a refusal (an ICMP unreachable) is an answer."""
     if obs.ok:
         return f"answered{f' by {obs.server}' if obs.server else ''} in {obs.elapsed * 1000:.1f} ms", DIFFERENT
+    if obs.error != events.TIMED_OUT:
+        return f"refused: {obs.error} (an answer, not silence)", DIFFERENT
     return f"no reply: {obs.error}", SAME
 
 

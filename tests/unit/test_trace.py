@@ -186,6 +186,8 @@ def test_icmp_to_a_cluster_ip_is_predicted_unanswered_and_a_silence_confirms_it(
     assert hops[-1].kind == "unanswered" and "a ClusterIP is on no interface" in hops[-1].what
     assert compare.rows(hops, Observed(7, ok=False, error="timed out"))[-1].mark == compare.SAME
     assert compare.rows(hops, Observed(7, ok=True, server="x"))[-1].mark == compare.DIFFERENT
+    refused = compare.rows(hops, Observed(7, ok=False, error="host unreachable from 10.244.0.1"))[-1]
+    assert refused.mark == compare.DIFFERENT and refused.observed.startswith("refused: ")
 
 
 def _packet(src: str, dst: str, **more) -> events.Visit:
