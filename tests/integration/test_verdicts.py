@@ -1,8 +1,9 @@
 """Every verdict can fail, on real labs (issue 19, item 1): a deny on an unserved port with no
 policy fails with the hint and `expect: refused` passes there; a Service whose endpoints do not
 speak netexec is unchecked, not passed; a stale rule on one node fails that node's Service row;
-clusterip-virtual pings from a node when the lab has no pod, and fails when the ClusterIP answers.
-Labs are named vd* and taken down whatever happens."""
+clusterip-virtual pings from a node when the lab has no pod, and fails when the ClusterIP answers;
+an Ingress rule the policies deny passes on silence and fails on nginx's 502. Labs are named vd*
+and taken down whatever happens."""
 from __future__ import annotations
 
 import json
@@ -11,9 +12,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab.host import record
-from tests.integration.conftest import lab, needs_root
+from tests.integration.conftest import TOPOLOGIES, lab, needs_root
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -127,3 +129,29 @@ def test_clusterip_virtual_pings_from_a_node_without_pods_and_can_fail(tmp_path,
     (row,) = [r for r in rows if r["check"] == "clusterip-virtual"]
     assert proc.returncode == 1 and not row["passed"]
     assert "answered a ping from node/n1" in row["observed"] and "on an interface of vdnopod-n1" in row["observed"]
+
+
+API_CLOSED = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "api-closed"},
+              "spec": {"podSelector": {"matchLabels": {"app": "api"}}, "policyTypes": ["Ingress"]}}
+
+
+def test_an_ingress_rule_the_policies_deny_passes_on_silence_and_fails_on_a_reset(tmp_path, clean_after):
+    """The policy drops the controller's connections to api: curl times out, the denied rows pass.
+    A REJECT in front of the policy makes nginx answer 502: an answer, not a deny, so they fail."""
+    doc = yaml.safe_load((TOPOLOGIES / "ingress.yaml").read_text())
+    doc["name"] = "vding"
+    doc["manifests"].append(API_CLOSED)
+    path = tmp_path / "vding.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    clean_after.append("vding")
+    lab("up", str(path))
+    _, rows, _ = check("vding", tmp_path)
+    denied = [r for r in rows if r["check"] == "ingress" and "denied by NetworkPolicy" in r["subject"]]
+    assert denied and all(r["passed"] and "28" in r["observed"] for r in denied), denied
+    reject = ["FORWARD", "-p", "tcp", "--dport", "9000", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    for node in ("control-plane", "worker1", "worker2"):
+        subprocess.run(["ip", "netns", "exec", f"vding-{node}", "iptables", "-I", *reject], check=True)
+    _, rows, _ = check("vding", tmp_path)
+    denied = [r for r in rows if r["check"] == "ingress" and "denied by NetworkPolicy" in r["subject"]]
+    assert denied and not any(r["passed"] for r in denied), denied
+    assert all("refused is not denied" in r["observed"] for r in denied), denied
