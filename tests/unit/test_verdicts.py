@@ -264,3 +264,18 @@ def test_the_report_marks_retried_passes_and_flaky_rows():
     assert cases["from b"].find("failure").get("message").startswith("flaky: ")
     assert cases["from c"].find("properties/property").get("value") == "3"
     assert cases["from c"].find("system-out").text == "passed at try 3\n"
+
+
+# --- scenario probe steps judge with the same classification ---
+
+def test_scenario_probes_use_the_one_classification():
+    from lab.scenario.steps import _verdict
+
+    refused = ProbeResult(P, False, None, "connection refused", 0.001)
+    silent = ProbeResult(P, False, None, TIMEOUT, 1.0, attempts=3, earlier=(SILENCE, SILENCE))
+    broken = ProbeResult(P, False, None, "network namespace 'x' does not exist", 0.0)
+    assert _verdict("refused", refused) == "" and _verdict("deny", silent) == ""
+    assert "refused is not denied: nothing listens on that port there" in _verdict("deny", refused)
+    assert _verdict("refused", silent).startswith("expected a refusal; observed no reply at any of 3 tries")
+    assert all(_verdict(x, broken).endswith("probe error, nothing judged: network namespace 'x' does not exist")
+               for x in ("allow", "deny", "refused"))
