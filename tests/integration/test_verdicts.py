@@ -155,3 +155,23 @@ def test_an_ingress_rule_the_policies_deny_passes_on_silence_and_fails_on_a_rese
     denied = [r for r in rows if r["check"] == "ingress" and "denied by NetworkPolicy" in r["subject"]]
     assert denied and not any(r["passed"] for r in denied), denied
     assert all("refused is not denied" in r["observed"] for r in denied), denied
+
+
+def test_exercise_07s_broken_state_fails_the_control_planes_service_row_every_time(tmp_path, clean_after):
+    """Issue 19's measurement: with the control plane's route to worker2's pods gone, half of its
+    connections to `web` go nowhere; pooled with the healthy nodes, every service row passed in
+    17 % of runs. Judged per node, the control plane's row fails every time, and only it."""
+    doc = yaml.safe_load((TOPOLOGIES.parent / "exercises" / "07-race" / "topology.yaml").read_text())
+    doc["name"] = "vd07"
+    path = tmp_path / "vd07.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    clean_after.append("vd07")
+    lab("up", str(path))
+    subprocess.run(["ip", "-n", "vd07-control-plane", "route", "del", "10.244.2.0/24"], check=True)
+    for _ in range(3):
+        _, rows, _ = check("vd07", tmp_path)
+        web = [r for r in rows if r["check"] == "service" and r["target"] == "10.96.0.80:80/TCP"]
+        bad = {r["node"] for r in web if not r["passed"] and r["node"]}
+        assert bad == {"control-plane"}, [r for r in web if not r["passed"]]
+        summary = {r["node"]: r["passed"] for r in web if "connections from pods" in r["subject"]}
+        assert summary == {"control-plane": False, "worker1": True, "worker2": True}, summary
