@@ -207,8 +207,9 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                 reachable = internal_endpoints(sps[c.node])
                 if not reachable:
                     continue  # iTP Local and no endpoint on this node: nothing is promised
-                # SAMPLES connections per endpoint from each node, spread over its clients
-                share = len(reachable) if sample is None else min(len(reachable), SAMPLED_SHARE)
+                # SAMPLES connections per endpoint from each node, spread over its clients; in a
+                # sampled check (a big lab) the SAMPLED_SHARE budget is split between the nodes
+                share = len(reachable) if sample is None else min(len(reachable), SAMPLED_SHARE) / len(per_node_clients)
                 rounds = max(1, math.ceil(SAMPLES * share / per_node_clients[c.node]))
                 everyone = frozenset(pod_names[k] for k in reachable)
                 names = allowed_servers(state, lambda _: c, reachable, port.protocol, pods)

@@ -279,3 +279,17 @@ def test_scenario_probes_use_the_one_classification():
     assert _verdict("refused", silent).startswith("expected a refusal; observed no reply at any of 3 tries")
     assert all(_verdict(x, broken).endswith("probe error, nothing judged: network namespace 'x' does not exist")
                for x in ("allow", "deny", "refused"))
+
+
+def test_a_sampled_check_splits_its_service_budget_between_the_nodes(svc):
+    """Per-node rows, but a big lab's check does not grow with its nodes: the sampled budget
+    (SAMPLES per endpoint) is shared by the nodes, each still with a row of its own."""
+    st, full = svc
+    sl = endpoint_slices(st, {p.key: not p.name.startswith("warming-") for p in st.pods})
+    sampled = services.plan(st, sl, sample=7)
+
+    def http(asks):
+        return [a for a in asks if a.group.startswith("default/backend:http from node")]
+    assert {a.node for a in http(sampled)} == {n.name for n in st.nodes}
+    assert len(http(full)) == 3 * services.SAMPLES * 3           # every node: SAMPLES per endpoint
+    assert len(http(sampled)) < 2 * services.SAMPLES * 3         # shared: about SAMPLES per endpoint
