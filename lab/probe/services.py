@@ -154,8 +154,7 @@ def unchecked(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list
                              for k in odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
             out.append(Outcome("service", f"{service_port_name(svc, port)} ({svc.cluster_ip}:{port.port}/{port.protocol})",
                                False, "endpoints the probes can speak to (netexec)",
-                               f"unchecked: the probes speak netexec, and these endpoints (without netexec) "
-                               f"do not: {what}",
+                               f"unchecked: endpoints without netexec (the probes speak netexec only): {what}",
                                target=f"{svc.cluster_ip}:{port.port}/{port.protocol}", unchecked=True))
     return out
 
