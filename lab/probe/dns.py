@@ -54,6 +54,8 @@ NO_HTTP = "no-http"      # curl: no answer (the policies deny DNS or every endpo
 _BATCH_SCRIPT = 'for n do getent ahostsv4 "$n"; echo "rc=$?"; done'
 _ONE_SCRIPT = '"$@" 2>&1; r=$?; echo; echo "rc=$r"'
 _CURL_NO_ANSWER = {6: "could not resolve the name", 7: "could not connect", 28: "timed out"}
+CURL_REFUSED = 7          # a reset or an ICMP unreachable: not what a NetworkPolicy's drop looks like
+_CURL_SILENT = (6, 28)    # the resolver (denied DNS) or the connection went unanswered: silence
 
 
 @dataclass(frozen=True)
@@ -305,8 +307,11 @@ def _judge_curl(q: Question, reply: Reply) -> tuple[bool, bool, str]:
     if q.want == NO_HTTP:
         if reply.rc == 0:
             return False, True, f"answered by {body or 'nobody'} although the policies deny it"
-        if reply.rc in _CURL_NO_ANSWER:
+        if reply.rc in _CURL_SILENT:
             return True, True, f"no answer (curl exited {reply.rc}: {_CURL_NO_ANSWER[reply.rc]})"
+        if reply.rc == CURL_REFUSED:
+            return False, True, "refused (curl exited 7: could not connect): refused is not denied, a " \
+                                "NetworkPolicy drops silently"
         return False, False, f"curl exited {reply.rc}"
     if reply.rc == 0:
         if body in q.expected:
@@ -320,7 +325,7 @@ def _judge_curl(q: Question, reply: Reply) -> tuple[bool, bool, str]:
 def tolerated(q: Question, replies: Sequence[Reply]) -> Optional[str]:
     """curl through a Service whose endpoints the policies partly deny may land on a denied one at
     every try: no answer at all, every time (never a wrong one), is tolerated and said so."""
-    if q.want == HTTP and q.denied and replies and all(r.rc in (7, 28) for r in replies):
+    if q.want == HTTP and q.denied and replies and all(r.rc in _CURL_SILENT for r in replies):
         return (f"no answer in {len(replies)} tries; tolerated: each may have picked one of the "
                 f"{len(q.denied)} endpoints the policies deny")
     return None

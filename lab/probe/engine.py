@@ -7,7 +7,11 @@ The far end is netexec, which reports the client address it saw: that is how NAT
 A verdict is final only when it is certain: a probe without a reply is tried again with a fresh
 socket and source port (lab.probe.ports: never a tuple conntrack may still track) and a timeout
 adapted to the round trips the passing probes measured, as the upstream e2e suite retries before
-it judges. A reply at any try is final; "no reply" means every try went unanswered.
+it judges. A reply at any try is final. What a probe saw is one of four kinds (ProbeResult.seen,
+the one classification every judge uses): a reply; silence (every try unanswered: a drop); a
+refusal (a reset or an ICMP unreachable at some try: something said no, which is not a drop); or
+an error of the probe itself (no source namespace, a socket or bind error, a malformed reply),
+which no expectation accepts.
 """
 from __future__ import annotations
 
@@ -26,15 +30,26 @@ from lab.probe import ports
 from lab.probe.netns import interface_addresses, interface_addresses_many
 from lab.host.netns import NetnsError, enter, in_worker, open_netns
 
-__all__ = ["Probe", "ProbeResult", "run_probes", "interface_addresses", "interface_addresses_many"]
+__all__ = ["Probe", "ProbeResult", "run_probes", "interface_addresses", "interface_addresses_many",
+           "REPLY", "SILENCE", "REFUSED", "ERROR"]
 
 TCP_REQUEST = b"GET /clientip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 UDP_REQUEST = b"whoami"
 MAX_REPLY = 65536  # netexec's answer is a few dozen bytes; more is not netexec
 ATTEMPTS = 3       # tries before "no reply" is a verdict (a reply is one at once)
 RETRY_CONCURRENCY = 64  # retries go slower: the first round may have failed from sheer load
+CONFIRMATIONS = 2  # a reply that needed retries is asked again this many times: is the state settled?
 MAX_TIMEOUT = 10.0
 SLACK = 64         # spare source ports per namespace, for ports a server of the pod holds
+REPLY, SILENCE, REFUSED, ERROR = "reply", "silence", "refused", "error"
+# The kernel's "no" from the far side: a reset (nothing listens, or a REJECT with tcp-reset) or an
+# ICMP unreachable (port, host, net; a REJECT rule, a node that does not forward, no route).
+REFUSALS = {errno.ECONNREFUSED: "nothing listens on that port there",
+            errno.ECONNRESET: "the connection was reset",
+            errno.EHOSTUNREACH: "an ICMP host unreachable (a node without a route, a REJECT rule)",
+            errno.ENETUNREACH: "no route to that network (or an ICMP net unreachable)"}
+# A drop in the sender's own namespace (filter OUTPUT) the kernel reports at send: silence.
+LOCAL_DROP = errno.EPERM
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,30 @@ class ProbeResult:
     elapsed: float  # seconds, from socket creation to verdict (of the last try)
     server: str | None = None  # the pod that answered (netexec's hostname): who a Service picked
     attempts: int = 1  # tries made: 1 unless the first went unanswered
+    earlier: tuple[str, ...] = ()  # what each try before the last saw (kinds, see `seen`)
+    settled: bool = True  # False: a reply that needed retries, and a confirmation went unanswered
+
+    @property
+    def kind(self) -> str:
+        """What the last try saw: REPLY, SILENCE (a timeout), REFUSED or ERROR."""
+        if self.ok:
+            return REPLY
+        if (self.error or "").startswith("timeout") or self.error == _error_text(LOCAL_DROP):
+            return SILENCE
+        return REFUSED if self.error in _REFUSAL_TEXTS else ERROR
+
+    @property
+    def seen(self) -> str:
+        """What the probe saw over every try: a reply is final; an error at any try is an error; a
+        refusal at any try is a refusal; silence only when every try was silent."""
+        kinds = {*self.earlier, self.kind}
+        return next(k for k in (REPLY, ERROR, REFUSED, SILENCE) if k in kinds)
+
+    @property
+    def hint(self) -> str:
+        """Why a refusal is what it is (for a deny that got one): '' for anything else."""
+        return next((why for code, why in REFUSALS.items() if self.error == _error_text(code)), "") \
+            if self.kind == REFUSED else ""
 
 
 class _Attempt:
@@ -97,6 +136,9 @@ def _fd_budget(concurrency: int) -> int:
 def _error_text(code: int) -> str:
     """'connection refused', 'no route to host', ... from an errno."""
     return os.strerror(code)[:1].lower() + os.strerror(code)[1:]
+
+
+_REFUSAL_TEXTS = frozenset(map(_error_text, REFUSALS))
 
 
 def _parse_clientip(text: str) -> str | None:
@@ -262,13 +304,19 @@ def adapted_timeout(timeout: float, rtts: Sequence[float], attempt: int) -> floa
     return min(MAX_TIMEOUT, max(timeout, 4 * slow) * 2 ** (attempt - 2))
 
 
-def to_retry(results: Sequence[ProbeResult], expect: Sequence[bool | None], judged_with: Sequence[float],
+def to_retry(results: Sequence[ProbeResult], expect: Sequence[str | None], judged_with: Sequence[float],
              wait: float) -> list[int]:
     """Which probes get another try: every unanswered one where a reply is expected (or nothing is
-    said); one expected to go unanswered only while the machine proved slower than the timeout
-    that judged it (its silence might have been load, not a drop)."""
-    return [i for i, (r, e, t) in enumerate(zip(results, expect, judged_with))
-            if not r.ok and (e is not False or (t < wait and (r.error or "").startswith("timeout")))]
+    said); one expected to be refused that was not (the kernel rate-limits ICMP errors, so one may
+    be lost); one expected to be silent only while the machine proved slower than the timeout that
+    judged it (its silence might have been load, not a drop)."""
+    def again(r: ProbeResult, e: str | None, t: float) -> bool:
+        if r.ok:
+            return False
+        if e == SILENCE:
+            return t < wait and r.kind == SILENCE
+        return e != REFUSED or r.kind != REFUSED
+    return [i for i, (r, e, t) in enumerate(zip(results, expect, judged_with)) if again(r, e, t)]
 
 
 def _round(probes: Sequence[Probe], timeout: float, concurrency: int) -> list[ProbeResult]:
@@ -295,11 +343,12 @@ def _round(probes: Sequence[Probe], timeout: float, concurrency: int) -> list[Pr
 
 
 def run_probes(probes: Sequence[Probe], timeout: float = 1.0, concurrency: int = 256,
-               expect: Sequence[bool | None] | None = None, attempts: int = ATTEMPTS) -> list[ProbeResult]:
+               expect: Sequence[str | None] | None = None, attempts: int = ATTEMPTS) -> list[ProbeResult]:
     """Run every probe concurrently (at most `concurrency` sockets at once); results in input order.
 
-    expect (parallel to probes): True where a reply is expected, False where none is, None where
-    nothing is said. Unanswered probes are retried (see to_retry) up to `attempts` tries in all.
+    expect (parallel to probes): the kind each should see (REPLY, SILENCE, REFUSED), None where
+    nothing is said. Probes are retried (see to_retry) up to `attempts` tries in all; each result
+    keeps what its earlier tries saw, and a reply that needed retries is confirmed (`_confirm`).
     A source namespace that does not exist fails its probes with that reason; a malformed probe
     raises ValueError.
     """
@@ -319,6 +368,20 @@ def run_probes(probes: Sequence[Probe], timeout: float = 1.0, concurrency: int =
             break
         retried = _round([probes[i] for i in again], wait, min(concurrency, RETRY_CONCURRENCY))
         for i, r in zip(again, retried):
-            results[i] = replace(r, attempts=results[i].attempts + 1)
+            results[i] = replace(r, attempts=results[i].attempts + 1,
+                                 earlier=results[i].earlier + (results[i].kind,))
             judged_with[i] = wait
+    return _confirm(probes, results, adapted_timeout(timeout, rtts, attempts), concurrency)
+
+
+def _confirm(probes: Sequence[Probe], results: list[ProbeResult], wait: float, concurrency: int) -> list[ProbeResult]:
+    """Ask every probe that was answered only after retries again, CONFIRMATIONS times at once: a
+    settled state (a machine that was merely slow) answers each; a stale rule that drops some
+    picks does not. The reply stays final; `settled` records what the confirmations saw."""
+    late = [i for i, r in enumerate(results) if r.ok and r.attempts > 1]
+    if not late:
+        return results
+    again = _round([probes[i] for i in late for _ in range(CONFIRMATIONS)], wait, min(concurrency, RETRY_CONCURRENCY))
+    for n, i in enumerate(late):
+        results[i] = replace(results[i], settled=all(r.ok for r in again[n * CONFIRMATIONS:(n + 1) * CONFIRMATIONS]))
     return results

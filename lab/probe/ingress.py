@@ -28,6 +28,7 @@ CHECKS = {"ingress": "every Ingress rule answers by name from outside (the plain
                      "lab's CA, from a pod of its Service, which sees the client in X-Forwarded-For"}
 TIMEOUT = 3.0
 TRIES = 3
+CURL_TIMED_OUT = 28
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Answer:
     forwarded: str
     redirects: int
     error: str = ""
+    code: int | None = 0  # curl's exit status (None: it did not end)
 
 
 def _backends(state: ClusterState, slices: Sequence[EndpointSliceState], namespace: str,
@@ -89,7 +91,7 @@ def ask(a: Ask, ca: str) -> Answer:
     r = host.run(argv, check=False, timeout=TIMEOUT + 2)
     lines = r.stdout.strip().splitlines()
     if r.code != 0 or not lines:
-        return Answer(0, "", "", 0, (r.stderr.strip().splitlines() or [f"curl exit {r.code}"])[-1])
+        return Answer(0, "", "", 0, (r.stderr.strip().splitlines() or [f"curl exit {r.code}"])[-1], r.code)
     status, redirects = (int(x) for x in lines[-1].split())
     last = {}
     for line in lines[:-1]:  # the headers of the last response (after a redirect)
@@ -105,8 +107,11 @@ def judge(a: Ask, r: Answer) -> Outcome:
     seen = f"curl failed: {r.error}" if r.error else \
         f"HTTP {r.status}" + (f" from {r.server}" if r.server else "") + \
         (f", X-Forwarded-For {r.forwarded}" if r.server else "") + (f" after {r.redirects} redirect" if r.redirects else "")
-    if not a.reply:
-        return Outcome("ingress", subject, not r.server, "no answer from a backend", seen, target=a.url)
+    if not a.reply:  # a drop is silence: curl times out (nginx would wait longer for the backend)
+        silent = r.code == CURL_TIMED_OUT
+        hint = "" if silent or r.server else " — an answer, not silence: refused is not denied, a NetworkPolicy " \
+                                             "drops silently"
+        return Outcome("ingress", subject, silent, "no answer (curl timed out: a drop)", seen + hint, target=a.url)
     if not a.backends:
         return Outcome("ingress", subject, r.status == 503 and not r.error, "HTTP 503 (the Service has no ready endpoint)",
                        seen, target=a.url)

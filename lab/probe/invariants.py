@@ -8,7 +8,7 @@ lab.probe.coverage.ALL_PAIRS_UP_TO pods every pair is probed, beyond that a cove
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import permutations
 from typing import Collection, Mapping, Optional
 
@@ -17,8 +17,10 @@ from lab.controlplane.state import ClusterState, PodState
 from lab.policy import model as policy
 from lab.probe import dns, ingress, services
 from lab.probe.coverage import ALL_PAIRS, Coverage, covering_pairs
-from lab.probe.outcome import Outcome
-from lab.probe.engine import Probe, ProbeResult, adapted_timeout, interface_addresses_many, run_probes
+from lab.probe.outcome import Outcome, describe, mark_flaky, refused_hint
+from lab.probe.engine import (
+    REFUSED, REPLY, SILENCE, Probe, ProbeResult, adapted_timeout, interface_addresses_many, run_probes,
+)
 from lab.topology.refs import Ref, parse_ref
 
 PING_WAIT = 0.25  # the least a ClusterIP ping waits for the answer it must not get (more when the lab is slow)
@@ -39,7 +41,8 @@ INVARIANTS = {
 
 @dataclass(frozen=True)
 class Expectation:
-    """One probe and what it must find: a reply (optionally seeing `source`), or no reply."""
+    """One probe and what it must find: a reply (optionally seeing `source`), silence (a deny), or
+    a refusal (`refused`: nothing serves the port, a REJECT)."""
 
     check: str
     subject: str
@@ -47,6 +50,12 @@ class Expectation:
     reply: bool = True
     source: Optional[str] = None
     server: Optional[str] = None  # the pod that must answer (a hostPort's own)
+    refused: bool = False
+
+    @property
+    def want(self) -> str:
+        """The kind of result the probe must see (lab.probe.engine)."""
+        return REPLY if self.reply else REFUSED if self.refused else SILENCE
 
 
 def _target(p: PodState) -> str:
@@ -172,48 +181,59 @@ def check_expectations(state: ClusterState) -> list[Expectation]:
                 port = dst_ref.port if dst_ref.port is not None else default_port
                 subject = f"{c.name}: {s_label} -> {d_label} ({d_ip}:{port}/{c.protocol})"
                 out.append(Expectation("checks", subject, Probe(s_netns, d_ip, port or 0, c.protocol),
-                                       reply=c.expect == "allow"))
+                                       reply=c.expect == "allow", refused=c.expect == "refused"))
     return out
 
 
 # --- judging ---
 
-def _describe(r: ProbeResult) -> str:
-    return f"reply, source seen {r.seen_source}" if r.ok else f"no reply: {r.error}"
-
-
 def judge(e: Expectation, r: ProbeResult) -> Outcome:
-    where = {"source": e.probe.src_netns, "target": f"{e.probe.dst_ip}:{e.probe.port}/{e.probe.protocol}"}
+    where = {"source": e.probe.src_netns, "target": f"{e.probe.dst_ip}:{e.probe.port}/{e.probe.protocol}",
+             "attempts": r.attempts, "settled": r.settled}
     if e.probe.port == 0:
         return Outcome(e.check, e.subject, False, "a port to probe",
                        "the target serves no port for this protocol; write it as kind/name:PORT", **where)
-    if e.reply:
+    if e.want == REPLY:
         expected = (f"reply, source seen {e.source}" if e.source else "reply") + (f", from {e.server}" if e.server else "")
         right_server = e.server is None or r.server == e.server
         passed = r.ok and (e.source is None or r.seen_source == e.source) and right_server
-        observed = _describe(r) + (f", from {r.server}" if e.server and r.ok else "")
+        observed = describe(r) + (f", from {r.server}" if e.server and r.ok else "")
         if r.ok and r.seen_source != e.source and e.source is not None:
             observed += " (the source address was rewritten: NAT)"
         return Outcome(e.check, e.subject, passed, expected, observed, **where)
-    return Outcome(e.check, e.subject, not r.ok, "no reply (denied)", _describe(r), **where)
+    if e.want == REFUSED:
+        return Outcome(e.check, e.subject, r.seen == REFUSED, "refused (a reset or an ICMP unreachable)",
+                       describe(r), **where)
+    observed = describe(r) + (refused_hint(r) if r.seen == REFUSED else "")
+    return Outcome(e.check, e.subject, r.seen == SILENCE, "no reply at any try (denied)", observed, **where)
 
 
 def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]],
                   results: list[tuple[Expectation, ProbeResult]]) -> list[Outcome]:
-    """Invariant 3, per pod: its eth0, what the others saw, and the model agree."""
+    """Invariant 3, per pod: its eth0, what the others saw, and the model agree. Without a reply
+    from another pod there is no evidence: a failure when its probes went unanswered, unchecked
+    when none could be sent (no other pod serves netexec, or the policies deny them all)."""
     seen: dict[str, set[str]] = {}
+    sent: set[str] = set()
     for e, r in results:
-        if e.check == "pod-to-pod" and e.source and r.ok and r.seen_source:  # not via egress NAT
-            seen.setdefault(e.probe.src_netns, set()).add(r.seen_source)
+        if e.check == "pod-to-pod" and e.source:  # not via egress NAT, not denied
+            sent.add(e.probe.src_netns)
+            if r.ok and r.seen_source:
+                seen.setdefault(e.probe.src_netns, set()).add(r.seen_source)
     out = []
     for pod in state.pods:
         if pod.host_network:
             continue
         own = eth0.get(pod.netns, [])
         others = sorted(seen.get(pod.netns, set()))
-        observed = f"eth0={','.join(own) or 'none'}, seen by others={','.join(others) or 'nothing (no replies)'}"
-        passed = own == [pod.ip] and all(s == pod.ip for s in others)
-        out.append(Outcome("pod-ip", pod.key, passed, f"{pod.ip} everywhere", observed, source=pod.netns))
+        observed = f"eth0={','.join(own) or 'none'}, seen by others={','.join(others) or 'nothing'}"
+        passed = own == [pod.ip] and bool(others) and all(s == pod.ip for s in others)
+        unchecked = own == [pod.ip] and pod.netns not in sent
+        if not others:
+            observed += " (no pod can be probed from it: no evidence)" if unchecked else \
+                " (none of its pod-to-pod probes was answered: no evidence)"
+        out.append(Outcome("pod-ip", pod.key, passed, f"{pod.ip} everywhere", observed, source=pod.netns,
+                           unchecked=unchecked))
     return out
 
 
@@ -229,7 +249,7 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
     exps = [e for e in expectations(state, cov) if want(e.check) or (e.check == "pod-to-pod" and want("pod-ip"))]
     slices = endpoint_slices(state, pod_ready or {})
     asks = services.plan(state, slices, sample=None if cov.all_pairs else cov.seed) if want(*services.CHECKS) else []
-    wanted = {e.probe: e.reply for e in exps if e.probe.port}
+    wanted = {e.probe: e.want for e in exps if e.probe.port}
     unique = list(wanted)
     # DNS lookups wait on other processes: they run beside the probes.
     with ThreadPoolExecutor(3) as pool:
@@ -238,13 +258,15 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
         answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
                              expect=[wanted[p] for p in unique] + [services.expect(a) for a in asks])
         results = dict(zip(unique, answers))
-        missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)
+        missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)  # port 0: judged before
         pairs = [(e, results.get(e.probe, missing)) for e in exps]
         outcomes = [judge(e, r) for e, r in pairs]
         if want("pod-ip"):
             eth0 = interface_addresses_many([(p.netns, "eth0") for p in state.pods if not p.host_network])
             outcomes += judge_pod_ips(state, {ns: a for (ns, _), a in eth0.items()}, pairs)
         outcomes += services.judge(state, asks, answers[len(unique):])
+        if want("service"):
+            outcomes += services.unchecked(state, slices)
         if pod_ready is not None and want("service"):
             outcomes += services.unready(state, slices, pod_ready, probe_detail or {})
         if state.services and want("clusterip-virtual"):
@@ -252,5 +274,7 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
             wait = adapted_timeout(PING_WAIT, [r.elapsed for r in answers if r.ok], 2)
             outcomes += services.clusterip_virtual(state, wait)
         outcomes += [o for job in (names, rules) if job for o in job.result()]
+    nodes = {p.netns: p.node for p in state.pods} | {n.netns: n.name for n in state.nodes}
+    outcomes = mark_flaky([o if o.node else replace(o, node=nodes.get(o.source, "")) for o in outcomes])
     order = list(INVARIANTS)
     return sorted((o for o in outcomes if want(o.check)), key=lambda o: order.index(o.check))

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 from lab.controlplane.state import ClusterState, PodState
 from lab.errors import LabError
 from lab.policy import model
+from lab.probe import engine
 from lab.probe.engine import Probe, ProbeResult, run_probes
 
 Case = tuple[int, str]                       # (port, protocol)
@@ -25,7 +26,7 @@ Key = tuple[str, str, int, str]              # (src key, dst key, port, protocol
 ALLOWED, DENIED, REFUSED, ERROR, NOT_SERVED = "allowed", "denied", "refused", "error", "not served"
 MARKS = {ALLOWED: ".", DENIED: "X", REFUSED: "R", ERROR: "E", NOT_SERVED: "-"}
 LEGEND = ("rows are sources, columns destinations: '.' reply, 'X' dropped (no reply at any try),\n"
-          "'R' refused (a reset or ICMP port unreachable: nothing listening), 'E' other error, '-' not served\n"
+          "'R' refused (a reset or an ICMP unreachable: not a drop), 'E' other error, '-' not served\n"
           "(the destination does not serve that port/protocol: not probed), '*' differs from the policies")
 
 
@@ -100,12 +101,12 @@ def _why_nothing(state: ClusterState, srcs, dsts, cases) -> str:
     return head + f"no destination serves {asked}; served: {offered}"
 
 
+_CELL = {engine.REPLY: ALLOWED, engine.SILENCE: DENIED, engine.REFUSED: REFUSED, engine.ERROR: ERROR}
+
+
 def _observed(r: ProbeResult) -> str:
-    if r.ok:
-        return ALLOWED
-    if (r.error or "").startswith("timeout"):
-        return DENIED
-    return REFUSED if r.error == "connection refused" else ERROR
+    """The cell's letter from the engine's one classification of what a probe saw."""
+    return _CELL[r.seen]
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,8 @@ def measure(state: ClusterState, ports: Sequence[int] = (), protocols: Sequence[
     ips = {d.key: d.ip for d in p.destinations}
     netns = {s.key: s.netns for s in p.sources}
     probes = [Probe(netns[s], ips[d], port, proto) for s, d, port, proto in p.probed]
-    results = run_probes(probes, timeout=timeout, expect=[p.expected[k] for k in p.probed], attempts=attempts)
+    expect = [engine.REPLY if p.expected[k] else engine.SILENCE for k in p.probed]
+    results = run_probes(probes, timeout=timeout, expect=expect, attempts=attempts)
     return Matrix(p, cells(p, results), timeout)
 
 

@@ -4,7 +4,10 @@ a Service without endpoints rejects at once, NodePorts follow their traffic poli
 leaving the cluster is masqueraded to the node's address.
 
 Probes are planned here (pure), run by the probe engine in one batch with the invariants', and
-judged here (pure) — per pair, or per Service port where only the aggregate means something.
+judged here (pure) — per pair, or per Service port and client node where only the aggregate means
+something: each node runs its own rules, so a stale rule on one node fails that node's row (pooled
+over every node, the healthy nodes' replies hid it). A Service port whose endpoints the probes
+cannot speak to (no netexec there) is listed as unchecked, with the reason.
 Every path is judged with the NetworkPolicies in mind: after kube-proxy's DNAT the filter sees the
 endpoint, so a client that the policies deny every endpoint must get no reply, and one they allow
 some endpoints may only be answered by those. A Service whose pods exist but none is ready is a
@@ -24,9 +27,11 @@ from lab import host
 from lab.kube_proxy import model
 from lab.kube_proxy.model import ServicePort, service_port_name
 from lab.policy import model as policy
+from lab.controlplane.ingress import IMAGE as INGRESS_IMAGE
+from lab.dns.runtime import IMAGE as DNS_IMAGE
 from lab.probe import coverage
-from lab.probe.engine import Probe, ProbeResult
-from lab.probe.outcome import Outcome
+from lab.probe.engine import REFUSED, REPLY, SILENCE, Probe, ProbeResult
+from lab.probe.outcome import Outcome, describe, refused_hint
 from lab.topology.refs import Ref, parse_ref
 
 CHECKS = {
@@ -57,19 +62,20 @@ class Ask:
     source: Optional[str] = None         # the source address the server must see ("" = any)
     reply: bool = True
     client: str = ""                     # the pod key of the client, when it is a pod
+    node: str = ""                       # and its node: grouped rows are judged per node
     hairpin: str = ""                    # the client's pod name, if it is itself an endpoint: when it
                                          # answers itself, kube-proxy masquerades (no source check)
     may_drop: bool = False               # the policies deny some endpoints: no reply is what picking
                                          # one of those looks like
 
 
-def expect(a: Ask) -> Optional[bool]:
+def expect(a: Ask) -> Optional[str]:
     """What the probe engine is told to expect (it retries what disagrees): no-endpoints waits for
     a reject, an ICMP error the kernel rate-limits per destination (a burst of 6, then one a
     second), so a lost one is tried again; a may-drop probe's silence is an answer."""
     if a.check == "no-endpoints":
-        return None
-    return a.reply and not a.may_drop
+        return REFUSED
+    return REPLY if a.reply and not a.may_drop else SILENCE
 
 
 # Where each node's rules send a Service port's traffic, as lab.kube_proxy.model decides it for
@@ -120,6 +126,39 @@ def netexec_serves(pod, port: int, protocol: str) -> bool:
                                    for c in pod.containers)
 
 
+def not_netexec(eps: Mapping[str, tuple[str, int]], protocol: str, pods: Mapping[str, PodState]) -> list[str]:
+    """The endpoints (pod keys) the harness's probes cannot speak to: no netexec at their port."""
+    return sorted(k for k, (_, p) in eps.items() if not netexec_serves(pods.get(k), p, protocol))
+
+
+# Images whose Services other rows check (lab.probe.dns, lab.probe.ingress): not unchecked.
+CHECKED_ELSEWHERE = frozenset({DNS_IMAGE, INGRESS_IMAGE})
+
+
+def unchecked(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Outcome]:
+    """One unchecked `service` row per Service port whose endpoints do not all speak netexec (a
+    program of the user's): the harness cannot tell their answers, so it says so rather than
+    skipping them silently or calling them a pass."""
+    pods = {p.key: p for p in state.pods}
+    out = []
+    for svc in state.services:
+        if svc.cluster_ip is None:
+            continue
+        for port in svc.ports:
+            eps = reachable_endpoints(per_node(state, svc, port, slices))
+            odd = [k for k in not_netexec(eps, port.protocol, pods)
+                   if not any(c.image in CHECKED_ELSEWHERE for c in pods[k].containers)]
+            if not odd:
+                continue
+            what = ", ".join(f"{k} ({'; '.join(c.image if not c.argv else ' '.join(c.argv)[:40] for c in pods[k].containers)})"
+                             for k in odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+            out.append(Outcome("service", f"{service_port_name(svc, port)} ({svc.cluster_ip}:{port.port}/{port.protocol})",
+                               False, "endpoints the probes can speak to (netexec)",
+                               f"unchecked: endpoints without netexec (the probes speak netexec only): {what}",
+                               target=f"{svc.cluster_ip}:{port.port}/{port.protocol}", unchecked=True))
+    return out
+
+
 def allowed_servers(state: ClusterState, src_of, eps: Mapping[str, tuple[str, int]], protocol: str,
                     pods: Mapping[str, PodState]) -> frozenset:
     """The names of the endpoints the policies let this client reach, judged as the filter sees the
@@ -154,34 +193,35 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
             target = f"{svc.cluster_ip}:{port.port}/{port.protocol}"
             sps = per_node(state, svc, port, slices)
             eps = reachable_endpoints(sps)
-            if not all(netexec_serves(pods.get(k), p, port.protocol) for k, (_, p) in eps.items()):
-                continue  # the probes speak netexec; other servers (kube-dns) have checks of their own
+            if not_netexec(eps, port.protocol, pods):
+                continue  # listed by `unchecked`, or checked by rows of their own (kube-dns)
             if not any(sp.has_endpoints for sp in sps.values()):  # the rules reject
                 for c in clients[:1] if port.protocol == "TCP" else ():
                     asks.append(Ask("no-endpoints", f"{spn} ({target}) from {c.key}",
                                     Probe(c.netns, svc.cluster_ip, port.port, port.protocol), reply=False))
                 continue
-            share = len(eps) if sample is None else min(len(eps), SAMPLED_SHARE)
-            rounds = max(1, math.ceil(SAMPLES * share / max(1, len(clients))))
+            per_node_clients = Counter(c.node for c in clients)
             affinity = svc.session_affinity == "ClientIP"
-            local = svc.internal_traffic_policy == "Local"
             for c in clients:
                 reachable = internal_endpoints(sps[c.node])
                 if not reachable:
                     continue  # iTP Local and no endpoint on this node: nothing is promised
+                # SAMPLES connections per endpoint from each node, spread over its clients; in a
+                # sampled check (a big lab) the SAMPLED_SHARE budget is split between the nodes
+                share = len(reachable) if sample is None else min(len(reachable), SAMPLED_SHARE) / len(per_node_clients)
+                rounds = max(1, math.ceil(SAMPLES * share / per_node_clients[c.node]))
                 everyone = frozenset(pod_names[k] for k in reachable)
                 names = allowed_servers(state, lambda _: c, reachable, port.protocol, pods)
                 subject, reply, may_drop = _denied(f"{c.key} ({c.ip}) -> {spn} ({target})", names, everyone)
                 hairpin = c.name if c.key in reachable and c.name in names else ""
-                # Spread is judged over the endpoints a client may reach: all of them, or with
-                # internalTrafficPolicy Local those of its own node (one group per node). Clients
-                # the policies restrict are judged one probe at a time.
-                group = "" if not reply or may_drop else \
-                    f"{spn}|{c.key}" if affinity else f"{spn} from node {c.node}" if local else spn
+                # Judged per client node (each node's rules are its own), over the endpoints its
+                # clients may reach: all of them, or with internalTrafficPolicy Local those of the
+                # node. Clients the policies restrict are judged one probe at a time.
+                group = "" if not reply or may_drop else f"{spn}|{c.key}" if affinity else f"{spn} from node {c.node}"
                 for i in range(rounds if not affinity else max(rounds, 4)):
                     asks.append(Ask("session-affinity" if affinity and group else "service", subject,
                                     Probe(c.netns, svc.cluster_ip, port.port, port.protocol),
-                                    group=group, servers=names, source=c.ip, client=c.key, hairpin=hairpin,
+                                    group=group, servers=names, source=c.ip, client=c.key, node=c.node, hairpin=hairpin,
                                     reply=reply, may_drop=may_drop))
                     if not group:
                         break  # one probe says it: the engine retries before judging
@@ -216,7 +256,8 @@ def unready(state: ClusterState, slices: Sequence[EndpointSliceState], pod_ready
             probe_detail: Mapping[str, str]) -> list[Outcome]:
     """A failing `service` row for each Service whose selector picks pods of which none is ready,
     saying why (each readiness probe's last result); it passes only where the topology's checks
-    expect the Service to deny. A selector that picks no pod is the no-endpoints check's case."""
+    expect the Service to refuse (kube-proxy rejects a Service without endpoints). A selector that
+    picks no pod is the no-endpoints check's case."""
     out = []
     for svc in state.services:
         if not svc.selector:
@@ -233,9 +274,10 @@ def unready(state: ClusterState, slices: Sequence[EndpointSliceState], pod_ready
                        for c in p.containers if c.readiness]
             running = pod_ready.get(p.key) is not None
             why.append(f"{p.name} ({'; '.join(reasons) or ('not ready' if running else 'not running')})")
-        expected = any(c.expect == "deny" and _names(parse_ref(c.dst), svc) for c in state.checks)
+        expected = any(c.expect == "refused" and _names(parse_ref(c.dst), svc) for c in state.checks)
         out.append(Outcome("service", f"{svc.key}: 0 of {len(selected)} pods ready", expected,
-                           "ready endpoints" if not expected else "no ready endpoint (the topology's checks deny it)",
+                           "ready endpoints" if not expected else "no ready endpoint (the topology's checks expect "
+                                                                  "it refused)",
                            "no ready endpoint: " + "; ".join(why[:5]) + (f"; and {len(why) - 5} more" if len(why) > 5 else ""),
                            target=svc.cluster_ip or ""))
     return out
@@ -301,31 +343,34 @@ def judge(state: ClusterState, asks: Sequence[Ask], results: Sequence[ProbeResul
     for a, r in zip(asks, results):
         if a.group and a.check in ("service", "session-affinity"):
             groups.setdefault((a.check, a.group), []).append((a, r))  # judged per group below
+        elif a.check == "no-endpoints":
+            out.append(Outcome(a.check, a.subject, r.seen == REFUSED, "rejected at once (refused)", _seen(r),
+                               **_where(a, r)))
         elif not a.reply:
-            fast = r.error is not None and "refused" in r.error
-            expected = "rejected at once (connection refused)" if a.check == "no-endpoints" else "no reply"
-            passed = fast if a.check == "no-endpoints" else not r.ok
-            out.append(Outcome(a.check, a.subject, passed, expected, _seen(r), **_where(a)))
-        elif a.may_drop and not r.ok and (r.error or "").startswith("timeout"):
+            observed = _seen(r) + (refused_hint(r) if r.seen == REFUSED else "")
+            out.append(Outcome(a.check, a.subject, r.seen == SILENCE, "no reply at any try (denied)", observed,
+                               **_where(a, r)))
+        elif a.may_drop and r.seen == SILENCE:
             out.append(Outcome(a.check, a.subject, True, _expected(a) + ", or no reply (a denied endpoint picked)",
-                               f"no reply: {r.error}", **_where(a)))
+                               _seen(r), **_where(a, r)))
         else:
             problems = _problems(a, r, node_ips)
             out.append(Outcome(a.check, a.subject, not problems, _expected(a), "; ".join(problems) or _seen(r),
-                               **_where(a)))
+                               **_where(a, r)))
     for (check, group), pairs in groups.items():
         out += _judge_group(check, group, pairs, node_ips)
     return out
 
 
-def _where(a: Ask) -> dict:
-    return {"source": a.probe.src_netns, "target": f"{a.probe.dst_ip}:{a.probe.port}/{a.probe.protocol}"}
+def _where(a: Ask, r: Optional[ProbeResult] = None) -> dict:
+    return {"source": a.probe.src_netns, "target": f"{a.probe.dst_ip}:{a.probe.port}/{a.probe.protocol}",
+            "attempts": r.attempts if r else 1, "settled": r.settled if r else True}
 
 
 def _problems(a: Ask, r: ProbeResult, node_ips: dict[str, str]) -> list[str]:
     """Why a reply is not what the Ask wanted (empty: it is)."""
     if not r.ok:
-        return [f"no reply: {r.error}"]
+        return [describe(r)]
     problems = []
     if a.servers and r.server not in a.servers:
         problems.append(f"answered by {r.server}, not one of {', '.join(sorted(a.servers))}")
@@ -345,7 +390,7 @@ def _expected(a: Ask) -> str:
 
 
 def _seen(r: ProbeResult) -> str:
-    return f"reply from {r.server}, source seen {r.seen_source}" if r.ok else f"no reply: {r.error}"
+    return f"reply from {r.server}, source seen {r.seen_source}" if r.ok else describe(r)
 
 
 def _judge_group(check: str, group: str, pairs, node_ips: dict[str, str]) -> list[Outcome]:
@@ -354,16 +399,19 @@ def _judge_group(check: str, group: str, pairs, node_ips: dict[str, str]) -> lis
     a0 = pairs[0][0]
     counts = Counter(r.server for _, r in pairs if r.ok)
     failed = [(a, r, p) for a, r in pairs for p in [_problems(a, r, node_ips)] if p]
-    where = {"source": "", "target": _where(a0)["target"]}
+    late = sum(r.attempts > 1 for a, r in pairs if r.ok)
+    where = {"source": "", "target": _where(a0)["target"], "node": a0.node}
+    tries = {"attempts": max(r.attempts for _, r in pairs), "settled": all(r.settled for _, r in pairs)}
+    retried = f" ({late} only after retries)" if late else ""
     if check == "session-affinity":
         passed = not failed and len(counts) == 1
         note = f"; {len(failed)} failed: {'; '.join(failed[0][2])}" if failed else ""
         return [Outcome(check, f"{a0.subject}: {len(pairs)} connections", passed, "every connection to one endpoint",
-                        _counts(counts) + note, **where)]
-    out = [Outcome("service", a.subject, False, _expected(a), "; ".join(p), **_where(a)) for a, r, p in failed]
+                        _counts(counts) + retried + note, **where, **tries)]
+    out = [Outcome("service", a.subject, False, _expected(a), "; ".join(p), **_where(a, r)) for a, r, p in failed]
     passes = len(pairs) - len(failed)
     out.append(Outcome("service", f"{group}: {passes} of {len(pairs)} connections from pods", not failed,
-                       "every connection answered", f"{passes} answered", **where))
+                       "every connection answered", f"{passes} answered{retried}", **where, **tries))
     allowed = set().union(*(a.servers for a, _ in pairs))
     out.append(_spread(group, counts, allowed, where))
     return out
@@ -428,34 +476,36 @@ def _counts(counts: Counter, most: int = 0) -> str:
 def clusterip_virtual(state: ClusterState, wait: float = 1.0):
     """No namespace of the lab has a ClusterIP on an interface, and a ping to one gets no answer
     (kube-proxy only translates the Service's ports) within `wait` seconds: the caller adapts it to
-    the round trips its probes measured, as the engine does for a silence it judges."""
+    the round trips its probes measured, as the engine does for a silence it judges. The ping
+    leaves from an ordinary pod, or from a node when the lab has none: never no ping at all."""
     from concurrent.futures import ThreadPoolExecutor
 
     from lab.probe.netns import interface_addresses_many
 
     namespaces = sorted({p.netns for p in state.pods} | {n.netns for n in state.nodes} | {h.netns for h in state.hosts})
     held = {a: ns for (ns, _), addrs in interface_addresses_many([(ns, "*") for ns in namespaces]).items() for a in addrs}
-    client = next((p for p in state.pods if not p.host_network), None)
+    client = next(((p.netns, p.key) for p in state.pods if not p.host_network),
+                  next((n.netns, f"node/{n.name}") for n in state.nodes))
     virtual = [s for s in state.services if s.cluster_ip]
 
     def ping(svc: ServiceState) -> str:
         """'' when no reply came (ping exits 1), else what went wrong: a reply, or ping itself failing."""
-        proc = host.run(["ip", "netns", "exec", client.netns, "ping", "-c", "1", "-W", f"{wait:.2f}", "-q", svc.cluster_ip],
+        proc = host.run(["ip", "netns", "exec", client[0], "ping", "-c", "1", "-W", f"{wait:.2f}", "-q", svc.cluster_ip],
                         timeout=10, check=False)
         if proc.code == 1:
             return ""
         if proc.code == 0:
-            return f"answered a ping from {client.key}"
+            return f"answered a ping from {client[1]}"
         return f"ping failed ({'timed out' if proc.code is None else f'exit {proc.code}'}): " \
                f"{(proc.stderr or proc.stdout).strip()[:200]}"
 
     with ThreadPoolExecutor(8) as pool:
-        answered = dict(zip((s.key for s in virtual), pool.map(ping, virtual))) if client else {}
+        answered = dict(zip((s.key for s in virtual), pool.map(ping, virtual)))
     out = []
     for s in virtual:
         problems = ([f"on an interface of {held[s.cluster_ip]}"] if s.cluster_ip in held else []) + \
                    ([answered[s.key]] if answered.get(s.key) else [])
         out.append(Outcome("clusterip-virtual", f"{s.key} ({s.cluster_ip})", not problems,
-                           "on no interface, no ping reply", "; ".join(problems) or "on no interface, no ping reply",
-                           target=s.cluster_ip))
+                           "on no interface, no ping reply", "; ".join(problems) or
+                           f"on no interface, no reply to a ping from {client[1]}", target=s.cluster_ip))
     return out

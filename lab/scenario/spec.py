@@ -363,9 +363,10 @@ def _probe(value: Any, at, sub: tuple, names: Names) -> Optional[Probe]:
         at.bad(sub + ("protocol",), f"protocol must be one of {', '.join(PROTOCOLS)}, not {value['protocol']!r}")
         ok = False
     expect = value.get("expect", "allow")
-    if expect not in ("allow", "deny"):
-        at.bad(sub + ("expect",), f"a probe expects allow or deny, not {expect!r}",
-               "deny passes only when every try went unanswered; a refused connection is not a deny")
+    if expect not in ("allow", "deny", "refused"):
+        at.bad(sub + ("expect",), f"a probe expects allow, deny or refused, not {expect!r}",
+               "deny passes only when every try went unanswered; a refused connection (a reset, an ICMP "
+               "unreachable) is expect: refused")
         ok = False
     if not ok:
         return None

@@ -17,6 +17,7 @@ from lab import host
 from lab.errors import LabError
 from lab.host import record as records
 from lab.runtime import inside
+from lab.probe.engine import REFUSED, REPLY, SILENCE
 from lab.scenario import match
 from lab.scenario.spec import Check, Clear, Dns, Exec, Fault, Manifests, Node, Probe, Sleep, is_address, pod_ref
 from lab.topology.refs import parse_ref
@@ -136,12 +137,13 @@ def check(ctx: Context, spec: Check) -> str:
         empty = [row for row in spec.only if not any(o.check == row for o in outcomes)]
         if empty:
             raise Failed(f"nothing to check for {', '.join(empty)} in lab {ctx.lab}")
-    bad = [o for o in outcomes if not o.passed]
+    bad = [o for o in outcomes if o.failed]
     if bad:
         o = bad[0]
         more = f" (and {len(bad) - 1} more of {len(outcomes)} failed)" if len(bad) > 1 else ""
         raise Failed(f"{o.check}: {o.subject}: expected {o.expected}; observed {o.observed}{more}")
-    return f"{len(outcomes)} checks passed"
+    unchecked = sum(o.unchecked for o in outcomes)
+    return f"{len(outcomes) - unchecked} checks passed" + (f", {unchecked} unchecked" if unchecked else "")
 
 
 def _sources(state, text: str) -> list[tuple[str, str]]:
@@ -171,8 +173,8 @@ def _resolve(state, p: Probe) -> list[tuple[str, str, str, int]]:
 
 
 def _probes(state, probes: tuple[Probe, ...]) -> str:
-    """Ad hoc probes, judged as the harness judges: a reply at any try is a reply; a deny only when
-    every try went unanswered; a refused connection (nothing serves the port) is neither."""
+    """Ad hoc probes, judged as the harness judges (lab.probe.engine's classification): a reply at
+    any try is a reply; a deny only when every try went unanswered; a refusal is its own."""
     from lab.probe.engine import Probe as EngineProbe, run_probes
 
     planned = []
@@ -183,7 +185,8 @@ def _probes(state, probes: tuple[Probe, ...]) -> str:
         planned += [(p, *f) for f in found]
     sockets = {i: EngineProbe(netns, ip, port, p.protocol) for i, (p, _, netns, ip, port) in enumerate(planned)
                if p.protocol != "ICMP" and port}
-    results = dict(zip(sockets, run_probes(list(sockets.values()), expect=[None] * len(sockets))))
+    expect = [REFUSED if planned[i][0].expect == "refused" else None for i in sockets]
+    results = dict(zip(sockets, run_probes(list(sockets.values()), expect=expect)))
     problems = []
     for i, (p, subject, netns, ip, port) in enumerate(planned):
         if p.protocol == "ICMP":
@@ -199,31 +202,40 @@ def _probes(state, probes: tuple[Probe, ...]) -> str:
     return f"{len(planned)} probe{'s' if len(planned) != 1 else ''} as expected"
 
 
+_WANT = {"allow": REPLY, "deny": SILENCE, "refused": REFUSED}
+_WORDS = {REPLY: "a reply", SILENCE: "no reply at any try", REFUSED: "a refusal"}
+
+
 def _verdict(expect: str, r) -> str:
-    """'' when a probe result is what `expect` (allow, deny) wants, else why not."""
-    tries = f"{r.attempts} tr{'y' if r.attempts == 1 else 'ies'}"
-    refused = "refused" in (r.error or "")
-    if expect == "allow":
-        if refused:
-            return f"connection refused ({tries}): nothing serves the port there"
-        return "" if r.ok else f"no reply after {tries} ({r.error})"
-    if r.ok:
-        return f"a reply from {r.server or 'the destination'} (source seen {r.seen_source}) where a deny was expected"
-    if refused:
-        return "connection refused: nothing serves the port there, which is not a deny (a denied probe gets no answer)"
-    return ""
+    """'' when a probe result is what `expect` (allow, deny, refused) wants, else why not: the
+    engine's one classification (ProbeResult.seen), worded as `lab check` words it."""
+    from lab.probe.outcome import describe, refused_hint
+
+    want = _WANT[expect]
+    if r.seen == want:
+        return ""
+    hint = refused_hint(r) if want == SILENCE and r.seen == REFUSED else ""
+    return f"expected {_WORDS[want]}; observed {describe(r)}{f' from {r.server}' if r.ok and r.server else ''}{hint}"
 
 
 def _verdict_ping(expect: str, netns: str, ip: str) -> str:
-    """ICMP echo, tried PING_TRIES times with a longer wait each time before it is judged unanswered."""
+    """ICMP echo, tried PING_TRIES times with a longer wait each time, classified as the engine
+    classifies a probe: an echo reply is final, an ICMP error (ping's "+N errors") is a refusal,
+    silence only when every try went unanswered."""
+    saw = SILENCE
     for attempt in range(1, PING_TRIES + 1):
         done = host.run(["ip", "netns", "exec", netns, "ping", "-c", "1", "-W", str(attempt), "-q", ip],
                         timeout=attempt + 5, check=False)
-        if done.code == 0:
-            return "" if expect == "allow" else "an echo reply where a deny was expected"
-        if done.code not in (1, None):
+        if done.code not in (0, 1, None):
             raise LabError(f"ping in {netns} failed (exit {done.code}): {done.stderr.strip()}")
-    return f"no echo reply after {PING_TRIES} tries" if expect == "allow" else ""
+        saw = REPLY if done.code == 0 else REFUSED if " errors" in done.stdout else SILENCE
+        if saw != SILENCE:
+            break
+    if saw == _WANT[expect]:
+        return ""
+    observed = {REPLY: "an echo reply", REFUSED: "an ICMP error (unreachable)",
+                SILENCE: f"no echo reply after {PING_TRIES} tries"}[saw]
+    return f"expected {_WORDS[_WANT[expect]]}; observed {observed}"
 
 
 def dns(ctx: Context, spec: Dns) -> str:

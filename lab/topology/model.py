@@ -121,14 +121,15 @@ class PublicSpec(Strict):
 
 
 class CheckSpec(Strict):
-    """One expectation: `from` reaches (or not) `to`. Endpoints are `[namespace/]kind/name[:port]`,
-    kind one of pod, deploy, node, host."""
+    """One expectation: `from` reaches `to` (allow), gets no answer at any try (deny: a drop, as a
+    NetworkPolicy does), or is refused (a reset or an ICMP unreachable: nothing serves the port,
+    a REJECT). Endpoints are `[namespace/]kind/name[:port]`, kind one of pod, deploy, node, host."""
 
     name: Optional[str] = None
     from_: str = Field(alias="from")
     to: str
     protocol: Literal["TCP", "UDP"] = "TCP"
-    expect: Literal["allow", "deny"]
+    expect: Literal["allow", "deny", "refused"]
 
 
 # --- manifests: the subset of real Kubernetes objects the lab understands ---

@@ -1,8 +1,10 @@
 """Prediction beside observation (pure): one row per hop, marked where they differ.
 
-Marks: "=" the kernel did what the model says, "≠" it did something else, "?" nothing on this
-hop can be observed (the wire, a bridge port) or was not, "·" not reached: the packet stopped
-before. A drop the model did not predict gets a row of its own naming what dropped it.
+Marks: "=" the kernel did what the model says — the value the hop predicts (addresses, device,
+endpoint, verdict) was observed, not merely a packet —, "≠" it did something else, "?" nothing on
+this hop can be observed (the wire, a bridge port) or was not, "·" not reached: the packet stopped
+before. A drop the model did not predict gets a row of its own naming what dropped it. The
+probe's own result ("no answer") is always a value: never "?", masquerade or not.
 """
 from __future__ import annotations
 
@@ -143,21 +145,30 @@ def _encap(hop: Hop, obs: Observed) -> tuple[str, str]:
     return f"outer {p.get('SRC')} → {p.get('DST')} UDP dport {p.get('DPORT')} out {p.get('OUT')}", SAME if ok else DIFFERENT
 
 
+def _addressed(prefix: str, packets: list[events.Packet], src: str, dst: str) -> tuple[str, str]:
+    """SAME only when a packet carrying the predicted addresses was seen (the value, not a packet)."""
+    match = next((p for p in packets if (p.get("SRC"), p.get("DST")) == (src, dst)), None)
+    if match is None:
+        return f"{prefix}{packets[0].summary()}, not {src} → {dst}", DIFFERENT
+    return f"{prefix}{match.summary()}", SAME
+
+
 def _send(hop: Hop, obs: Observed) -> tuple[str, str]:
     seen = _visits(obs, hop.namespace)
     if not seen:
         return "no packet of the probe traced here", UNSEEN
-    return f"{len(seen)} netfilter visits; first: {seen[0].packet.summary()}", SAME
+    return _addressed(f"{len(seen)} netfilter visits: ", [v.packet for v in seen], *hop.expect[:2])
 
 
 def _arrive(hop: Hop, obs: Observed) -> tuple[str, str]:
-    """The packet seen coming in on the interface (with the VXLAN port: its outer header)."""
-    dev, port = (hop.expect + ("",))[:2]
+    """The packet seen coming in on the interface (with the VXLAN port: its outer header), with the
+    predicted addresses."""
+    dev, port, src, dst = hop.expect
     seen = [v.packet for v in _visits(obs, hop.namespace) if v.packet.get("IN").startswith(dev)
             and (not port or v.packet.get("DPORT") == port)]
     if not seen:
         return f"nothing of the probe seen coming in on {dev}", DIFFERENT
-    return f"in on {seen[0].get('IN')}: {seen[0].summary()}", SAME
+    return _addressed(f"in on {seen[0].get('IN')}: ", seen, src, dst)
 
 
 def _deliver(hop: Hop, obs: Observed) -> tuple[str, str]:
@@ -175,8 +186,11 @@ def _deliver(hop: Hop, obs: Observed) -> tuple[str, str]:
 
 
 def _unanswered(hop: Hop, obs: Observed) -> tuple[str, str]:
+    """Predicted silence: only silence is the same; a refusal (an ICMP unreachable) is an answer."""
     if obs.ok:
         return f"answered{f' by {obs.server}' if obs.server else ''} in {obs.elapsed * 1000:.1f} ms", DIFFERENT
+    if obs.error != events.TIMED_OUT:
+        return f"refused: {obs.error} (an answer, not silence)", DIFFERENT
     return f"no reply: {obs.error}", SAME
 
 
@@ -205,6 +219,14 @@ def _unpredicted_drops(hops: list[Hop], obs: Observed) -> dict[str, events.Event
 _DIRECTION = {"send": "Out", "encap": "Out", "arrive": "In", "deliver": "In"}
 
 
+def _carries(text: str, hop: Hop) -> bool:
+    """Whether a tcpdump line shows the addresses the hop predicts. Coming in (arrive, deliver) only
+    the source: on a bridge with bridge-nf-call-iptables the capture already shows the DNAT."""
+    wanted = {"send": hop.expect[:2], "encap": hop.expect[:2], "arrive": hop.expect[2:3],
+              "deliver": hop.expect[:1]}[hop.kind]
+    return all(re.search(rf"(?<![\w.:]){re.escape(ip)}(?!\w)", text) for ip in wanted)
+
+
 def _capture(hop: Hop, obs: Observed) -> Optional[Row]:
     """The packets tcpdump saw on the hop's interface (the VXLAN outer header on a node's eth0)."""
     if hop.kind not in _DIRECTION or hop.namespace not in obs.captures:
@@ -219,9 +241,17 @@ def _capture(hop: Hop, obs: Observed) -> Optional[Row]:
     where = f"tcpdump -i {ifname}"
     if not records:
         return Row(f"{hop.step}c", where, hop.namespace, ifname, "", "no packet of the probe captured here", UNSEEN)
-    first = (ahead or records)[0]
+    carrying = [c for c in ahead if _carries(c.text, hop)]
+    first = (carrying or ahead or records)[0]
+    mark = SAME if carrying else DIFFERENT if ahead else UNSEEN
     return Row(f"{hop.step}c", where, hop.namespace, ifname, "", f"{len(records)} packet(s); "
-               f"{first.direction} {first.text}", SAME if ahead else UNSEEN)
+               f"{first.direction} {first.text}" + ("" if carrying or not ahead else " (not the predicted addresses)"),
+               mark)
+
+
+# Hops observed by matching the probe's packets (its source port): a masquerade that picked another
+# port may hide them from the trace. The probe's own result (deliver, reply) is never hidden.
+_MATCHED = ("send", "arrive", "encap", "filter")
 
 
 def rows(hops: list[Hop], obs: Optional[Observed]) -> list[Row]:
@@ -237,7 +267,7 @@ def rows(hops: list[Hop], obs: Optional[Observed]) -> list[Row]:
             continue
         check = _CHECKS.get(h.kind)
         text, mark = check(h, obs) if check else ("", UNSEEN)
-        if remapped and mark == DIFFERENT and text.startswith(("no ", "nothing")) and h.kind != "reply":
+        if remapped and mark == DIFFERENT and text.startswith(("no ", "nothing")) and h.kind in _MATCHED:
             text, mark = f"{text} (MASQUERADE --random-fully changed the source port the trace matches)", UNSEEN
         remapped = remapped or (h.kind == "snat" and "random-fully" in h.what)
         out.append(Row(str(h.step), h.component, h.namespace, h.interface, h.what, text, mark))

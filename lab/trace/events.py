@@ -182,6 +182,9 @@ def captures_of_probe(records: list[Captured], ports: set[str]) -> list[Captured
     return [c for c in records if mine(c)]
 
 
+TIMED_OUT = "timed out"  # Observed.error for a probe nothing answered (silence)
+
+
 @dataclass
 class Observed:
     """What one probe connection did: its answer, the traces per namespace, conntrack, routes."""

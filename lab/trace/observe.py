@@ -155,7 +155,7 @@ def _connect(obs: Observed, netns: str, dst: str, port: int, protocol: str, time
                 obs.seen = text.strip().rpartition(":")[0]
                 obs.ok = True
             except OSError as e:
-                obs.error = "timed out" if isinstance(e, socket.timeout) else (e.strerror or str(e)).lower()
+                obs.error = events.TIMED_OUT if isinstance(e, socket.timeout) else (e.strerror or str(e)).lower()
             obs.elapsed = time.monotonic() - t0
 
     host.in_ns(netns, go)
@@ -201,7 +201,7 @@ def _ping(obs: Observed, netns: str, dst: str, timeout: float) -> None:
                         obs.error = f"{errors.get(code, f'destination unreachable (code {code})')} from {addr}"
                         break
             if not obs.ok and not obs.error:
-                obs.error = "timed out"
+                obs.error = events.TIMED_OUT
         obs.elapsed = time.monotonic() - t0
 
     host.in_ns(netns, go)

@@ -31,7 +31,8 @@ class Hop:
     interface: str
     what: str                       # one line, real names and addresses
     kind: str = ""                  # send|route|dnat|filter|snat|encap|deliver|reply: what compare checks
-    expect: tuple[str, ...] = ()    # kind-specific: route (dev, via, dst[, proto]); dnat endpoints; filter (verdict, by)...
+    expect: tuple[str, ...] = ()    # kind-specific: route (dev, via, dst[, proto]); dnat endpoints; filter (verdict, by);
+                                    # send (src, dst); arrive (dev, dport, src, dst); encap (outer src, dst, dport)...
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,8 @@ class _Walk:
         """A packet through one node: nat, route, FORWARD, POSTROUTING. (flow, dev, next node)."""
         ns = self.state.node(node).netns
         if not local_out and entered:
-            self.add(f"node {node}", ns, entered, f"arrives on {entered}: {self.proto(flow)}", "arrive", (entered,))
+            self.add(f"node {node}", ns, entered, f"arrives on {entered}: {self.proto(flow)}", "arrive",
+                     (entered, "", flow.src_ip, flow.dst_ip))
         if flow.endpoint is None:
             flow = self.nat_in(node, flow, "OUTPUT" if local_out else "PREROUTING")
             if self.dropped:
@@ -247,7 +249,7 @@ class _Walk:
             self.add("underlay", "", st.switch_name, f"switch {st.switch_name} carries UDP {a.ip} → {b.ip}:{vxlan.PORT}")
             self.add(f"{vxlan.DEVICE} (VXLAN) on {nxt}", b.netns, "eth0",
                      f"eth0 receives UDP {vxlan.PORT}; {vxlan.DEVICE} decapsulates VNI {vxlan.VNI}: "
-                     f"inner {flow.src_ip} → {flow.dst_ip}", "arrive", ("eth0", str(vxlan.PORT)))
+                     f"inner {flow.src_ip} → {flow.dst_ip}", "arrive", ("eth0", str(vxlan.PORT), a.ip, b.ip))
             return vxlan.DEVICE
         if st.network == "cloud-routes":
             gw = underlay_gateway(st.underlay_subnet)
@@ -266,7 +268,8 @@ class _Walk:
         if src.kind == "node" and dst.kind == "pod":  # the kernel's source for that route (flannel.1's, across nodes)
             src_ip = routing.backend(st).sending_address(st, src.node, dst.node)
         flow = Flow(src_ip, dst.ip, dst.port, dst)
-        self.add(src.name, src.netns, "eth0" if src.kind != "node" else "", f"sends {self.proto(flow)}", "send")
+        self.add(src.name, src.netns, "eth0" if src.kind != "node" else "", f"sends {self.proto(flow)}", "send",
+                 (flow.src_ip, flow.dst_ip))
         if src.kind == "pod":
             gw, cidr = st.node(src.node).gateway, st.node(src.node).pod_cidr
             if st.cni == "bridge" and _in(dst.ip, cidr):   # the same bridge: the connected route, no gateway

@@ -48,7 +48,7 @@ def test_a_service_without_ready_endpoints_fails_with_the_probe_result(tmp_path,
     assert len(rows) == 1 and not rows[0]["passed"]
     assert "GET /not-found-by-design (port 8080) -> 404" in rows[0]["observed"]
     # and the topology can say it is expected
-    topo.write_text(UNREADY + "checks:\n  - {from: deploy/web, to: svc/web:80, expect: deny}\n")
+    topo.write_text(UNREADY + "checks:\n  - {from: deploy/web, to: svc/web:80, expect: refused}\n")
     lab("apply", str(topo), "--lab", "unready")
     proc = lab("check", "--lab", "unready", "--json", str(out), check=False)
     rows = [r for r in json.loads(out.read_text())["results"] if r["subject"].startswith("default/web: 0 of 2")]

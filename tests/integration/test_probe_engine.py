@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.probe.engine import Probe, interface_addresses, interface_addresses_many, run_probes
+from lab.probe.engine import (
+    ERROR, REFUSED, REPLY, SILENCE, Probe, interface_addresses, interface_addresses_many, run_probes,
+)
 from lab.host.netns import NetnsError
 
 pytestmark = [
@@ -110,19 +112,19 @@ def test_all_pairs_reach_and_see_the_client_address(world):
 def test_closed_port_is_refused_fast(world, proto):
     [r] = run_probes([Probe(ns("a"), PODS["b"], CLOSED, proto)], timeout=2.0)
     assert not r.ok and r.seen_source is None
-    assert "refused" in r.error
+    assert "refused" in r.error and r.seen == REFUSED and r.hint == "nothing listens on that port there"
     assert r.elapsed < 0.5
 
 
 def test_unrouted_address_says_why(world):
     [r] = run_probes([Probe(ns("a"), UNROUTED, TCP)], timeout=2.0)
-    assert (r.ok, r.error) == (False, "network is unreachable")
+    assert (r.ok, r.error, r.seen) == (False, "network is unreachable", REFUSED)
 
 
 @pytest.mark.parametrize("proto", ["TCP", "UDP"])
 def test_silent_address_expected_silent_fails_within_timeout(world, proto):
     t0 = time.monotonic()
-    [r] = run_probes([Probe(ns("a"), NOBODY, TCP, proto)], timeout=0.5, expect=[False])
+    [r] = run_probes([Probe(ns("a"), NOBODY, TCP, proto)], timeout=0.5, expect=[SILENCE])
     assert not r.ok and r.seen_source is None and r.attempts == 1
     assert "timeout" in r.error or "no route" in r.error
     assert time.monotonic() - t0 < 1.0
@@ -130,9 +132,35 @@ def test_silent_address_expected_silent_fails_within_timeout(world, proto):
 
 @pytest.mark.parametrize("proto", ["TCP", "UDP"])
 def test_an_unanswered_probe_is_tried_again_before_the_verdict(world, proto):
-    [r] = run_probes([Probe(ns("a"), NOBODY, TCP, proto)], timeout=0.2, expect=[True])
-    assert not r.ok and r.attempts == 3
+    [r] = run_probes([Probe(ns("a"), NOBODY, TCP, proto)], timeout=0.2, expect=[REPLY])
+    assert not r.ok and r.attempts == 3 and len(r.earlier) == 2
 
+
+def test_a_drop_is_silence_at_every_try(world):
+    """A DROP rule (what a NetworkPolicy does): every try unanswered, and that is what silence is."""
+    rule = ["INPUT", "-p", "tcp", "--dport", str(TCP), "-j", "DROP"]
+    subprocess.run(["ip", "netns", "exec", ns("c"), "iptables", "-I", *rule], check=True)
+    try:
+        [r] = run_probes([Probe(ns("a"), PODS["c"], TCP)], timeout=0.2, expect=[REPLY])
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns("c"), "iptables", "-D", *rule], check=True)
+    assert (r.seen, r.attempts, r.earlier) == (SILENCE, 3, (SILENCE, SILENCE))
+
+
+
+def test_a_reply_after_retries_is_confirmed(world):
+    """Every other new connection from a to c is sent to a closed port (a stale rule's share): the
+    reply that came at the second try stays a reply, but a confirmation is refused: unsettled."""
+    rule = ["OUTPUT", "-t", "nat", "-p", "tcp", "-d", PODS["c"], "--dport", str(TCP), "-m", "statistic",
+            "--mode", "nth", "--every", "2", "--packet", "0", "-j", "DNAT", "--to-destination", f"{PODS['c']}:{CLOSED}"]
+    subprocess.run(["ip", "netns", "exec", ns("a"), "iptables", "-I", *rule], check=True)
+    try:
+        [r] = run_probes([Probe(ns("a"), PODS["c"], TCP)], timeout=1.0, expect=[REPLY])
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns("a"), "iptables", "-D", *rule], check=True)
+    assert (r.seen, r.attempts, r.earlier, r.settled) == (REPLY, 2, (REFUSED,), False)
+    [steady] = run_probes([Probe(ns("a"), PODS["c"], TCP)], timeout=1.0, expect=[REPLY])
+    assert (steady.attempts, steady.settled) == (1, True)
 
 
 def test_mixed_outcomes_keep_input_order(world):
@@ -168,3 +196,4 @@ def test_missing_namespace_is_named(world):
         interface_addresses(f"{PREFIX}-nope", "eth0")
     [r] = run_probes([Probe(f"{PREFIX}-nope", PODS["a"], TCP)])  # a verdict with the reason, not a crash
     assert not r.ok and f"{PREFIX}-nope" in r.error
+    assert r.seen == ERROR  # an error of the probe: no expectation accepts it, a deny least of all

@@ -609,12 +609,15 @@ def test_curl_judging():
     assert probe.judge(nq, probe.Reply(28))[:2] == (True, True)
     assert probe.judge(nq, probe.Reply(0, "backend-a"))[:2] == (False, True)
     assert probe.judge(nq, probe.Reply(3))[:2] == (False, False)                # curl's own error: not silence
+    refused = probe.judge(nq, probe.Reply(7))                                   # a reset: not a deny
+    assert refused[:2] == (False, True) and "refused is not denied" in refused[2]
 
 
 def test_silence_through_a_partly_denied_service_is_tolerated_and_said_so():
     q = q_of(probe.HTTP, {"backend-a"}, {"backend-b"})
-    excuse = probe.tolerated(q, [probe.Reply(28), probe.Reply(7), probe.Reply(28)])
+    excuse = probe.tolerated(q, [probe.Reply(28), probe.Reply(28), probe.Reply(28)])
     assert excuse and "tolerated" in excuse and "policies deny" in excuse
+    assert probe.tolerated(q, [probe.Reply(28), probe.Reply(7), probe.Reply(28)]) is None  # a refusal is no drop
     assert probe.tolerated(q, [probe.Reply(28), probe.Reply(0, "stranger")]) is None
     assert probe.tolerated(q, [probe.Reply(28), probe.Reply(127)]) is None
     assert probe.tolerated(q_of(probe.HTTP, {"backend-a"}), [probe.Reply(28)] * 3) is None  # nothing denied

@@ -12,7 +12,7 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import PeerState, PolicyState, RuleState, SelectorState
 from lab.probe import coverage, services
 from lab.probe.coverage import Coverage, covering_pairs
-from lab.probe.engine import Probe, ProbeResult, adapted_timeout, to_retry
+from lab.probe.engine import REFUSED, REPLY, SILENCE, Probe, ProbeResult, adapted_timeout, to_retry
 from lab.probe.invariants import expectations
 from tests.unit.golden import shipped_state
 
@@ -27,14 +27,20 @@ def result(ok: bool, error: str | None = None) -> ProbeResult:
 
 def test_unanswered_probes_expecting_a_reply_are_retried():
     results = [result(True), result(False, TIMEOUT), result(False, "connection refused"), result(False, TIMEOUT)]
-    assert to_retry(results, [True, True, None, False], [1.0] * 4, 1.0) == [1, 2]
+    assert to_retry(results, [REPLY, REPLY, None, SILENCE], [1.0] * 4, 1.0) == [1, 2]
 
 
 def test_an_expected_silence_is_tried_again_only_when_the_machine_proved_slow():
     results = [result(False, TIMEOUT), result(False, "connection refused")]
-    assert to_retry(results, [False, False], [0.5, 0.5], 0.5) == []
-    assert to_retry(results, [False, False], [0.5, 0.5], 2.0) == [0]  # a refusal is an answer
-    assert to_retry(results, [False, False], [2.0, 2.0], 2.0) == []   # once, not forever
+    assert to_retry(results, [SILENCE, SILENCE], [0.5, 0.5], 0.5) == []
+    assert to_retry(results, [SILENCE, SILENCE], [0.5, 0.5], 2.0) == [0]  # a refusal is an answer
+    assert to_retry(results, [SILENCE, SILENCE], [2.0, 2.0], 2.0) == []   # once, not forever
+
+
+def test_an_expected_refusal_is_tried_again_only_while_it_has_not_come():
+    """ICMP errors are rate-limited: a lost one is silence, tried again; a refusal is final."""
+    results = [result(False, TIMEOUT), result(False, "connection refused"), result(True)]
+    assert to_retry(results, [REFUSED] * 3, [1.0] * 3, 1.0) == [0]
 
 
 def test_the_timeout_adapts_to_the_passing_round_trips_and_doubles():
@@ -175,7 +181,7 @@ def test_a_service_whose_pods_are_all_unready_fails_and_says_why(svc_state):
     assert row.subject == "default/warming: 0 of 2 pods ready"
 
 
-def test_an_unready_service_the_topology_expects_to_deny_passes(svc_state):
+def test_an_unready_service_the_topology_expects_refused_passes(svc_state):
     rows = services.unready(svc_state, endpoint_slices(svc_state, ready(svc_state)), ready(svc_state), {})
     assert [o.passed for o in rows if o.subject.startswith("default/warming:")] == [True]
 

@@ -156,3 +156,16 @@ def test_the_checks_verdicts_never_pass_a_failed_curl():
     assert not check.judge(ask, replace(good, forwarded="10.244.0.1")).passed  # the client hidden
     assert not check.judge(replace(ask, backends=()), good).passed  # no endpoint: 503 expected
     assert check.judge(replace(ask, backends=()), check.Answer(503, "", "", 0)).passed
+
+
+def test_a_denied_rule_passes_on_silence_only():
+    """A NetworkPolicy drop makes curl time out; nginx's 502 (the backend refused) or a curl that
+    could not resolve the name are answers or errors, not a deny."""
+    state = plan(shipped())
+    ask = replace([a for a in check.plan(state, endpoint_slices(state, {})) if a.url == "http://api.example/v1"][0],
+                  reply=False)
+    assert check.judge(ask, check.Answer(0, "", "", 0, "curl: (28) Operation timed out", 28)).passed
+    bad_gateway = check.judge(ask, check.Answer(502, "", "", 0))
+    assert not bad_gateway.passed and "refused is not denied" in bad_gateway.observed
+    assert not check.judge(ask, check.Answer(0, "", "", 0, "curl: (6) Could not resolve host", 6)).passed
+    assert not check.judge(ask, check.Answer(200, ask.backends[0], ask.client.ip, 0)).passed

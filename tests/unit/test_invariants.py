@@ -14,7 +14,7 @@ import yaml
 
 from lab.controlplane.plan import plan
 from lab.controlplane.state import CheckState, ClusterState
-from lab.probe.engine import Probe, ProbeResult
+from lab.probe.engine import REFUSED, SILENCE, Probe, ProbeResult
 from lab.probe.invariants import (
     INVARIANTS, Expectation, check_expectations, expectations, judge, judge_pod_ips,
 )
@@ -135,10 +135,10 @@ def test_udp_check(state, exps):
     assert {e.probe.port for e in got} == {8081} and {e.probe.protocol for e in got} == {"UDP"}
 
 
-def test_deny_check_expects_no_reply(state, exps):
-    got = [e for e in of(exps, "checks") if " deny" in e.subject]
+def test_refused_check_expects_a_refusal(state, exps):
+    got = [e for e in of(exps, "checks") if " refused" in e.subject]
     assert len(got) == 3
-    assert all(e.reply is False for e in got)
+    assert all(e.reply is False and e.want == REFUSED for e in got)
     assert {e.probe.src_netns for e in got} == {"vxlan-default-sidecar-demo"}
     assert {(e.probe.dst_ip, e.probe.port) for e in got} == {(b.ip, 9999) for b in pod(state, "backend-")}
 
@@ -200,7 +200,7 @@ def test_judge_reply_with_the_wrong_source_fails_and_says_nat(p2p):
 def test_judge_timeout_fails_with_the_error(p2p):
     o = judge(p2p, no_reply(p2p, "timeout after 1.0s (connecting)"))
     assert o.passed is False
-    assert o.observed == "no reply: timeout after 1.0s (connecting)"
+    assert o.observed == "no reply at any of 1 try: timeout after 1.0s (connecting)"
     assert "NAT" not in o.observed
 
 
@@ -210,11 +210,14 @@ def test_judge_reply_without_expected_source_accepts_any(exps):
     assert o.passed is True and o.expected == "reply"
 
 
-def test_judge_deny(exps):
-    e = next(x for x in of(exps, "checks") if not x.reply)
-    ok = judge(e, no_reply(e, "connection refused"))
+def test_judge_deny(state):
+    st = with_checks(state, ("d", "pod/sidecar-demo", "deploy/backend:8080", "TCP", "deny"))
+    e = check_expectations(st)[0]
+    assert e.want == SILENCE
+    ok = judge(e, no_reply(e, "timeout after 1.0s (connecting)"))
     assert ok.passed is True
-    assert ok.expected == "no reply (denied)" and ok.observed == "no reply: connection refused"
+    assert ok.expected == "no reply at any try (denied)"
+    assert ok.observed == "no reply at any of 1 try: timeout after 1.0s (connecting)"
     bad = judge(e, reply(e, "10.244.2.3"))
     assert bad.passed is False
     assert bad.observed == "reply, source seen 10.244.2.3"
@@ -285,8 +288,9 @@ def test_judge_pod_ips_ignores_failures_and_other_checks(state, exps):
     results = [(e, no_reply(e)) for e, _ in results]
     results += [(e, reply(e, "6.6.6.6")) for e in exps if e.check in ("node-to-pod", "checks", "localhost")]
     out = judge_pod_ips(state, eth0, results)
-    assert all(o.passed for o in out)
-    assert all(o.observed.endswith("seen by others=nothing (no replies)") for o in out)
+    assert not any(o.passed or o.unchecked for o in out)  # probes were sent, none answered: no evidence
+    assert all(o.observed.endswith("seen by others=nothing (none of its pod-to-pod probes was answered: no evidence)")
+               for o in out)
 
 
 def test_a_run_for_some_rows_sends_only_their_probes(monkeypatch):

@@ -11,7 +11,7 @@ import yaml
 
 from lab.controlplane.plan import plan as plan_topology
 from lab.probe import netpol
-from lab.probe.engine import ProbeResult
+from lab.probe.engine import REPLY, ProbeResult
 from lab.topology.load import load_topology_text
 from tests.unit.golden import shipped_state
 
@@ -56,7 +56,7 @@ def fake_engine(monkeypatch, answer):
 
 
 def as_expected(probe, expect):
-    if expect:
+    if expect == REPLY:
         return ProbeResult(probe, True, "10.0.0.1", None, 0.001, "x", 1)
     return ProbeResult(probe, False, None, "timeout after 0.5s (connecting)", 0.5, None, 1)
 
@@ -189,7 +189,7 @@ def test_expectations_come_from_the_model_and_go_to_the_engine(monkeypatch):
     m = netpol.measure(planned(doc), timeout=0.25, attempts=4)
     probes, expect, timeout, attempts = calls[0]
     assert (timeout, attempts) == (0.25, 4) and len(probes) == len(expect) == len(m.plan.probed)
-    allowed = {(short(s), short(d), port) for (s, d, port, _), e in zip(m.plan.probed, expect) if e}
+    allowed = {(short(s), short(d), port) for (s, d, port, _), e in zip(m.plan.probed, expect) if e == REPLY}
     # client -> frontend, frontend -> backend, shop -> statsd, and every pod to itself
     assert ("shop/client", "shop/frontend", 8080) in allowed and ("ops/idle", "shop/frontend", 8080) not in allowed
     assert ("shop/frontend", "shop/backend", 9000) in allowed and ("shop/client", "shop/backend", 9000) not in allowed
@@ -226,7 +226,7 @@ def test_a_refusal_is_a_failure_with_its_reason_never_a_denied_cell(monkeypatch)
 
 def test_a_refusal_where_the_policies_deny_also_differs(monkeypatch):
     state = planned(with_policies(ms_doc(), MS / "policies.yaml"))
-    fake_engine(monkeypatch, lambda p, e: as_expected(p, e) if e else
+    fake_engine(monkeypatch, lambda p, e: as_expected(p, e) if e == REPLY else
                 ProbeResult(p, False, None, "connection refused", 0.001, None, 1))
     m = netpol.measure(state)
     assert m.differences() and all(c.observed == netpol.REFUSED and c.expected is False for c in m.differences())

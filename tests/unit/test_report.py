@@ -28,14 +28,15 @@ ALL_OK = [OK1, OK2, NODE_OK, LOCAL_OK]
 # --- summary ---
 
 def test_summary_counts_in_invariants_order():
-    assert summary(MIXED) == [("pod-to-pod", 2, 1), ("node-to-pod", 1, 0), ("localhost", 1, 0), ("checks", 0, 1)]
+    assert summary(MIXED) == [("pod-to-pod", 2, 1, 0), ("node-to-pod", 1, 0, 0), ("localhost", 1, 0, 0),
+                              ("checks", 0, 1, 0)]
     order = list(INVARIANTS)
-    assert [c for c, _, _ in summary(MIXED)] == sorted({o.check for o in MIXED}, key=order.index)
+    assert [c for c, *_ in summary(MIXED)] == sorted({o.check for o in MIXED}, key=order.index)
 
 
 def test_summary_empty_and_skips_checks_without_outcomes():
     assert summary([]) == []
-    assert [c for c, _, _ in summary(ALL_OK)] == ["pod-to-pod", "node-to-pod", "localhost"]
+    assert [c for c, *_ in summary(ALL_OK)] == ["pod-to-pod", "node-to-pod", "localhost"]
 
 
 # --- table ---
@@ -105,7 +106,8 @@ def test_to_json_failed():
     assert doc["lab"] == "lab1"
     assert doc["passed"] is False
     assert doc["elapsed"] == 0.123
-    assert doc["summary"][0] == {"check": "pod-to-pod", "meaning": INVARIANTS["pod-to-pod"], "passed": 2, "failed": 1}
+    assert doc["summary"][0] == {"check": "pod-to-pod", "meaning": INVARIANTS["pod-to-pod"], "passed": 2, "failed": 1,
+                                 "unchecked": 0}
     assert [s["check"] for s in doc["summary"]] == ["pod-to-pod", "node-to-pod", "localhost", "checks"]
     assert len(doc["results"]) == 6
     nat = next(r for r in doc["results"] if r["subject"] == NAT.subject)
@@ -133,7 +135,7 @@ def test_to_junit_structure():
     assert text.startswith("<?xml") and text.endswith("\n")
     root = ET.fromstring(text)
     assert root.tag == "testsuites"
-    assert root.attrib == {"name": "k8s-netlab lab1", "tests": "6", "failures": "2", "time": "2.500"}
+    assert root.attrib == {"name": "k8s-netlab lab1", "tests": "6", "failures": "2", "skipped": "0", "time": "2.500"}
     suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == ["lab1.pod-to-pod", "lab1.node-to-pod", "lab1.localhost", "lab1.checks"]
     want = {"lab1.pod-to-pod": ("3", "1"), "lab1.node-to-pod": ("1", "0"), "lab1.localhost": ("1", "0"),
@@ -158,7 +160,8 @@ def test_to_junit_failure_messages():
     assert NAT.expected in f.text and NAT.observed in f.text
     assert f.text.startswith(NAT.subject + "\n")
     passing = [c for c in root.iter("testcase") if c.get("name") == OK1.subject]
-    assert len(passing) == 1 and list(passing[0]) == []
+    assert len(passing) == 1 and [e.tag for e in passing[0]] == ["properties"]
+    assert passing[0].find("properties/property").attrib == {"name": "attempts", "value": "1"}
 
 
 def test_to_junit_escapes_markup():

@@ -41,6 +41,8 @@ def test_every_kind_parses():
     by_title = {step.title: step for step in s.steps}
     assert by_title["the client reaches the Service"].spec == spec.Check(probes=(spec.Probe(
         "default/pod/client", "default/svc/web:80", "TCP", "allow"),))
+    probes = next(step for step in s.steps if step.kind == "check" and len(step.spec.probes) > 1).spec.probes
+    assert probes[-1] == spec.Probe("default/pod/client", "default/pod/web:9999", "TCP", "refused")
     first_exec = next(step for step in s.steps if step.kind == "exec")
     assert first_exec.spec.argv == ("ip", "-4", "-o", "addr", "show", "eth0")
     assert first_exec.title == "exec pod/client: ip -4 -o addr show eth0"
@@ -51,7 +53,7 @@ def test_every_kind_parses():
     assert waited.title == "the policy is gone" and waited.wait.interval == 0.5 and not waited.expect_fail
     assert s.steps[-1].expect_fail
     inline = next(step for step in s.steps if step.kind == "apply" and "inline" in step.title)
-    assert inline.spec.items[0].file == s.file and inline.spec.items[0].line() == 33
+    assert inline.spec.items[0].file == s.file and inline.spec.items[0].line() == 34
     counted = next(step for step in s.steps if step.kind == "dns" and step.spec.queries is not None)
     assert counted.spec == spec.Dns("client", "web", queries=2) and counted.title == "dns web from client costs 2 queries"
 

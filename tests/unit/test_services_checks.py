@@ -150,7 +150,7 @@ def test_serving_terminating_endpoints_take_over_when_none_is_ready(state, slice
     assert internal(state, gone, "backend") == internal(state, slices, "backend")
     about = [a for a in plan(state, gone) if "default/backend:http (" in a.subject]
     assert about and all(a.check == "service" and a.reply for a in about)
-    assert {a.group for a in about if a.client} == {"default/backend:http"}
+    assert {a.group for a in about if a.client} == {f"default/backend:http from node {n.name}" for n in state.nodes}
 
 
 # --- plan() on services.yaml ---
@@ -202,11 +202,12 @@ def test_service_asks_from_every_pod_client(state, asks):
     clients = [p for p in state.pods if not p.host_network]
     assert {a.client for a in http} == {p.key for p in clients}
     per_client = Counter(a.client for a in http)
-    assert set(per_client.values()) == {-(-SAMPLES * 3 // len(clients))}
-    assert len(http) >= SAMPLES * 3
+    on_node = Counter(p.node for p in clients)
     pod = {p.key: p for p in state.pods}
+    assert all(n == -(-SAMPLES * 3 // on_node[pod[k].node]) for k, n in per_client.items())
+    assert Counter(pod[a.client].node for a in http) == {n.name: SAMPLES * 3 for n in state.nodes}  # per node
     for a in http:
-        assert a.check == "service" and a.group == "default/backend:http"
+        assert a.check == "service" and a.group == f"default/backend:http from node {pod[a.client].node}"
         assert a.servers == names(state, "backend-")
         assert a.source == pod[a.client].ip
         assert a.probe == Probe(pod[a.client].netns, ip, 80, "TCP")
@@ -216,7 +217,7 @@ def test_service_asks_for_the_udp_port(state, asks):
     ip = state.service("default", "backend").cluster_ip
     dns = [a for a in asks if a.probe.dst_ip == ip and a.probe.protocol == "UDP"]
     assert dns and all(a.probe.port == 53 for a in dns)
-    assert {a.group for a in dns if a.client} == {"default/backend:dns"}
+    assert {a.group for a in dns if a.client} == {f"default/backend:dns from node {n.name}" for n in state.nodes}
 
 
 def test_nodes_ask_every_clusterip_accepting_any_source(state, asks):
@@ -379,16 +380,18 @@ def test_judge_all_good_passes(state, asks):
     assert set(checks) == {"service", "service-spread", "session-affinity", "no-endpoints", "nodeport", "egress"}
     assert len(checks["session-affinity"]) == len([p for p in state.pods if not p.host_network])
     spreads = {o.subject for o in checks["service-spread"]}
-    assert spreads == {f"default/{s} over {n} endpoints" for s, n in [
-        ("backend:http", 3), ("backend:dns", 3), ("backend-nodeport", 3), ("backend-local", 3),
-        *((f"node-local from node {n.name}", 1) for n in state.nodes), ("warming-published", 2), ("loner", 1)]}
+    assert spreads == {f"default/{s} from node {node.name} over {n} endpoints" for node in state.nodes for s, n in [
+        ("backend:http", 3), ("backend:dns", 3), ("backend-nodeport", 3), ("backend-local", 3), ("node-local", 1),
+        ("warming-published", 2), ("loner", 1)]}
     assert len(checks["no-endpoints"]) == 1 and len(checks["egress"]) == len([p for p in state.pods if not p.host_network])
 
 
 def test_judge_grouped_asks_are_summarised(state, asks):
     outcomes = judge(state, asks, good_results(state, asks))
-    summary = [o for o in outcomes if o.check == "service" and o.subject.startswith("default/backend:http:")]
-    assert [o.subject for o in summary] == ["default/backend:http: 72 of 72 connections from pods"]
+    summary = [o for o in outcomes if o.check == "service" and o.subject.startswith("default/backend:http from node")]
+    assert [o.subject for o in summary] == [f"default/backend:http from node {n.name}: 72 of 72 connections from pods"
+                                            for n in state.nodes]
+    assert all(o.node == n.name and o.attempts == 1 for o, n in zip(summary, state.nodes))
     assert summary[0].target == f"{state.service('default', 'backend').cluster_ip}:80/TCP"
 
 
@@ -414,7 +417,7 @@ def test_reply_from_a_pod_not_among_the_servers_fails(state, asks):
 def test_no_reply_fails_with_the_error(state, asks):
     a = one(asks, lambda a: a.check == "service" and not a.group)
     o = judged(state, a, no_reply(a))
-    assert not o.passed and o.observed == f"no reply: {TIMEOUT}"
+    assert not o.passed and o.observed == f"no reply at any of 1 try: {TIMEOUT}"
 
 
 def test_egress_wrong_source_fails(state, asks):
@@ -429,7 +432,7 @@ def test_no_endpoints_passes_only_when_refused(state, asks):
     a = one(asks, lambda a: a.check == "no-endpoints")
     assert judged(state, a, no_reply(a, REFUSED)).passed
     o = judged(state, a, no_reply(a, TIMEOUT))
-    assert not o.passed and o.expected == "rejected at once (connection refused)"
+    assert not o.passed and o.expected == "rejected at once (refused)"
     assert not judged(state, a, reply(a, "warming-5f688f689b-7gftv", "10.244.0.2")).passed
 
 
@@ -462,10 +465,13 @@ def test_nodeport_local_without_local_endpoint_expects_no_reply(state, no_worker
     a = one(no_worker2_backend, lambda a: a.check == "nodeport" and not a.reply)
     assert judged(state, a, no_reply(a)).passed
     o = judged(state, a, reply(a, "backend-6955fbddc-fk5k5", "172.18.0.4"))
-    assert not o.passed and o.expected == "no reply"
+    assert not o.passed and o.expected == "no reply at any try (denied)"
 
 
 # --- judge(): groups (service, spread, affinity) ---
+
+HTTP = "default/backend:http from node worker1"  # one node's row: 3 clients, 72 connections
+
 
 def group_asks(asks, group) -> list[Ask]:
     return [a for a in asks if a.group == group]
@@ -477,7 +483,7 @@ def judge_group(state, asks, servers_of) -> list:
 
 
 def test_a_wrong_source_in_a_group_fails(state, asks):
-    g = group_asks(asks, "default/backend:http")
+    g = group_asks(asks, HTTP)
     server = next(p.name for p in pods(state, "backend-") if f"default/{p.name}" != g[0].client)
     results = [reply(a, sorted(a.servers)[i % 3], a.source) for i, a in enumerate(g)]
     results[0] = reply(g[0], server, state.node("worker1").gateway)  # SNATed: not the client's IP
@@ -485,13 +491,13 @@ def test_a_wrong_source_in_a_group_fails(state, asks):
     failed = [o for o in outcomes if not o.passed]
     assert [o.subject for o in failed if o.check == "service"][0] == g[0].subject
     assert f"source seen {state.node('worker1').gateway}" in failed[0].observed
-    summary = next(o for o in outcomes if o.subject.startswith("default/backend:http:"))
+    summary = next(o for o in outcomes if o.subject.startswith(HTTP + ":"))
     assert not summary.passed and summary.observed == f"{len(g) - 1} answered"
 
 
 def test_a_hairpin_reply_may_show_any_source(state, asks):
     """A client that reaches itself through the Service is masqueraded (hairpin): any source is fine."""
-    g = group_asks(asks, "default/backend:http")
+    g = group_asks(asks, HTTP)
     own = next(a for a in g if a.client.split("/")[1] in a.servers)
     me = own.client.split("/")[1]
     results = [reply(a, sorted(a.servers)[i % 3], a.source) for i, a in enumerate(g)]
@@ -501,7 +507,7 @@ def test_a_hairpin_reply_may_show_any_source(state, asks):
 
 
 def test_a_reply_from_a_pod_not_among_the_servers_fails_in_a_group(state, asks):
-    g = group_asks(asks, "default/backend:http")
+    g = group_asks(asks, HTTP)
     results = [reply(a, sorted(a.servers)[i % 3], a.source) for i, a in enumerate(g)]
     results[1] = reply(g[1], "warming-5f688f689b-7gftv", g[1].source)
     outcomes = judge(state, g, results)
@@ -510,7 +516,7 @@ def test_a_reply_from_a_pod_not_among_the_servers_fails_in_a_group(state, asks):
 
 
 def test_spread_fair_passes(state, asks):
-    g = group_asks(asks, "default/backend:http")
+    g = group_asks(asks, HTTP)
     spread = next(o for o in judge_group(state, g, lambda i, a: sorted(a.servers)[i % 3])
                   if o.check == "service-spread")
     assert spread.passed
@@ -518,7 +524,7 @@ def test_spread_fair_passes(state, asks):
 
 
 def test_spread_hitting_two_of_three_endpoints_fails_never_hit(state, asks):
-    g = group_asks(asks, "default/backend:http")
+    g = group_asks(asks, HTTP)
     two = sorted(names(state, "backend-"))[:2]
     spread = next(o for o in judge_group(state, g, lambda i, a: two[i % 2]) if o.check == "service-spread")
     assert not spread.passed
@@ -527,7 +533,7 @@ def test_spread_hitting_two_of_three_endpoints_fails_never_hit(state, asks):
 
 
 def test_spread_very_skewed_fails_implausible(state, asks):
-    g = group_asks(asks, "default/backend:http")
+    g = group_asks(asks, HTTP)
     s = sorted(names(state, "backend-"))
     spread = next(o for o in judge_group(state, g, lambda i, a: s[0] if i % 12 < 10 else s[1 + i % 2])
                   if o.check == "service-spread")
@@ -535,7 +541,7 @@ def test_spread_very_skewed_fails_implausible(state, asks):
 
 
 def test_spread_mildly_uneven_passes(state, asks):
-    g = group_asks(asks, "default/backend:http")  # 72 connections: 30/22/20 is well within chance
+    g = group_asks(asks, HTTP)  # 72 connections: 30/22/20 is well within chance
     s = sorted(names(state, "backend-"))
     pick = [s[0]] * 30 + [s[1]] * 22 + [s[2]] * 20
     spread = next(o for o in judge_group(state, g, lambda i, a: pick[i]) if o.check == "service-spread")
@@ -598,7 +604,7 @@ def test_internal_traffic_policy_local_asks_with_uneven_clients():
     pods_ = {p.key: p for p in st.pods}
     grouped = [a for a in asks if a.group]
     assert all(a.servers == {"be-" + pods_[a.client].node} for a in grouped)
-    assert Counter(pods_[a.client].node for a in grouped) == {"a": 50, "b": 5}
+    assert Counter(pods_[a.client].node for a in grouped) == {"a": 30, "b": 24}  # SAMPLES per endpoint, per node
 
 
 def test_internal_traffic_policy_local_groups_per_node():

@@ -186,3 +186,52 @@ def test_icmp_to_a_cluster_ip_is_predicted_unanswered_and_a_silence_confirms_it(
     assert hops[-1].kind == "unanswered" and "a ClusterIP is on no interface" in hops[-1].what
     assert compare.rows(hops, Observed(7, ok=False, error="timed out"))[-1].mark == compare.SAME
     assert compare.rows(hops, Observed(7, ok=True, server="x"))[-1].mark == compare.DIFFERENT
+    refused = compare.rows(hops, Observed(7, ok=False, error="host unreachable from 10.244.0.1"))[-1]
+    assert refused.mark == compare.DIFFERENT and refused.observed.startswith("refused: ")
+
+
+def _packet(src: str, dst: str, **more) -> events.Visit:
+    fields = {"SRC": src, "DST": dst, "SPORT": "20000", "DPORT": "8080", **more}
+    return events.Visit(events.Packet("1", tuple(fields.items())),
+                        [events.Event("raw", "OUTPUT", "rule", "CONTINUE")])
+
+
+def test_same_means_the_predicted_addresses_were_seen_not_just_a_packet():
+    state = shipped_state("vxlan")
+    frontend, backend = _pods("vxlan", "frontend")[0], _pods("vxlan", "backend")[0]
+    s, d = targets(state, frontend.name, backend.name, "TCP", "default")
+    hops = predict.walk(state, s, d, "TCP")
+    send = next(h for h in hops if h.kind == "send")
+    src, dst = send.expect
+
+    def mark(visit):
+        obs = Observed(20000, ok=True, seen=src, visits={send.namespace: [visit]})
+        return next(r for r in compare.rows(hops, obs) if r.step == str(send.step))
+
+    assert mark(_packet(src, dst)).mark == compare.SAME
+    wrong = mark(_packet("10.9.9.9", dst))  # a packet was seen, but not the one predicted
+    assert wrong.mark == compare.DIFFERENT and f"not {src} → {dst}" in wrong.observed
+
+
+def test_after_a_masquerade_no_answer_stays_a_difference():
+    """A NodePort from outside: kube-proxy masquerades --random-fully, so later hops may miss the
+    probe's packets ("?"), but the probe's own "no answer" is a value: still a difference."""
+    state, _, hops = _leg_case()
+    assert any(h.kind == "snat" and "random-fully" in h.what for h in hops)
+    deliver = next(h for h in hops if h.kind == "deliver")
+    rows = compare.rows(hops, Observed(20000, ok=False, error="timeout after 1.0s (connecting)"))
+    row = next(r for r in rows if r.step == str(deliver.step))
+    assert row.mark == compare.DIFFERENT and row.observed.startswith("no answer")
+    arrive = [r for r in rows if r.observed.startswith("nothing of the probe") and int(r.step) > int(deliver.step) - 5]
+    assert all(r.mark == compare.UNSEEN for r in arrive)  # what the trace may have missed stays "?"
+
+
+def test_a_capture_row_is_the_same_only_with_the_predicted_addresses():
+    send = predict.Hop(1, "pod", "ns", "eth0", "", "send", ("10.244.0.3", "10.244.1.2"))
+    assert compare._carries("IP 10.244.0.3.20015 > 10.244.1.2.8080: Flags [S]", send)
+    assert compare._carries("IP 10.244.0.3 > 10.244.1.2: ICMP echo request, id 20003", send)
+    assert not compare._carries("IP 10.244.0.3.20015 > 10.244.1.25.8080: Flags [S]", send)
+    assert not compare._carries("IP 10.244.0.33.20015 > 10.244.1.2.8080: Flags [S]", send)
+    # coming in through a bridge the capture may already show the DNAT: only the source counts
+    arrive = predict.Hop(4, "node", "ns", "cni0", "", "arrive", ("cni0", "", "10.244.0.3", "10.96.0.10"))
+    assert compare._carries("IP 10.244.0.3.20001 > 10.244.1.2.8080: Flags [S]", arrive)
