@@ -58,8 +58,3 @@ def confined(state: ClusterState) -> bool:
 def plugin_dirs(state: ClusterState) -> tuple[str, ...]:
     """Where the runtime looks for plugins (CNI_PATH): a plugin of one's own's folder first."""
     return (os.path.dirname(state.cni),) if os.path.isabs(state.cni) else ()
-
-
-def loopback_network() -> dict:
-    """The runtime brings `lo` up with the loopback plugin, as containerd and CRI-O do."""
-    return {"cniVersion": CNI_VERSION, "name": "cni-loopback", "plugins": [{"type": "loopback"}]}
