@@ -88,7 +88,7 @@ class LabRecord:
             "proxy": self.proxy, "state": self.state.to_dict(),
         }
         tmp = self.dir / "record.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
+        tmp.write_text(json.dumps(data, separators=(",", ":")))  # no indent: the C encoder, ~10x faster
         os.replace(tmp, self.dir / "record.json")
 
     def owner_alive(self) -> bool:
