@@ -23,6 +23,11 @@ class Records:
 
 
 NODE_LOCAL_IP = "169.254.20.10"  # NodeLocal DNSCache's link-local address, on every node
+# No pid file: every dnsmasq on the machine shares the default one (/run/dnsmasq.pid), and of two
+# starting at the same moment one loses the unlink-then-O_EXCL race and exits ("failed to open
+# pidfile ... File exists") -- a node cache or a restarted kube-dns gone at random. The lab finds
+# its dnsmasq by namespace and record, never by pid file.
+NO_PID_FILE = "pid-file="
 
 
 def dns_ip(state: ClusterState) -> str:
@@ -38,7 +43,7 @@ def cluster_dns(state: ClusterState) -> str:
 def node_cache_config(state: ClusterState, log: str) -> str:
     """NodeLocal DNSCache as a dnsmasq on the node: answers on 169.254.20.10, caches, and asks
     kube-dns (through its ClusterIP, as node-local-dns asks its kube-dns-upstream Service)."""
-    lines = ["# NodeLocal DNSCache: a caching resolver on this node", "keep-in-foreground", "no-resolv",
+    lines = ["# NodeLocal DNSCache: a caching resolver on this node", "keep-in-foreground", NO_PID_FILE, "no-resolv",
              "no-hosts", "port=53", f"listen-address={NODE_LOCAL_IP}", "bind-interfaces", "cache-size=1000",
              f"server={dns_ip(state)}", "log-queries", f"log-facility={log}"]
     return "\n".join(lines) + "\n"
@@ -115,7 +120,7 @@ def dnsmasq_config(state: ClusterState, recs: Records, hosts_dir: str, log: str)
     up = upstream(state)
     lines = [
         "# kube-dns for the lab: dnsmasq with the Kubernetes DNS records (lab/dns/records.py)",
-        "keep-in-foreground", "no-resolv", "no-hosts", "no-poll", "port=53", "cache-size=0",
+        "keep-in-foreground", NO_PID_FILE, "no-resolv", "no-hosts", "no-poll", "port=53", "cache-size=0",
         f"local=/{state.dns_domain}/", f"hostsdir={hosts_dir}", "log-queries=extra", f"log-facility={log}",
         *([f"server={up}"] if up else []),  # everything outside the cluster domain, as CoreDNS forwards
         *(f"srv-host={name},{target},{port},0,100" for name, target, port in recs.srv),
@@ -133,7 +138,7 @@ def upstream_config(state: ClusterState, log: str, hosts_dir: str = "") -> str:
     points them at the cluster's entry), and NXDOMAIN for every other name (`local=/#/`), as the
     internet answers a name nobody has; without it dnsmasq would refuse, and glibc would ask again."""
     machines = [*state.nodes, *state.hosts]
-    lines = ["# the lab's upstream resolver: underlay machines by name", "keep-in-foreground", "no-resolv",
+    lines = ["# the lab's upstream resolver: underlay machines by name", "keep-in-foreground", NO_PID_FILE, "no-resolv",
              "no-hosts", "local=/#/", "port=53", "log-queries", f"log-facility={log}",
              *(f"host-record={m.name},{m.ip}" for m in machines), *([f"hostsdir={hosts_dir}"] if hosts_dir else [])]
     return "\n".join(lines) + "\n"

@@ -103,17 +103,28 @@ def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: La
                 processes.reap({record.pids[key]}, grace=1.0)  # it must let go of port 53 first
                 log = record.log_path(pod, c)
                 record.pids[key] = spawn(record.in_pod(pod, argv(record)), log=log).pid
-                _wait_listening(pod)
+                if not _wait_listening(pod):
+                    paths(record)["conf"].unlink()  # not in effect: the next update restarts it again
+                    raise LabError(f"cluster DNS ({pod.key}) does not answer on {pod.ip}:53 after its restart; "
+                                   f"see `lab logs -n {pod.namespace} {pod.name}`")
 
 
 def wait_ready(state: ClusterState) -> None:
     """`lab up` returns with cluster DNS answering, as kubeadm and kind wait for CoreDNS: a check
     right after must not find kube-dns starting (its first readiness probe would fail, and every
-    name with it)."""
+    name with it), nor a node's cache or the upstream resolver (started before the pods, never
+    probed: a pod asking one that is not up yet would just get no answer)."""
     for pod in state.pods:
         if any(c.image == IMAGE for c in pod.containers) and not _wait_listening(pod):
             raise LabError(f"cluster DNS ({pod.key}) does not answer on {pod.ip}:53 after 3 s; "
                            f"see `lab logs -n {pod.namespace} {pod.name}`")
+    for node in state.nodes if state.dns_node_cache else ():
+        if not host.listens(node.netns, records.NODE_LOCAL_IP, 53, 3.0):
+            raise LabError(f"NodeLocal DNSCache on node {node.name} does not answer on {records.NODE_LOCAL_IP}:53 "
+                           "after 3 s; see its log under the lab's run directory (logs/)")
+    server = records.upstream_host(state)
+    if server is not None and not host.listens(server.netns, server.ip, 53, 3.0):
+        raise LabError(f"the upstream resolver on host {server.name} does not answer on {server.ip}:53 after 3 s")
 
 
 def _wait_listening(pod, timeout: float = 3.0) -> bool:

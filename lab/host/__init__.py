@@ -73,6 +73,9 @@ class Host(Protocol):
     def in_netns(self, netns: str, fn: Callable[[], T]) -> T:
         """Run fn in a thread inside netns (sockets and netlink it opens belong there)."""
 
+    def link_up(self, netns: str, ifname: str) -> None:
+        """Set a link of one namespace up (a pod's lo): no process needed."""
+
     def make_uts(self, path: str, hostname: str) -> None:
         """A UTS namespace with this hostname, kept by a bind mount on path."""
 
@@ -154,6 +157,12 @@ class RealHost:
 
     def in_netns(self, netns, fn):
         return in_netns(netns, fn)
+
+    def link_up(self, netns, ifname):
+        try:
+            in_netns(netns, lambda: namespaces.link_up(ifname))
+        except OSError as e:
+            raise LabError(f"cannot set {ifname} up in {netns}: {e.strerror or e}") from None
 
     def make_uts(self, path, hostname):
         namespaces.make_uts(path, hostname)
@@ -249,6 +258,10 @@ def sysctl(netns: str, settings: Mapping[str, str]) -> None:
 
 def in_ns(netns: str, fn: Callable[[], T]) -> T:
     return current().in_netns(netns, fn)
+
+
+def link_up(netns: str, ifname: str) -> None:
+    current().link_up(netns, ifname)
 
 
 def make_uts(path: Path, hostname: str) -> None:

@@ -17,7 +17,7 @@ from lab.host import Completed
 
 @dataclass
 class Call:
-    kind: str                      # run | spawn | sysctl | uts | drop_uts
+    kind: str                      # run | spawn | sysctl | link_up | uts | drop_uts
     argv: tuple[str, ...] = ()
     netns: Optional[str] = None
     input: object = None
@@ -76,6 +76,9 @@ class FakeHost:
 
     def in_netns(self, netns, fn: Callable):
         return fn()
+
+    def link_up(self, netns, ifname) -> None:
+        self.calls.append(Call("link_up", (ifname,), netns))
 
     def make_uts(self, path, hostname) -> None:
         self.calls.append(Call("uts", (path, hostname)))

@@ -58,6 +58,7 @@ class LabRecord:
     speakers: dict[str, str] = field(default_factory=dict)  # load-balancer IP -> the node answering ARP for it
     faults: list[dict] = field(default_factory=list)  # active `lab fault`s with their undo ops (lab.faults.model.Fault)
     exercise_token: str = ""                        # set by `lab exercise start`: proves the lab is the one it built
+    _dumped: tuple = field(default=(), repr=False, compare=False)  # (state, state.to_dict()): see save()
 
     @property
     def dir(self) -> Path:
@@ -77,6 +78,10 @@ class LabRecord:
         return rec
 
     def save(self) -> None:
+        if not self._dumped or self._dumped[0] is not self.state:
+            # A ClusterState is frozen: its dict is made once, not at every save (asdict of a
+            # 1000-pod state takes ~0.15 s, and `lab up` saves the record 8 times).
+            self._dumped = (self.state, self.state.to_dict())
         data = {
             "name": self.name, "status": self.status, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "created": self.created, "netns": self.netns, "links": self.links, "ovs_bridges": self.ovs_bridges,
@@ -85,10 +90,10 @@ class LabRecord:
             "probe_failing": self.probe_failing,
             "full_resyncs": self.full_resyncs, "netpol": self.netpol,
             "stopped": self.stopped, "speakers": self.speakers, "faults": self.faults, "exercise_token": self.exercise_token,
-            "proxy": self.proxy, "state": self.state.to_dict(),
+            "proxy": self.proxy, "state": self._dumped[1],
         }
         tmp = self.dir / "record.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
+        tmp.write_text(json.dumps(data, separators=(",", ":")))  # no indent: the C encoder, ~10x faster
         os.replace(tmp, self.dir / "record.json")
 
     def owner_alive(self) -> bool:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from lab.controlplane.state import HOST_PORT, ContainerState, HostState, PodState, container_key
 from lab.dns import runtime as dns_runtime
-from lab.ingress import runtime as ingress_runtime
 from lab.errors import LabError
 from lab import host
 from lab.host import netns_path
@@ -62,6 +61,8 @@ class Starter:
                     self.server.stdin.write(line + "\n")
                     self.server.stdin.flush()
                 continue
+            from lab.ingress import runtime as ingress_runtime  # pydantic, cryptography: not for `lab down`
+
             program = {dns_runtime.IMAGE: dns_runtime.argv, ingress_runtime.IMAGE: ingress_runtime.argv}.get(
                 c.image, lambda _: argv_for(c))(self.record)
             proc = host.spawn(self.record.in_pod(pod, program), log=log, env=env_for(pod, c), fresh_log=True)

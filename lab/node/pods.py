@@ -11,7 +11,7 @@ from lab.cni import config, libcni
 from lab.controlplane.state import ClusterState, PodState, container_key
 from lab.errors import LabError
 from lab.node import containers, processes
-from lab.host import drop_uts, ip_batch, make_uts, netns_path
+from lab.host import drop_uts, ip_batch, link_up, make_uts, netns_path
 from lab.host.netns import alias
 from lab.host.record import LabRecord
 
@@ -56,7 +56,7 @@ def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
 
     def wire_and_start(pod: PodState) -> None:
         make_uts(record.uts_path(pod.netns), pod.name)
-        libcni.add(config.loopback_network(), _attachment(state, pod, "lo"), cache)
+        link_up(pod.netns, "lo")  # what the loopback plugin does, without its process
         result = libcni.add(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache,
                             config.plugin_dirs(state))
         got = [str(IPv4Interface(i["address"]).ip) for i in result.get("ips", [])]

@@ -186,23 +186,27 @@ def owned_links(record: LabRecord) -> list[str]:
 
 
 def wait_links_gone(record: LabRecord, timeout: float = 3.0) -> list[str]:
-    """The kernel frees a deleted namespace's veth peers asynchronously (~0.1 s later): wait for
-    this lab's own links to be gone, so `lab down` returns with the host as it was. Returns those
-    still present at the timeout."""
+    """The kernel frees a deleted namespace's veth peers asynchronously (~0.05-0.1 s later): wait
+    for this lab's own links to be gone, so `lab down` returns with the host as it was. Returns
+    those still present at the timeout."""
     deadline = time.monotonic() + timeout
     while True:
         left = [link for link in owned_links(record) if os.path.exists(f"/sys/class/net/{link}")]
         if not left or time.monotonic() > deadline:
             return left
-        time.sleep(0.01)
+        time.sleep(0.005)
 
 
 def destroy_switch(record: LabRecord) -> None:
     """The switch and its ports, deleted now: left to go with the node namespaces, the kernel frees
-    the ports only some 0.1-0.2 s after `lab down` would return. Teardown runs this beside CNI
-    DEL, so it costs no time of its own."""
+    the ports only once it has cleaned up every namespace deleted with them (~0.14 s for 34).
+    Teardown runs this beside stopping the processes, so it costs little time of its own."""
     for br in record.ovs_bridges:
         if shutil.which("ovs-vsctl"):
             output(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", br], check=False)
-    ip_batch([f"link del {link}" for link in owned_links(record) if os.path.exists(f"/sys/class/net/{link}")],
-             force=True)
+    present = [link for link in owned_links(record) if os.path.exists(f"/sys/class/net/{link}")]
+    try:
+        ip_batch([f"link del {link}" for link in present], force=True)
+    except LabError:
+        if any(os.path.exists(f"/sys/class/net/{link}") for link in present):
+            raise  # else a port went with its node namespace, deleted meanwhile: all gone, as wanted

@@ -11,10 +11,10 @@ from contextlib import contextmanager
 from typing import Callable
 
 from lab import routing
+from lab.cni import config as cni_config
 from lab.controlplane.endpoints import endpoint_slices, initial_readiness
 from lab.controlplane.state import ClusterState
 from lab.dns import runtime as dns
-from lab.ingress import runtime as ingress
 from lab.errors import LabError
 from lab.node import pods, prober, processes, underlay
 from lab.routing import runtimes
@@ -79,6 +79,7 @@ def preflight(state: ClusterState) -> None:
 
 def up(path: str, progress: Progress = _quiet) -> ClusterState:
     from lab.controlplane.plan import plan  # pydantic: only `up` needs it, not `down` or `get`
+    from lab.ingress import runtime as ingress  # pydantic and cryptography: ~0.17 s `lab down` never needs
     from lab.runtime.apply import save_topology
     from lab.topology.load import load_topology
 
@@ -137,6 +138,7 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
 
 def _services(state: ClusterState, rec: LabRecord) -> None:
     """kube-proxy's first sync, with readiness from a first round of probes."""
+    from lab.ingress import runtime as ingress
     from lab.kube_proxy import sync as kube_proxy  # not needed by `lab down` and friends
     from lab.policy import sync as netpol
     from lab.runtime import announce
@@ -175,30 +177,31 @@ def teardown(rec: LabRecord) -> list[str]:
     with records.locked(rec):  # the agent re-checks the status under the lock: it never writes "running" over this
         rec.status = "deleting"
         rec.save()
-    if rec.agent:
-        _stop_agent(rec)
-    daemons = runtimes.of(rec.state.network)
-    if daemons:
-        daemons.stop(rec)
-    pids = processes.owned_pids(rec.netns, rec.shells, rec.pids.values())
-    processes.signal_all(pids, signal.SIGTERM)
-    with ThreadPoolExecutor(1) as pool:  # the switch goes while CNI DEL runs and the processes exit
+    with ThreadPoolExecutor(2) as pool:  # the switch and the /etc/netns folders go while the processes stop
         unplugged = pool.submit(underlay.destroy_switch, rec)
-        errors = pods.delete(rec.state, rec)
-    try:
-        unplugged.result()
-    except LabError as e:
-        errors.append(str(e))
-    processes.reap(pids)
-    for path in rec.uts_paths():
-        host.drop_uts(path)
-    dns.remove_resolv_confs(rec)
-    existing = [n for n in reversed(rec.netns) if os.path.exists(f"/run/netns/{n}")]
-    try:
-        ip_batch([f"netns delete {n}" for n in existing], force=True)
-    except LabError as e:
-        errors.append(str(e))
-    left = [n for n in existing if os.path.exists(f"/run/netns/{n}")]
+        files = pool.submit(dns.remove_resolv_confs, rec)
+        if rec.agent:
+            _stop_agent(rec)
+        daemons = runtimes.of(rec.state.network)
+        if daemons:
+            daemons.stop(rec)
+        pids = processes.owned_pids(rec.netns, rec.shells, rec.pids.values())
+        processes.signal_all(pids, signal.SIGTERM)
+        errors = [] if cni_config.confined(rec.state) else pods.delete(rec.state, rec)
+        processes.reap(pids)
+        for path in rec.uts_paths():
+            host.drop_uts(path)
+        existing = [n for n in reversed(rec.netns) if os.path.exists(f"/run/netns/{n}")]
+        try:
+            ip_batch([f"netns delete {n}" for n in existing], force=True)
+        except LabError as e:
+            errors.append(str(e))
+        left = [n for n in existing if os.path.exists(f"/run/netns/{n}")]
+        files.result()
+        try:
+            unplugged.result()
+        except LabError as e:
+            errors.append(str(e))
     links = underlay.wait_links_gone(rec)
     if links:
         errors.append(f"links still present after 3 s: {', '.join(links)}")

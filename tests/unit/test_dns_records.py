@@ -124,6 +124,14 @@ def test_golden_upstream_config(state):
     check_golden("dns-upstream.conf", dns.upstream_config(state, UPSTREAM_LOG))
 
 
+def test_no_dnsmasq_of_the_lab_writes_the_machines_shared_pid_file(state, r):
+    """Two dnsmasq starting at once race for /run/dnsmasq.pid (unlink, then O_EXCL): the loser
+    exits. Seen as the NodeLocal DNSCache flake: one node's cache gone at random."""
+    for conf in (dns.dnsmasq_config(state, r, HOSTS_DIR, QUERY_LOG), dns.upstream_config(state, UPSTREAM_LOG),
+                 dns.node_cache_config(state, "/x/node-cache.log")):
+        assert "\npid-file=\n" in conf
+
+
 def test_golden_resolv_clusterfirst_in_default(state):
     text = dns.resolv_conf(state, pods_named(state, "client")[0])
     check_golden("dns-resolv-clusterfirst-default.conf", text)

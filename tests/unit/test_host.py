@@ -47,3 +47,28 @@ def test_the_fake_records_and_answers():
     assert [c.kind for c in fake.calls] == ["run", "run", "sysctl", "run", "spawn"]
     assert fake.ran("ip", "-n", "x", "-batch")[0].input == "link set lo up\n"
     assert host.current() is not fake  # the real one is back
+
+
+def test_a_record_turns_its_state_into_a_dict_once_per_state(run_root, monkeypatch):
+    """A ClusterState is frozen: saving the record again (a claim, a status) reuses its dict;
+    a new state (commit) is written as itself."""
+    from dataclasses import replace
+
+    from lab.controlplane.state import ClusterState
+    from lab.host import record as records
+    from tests.unit.golden import shipped_state
+
+    state = shipped_state("services")
+    made = []
+    real = ClusterState.to_dict
+    monkeypatch.setattr(ClusterState, "to_dict", lambda self: made.append(self) or real(self))
+    rec = records.LabRecord.create(state)
+    rec.claim(netns=("a",))
+    rec.status = "running"
+    rec.save()
+    assert made == [state]
+    newer = replace(state, lab=state.lab)  # equal, but another object: written afresh
+    rec.commit(newer, {})
+    rec.save()
+    assert len(made) == 2 and made[1] is newer
+    assert records.load(state.lab).state == state and records.load(state.lab).netns == ["a"]
