@@ -103,11 +103,14 @@ def _run(ex, s, path: Path, who: sandbox.Student, timeout: float, hide: Sequence
     log = box / "output.log"
     try:
         proc = host.spawn(argv, log=log, fresh_log=True)
-        init = host.first_child(proc.pid, timeout=5)
-        if init is None:
-            host.finish(proc, 0)
-            raise LabError(f"the submission's sandbox did not start: {_tail(log)}")
-        broker.confine_to(init)
+        try:
+            init = host.first_child(proc.pid, timeout=5)
+            if init is None:
+                raise LabError(f"the submission's sandbox did not start: {_tail(log)}")
+            broker.confine_to(init)
+        except BaseException:
+            host.finish(proc, 0)  # nothing of it runs on
+            raise
         code = host.finish(proc, max(0.0, deadline - time.monotonic()))
     finally:
         broker.close()
