@@ -7,7 +7,6 @@ cluster cannot change in place — nodes, addresses, the pod network — is refu
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -26,7 +25,7 @@ from lab.host import record as records
 from lab.host.record import LabRecord
 from lab.policy import sync as netpol
 from lab.runtime.agent import container_alive
-from lab.topology.source import Source, parse_documents
+from lab.topology.source import Source, parse_documents, parse_json
 
 # What `lab apply` cannot change: these need `lab down` and `lab up`.
 FIXED = ("pod_cidr", "service_cidr", "node_mask", "network", "cni", "mtu", "underlay_subnet", "underlay_mtu",
@@ -116,7 +115,7 @@ def _parse(text: str, file: str) -> list[tuple[Any, Optional[Source]]]:
     """The documents of one file: JSON (a .json file, or stdin that is JSON) or YAML with lines."""
     if file.endswith(".json") or (file == "<stdin>" and text.lstrip().startswith(("{", "["))):
         try:
-            return [(json.loads(text), None)]
+            return [(parse_json(text, file), None)]
         except ValueError as e:
             if file.endswith(".json"):
                 raise LabError(f"{file}: not valid JSON: {e}") from None
