@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 from lab.errors import LabError, TopologyError
@@ -13,6 +14,23 @@ from lab.errors import LabError, TopologyError
 
 def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
+
+
+INTERNAL = 3  # exit status of a bug in the lab, not in the user's input
+
+
+def _internal(e: BaseException, what: str = "") -> int:
+    """The last resort: an unexpected exception is our bug, said as such, without a traceback
+    (LAB_DEBUG=1 shows it)."""
+    import traceback
+
+    if os.environ.get("LAB_DEBUG"):
+        traceback.print_exception(e)
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+    _err(f"internal error{what}: {type(e).__name__}: {e}{at}; please report it "
+         "with the input that caused it (LAB_DEBUG=1 shows the traceback)")
+    return INTERNAL
 
 
 def _progress(name: str, seconds: float) -> None:
@@ -36,18 +54,21 @@ def cmd_validate(a) -> int:
     from lab.controlplane.plan import plan
     from lab.topology.load import load_topology
 
-    bad = 0
+    worst = 0  # every file is checked and reported; the exit status is the worst one's
     for path in a.files:
         try:
             with _loading(a.strict):
                 state = plan(load_topology(path), source=path)
         except LabError as e:
             print(str(e), file=sys.stderr)
-            bad += 1
+            worst = max(worst, 1)
+            continue
+        except Exception as e:  # noqa: BLE001 - one file's bug must not hide the others' errors
+            worst = _internal(e, f" in {path}")
             continue
         print(f"{path}: valid: lab {state.lab}, {len(state.nodes)} nodes, {len(state.hosts)} hosts, "
               f"{len(state.pods)} pods, network {state.network}, cni {state.cni}")
-    return 1 if bad else 0
+    return worst
 
 
 def cmd_schema(a) -> int:
@@ -766,3 +787,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # `lab get pods | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as e:  # noqa: BLE001
+        return _internal(e)

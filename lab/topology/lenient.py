@@ -143,6 +143,8 @@ KEPT_ANNOTATIONS = {"IngressClass": ("ingressclass.kubernetes.io/is-default-clas
 
 def _manifest(m: dict, path: DocPath, findings: list[Finding]) -> None:
     kind = m.get("kind")
+    if not isinstance(kind, str):  # validation says what a kind must be
+        return
     if kind in IGNORED_KINDS:
         findings.append(Finding(path + ("kind",), f"kind {kind} is ignored: {IGNORED_KINDS[kind]}"))
         return

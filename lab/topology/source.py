@@ -12,6 +12,7 @@ the API server's YAML→JSON step makes them: timestamps stay strings, keys are 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Optional
@@ -90,6 +91,13 @@ def read_documents(path: Path) -> list[Source]:
 def parse_documents(text: str, file: str) -> list[Source]:
     """Parse YAML text into one Source per non-empty document, within the limits."""
     check_size(len(text.encode("utf-8", "surrogatepass")), file)
+    bad = _NOT_PRINTABLE.search(text)
+    if bad:
+        code = ord(bad.group())
+        what = "a NUL byte" if code == 0 else f"the control character #x{code:04x}"
+        _limit(file, text.count("\n", 0, bad.start()) + 1, f"invalid YAML: {what} (YAML text cannot hold it)",
+               "is this a binary file? give a YAML text file; write the character as an escape in a "
+               "double-quoted string (\"\\x00\") if you mean it")
     documents: list[Source] = []
     loader = None
     try:
@@ -107,14 +115,8 @@ def parse_documents(text: str, file: str) -> list[Source]:
             data = builder.build(node, (), lines, node.start_mark.line + 1)
             if data is not None:
                 documents.append(Source(file, data, lines))
-    except yaml.reader.ReaderError as e:
-        line = text.count("\n", 0, e.position) + 1
-        what = "a NUL byte" if e.character == 0 else f"the control character #x{e.character:04x}"
-        _limit(file, line, f"invalid YAML: {what} (YAML text cannot hold it)",
-               "is this a binary file? give a YAML text file; write the character as an escape in a "
-               "double-quoted string (\"\\x00\") if you mean it")
     except yaml.YAMLError as e:
-        raise TopologyError([_syntax_diagnostic(e, file)]) from None
+        raise TopologyError([_syntax_diagnostic(e, file, text)]) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -142,12 +144,37 @@ def parse_json(text: str, file: str) -> Any:
     return data
 
 
-class _GuardedLoader(yaml.SafeLoader):
-    """SafeLoader's composer with the limits counted as nodes are composed: a refused file costs
-    at most MAX_NODES nodes of parsing, and nothing is built from it."""
+try:  # libyaml's parser (4x faster); the composer stays PyYAML's, so that the limits are counted in it
+    from yaml.cyaml import CParser as _Parser
+
+    def _parser_init(loader, text: str) -> None:
+        _Parser.__init__(loader, text)
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml.parser import Parser as _Parser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    class _Parser(Reader, Scanner, _Parser):  # type: ignore[no-redef]
+        pass
+
+    def _parser_init(loader, text: str) -> None:
+        Reader.__init__(loader, text)
+        Scanner.__init__(loader)
+        yaml.parser.Parser.__init__(loader)
+
+# YAML's printable characters (YAML 1.1, 5.1); any other is refused before parsing, with its line
+_NOT_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class _GuardedLoader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """PyYAML's composer (first, before libyaml's) with the limits counted as nodes are composed: a
+    refused file costs at most MAX_NODES nodes of parsing, and nothing is built from it."""
 
     def __init__(self, text: str, file: str):
-        super().__init__(text)
+        _parser_init(self, text)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
         self.file = file
         self.depth = 0
         self.nodes = 0     # composed so far, each alias counted as the nodes it stands for
@@ -269,7 +296,8 @@ class _Builder:
 
 
 _SYNTAX_HINTS = {
-    "found character '\\t'": "YAML does not allow tabs; indent with spaces",
+    "tab character": "YAML does not allow tabs; indent with spaces",
+    "did not find expected key": "check the indentation: items of one list or mapping must line up",
     "mapping values are not allowed": "quote values that contain ': ', or check the indentation",
     "could not find expected ':'": "every key needs a ':' after it; check the indentation",
     "expected <block end>": "check the indentation: items of one list or mapping must line up",
@@ -279,11 +307,14 @@ _SYNTAX_HINTS = {
 }
 
 
-def _syntax_diagnostic(error: yaml.YAMLError, file: str) -> Diagnostic:
+def _syntax_diagnostic(error: yaml.YAMLError, file: str, text: str) -> Diagnostic:
     """A YAML error as a diagnostic at the line where the parser gave up."""
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
+    if mark and "cannot start any token" in problem and text.splitlines()[mark.line:mark.line + 1] \
+            and text.splitlines()[mark.line][mark.column:mark.column + 1] == "\t":  # libyaml does not say which
+        problem = "found a tab character that cannot start any token"
     message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
     hint = next((h for key, h in _SYNTAX_HINTS.items() if key in problem),
                 "check indentation and quoting on this line and the one before")
