@@ -89,8 +89,11 @@ def manifest_files(name: str, recursive: bool = False) -> list[Path]:
     """The files `-f NAME` stands for, as kubectl reads them: a file, or a folder's *.yaml, *.yml
     and *.json files (sorted; its sub-folders too with -R)."""
     path = Path(name)
-    if not path.exists():
-        raise LabError(f'the path "{name}" does not exist')
+    try:
+        path.stat()
+    except OSError as e:  # not there, or a name too long for the file system
+        raise LabError(f'the path "{name}" does not exist' if isinstance(e, FileNotFoundError) else
+                       f'the path "{name}": {e.strerror}') from None
     if not path.is_dir():
         return [path]
     found = path.rglob("*") if recursive else path.iterdir()

@@ -72,15 +72,15 @@ def read_documents(path: Path) -> list[Source]:
     def fail(message: str, hint: Optional[str] = None) -> NoReturn:
         raise TopologyError([Diagnostic(str(path), None, "", message, hint)])
 
-    if path.is_dir():
-        yamls = sorted(p.name for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
-        fail("is a directory, not a YAML file",
-             f"give a file, e.g. {path / yamls[0]}" if yamls else "give the path of a YAML file")
     try:
         check_size(path.stat().st_size, str(path))
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         fail("file not found", "check the path; a relative path starts from the current directory")
+    except IsADirectoryError:
+        yamls = sorted(p.name for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        fail("is a directory, not a YAML file",
+             f"give a file, e.g. {path / yamls[0]}" if yamls else "give the path of a YAML file")
     except UnicodeDecodeError as e:
         fail(f"not UTF-8 text (byte {e.start})", "save the file as UTF-8")
     except OSError as e:
