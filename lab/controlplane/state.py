@@ -293,6 +293,8 @@ class ClusterState:
     policies: tuple[PolicyState, ...] = ()
     ingresses: tuple[IngressState, ...] = ()   # those the lab's ingress-nginx serves
     public_subnet: str = ""          # the segment behind the NAT gateway ("" without one)
+    last_pod_ips: tuple[tuple[str, str], ...] = ()  # node -> the last pod address handed out there (host-local's
+    #                                                 lastReservedIP: the round-robin goes on after it)
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
@@ -357,6 +359,7 @@ class ClusterState:
             "route_reflectors": tuple(d.get("route_reflectors", ())),
             "policies": tuple(_policy(p) for p in d.get("policies", ())),
             "ingresses": tuple(_ingress(i) for i in d.get("ingresses", ())),
+            "last_pod_ips": pairs(d.get("last_pod_ips", ())),
         })
 
     def labels_of_namespace(self, namespace: str) -> dict[str, str]:
