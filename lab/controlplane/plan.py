@@ -98,6 +98,7 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
         out.append(ServiceState(
             namespace=ns, name=m.metadata.name, type=spec.type, cluster_ip=ips.get(key),
             external_name=spec.externalName or "",
+            proxied=not any(label in m.metadata.labels for label in services.PROXY_SKIP_LABELS),
             ports=tuple(ServicePortState(
                 name=p.name or "", protocol=p.protocol, port=p.port,
                 target_port=str(p.targetPort if p.targetPort is not None else p.port),

@@ -73,6 +73,12 @@ class PodState:
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)
 
+    @property
+    def uts_name(self) -> str:
+        """The hostname its programs see (netexec's /hostname): a hostNetwork pod shares its
+        node's UTS namespace, so it answers with the node's name, as agnhost does."""
+        return self.node if self.host_network else self.name
+
     def probe_port(self) -> Optional[int]:
         """The first TCP port served by a netexec container: where the harness knocks."""
         for c in self.containers:
@@ -143,6 +149,7 @@ class ServiceState:
     external_ips: tuple[str, ...] = ()     # spec.externalIPs: kube-proxy serves them, nothing announces them
     load_balancer_ip: str = ""       # status.loadBalancer.ingress: the pool's address; "" while <pending>
     source_ranges: tuple[str, ...] = ()    # spec.loadBalancerSourceRanges: who may reach load_balancer_ip
+    proxied: bool = True             # False: a skip label (services.PROXY_SKIP_LABELS) keeps kube-proxy away
 
     @property
     def key(self) -> str:
