@@ -1,0 +1,82 @@
+"""Workloads change as in a cluster: a pod deleted and re-created with `lab apply -f` gets a new
+address (host-local's round-robin) and answers at once, straight and through its Service; a
+Service with one of kube-proxy's skip labels gets no rules; a hostNetwork pod answers /hostname
+with its node's name."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.integration.conftest import lab, needs_root
+
+pytestmark = [needs_root, pytest.mark.root]
+NAME = "wdchurn"
+
+
+def pod(name: str, app: str, port: int, host_network: bool = False) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": app}},
+            "spec": {"hostNetwork": host_network,
+                     "containers": [{"name": "c", "image": "netexec", "ports": [{"containerPort": port}]}]}}
+
+
+def service(name: str, labels: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": labels},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+
+
+WEB = pod("web", "web", 8080)
+TOPOLOGY = {"name": NAME, "cluster": {"dns": {"enabled": False}}, "nodes": [{"name": "n1"}],
+            "manifests": [pod("client", "client", 8080), WEB, pod("agent", "agent", 9000, host_network=True),
+                          service("web", {"app": "web"}),
+                          service("other-proxy", {"service.kubernetes.io/service-proxy-name": "elsewhere"})]}
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    path = tmp_path_factory.mktemp("churn") / "lab.yaml"
+    path.write_text(yaml.safe_dump(TOPOLOGY, sort_keys=False))
+    lab("up", str(path))
+    try:
+        yield
+    finally:
+        lab("down", NAME, check=False)
+
+
+def _ips() -> tuple[dict, dict]:
+    pods = json.loads(lab("-l", NAME, "get", "pods", "-o", "json").stdout)["items"]
+    svcs = json.loads(lab("-l", NAME, "get", "svc", "-o", "json").stdout)["items"]
+    return ({p["metadata"]["name"]: p["status"]["podIP"] for p in pods},
+            {s["metadata"]["name"]: s["spec"]["clusterIP"] for s in svcs})
+
+
+def curl(url: str, check: bool = True):
+    return lab("-l", NAME, "exec", "client", "--", "curl", "-s", "-m", "3", url, check=check)
+
+
+def test_a_re_created_pod_answers_at_once_straight_and_through_its_service(running, tmp_path):
+    pods, svcs = _ips()
+    assert curl(f"http://{pods['web']}:8080/hostname").stdout == "web"  # the client's neighbour cache knows web
+    assert curl(f"http://{svcs['web']}/hostname").stdout == "web"
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(yaml.safe_dump(WEB))
+    assert lab("-l", NAME, "delete", "-f", str(manifest)).stdout.strip() == "pod/web deleted"
+    assert lab("-l", NAME, "apply", "-f", str(manifest)).stdout.strip() == "pod/web created"
+    after, _ = _ips()
+    assert after["web"] != pods["web"]  # round-robin: not the address just freed
+    assert curl(f"http://{after['web']}:8080/hostname").stdout == "web"
+    assert curl(f"http://{svcs['web']}/hostname").stdout == "web"
+
+
+def test_a_service_with_a_skip_label_gets_no_rules(running):
+    _, svcs = _ips()
+    rules = lab("-l", NAME, "exec", "node/n1", "--", "iptables-save").stdout
+    assert svcs["web"] in rules and svcs["other-proxy"] not in rules
+    assert curl(f"http://{svcs['other-proxy']}/hostname", check=False).returncode != 0
+
+
+def test_a_host_network_pod_answers_with_its_nodes_name(running):
+    nodes = json.loads(lab("-l", NAME, "get", "nodes", "-o", "json").stdout)["items"]
+    node_ip = next(a["address"] for a in nodes[0]["status"]["addresses"] if a["type"] == "InternalIP")
+    assert curl(f"http://{node_ip}:9000/hostname").stdout == "n1"
