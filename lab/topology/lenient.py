@@ -185,6 +185,7 @@ def _manifest(m: dict, path: DocPath, findings: list[Finding]) -> None:
                 for q, peer in _items(rule.get(peers)):
                     _ip_block(peer.get("ipBlock"), sp + (direction, r, peers, q, "ipBlock"), findings)
     elif kind == "Service":
+        _networks(spec, "loadBalancerSourceRanges", sp, findings)
         _strip(spec, sp, _SERVICE_SPEC, "service", findings)
         _strip(spec, sp, _SERVICE_LOAD_BALANCER, "load-balancer", findings)
         for k, port in _items(spec.get("ports")):
@@ -196,9 +197,12 @@ def _ip_block(block: Any, path: DocPath, findings: list[Finding]) -> None:
         return
     if isinstance(block.get("cidr"), str):
         block["cidr"] = _network(block["cidr"], path + ("cidr",), findings)
-    if isinstance(block.get("except"), list):
-        block["except"] = [_network(v, path + ("except", i), findings) if isinstance(v, str) else v
-                           for i, v in enumerate(block["except"])]
+    _networks(block, "except", path, findings)
+
+
+def _networks(data: dict, key: str, path: DocPath, findings: list[Finding]) -> None:
+    if isinstance(data.get(key), list):
+        data[key] = [_network(v, path + (key, i), findings) if isinstance(v, str) else v for i, v in enumerate(data[key])]
 
 
 def _network(value: str, path: DocPath, findings: list[Finding]) -> str:

@@ -184,3 +184,20 @@ manifests:
         in w.message
     with pytest.raises(TopologyError, match="ambiguous"), reporting(strict=True):
         load_topology_text(text, "np.yaml")
+
+
+def test_load_balancer_source_ranges_with_host_bits_are_their_networks_too():
+    from lab.topology.load import reporting
+
+    text = """\
+name: wdlb
+nodes: [{name: n1}]
+manifests:
+- {apiVersion: v1, kind: Service, metadata: {name: s},
+   spec: {type: LoadBalancer, loadBalancerSourceRanges: [10.0.0.1/8, 192.168.0.0/16], ports: [{port: 80}]}}
+"""
+    warned = []
+    with reporting(report=warned.extend):
+        topo = load_topology_text(text, "lb.yaml")
+    assert topo.manifests[0].spec.loadBalancerSourceRanges == [IPv4Network("10.0.0.0/8"), IPv4Network("192.168.0.0/16")]
+    assert "manifests[0].spec.loadBalancerSourceRanges[0]" in [w.path for w in warned]  # (and: no pool)
