@@ -466,6 +466,14 @@ def cmd_exec(a) -> int:
     os.execvpe(argv[0], argv, {**os.environ, **env})
 
 
+def _check_args(a) -> None:
+    """--timeout and --seed of check and run, refused before a lab is built or probed."""
+    if not 0 < a.timeout <= 60:  # also refuses nan
+        raise LabError(f"--timeout {a.timeout}: give the seconds a probe's first try waits, more than 0 and at most 60")
+    if a.seed is not None and not 0 <= a.seed < 1 << 63:
+        raise LabError(f"--seed {a.seed}: give a whole number from 0 (as printed by a sampled check)")
+
+
 def _check(rec, a) -> int:
     from lab.probe import coverage, invariants, report
 
@@ -489,6 +497,7 @@ def _check(rec, a) -> int:
 def cmd_check(a) -> int:
     from lab.host import record
 
+    _check_args(a)
     return _check(record.find(a.lab), a)
 
 
@@ -499,6 +508,7 @@ def cmd_run(a) -> int:
 
     from lab import views
 
+    _check_args(a)
     print(f"Creating lab from {a.file} ...", file=sys.stderr)
     with _loading(a.strict):
         state = lifecycle.up(a.file, progress=_progress)

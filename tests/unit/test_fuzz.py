@@ -64,3 +64,16 @@ def test_validate_reports_every_file_and_exits_with_the_worst(tmp_path, capsys, 
     assert f"internal error in {crash}: ZeroDivisionError" in err.err and "please report" in err.err
     assert f"{bad}:1: invalid YAML: a NUL byte" in err.err and "Traceback" not in err.err
     assert err.out.count("vxlan.yaml: valid") == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "--timeout", "nan"], "--timeout nan"),
+    (["check", "--timeout", "-1"], "--timeout -1.0"),
+    (["check", "--seed", "-5"], "--seed -5"),
+    (["run", "missing.yaml", "--timeout", "0"], "--timeout 0.0"),
+])
+def test_check_and_run_arguments_are_refused_before_any_lab(args, message, capsys):
+    from lab import cli
+
+    assert cli.main(args) == 1
+    assert message in capsys.readouterr().err
