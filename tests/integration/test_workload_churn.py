@@ -1,7 +1,7 @@
 """Workloads change as in a cluster: a pod deleted and re-created with `lab apply -f` gets a new
 address (host-local's round-robin) and answers at once, straight and through its Service; a
 Service with one of kube-proxy's skip labels gets no rules; a hostNetwork pod answers /hostname
-with its node's name."""
+with its node's name; `lab up --wait` and `lab wait` return once the pods are ready."""
 from __future__ import annotations
 
 import json
@@ -27,8 +27,11 @@ def service(name: str, labels: dict) -> dict:
 
 
 WEB = pod("web", "web", 8080)
+SLOW = pod("slow", "slow", 8080)
+SLOW["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/", "port": 8080}, "initialDelaySeconds": 2,
+                                                   "periodSeconds": 1}
 TOPOLOGY = {"name": NAME, "cluster": {"dns": {"enabled": False}}, "nodes": [{"name": "n1"}],
-            "manifests": [pod("client", "client", 8080), WEB, pod("agent", "agent", 9000, host_network=True),
+            "manifests": [pod("client", "client", 8080), WEB, pod("agent", "agent", 9000, host_network=True), SLOW,
                           service("web", {"app": "web"}),
                           service("other-proxy", {"service.kubernetes.io/service-proxy-name": "elsewhere"})]}
 
@@ -37,8 +40,10 @@ TOPOLOGY = {"name": NAME, "cluster": {"dns": {"enabled": False}}, "nodes": [{"na
 def running(tmp_path_factory):
     path = tmp_path_factory.mktemp("churn") / "lab.yaml"
     path.write_text(yaml.safe_dump(TOPOLOGY, sort_keys=False))
-    lab("up", str(path))
+    up = lab("up", str(path), "--wait")
     try:
+        assert "waiting for 1 pod to be ready (slow: initialDelaySeconds 2)" in up.stderr, up.stderr
+        assert "4 pods ready" in up.stderr
         yield
     finally:
         lab("down", NAME, check=False)
@@ -80,3 +85,19 @@ def test_a_host_network_pod_answers_with_its_nodes_name(running):
     nodes = json.loads(lab("-l", NAME, "get", "nodes", "-o", "json").stdout)["items"]
     node_ip = next(a["address"] for a in nodes[0]["status"]["addresses"] if a["type"] == "InternalIP")
     assert curl(f"http://{node_ip}:9000/hostname").stdout == "n1"
+
+
+def test_lab_wait_as_kubectl(running, tmp_path):
+    done = lab("-l", NAME, "wait", "--for=condition=Ready", "--all", "--timeout=10s")
+    assert sorted(done.stdout.splitlines()) == [f"pod/{n} condition met" for n in ("agent", "client", "slow", "web")]
+    late = tmp_path / "late.yaml"
+    never = pod("never", "never", 8080)
+    never["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/not-found", "port": 8080}, "periodSeconds": 1}
+    late.write_text(yaml.safe_dump(never))
+    lab("-l", NAME, "apply", "-f", str(late))
+    try:
+        failed = lab("-l", NAME, "wait", "pod/never", "--timeout", "3s", check=False)
+        assert failed.returncode == 1
+        assert "timed out waiting for the condition on pod/never (readinessProbe c: GET /not-found" in failed.stderr
+    finally:
+        lab("-l", NAME, "delete", "-f", str(late))
