@@ -14,6 +14,7 @@ import copy
 import io
 import shutil
 import signal
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,14 @@ from typing import Any, Callable
 
 import yaml
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 REGRESSIONS = ROOT / "tests" / "data" / "fuzz"
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 HANG = 3.0  # seconds: the bound for refusing any hostile file
+# hypothesis keeps caches in ./.hypothesis: outside the checkout (the runs use no example database)
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "k8s-netlab-hypothesis")
 
 # --- values -----------------------------------------------------------------------------------
 
