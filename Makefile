@@ -2,7 +2,7 @@
 DEFAULT_TOPOLOGY ?= topologies/default.yaml
 LAB = .venv/bin/lab
 
-.PHONY: install demo test test-exercises unit bench
+.PHONY: install demo test test-exercises unit bench fuzz
 install:
 	./scripts/install.sh
 
@@ -31,3 +31,6 @@ bench: install
 	.venv/bin/python bench/exercises.py
 	.venv/bin/python bench/ingress.py
 	.venv/bin/python bench/loadbalancer.py
+
+fuzz: install
+	.venv/bin/python bench/fuzz.py --cases 100000

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 from lab.errors import LabError, TopologyError
@@ -13,6 +14,23 @@ from lab.errors import LabError, TopologyError
 
 def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
+
+
+INTERNAL = 3  # exit status of a bug in the lab, not in the user's input
+
+
+def _internal(e: BaseException, what: str = "") -> int:
+    """The last resort: an unexpected exception is our bug, said as such, without a traceback
+    (LAB_DEBUG=1 shows it)."""
+    import traceback
+
+    if os.environ.get("LAB_DEBUG"):
+        traceback.print_exception(e)
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+    _err(f"internal error{what}: {type(e).__name__}: {e}{at}; please report it "
+         "with the input that caused it (LAB_DEBUG=1 shows the traceback)")
+    return INTERNAL
 
 
 def _progress(name: str, seconds: float) -> None:
@@ -36,18 +54,21 @@ def cmd_validate(a) -> int:
     from lab.controlplane.plan import plan
     from lab.topology.load import load_topology
 
-    bad = 0
+    worst = 0  # every file is checked and reported; the exit status is the worst one's
     for path in a.files:
         try:
             with _loading(a.strict):
                 state = plan(load_topology(path), source=path)
         except LabError as e:
             print(str(e), file=sys.stderr)
-            bad += 1
+            worst = max(worst, 1)
+            continue
+        except Exception as e:  # noqa: BLE001 - one file's bug must not hide the others' errors
+            worst = _internal(e, f" in {path}")
             continue
         print(f"{path}: valid: lab {state.lab}, {len(state.nodes)} nodes, {len(state.hosts)} hosts, "
               f"{len(state.pods)} pods, network {state.network}, cni {state.cni}")
-    return 1 if bad else 0
+    return worst
 
 
 def cmd_schema(a) -> int:
@@ -64,6 +85,8 @@ def cmd_up(a) -> int:
     print(f"Creating lab from {a.file} ...", file=sys.stderr)
     with _loading(a.strict):
         state = lifecycle.up(a.file, progress=_progress)
+    if a.wait is not None:  # kind create cluster --wait: every pod, bounded by its probes unless a time is given
+        _wait_ready(state.lab, lambda s: list(s.pods), a.wait or None, fail=True)
     print(f"Lab {state.lab} is up: {len(state.nodes)} nodes, {len(state.pods)} pods "
           f"({time.monotonic() - t0:.2f}s). Try: lab get pods -o wide", file=sys.stderr)
     if state.ingresses:
@@ -72,6 +95,35 @@ def cmd_up(a) -> int:
 
         print(f"Ingress: {', '.join(ingress.hosts(state)) or 'no host names'} -> {ingress.entry(state)} (ingress-nginx); "
               f"the lab's CA: {RUN_ROOT / state.lab / 'ca.crt'} (curl --cacert)", file=sys.stderr)
+    return 0
+
+
+def _wait_ready(lab: str, choose, timeout: Optional[str], fail: bool) -> list:
+    """Wait for readiness with a progress line; pods never ready are an error (fail) or a warning
+    that names each with its probe's last result. Returns the pods waited for."""
+    from lab.runtime import wait
+
+    seconds = wait.duration(timeout) if timeout else None
+    t0 = time.monotonic()
+    pods, late = wait.until_ready(lab, choose, seconds, lambda line: print(f" … {line}", file=sys.stderr, flush=True))
+    if late and fail:
+        raise LabError("timed out waiting for the condition on " + ", ".join(late))
+    if late:
+        print(f"Warning: not ready after {time.monotonic() - t0:.0f}s: {', '.join(late)}", file=sys.stderr)
+    elif pods:
+        _progress(f"{len(pods)} pods ready", time.monotonic() - t0)
+    return pods
+
+
+def cmd_wait(a) -> int:
+    """lab wait [--for=condition=Ready] (pod/NAME | deploy/NAME | --all) [--timeout=30s]: kubectl's."""
+    from lab.runtime import wait
+
+    if a.for_ not in wait.CONDITIONS:
+        raise LabError(f"--for={a.for_}: lab wait knows {' and '.join(wait.CONDITIONS)}")
+    pods = _wait_ready(a.lab, lambda s: wait.select(s, a.targets, a.namespace, a.all), a.timeout, fail=True)
+    for p in pods:
+        print(f"pod/{p.name} condition met")
     return 0
 
 
@@ -456,6 +508,14 @@ def cmd_exec(a) -> int:
     os.execvpe(argv[0], argv, {**base, **env})
 
 
+def _check_args(a) -> None:
+    """--timeout and --seed of check and run, refused before a lab is built or probed."""
+    if not 0 < a.timeout <= 60:  # also refuses nan
+        raise LabError(f"--timeout {a.timeout}: give the seconds a probe's first try waits, more than 0 and at most 60")
+    if a.seed is not None and not 0 <= a.seed < 1 << 63:
+        raise LabError(f"--seed {a.seed}: give a whole number from 0 (as printed by a sampled check)")
+
+
 def _check(rec, a) -> int:
     from lab.probe import coverage, invariants, report
 
@@ -479,6 +539,7 @@ def _check(rec, a) -> int:
 def cmd_check(a) -> int:
     from lab.host import record
 
+    _check_args(a)
     return _check(record.find(a.lab), a)
 
 
@@ -489,10 +550,14 @@ def cmd_run(a) -> int:
 
     from lab import views
 
+    _check_args(a)
     print(f"Creating lab from {a.file} ...", file=sys.stderr)
     with _loading(a.strict):
         state = lifecycle.up(a.file, progress=_progress)
     try:
+        from lab.runtime import wait
+
+        _wait_ready(state.lab, wait.probed, None, fail=False)
         rec = record.load(state.lab)
         print(views.render_table(*views.pod_rows(state, _alive(rec), rec.created, None, True, rec.ready)) + "\n")
         code = _check(rec, a)
@@ -626,6 +691,10 @@ def _parser() -> argparse.ArgumentParser:
     add("schema", cmd_schema, "print the JSON Schema of topology files")
     p = add("up", cmd_up, "build a lab from a topology file; returns with the lab running")
     p.add_argument("file", metavar="FILE")
+    p.add_argument("--wait", nargs="?", const="", metavar="TIMEOUT",
+                   help="return once every pod is ready (as kind create cluster --wait): within TIMEOUT (30s, 2m), "
+                        "or by default within the slowest readinessProbe's initialDelaySeconds + periodSeconds x "
+                        "failureThreshold")
     strict_opt(p)
     p = add("down", cmd_down, "remove a lab and everything it created")
     p.add_argument("name", nargs="?", metavar="NAME")
@@ -698,6 +767,15 @@ def _parser() -> argparse.ArgumentParser:
     p = add("logs", cmd_logs, "print a container's output")
     p.add_argument("pod", metavar="POD")
     p.add_argument("-c", "--container")
+    p.add_argument("-n", "--namespace", default="default")
+    lab_opt(p)
+    p = add("wait", cmd_wait, "wait until pods are ready, as kubectl wait: lab wait [--for=condition=Ready] "
+                              "(pod/NAME | deploy/NAME | --all) [--timeout=30s]")
+    p.add_argument("targets", nargs="*", metavar="pod/NAME|deploy/NAME")
+    p.add_argument("--for", dest="for_", default="condition=Ready", metavar="condition=Ready",
+                   help="condition=Ready (pods), or condition=Available (a Deployment: all its pods ready)")
+    p.add_argument("--all", action="store_true", help="every pod of the namespace")
+    p.add_argument("--timeout", default="30s", help="how long to wait (default 30s, as kubectl)")
     p.add_argument("-n", "--namespace", default="default")
     lab_opt(p)
     p = add("check", cmd_check, "prove the network invariants and the topology's checks on a running lab")
@@ -786,3 +864,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # `lab get pods | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as e:  # noqa: BLE001
+        return _internal(e)

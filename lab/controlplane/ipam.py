@@ -5,7 +5,9 @@ the model knows every pod's address before the plugin runs, and the order of ADD
 """
 from __future__ import annotations
 
+import itertools
 from ipaddress import IPv4Address, IPv4Network
+from typing import Optional
 
 from lab.errors import LabError
 
@@ -41,16 +43,21 @@ def gateway(node_cidr: IPv4Network) -> IPv4Address:
     return node_cidr.network_address + 1
 
 
-def pod_addresses(node: str, node_cidr: IPv4Network, count: int, taken: frozenset = frozenset()) -> list[IPv4Address]:
-    """host-local's order: after the gateway, upwards, never the broadcast address; `taken`
-    (addresses of pods that keep theirs across a `lab apply`) are skipped."""
+def pod_addresses(node: str, node_cidr: IPv4Network, count: int, taken: frozenset = frozenset(),
+                  last: Optional[IPv4Address] = None) -> list[IPv4Address]:
+    """host-local's order: after the gateway, upwards, never the broadcast address; round-robin
+    from just after `last` (host-local's lastReservedIP), wrapping around, so an address freed by
+    a deleted pod is not handed out again at once (neighbour caches still hold its old MAC);
+    `taken` (addresses of pods that keep theirs across a `lab apply`) are skipped."""
     first = int(node_cidr.network_address) + 2
-    last = int(node_cidr.broadcast_address) - 1
-    free = (IPv4Address(a) for a in range(first, last + 1) if IPv4Address(a) not in taken)
+    end = int(node_cidr.broadcast_address) - 1
+    start = int(last) + 1 if last is not None and first <= int(last) < end else first
+    order = itertools.chain(range(start, end + 1), range(first, start))
+    free = (IPv4Address(a) for a in order if IPv4Address(a) not in taken)
     out = [ip for ip, _ in zip(free, range(count))]
     if len(out) < count:
         raise LabError(
-            f"node {node} has {count + len(taken)} pods but its podCIDR {node_cidr} holds {max(0, last - first + 1)}; "
+            f"node {node} has {count + len(taken)} pods but its podCIDR {node_cidr} holds {max(0, end - first + 1)}; "
             "use a smaller cluster.nodeCIDRMaskSize (bigger node subnets) or spread the pods over more nodes"
         )
     return out

@@ -98,6 +98,7 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
         out.append(ServiceState(
             namespace=ns, name=m.metadata.name, type=spec.type, cluster_ip=ips.get(key),
             external_name=spec.externalName or "",
+            proxied=not any(label in m.metadata.labels for label in services.PROXY_SKIP_LABELS),
             ports=tuple(ServicePortState(
                 name=p.name or "", protocol=p.protocol, port=p.port,
                 target_port=str(p.targetPort if p.targetPort is not None else p.port),
@@ -254,6 +255,18 @@ def _hosts(topo: Topology, underlay: list) -> tuple[HostState, ...]:
     return tuple(sorted(out, key=lambda h: order.index(h.name)))
 
 
+def _last_pod_ips(previous: Optional[ClusterState]) -> dict[str, IPv4Address]:
+    """Where each node's round-robin goes on: the recorded last address, or (a record from before
+    it was kept) the highest pod address on the node."""
+    if previous is None:
+        return {}
+    highest: dict[str, IPv4Address] = {}
+    for p in previous.pods:
+        if not p.host_network:
+            highest[p.node] = max(highest.get(p.node, IPv4Address(p.ip)), IPv4Address(p.ip))
+    return {**highest, **{node: IPv4Address(ip) for node, ip in previous.last_pod_ips}}
+
+
 def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = None) -> ClusterState:
     """previous: the running lab's state (`lab apply`): pods that still exist keep their node and
     IP, as running pods do in a cluster; only new pods are scheduled and given addresses."""
@@ -290,10 +303,14 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         if not intent.spec.hostNetwork and (intent.namespace, intent.name) not in kept:
             by_node[node].append(intent)
     pod_ip = {k: p.ip for k, p in kept.items()}
+    lasts = _last_pod_ips(previous)
     for i, n in enumerate(nodes):
         taken = frozenset(IPv4Address(p.ip) for p in kept.values() if p.node == n.name)
-        for intent, ip in zip(by_node[n.name], ipam.pod_addresses(n.name, cidrs[i], len(by_node[n.name]), taken)):
+        given = ipam.pod_addresses(n.name, cidrs[i], len(by_node[n.name]), taken, lasts.get(n.name))
+        for intent, ip in zip(by_node[n.name], given):
             pod_ip[(intent.namespace, intent.name)] = str(ip)
+        if given:
+            lasts[n.name] = given[-1]
 
     node_by_name = {n.name: n for n in nodes}
     user_services = [m for m in topo.manifests if isinstance(m, Service)]
@@ -335,6 +352,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         bgp_as=topo.cluster.bgp.asNumber, route_reflectors=tuple(topo.cluster.bgp.routeReflectors),
         top_of_rack=topo.cluster.bgp.topOfRack or "",
         services=service_states, ingresses=ingress.states(topo), public_subnet=str(topo.public.subnet) if topo.public else "",
+        last_pod_ips=tuple((n.name, str(lasts[n.name])) for n in nodes if n.name in lasts),
     )
 
 

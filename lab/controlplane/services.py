@@ -16,6 +16,11 @@ from lab.topology.constants import kube_dns_ip, kubernetes_service_ip
 NODE_PORTS = range(30000, 32768)
 
 
+# kube-proxy watches only the Services without these labels (cmd/kube-proxy: its informers'
+# label selector): another proxy serves them, or they are headless by declaration
+PROXY_SKIP_LABELS = ("service.kubernetes.io/service-proxy-name", "service.kubernetes.io/headless")
+
+
 def _start(key: str, size: int) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % size
 

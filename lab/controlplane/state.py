@@ -73,6 +73,12 @@ class PodState:
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)
 
+    @property
+    def uts_name(self) -> str:
+        """The hostname its programs see (netexec's /hostname): a hostNetwork pod shares its
+        node's UTS namespace, so it answers with the node's name, as agnhost does."""
+        return self.node if self.host_network else self.name
+
     def probe_port(self) -> Optional[int]:
         """The first TCP port served by a netexec container: where the harness knocks."""
         for c in self.containers:
@@ -143,6 +149,7 @@ class ServiceState:
     external_ips: tuple[str, ...] = ()     # spec.externalIPs: kube-proxy serves them, nothing announces them
     load_balancer_ip: str = ""       # status.loadBalancer.ingress: the pool's address; "" while <pending>
     source_ranges: tuple[str, ...] = ()    # spec.loadBalancerSourceRanges: who may reach load_balancer_ip
+    proxied: bool = True             # False: a skip label (services.PROXY_SKIP_LABELS) keeps kube-proxy away
 
     @property
     def key(self) -> str:
@@ -293,6 +300,8 @@ class ClusterState:
     policies: tuple[PolicyState, ...] = ()
     ingresses: tuple[IngressState, ...] = ()   # those the lab's ingress-nginx serves
     public_subnet: str = ""          # the segment behind the NAT gateway ("" without one)
+    last_pod_ips: tuple[tuple[str, str], ...] = ()  # node -> the last pod address handed out there (host-local's
+    #                                                 lastReservedIP: the round-robin goes on after it)
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
@@ -357,6 +366,7 @@ class ClusterState:
             "route_reflectors": tuple(d.get("route_reflectors", ())),
             "policies": tuple(_policy(p) for p in d.get("policies", ())),
             "ingresses": tuple(_ingress(i) for i in d.get("ingresses", ())),
+            "last_pod_ips": pairs(d.get("last_pod_ips", ())),
         })
 
     def labels_of_namespace(self, namespace: str) -> dict[str, str]:

@@ -82,6 +82,9 @@ class Host(Protocol):
     def drop_uts(self, path: str) -> None:
         """Unmount and remove what make_uts made (no error if it is gone)."""
 
+    def announce(self, netns: str, ip: str, dev: str) -> None:
+        """Gratuitous ARP for `ip` from `dev` of `netns`: neighbour caches on the segment follow."""
+
 
 def _kill_group(pid: int) -> None:
     try:
@@ -169,6 +172,12 @@ class RealHost:
 
     def drop_uts(self, path):
         namespaces.drop_uts(path)
+
+    def announce(self, netns, ip, dev):
+        try:
+            in_netns(netns, lambda: namespaces.gratuitous_arp(ip, dev))
+        except OSError as e:
+            raise LabError(f"cannot announce {ip} from {dev} in {netns}: {e.strerror or e}") from None
 
 
 _current: list[Host] = [RealHost()]
@@ -262,6 +271,10 @@ def in_ns(netns: str, fn: Callable[[], T]) -> T:
 
 def link_up(netns: str, ifname: str) -> None:
     current().link_up(netns, ifname)
+
+
+def announce(netns: str, ip: str, dev: str = "eth0") -> None:
+    current().announce(netns, ip, dev)
 
 
 def make_uts(path: Path, hostname: str) -> None:

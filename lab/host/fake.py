@@ -17,7 +17,7 @@ from lab.host import Completed
 
 @dataclass
 class Call:
-    kind: str                      # run | spawn | sysctl | link_up | uts | drop_uts
+    kind: str                      # run | spawn | sysctl | link_up | uts | drop_uts | announce
     argv: tuple[str, ...] = ()
     netns: Optional[str] = None
     input: object = None
@@ -85,6 +85,9 @@ class FakeHost:
 
     def drop_uts(self, path) -> None:
         self.calls.append(Call("drop_uts", (path,)))
+
+    def announce(self, netns, ip, dev) -> None:
+        self.calls.append(Call("announce", (ip, dev), netns))
 
     # --- what tests ask ---
     def ran(self, *prefix: str) -> list[Call]:

@@ -14,6 +14,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from typing import TypeVar
 
 from lab.errors import LabError
@@ -140,3 +141,15 @@ def drop_uts(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def gratuitous_arp(ip: str, dev: str) -> None:
+    """An ARP request and an ARP reply for `ip` from this namespace's `dev`, both broadcast, sender
+    and target the address itself: every host on the segment that knows `ip` updates its cache."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
+        s.bind((dev, 0))
+        mac = s.getsockname()[4]
+        addr = IPv4Address(ip).packed
+        for op in (1, 2):
+            arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, mac, addr, b"\xff" * 6 if op == 2 else bytes(6), addr)
+            s.send(b"\xff" * 6 + mac + struct.pack("!H", 0x0806) + arp)

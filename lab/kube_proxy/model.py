@@ -162,8 +162,8 @@ def service_ports(state: ClusterState, node: str, slices: Iterable[EndpointSlice
                   only: Optional[AbstractSet[str]] = None) -> list[ServicePort]:
     """Every proxied service port on `node` (of the Services in `only`, if given: a partial sync
     costs what the change costs): Services by namespace/name, ports in spec order. Headless
-    Services (no ClusterIP) are not proxied."""
-    services = [s for s in state.services if s.cluster_ip and (only is None or s.key in only)]
+    Services (no ClusterIP) and those with a skip label are not proxied."""
+    services = [s for s in state.services if s.cluster_ip and s.proxied and (only is None or s.key in only)]
     if only is not None:
         slices = [s for s in slices if f"{s.namespace}/{s.service}" in only]
     by_service = slices_by_service(slices)
@@ -186,7 +186,7 @@ def stale_udp(old: ClusterState, old_slices: Iterable[EndpointSliceState], new: 
     out = []
     for svc in new.services:
         for port in svc.ports:
-            if port.protocol == "UDP" and svc.cluster_ip and _usable(port_endpoints(svc, port, new_slices)) \
+            if port.protocol == "UDP" and svc.cluster_ip and svc.proxied and _usable(port_endpoints(svc, port, new_slices)) \
                     and (first or not before.get((svc.key, port.name))):
                 out.append((svc.cluster_ip, port.node_port))
     return out

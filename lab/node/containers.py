@@ -24,7 +24,7 @@ READY_TIMEOUT = 10.0
 
 
 def netexec_args(pod: PodState, c: ContainerState) -> list[str]:
-    args = ["--hostname", pod.name]
+    args = ["--hostname", pod.uts_name]
     for p in c.ports:
         args += ["--tcp" if p.protocol == "TCP" else "--udp", str(p.port)]
     return args
@@ -37,7 +37,7 @@ def argv_for(c: ContainerState) -> list[str]:
 
 def env_for(pod: PodState, c: ContainerState) -> dict[str, str]:
     """As the kubelet orders them: the Service variables, then the container's own env (which wins)."""
-    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod.name,
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod.uts_name,
             **dict(pod.service_env), **dict(c.env)}
 
 

@@ -11,7 +11,7 @@ from lab.cni import config, libcni
 from lab.controlplane.state import ClusterState, PodState, container_key
 from lab.errors import LabError
 from lab.node import containers, processes
-from lab.host import drop_uts, ip_batch, link_up, make_uts, netns_path
+from lab.host import announce, drop_uts, ip_batch, link_up, make_uts, netns_path
 from lab.host.netns import alias
 from lab.host.record import LabRecord
 
@@ -62,6 +62,7 @@ def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
         got = [str(IPv4Interface(i["address"]).ip) for i in result.get("ips", [])]
         if got != [pod.ip]:
             raise LabError(f"CNI gave pod {pod.key} {got}, the plan says {pod.ip}")
+        announce(pod.netns, pod.ip)  # as the bridge plugin does: no stale neighbour entry black-holes it
         starter.start_pod(pod)
 
     pool = ThreadPoolExecutor(WORKERS)

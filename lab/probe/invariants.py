@@ -107,7 +107,7 @@ def _hostport_expectations(state: ClusterState) -> list[Expectation]:
                     "hostport", f"host/{h.name} -> node/{node.name} {address}:{p.host_port}/{p.protocol} -> "
                                 f"{pod.key}:{p.port}" + ("" if reply else " (denied by NetworkPolicy)"),
                     Probe(h.netns, address, p.host_port, p.protocol), reply=reply,
-                    source=h.ip if reply else None, server=pod.name if reply else None))
+                    source=h.ip if reply else None, server=pod.uts_name if reply else None))
     return out
 
 

@@ -163,7 +163,7 @@ def allowed_servers(state: ClusterState, src_of, eps: Mapping[str, tuple[str, in
                     pods: Mapping[str, PodState]) -> frozenset:
     """The names of the endpoints the policies let this client reach, judged as the filter sees the
     packet after DNAT: src_of(endpoint pod) is the source it carries (a pod, or an address)."""
-    return frozenset(pods[k].name for k, (_, port) in eps.items()
+    return frozenset(pods[k].uts_name for k, (_, port) in eps.items()
                      if not state.policies or policy.allowed(state, src_of(pods[k]), pods[k], port, protocol))
 
 
@@ -186,7 +186,7 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
     pods = {p.key: p for p in state.pods}
     asks: list[Ask] = []
     for svc in state.services:
-        if svc.cluster_ip is None:
+        if svc.cluster_ip is None or not svc.proxied:  # no rules: nothing to expect of its ClusterIP
             continue
         for port in svc.ports:
             spn = service_port_name(svc, port)

@@ -17,9 +17,6 @@ record (LabRecord.speakers). `lab up` announces once, then the agent on every ch
 """
 from __future__ import annotations
 
-import socket
-import struct
-from ipaddress import IPv4Address
 from typing import Mapping
 
 from lab import host
@@ -55,19 +52,7 @@ def sync(rec: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], ref
             netns = state.node(node).netns
             host.sysctl(netns, {f"net.ipv4.neigh.{DEV}.proxy_delay": "0"})
             host.ip_batch([f"route replace {ip}/32 dev lo", f"neigh replace proxy {ip} dev {DEV}"], netns=netns)
-            host.in_ns(netns, lambda ip=ip: gratuitous_arp(ip))
+            host.announce(netns, ip, DEV)
             done.append(f"{ip}: {node} answers ARP" + ("" if have.get(ip) in (None, node) else f" (was {have[ip]})"))
     rec.speakers = want
     return done
-
-
-def gratuitous_arp(ip: str, dev: str = DEV) -> None:
-    """An ARP request and an ARP reply for `ip` from this namespace's `dev`, both broadcast, sender
-    and target the address itself: every host on the segment that knows `ip` updates its cache."""
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
-        s.bind((dev, 0))
-        mac = s.getsockname()[4]
-        addr = IPv4Address(ip).packed
-        for op in (1, 2):
-            arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, mac, addr, b"\xff" * 6 if op == 2 else bytes(6), addr)
-            s.send(b"\xff" * 6 + mac + struct.pack("!H", 0x0806) + arp)

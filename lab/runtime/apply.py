@@ -7,7 +7,6 @@ cluster cannot change in place — nodes, addresses, the pod network — is refu
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -26,7 +25,7 @@ from lab.host import record as records
 from lab.host.record import LabRecord
 from lab.policy import sync as netpol
 from lab.runtime.agent import container_alive
-from lab.topology.source import Source, parse_documents
+from lab.topology.source import MAX_BYTES, Source, check_size, parse_documents, parse_json
 
 # What `lab apply` cannot change: these need `lab down` and `lab up`.
 FIXED = ("pod_cidr", "service_cidr", "node_mask", "network", "cni", "mtu", "underlay_subnet", "underlay_mtu",
@@ -90,8 +89,11 @@ def manifest_files(name: str, recursive: bool = False) -> list[Path]:
     """The files `-f NAME` stands for, as kubectl reads them: a file, or a folder's *.yaml, *.yml
     and *.json files (sorted; its sub-folders too with -R)."""
     path = Path(name)
-    if not path.exists():
-        raise LabError(f'the path "{name}" does not exist')
+    try:
+        path.stat()
+    except OSError as e:  # not there, or a name too long for the file system
+        raise LabError(f'the path "{name}" does not exist' if isinstance(e, FileNotFoundError) else
+                       f'the path "{name}": {e.strerror}') from None
     if not path.is_dir():
         return [path]
     found = path.rglob("*") if recursive else path.iterdir()
@@ -116,7 +118,7 @@ def _parse(text: str, file: str) -> list[tuple[Any, Optional[Source]]]:
     """The documents of one file: JSON (a .json file, or stdin that is JSON) or YAML with lines."""
     if file.endswith(".json") or (file == "<stdin>" and text.lstrip().startswith(("{", "["))):
         try:
-            return [(json.loads(text), None)]
+            return [(parse_json(text, file), None)]
         except ValueError as e:
             if file.endswith(".json"):
                 raise LabError(f"{file}: not valid JSON: {e}") from None
@@ -138,12 +140,27 @@ def objects_of(text: str, file: str) -> list[Item]:
         else:
             items.append(Item(file, data, source))
     for item in items:
-        o = item.obj
-        if not isinstance(o, dict) or "kind" not in o or not isinstance(o.get("metadata"), dict) \
-                or not (o["metadata"].get("name")):
+        wrong = _not_an_object(item.obj)
+        if wrong:
             where = f"{file}:{item.line()}" if item.line() else file
-            raise LabError(f"{where}: every document must be a Kubernetes object (kind, metadata with a name, ...)")
+            raise LabError(f"{where}: every document must be a Kubernetes object (kind, metadata with a name, ...): "
+                           f"{wrong}")
     return items
+
+
+def _not_an_object(o: Any) -> Optional[str]:
+    """What keeps `o` from being an object kubectl would send: the API server wants kind,
+    metadata.name (and metadata.namespace, if given) as non-empty strings."""
+    if not isinstance(o, dict):
+        return "this is not a mapping"
+    meta = o.get("metadata")
+    if not isinstance(o.get("kind"), str) or not o["kind"]:
+        return "kind must be text, e.g. kind: Service"
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        return "metadata.name must be text, e.g. metadata: {name: web}"
+    if meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
+        return "metadata.namespace must be text"
+    return None
 
 
 def read_objects(names: Sequence[str], recursive: bool = False, stdin: Optional[TextIO] = None) -> list[Item]:
@@ -151,10 +168,11 @@ def read_objects(names: Sequence[str], recursive: bool = False, stdin: Optional[
     items: list[Item] = []
     for name in names:
         if name == STDIN:
-            items += objects_of((stdin or sys.stdin).read(), "<stdin>")
+            items += objects_of((stdin or sys.stdin).read(MAX_BYTES + 1), "<stdin>")  # more is refused
             continue
         for path in manifest_files(name, recursive):
             try:
+                check_size(path.stat().st_size, str(path))
                 text = path.read_text(encoding="utf-8")
             except UnicodeDecodeError as e:
                 raise LabError(f"{path}: not UTF-8 text (byte {e.start})") from None
@@ -274,7 +292,7 @@ def _ignored(o: dict) -> bool:
     """A kind with no network meaning (ServiceAccount, ConfigMap, ...): the lab keeps no model of it."""
     from lab.topology.lenient import IGNORED_KINDS
 
-    return o.get("kind") in IGNORED_KINDS
+    return isinstance(o.get("kind"), str) and o["kind"] in IGNORED_KINDS
 
 
 def _stored(rec) -> dict:

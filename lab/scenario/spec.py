@@ -342,7 +342,7 @@ def _check(value: Any, at, names: Names) -> Optional[Check]:
 def _only(rows: list, at) -> Optional[Check]:
     from lab.probe.invariants import INVARIANTS
 
-    bad = [r for r in rows if r not in INVARIANTS]
+    bad = [r for r in rows if not isinstance(r, str) or r not in INVARIANTS]
     for r in bad:
         at.bad(("only",), f"no check row '{r}'{did_you_mean(str(r), INVARIANTS)}", f"rows: {', '.join(INVARIANTS)}")
     return None if bad else Check(only=tuple(rows))

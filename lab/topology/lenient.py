@@ -9,6 +9,7 @@ model's "unknown field" error (with its 'did you mean') is kept for real typos.
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -143,6 +144,8 @@ KEPT_ANNOTATIONS = {"IngressClass": ("ingressclass.kubernetes.io/is-default-clas
 
 def _manifest(m: dict, path: DocPath, findings: list[Finding]) -> None:
     kind = m.get("kind")
+    if not isinstance(kind, str):  # validation says what a kind must be
+        return
     if kind in IGNORED_KINDS:
         findings.append(Finding(path + ("kind",), f"kind {kind} is ignored: {IGNORED_KINDS[kind]}"))
         return
@@ -176,11 +179,47 @@ def _manifest(m: dict, path: DocPath, findings: list[Finding]) -> None:
         if isinstance(template, dict):
             _strip(template.get("metadata"), sp + ("template", "metadata"), _METADATA, "metadata", findings)
             _pod_spec(template.get("spec"), sp + ("template", "spec"), findings)
+    elif kind == "NetworkPolicy":
+        for direction, peers in (("ingress", "from"), ("egress", "to")):
+            for r, rule in _items(spec.get(direction)):
+                for q, peer in _items(rule.get(peers)):
+                    _ip_block(peer.get("ipBlock"), sp + (direction, r, peers, q, "ipBlock"), findings)
     elif kind == "Service":
+        _networks(spec, "loadBalancerSourceRanges", sp, findings)
         _strip(spec, sp, _SERVICE_SPEC, "service", findings)
         _strip(spec, sp, _SERVICE_LOAD_BALANCER, "load-balancer", findings)
         for k, port in _items(spec.get("ports")):
             _strip(port, sp + ("ports", k), _SERVICE_PORT, "service-port", findings)
+
+
+def _ip_block(block: Any, path: DocPath, findings: list[Finding]) -> None:
+    if not isinstance(block, dict):
+        return
+    if isinstance(block.get("cidr"), str):
+        block["cidr"] = _network(block["cidr"], path + ("cidr",), findings)
+    _networks(block, "except", path, findings)
+
+
+def _networks(data: dict, key: str, path: DocPath, findings: list[Finding]) -> None:
+    if isinstance(data.get(key), list):
+        data[key] = [_network(v, path + (key, i), findings) if isinstance(v, str) else v for i, v in enumerate(data[key])]
+
+
+def _network(value: str, path: DocPath, findings: list[Finding]) -> str:
+    """A CIDR with host bits set (10.0.0.1/24) is taken as its network, with the warning the API
+    server sends back (kubectl prints it); anything else is left as it is, for validation."""
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+        address = ipaddress.ip_address(value.partition("/")[0])
+    except ValueError:
+        return value
+    if address == network.network_address:
+        return value
+    one = f"{address}/{network.max_prefixlen}"
+    findings.append(Finding(path, f'CIDR value "{value}" is ambiguous in this context (should be "{network}" or '
+                                  f'"{one}"?); the lab uses "{network}", as the API server does',
+                            f"write {network} (or {one} for the one address)"))
+    return str(network)
 
 
 def _items(value: Any):

@@ -248,9 +248,12 @@ def _walk(loc: tuple) -> _Place:
         annotation, _ = _unwrap(annotation)
         if part == "[key]":
             continue
-        if get_origin(annotation) in (Union, types.UnionType):  # the discriminated union of manifests
-            kind = part
-            annotation = next(m for m in get_args(annotation) if part in get_args(m.model_fields["kind"].annotation))
+        if get_origin(annotation) in (Union, types.UnionType):  # pydantic names the member it tried
+            member = next((m for m in get_args(annotation) if part in (_kinds(m) + (getattr(m, "__name__", None),))),
+                          None)
+            if member is not None and part in _kinds(member):  # the discriminated union of manifests
+                kind = part
+            annotation = member  # None for a member such as 'int' or 'function-after[...]': nothing to follow
             continue
         path.append(part)
         field, constraints = None, []
@@ -263,6 +266,13 @@ def _walk(loc: tuple) -> _Place:
             annotation = None
     annotation, extra = _unwrap(annotation)
     return _Place(tuple(path), kind, annotation, field, tuple(constraints + extra))
+
+
+def _kinds(model: Any) -> tuple:
+    """The `kind` values a manifest model takes; () for anything else."""
+    if isinstance(model, type) and issubclass(model, BaseModel) and "kind" in model.model_fields:
+        return get_args(model.model_fields["kind"].annotation)
+    return ()
 
 
 def _unwrap(annotation: Any) -> tuple[Any, list]:

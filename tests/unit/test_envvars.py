@@ -115,3 +115,24 @@ def test_a_service_created_later_reaches_new_pods_only():
     client = {p.name: p for p in second.pods}["client"]
     assert client == {p.name: p for p in first.pods}["client"]
     assert "LATE_SERVICE_HOST" in dict({p.name: p for p in second.pods}["newcomer"].service_env)
+
+
+def test_a_host_network_pod_answers_with_its_nodes_name():
+    """It shares the node's UTS namespace: agnhost's /hostname (and $HOSTNAME) is the node's name."""
+    from lab.node.containers import netexec_args
+
+    text = """\
+name: wdhost
+cluster: {dns: {enabled: false}}
+nodes: [{name: n1}]
+manifests:
+- {apiVersion: v1, kind: Pod, metadata: {name: agent},
+   spec: {hostNetwork: true, containers: [{name: c, image: netexec, ports: [{containerPort: 9000}]}]}}
+- {apiVersion: v1, kind: Pod, metadata: {name: web},
+   spec: {containers: [{name: c, image: netexec, ports: [{containerPort: 80}]}]}}
+"""
+    state = plan(load_topology_text(text, "h.yaml"))
+    agent, web = (next(p for p in state.pods if p.name == n) for n in ("agent", "web"))
+    assert netexec_args(agent, agent.containers[0])[:2] == ["--hostname", "n1"]
+    assert env_for(agent, agent.containers[0])["HOSTNAME"] == "n1"
+    assert netexec_args(web, web.containers[0])[:2] == ["--hostname", "web"]

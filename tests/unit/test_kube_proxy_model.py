@@ -127,3 +127,24 @@ def test_service_ports_skip_headless_and_follow_only():
     assert names[:2] == ["default/backend:http", "default/backend:dns"]     # ports in spec order
     only = service_ports(STATE, "worker1", slices_of(STATE), only={"default/sticky"})
     assert [p.spn for p in only] == ["default/sticky"]
+
+
+@pytest.mark.parametrize("label", ["service.kubernetes.io/service-proxy-name", "service.kubernetes.io/headless"])
+def test_services_with_a_skip_label_get_no_rules_in_either_mode(label):
+    """kube-proxy watches Services through a label selector that leaves these out (any value)."""
+    from lab.controlplane.plan import plan
+    from lab.kube_proxy import iptables, nftables
+    from lab.topology.model import Topology
+
+    def topo(labels: dict) -> Topology:
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "skipped", "labels": labels},
+                   "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}
+        return Topology.model_validate({"name": "t", "cluster": {"dns": {"enabled": False}},
+                                        "nodes": [{"name": "a"}], "manifests": [service]})
+
+    skipped, plain = plan(topo({label: "other-proxy"})), plan(topo({"app": "x"}))
+    assert not skipped.services[0].proxied and plain.services[0].proxied
+    ip = skipped.services[0].cluster_ip
+    assert service_ports(skipped, "a", []) == [] and len(service_ports(plain, "a", [])) == 1
+    for render in (lambda s: iptables.render(s, "a", []), lambda s: nftables.render(s, s.nodes[0], [])):
+        assert ip not in render(skipped) and ip in render(plain)

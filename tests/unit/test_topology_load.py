@@ -153,3 +153,51 @@ def test_a_plugin_that_cannot_be_used_is_an_error_with_file_and_line(tmp_path, c
         (tmp_path / "not-exec").chmod(mode)
     text = str(errors_of(lambda: load_topology(_cni_topology(tmp_path, cni))))
     assert expected in text and ":2: cluster.cni" in text
+
+
+def test_an_ip_block_with_host_bits_is_its_network_with_the_api_servers_warning():
+    from lab.topology.load import reporting
+
+    text = """\
+name: wdnp
+nodes: [{name: n1}]
+manifests:
+- apiVersion: networking.k8s.io/v1
+  kind: NetworkPolicy
+  metadata: {name: p}
+  spec:
+    podSelector: {}
+    egress:
+    - to:
+      - ipBlock: {cidr: 10.0.0.1/24, except: [10.0.0.130/25, 10.0.0.64/26]}
+"""
+    warned = []
+    with reporting(report=warned.extend):
+        topo = load_topology_text(text, "np.yaml")
+    block = topo.manifests[0].spec.egress[0].to[0].ipBlock
+    assert (block.cidr, block.except_) == (IPv4Network("10.0.0.0/24"), [IPv4Network("10.0.0.128/25"),
+                                                                        IPv4Network("10.0.0.64/26")])
+    w, other = warned
+    assert other.path.endswith("ipBlock.except[0]")
+    assert (w.line, w.path) == (11, "manifests[0].spec.egress[0].to[0].ipBlock.cidr")
+    assert 'CIDR value "10.0.0.1/24" is ambiguous in this context (should be "10.0.0.0/24" or "10.0.0.1/32"?)' \
+        in w.message
+    with pytest.raises(TopologyError, match="ambiguous"), reporting(strict=True):
+        load_topology_text(text, "np.yaml")
+
+
+def test_load_balancer_source_ranges_with_host_bits_are_their_networks_too():
+    from lab.topology.load import reporting
+
+    text = """\
+name: wdlb
+nodes: [{name: n1}]
+manifests:
+- {apiVersion: v1, kind: Service, metadata: {name: s},
+   spec: {type: LoadBalancer, loadBalancerSourceRanges: [10.0.0.1/8, 192.168.0.0/16], ports: [{port: 80}]}}
+"""
+    warned = []
+    with reporting(report=warned.extend):
+        topo = load_topology_text(text, "lb.yaml")
+    assert topo.manifests[0].spec.loadBalancerSourceRanges == [IPv4Network("10.0.0.0/8"), IPv4Network("192.168.0.0/16")]
+    assert "manifests[0].spec.loadBalancerSourceRanges[0]" in [w.path for w in warned]  # (and: no pool)

@@ -79,7 +79,7 @@ def test_duplicate_keys_are_errors():
 @pytest.mark.parametrize("text, line, message", [
     ("a: 1\nb: [1, 2\n", 3, "invalid YAML"),
     ("a:\n  - x\n - y\n", 3, "invalid YAML"),
-    ("a: !Ref x\n", 1, "could not determine a constructor"),
+    ("a: !Ref x\n", 1, "unsupported YAML tag"),
     ("a: &x [*x]\n", 1, "recursive alias"),
     ("? [1, 2]\n: x\n", 1, "a mapping key must be a plain value"),
 ])
@@ -105,3 +105,64 @@ def test_read_documents_file_problems(tmp_path):
 def test_dotted():
     assert dotted(("manifests", 2, "spec", "containers", 0, "name")) == "manifests[2].spec.containers[0].name"
     assert dotted(()) == ""
+
+
+def _bomb(levels: int = 9, width: int = 9) -> str:
+    """The billion-laughs file of CVE-2019-11253: each level repeats the one before `width` times."""
+    lines = ["l0: &l0 [" + ", ".join(["lol"] * width) + "]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("text, line, message", [
+    (_bomb(), 6, "more than 100,000 values in one file (alias *l4 repeats"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", 1, "nested deeper than 100 levels"),
+    ("".join(f"x{i}: &x{i} [{f'*x{i - 1}' if i else 1}]\n" for i in range(120)), 99, "nested deeper than 100 levels (alias"),
+    ("a: &a 1\nb: [" + ", ".join(["*a"] * 1001) + "]\n", 2, "more than 1000 aliases"),
+    ("a: 1\n---\n" * 1001, 2000, "more than 1000 YAML documents"),
+    ("v: [" + ", ".join(["1"] * 100_001) + "]\n", 1, "more than 100,000 values in one file"),
+    ("name: a\x00b\n", 1, "a NUL byte"),
+    ("a: 1\nb: \x07\n", 2, "the control character #x0007"),
+    ("a: !!python/object/apply:os.system ['touch /tmp/pwned']\n", 1, "unsupported YAML tag"),
+    ("a: !!binary aGVsbG8=\n", 1, "unsupported YAML tag"),
+    ("a: !!set {x, y}\n", 1, "unsupported YAML tag"),
+    ("a: " + "9" * 5000 + "\n", 1, "number out of range"),
+])
+def test_limits_refuse_hostile_input_fast(text, line, message):
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(TopologyError) as caught:
+        parse_documents(text, "h.yaml")
+    assert time.monotonic() - t0 < 3
+    (diagnostic,) = caught.value.diagnostics
+    assert (diagnostic.file, diagnostic.line) == ("h.yaml", line)
+    assert message in diagnostic.message
+    assert diagnostic.hint
+
+
+def test_limits_leave_ordinary_aliases_and_merges_alone():
+    document = one("base: &b {x: 1}\n" + "".join(f"o{i}: {{<<: *b, y: {i}}}\n" for i in range(200)))
+    assert document.data["o199"] == {"x": 1, "y": 199}
+
+
+def test_too_large_a_file_is_refused_before_reading(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("a: " + "x" * (4 * 1024 * 1024) + "\n")
+    with pytest.raises(TopologyError, match="file too large: 4,194,308 bytes"):
+        read_documents(big)
+
+
+def test_scalars_become_what_json_holds():
+    assert one("t: 2020-01-01\n1: x\ntrue: y\n").data == {"t": "2020-01-01", "1": "x", "true": "y"}
+
+
+def test_json_has_the_same_limits():
+    from lab.topology.source import parse_json
+
+    assert parse_json('{"a": [[1]]}', "o.json") == {"a": [[1]]}
+    for text in ("[" * 101 + "]" * 101, "[" * 100_000 + "]" * 100_000):
+        with pytest.raises(TopologyError, match="nested deeper than 100 levels"):
+            parse_json(text, "o.json")
+    with pytest.raises(ValueError):
+        parse_json("{", "o.json")
