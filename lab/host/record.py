@@ -157,8 +157,11 @@ def load(name: str) -> LabRecord:
         raise NoSuchLab(f"no lab named {name!r} is running; `lab list` shows the labs") from None
     except ValueError as e:
         raise LabError(f"the record of lab {name!r} ({path}) is damaged: {e}; `lab clean` removes the lab") from None
-    state = ClusterState.from_dict(data.pop("state"))
-    return LabRecord(state=state, **data)
+    try:
+        return LabRecord(state=ClusterState.from_dict(data.pop("state")), **data)
+    except (TypeError, KeyError, AttributeError) as e:  # written by another version of k8s-netlab
+        raise LabError(f"the record of lab {name!r} ({path}) is not one this version of k8s-netlab reads ({e}): "
+                       "`lab down` or `lab clean` with the version that made it") from None
 
 
 def ensure_free(name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -87,3 +88,24 @@ def clean_after():
     yield names
     for n in names:
         lab("down", n, check=False)
+
+
+def student_processes() -> list[int]:
+    """Running processes of the user submissions run as (none may outlive a submission)."""
+    import pwd
+
+    from lab import host
+
+    return host.live_processes(pwd.getpwnam("lab-student").pw_uid)
+
+
+def reference_submission(folder: Path, into: Path) -> Path:
+    """What CI submits: the exercise folder (its solution.sh and the files it reads), with the
+    reference versions of the files a submission provides (.solution/PATH) in their place."""
+    from lab.exercise import model
+
+    out = into / folder.name
+    shutil.copytree(folder, out)
+    for rel in model.load(folder).submission:
+        shutil.copy(folder / ".solution" / rel, out / rel)
+    return out

@@ -18,7 +18,7 @@ import pytest
 
 from lab import host
 from lab.exercise import model, package
-from tests.integration.conftest import needs_root
+from tests.integration.conftest import needs_root, reference_submission
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.exercises]
 
@@ -93,32 +93,51 @@ CHEATS = {
 }
 
 
-@pytest.fixture(scope="module")
-def autograder(tmp_path_factory):
-    """The package for the test exercise, extracted and set up as Gradescope does (setup.sh once)."""
-    root = tmp_path_factory.mktemp("autograder")
-    zip_path = root.parent / f"{NAME}.zip"
-    package.build(model.load(DATA / NAME), zip_path, timeout=TIMEOUT)
+def install(root: Path, folder: Path, timeout: float = TIMEOUT) -> None:
+    """The package of one exercise extracted into the autograder root (the previous one's source
+    replaced, its virtualenv kept: setup.sh is then quick) and set up as Gradescope does."""
+    zip_path = root.parent / f"{folder.name}.zip"
+    package.build(model.load(folder), zip_path, timeout=timeout)
+    source = root / "source"
+    if (source / "k8s-netlab").is_dir():
+        for entry in (source / "k8s-netlab").iterdir():
+            if entry.name != ".venv":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     with zipfile.ZipFile(zip_path) as z:
-        z.extractall(root / "source")
+        z.extractall(source)
         for info in z.infolist():  # zipfile drops the modes: restore the executable bits
             mode = info.external_attr >> 16
             if mode:
-                os.chmod(root / "source" / info.filename, mode)
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root)}
-    done = subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env, capture_output=True, text=True,
-                          timeout=600)
+                os.chmod(source / info.filename, mode)
+    done = subprocess.run(["bash", str(source / "setup.sh")], env={**os.environ, "AUTOGRADER_ROOT": str(root)},
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("autograder")
+
+
+@pytest.fixture
+def autograder(root: Path):
+    """The package for the test exercise, extracted and set up as Gradescope does."""
+    install(root, DATA / NAME)
     yield root
     lab = root / "source" / "k8s-netlab" / ".venv" / "bin" / "lab"
-    subprocess.run([str(lab), "exercise", "stop", "-e", NAME], env=env, capture_output=True, timeout=60)
+    subprocess.run([str(lab), "exercise", "stop", "-e", NAME], env={**os.environ, "AUTOGRADER_ROOT": str(root)},
+                   capture_output=True, timeout=60)
 
 
-def grade(root: Path, script: str) -> dict:
-    """Run run_autograder on a submission whose solution.sh is `script`; its results.json."""
+def grade(root: Path, script: str, files: Path | None = None) -> dict:
+    """Run run_autograder on a submission whose solution.sh is `script` (with `files`' contents
+    beside it); its results.json."""
     sub = root / "submission"
     shutil.rmtree(sub, ignore_errors=True)
-    sub.mkdir()
+    if files:
+        shutil.copytree(files, sub)
+    else:
+        sub.mkdir()
     (sub / "solution.sh").write_text(script)
     results = root / "results" / "results.json"
     results.unlink(missing_ok=True)
@@ -153,3 +172,15 @@ def test_a_cheat_scores_no_more_than_an_empty_submission(autograder: Path, cheat
     assert time.monotonic() - t0 < TIMEOUT + 60
     leftovers = [p for p in ("/tmp/fill", "/dev/shm/fill", "/var/tmp/fill") if os.path.exists(p)]
     assert not leftovers, leftovers
+
+
+@pytest.mark.parametrize("folder", model.folders(model.default_dir()), ids=lambda p: p.name)
+def test_every_exercise_packaged_gives_its_reference_solution_full_marks(root: Path, folder: Path, tmp_path: Path):
+    """The student's package of each exercise (no solution inside), its reference solution
+    submitted to run_autograder as a student would: full marks, and nothing of it left running."""
+    install(root, folder, timeout=120)
+    submission = reference_submission(folder, tmp_path)
+    result = grade(root, (folder / "solution.sh").read_text(), files=submission)
+    maximum = sum(t["max_score"] for t in result["tests"])
+    assert result["score"] == pytest.approx(maximum) and all(t["status"] == "passed" for t in result["tests"]), \
+        json.dumps(result, indent=1)

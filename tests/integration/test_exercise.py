@@ -19,7 +19,7 @@ import pytest
 
 from lab.controlplane.naming import switch_name
 from lab.exercise import model
-from tests.integration.conftest import lab, lab_leftovers, needs_root
+from tests.integration.conftest import lab, lab_leftovers, needs_root, reference_submission, student_processes
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -30,25 +30,6 @@ SECRET = "secret-probe-from-node1"
 
 def ex(*args: str, check: bool = False, timeout: float = 120, where: Path = DATA):
     return lab("exercise", *args, "-e", NAME, "--dir", str(where), check=check, timeout=timeout)
-
-
-def student_processes() -> list[int]:
-    """Running processes of the user submissions run as (none may outlive a submission)."""
-    import pwd
-
-    from lab import host
-
-    return host.live_processes(pwd.getpwnam("lab-student").pw_uid)
-
-
-def reference_submission(folder: Path, into: Path) -> Path:
-    """What CI submits: the exercise folder (its solution.sh and the files it reads), with the
-    reference versions of the files a submission provides (.solution/PATH) in their place."""
-    out = into / folder.name
-    shutil.copytree(folder, out)
-    for rel in model.load(folder).submission:
-        shutil.copy(folder / ".solution" / rel, out / rel)
-    return out
 
 
 @pytest.fixture

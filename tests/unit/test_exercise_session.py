@@ -57,3 +57,17 @@ def test_lab_down_ends_the_exercises_on_that_lab():
     session.Session(exercise="b", path="/x/b", lab="exb", token="t").save()
     assert session.ended_with("exa") == ["a"]
     assert session.names() == ["b"] and session.ended_with("nothing") == []
+
+
+def test_a_record_of_another_version_is_an_error_not_a_traceback():
+    import json
+
+    from lab.errors import LabError
+    from lab.host import record as records
+
+    (records.RUN_ROOT / "other").mkdir(parents=True)
+    (records.RUN_ROOT / "other" / "record.json").write_text(json.dumps({"state": {"lab": "other"}, "from_the_future": 1}))
+    with pytest.raises(LabError, match="not one this version of k8s-netlab reads"):
+        records.load("other")
+    with pytest.raises(LabError, match="left behind by a crashed run"):
+        records.ensure_free("other")
