@@ -517,13 +517,27 @@ def _check_args(a) -> None:
 
 
 def _check(rec, a) -> int:
-    from lab.probe import coverage, invariants, report
+    from lab.host import record
+    from lab.probe import consistent, coverage, invariants, report
 
     state = rec.state
     cov = coverage.choose(len(state.pods), a.all_pairs, a.seed)
     t0 = time.monotonic()
-    outcomes = invariants.run(state, timeout=a.timeout, pod_ready=rec.pod_ready, probe_detail=rec.probe_detail,
-                              cov=cov)
+
+    def load() -> consistent.Snapshot:
+        now = record.load(rec.name)
+        return consistent.Snapshot(now.state, dict(now.pod_ready), dict(now.probe_detail))
+
+    def check(snap: consistent.Snapshot, only) -> list:
+        return invariants.run(snap.state, timeout=a.timeout, pod_ready=snap.ready, probe_detail=snap.detail, cov=cov,
+                              only=only)
+
+    first = consistent.Snapshot(state, dict(rec.pod_ready), dict(rec.probe_detail))
+    settled = consistent.run(first, load, check)
+    outcomes = settled.outcomes
+    if settled.rejudged:
+        _err(f"the lab changed during the check: the rows it touched were judged again ({settled.rejudged}x)"
+             + (f"; {settled.moving} kept changing: those rows are unchecked" if settled.moving else ""))
     elapsed = time.monotonic() - t0
     scope = cov.describe(len(state.pods))
     print(report.table(state.lab, outcomes, elapsed, scope=scope))
