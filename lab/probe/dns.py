@@ -28,7 +28,7 @@ from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.dns.records import dns_ip, pod_a_name, resolv_conf
 from lab.policy.model import allowed
 from lab.probe.outcome import Outcome
-from lab.probe.services import internal_endpoints, netexec_serves, on_node
+from lab.probe.asks import internal_endpoints, netexec_serves, on_node
 
 CHECKS = {
     "dns": "every Service resolves from every pod (short, name.namespace, FQDN); headless to its ready endpoints",

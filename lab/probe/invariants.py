@@ -16,6 +16,7 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
 from lab.policy import model as policy
 from lab.probe import dns, ingress, services
+from lab.probe.asks import expect
 from lab.probe.coverage import ALL_PAIRS, Coverage, covering_pairs
 from lab.probe.outcome import Outcome, describe, mark_flaky, refused_hint
 from lab.probe.engine import (
@@ -256,7 +257,7 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
         names = pool.submit(dns.run, state, slices) if want(*dns.CHECKS) else None
         rules = pool.submit(ingress.run, state, slices) if want(*ingress.CHECKS) else None  # curl from the hosts
         answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
-                             expect=[wanted[p] for p in unique] + [services.expect(a) for a in asks])
+                             expect=[wanted[p] for p in unique] + [expect(a) for a in asks])
         results = dict(zip(unique, answers))
         missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)  # port 0: judged before
         pairs = [(e, results.get(e.probe, missing)) for e in exps]

@@ -14,7 +14,7 @@ from lab.controlplane.state import ClusterState, EndpointSliceState, PodState, S
 from lab.kube_proxy.model import ServicePort, service_port_name
 from lab.policy import model as policy
 from lab.probe.engine import Probe
-from lab.probe.services import Ask, _denied, allowed_servers, external_endpoints
+from lab.probe.asks import Ask, allowed_servers, denied, external_endpoints
 
 CHECK = "loadbalancer"
 
@@ -40,7 +40,7 @@ def asks(state: ClusterState, svc: ServiceState, port: ServicePortState, sps: Ma
                 not any(IPv4Address(h.ip) in IPv4Network(r) for r in svc.source_ranges)
             src = (lambda _: h.ip) if local else (lambda pod: policy.sending_address(state, node, pod))
             names = allowed_servers(state, src, eps, port.protocol, pods)
-            subject, reply, may_drop = _denied(
+            subject, reply, may_drop = denied(
                 f"host/{h.name} -> {spn} at {addr}:{port.port}/{port.protocol} (node/{node}, "
                 f"{'Local' if local else 'Cluster'})", names, everyone)
             if fenced:

@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 from lab.controlplane.state import (
-    HOST_PORT, ClusterState, EndpointSliceState, PodState, ServicePortState, ServiceState, container_key,
+    HOST_PORT, ClusterState, EndpointSliceState, PodState, ServiceState, container_key,
 )
 from lab import host
-from lab.kube_proxy import model
 from lab.kube_proxy.model import ServicePort, service_port_name
 from lab.policy import model as policy
 from lab.controlplane.ingress import IMAGE as INGRESS_IMAGE
 from lab.dns.runtime import IMAGE as DNS_IMAGE
-from lab.probe import coverage
-from lab.probe.engine import REFUSED, REPLY, SILENCE, Probe, ProbeResult
+from lab.probe import coverage, loadbalancer
+from lab.probe.asks import (Ask, allowed_servers, denied, external_endpoints, internal_endpoints,
+                            node_local_endpoints, not_netexec, per_node, reachable_endpoints)
+from lab.probe.engine import REFUSED, SILENCE, Probe, ProbeResult
 from lab.probe.outcome import Outcome, describe, refused_hint
 from lab.topology.refs import Ref, parse_ref
 
@@ -48,87 +48,6 @@ CHECKS = {
 SAMPLES = 24       # connections per Service port and endpoint, spread over the clients
 SAMPLED_SHARE = 25  # in a sampled check, connections per Service port stop growing past this many endpoints
 ALPHA = 1e-6       # the chance that a fair spread fails service-spread, whatever the number of endpoints
-
-
-@dataclass(frozen=True)
-class Ask:
-    """One planned probe and what it is for."""
-
-    check: str
-    subject: str
-    probe: Probe
-    group: str = ""                      # aggregate judgments (spread, affinity) group by this
-    servers: frozenset = frozenset()     # pods allowed to answer
-    source: Optional[str] = None         # the source address the server must see ("" = any)
-    reply: bool = True
-    client: str = ""                     # the pod key of the client, when it is a pod
-    node: str = ""                       # and its node: grouped rows are judged per node
-    hairpin: str = ""                    # the client's pod name, if it is itself an endpoint: when it
-                                         # answers itself, kube-proxy masquerades (no source check)
-    may_drop: bool = False               # the policies deny some endpoints: no reply is what picking
-                                         # one of those looks like
-
-
-def expect(a: Ask) -> Optional[str]:
-    """What the probe engine is told to expect (it retries what disagrees): no-endpoints waits for
-    a reject, an ICMP error the kernel rate-limits per destination (a burst of 6, then one a
-    second), so a lost one is tried again; a may-drop probe's silence is an answer."""
-    if a.check == "no-endpoints":
-        return REFUSED
-    return REPLY if a.reply and not a.may_drop else SILENCE
-
-
-# Where each node's rules send a Service port's traffic, as lab.kube_proxy.model decides it for
-# both renderers (ready endpoints, or the serving-terminating ones when none is ready; a Local
-# traffic policy uses the node's own): the probes expect what the rules program. Each returns
-# pod key -> (ip, port), empty where the traffic has nowhere to go.
-
-def per_node(state: ClusterState, svc: ServiceState, port: ServicePortState,
-             slices: Sequence[EndpointSliceState]) -> dict[str, ServicePort]:
-    """The service port as each node's kube-proxy sees it."""
-    eps = model.port_endpoints(svc, port, slices)
-    return {n.name: model.categorize(svc, port, eps, n.name) for n in state.nodes}
-
-
-def on_node(svc: ServiceState, port: ServicePortState, slices: Sequence[EndpointSliceState], node: str) -> ServicePort:
-    """The service port as one node's kube-proxy sees it."""
-    return model.categorize(svc, port, model.port_endpoints(svc, port, slices), node)
-
-
-def _by_pod(eps: Sequence[model.Endpoint]) -> dict[str, tuple[str, int]]:
-    return {e.pod: (e.ip, e.port) for e in eps}
-
-
-def internal_endpoints(sp: ServicePort) -> dict[str, tuple[str, int]]:
-    """ClusterIP traffic from the node or its pods."""
-    return _by_pod(sp.local if sp.internal_local else sp.cluster) if sp.has_internal else {}
-
-
-def external_endpoints(sp: ServicePort) -> dict[str, tuple[str, int]]:
-    """NodePort traffic arriving from outside the node."""
-    return _by_pod(sp.local if sp.external_local else sp.cluster) if sp.has_external else {}
-
-
-def node_local_endpoints(sp: ServicePort) -> dict[str, tuple[str, int]]:
-    """NodePort traffic the node sends itself: held to no Local policy (the short-circuit to the
-    cluster chain)."""
-    return _by_pod(sp.cluster) if sp.uses_external_chain else {}
-
-
-def reachable_endpoints(sps: Mapping[str, ServicePort]) -> dict[str, tuple[str, int]]:
-    """Every endpoint some node's rules may send the service port's traffic to."""
-    return {k: v for sp in sps.values() for k, v in _by_pod(sp.reachable).items()}
-
-
-def netexec_serves(pod, port: int, protocol: str) -> bool:
-    """Whether the pod answers the harness's probes there (they speak netexec)."""
-    return pod is not None and any(c.image == "netexec" and any(x.port == port and x.protocol == protocol for x in c.ports)
-                                   for c in pod.containers)
-
-
-def not_netexec(eps: Mapping[str, tuple[str, int]], protocol: str, pods: Mapping[str, PodState]) -> list[str]:
-    """The endpoints (pod keys) the harness's probes cannot speak to: no netexec at their port."""
-    return sorted(k for k, (_, p) in eps.items() if not netexec_serves(pods.get(k), p, protocol))
 
 
 # Images whose Services other rows check (lab.probe.dns, lab.probe.ingress): not unchecked.
@@ -157,23 +76,6 @@ def unchecked(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list
                                f"unchecked: endpoints without netexec (the probes speak netexec only): {what}",
                                target=f"{svc.cluster_ip}:{port.port}/{port.protocol}", unchecked=True))
     return out
-
-
-def allowed_servers(state: ClusterState, src_of, eps: Mapping[str, tuple[str, int]], protocol: str,
-                    pods: Mapping[str, PodState]) -> frozenset:
-    """The names of the endpoints the policies let this client reach, judged as the filter sees the
-    packet after DNAT: src_of(endpoint pod) is the source it carries (a pod, or an address)."""
-    return frozenset(pods[k].uts_name for k, (_, port) in eps.items()
-                     if not state.policies or policy.allowed(state, src_of(pods[k]), pods[k], port, protocol))
-
-
-def _denied(subject: str, servers: frozenset, everyone: frozenset) -> tuple[str, bool, bool]:
-    """(subject, reply expected, may drop) for a client the policies allow `servers` of `everyone`."""
-    if servers == everyone:
-        return subject, True, False
-    if not servers:
-        return subject + " (denied by NetworkPolicy)", False, False
-    return subject + f" (NetworkPolicy allows {len(servers)} of {len(everyone)} endpoints)", True, True
 
 
 def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Optional[int] = None) -> list[Ask]:
@@ -212,7 +114,7 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                 rounds = max(1, math.ceil(SAMPLES * share / per_node_clients[c.node]))
                 everyone = frozenset(pod_names[k] for k in reachable)
                 names = allowed_servers(state, lambda _: c, reachable, port.protocol, pods)
-                subject, reply, may_drop = _denied(f"{c.key} ({c.ip}) -> {spn} ({target})", names, everyone)
+                subject, reply, may_drop = denied(f"{c.key} ({c.ip}) -> {spn} ({target})", names, everyone)
                 hairpin = c.name if c.key in reachable and c.name in names else ""
                 # Judged per client node (each node's rules are its own), over the endpoints its
                 # clients may reach: all of them, or with internalTrafficPolicy Local those of the
@@ -231,13 +133,12 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                     everyone = frozenset(pod_names[k] for k in reachable)
                     names = allowed_servers(state, lambda pod: policy.sending_address(state, n.name, pod),
                                             reachable, port.protocol, pods)
-                    subject, reply, may_drop = _denied(f"node/{n.name} -> {spn} ({target})", names, everyone)
+                    subject, reply, may_drop = denied(f"node/{n.name} -> {spn} ({target})", names, everyone)
                     asks.append(Ask("service", subject, Probe(n.netns, svc.cluster_ip, port.port, port.protocol),
                                     servers=names, source="", reply=reply, may_drop=may_drop))
             if port.node_port:
                 asks += _node_port(state, sps, pods)
             if svc.load_balancer_ip or svc.external_ips:
-                from lab.probe import loadbalancer  # it builds on this module's helpers
                 asks += loadbalancer.asks(state, svc, port, sps, pods, slices)
     gateway = state.nat_gateway()
     for h in state.hosts:
@@ -311,17 +212,17 @@ def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mappin
             probe = Probe(netns, node.ip, port.node_port, port.protocol)
             if local:
                 names = allowed_servers(state, lambda _: ip, outside_eps, port.protocol, pods)
-                subject, reply, may_drop = _denied(f"{who} -> {spn} at {target}, Local", names, here)
+                subject, reply, may_drop = denied(f"{who} -> {spn} at {target}, Local", names, here)
                 asks.append(Ask("nodeport", subject, probe, servers=names, source=ip, reply=bool(names) and reply,
                                 may_drop=may_drop))
             else:
-                subject, reply, may_drop = _denied(f"{who} -> {spn} at {target}, Cluster", snat, everywhere)
+                subject, reply, may_drop = denied(f"{who} -> {spn} at {target}, Cluster", snat, everywhere)
                 asks.append(Ask("nodeport", subject, probe, servers=snat, source="node", reply=reply,
                                 may_drop=may_drop))
         # From the node itself any endpoint may answer. 127.0.0.1 works in iptables mode only
         # (route_localnet); kube-proxy's nftables mode does not serve NodePorts on localhost.
         for addr in (node.ip, "127.0.0.1") if state.proxy == "iptables" else (node.ip,):
-            subject, reply, may_drop = _denied(
+            subject, reply, may_drop = denied(
                 f"node/{node.name} -> {spn} at {addr}:{port.node_port}/{port.protocol}", snat, everywhere)
             asks.append(Ask("nodeport", subject, Probe(node.netns, addr, port.node_port, port.protocol),
                             servers=snat, source="", reply=reply, may_drop=may_drop))

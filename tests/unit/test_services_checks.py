@@ -13,10 +13,8 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.plan import plan as plan_topology
 from lab.controlplane.state import HOST_PORT, ClusterState
 from lab.probe.engine import Probe, ProbeResult
-from lab.probe.services import (
-    CHECKS, SAMPLES, Ask, external_endpoints, internal_endpoints, judge, node_addresses, node_local_endpoints,
-    per_node, plan,
-)
+from lab.probe.asks import Ask, external_endpoints, internal_endpoints, node_local_endpoints, per_node
+from lab.probe.services import CHECKS, SAMPLES, judge, node_addresses, plan
 from lab.topology.model import Topology
 from tests.unit.golden import shipped_state
 

@@ -15,7 +15,7 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.plan import plan
 from lab.controlplane.state import CheckState
 from lab.host.fake import FakeHost
-from lab.probe import report, services
+from lab.probe import asks, report, services
 from lab.probe.engine import ERROR, REFUSED, REPLY, SILENCE, Probe, ProbeResult
 from lab.probe.invariants import check_expectations, judge, judge_pod_ips, expectations
 from lab.probe.outcome import Outcome, mark_flaky
@@ -184,7 +184,7 @@ def test_a_stale_endpoint_answering_on_one_node_fails_that_node(svc):
 
 def test_a_service_deny_fails_on_a_refusal(svc):
     st, _ = svc
-    a = services.Ask("service", "x (denied by NetworkPolicy)", P, reply=False)
+    a = asks.Ask("service", "x (denied by NetworkPolicy)", P, reply=False)
     (o,) = services.judge(st, [a], [ProbeResult(P, False, None, "connection refused", 0.001)])
     assert not o.passed and "refused is not denied" in o.observed
     (o,) = services.judge(st, [a], [ProbeResult(P, False, None, TIMEOUT, 1.0)])
