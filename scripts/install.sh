@@ -29,6 +29,9 @@ fi
 if ! id -u lab-student >/dev/null 2>&1; then
   useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lab-student
 fi
+# The instructor's files are root's alone (git keeps no read bits: a clone makes them 0644).
+find exercises tests/data/exercises -name solution.sh -exec chmod go-rwx {} + \
+     -o -name SOLUTION.md -exec chmod go-rwx {} + -o -name .solution -prune -exec chmod -R go-rwx {} + 2>/dev/null || true
 
 # Mininet's module lives in Debian's python3: the venv must be built from /usr/bin/python3 with
 # --system-site-packages (a pyenv `python3` shim does not have it).

@@ -91,7 +91,8 @@ def _run(ex, s, path: Path, who: sandbox.Student, timeout: float, hide: Sequence
         source, entry = box / "staged", ENTRY
     else:
         source, entry = path, ENTRY
-    secrets = sandbox.hidden_paths([str(sessions.folder()), s.path, str(default_dir()), *hide])
+    # the checkout this grader runs from holds every exercise and its solutions (and the tests')
+    secrets = sandbox.hidden_paths([str(sessions.folder()), s.path, str(default_dir().parent), *hide])
     env = {"PATH": f"{box / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "HOME": str(box / "work"), "LAB": s.lab, "LAB_EXERCISE": ex.name, "LAB_BROKER": str(box / "broker.sock"),
            "LANG": "C.UTF-8"}
