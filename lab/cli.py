@@ -81,11 +81,16 @@ def cmd_schema(a) -> int:
 def cmd_up(a) -> int:
     from lab.runtime import lifecycle
 
+    from lab.runtime import wait
+
+    # kind create cluster --wait: every pod, bounded by its probes unless a time is given; --wait=0s
+    # does not wait (kind's default). A bad duration is refused before anything is built.
+    waits = a.wait is not None and (not a.wait or wait.duration(a.wait) > 0)
     t0 = time.monotonic()
     print(f"Creating lab from {a.file} ...", file=sys.stderr)
     with _loading(a.strict):
         state = lifecycle.up(a.file, progress=_progress)
-    if a.wait is not None:  # kind create cluster --wait: every pod, bounded by its probes unless a time is given
+    if waits:
         _wait_ready(state.lab, lambda s: list(s.pods), a.wait or None, fail=True)
     print(f"Lab {state.lab} is up: {len(state.nodes)} nodes, {len(state.pods)} pods "
           f"({time.monotonic() - t0:.2f}s). Try: lab get pods -o wide", file=sys.stderr)

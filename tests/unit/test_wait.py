@@ -103,3 +103,23 @@ def test_a_pod_never_ready_is_named_with_its_probes_last_result(lab_on_disk, cap
     assert cli.main(["wait", "pod/plain", "-l", "wdwait"]) == 0
     assert capsys.readouterr().out == "pod/plain condition met\n"
     assert cli.main(["wait", "--for=condition=Gone", "--all", "-l", "wdwait"]) == 1
+
+
+def test_up_refuses_a_bad_wait_before_building_and_does_not_wait_at_0s(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from lab import cli
+    from lab.runtime import lifecycle
+
+    built, waited = [], []
+
+    def up(path, progress):
+        built.append(path)
+        return SimpleNamespace(lab="l", nodes=[], pods=[], ingresses=[])
+
+    monkeypatch.setattr(lifecycle, "up", up)
+    monkeypatch.setattr(cli, "_wait_ready", lambda *a, **k: waited.append(a))
+    assert cli.main(["up", "x.yaml", "--wait=soon"]) == 1
+    assert built == [] and "invalid duration 'soon'" in capsys.readouterr().err
+    assert cli.main(["up", "x.yaml", "--wait=0s"]) == 0 and built == ["x.yaml"] and waited == []   # kind's 0s: no wait
+    assert cli.main(["up", "x.yaml", "--wait=5s"]) == 0 and len(waited) == 1
