@@ -134,6 +134,8 @@ def probe_failure(detail: str) -> Optional[str]:
         return f"HTTP probe failed: {detail}"
     if detail.startswith("tcp "):
         return None if detail.endswith(": connected") else f"TCP probe failed: {detail}"
+    if detail.startswith("grpc "):
+        return None if arrow and result == "SERVING" else f"gRPC probe failed: {detail}"
     if detail.startswith("exec "):
         return None if arrow and result == "exit 0" else f"command failed: {detail}"
     return None  # "initialDelaySeconds N: not probed yet", or nothing recorded
@@ -142,6 +144,7 @@ def probe_failure(detail: str) -> Optional[str]:
 def _probe_spec(r: ReadinessState) -> str:
     """kubectl's Readiness line: handler, then delay, timeout, period and thresholds."""
     handler = {"http": f"http-get http://:{r.port}{r.path}", "tcp": f"tcp-socket :{r.port}",
+               "grpc": f"grpc <pod>:{r.port} {r.service or '<service>'}",
                "exec": f"exec [{' '.join(r.command)}]"}[r.kind]
     return (f"{handler} delay={r.initial_delay}s timeout={r.timeout}s period={r.period}s "
             f"#success={r.success_threshold} #failure={r.failure_threshold}")

@@ -10,3 +10,4 @@ fetch() {  # fetch DIR URL: into DIR/manifests/, named as upstream names it
 }
 fetch guestbook https://raw.githubusercontent.com/kubernetes/examples/master/guestbook/all-in-one/guestbook-all-in-one.yaml
 fetch bookinfo https://raw.githubusercontent.com/istio/istio/master/samples/bookinfo/platform/kube/bookinfo.yaml
+fetch online-boutique https://raw.githubusercontent.com/GoogleCloudPlatform/microservices-demo/main/release/kubernetes-manifests.yaml

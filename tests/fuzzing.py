@@ -220,7 +220,8 @@ class Workspace:
     def seeds(self, target: str) -> list[Any]:
         pattern = {"topology": "topologies/**/*.yaml", "scenario": "scenarios/*.yaml",
                    "exercise": "exercises/*/exercise.yaml"}.get(target, "topologies/*.yaml")
-        docs = [yaml.safe_load(p.read_text()) for p in sorted(ROOT.glob(pattern)) if "fuzz" not in p.parts]
+        docs = [yaml.safe_load(p.read_text()) for p in sorted(ROOT.glob(pattern))
+                if "fuzz" not in p.parts and "manifests" not in p.parts]  # fetched upstream files: not topologies
         docs = [d for d in docs if isinstance(d, dict)]
         if target == "objects":  # the manifests of the shipped topologies, a few objects per file
             objects = [m for d in docs if isinstance(d.get("manifests"), list) for m in d["manifests"]]

@@ -38,13 +38,18 @@ def _readiness(c: Container) -> Optional[ReadinessState]:
     timing = dict(initial_delay=probe.initialDelaySeconds, period=probe.periodSeconds, timeout=probe.timeoutSeconds,
                   success_threshold=probe.successThreshold, failure_threshold=probe.failureThreshold)
     if probe.exec is not None:
+        grpc = images.grpc_health_probe(c)
+        if grpc is not None:  # the image's grpc_health_probe, played by the stand-in's gRPC health service
+            return ReadinessState(kind="grpc", port=grpc[0], service=grpc[1], **timing)
         return ReadinessState(kind="exec", command=tuple(probe.exec.command), **timing)
-    handler = probe.httpGet or probe.tcpSocket or probe.grpc  # grpc: a TCP connect (no gRPC in the lab)
+    handler = probe.httpGet or probe.tcpSocket or probe.grpc
     port = handler.port
     if isinstance(port, str):  # a named port of this container (semantics checked it exists)
         port = next(p.containerPort for p in c.ports if p.name == port)
     if probe.httpGet is not None:
         return ReadinessState(kind="http", port=port, path=probe.httpGet.path, **timing)
+    if probe.grpc is not None:
+        return ReadinessState(kind="grpc", port=port, service=probe.grpc.service or "", **timing)
     return ReadinessState(kind="tcp", port=port, **timing)
 
 

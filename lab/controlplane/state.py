@@ -23,9 +23,10 @@ class PortState:
 class ReadinessState:
     """A readinessProbe with its port resolved to a number (named ports name the container's)."""
 
-    kind: str                        # http | tcp | exec
+    kind: str                        # http | tcp | grpc | exec
     port: int = 0
     path: str = "/"
+    service: str = ""                # grpc: the service named in the Health/Check request ("" = the server)
     command: tuple[str, ...] = ()
     initial_delay: int = 0
     period: int = 10

@@ -11,7 +11,9 @@ TCP: a request that starts like HTTP ("GET ", "POST ", ...) gets one HTTP/1.1 an
 and readiness paths of real apps pass, except paths starting with /not-found: 404, for a probe
 meant to fail), then the connection is closed; anything else
 is echoed back byte for byte until the peer closes; every HTTP answer names the pod in an
-X-Netexec-Hostname header. UDP: "hostname", "clientip", "whoami" ("NAME ip:port"), "echo X",
+X-Netexec-Hostname header. A connection that opens with HTTP/2's preface is served as gRPC's
+health service (every call answers Health/Check: SERVING, NOT_SERVING for a service named
+not-found...), for the kubelet's gRPC probes. UDP: "hostname", "clientip", "whoami" ("NAME ip:port"), "echo X",
 anything else is echoed. Once every port listens, "ready\\n" is written to --ready-fd.
 """
 import os
@@ -77,6 +79,27 @@ def unquote(text):
     return b"".join(out)
 
 
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def grpc_answer(stream, body):
+    """HEADERS, the HealthCheckResponse and the trailers for one call whose request body (a gRPC
+    message: flag, length, HealthCheckRequest) is `body`. HPACK literals, never Huffman."""
+    message = body[5:5 + int.from_bytes(body[1:5], "big")] if len(body) >= 5 else b""
+    service = message[2:2 + message[1]] if message[:1] == b"\x0a" and len(message) > 1 else b""
+    status = 2 if service.startswith(NOT_FOUND[1:].encode()) else 1
+    reply = b"\x08" + bytes([status])
+    headers = b"\x88\x0f\x10\x10application/grpc"                    # :status 200, content-type
+    trailers = b"\x00\x0bgrpc-status\x010"
+    return (h2_frame(1, 4, stream, headers)
+            + h2_frame(0, 0, stream, b"\x00" + len(reply).to_bytes(4, "big") + reply)
+            + h2_frame(1, 5, stream, trailers))
+
+
 class Conn:
     """One accepted TCP connection: decides HTTP or echo from its first bytes."""
 
@@ -84,7 +107,7 @@ class Conn:
         self.server, self.sock, self.peer = server, sock, peer
         self.inbuf = bytearray()
         self.outbuf = bytearray()
-        self.mode = None  # None until sniffed, then "http" or "echo"; "done" once answered
+        self.mode = None  # None until sniffed, then "http", "h2" or "echo"; "done" once answered
         self.closing = False  # close once outbuf is flushed
         self.events = selectors.EVENT_READ  # what the selector currently waits for
 
@@ -114,9 +137,17 @@ class Conn:
             self.flush()
         elif self.mode == "http":
             self.http()
+        elif self.mode == "h2":
+            self.grpc()
 
     def sniff(self):
         head = self.inbuf[:8]
+        if self.inbuf[:len(H2_PREFACE)] == H2_PREFACE[:len(self.inbuf)]:
+            if len(self.inbuf) >= len(H2_PREFACE):
+                del self.inbuf[:len(H2_PREFACE)]
+                self.mode, self.h2 = "h2", {"streams": {}}
+                self.outbuf += h2_frame(4, 0, 0)  # our SETTINGS (all defaults)
+            return
         if any(head.startswith(m) for m in METHODS):
             self.mode = "http"
         elif not any(m.startswith(head) for m in METHODS):
@@ -147,6 +178,35 @@ class Conn:
         self.inbuf.clear()
         status, body = self.route(target)
         self.respond(status, body, method == "HEAD")
+
+    def grpc(self):
+        """HTTP/2 with prior knowledge: every call on it is answered as grpc.health.v1.Health/Check
+        answers (the kubelet's gRPC probe, grpc_health_probe): SERVING, or NOT_SERVING for a
+        service named not-found... (a probe meant to fail). A call ends with its END_STREAM."""
+        streams = self.h2["streams"]
+        while len(self.inbuf) >= 9:
+            length = int.from_bytes(self.inbuf[:3], "big")
+            if length > MAX_HEAD + MAX_BODY:
+                return self.finish()
+            if len(self.inbuf) < 9 + length:
+                return
+            kind, flags = self.inbuf[3], self.inbuf[4]
+            stream = int.from_bytes(self.inbuf[5:9], "big") & 0x7FFFFFFF
+            payload = bytes(self.inbuf[9:9 + length])
+            del self.inbuf[:9 + length]
+            if kind == 4 and not flags & 1:      # SETTINGS: acknowledged
+                self.outbuf += h2_frame(4, 1, 0)
+            elif kind == 6 and not flags & 1:    # PING: answered
+                self.outbuf += h2_frame(6, 1, 0, payload)
+            elif kind == 7:                      # GOAWAY
+                return self.finish()
+            elif kind in (0, 1) and stream:      # DATA or HEADERS of a call
+                body = streams.setdefault(stream, bytearray())
+                if kind == 0:
+                    body += payload[1:len(payload) - payload[0]] if flags & 8 and payload else payload
+                if flags & 1:
+                    self.outbuf += grpc_answer(stream, bytes(streams.pop(stream)))
+        self.flush()
 
     def route(self, target):
         path, _, query = target.partition("?")

@@ -1,5 +1,5 @@
 """Readiness, as the kubelet decides it: each container's readinessProbe is run from its node
-(httpGet and tcpSocket connect from the node's namespace to the pod IP, exec runs inside the pod),
+(httpGet, tcpSocket and grpc connect from the node's namespace to the pod IP, exec runs inside the pod),
 and consecutive results move the container between ready and not ready by the probe's thresholds."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Callable, Mapping
 
 from lab.controlplane.state import ClusterState, ContainerState, PodState, ReadinessState, container_key
 from lab import host
+from lab.node import grpc_health
 
 Alive = Callable[[str], bool]
 
@@ -60,6 +61,33 @@ def _connect(host: str, port: int, timeout: float, request: bytes | None, what: 
         return False, f"{what}: {e.strerror or e}"
 
 
+def _grpc(host: str, port: int, timeout: float, service: str, what: str) -> tuple[bool, str]:
+    """One Health/Check call, as the kubelet's gRPC probe makes it: ready only on SERVING."""
+    reply, buffer = grpc_health.Reply(), bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(grpc_health.request(f"{host}:{port}", service))
+            while not reply.ended:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                for kind, flags, stream, payload in grpc_health.frames(buffer):
+                    if kind == grpc_health.SETTINGS and not flags & grpc_health.ACK:
+                        s.sendall(grpc_health.frame(grpc_health.SETTINGS, grpc_health.ACK, 0))
+                    reply.feed(kind, flags, stream, payload)
+    except TimeoutError:
+        return False, f"{what}: timed out after {timeout}s"
+    except OSError as e:
+        return False, f"{what}: {e.strerror or e}"
+    except (IndexError, ValueError):
+        return False, f"{what} -> not an HTTP/2 gRPC answer"
+    ok, result = reply.verdict()
+    return ok, f"{what} -> {result}"
+
+
 def run_probe(state: ClusterState, pod: PodState, c: ContainerState) -> tuple[bool, str]:
     """One probe, as the kubelet runs it; any error is a failure. Returns the verdict and what
     happened (e.g. "GET /_healthz -> 404"), which `lab check` shows for a Service left without
@@ -71,6 +99,9 @@ def run_probe(state: ClusterState, pod: PodState, c: ContainerState) -> tuple[bo
         if done.code is None:
             return False, f"{what}: timed out after {r.timeout}s"
         return done.ok, f"{what} -> exit {done.code}"
+    if r.kind == "grpc":
+        what = f"grpc Health/Check{f' {r.service}' if r.service else ''} (port {r.port})"
+        return host.in_ns(state.node(pod.node).netns, lambda: _grpc(pod.ip, r.port, r.timeout, r.service, what))
     request, what = None, f"tcp {r.port}"
     if r.kind == "http":
         what = f"GET {r.path} (port {r.port})"

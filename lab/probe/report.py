@@ -25,6 +25,11 @@ def _tries(o: Outcome) -> str:
     return f"{o.attempts} {'try' if o.attempts == 1 else 'tries'}"
 
 
+def _tries_suffix(o: Outcome) -> str:
+    """" (N tries)" after what was observed, unless that already counts them."""
+    return f" ({_tries(o)})" if o.attempts > 1 and _tries(o) not in o.observed else ""
+
+
 def _listed(title: str, rows: Sequence[Outcome], most: int, line) -> list[str]:
     if not rows:
         return []
@@ -48,7 +53,7 @@ def table(lab: str, outcomes: Sequence[Outcome], elapsed: float, max_failures: i
     failures = [o for o in outcomes if o.failed]
     lines += _listed("failed", failures, max_failures, lambda o: f"  [{o.check}] {o.subject}"
                      + (" (flaky)" if o.flaky else "") + f"\n      expected {o.expected}; observed {o.observed}"
-                     + (f" ({_tries(o)})" if o.attempts > 1 else ""))
+                     + _tries_suffix(o))
     lines += _listed("unchecked (neither passed nor failed)", [o for o in outcomes if o.unchecked], max_failures,
                      lambda o: f"  [{o.check}] {o.subject}\n      {o.observed}")
     lines += _listed("passed only after retries", [o for o in outcomes if o.retried], max_failures,
@@ -88,9 +93,8 @@ def to_junit(lab: str, outcomes: Sequence[Outcome], elapsed: float) -> str:
             if o.unchecked:
                 ET.SubElement(case, "skipped", message=o.observed)
             elif not o.passed:
-                tries = f" ({_tries(o)})" if o.attempts > 1 else ""
                 failure = ET.SubElement(case, "failure", message=("flaky: " if o.flaky else "")
-                                        + f"expected {o.expected}; observed {o.observed}{tries}")
+                                        + f"expected {o.expected}; observed {o.observed}{_tries_suffix(o)}")
                 failure.text = f"{o.subject}\nexpected: {o.expected}\nobserved: {o.observed}\ntries: {o.attempts}\n"
             elif o.retried:
                 ET.SubElement(case, "system-out").text = f"passed at try {o.attempts}\n"

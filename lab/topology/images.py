@@ -59,5 +59,27 @@ def stand_ins(spec: PodSpec, namespace: str, labels: dict[str, str], services: I
     return out
 
 
+def grpc_health_probe(c: Container) -> Optional[tuple[int, str]]:
+    """(port, service) when a stand-in's readinessProbe execs grpc_health_probe, the tool images
+    carried before the kubelet probed gRPC itself (Online Boutique's older manifests): the stand-in
+    serves grpc.health.v1.Health, so the lab probes that. None for anything else, or for flags it
+    cannot play (-tls...): that exec probe runs as written."""
+    probe = c.readinessProbe
+    if probe is None or probe.exec is None or not stands_in(c) or \
+            probe.exec.command[0].rsplit("/", 1)[-1] != "grpc_health_probe":
+        return None
+    flags: dict[str, str] = {}
+    args = list(probe.exec.command[1:])
+    while args:
+        name, eq, value = args.pop(0).lstrip("-").partition("=")
+        if not eq and args and not args[0].startswith("-"):
+            value = args.pop(0)
+        flags[name] = value
+    port = flags.get("addr", "").rpartition(":")[2]
+    if not port.isdigit() or not 0 < int(port) < 65536 or any(f.startswith("tls") for f in flags):
+        return None
+    return int(port), flags.get("service", "")
+
+
 def describe(served: Served) -> str:
     return ", ".join(f"{port}/{protocol}" for port, protocol, _ in served)

@@ -317,8 +317,9 @@ def _pod_specs(ctx: _Context) -> None:
                     f" and its command '{missing}' is not a program on this machine" if missing else "")
                 if served[j]:
                     ctx.warn(path + ("image",), f"{what}: it runs as netexec serving {describe(served[j])}",
-                             "netexec answers HTTP with 200 on any path and echoes raw TCP and UDP; built-in images: "
-                             f"{', '.join(BUILTIN_IMAGES)}; or give the container a `command:` to run a host program")
+                             "netexec answers HTTP with 200 on any path, gRPC health checks with SERVING, and echoes "
+                             f"raw TCP and UDP; built-in images: {', '.join(BUILTIN_IMAGES)}; "
+                             "or give the container a `command:` to run a host program")
                 else:
                     ctx.warn(path + ("image",), f"{what} and has no port to serve (no containerPort, no Service "
                              "selecting it): it runs as pause",

@@ -1,5 +1,7 @@
 """Real manifests on a real lab: images that are not built in run as stand-ins that serve what the
-pod would serve, their apps' readiness paths pass (grpc as a TCP connect), and the ignored
+pod would serve, their apps' readiness paths pass (grpc: the stand-in serves gRPC's health service,
+and a grpc_health_probe exec is played as the kubelet's gRPC probe), a gRPC probe that gets
+NOT_SERVING keeps its pod unready, and the ignored
 fields are announced by `lab up` without blocking it; --strict refuses them."""
 from __future__ import annotations
 
@@ -44,6 +46,24 @@ manifests:
     metadata: {name: api}
     spec: {selector: {app: api}, ports: [{name: http, port: 80, targetPort: http}, {name: admin, port: 9000}]}
   - {apiVersion: v1, kind: Pod, metadata: {name: client}, spec: {containers: [{name: c, image: curlimages/curl}]}}
+  - apiVersion: v1
+    kind: Pod
+    metadata: {name: legacy}
+    spec:
+      containers:
+        - name: s
+          image: gcr.io/example/cart:v0.2.0
+          ports: [{containerPort: 7070}]
+          readinessProbe: {exec: {command: [/bin/grpc_health_probe, "-addr=:7070", "-rpc-timeout=5s"]}, periodSeconds: 1}
+  - apiVersion: v1
+    kind: Pod
+    metadata: {name: sick}
+    spec:
+      containers:
+        - name: s
+          image: gcr.io/example/db:v1
+          ports: [{containerPort: 5432}]
+          readinessProbe: {grpc: {port: 5432, service: not-found-db}, periodSeconds: 1}
 checks:
   - {from: pod/client, to: svc/api:80, expect: allow}
   - {from: pod/client, to: svc/api:9000, expect: allow}
@@ -67,3 +87,8 @@ def test_real_images_and_fields_run_as_stand_ins(tmp_path, clean_after):
     api = [p for p in pods if p["metadata"]["name"].startswith("api-")]
     assert len(api) == 2
     assert all(c["ready"] for p in api for c in p["status"]["containerStatuses"]), api
+    ready = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["ready"] for p in pods}
+    assert ready["legacy"] is True and ready["sick"] is False, ready
+    sick = lab("describe", "pod", "sick", "--lab", "realmf").stdout
+    assert "Readiness:" in sick and "grpc <pod>:5432 not-found-db" in sick, sick
+    assert "gRPC probe failed: grpc Health/Check not-found-db (port 5432) -> NOT_SERVING" in sick, sick

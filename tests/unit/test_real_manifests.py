@@ -157,7 +157,7 @@ def test_images_that_are_not_built_in_get_a_stand_in_plan():
     api = pods["api"].containers[0]
     assert api.image == "netexec"
     assert [(x.port, x.name) for x in api.ports] == [(8080, "http"), (9090, None)], "named targetPort: declared"
-    assert (api.readiness.kind, api.readiness.port) == ("tcp", 8080), "a grpc probe is a TCP connect"
+    assert (api.readiness.kind, api.readiness.port) == ("grpc", 8080), "a grpc probe is the kubelet's Health/Check"
 
 
 def test_a_command_still_runs_a_host_program():
