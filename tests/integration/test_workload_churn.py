@@ -1,7 +1,8 @@
 """Workloads change as in a cluster: a pod deleted and re-created with `lab apply -f` gets a new
 address (host-local's round-robin) and answers at once, straight and through its Service; a
 Service with one of kube-proxy's skip labels gets no rules; a hostNetwork pod answers /hostname
-with its node's name; `lab up --wait` and `lab wait` return once the pods are ready."""
+with its node's name; `lab up --wait` and `lab wait` return once the pods are ready; scaling a
+Deployment and switching a Service's selector change who answers at once."""
 from __future__ import annotations
 
 import json
@@ -101,3 +102,50 @@ def test_lab_wait_as_kubectl(running, tmp_path):
         assert "timed out waiting for the condition on pod/never (readinessProbe c: GET /not-found" in failed.stderr
     finally:
         lab("-l", NAME, "delete", "-f", str(late))
+
+
+def deployment(name: str, replicas: int, app: str) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}},
+                     "template": {"metadata": {"labels": {"app": app}},
+                                  "spec": {"containers": [{"name": "c", "image": "netexec",
+                                                           "ports": [{"containerPort": 8080}]}]}}}}
+
+
+def _answering(url: str, tries: int = 40) -> set[str]:
+    """Who answers a Service's URL over many connections (kube-proxy picks at random)."""
+    out = lab("-l", NAME, "exec", "client", "--", "sh", "-c",
+              f"for i in $(seq {tries}); do curl -s -m 2 {url}; echo; done").stdout
+    return {line for line in out.splitlines() if line}
+
+
+def _replicas(prefix: str) -> set[str]:
+    return {n for n in _ips()[0] if n.startswith(prefix + "-")}
+
+
+def test_scaling_a_deployment_changes_who_answers_at_once(running, tmp_path):
+    manifest = tmp_path / "shop.yaml"
+    svc = service("shop", {})
+    svc["spec"]["selector"] = {"app": "shop"}
+    try:
+        for replicas in (2, 4, 1):
+            manifest.write_text(yaml.safe_dump_all([deployment("shop", replicas, "shop"), svc]))
+            lab("-l", NAME, "apply", "-f", str(manifest))
+            names = _replicas("shop")
+            assert len(names) == replicas
+            assert _answering(f"http://{_ips()[1]['shop']}/hostname") == names, replicas
+    finally:
+        lab("-l", NAME, "delete", "-f", str(manifest), check=False)
+
+
+def test_switching_a_selector_moves_the_service_at_once(running, tmp_path):
+    manifest = tmp_path / "colors.yaml"
+    svc = service("color", {})
+    try:
+        for color in ("blue", "green", "blue"):
+            svc["spec"]["selector"] = {"app": color}
+            manifest.write_text(yaml.safe_dump_all([deployment("blue", 2, "blue"), deployment("green", 1, "green"), svc]))
+            lab("-l", NAME, "apply", "-f", str(manifest))
+            assert _answering(f"http://{_ips()[1]['color']}/hostname") == _replicas(color), color
+    finally:
+        lab("-l", NAME, "delete", "-f", str(manifest), check=False)
