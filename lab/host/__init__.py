@@ -16,7 +16,7 @@ import socket
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +99,9 @@ class Host(Protocol):
     def pids(self) -> list[int]:
         """Every process on the machine (/proc)."""
 
+    def list_dir(self, path: str) -> list[str]:
+        """The paths in a folder, sorted; none if it is not there."""
+
     def write(self, path: str, data: bytes, mode: Optional[int]) -> None:
         """Create or replace a file (its folders made as needed); mode: its permissions."""
 
@@ -129,6 +132,16 @@ class Host(Protocol):
 
     def underlay(self, plan: "UnderlayPlan") -> None:
         """Build the switches, machines and links (Mininet) and name each machine's namespace."""
+
+    def listens(self, netns: str, ip: str, port: int, timeout: float) -> bool:
+        """Whether something in `netns`'s reach accepts TCP connections on ip:port within the
+        timeout (a daemon just started or restarted: its gap ends before we do)."""
+
+    def privileged(self) -> bool:
+        """Whether the lab may build (root)."""
+
+    def pool(self, workers: int) -> Executor:
+        """Where effects run side by side (one per node, per pod)."""
 
 
 def _kill_group(pid: int) -> None:
@@ -238,6 +251,9 @@ class RealHost:
     def pids(self):
         return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
 
+    def list_dir(self, path):
+        return sorted(e.path for e in os.scandir(path)) if os.path.isdir(path) else []
+
     def write(self, path, data, mode):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666 if mode is None else mode)
@@ -292,6 +308,27 @@ class RealHost:
     def underlay(self, plan):
         from lab.host.mininet import build
         build(plan)
+
+    def listens(self, netns, ip, port, timeout):
+        def connects() -> bool:
+            try:
+                socket.create_connection((ip, port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + timeout
+        while not in_netns(netns, connects):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def privileged(self):
+        return os.geteuid() == 0
+
+    def pool(self, workers):
+        return ThreadPoolExecutor(workers)
 
 
 _current: list[Host] = [RealHost()]
@@ -410,8 +447,8 @@ def on_each(items: Sequence[T], fn: Callable[[T], R]) -> tuple[list[R], Optional
     must know each chain a node was given."""
     if not items:
         return [], None
-    with ThreadPoolExecutor(len(items)) as pool:
-        futures = [pool.submit(fn, item) for item in items]
+    with current().pool(len(items)) as workers:
+        futures = [workers.submit(fn, item) for item in items]
     done: list[R] = []
     errors: list[Exception] = []
     for f in futures:
@@ -439,21 +476,15 @@ def restore(netns: str, argv: Sequence[str], text: str, what: str) -> None:
 
 
 def listens(netns: str, ip: str, port: int, timeout: float) -> bool:
-    """Whether something in `netns`'s reach accepts TCP connections on ip:port within the timeout
-    (a daemon just started or restarted: its gap ends before we do)."""
-    def connects() -> bool:
-        try:
-            socket.create_connection((ip, port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
+    return current().listens(netns, ip, port, timeout)
 
-    deadline = time.monotonic() + timeout
-    while not in_ns(netns, connects):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+
+def privileged() -> bool:
+    return current().privileged()
+
+
+def pool(workers: int) -> Executor:
+    return current().pool(workers)
 
 
 def exists(netns: str) -> bool:
@@ -478,6 +509,10 @@ def inode(path: Union[str, Path]) -> int:
 
 def pids() -> list[int]:
     return current().pids()
+
+
+def list_dir(path: Union[str, Path]) -> list[str]:
+    return current().list_dir(str(path))
 
 
 def write_file(path: Union[str, Path], data: Union[str, bytes], mode: Optional[int] = None) -> None:

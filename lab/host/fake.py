@@ -7,7 +7,8 @@ used up after `times` matching calls (a refusal of the first restore only).
 Files are a table (`files`, path -> bytes): what the lab writes lands there, and a test puts there
 the kernel's files the code reads (/proc/PID/cmdline, a /run/netns/NAME, a /sys/class/net/LINK).
 A spawned daemon gets /proc/PID/cmdline and stat, gone when it is signalled; `inodes` says which
-namespace a process is in (/proc/PID/ns/net -> the inode of /run/netns/NAME)."""
+namespace a process is in (/proc/PID/ns/net -> the inode of /run/netns/NAME; one started by
+`ip netns exec NAME` is in NAME)."""
 from __future__ import annotations
 
 import errno
@@ -15,6 +16,7 @@ import io
 import itertools
 import signal
 import threading
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -33,6 +35,18 @@ class Call:
     env: Optional[dict] = None
 
 
+class Serial(Executor):
+    """An executor that runs each task when it is submitted, in the caller's thread."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        done: Future = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # the caller's f.result() raises it, as a pool's would
+            done.set_exception(e)
+        return done
+
+
 @dataclass
 class FakeProcess:
     pid: int
@@ -41,8 +55,9 @@ class FakeProcess:
 
 
 class FakeHost:
-    def __init__(self, answers: Optional[dict[tuple[str, ...], Completed]] = None):
+    def __init__(self, answers: Optional[dict[tuple[str, ...], Completed]] = None, serial: bool = False):
         self.calls: list[Call] = []
+        self.serial = serial               # run what the lab runs side by side one after another: calls in a fixed order
         self.answers = dict(answers or {})
         self._limited: list[list] = []   # [prefix, netns, Completed, calls left (None: no limit)]
         self._lock = threading.Lock()    # the lab runs programs from thread pools
@@ -85,6 +100,9 @@ class FakeHost:
         with self._lock:
             self.files[f"/proc/{pid}/cmdline"] = "".join(a + "\0" for a in argv).encode()
             self.files[f"/proc/{pid}/stat"] = f"{pid} ({argv[0][-15:]}) S 1".encode()
+        ns = next((argv[i + 2] for i in range(len(argv) - 2) if argv[i:i + 2] == ("netns", "exec")), None)
+        if ns and self.exists(f"/run/netns/{ns}"):  # `ip netns exec NS ...`: it lives in that namespace
+            self.inodes[f"/proc/{pid}/ns/net"] = self.inode(f"/run/netns/{ns}")
         return FakeProcess(pid, io.StringIO() if pipes else None, io.StringIO() if pipes else None)
 
     def sysctl(self, netns, settings) -> None:
@@ -98,9 +116,11 @@ class FakeHost:
 
     def make_uts(self, path, hostname) -> None:
         self.calls.append(Call("uts", (path, hostname)))
+        self.files[path] = b""  # the bind mount's file
 
     def drop_uts(self, path) -> None:
         self.calls.append(Call("drop_uts", (path,)))
+        self.files.pop(path, None)
 
     def announce(self, netns, ip, dev) -> None:
         self.calls.append(Call("announce", (ip, dev), netns))
@@ -126,6 +146,10 @@ class FakeHost:
     def pids(self) -> list[int]:
         return sorted({int(p.split("/")[2]) for p in [*self.files, *self.inodes]
                        if p.startswith("/proc/") and p.split("/")[2].isdigit()})
+
+    def list_dir(self, path) -> list[str]:
+        under = path.rstrip("/") + "/"
+        return sorted({under + p[len(under):].split("/")[0] for p in list(self.files) if p.startswith(under)})
 
     def write(self, path, data, mode) -> None:
         self.calls.append(Call("write", (path,), input=data, settings={"mode": oct(mode)} if mode is not None else {}))
@@ -176,10 +200,19 @@ class FakeHost:
         self.calls.append(Call("underlay", input=plan))
         for m in plan.machines:
             self.files[f"/run/netns/{m.netns}"] = b""
-        for s in plan.switches:
-            self.files[f"/sys/class/net/{s.name}/ifindex"] = b""
-        for w in plan.wires:
-            self.files[f"/sys/class/net/{w.port}/ifindex"] = b""
+        for name in [*(s.name for s in plan.switches), *(w.port for w in plan.wires)]:
+            self.files[f"/sys/class/net/{name}"] = b""
+
+    def listens(self, netns, ip, port, timeout) -> bool:
+        """Every daemon answers at once."""
+        self.calls.append(Call("listens", (ip, str(port)), netns))
+        return True
+
+    def privileged(self) -> bool:
+        return True
+
+    def pool(self, workers) -> Executor:
+        return Serial() if self.serial else ThreadPoolExecutor(workers)
 
     # --- what tests ask ---
     def ran(self, *prefix: str) -> list[Call]:

@@ -6,7 +6,6 @@ import os
 import signal
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable
 
@@ -66,7 +65,7 @@ def _phase(name: str, progress: Progress):
 
 
 def preflight(state: ClusterState) -> None:
-    if os.geteuid() != 0:
+    if not host.privileged():
         raise LabError("lab up needs root (network namespaces, links): run it with sudo")
     records.ensure_free(state.lab)
     taken = [m.netns for m in [*state.nodes, *state.hosts, *pods.sandboxed(state)] if host.exists(m.netns)]
@@ -176,7 +175,7 @@ def teardown(rec: LabRecord) -> list[str]:
     with records.locked(rec):  # the agent re-checks the status under the lock: it never writes "running" over this
         rec.status = "deleting"
         rec.save()
-    with ThreadPoolExecutor(2) as pool:  # the switch and the /etc/netns folders go while the processes stop
+    with host.pool(2) as pool:  # the switch and the /etc/netns folders go while the processes stop
         unplugged = pool.submit(underlay.destroy_switch, rec)
         files = pool.submit(dns.remove_resolv_confs, rec)
         if rec.agent:

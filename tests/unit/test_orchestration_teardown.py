@@ -125,9 +125,8 @@ def lab_record(fake: Machine, *, missing: tuple[str, ...] = (), state=STATE) -> 
             fake.files[host.netns_path(n)] = b""
     for name in [STATE.switch_name, *(port for ns, port in PORTS.items() if ns not in missing)]:
         fake.files[link(name)] = b""
-    rec.uts_path("x").parent.mkdir()
     for n in netns:
-        rec.uts_path(n).touch()  # the bind mounts holding each pod's and node's hostname
+        fake.files[str(rec.uts_path(n))] = b""  # the bind mounts holding each pod's and node's hostname
     for n in rec.etc_netns:
         fake.files[f"/etc/netns/{n}/resolv.conf"] = b"nameserver 10.96.0.10\n"
     fake.files[host.netns_path("services-default-intruder")] = b""
