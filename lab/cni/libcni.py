@@ -20,7 +20,7 @@ TIMEOUT = 30  # seconds a plugin may take; then it is killed (a stuck plugin of 
 def find_plugin(kind: str, dirs: tuple[str, ...] = PLUGIN_DIRS) -> str:
     for d in dirs:
         path = os.path.join(d, kind)
-        if os.access(path, os.X_OK):
+        if host.executable(path):
             return path
     raise LabError(
         f"CNI plugin {kind!r} not found in {', '.join(PLUGIN_DIRS)}; "

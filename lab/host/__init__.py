@@ -96,6 +96,9 @@ class Host(Protocol):
     def inode(self, path: str) -> int:
         """The inode a path names (a namespace's identity); OSError if it is gone."""
 
+    def executable(self, path: str) -> bool:
+        """Whether a program is there to run (a CNI plugin)."""
+
     def pids(self) -> list[int]:
         """Every process on the machine (/proc)."""
 
@@ -247,6 +250,9 @@ class RealHost:
 
     def inode(self, path):
         return os.stat(path).st_ino
+
+    def executable(self, path):
+        return os.access(path, os.X_OK)
 
     def pids(self):
         return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
@@ -505,6 +511,10 @@ def path_exists(path: Union[str, Path]) -> bool:
 
 def inode(path: Union[str, Path]) -> int:
     return current().inode(str(path))
+
+
+def executable(path: Union[str, Path]) -> bool:
+    return current().executable(str(path))
 
 
 def pids() -> list[int]:

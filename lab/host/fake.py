@@ -143,6 +143,9 @@ class FakeHost:
         with self._lock:
             return self.inodes.setdefault(path, next(self._inode))
 
+    def executable(self, path) -> bool:
+        return path in self.files
+
     def pids(self) -> list[int]:
         return sorted({int(p.split("/")[2]) for p in [*self.files, *self.inodes]
                        if p.startswith("/proc/") and p.split("/")[2].isdigit()})

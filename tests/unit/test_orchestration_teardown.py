@@ -17,7 +17,6 @@ import threading
 import pytest
 
 from lab import host
-from lab.cni import libcni
 from lab.controlplane.state import container_key
 from lab.errors import LabError
 from lab.host import record as records
@@ -99,7 +98,6 @@ class Machine(FakeHost):
 def world(tmp_path, monkeypatch):
     """Everything teardown touches, in the fake Host's files; returns (fake host, event log)."""
     monkeypatch.setattr(records, "RUN_ROOT", tmp_path / "run")
-    monkeypatch.setattr(libcni, "find_plugin", lambda kind, dirs=(): f"/opt/cni/bin/{kind}")
     log: list[str] = []
     fake = Machine(log)
     with host.using(fake):
@@ -120,6 +118,7 @@ def lab_record(fake: Machine, *, missing: tuple[str, ...] = (), state=STATE) -> 
     rec.save()
     fake.files.clear()
     fake.inodes.clear()
+    fake.files["/opt/cni/bin/mycni"] = b""  # the plugin of one's own
     for n in netns:
         if n not in missing:
             fake.files[host.netns_path(n)] = b""
