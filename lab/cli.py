@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from lab import host
 from lab.errors import LabError, TopologyError
 
 
@@ -274,8 +275,7 @@ def cmd_graph(a) -> int:
     else:
         text = (mermaid if a.output == "mermaid" else dot).render(g)
         if a.out:
-            with open(a.out, "w") as f:
-                f.write(text)
+            host.write_file(a.out, text)
             text = ""
     print(text, end="")
     return 0
@@ -547,11 +547,9 @@ def _check(rec, a) -> int:
     scope = cov.describe(len(state.pods))
     print(report.table(state.lab, outcomes, elapsed, scope=scope))
     if a.json:
-        with open(a.json, "w") as f:
-            f.write(report.to_json(state.lab, outcomes, elapsed, scope=scope))
+        host.write_file(a.json, report.to_json(state.lab, outcomes, elapsed, scope=scope))
     if a.junit:
-        with open(a.junit, "w") as f:
-            f.write(report.to_junit(state.lab, outcomes, elapsed))
+        host.write_file(a.junit, report.to_junit(state.lab, outcomes, elapsed))
     return 1 if any(o.failed for o in outcomes) else 0  # an unchecked row is said, not failed
 
 
@@ -638,8 +636,7 @@ def cmd_scenario(a) -> int:
         print(f"{sum(r.passed for r in runs)} of {len(runs)} scenarios passed")
     for path, text in ((a.json, report.to_json), (a.junit, report.to_junit)):
         if path:
-            with open(path, "w") as f:
-                f.write(text(runs))
+            host.write_file(path, text(runs))
     return 0 if all(r.passed for r in runs) else 1
 
 

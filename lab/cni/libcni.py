@@ -20,7 +20,7 @@ TIMEOUT = 30  # seconds a plugin may take; then it is killed (a stuck plugin of 
 def find_plugin(kind: str, dirs: tuple[str, ...] = PLUGIN_DIRS) -> str:
     for d in dirs:
         path = os.path.join(d, kind)
-        if os.access(path, os.X_OK):
+        if host.executable(path):
             return path
     raise LabError(
         f"CNI plugin {kind!r} not found in {', '.join(PLUGIN_DIRS)}; "
@@ -84,17 +84,16 @@ class ResultCache:
         return self.root / f"{network}-{att.container_id}-{att.ifname}.json"
 
     def put(self, network: str, att: Attachment, result: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._path(network, att).write_text(json.dumps(result))
+        host.write_file(self._path(network, att), json.dumps(result))
 
     def get(self, network: str, att: Attachment) -> Optional[dict]:
         try:
-            return json.loads(self._path(network, att).read_text())
+            return json.loads(host.read_text(self._path(network, att)))
         except (OSError, ValueError):
             return None
 
     def drop(self, network: str, att: Attachment) -> None:
-        self._path(network, att).unlink(missing_ok=True)
+        host.remove(self._path(network, att))
 
 
 def add(conflist: dict, att: Attachment, cache: ResultCache, extra_dirs: tuple[str, ...] = ()) -> dict:

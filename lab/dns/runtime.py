@@ -3,8 +3,6 @@ under /etc/netns/<pod> (which `ip netns exec` bind-mounts over /etc/resolv.conf)
 records in step with Services and endpoints."""
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 from pathlib import Path
 from typing import Sequence
@@ -37,8 +35,8 @@ def start_upstream(state: ClusterState, record: LabRecord) -> None:
     if server is None:
         return
     conf = record.subdir("dns") / "upstream.conf"
-    conf.write_text(records.upstream_config(state, str(record.dir / "dns" / "upstream.log"),
-                                            str(record.subdir(*records.UPSTREAM_HOSTS))))
+    host.write_file(conf, records.upstream_config(state, str(record.dir / "dns" / "upstream.log"),
+                                                  str(record.subdir(*records.UPSTREAM_HOSTS))))
     record.pids[f"host/{server.name}/dns"] = spawn(["ip", "netns", "exec", server.netns, "dnsmasq", f"--conf-file={conf}"],
                                                  log=record.subdir("logs") / f"host_{server.name}_dns.log").pid
 
@@ -51,7 +49,7 @@ def start_node_caches(state: ClusterState, record: LabRecord) -> None:
     for node in state.nodes:
         ip_batch([f"addr add {records.NODE_LOCAL_IP}/32 dev lo"], netns=node.netns)
         conf = record.subdir("dns") / f"node-cache-{node.name}.conf"
-        conf.write_text(records.node_cache_config(state, str(record.dir / "dns" / f"node-cache-{node.name}.log")))
+        host.write_file(conf, records.node_cache_config(state, str(record.dir / "dns" / f"node-cache-{node.name}.log")))
         record.pids[f"node/{node.name}/node-local-dns"] = spawn(
             ["ip", "netns", "exec", node.netns, "dnsmasq", f"--conf-file={conf}"],
             log=record.subdir("logs") / f"node_{node.name}_node-local-dns.log").pid
@@ -66,13 +64,12 @@ def write_resolv_confs(state: ClusterState, record: LabRecord) -> None:
     wanted = [ns for ns, text in files.items() if text is not None]
     record.claim(etc_netns=tuple(wanted))
     for ns in wanted:
-        (ETC_NETNS / ns).mkdir(parents=True, exist_ok=True)
-        (ETC_NETNS / ns / "resolv.conf").write_text(files[ns])
+        host.write_file(ETC_NETNS / ns / "resolv.conf", files[ns])
 
 
 def remove_resolv_confs(record: LabRecord, names: Sequence[str] | None = None) -> None:
     for ns in record.etc_netns if names is None else names:
-        shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)
+        host.remove(ETC_NETNS / ns)
     record.etc_netns = [n for n in record.etc_netns if names is not None and n not in names]
 
 
@@ -81,13 +78,12 @@ def write_records(state: ClusterState, slices: Sequence[EndpointSliceState], rec
     config changed (SRV and CNAME records are read only when dnsmasq starts)."""
     p = paths(record)
     recs = records.records(state, slices)
-    tmp = p["hosts"].parent / "records.tmp"
-    tmp.write_text(records.hosts_file(recs))
-    os.replace(tmp, p["hosts"] / "records")  # one rename: dnsmasq never reads half a file
+    # written beside the watched folder, then renamed into it: dnsmasq never reads half a file
+    host.replace_file(p["hosts"] / "records", records.hosts_file(recs), tmp=p["hosts"].parent / "records.tmp")
     conf = records.dnsmasq_config(state, recs, str(p["hosts"]), str(p["log"]))
-    changed = not p["conf"].exists() or p["conf"].read_text() != conf
+    changed = not host.path_exists(p["conf"]) or host.read_text(p["conf"]) != conf
     if changed:
-        p["conf"].write_text(conf)
+        host.write_file(p["conf"], conf)
     return changed
 
 
@@ -104,7 +100,7 @@ def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: La
                 log = record.log_path(pod, c)
                 record.pids[key] = spawn(record.in_pod(pod, argv(record)), log=log).pid
                 if not _wait_listening(pod):
-                    paths(record)["conf"].unlink()  # not in effect: the next update restarts it again
+                    host.remove(paths(record)["conf"])  # not in effect: the next update restarts it again
                     raise LabError(f"cluster DNS ({pod.key}) does not answer on {pod.ip}:53 after its restart; "
                                    f"see `lab logs -n {pod.namespace} {pod.name}`")
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from lab import host
 from lab.errors import LabError
 from lab.exercise import grading, model, runner, session as sessions
 from lab.exercise.grading import pts
@@ -200,7 +201,7 @@ def cmd_grade(a) -> int:
     grade = runner.evaluate(ex, s)
     out = grading.render(grade, a.format)
     if a.out:
-        Path(a.out).write_text(out)
+        host.write_file(a.out, out)
         _err(f"{a.format} results written to {a.out}: {pts(grade.score)}/{pts(grade.max_score)}")
     else:
         sys.stdout.write(out)

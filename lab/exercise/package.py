@@ -11,10 +11,10 @@ the /autograder folder (a local run of the package, the tests).
 """
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
+from lab import host
 from lab.errors import LabError
 from lab.exercise.model import Exercise
 from lab.exercise.sandbox import DEFAULT_USER
@@ -94,5 +94,5 @@ def build(ex: Exercise, out: Path, timeout: float = 120.0, with_solutions: bool 
             info = zipfile.ZipInfo.from_file(src, str(name))
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, src.read_bytes())
-    os.chmod(out, 0o644)
+    host.chmod(out, 0o644)
     return len(scripts) + len(entries)

@@ -64,8 +64,7 @@ def start(ex: Exercise, checkpoint: str = "", progress: Callable[[str, float], N
             lifecycle.up(topology, progress=progress)
     finally:
         if scratch:
-            Path(topology).unlink()
-            Path(topology).parent.rmdir()
+            host.remove(Path(topology).parent)  # the scratch folder and its topology
     try:
         ctx = Context(ex.lab)
         steps = list(ex.setup) + [s for c in ex.checkpoints if c.name == checkpoint for s in c.steps]
@@ -118,7 +117,7 @@ def _topology_file(ex: Exercise) -> tuple[str, bool]:
     if ex.topology:
         return ex.topology, False
     path = Path(tempfile.mkdtemp(prefix="lab-exercise-")) / f"{ex.lab}.yaml"
-    path.write_text(yaml.safe_dump(ex.inline, sort_keys=False))
+    host.write_file(path, yaml.safe_dump(ex.inline, sort_keys=False))
     return str(path), True
 
 

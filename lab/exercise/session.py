@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from lab import host
 from lab.errors import LabError
 from lab.host import record as records
 
@@ -48,21 +47,17 @@ class Session:
 
     def save(self) -> None:
         _private(folder())
-        tmp = folder() / f".{self.exercise}.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, folder() / f"{self.exercise}.json")
+        host.replace_file(folder() / f"{self.exercise}.json", json.dumps(asdict(self), indent=1),
+                          tmp=folder() / f".{self.exercise}.json.tmp")
 
     def remove(self) -> None:
         """The session goes, with its sealed copy; so does the sessions folder with the last one
         (nothing left behind)."""
-        (folder() / f"{self.exercise}.json").unlink(missing_ok=True)
+        host.remove(folder() / f"{self.exercise}.json")
         if self.sealed:
-            shutil.rmtree(self.sealed, ignore_errors=True)
+            host.remove(self.sealed)
         for d in (folder() / "sealed", folder()):
-            try:
-                d.rmdir()
-            except OSError:
-                pass  # other sessions remain (or it is already gone)
+            host.remove_empty(d)  # else other sessions remain (or it is already gone)
 
     def spec_changed(self) -> bool:
         """Whether the exercise.yaml of the exercise's folder is not the one sealed at start."""
@@ -74,8 +69,7 @@ SOLUTIONS = ("solution.sh", "SOLUTION.md", ".solution")  # what a student's copy
 
 def _private(path: Path) -> None:
     """A folder only root can read (the sessions, their sealed copies)."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    host.make_dir(path, 0o700)
 
 
 def spec_hash(exercise_folder: Path) -> str:
@@ -89,8 +83,8 @@ def seal(s: Session) -> None:
     """Copy the exercise folder (without solutions) where only root reads it, and note its hash."""
     _private(folder() / "sealed")
     target = folder() / "sealed" / s.exercise
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(s.path, target, symlinks=True, ignore=shutil.ignore_patterns(*SOLUTIONS, "__pycache__"))
+    host.remove(target)
+    host.copy(s.path, target, ignore=(*SOLUTIONS, "__pycache__"))
     s.sealed, s.spec_sha256 = str(target), spec_hash(target)
 
 

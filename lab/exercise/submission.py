@@ -9,7 +9,6 @@ the timeout.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,17 +43,13 @@ def submit(ex: Exercise, s: sessions.Session, path: Path, who: sandbox.Student, 
         raise LabError(f"{path}: a submission is a folder with {ENTRY}, or one script")
     placed = place(ex, s, path)
     box = records.RUN_ROOT / "submissions" / sessions.new_token()[:12]
-    box.mkdir(parents=True, mode=0o711)
-    os.chmod(box, 0o711)  # the student passes through to its socket and client, reads nothing else
+    host.make_dir(box, 0o711)  # the student passes through to its socket and client, reads nothing else
     try:
         ran = _run(ex, s, path, who, timeout, hide, box)
         return ran if not placed else replace(ran, output=placed + ran.output)
     finally:
-        shutil.rmtree(box, ignore_errors=True)
-        try:
-            box.parent.rmdir()
-        except OSError:
-            pass  # another submission runs
+        host.remove(box)
+        host.remove_empty(box.parent)  # else another submission runs
 
 
 def place(ex: Exercise, s: sessions.Session, path: Path) -> str:
@@ -73,21 +68,19 @@ def place(ex: Exercise, s: sessions.Session, path: Path) -> str:
             raise LabError(f"{src}: larger than {PLACED_LIMIT >> 20} MB")
         data = src.read_bytes()
         mode = dst.stat().st_mode & 0o777 if dst.exists() else 0o755
-        dst.write_bytes(data)
-        dst.chmod(mode)
+        host.write_file(dst, data, mode=mode)
         told.append(f"[{rel}: the submission's, put in place]\n")
     return "".join(told)
 
 
 def _run(ex, s, path: Path, who: sandbox.Student, timeout: float, hide: Sequence[str], box: Path) -> Ran:
-    (box / "bin").mkdir(mode=0o755)
+    host.make_dir(box / "bin", 0o755)
     client = box / "bin" / "lab"
-    client.write_text("#!/usr/bin/python3 -I\n" + CLIENT.read_text())
-    client.chmod(0o755)
-    (box / "work").mkdir(mode=0o700)
+    host.write_file(client, "#!/usr/bin/python3 -I\n" + CLIENT.read_text(), mode=0o755)
+    host.make_dir(box / "work", 0o700)
     if path.is_file():  # one script: a folder of its own, never the folder it lies in
-        (box / "staged").mkdir(mode=0o700)
-        shutil.copyfile(path, box / "staged" / ENTRY)
+        host.make_dir(box / "staged", 0o700)
+        host.copy(path, box / "staged" / ENTRY)
         source, entry = box / "staged", ENTRY
     else:
         source, entry = path, ENTRY

@@ -1,5 +1,6 @@
-"""The effect seam: every program the lab runs, every daemon it starts, every sysctl it writes goes
-through the Host here (kube-proxy's utiliptables.Interface and iptablestest.NewFake are the
+"""The effect seam: every program the lab runs, every daemon it starts, every sysctl it writes, every
+file it writes or kernel file it reads (/proc, /sys, /run/netns), every signal it sends and the
+Mininet underlay it builds go through the Host here (kube-proxy's utiliptables.Interface and iptablestest.NewFake are the
 model). The real Host runs argument lists with their exit status checked; lab.host.fake records
 the calls instead, so orchestration (sync, apply, agent, teardown) is unit-tested without root.
 
@@ -9,12 +10,13 @@ current Host; tests swap it with `using(FakeHost())`.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,65 @@ class Host(Protocol):
 
     def announce(self, netns: str, ip: str, dev: str) -> None:
         """Gratuitous ARP for `ip` from `dev` of `netns`: neighbour caches on the segment follow."""
+
+    def read(self, path: str) -> bytes:
+        """A file's bytes: the kernel's (/proc, /sys) or one the lab wrote. OSError if unreadable."""
+
+    def exists(self, path: str) -> bool:
+        """Whether a path exists (a namespace's /run/netns file, a link's /sys/class/net entry)."""
+
+    def inode(self, path: str) -> int:
+        """The inode a path names (a namespace's identity); OSError if it is gone."""
+
+    def executable(self, path: str) -> bool:
+        """Whether a program is there to run (a CNI plugin)."""
+
+    def pids(self) -> list[int]:
+        """Every process on the machine (/proc)."""
+
+    def list_dir(self, path: str) -> list[str]:
+        """The paths in a folder, sorted; none if it is not there."""
+
+    def write(self, path: str, data: bytes, mode: Optional[int]) -> None:
+        """Create or replace a file (its folders made as needed); mode: its permissions."""
+
+    def rename(self, src: str, dst: str) -> None:
+        """Move a file over another in one step: a reader sees the old file or the new one."""
+
+    def remove(self, path: str) -> None:
+        """A file, or a folder with all it holds; no error if it is gone."""
+
+    def chown(self, path: str, user: str) -> None:
+        """Give a file or folder (not recursively) to a user and its group."""
+
+    def chmod(self, path: str, mode: int) -> None:
+        """Set a file's or folder's permissions."""
+
+    def make_dir(self, path: str, mode: Optional[int]) -> None:
+        """A folder (and its parents); mode: its permissions, whatever the umask."""
+
+    def remove_empty(self, path: str) -> bool:
+        """An empty folder; False if it holds something or is gone."""
+
+    def copy(self, src: str, dst: str, ignore: Sequence[str]) -> None:
+        """A file, or a folder with its contents (links copied as links), but names matching a
+        pattern in `ignore`."""
+
+    def kill(self, pid: int, sig: int) -> bool:
+        """Send a signal; False if there is no such process."""
+
+    def underlay(self, plan: "UnderlayPlan") -> None:
+        """Build the switches, machines and links (Mininet) and name each machine's namespace."""
+
+    def listens(self, netns: str, ip: str, port: int, timeout: float) -> bool:
+        """Whether something in `netns`'s reach accepts TCP connections on ip:port within the
+        timeout (a daemon just started or restarted: its gap ends before we do)."""
+
+    def privileged(self) -> bool:
+        """Whether the lab may build (root)."""
+
+    def pool(self, workers: int) -> Executor:
+        """Where effects run side by side (one per node, per pod)."""
 
 
 def _kill_group(pid: int) -> None:
@@ -180,6 +241,102 @@ class RealHost:
             raise LabError(f"cannot announce {ip} from {dev} in {netns}: {e.strerror or e}") from None
 
 
+    def read(self, path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    def exists(self, path):
+        return os.path.exists(path)
+
+    def inode(self, path):
+        return os.stat(path).st_ino
+
+    def executable(self, path):
+        return os.access(path, os.X_OK)
+
+    def pids(self):
+        return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
+
+    def list_dir(self, path):
+        return sorted(e.path for e in os.scandir(path)) if os.path.isdir(path) else []
+
+    def write(self, path, data, mode):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666 if mode is None else mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if mode is not None:
+            os.chmod(path, mode)  # an existing file keeps its mode at O_CREAT; the umask trims a new one
+
+    def rename(self, src, dst):
+        os.replace(src, dst)
+
+    def remove(self, path):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def chown(self, path, user):
+        shutil.chown(path, user, user)
+
+    def chmod(self, path, mode):
+        os.chmod(path, mode)
+
+    def make_dir(self, path, mode):
+        os.makedirs(path, exist_ok=True)
+        if mode is not None:
+            os.chmod(path, mode)
+
+    def remove_empty(self, path):
+        try:
+            os.rmdir(path)
+            return True
+        except OSError:
+            return False
+
+    def copy(self, src, dst, ignore):
+        if os.path.isdir(src):
+            shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns(*ignore))
+        else:
+            shutil.copyfile(src, dst)
+
+    def kill(self, pid, sig):
+        try:
+            os.kill(pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def underlay(self, plan):
+        from lab.host.mininet import build
+        build(plan)
+
+    def listens(self, netns, ip, port, timeout):
+        def connects() -> bool:
+            try:
+                socket.create_connection((ip, port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + timeout
+        while not in_netns(netns, connects):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def privileged(self):
+        return os.geteuid() == 0
+
+    def pool(self, workers):
+        return ThreadPoolExecutor(workers)
+
+
 _current: list[Host] = [RealHost()]
 _swap = threading.Lock()
 
@@ -243,6 +400,11 @@ def first_child(pid: int, timeout: float) -> Optional[int]:
         time.sleep(0.002)
 
 
+def fd_targets(pid: int) -> list[str]:
+    """What a process's open descriptors point at ("socket:[INODE]", a path); OSError if it is gone."""
+    return [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+
+
 def live_processes(uid: int) -> list[int]:
     """The PIDs of a user's processes that still run (a zombie has ended: PID 1 reaps lazily here)."""
     out = []
@@ -291,8 +453,8 @@ def on_each(items: Sequence[T], fn: Callable[[T], R]) -> tuple[list[R], Optional
     must know each chain a node was given."""
     if not items:
         return [], None
-    with ThreadPoolExecutor(len(items)) as pool:
-        futures = [pool.submit(fn, item) for item in items]
+    with current().pool(len(items)) as workers:
+        futures = [workers.submit(fn, item) for item in items]
     done: list[R] = []
     errors: list[Exception] = []
     for f in futures:
@@ -320,22 +482,135 @@ def restore(netns: str, argv: Sequence[str], text: str, what: str) -> None:
 
 
 def listens(netns: str, ip: str, port: int, timeout: float) -> bool:
-    """Whether something in `netns`'s reach accepts TCP connections on ip:port within the timeout
-    (a daemon just started or restarted: its gap ends before we do)."""
-    def connects() -> bool:
-        try:
-            socket.create_connection((ip, port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
+    return current().listens(netns, ip, port, timeout)
 
-    deadline = time.monotonic() + timeout
-    while not in_ns(netns, connects):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+
+def privileged() -> bool:
+    return current().privileged()
+
+
+def pool(workers: int) -> Executor:
+    return current().pool(workers)
 
 
 def exists(netns: str) -> bool:
-    return os.path.exists(netns_path(netns))
+    return current().exists(netns_path(netns))
+
+
+def read_bytes(path: Union[str, Path]) -> bytes:
+    return current().read(str(path))
+
+
+def read_text(path: Union[str, Path]) -> str:
+    return current().read(str(path)).decode()
+
+
+def path_exists(path: Union[str, Path]) -> bool:
+    return current().exists(str(path))
+
+
+def inode(path: Union[str, Path]) -> int:
+    return current().inode(str(path))
+
+
+def executable(path: Union[str, Path]) -> bool:
+    return current().executable(str(path))
+
+
+def pids() -> list[int]:
+    return current().pids()
+
+
+def list_dir(path: Union[str, Path]) -> list[str]:
+    return current().list_dir(str(path))
+
+
+def write_file(path: Union[str, Path], data: Union[str, bytes], mode: Optional[int] = None) -> None:
+    current().write(str(path), data.encode() if isinstance(data, str) else data, mode)
+
+
+def replace_file(path: Union[str, Path], data: Union[str, bytes], tmp: Union[str, Path, None] = None) -> None:
+    """Write a file whole, then rename it over `path`: a reader (dnsmasq, nginx) never sees half of
+    it. tmp: where it is written first (default path + ".tmp"; outside a watched folder)."""
+    tmp = str(tmp or f"{path}.tmp")
+    write_file(tmp, data)
+    current().rename(tmp, str(path))
+
+
+def remove(path: Union[str, Path]) -> None:
+    current().remove(str(path))
+
+
+def chown(path: Union[str, Path], user: str) -> None:
+    current().chown(str(path), user)
+
+
+def chmod(path: Union[str, Path], mode: int) -> None:
+    current().chmod(str(path), mode)
+
+
+def make_dir(path: Union[str, Path], mode: Optional[int] = None) -> None:
+    current().make_dir(str(path), mode)
+
+
+def remove_empty(path: Union[str, Path]) -> bool:
+    return current().remove_empty(str(path))
+
+
+def copy(src: Union[str, Path], dst: Union[str, Path], ignore: Sequence[str] = ()) -> None:
+    current().copy(str(src), str(dst), tuple(ignore))
+
+
+def kill(pid: int, sig: int) -> bool:
+    return current().kill(pid, sig)
+
+
+def cmdline(pid: int) -> Optional[list[bytes]]:
+    """A process's argv (/proc/PID/cmdline), None if it is gone."""
+    try:
+        return read_bytes(f"/proc/{pid}/cmdline").split(b"\0")
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie has ended)."""
+    try:
+        return read_bytes(f"/proc/{pid}/stat").decode().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@dataclass(frozen=True)
+class Switch:
+    name: str
+    dpid: str
+    kind: str                        # linux-bridge | ovs (userspace datapath, standalone)
+
+
+@dataclass(frozen=True)
+class Machine:
+    netns: str                       # the name its namespace gets in /run/netns
+    ip: str                          # address/prefix of its first interface
+
+
+@dataclass(frozen=True)
+class Wire:
+    machine: str
+    switch: str
+    ifname: str                      # in the machine
+    port: str                        # the switch's end, in the root namespace
+    mac: str
+
+
+@dataclass(frozen=True)
+class UnderlayPlan:
+    """What Mininet builds: pure data, so a fake Host can record it."""
+
+    switches: tuple[Switch, ...]
+    machines: tuple[Machine, ...]
+    wires: tuple[Wire, ...]
+
+
+def build_underlay(plan: UnderlayPlan) -> None:
+    current().underlay(plan)

@@ -136,8 +136,8 @@ class LabRecord:
         return ["nsenter", f"--uts={self.pod_uts(pod)}", "ip", "netns", "exec", pod.netns, *argv]
 
     def uts_paths(self) -> list[Path]:
-        d = self.dir / "uts"
-        return sorted(d.iterdir()) if d.is_dir() else []
+        from lab import host
+        return [Path(p) for p in host.list_dir(self.dir / "uts")]
 
     def subdir(self, *parts: str) -> Path:
         p = self.dir.joinpath(*parts)

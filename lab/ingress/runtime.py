@@ -4,7 +4,6 @@ Ingresses or their endpoints change, the config is rendered again, tested (`ngin
 nginx reloaded (`nginx -s reload`), as the controller does."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -46,25 +45,28 @@ def write(state: ClusterState, slices: Sequence[EndpointSliceState], record: Lab
     certs = record.subdir("ingress", "certs")
     record.subdir("ingress", "tmp")
     ca_key = d / "ca.key"
-    tls.ensure_ca(ca_path(record), ca_key, state.lab)
+    if not (host.path_exists(ca_path(record)) and host.path_exists(ca_key)):  # made once; its key stays here (0600)
+        _write_pair(ca_path(record), ca_key, tls.new_ca(state.lab))
     for name, given in nginx.certificate_hosts(state).items():
         crt, key = certs / f"{name}.crt", certs / f"{name}.key"
         if given is not None:
-            crt.write_text(given[0])
-            key.write_text(given[1])
-            key.chmod(0o600)
-        elif not crt.exists():
-            tls.issue(ca_path(record), ca_key, "ingress.local" if name == nginx.DEFAULT_CERT else name.replace(
-                "_wildcard", "*"), crt, key)
+            host.write_file(crt, given[0])
+            host.write_file(key, given[1], mode=0o600)
+        elif not host.path_exists(crt):
+            _write_pair(crt, key, tls.issue(host.read_bytes(ca_path(record)), host.read_bytes(ca_key),
+                                            "ingress.local" if name == nginx.DEFAULT_CERT else name.replace("_wildcard", "*")))
     _publish_names(state, record)
     conf = nginx.render(state, slices, str(d))
     path = d / "nginx.conf"
-    if path.exists() and path.read_text() == conf:
+    if host.path_exists(path) and host.read_text(path) == conf:
         return False
-    tmp = d / "nginx.conf.tmp"
-    tmp.write_text(conf)
-    os.replace(tmp, path)
+    host.replace_file(path, conf)
     return True
+
+
+def _write_pair(crt: Path, key: Path, pems: tuple[bytes, bytes]) -> None:
+    host.write_file(key, pems[1], mode=0o600)
+    host.write_file(crt, pems[0])
 
 
 def _publish_names(state: ClusterState, record: LabRecord) -> None:
@@ -73,10 +75,9 @@ def _publish_names(state: ClusterState, record: LabRecord) -> None:
     entry = ingress.entry(state)
     text = "".join(f"{entry} {h}\n" for h in ingress.hosts(state)) if entry else ""
     path = record.subdir(*records.UPSTREAM_HOSTS) / "ingress"
-    if not path.exists() or path.read_text() != text:
-        tmp = path.parent.parent / "upstream-ingress.tmp"  # outside the watched directory: never read half-written
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    if not host.path_exists(path) or host.read_text(path) != text:
+        # written outside the watched directory, then renamed into it: never read half-written
+        host.replace_file(path, text, tmp=path.parent.parent / "upstream-ingress.tmp")
 
 
 def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: LabRecord) -> None:

@@ -1,15 +1,13 @@
 """The lab's certificate authority and the certificates it issues for Ingress TLS hosts.
 
-Made with the `cryptography` package in process (no openssl run): a CA per lab, created the first
-time the lab needs it, whose certificate is published at /run/k8s-netlab/<lab>/ca.crt so hosts
-can verify with `curl --cacert`; leaf certificates for a host (its SAN) signed by it. EC P-256
-keys: a key takes a millisecond, where RSA 2048 takes tens.
+Made with the `cryptography` package in process (no openssl run), as PEM text the ingress runtime
+writes: a CA per lab, created the first time the lab needs it, whose certificate is published at
+/run/k8s-netlab/<lab>/ca.crt so hosts can verify with `curl --cacert`; leaf certificates for a
+host (its SAN) signed by it. EC P-256 keys: a key takes a millisecond, where RSA 2048 takes tens.
 """
 from __future__ import annotations
 
 import datetime
-import os
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,12 +21,6 @@ def _pem_key(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
 def _builder(subject: str, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.timezone.utc)
     return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
@@ -36,10 +28,8 @@ def _builder(subject: str, issuer: x509.Name, public_key) -> x509.CertificateBui
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALID))
 
 
-def ensure_ca(cert_path: Path, key_path: Path, lab: str) -> None:
-    """The lab's CA, made once: its key stays in the lab's run directory (0600)."""
-    if cert_path.exists() and key_path.exists():
-        return
+def new_ca(lab: str) -> tuple[bytes, bytes]:
+    """The lab's CA: its certificate and its key (PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = f"k8s-netlab {lab} CA"
     cert = (_builder(name, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), key.public_key())
@@ -49,14 +39,13 @@ def ensure_ca(cert_path: Path, key_path: Path, lab: str) -> None:
                                          encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
-    _write_private(key_path, _pem_key(key))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
 
-def issue(ca_cert_path: Path, ca_key_path: Path, host: str, cert_path: Path, key_path: Path) -> None:
-    """A server certificate for `host` (a name, or *.domain), signed by the lab's CA."""
-    ca = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
-    ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+def issue(ca_cert: bytes, ca_key_pem: bytes, host: str) -> tuple[bytes, bytes]:
+    """A server certificate for `host` (a name, or *.domain), signed by the lab's CA: certificate and key (PEM)."""
+    ca = x509.load_pem_x509_certificate(ca_cert)
+    ca_key = serialization.load_pem_private_key(ca_key_pem, None)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (_builder(host, ca.subject, key.public_key())
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
@@ -64,5 +53,4 @@ def issue(ca_cert_path: Path, ca_key_path: Path, host: str, cert_path: Path, key
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    _write_private(key_path, _pem_key(key))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)

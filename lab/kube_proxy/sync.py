@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
@@ -39,7 +38,7 @@ def setup(state: ClusterState) -> None:
         else:
             _restore(node, ["nft", "-f", "-"], nftables.masq_agent_rules(state))
 
-    with ThreadPoolExecutor(len(state.nodes)) as pool:
+    with host.pool(len(state.nodes)) as pool:
         list(pool.map(one, state.nodes))
 
 

@@ -46,7 +46,7 @@ class Starter:
 
     def __init__(self, record: LabRecord):
         self.record = record
-        (record.dir / "logs").mkdir(exist_ok=True)
+        record.subdir("logs")
         self.lock = threading.Lock()
         self.logs: dict[str, Path] = {}
         self.server = host.spawn([sys.executable, "-I", "-S", str(NETEXEC), "--forkserver"], pipes=True)

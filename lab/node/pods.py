@@ -1,9 +1,7 @@
 """Pod sandboxes: a named namespace per pod, wired by the real CNI plugins, as a kubelet would."""
 from __future__ import annotations
 
-import os
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Interface
 from typing import Optional, Sequence
 
@@ -12,6 +10,7 @@ from lab.controlplane.state import ClusterState, PodState, container_key
 from lab.errors import LabError
 from lab.node import containers, processes
 from lab.host import announce, drop_uts, ip_batch, link_up, make_uts, netns_path
+from lab import host
 from lab.host.netns import alias
 from lab.host.record import LabRecord
 
@@ -65,7 +64,7 @@ def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
         announce(pod.netns, pod.ip)  # as the bridge plugin does: no stale neighbour entry black-holes it
         starter.start_pod(pod)
 
-    pool = ThreadPoolExecutor(WORKERS)
+    pool = host.pool(WORKERS)
     try:
         futures = [pool.submit(wire_and_start, p) for p in pods]
         for p in chosen:
@@ -89,14 +88,14 @@ def delete(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
     collected, not fatal."""
     cache = libcni.ResultCache(record.dir / "cni")
     pods = [p for p in (state.pods if only is None else only) if not p.host_network
-            if p.netns in record.netns and os.path.exists(netns_path(state.node(p.node).netns))]
+            if p.netns in record.netns and host.exists(state.node(p.node).netns)]
 
     def unwire(pod: PodState) -> list[str]:
         # Only the pod network: loopback's DEL would just set `lo` down in a namespace about to go.
         return libcni.delete(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache,
                              config.plugin_dirs(state))
 
-    with ThreadPoolExecutor(WORKERS) as pool:
+    with host.pool(WORKERS) as pool:
         return [e for errs in pool.map(unwire, pods) for e in errs]
 
 
@@ -110,7 +109,7 @@ def remove(state: ClusterState, record: LabRecord, gone: Sequence[PodState]) -> 
     errors = delete(state, record, gone)
     processes.reap(pids)
     netns = [p.netns for p in gone if p.netns != state.node(p.node).netns]
-    ip_batch([f"netns delete {n}" for n in netns if os.path.exists(netns_path(n))], force=True)
+    ip_batch([f"netns delete {n}" for n in netns if host.exists(n)], force=True)
     for n in netns:
         drop_uts(record.uts_path(n))
     record.netns = [n for n in record.netns if n not in netns]

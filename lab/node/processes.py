@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from lab import host
 from lab.host import netns_path
 
 NETEXEC_ARG = str(Path(__file__).resolve().parent.parent / "images" / "netexec.py").encode()
@@ -22,7 +23,7 @@ def _netns_inodes(names: Iterable[str]) -> set[int]:
     inodes = set()
     for n in names:
         try:
-            inodes.add(os.stat(netns_path(n)).st_ino)
+            inodes.add(host.inode(netns_path(n)))
         except OSError:
             pass
     return inodes
@@ -36,16 +37,15 @@ def owned_pids(netns: Iterable[str], shells: Iterable[str] = (), recorded: Itera
     shell_args = {f"mininet:{s}".encode() for s in shells}
     me = os.getpid()
     pids = set()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
+    for pid in host.pids():
+        if pid == me:
             continue
-        pid = int(entry.name)
         try:
-            if inodes and os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
+            if inodes and host.inode(f"/proc/{pid}/ns/net") in inodes:
                 pids.add(pid)
                 continue
             if shell_args or pid in recorded:
-                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                argv = host.read_bytes(f"/proc/{pid}/cmdline").split(b"\0")
                 if argv[0] == b"bash" and len(argv) >= 2 and argv[-2] in shell_args:
                     pids.add(pid)
                 elif pid in recorded and argv[-2:] == [b"--forkserver", b""] and NETEXEC_ARG in argv:
@@ -55,20 +55,12 @@ def owned_pids(netns: Iterable[str], shells: Iterable[str] = (), recorded: Itera
     return pids
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+alive = host.alive
 
 
 def signal_all(pids: Iterable[int], sig: int) -> None:
     for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+        host.kill(pid, sig)
 
 
 def reap(pids: set[int], grace: float = 0.3) -> None:

@@ -1,24 +1,20 @@
 """The underlay: nodes and plain hosts are Mininet hosts on one switch (a Linux bridge, or OVS
-with the userspace datapath). Mininet builds them; each gets a name in /run/netns so plain
-`ip netns exec` works, and from then on the lab drives them through those names. A topology with a
+with the userspace datapath). Planned here (underlay_plan: pure), built by the Host (Mininet,
+lab.host.mininet); each gets a name in /run/netns so plain `ip netns exec` works, and from then on
+the lab drives them through those names. A topology with a
 public segment has a second switch (a Linux bridge) for it: its hosts, and the NAT gateway's eth1."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import secrets
 import shutil
-import sys
-import sysconfig
 import time
-import warnings
-from pathlib import Path
 
 from lab.controlplane import ipam, naming
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
-from lab.host import ip_batch, make_uts, netns_path, output, restore, sysctl
+from lab.host import (Machine, Switch, UnderlayPlan, Wire, build_underlay, ip_batch, make_uts, netns_path, output,
+                      path_exists, restore, sysctl)
 from lab.host.record import LabRecord
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
@@ -49,43 +45,34 @@ def _ovs_running() -> bool:
     return shutil.which("ovs-vsctl") is not None and output(["ovs-vsctl", "--timeout=2", "show"], check=False) != ""
 
 
-def _switch_class(state: ClusterState):
-    if state.switch == "linux-bridge":
-        from mininet.nodelib import LinuxBridge
-        return LinuxBridge, {}
-    from mininet.node import OVSBridge  # after build() imported mininet
-    if not _ovs_running():
+def _check_switch(state: ClusterState) -> None:
+    if state.switch == "ovs" and not _ovs_running():
         raise LabError("underlay switch ovs needs Open vSwitch running: "
                        f"`sudo {OVS_CTL} start` (the userspace datapath is used; no kernel module needed)")
-    return OVSBridge, {"datapath": "user", "failMode": "standalone"}
 
 
-def _import_mininet() -> None:
-    """mininet.node imports distutils.version for one OVS version compare. Under setuptools'
-    distutils shim (any venv) that import drags in pkg_resources: ~0.1 s of every `lab up`.
-    Python 3.11 still ships the stdlib distutils: load that one when it is there."""
-    if "distutils" in sys.modules or sys.version_info >= (3, 12):
-        return
-    init = Path(sysconfig.get_paths()["stdlib"]) / "distutils" / "__init__.py"
-    if not init.exists():
-        return
-    spec = importlib.util.spec_from_file_location("distutils", init, submodule_search_locations=[str(init.parent)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["distutils"] = module
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        spec.loader.exec_module(module)
+def underlay_plan(state: ClusterState, tag: str) -> UnderlayPlan:
+    """Pure: the switches, machines and wires of this run (tag: its part of the port names)."""
+    ms = machines(state)
+    public = naming.public_switch_name(state.lab) if state.public_subnet else None
+    prefix = state.underlay_subnet.split("/")[1]
+    switches = [Switch(state.switch_name, naming.dpid(state.switch_name), state.switch)]
+    hosts = [Machine(m.netns, f"{m.ip}/{prefix}") for m in ms]
+    wires = [Wire(m.netns, state.switch_name, "eth0", port_name(state, tag, i), naming.node_mac(m.ip))
+             for i, m in enumerate(ms)]
+    if public:
+        switches.append(Switch(public, naming.dpid(public), "linux-bridge"))
+        for i, m in enumerate(public_machines(state)):
+            address = m.public_ip or m.ip
+            if m.netns not in {h.netns for h in hosts}:
+                hosts.append(Machine(m.netns, f"{address}/{state.public_subnet.split('/')[1]}"))
+            wires.append(Wire(m.netns, public, "eth1" if m.public_ip else "eth0", public_port_name(state, tag, i),
+                              naming.node_mac(address)))
+    return UnderlayPlan(tuple(switches), tuple(hosts), tuple(wires))
 
 
 def build(state: ClusterState, record: LabRecord) -> None:
-    _import_mininet()
-    from mininet.log import setLogLevel
-    from mininet.net import Mininet
-
-    setLogLevel("error")
-    from mininet.nodelib import LinuxBridge
-
-    switch_cls, switch_opts = _switch_class(state)
+    _check_switch(state)
     ms = machines(state)
     outside = [h for h in public_machines(state) if h.network == "public"]
     public = naming.public_switch_name(state.lab) if state.public_subnet else None
@@ -96,31 +83,7 @@ def build(state: ClusterState, record: LabRecord) -> None:
         ovs=(state.switch_name,) if state.switch == "ovs" else (),
         shells=(state.switch_name, *(m.netns for m in [*ms, *outside]), *((public,) if public else ())),
     )
-    net = Mininet(build=False, controller=None, autoSetMacs=False)
-    switches = [net.addSwitch(state.switch_name, cls=switch_cls, dpid=naming.dpid(state.switch_name), **switch_opts)]
-    prefix = state.underlay_subnet.split("/")[1]
-    hosts = {}
-    for i, m in enumerate(ms):
-        hosts[m.netns] = net.addHost(m.netns, ip=f"{m.ip}/{prefix}")
-        net.addLink(hosts[m.netns], switches[0], intfName1="eth0", intfName2=port_name(state, record.port_tag, i),
-                    addr1=naming.node_mac(m.ip))
-    if public:
-        switches.append(net.addSwitch(public, cls=LinuxBridge, dpid=naming.dpid(public)))
-        for i, m in enumerate(public_machines(state)):
-            address = m.public_ip or m.ip
-            if m.netns not in hosts:
-                hosts[m.netns] = net.addHost(m.netns, ip=f"{address}/{state.public_subnet.split('/')[1]}")
-            net.addLink(hosts[m.netns], switches[1], intfName1="eth1" if m.public_ip else "eth0",
-                        intfName2=public_port_name(state, record.port_tag, i), addr1=naming.node_mac(address))
-    try:
-        net.build()
-        for switch in switches:
-            switch.start([])
-        ip_batch([f"netns attach {netns} {h.pid}" for netns, h in hosts.items()])
-    finally:
-        # The namespaces now have names; Mininet's shells are no longer needed.
-        for node in [*hosts.values(), *switches]:
-            node.terminate()
+    build_underlay(underlay_plan(state, record.port_tag))
     _verify(state, record.port_tag)
     for m in [*ms, *outside]:  # `hostname` on a node (and in its hostNetwork pods) prints the node's name
         make_uts(record.uts_path(m.netns), m.name)
@@ -191,7 +154,7 @@ def wait_links_gone(record: LabRecord, timeout: float = 3.0) -> list[str]:
     those still present at the timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        left = [link for link in owned_links(record) if os.path.exists(f"/sys/class/net/{link}")]
+        left = [link for link in owned_links(record) if path_exists(f"/sys/class/net/{link}")]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.005)
@@ -204,9 +167,9 @@ def destroy_switch(record: LabRecord) -> None:
     for br in record.ovs_bridges:
         if shutil.which("ovs-vsctl"):
             output(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", br], check=False)
-    present = [link for link in owned_links(record) if os.path.exists(f"/sys/class/net/{link}")]
+    present = [link for link in owned_links(record) if path_exists(f"/sys/class/net/{link}")]
     try:
         ip_batch([f"link del {link}" for link in present], force=True)
     except LabError:
-        if any(os.path.exists(f"/sys/class/net/{link}") for link in present):
+        if any(path_exists(f"/sys/class/net/{link}") for link in present):
             raise  # else a port went with its node namespace, deleted meanwhile: all gone, as wanted

@@ -4,7 +4,6 @@ chains of every node: the rule set is small (a chain per isolated pod), so a ful
 and the result never depends on what an earlier sync did."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 
 from lab.controlplane.state import ClusterState, NodeState
 from lab.policy import iptables as rules
@@ -19,7 +18,7 @@ def _restore(node: NodeState, text: str) -> None:
 def setup(state: ClusterState) -> None:
     """Once per node at `lab up`: the policy chain, first in FORWARD (bridged traffic between pods
     of one node passes there too: br_netfilter is on in every node's namespace)."""
-    with ThreadPoolExecutor(len(state.nodes)) as pool:
+    with host.pool(len(state.nodes)) as pool:
         list(pool.map(lambda n: _restore(n, rules.base_rules()), state.nodes))
 
 

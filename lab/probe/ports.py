@@ -14,10 +14,11 @@ import json
 import os
 from pathlib import Path
 
+from lab import host
+
 FIRST, LAST = 20000, 32767
 SPAN = LAST - FIRST + 1
 STATE = Path("/run/k8s-netlab/probe-ports.json")
-NETNS_DIR = Path("/run/netns")
 
 
 def advance(counters: dict[str, int], wanted: dict[str, int]) -> dict[str, int]:
@@ -43,7 +44,7 @@ def reserve(wanted: dict[str, int], state: Path = STATE) -> dict[str, int]:
             counters = {k: int(v) for k, v in json.loads(raw or b"{}").items()}
         except (ValueError, AttributeError):
             counters = {}  # a damaged file only costs the memory of past ports
-        counters = {k: v for k, v in counters.items() if k in wanted or (NETNS_DIR / k).exists()}
+        counters = {k: v for k, v in counters.items() if k in wanted or host.exists(k)}
         starts = advance(counters, wanted)
         os.lseek(fd, 0, os.SEEK_SET)
         os.ftruncate(fd, 0)

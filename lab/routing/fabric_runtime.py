@@ -37,7 +37,7 @@ def start(state: ClusterState, record: LabRecord) -> None:
     config = {"port": port, "gateway_ip": str(ipam.underlay_gateway(state.underlay_subnet)), "gateway_mac": fabric.GATEWAY_MAC,
               "routes": [r.__dict__ for r in fabric.routes(state, port_names(state, record))]}
     path = record.subdir("fabric") / "controller.json"
-    path.write_text(json.dumps(config, indent=1))
+    host.write_file(path, json.dumps(config, indent=1))
     _spawn(record, path)
     output(["ovs-vsctl", "set-fail-mode", br, "secure", "--", "set", "bridge", br, "protocols=OpenFlow13",
          "--", "set-controller", br, f"tcp:127.0.0.1:{port}"])
@@ -59,11 +59,10 @@ def stop(record: LabRecord) -> None:
     pid = record.pids.get(KEY)
     if not pid:
         return
-    try:
-        argv = open(f"/proc/{pid}/cmdline", "rb").read()
-    except OSError:
+    argv = host.cmdline(pid)
+    if argv is None:
         return
-    if APP.encode() in argv:
+    if APP.encode() in b"\0".join(argv):
         processes.signal_all([pid], 15)
         processes.reap({pid})
 

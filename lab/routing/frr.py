@@ -5,7 +5,6 @@ returns once every node has a route to every other node's podCIDR."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -31,11 +30,9 @@ def start(state: ClusterState, record: LabRecord) -> None:
         sysctl(next(h.netns for h in state.hosts if h.name == state.top_of_rack), {"net.ipv4.ip_forward": "1"})
     for name, _, netns in bgp.speakers(state):
         d = directory(record, name)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "frr.conf").write_text(bgp.frr_conf(state, name))
-        shutil.chown(d, "frr", "frr")
-        for f in d.iterdir():
-            shutil.chown(f, "frr", "frr")
+        host.write_file(d / "frr.conf", bgp.frr_conf(state, name))
+        host.chown(d, "frr")
+        host.chown(d / "frr.conf", "frr")
         common = ["-f", str(d / "frr.conf"), "-z", str(d / "zserv.api"), "--vty_socket", str(d), "-u", "frr", "-g", "frr"]
         for daemon, extra in (("zebra", []), ("bfdd", []), ("bgpd", ["-p", "179"])):
             done = host.run(["ip", "netns", "exec", netns, str(DAEMONS / daemon), "-d", "-i",

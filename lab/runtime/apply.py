@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, TextIO
 
+from lab import host
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState, container_key, pod_key_of
 from lab.dns import runtime as dns
@@ -61,8 +62,8 @@ def save_topology(record, topo) -> None:
     `lab apply -f` and `lab delete -f` can change it object by object, as kubectl does."""
     import yaml
 
-    (record.dir / TOPOLOGY).write_text(yaml.safe_dump(topo.model_dump(mode="json", by_alias=True,
-                                                                      exclude_defaults=True), sort_keys=False))
+    host.write_file(record.dir / TOPOLOGY, yaml.safe_dump(topo.model_dump(mode="json", by_alias=True,
+                                                                          exclude_defaults=True), sort_keys=False))
 
 
 STDIN = "-"
@@ -299,7 +300,7 @@ def _stored(rec) -> dict:
     import yaml
 
     path = rec.dir / IGNORED
-    return {_identity(o): o for o in (yaml.safe_load(path.read_text()) or [])} if path.exists() else {}
+    return {_identity(o): o for o in (yaml.safe_load(host.read_text(path)) or [])} if host.path_exists(path) else {}
 
 
 def save_ignored(rec, objects: Sequence[dict]) -> None:
@@ -307,7 +308,7 @@ def save_ignored(rec, objects: Sequence[dict]) -> None:
     and deleting them is `deleted`, as kubectl says."""
     import yaml
 
-    (rec.dir / IGNORED).write_text(yaml.safe_dump(list(objects), sort_keys=False))
+    host.write_file(rec.dir / IGNORED, yaml.safe_dump(list(objects), sort_keys=False))
 
 
 def edit(lab: Optional[str], items: Sequence[Item], delete: bool, missing_ok: bool = False) -> Edit:
@@ -319,7 +320,7 @@ def edit(lab: Optional[str], items: Sequence[Item], delete: bool, missing_ok: bo
     from lab.topology.load import load_topology_text, reporting
 
     rec = records.find(lab)
-    doc = yaml.safe_load((rec.dir / TOPOLOGY).read_text())
+    doc = yaml.safe_load(host.read_text(rec.dir / TOPOLOGY))
     items = _unique(items)
     names = {_identity(i.obj) for i in items}
     stored = _stored(rec)

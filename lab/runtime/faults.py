@@ -67,7 +67,7 @@ def _read(rec: LabRecord, read: tuple):
     if what == "sysctl":
         def value() -> Optional[str]:
             try:
-                return open("/proc/sys/" + read[2].replace(".", "/")).read().strip()
+                return host.read_text("/proc/sys/" + read[2].replace(".", "/")).strip()
             except OSError:
                 return None
         return host.in_ns(read[1], value)

@@ -6,7 +6,6 @@ import os
 import signal
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable
 
@@ -66,14 +65,14 @@ def _phase(name: str, progress: Progress):
 
 
 def preflight(state: ClusterState) -> None:
-    if os.geteuid() != 0:
+    if not host.privileged():
         raise LabError("lab up needs root (network namespaces, links): run it with sudo")
     records.ensure_free(state.lab)
-    taken = [m.netns for m in [*state.nodes, *state.hosts, *pods.sandboxed(state)] if os.path.exists(f"/run/netns/{m.netns}")]
+    taken = [m.netns for m in [*state.nodes, *state.hosts, *pods.sandboxed(state)] if host.exists(m.netns)]
     if taken:
         raise LabError(f"network namespaces {', '.join(taken[:5])} already exist and are not this lab's; "
                        "rename the lab (the `name:` field) or remove them")
-    if os.path.exists(f"/sys/class/net/{state.switch_name}"):
+    if host.path_exists(f"/sys/class/net/{state.switch_name}"):
         raise LabError(f"a link named {state.switch_name} already exists in the root namespace")
 
 
@@ -163,9 +162,8 @@ def start_agent(rec: LabRecord) -> int:
 
 def _stop_agent(rec: LabRecord) -> None:
     """The agent runs in the root namespace: found by its recorded PID, checked by command line."""
-    try:
-        argv = open(f"/proc/{rec.agent}/cmdline", "rb").read().split(b"\0")
-    except OSError:
+    argv = host.cmdline(rec.agent)
+    if argv is None:
         return
     if AGENT.encode() in argv and rec.name.encode() in argv:
         processes.signal_all([rec.agent], signal.SIGTERM)
@@ -177,7 +175,7 @@ def teardown(rec: LabRecord) -> list[str]:
     with records.locked(rec):  # the agent re-checks the status under the lock: it never writes "running" over this
         rec.status = "deleting"
         rec.save()
-    with ThreadPoolExecutor(2) as pool:  # the switch and the /etc/netns folders go while the processes stop
+    with host.pool(2) as pool:  # the switch and the /etc/netns folders go while the processes stop
         unplugged = pool.submit(underlay.destroy_switch, rec)
         files = pool.submit(dns.remove_resolv_confs, rec)
         if rec.agent:
@@ -191,12 +189,12 @@ def teardown(rec: LabRecord) -> list[str]:
         processes.reap(pids)
         for path in rec.uts_paths():
             host.drop_uts(path)
-        existing = [n for n in reversed(rec.netns) if os.path.exists(f"/run/netns/{n}")]
+        existing = [n for n in reversed(rec.netns) if host.exists(n)]
         try:
             ip_batch([f"netns delete {n}" for n in existing], force=True)
         except LabError as e:
             errors.append(str(e))
-        left = [n for n in existing if os.path.exists(f"/run/netns/{n}")]
+        left = [n for n in existing if host.exists(n)]
         files.result()
         try:
             unplugged.result()
@@ -224,5 +222,5 @@ def clean() -> list[str]:
         removed.append(name)
     for d in records.RUN_ROOT.glob("*") if records.RUN_ROOT.is_dir() else []:
         if d.is_dir() and not (d / "record.json").exists() and not any(d.iterdir()):
-            d.rmdir()  # killed between mkdir and the first save: nothing was created yet
+            host.remove(d)  # killed between mkdir and the first save: nothing was created yet
     return removed

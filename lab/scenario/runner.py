@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
+from lab import host
 from lab.errors import LabError
 from lab.scenario.model import Scenario, Step
 from lab.scenario.steps import EFFECTS, Context, Effect, Failed
@@ -173,8 +174,7 @@ def _on_one_lab(group: list[Scenario], keep: bool, hooks: Hooks) -> list[Run]:
         if built and not kept:
             _teardown(lab, hooks)
         if scratch and not kept:
-            os.unlink(topology)
-            os.rmdir(os.path.dirname(topology))
+            host.remove(os.path.dirname(topology))  # the scratch folder and its topology
 
 
 def _teardown(lab: str, hooks: Hooks) -> None:
@@ -202,7 +202,7 @@ def _topology_file(scenario: Scenario) -> tuple[str, bool]:
 
     folder = tempfile.mkdtemp(prefix="lab-scenario-")
     path = Path(folder) / f"{scenario.lab}.yaml"
-    path.write_text(yaml.safe_dump(scenario.inline, sort_keys=False))
+    host.write_file(path, yaml.safe_dump(scenario.inline, sort_keys=False))
     return str(path), True
 
 

@@ -11,7 +11,6 @@ leaves nothing.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import struct
@@ -106,8 +105,8 @@ def capture_filter(protocol: str, sport: int, leg: Optional[Leg] = None) -> str:
 def _subscribed(pid: int) -> bool:
     """Has the monitor joined the trace group yet? Its netlink sockets in /proc/PID/net/netlink."""
     try:
-        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")}
-        lines = Path(f"/proc/{pid}/net/netlink").read_text().splitlines()[1:]
+        inodes = {link[8:-1] for link in host.fd_targets(pid)}
+        lines = host.read_text(f"/proc/{pid}/net/netlink").splitlines()[1:]
     except OSError:
         return False
     return any(w[1] == "12" and w[9] in inodes and int(w[3], 16) & NFNLGRP_NFTRACE

@@ -19,11 +19,11 @@ pytestmark = pytest.mark.usefixtures("run_root")
 
 
 @pytest.fixture
-def rec(monkeypatch) -> LabRecord:
+def rec(fake, monkeypatch) -> LabRecord:
     """A running lab whose containers all run and whose probes all pass."""
-    monkeypatch.setattr(agents, "alive", lambda pid: True)
     monkeypatch.setattr(prober, "run_probes", lambda state, targets: [(True, "ok")] * len(targets))
     pids = {container_key(p, c): 1000 + i for i, (p, c) in enumerate((p, c) for p in STATE.pods for c in p.containers)}
+    fake.files.update({f"/proc/{pid}/stat": f"{pid} (netexec) S 1".encode() for pid in pids.values()})
     rec = LabRecord(name=STATE.lab, state=STATE, status="running", pids=pids)
     rec.dir.mkdir(parents=True)
     rec.save()

@@ -56,3 +56,71 @@ def test_no_default_is_mutable():
                 defaults = [s.value for s in node.body if isinstance(s, ast.AnnAssign) and s.value is not None]
             offenders += [f"{p.relative_to(ROOT)}:{d.lineno}: {ast.unparse(d)[:60]}" for d in defaults if _mutable(d)]
     assert not offenders, offenders
+
+
+# Effects that only lab/host may have: writing files, signalling processes, reading the kernel's
+# files. The allowed exceptions are programs that are not the lab: what runs inside a pod or a
+# submission's sandbox (it must not import the lab), and the sandbox's own namespace descriptors.
+_EFFECT_CALLS = {"os.kill", "os.killpg", "os.replace", "os.rename", "os.unlink", "os.remove", "os.chmod", "os.chown",
+                 "shutil.rmtree", "shutil.chown", "shutil.copyfile", "shutil.copytree"}
+_EFFECT_METHODS = {"write_text", "write_bytes", "unlink", "rmdir", "chmod", "touch"}
+_KERNEL_FILES = ("/proc", "/sys/", "/run/netns")
+_NOT_THE_LAB = {"lab/images/netexec.py": "the netexec image's program, run inside pods",
+                "lab/routing/fabric_app.py": "the OpenFlow controller's program, run as its own process",
+                "lab/exercise/client.py": "the submission's client, copied into its sandbox",
+                "lab/exercise/broker.py": "holds the sandbox's namespaces by descriptor (/proc/PID/ns)"}
+
+
+def _effects(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) of each effect in a module, in order."""
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    from_host = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "lab.host"
+                 for a in n.names}
+    through_host = {id(c) for n in ast.walk(tree) if isinstance(n, ast.Call)
+                    and (ast.unparse(n.func).startswith("host.") or ast.unparse(n.func) in from_host)
+                    for arg in n.args for c in ast.walk(arg)}  # a kernel file the Host reads: as it should be
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+            if name == "open" and isinstance(mode, ast.Constant) and set(str(mode.value)) & set("wax+"):
+                found.append((node.lineno, node.col_offset, f"open(..., {mode.value!r})"))
+            elif name.startswith("os.") and any(isinstance(c, ast.Call) and ast.unparse(c.func).endswith("netns_path")
+                                                for arg in node.args for c in ast.walk(arg)):
+                found.append((node.lineno, node.col_offset, f"{name} of a /run/netns file"))
+            elif name in _EFFECT_CALLS:
+                found.append((node.lineno, node.col_offset, name))
+            elif isinstance(node.func, ast.Attribute) and node.func.attr in _EFFECT_METHODS and \
+                    not name.startswith(("host.", "self.")):
+                found.append((node.lineno, node.col_offset, f".{node.func.attr}()"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings | through_host \
+                and node.value.startswith(_KERNEL_FILES):
+            found.append((node.lineno, node.col_offset, f"kernel file {node.value!r}"))
+    return [(line, what) for line, _, what in sorted(found)]
+
+
+def test_nothing_outside_the_host_writes_files_signals_or_reads_the_kernel():
+    offenders = [f"{p.relative_to(ROOT)}:{line}: {what}" for p in sorted((ROOT / "lab").rglob("*.py"))
+                 if "host" not in p.relative_to(ROOT / "lab").parts and str(p.relative_to(ROOT)) not in _NOT_THE_LAB
+                 for line, what in _effects(ast.parse(p.read_text()))]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_effect_check_finds_each_kind_of_effect():
+    code = '''
+import os, shutil
+from pathlib import Path
+open("x", "w"); open("y", mode="ab"); open("z")
+Path("x").write_text("a"); Path("x").unlink(); os.kill(1, 9); shutil.rmtree("d")
+open(f"/proc/{os.getpid()}/cmdline", "rb"); os.path.exists("/sys/class/net/br0"); x = "/run/netns/a"
+host.write_file("x", "a"); host.read_bytes(f"/proc/{pid}/cmdline"); path_exists("/sys/class/net/x")
+from lab.host import path_exists
+os.path.exists(netns_path("a")); host.run(["ip", "netns", "exec", netns_path("a")])
+'''
+    assert [what for _, what in _effects(ast.parse(code))] == [
+        "open(..., 'w')", "open(..., 'ab')", ".write_text()", ".unlink()", "os.kill", "shutil.rmtree",
+        "kernel file '/proc/'", "kernel file '/sys/class/net/br0'", "kernel file '/run/netns/a'",
+        "os.path.exists of a /run/netns file"]

@@ -56,12 +56,19 @@ def probes(monkeypatch):
     return scripted
 
 
+class Dead:
+    """Ends a process: its /proc entry goes from the fake Host (lab_record made one per PID)."""
+
+    def __init__(self, fake: FakeHost):
+        self.fake = fake
+
+    def add(self, pid: int) -> None:
+        del self.fake.files[f"/proc/{pid}/stat"]
+
+
 @pytest.fixture
-def dead(monkeypatch) -> set[int]:
-    """PIDs that are not alive; every other recorded PID is."""
-    gone: set[int] = set()
-    monkeypatch.setattr(agents, "alive", lambda pid: pid not in gone)
-    return gone
+def dead(fake) -> Dead:
+    return Dead(fake)
 
 
 def lab_record(fake: FakeHost, ready: dict[str, bool], details: dict[str, str] | None = None) -> LabRecord:
@@ -70,6 +77,7 @@ def lab_record(fake: FakeHost, ready: dict[str, bool], details: dict[str, str] |
     rec = LabRecord(name=STATE.lab, state=STATE, status="running", pids=pids, ready=dict(ready),
                     probe_detail=dict(details or {k: OK for k in ready}))
     rec.dir.mkdir(parents=True)
+    fake.files.update({f"/proc/{pid}/stat": f"{pid} (netexec) S 1".encode() for pid in pids.values()})  # all running
     pod_ready = prober.pod_readiness(STATE, ready, lambda key: True)
     kube_proxy.sync(rec, STATE, pod_ready, first=True)
     rec.commit(STATE, pod_ready)

@@ -20,7 +20,6 @@ from lab import host
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.plan import plan
 from lab.controlplane.state import ClusterState, container_key
-from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.host import record as records
 from lab.host.fake import FakeHost
@@ -31,7 +30,6 @@ from lab.kube_proxy import sync as kube_proxy
 from lab.node import pods, prober
 from lab.policy import iptables as policy_rules
 from lab.policy import sync as netpol
-from lab.runtime import agent as agents
 from lab.runtime import apply as applying
 from lab.topology.load import load_topology, load_topology_text
 
@@ -142,6 +140,7 @@ class Pods:
             for c in p.containers:
                 self.pid += 1
                 record.pids[container_key(p, c)] = self.pid
+                host.current().files[f"/proc/{self.pid}/stat"] = b"1 (netexec) S 1"  # alive, as the fake Host sees it
 
     def remove(self, state, record, gone):
         self.removed.append((state, [p.key for p in gone]))
@@ -154,8 +153,6 @@ class Pods:
 @pytest.fixture(autouse=True)
 def sandbox(tmp_path, monkeypatch):
     monkeypatch.setattr(records, "RUN_ROOT", tmp_path / "run")
-    monkeypatch.setattr(dns, "ETC_NETNS", tmp_path / "etc-netns")
-    monkeypatch.setattr(agents, "alive", lambda pid: True)
 
 
 @pytest.fixture
@@ -334,7 +331,7 @@ def test_apply_replaces_the_changed_pods_resyncs_and_commits(tmp_path, kernel, f
     assert saved.ready == {container_key(p, c): True for p, c in prober.probed(new)}
     assert {k.split("/")[1] for k in saved.ready} == {p.name for p in new.pods if p.name.startswith("web-")}
     assert saved.probe_detail[f"{born[0]}/web"] == "tcp 8080: connected"
-    assert yaml.safe_load((saved.dir / applying.TOPOLOGY).read_text())["manifests"][0]["spec"]["replicas"] == 3
+    assert yaml.safe_load(host.read_text(saved.dir / applying.TOPOLOGY))["manifests"][0]["spec"]["replicas"] == 3
     # rules: kube-proxy's partial update of the two Services, then every policy chain, per node
     old_slices, new_slices = endpoint_slices(old, rec.pod_ready), endpoint_slices(new, saved.pod_ready)
     netns = {n.netns: n for n in new.nodes}
@@ -342,7 +339,11 @@ def test_apply_replaces_the_changed_pods_resyncs_and_commits(tmp_path, kernel, f
         texts = [c.input for c in kernel.ran(*RESTORE) if c.netns == ns]
         assert texts == [iptables.render_update(old, new, n, old_slices, new_slices, set(change.services)),
                          policy_rules.render(new, n, frozenset(rec.netpol[n.name]))]
-    assert {c.netns for c in kernel.calls} <= set(netns) and len(kernel.calls) == 2 * len(netns)
+    runs = [c for c in kernel.calls if c.kind == "run"]
+    assert {c.netns for c in runs} <= set(netns) and len(runs) == 2 * len(netns)
+    # the files: the removed pod's resolv.conf folder, the new topology
+    assert [(c.kind, *c.argv) for c in kernel.calls if c.kind != "run"] == [
+        ("remove", "/etc/netns/ap-default-solo"), ("write", str(rec.dir / applying.TOPOLOGY))]
     assert_rules_match_the_record(kernel, saved)
 
 
@@ -353,7 +354,7 @@ def test_applying_the_same_file_again_changes_nothing(tmp_path, kernel, fake_pod
     assert change.added == change.removed == change.services == ()
     assert fake_pods.created == [(rec.state, [])] and fake_pods.removed == [(rec.state, [])]
     # kube-proxy runs nothing; the policies are rewritten whole (they always are)
-    assert [c.input for c in kernel.calls] == [policy_rules.render(rec.state, n, frozenset(rec.netpol[n.name]))
+    assert [c.input for c in kernel.calls if c.kind == "run"] == [policy_rules.render(rec.state, n, frozenset(rec.netpol[n.name]))
                                                for n in rec.state.nodes]
     assert records.load("ap").state == rec.state
 
@@ -395,7 +396,7 @@ def inject(where: str, kernel: Kernel, fake_pods: Pods, monkeypatch, state: Clus
 def test_a_failure_in_the_middle_rolls_back_to_the_old_state(tmp_path, kernel, fake_pods, monkeypatch, where):
     rec = running(tmp_path, kernel, fake_pods, topology(replicas=2))
     old, was = rec.state, (dict(rec.ready), dict(rec.probe_detail), dict(rec.pod_ready), set(rec.pids))
-    topology_before = (rec.dir / applying.TOPOLOGY).read_text()
+    topology_before = host.read_text(rec.dir / applying.TOPOLOGY)
     inject(where, kernel, fake_pods, monkeypatch, old)
     syncs = []
     real_sync = kube_proxy.sync
@@ -415,7 +416,7 @@ def test_a_failure_in_the_middle_rolls_back_to_the_old_state(tmp_path, kernel, f
     # the record: the old state and readiness, the same pods (the removed one made again)
     assert saved.state == old and saved.status == "running"
     assert (saved.ready, saved.probe_detail, saved.pod_ready, set(saved.pids)) == was
-    assert (saved.dir / applying.TOPOLOGY).read_text() == topology_before
+    assert host.read_text(saved.dir / applying.TOPOLOGY) == topology_before
     assert not any(n.startswith(tuple(f"ap-{k.replace('/', '-')}" for k in born)) for n in saved.netns)
     # the pods: solo removed then made again; the new ones removed (every one had its netns claimed)
     assert fake_pods.removed == [(old, ["default/solo"]), (new, born)]

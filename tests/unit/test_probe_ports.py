@@ -6,10 +6,8 @@ import threading
 from lab.probe import ports
 
 
-def test_blocks_follow_each_other_per_namespace(tmp_path, monkeypatch):
-    monkeypatch.setattr(ports, "NETNS_DIR", tmp_path)
-    (tmp_path / "lab-a").touch()
-    (tmp_path / "lab-b").touch()
+def test_blocks_follow_each_other_per_namespace(tmp_path, fake):
+    fake.files.update({"/run/netns/lab-a": b"", "/run/netns/lab-b": b""})
     state = tmp_path / "ports.json"
     a1 = ports.reserve({"lab-a": 10, "lab-b": 3}, state)
     a2 = ports.reserve({"lab-a": 10}, state)
@@ -27,10 +25,8 @@ def test_the_range_wraps_and_stays_below_the_ephemeral_range():
     assert counters["x"] == 3 and ports.LAST < 32768
 
 
-def test_namespaces_that_are_gone_are_forgotten(tmp_path, monkeypatch):
-    monkeypatch.setattr(ports, "NETNS_DIR", tmp_path / "netns")
-    (tmp_path / "netns").mkdir()
-    (tmp_path / "netns" / "alive").touch()
+def test_namespaces_that_are_gone_are_forgotten(tmp_path, fake):
+    fake.files["/run/netns/alive"] = b""
     state = tmp_path / "ports.json"
     ports.reserve({"alive": 4, "gone": 4}, state)
     ports.reserve({"other": 1}, state)
