@@ -23,7 +23,6 @@ import pytest
 from lab import host
 from lab.cni import libcni
 from lab.controlplane.state import container_key
-from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.host import record as records
 from lab.host.fake import FakeHost
@@ -120,7 +119,7 @@ def world(tmp_path, monkeypatch):
         d.mkdir()
     monkeypatch.setattr(records, "RUN_ROOT", tmp_path / "run")
     monkeypatch.setattr(host, "NETNS_DIR", str(netns_dir))
-    monkeypatch.setattr(dns, "ETC_NETNS", etc)
+    monkeypatch.setattr(records, "ETC_NETNS", etc)
     roots = {"/run/netns/": netns_dir, "/sys/class/net/": links_dir}
     monkeypatch.setattr(lifecycle, "os", Redirected(roots))
     monkeypatch.setattr(underlay, "os", Redirected(roots))
