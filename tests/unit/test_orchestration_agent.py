@@ -30,6 +30,7 @@ def proxy_chains(rec) -> dict:
     """kube-proxy's section of the record: node -> the chains it last wrote."""
     return rec.section("kube-proxy")["chains"]
 
+
 STATE = shipped_state("services", dns={"enabled": False})   # kube-proxy syncs only: no kube-dns records to rewrite
 RESTORE = ("iptables-restore", "--noflush")
 PROBED = [container_key(p, c) for p, c in prober.probed(STATE)]

@@ -45,6 +45,7 @@ def policy_chains(rec) -> dict:
     """The policy controller's section of the record: node -> the chains it last wrote."""
     return rec.section("policy")["chains"]
 
+
 RESTORE = ("iptables-restore", "--noflush")
 
 

@@ -35,6 +35,7 @@ def policy_chains(rec) -> dict:
     """The policy controller's section of the record: node -> the chains it last wrote."""
     return rec.section("policy")["chains"]
 
+
 MODES = ("iptables", "nftables")
 STATES = {mode: shipped_state("services", proxy=mode) for mode in MODES}
 RESTORE = {"iptables": ("iptables-restore", "--noflush"), "nftables": ("nft", "-f", "-")}
