@@ -95,7 +95,7 @@ class LabRecord:
         data = {
             "format": FORMAT, "name": self.name, "status": self.status, "owner_pid": self.owner_pid,
             "owner_start": self.owner_start, "created": self.created,
-            "ledger": {k: getattr(self, k) for k in LEDGER},
+            **{k: getattr(self, k) for k in LEDGER},  # the ledger's fields stay where format 1 had them
             "pod_ready": self.pod_ready, "sections": self.sections, "state": self._dumped[1],
         }
         tmp = self.dir / "record.json.tmp"
@@ -161,7 +161,7 @@ class NoSuchLab(LabError):
     """The lab has no record: it never existed, or `lab down` removed it."""
 
 
-FORMAT = 2  # 1 (no "format"): one flat object, the status fields beside the ledger's
+FORMAT = 2  # 1 (no "format"): the status fields beside the ledger's, not in "sections"
 
 # Format 1's status fields: where each went (owner section, key).
 FORMAT_1 = {"ready": ("kubelet", "ready"), "probe_detail": ("kubelet", "detail"),
@@ -184,7 +184,7 @@ def from_disk(data: dict) -> dict:
             if key in data:
                 sections.setdefault(owner, {})[name] = data.pop(key)
         return {**data, "sections": sections}
-    return {**data.pop("ledger"), **data}
+    return data
 
 
 def load(name: str) -> LabRecord:

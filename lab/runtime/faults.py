@@ -114,7 +114,9 @@ def _restart(rec: LabRecord, key: str) -> None:
         return
     ns, name, cname = key.split("/")
     pod = next(p for p in rec.state.pods if p.namespace == ns and p.name == name)
-    starter = containers.Starter(rec)
+    from lab.runtime import controllers  # every controller's module: only a restart needs them
+
+    starter = containers.Starter(rec, controllers.programs())
     starter.start_pod(replace(pod, containers=tuple(c for c in pod.containers if c.name == cname)))
     starter.wait_ready()  # records the new PID and saves
 

@@ -155,8 +155,8 @@ def test_the_ledger_and_the_sections_survive_a_save_and_load():
     prober.write_status(rec, {"default/p/c": True}, {"default/p/c": "tcp 80: connected"}, {})
     rec.save()
     data = json.loads((rec.dir / "record.json").read_text())
-    assert data["format"] == records.FORMAT and data["ledger"]["netns"] == ["a-ns"]
-    assert data["ledger"]["pids"] == {"default/p/c": 42} and "ready" not in data
+    assert data["format"] == records.FORMAT and data["netns"] == ["a-ns"] and data["pids"] == {"default/p/c": 42}
+    assert "ready" not in data and data["sections"]["kubelet"]["ready"] == {"default/p/c": True}
     back = records.load(rec.name)
     assert (back.netns, back.links, back.etc_netns, back.pids) == (["a-ns"], ["a-link"], ["a-ns"], {"default/p/c": 42})
     assert prober.status(back).ready == {"default/p/c": True}
