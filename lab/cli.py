@@ -187,6 +187,26 @@ def _stopped(rec) -> list[str]:
     return underlay.stopped(rec)
 
 
+def _controllers(rec, output) -> int:
+    """`lab get controllers`: the registry, with each controller's images and status."""
+    from lab import views
+    from lab.runtime import controllers
+
+    status = controllers.status(rec)
+    if output in ("json", "yaml"):
+        doc = [{"name": c.name, "images": sorted(c.images), "status": status[c.name]} for c in controllers.CONTROLLERS]
+        if output == "json":
+            print(json.dumps(doc, indent=2))
+        else:
+            import yaml
+            print(yaml.safe_dump(doc, sort_keys=False), end="")
+        return 0
+    rows = [[c.name, ",".join(sorted(c.images)) or "<none>", views.summary(status[c.name])]
+            for c in controllers.CONTROLLERS]
+    print(views.render_table(["NAME", "IMAGES", "STATUS"], rows))
+    return 0
+
+
 def _alive(rec):
     from lab.node.processes import alive
 
@@ -221,8 +241,11 @@ def cmd_get(a) -> int:
                   for n in state.nodes if a.name in (None, n.name)}
         print(views.render_table(*views.route_rows(state, routes)))
         return 0
+    if kind == "controllers":
+        return _controllers(rec, a.output)
     if kind not in KINDS.values():
-        raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods, services, endpointslices, routes")
+        raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods, services, endpointslices, routes, "
+                       "controllers")
     namespace = None if a.all_namespaces else a.namespace
     slices = endpoint_slices(state, rec.pod_ready)
 
@@ -313,7 +336,8 @@ def cmd_describe(a) -> int:
 
 KINDS = {"po": "pods", "pod": "pods", "pods": "pods", "no": "nodes", "node": "nodes", "nodes": "nodes",
          "svc": "services", "service": "services", "services": "services",
-         "endpointslice": "endpointslices", "endpointslices": "endpointslices", "route": "routes", "routes": "routes"}
+         "endpointslice": "endpointslices", "endpointslices": "endpointslices", "route": "routes", "routes": "routes",
+         "controller": "controllers", "controllers": "controllers"}
 
 
 def _objects(a):
@@ -775,7 +799,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout (png needs it)")
     lab_opt(p)
     p = add("get", cmd_get, "show nodes, pods, services or endpointslices, with kubectl's columns")
-    p.add_argument("kind", metavar="nodes|pods|svc|endpointslices|routes")
+    p.add_argument("kind", metavar="nodes|pods|svc|endpointslices|routes|controllers")
     p.add_argument("name", nargs="?", metavar="NAME", help="routes: one node only")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
     p.add_argument("-n", "--namespace", default="default")

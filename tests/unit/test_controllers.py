@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lab import cli
 from lab.controlplane.controller import Controller, Diff
 from lab.errors import LabError
 from lab.host import record as records
@@ -199,3 +200,18 @@ def test_the_etc_netns_folders_go_with_their_ledger_entries(tmp_path, monkeypatc
     assert rec.etc_netns == ["b"] and not (tmp_path / "etc-netns" / "a").exists()
     rec.remove_etc_netns()
     assert rec.etc_netns == [] and not (tmp_path / "etc-netns" / "b").exists()
+
+
+def test_lab_get_controllers_lists_the_registry_with_each_status(capsys):
+    rec = new_record()
+    rec.section("kube-proxy").update(chains={n.name: ["KUBE-SVC-X"] for n in STATE.nodes}, full_resyncs=1)
+    rec.save()
+    assert cli.main(["get", "controllers", "--lab", rec.name]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "IMAGES", "STATUS"]
+    assert lines[1].split() == ["kube-proxy", "<none>", "chains:", f"{len(STATE.nodes)},", "full_resyncs:", "1"]
+    assert lines[2].split() == ["kube-dns", "kube-dns", "<none>"]
+    assert [line.split()[0] for line in lines[1:]] == [c.name for c in controllers.CONTROLLERS]
+    assert cli.main(["get", "controllers", "--lab", rec.name, "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc[0] == {"name": "kube-proxy", "images": [], "status": rec.section("kube-proxy")}
