@@ -17,7 +17,9 @@ import time
 from common import LAB, ROOT, OwnLab, median, renamed, table
 
 from lab.host import in_ns, record
-from lab.runtime import agent, announce
+from lab.host import netns as namespaces
+from lab.loadbalancer import speaker as l2
+from lab.runtime import agent
 
 ADDRESS = "172.18.0.240"   # Service web, externalTrafficPolicy Cluster
 
@@ -37,7 +39,7 @@ def until_answer(netns: str, limit: float = 15.0) -> float:
 
 
 def speaker(lab: str) -> str:
-    return record.load(lab).speakers[ADDRESS]
+    return l2.speaking(record.load(lab))[ADDRESS]
 
 
 def failover(lab: str, client: str) -> float:
@@ -57,7 +59,7 @@ def failover(lab: str, client: str) -> float:
 def by_hand(lab: str, client: str) -> float:
     """The raw move: take the address from its speaker, give it to another node, one GARP."""
     rec = record.load(lab)
-    old = rec.state.node(rec.speakers[ADDRESS])
+    old = rec.state.node(l2.speaking(rec)[ADDRESS])
     new = next(n for n in rec.state.nodes if n.name != old.name)
     t0 = time.perf_counter()
     subprocess.run(["ip", "-n", old.netns, "-force", "-batch", "-"], input=f"neigh del proxy {ADDRESS} dev eth0\n"
@@ -65,12 +67,12 @@ def by_hand(lab: str, client: str) -> float:
     subprocess.run(["ip", "-n", new.netns, "-batch", "-"], input=f"route replace {ADDRESS}/32 dev lo\n"
                    f"neigh replace proxy {ADDRESS} dev eth0\n", text=True, check=True)
     subprocess.run(["ip", "netns", "exec", new.netns, "sysctl", "-qw", "net.ipv4.neigh.eth0.proxy_delay=0"], check=True)
-    in_ns(new.netns, lambda: announce.gratuitous_arp(ADDRESS))
+    in_ns(new.netns, lambda: namespaces.gratuitous_arp(ADDRESS, l2.DEV))
     took = time.perf_counter() - t0 + until_answer(client)
     for node, line in ((new, f"neigh del proxy {ADDRESS} dev eth0\nroute del {ADDRESS}/32 dev lo\n"),
                        (old, f"route replace {ADDRESS}/32 dev lo\nneigh replace proxy {ADDRESS} dev eth0\n")):
         subprocess.run(["ip", "-n", node.netns, "-force", "-batch", "-"], input=line, text=True, capture_output=True)
-    in_ns(old.netns, lambda: announce.gratuitous_arp(ADDRESS))
+    in_ns(old.netns, lambda: namespaces.gratuitous_arp(ADDRESS, l2.DEV))
     until_answer(client)
     return took
 

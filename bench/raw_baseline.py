@@ -25,6 +25,7 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
 from lab.dns import records
 from lab.dns import runtime as dns
+from lab.host import record as lab_record
 from lab.host import drop_uts, ip_batch, link_up, listens, make_uts, netns_path, restore, run, sysctl
 from lab.kube_proxy import iptables, model, nftables
 from lab.node import containers, pods
@@ -86,8 +87,8 @@ def floor(state: ClusterState, tmp: Path) -> dict[str, float]:
         make_uts(tmp / "uts" / ns, pod.name)
         resolv = records.resolv_conf(state, pod) if state.dns_domain else None
         if resolv:
-            (dns.ETC_NETNS / ns).mkdir(parents=True, exist_ok=True)
-            (dns.ETC_NETNS / ns / "resolv.conf").write_text(resolv)
+            (lab_record.ETC_NETNS / ns).mkdir(parents=True, exist_ok=True)
+            (lab_record.ETC_NETNS / ns / "resolv.conf").write_text(resolv)
         link_up(ns, "lo")
         node = by_node[pod.node]
         conf = config.pod_network(state, node, str(tmp / "ipam" / node.name))
@@ -171,7 +172,7 @@ def cleanup(state: ClusterState, tmp: Path) -> None:
             pass
     for ns in sandboxes.values():
         drop_uts(tmp / "uts" / ns)
-        shutil.rmtree(dns.ETC_NETNS / ns, ignore_errors=True)
+        shutil.rmtree(lab_record.ETC_NETNS / ns, ignore_errors=True)
     links = [f"{_bridge(state)}p{i}" for i in range(len(state.nodes))] + [_bridge(state)]
     ip_batch([f"link del {link}" for link in links if os.path.exists(f"/sys/class/net/{link}")], force=True)
     ip_batch([f"netns delete {ns}" for ns in [*sandboxes.values(), *nodes.values()]

@@ -175,6 +175,39 @@ def cmd_list(a) -> int:
     return 0
 
 
+def _ready(rec) -> dict[str, bool]:
+    """Each probed container's readiness verdict, from the kubelet's section of the record."""
+    from lab.node import prober
+
+    return prober.status(rec).ready
+
+
+def _stopped(rec) -> list[str]:
+    from lab.node import underlay
+
+    return underlay.stopped(rec)
+
+
+def _controllers(rec, output) -> int:
+    """`lab get controllers`: the registry, with each controller's images and status."""
+    from lab import views
+    from lab.runtime import controllers
+
+    status = controllers.status(rec)
+    if output in ("json", "yaml"):
+        doc = [{"name": c.name, "images": sorted(c.images), "status": status[c.name]} for c in controllers.CONTROLLERS]
+        if output == "json":
+            print(json.dumps(doc, indent=2))
+        else:
+            import yaml
+            print(yaml.safe_dump(doc, sort_keys=False), end="")
+        return 0
+    rows = [[c.name, ",".join(sorted(c.images)) or "<none>", views.summary(status[c.name])]
+            for c in controllers.CONTROLLERS]
+    print(views.render_table(["NAME", "IMAGES", "STATUS"], rows))
+    return 0
+
+
 def _alive(rec):
     from lab.node.processes import alive
 
@@ -209,8 +242,11 @@ def cmd_get(a) -> int:
                   for n in state.nodes if a.name in (None, n.name)}
         print(views.render_table(*views.route_rows(state, routes)))
         return 0
+    if kind == "controllers":
+        return _controllers(rec, a.output)
     if kind not in KINDS.values():
-        raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods, services, endpointslices, routes")
+        raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods, services, endpointslices, routes, "
+                       "controllers")
     namespace = None if a.all_namespaces else a.namespace
     slices = endpoint_slices(state, rec.pod_ready)
 
@@ -219,7 +255,7 @@ def cmd_get(a) -> int:
 
     if a.output in ("json", "yaml"):
         if kind == "pods":
-            items = [views.pod_object(p, state, _alive(rec), rec.ready) for p in state.pods if mine(p)]
+            items = [views.pod_object(p, state, _alive(rec), _ready(rec)) for p in state.pods if mine(p)]
         elif kind == "services":
             items = [views.service_object(s) for s in state.services if mine(s)]
         elif kind == "endpointslices":
@@ -235,10 +271,10 @@ def cmd_get(a) -> int:
         return 0
     wide = a.output == "wide"
     if kind == "nodes":
-        header, rows = views.node_rows(state, rec.created, wide, rec.stopped)
+        header, rows = views.node_rows(state, rec.created, wide, _stopped(rec))
     else:
         if kind == "pods":
-            header, rows = views.pod_rows(state, _alive(rec), rec.created, namespace, wide, rec.ready)
+            header, rows = views.pod_rows(state, _alive(rec), rec.created, namespace, wide, _ready(rec))
         elif kind == "services":
             header, rows = views.service_rows(state, rec.created, namespace, wide)
         else:
@@ -266,7 +302,7 @@ def cmd_graph(a) -> int:
         from lab.host import record
 
         rec = record.find(a.lab)
-        state, ready, stopped = rec.state, rec.pod_ready, rec.stopped
+        state, ready, stopped = rec.state, rec.pod_ready, _stopped(rec)
     g = build(state, ready, stopped)
     for note in g.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -284,21 +320,24 @@ def cmd_graph(a) -> int:
 def cmd_describe(a) -> int:
     from lab import views
     from lab.host import record
+    from lab.node import prober
 
     if KINDS.get(a.kind) != "pods":
         raise LabError(f"lab describe knows pods only (lab describe pod NAME), not {a.kind!r}")
     rec = record.find(a.lab)
     for p in rec.state.pods:
         if p.name == a.name and p.namespace == a.namespace:
-            print(views.describe_pod(p, rec.state, _alive(rec), rec.ready, rec.probe_detail, rec.created,
-                                     rec.probe_failing))
+            kubelet = prober.status(rec)
+            print(views.describe_pod(p, rec.state, _alive(rec), kubelet.ready, kubelet.detail, rec.created,
+                                     kubelet.failing))
             return 0
     _no(a.name, rec.state, a.namespace)
 
 
 KINDS = {"po": "pods", "pod": "pods", "pods": "pods", "no": "nodes", "node": "nodes", "nodes": "nodes",
          "svc": "services", "service": "services", "services": "services",
-         "endpointslice": "endpointslices", "endpointslices": "endpointslices", "route": "routes", "routes": "routes"}
+         "endpointslice": "endpointslices", "endpointslices": "endpointslices", "route": "routes", "routes": "routes",
+         "controller": "controllers", "controllers": "controllers"}
 
 
 def _objects(a):
@@ -523,6 +562,7 @@ def _check_args(a) -> None:
 
 def _check(rec, a) -> int:
     from lab.host import record
+    from lab.node import prober
     from lab.probe import consistent, coverage, invariants, report
 
     state = rec.state
@@ -531,13 +571,13 @@ def _check(rec, a) -> int:
 
     def load() -> consistent.Snapshot:
         now = record.load(rec.name)
-        return consistent.Snapshot(now.state, dict(now.pod_ready), dict(now.probe_detail))
+        return consistent.Snapshot(now.state, dict(now.pod_ready), prober.status(now).detail)
 
     def check(snap: consistent.Snapshot, only) -> list:
         return invariants.run(snap.state, timeout=a.timeout, pod_ready=snap.ready, probe_detail=snap.detail, cov=cov,
                               only=only)
 
-    first = consistent.Snapshot(state, dict(rec.pod_ready), dict(rec.probe_detail))
+    first = consistent.Snapshot(state, dict(rec.pod_ready), prober.status(rec).detail)
     settled = consistent.run(first, load, check)
     outcomes = settled.outcomes
     if settled.rejudged:
@@ -576,7 +616,7 @@ def cmd_run(a) -> int:
 
         _wait_ready(state.lab, wait.probed, None, fail=False)
         rec = record.load(state.lab)
-        print(views.render_table(*views.pod_rows(state, _alive(rec), rec.created, None, True, rec.ready)) + "\n")
+        print(views.render_table(*views.pod_rows(state, _alive(rec), rec.created, None, True, _ready(rec))) + "\n")
         code = _check(rec, a)
     finally:
         if a.keep:
@@ -756,7 +796,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout (png needs it)")
     lab_opt(p)
     p = add("get", cmd_get, "show nodes, pods, services or endpointslices, with kubectl's columns")
-    p.add_argument("kind", metavar="nodes|pods|svc|endpointslices|routes")
+    p.add_argument("kind", metavar="nodes|pods|svc|endpointslices|routes|controllers")
     p.add_argument("name", nargs="?", metavar="NAME", help="routes: one node only")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
     p.add_argument("-n", "--namespace", default="default")

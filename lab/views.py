@@ -37,6 +37,13 @@ def age(seconds: float) -> str:
     return f"{y}y"
 
 
+def summary(status: dict) -> str:
+    """A controller's status in one cell: each key with its value, or how many entries it has."""
+    if not status:
+        return "<none>"
+    return ", ".join(f"{k}: {len(v) if isinstance(v, (dict, list)) else v}" for k, v in status.items())
+
+
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     return "\n".join("   ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from lab.controlplane.controller import Controller
 from lab.controlplane.state import ClusterState, NodeState, PodState
 
 CNI_VERSION = "1.0.0"
@@ -58,3 +59,17 @@ def confined(state: ClusterState) -> bool:
 def plugin_dirs(state: ClusterState) -> tuple[str, ...]:
     """Where the runtime looks for plugins (CNI_PATH): a plugin of one's own's folder first."""
     return (os.path.dirname(state.cni),) if os.path.isabs(state.cni) else ()
+
+
+def host_ports(record) -> dict[str, list[str]]:
+    """hostPort's status: node -> the ports it maps, each to its pod. The mappings are made by the
+    portmap plugin, chained into the pod's conflist at CNI ADD: nothing is left to sync later."""
+    out: dict[str, list[str]] = {}
+    for pod in record.state.pods:
+        for m in port_mappings(pod):
+            out.setdefault(pod.node, []).append(f"{m.get('hostIP', '')}:{m['hostPort']}/{m['protocol']} -> "
+                                                f"{pod.key}:{m['containerPort']}")
+    return out
+
+
+HOST_PORTS = Controller("hostport", status=host_ports)

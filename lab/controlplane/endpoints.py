@@ -3,10 +3,11 @@ ready. Readiness is the only runtime input: the lab's prober supplies it as {pod
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Mapping, Optional
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional, TypeVar
 
 from lab.controlplane.state import (
-    ClusterState, EndpointPortState, EndpointSliceState, EndpointState, PodState, ServiceState,
+    ClusterState, EndpointPortState, EndpointSliceState, EndpointState, PodState, ServicePortState, ServiceState,
 )
 
 
@@ -74,4 +75,69 @@ def slices_by_service(slices: Iterable[EndpointSliceState]) -> dict[tuple[str, s
     out: dict[tuple[str, str], list[EndpointSliceState]] = {}
     for sl in sorted(slices, key=lambda s: s.name):
         out.setdefault((sl.namespace, sl.service), []).append(sl)
+    return out
+
+
+# --- reading EndpointSlices, as kube-proxy's cache does: every consumer reads them through these ---
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One ip:port of a service port, with its EndpointSlice conditions."""
+
+    ip: str
+    port: int
+    node: str
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    pod: str = ""          # the slice's targetRef (namespace/name): kube-proxy never reads it, the probes do
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def fallback(self) -> bool:
+        """Serving but terminating: used only when nothing is ready."""
+        return self.serving and self.terminating
+
+
+def port_endpoints(svc: ServiceState, port: ServicePortState,
+                   slices: Iterable[EndpointSliceState]) -> tuple[Endpoint, ...]:
+    """Every endpoint of one service port, whatever its conditions: from the Service's slices, those
+    with a port of the same name and protocol (its number from that slice), each ip:port once,
+    sorted by "ip:port" as kube-proxy's EndpointSlice cache sorts them (byEndpoint)."""
+    found: dict[str, Endpoint] = {}
+    for s in sorted(slices, key=lambda s: s.name):
+        if (s.namespace, s.service) != (svc.namespace, svc.name):
+            continue
+        number = next((sp.port for sp in s.ports if (sp.name, sp.protocol) == (port.name, port.protocol)), None)
+        if number is None:
+            continue
+        for e in s.endpoints:
+            ep = Endpoint(e.address, number, e.node, e.ready, e.serving, e.terminating, e.pod)
+            found.setdefault(str(ep), ep)
+    return tuple(sorted(found.values(), key=str))
+
+
+EP = TypeVar("EP")  # an EndpointState (a slice's) or an Endpoint (a service port's): both say whether ready
+
+
+def ready(endpoints: Iterable[EP]) -> tuple[EP, ...]:
+    """The ready ones: the one readiness filter of every consumer of EndpointSlices (DNS, ingress-nginx,
+    MetalLB's speaker, the probes; kube-proxy through usable())."""
+    return tuple(e for e in endpoints if e.ready)
+
+
+def usable(eps: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
+    """kube-proxy's endpoints for one traffic policy: the ready ones, else the serving-terminating
+    ones (its fallback, KEP-1669)."""
+    eps = tuple(eps)
+    return ready(eps) or tuple(e for e in eps if e.fallback)
+
+
+def ready_by_service(slices: Iterable[EndpointSliceState]) -> dict[tuple[str, str], tuple[EndpointState, ...]]:
+    """(namespace, service) -> its ready endpoints over all its slices (any port)."""
+    out: dict[tuple[str, str], tuple[EndpointState, ...]] = {}
+    for (ns, name), mine in slices_by_service(slices).items():
+        out[(ns, name)] = ready(e for sl in mine for e in sl.endpoints)
     return out

@@ -13,6 +13,7 @@ import hashlib
 from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable, Mapping, Optional, Sequence
 
+from lab.controlplane.endpoints import ready_by_service
 from lab.controlplane.state import EndpointSliceState, ServiceState
 from lab.errors import LabError
 
@@ -74,9 +75,7 @@ def speakers(services: Iterable[ServiceState], slices: Iterable[EndpointSliceSta
     """LB address -> the node that answers ARP for it. Only running nodes speak; an address is
     announced only while its Service has a ready endpoint, and with externalTrafficPolicy Local
     only from a node with a ready endpoint of its own (MetalLB's L2 ShouldAnnounce)."""
-    ready: dict[tuple[str, str], set[str]] = {}
-    for s in slices:
-        ready.setdefault((s.namespace, s.service), set()).update(e.node for e in s.endpoints if e.ready)
+    ready = {key: {e.node for e in eps} for key, eps in ready_by_service(slices).items()}
     out = {}
     for svc in services:
         nodes = ready.get((svc.namespace, svc.name), set())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Sequence
 
+from lab.controlplane.endpoints import ready
 from lab.controlplane.state import ClusterState, EndpointSliceState, HostState, PodState
 from lab.topology.constants import kube_dns_ip
 
@@ -76,9 +77,7 @@ def records(state: ClusterState, slices: Sequence[EndpointSliceState]) -> Record
         for sl in slices:
             if (sl.namespace, sl.service) != (svc.namespace, svc.name):
                 continue
-            for e in sl.endpoints:
-                if not e.ready:
-                    continue
+            for e in ready(sl.endpoints):
                 target = f"{_endpoint_label(pods.get(e.pod), svc.name, e.address)}.{fqdn}"
                 headless_a.append((e.address, fqdn))
                 endpoints_a.append((e.address, target))

@@ -4,18 +4,21 @@ records in step with Services and endpoints."""
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from lab.controlplane.state import ClusterState, EndpointSliceState, container_key
+from lab.controlplane.controller import Controller
+from lab.controlplane.endpoints import endpoint_slices, initial_readiness
+from lab.controlplane.state import ClusterState, EndpointSliceState, PodState, container_key
 from lab.dns import records
 from lab.errors import LabError
 from lab.node import processes
 from lab import host
 from lab.host import ip_batch, spawn
+from lab.host import record as lab_record
 from lab.host.record import LabRecord
 
-ETC_NETNS = Path("/etc/netns")
 IMAGE = "kube-dns"
 
 
@@ -44,7 +47,7 @@ def start_upstream(state: ClusterState, record: LabRecord) -> None:
 def start_node_caches(state: ClusterState, record: LabRecord) -> None:
     """NodeLocal DNSCache: 169.254.20.10 on each node's lo (this kernel has no dummy interfaces,
     where node-local-dns puts it) and a caching dnsmasq bound to it, in the node's namespace."""
-    if not state.dns_node_cache:
+    if not state.dns_domain or not state.dns_node_cache:
         return
     for node in state.nodes:
         ip_batch([f"addr add {records.NODE_LOCAL_IP}/32 dev lo"], netns=node.netns)
@@ -64,13 +67,7 @@ def write_resolv_confs(state: ClusterState, record: LabRecord) -> None:
     wanted = [ns for ns, text in files.items() if text is not None]
     record.claim(etc_netns=tuple(wanted))
     for ns in wanted:
-        host.write_file(ETC_NETNS / ns / "resolv.conf", files[ns])
-
-
-def remove_resolv_confs(record: LabRecord, names: Sequence[str] | None = None) -> None:
-    for ns in record.etc_netns if names is None else names:
-        host.remove(ETC_NETNS / ns)
-    record.etc_netns = [n for n in record.etc_netns if names is not None and n not in names]
+        host.write_file(lab_record.ETC_NETNS / ns / "resolv.conf", files[ns])
 
 
 def write_records(state: ClusterState, slices: Sequence[EndpointSliceState], record: LabRecord) -> bool:
@@ -108,21 +105,48 @@ def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: La
 def wait_ready(state: ClusterState) -> None:
     """`lab up` returns with cluster DNS answering, as kubeadm and kind wait for CoreDNS: a check
     right after must not find kube-dns starting (its first readiness probe would fail, and every
-    name with it), nor a node's cache or the upstream resolver (started before the pods, never
-    probed: a pod asking one that is not up yet would just get no answer)."""
+    name with it), nor the upstream resolver (started before the pods, never probed: a pod asking
+    one that is not up yet would just get no answer)."""
+    if not state.dns_domain:
+        return
     for pod in state.pods:
         if any(c.image == IMAGE for c in pod.containers) and not _wait_listening(pod):
             raise LabError(f"cluster DNS ({pod.key}) does not answer on {pod.ip}:53 after 3 s; "
                            f"see `lab logs -n {pod.namespace} {pod.name}`")
-    for node in state.nodes if state.dns_node_cache else ():
-        if not host.listens(node.netns, records.NODE_LOCAL_IP, 53, 3.0):
-            raise LabError(f"NodeLocal DNSCache on node {node.name} does not answer on {records.NODE_LOCAL_IP}:53 "
-                           "after 3 s; see its log under the lab's run directory (logs/)")
     server = records.upstream_host(state)
     if server is not None and not host.listens(server.netns, server.ip, 53, 3.0):
         raise LabError(f"the upstream resolver on host {server.name} does not answer on {server.ip}:53 after 3 s")
 
 
+def wait_node_caches(state: ClusterState) -> None:
+    """As wait_ready, for each node's cache."""
+    for node in state.nodes if state.dns_domain and state.dns_node_cache else ():
+        if not host.listens(node.netns, records.NODE_LOCAL_IP, 53, 3.0):
+            raise LabError(f"NodeLocal DNSCache on node {node.name} does not answer on {records.NODE_LOCAL_IP}:53 "
+                           "after 3 s; see its log under the lab's run directory (logs/)")
+
+
 def _wait_listening(pod, timeout: float = 3.0) -> bool:
     """Whether dnsmasq answers on TCP 53 within the timeout (a restart: the gap ends before we do)."""
     return host.listens(pod.netns, pod.ip, 53, timeout)
+
+
+def _start(state: ClusterState, record: LabRecord) -> None:
+    """lab up, before the pods: the records as they stand before any probe, and the outside resolver."""
+    if state.dns_domain:
+        write_records(state, endpoint_slices(state, initial_readiness(state)), record)
+        start_upstream(state, record)
+
+
+def _pods_starting(state: ClusterState, record: LabRecord, pods: Sequence[PodState]) -> None:
+    """The kubelet's resolv.conf of the pods about to start (and the nodes' and hosts' own)."""
+    if state.dns_domain:
+        write_resolv_confs(replace(state, pods=tuple(pods)), record)
+
+
+CONTROLLER = Controller(
+    "kube-dns", images={IMAGE: argv}, start=_start, pods_starting=_pods_starting,
+    pods_gone=lambda record, pods: record.remove_etc_netns([p.netns for p in pods]),
+    wait_ready=wait_ready, sync=lambda record, diff: update(diff.new, diff.new_slices, record))
+
+NODE_LOCAL = Controller("node-local-dns", start=start_node_caches, wait_ready=wait_node_caches)

@@ -7,7 +7,7 @@ The spec is sealed at start: a root-only copy of the exercise folder, without it
 so a submission that rewrites exercise.yaml changes nothing but a note in the grade.
 
 The token is the proof that the live lab is the one `lab exercise start` built: it is written both
-here and in the lab's own record (LabRecord.exercise_token). A lab rebuilt by hand (`lab down` +
+here and in the lab's own record (its `exercise` section). A lab rebuilt by hand (`lab down` +
 `lab up`) has a record without it, and grades 0.
 """
 from __future__ import annotations
@@ -23,6 +23,9 @@ from typing import Optional
 from lab import host
 from lab.errors import LabError
 from lab.host import record as records
+from lab.runtime import faults
+
+SECTION = "exercise"  # the record's section of `lab exercise`: the token of the session that built the lab
 
 
 def folder() -> Path:
@@ -142,8 +145,8 @@ def stamp(lab: str, token: str) -> list[dict]:
     rec = records.load(lab)
     with records.locked(rec):
         fresh = records.load(lab)
-        baked, fresh.faults = fresh.faults, []
-        fresh.exercise_token = token
+        baked = faults.take_all(fresh)
+        fresh.section(SECTION)["token"] = token
         fresh.save()
     return baked
 
@@ -151,6 +154,6 @@ def stamp(lab: str, token: str) -> list[dict]:
 def token_of(lab: str) -> Optional[str]:
     """The exercise token in the running lab's record ("" if it has none), or None when no such lab runs."""
     try:
-        return records.load(lab).exercise_token
+        return records.load(lab).sections.get(SECTION, {}).get("token", "")
     except records.NoSuchLab:
         return None

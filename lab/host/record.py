@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from lab.controlplane.state import ClusterState, ContainerState, PodState
 from lab.errors import LabError
@@ -31,14 +31,26 @@ def proc_start(pid: int) -> Optional[str]:
     return None if stat[0] == "Z" else stat[19]
 
 
+LEDGER = ("netns", "links", "ovs_bridges", "shells", "port_tag", "etc_netns", "pids", "agent")
+ETC_NETNS = Path("/etc/netns")  # a namespace's files that `ip netns exec` bind-mounts (its resolv.conf)
+
+
 @dataclass
 class LabRecord:
+    """The lab on disk, in three parts. The ownership ledger (LEDGER): everything the lab created
+    outside what its state says, each claimed before it exists, so that `lab down` and `lab clean`
+    remove exactly that with no other code. The state and readiness the controllers last synced,
+    entering together through commit(). And the status sections: one per owner (a controller by
+    its registered name, the kubelet, `lab node`, `lab fault`, `lab exercise`), each written only by
+    its owner through section()."""
+
     name: str
     state: ClusterState
     status: str = "creating"                       # creating | running | deleting
     owner_pid: int = 0                             # the `lab up` building it, while creating
     owner_start: Optional[str] = None
     created: float = field(default_factory=time.time)
+    # --- the ownership ledger ---
     netns: list[str] = field(default_factory=list)  # named namespaces, in creation order
     links: list[str] = field(default_factory=list)  # links in the root namespace
     ovs_bridges: list[str] = field(default_factory=list)
@@ -47,22 +59,20 @@ class LabRecord:
     etc_netns: list[str] = field(default_factory=list)  # /etc/netns/<name> folders (resolv.conf)
     pids: dict[str, int] = field(default_factory=dict)  # "<ns>/<pod>/<container>" -> pid
     agent: int = 0                                  # the lab's kubelet-like agent process
-    ready: dict[str, bool] = field(default_factory=dict)  # container key -> its readinessProbe's verdict
-    pod_ready: dict[str, bool] = field(default_factory=dict)  # pod key -> ready, as the proxy rules have it
-    probe_detail: dict[str, str] = field(default_factory=dict)  # container key -> its last readinessProbe result
-    probe_failing: dict[str, list] = field(default_factory=dict)  # container key -> [first, last, count] of failures
-    full_resyncs: int = 0                           # partial kube-proxy syncs a node refused (then a full one)
-    proxy: dict[str, list[str]] = field(default_factory=dict)  # node -> kube-proxy chains last written
-    netpol: dict[str, list[str]] = field(default_factory=dict)  # node -> network policy chains last written
-    stopped: list[str] = field(default_factory=list)  # nodes taken off the network (lab node stop)
-    speakers: dict[str, str] = field(default_factory=dict)  # load-balancer IP -> the node answering ARP for it
-    faults: list[dict] = field(default_factory=list)  # active `lab fault`s with their undo ops (lab.faults.model.Fault)
-    exercise_token: str = ""                        # set by `lab exercise start`: proves the lab is the one it built
+    # --- committed with the state ---
+    pod_ready: dict[str, bool] = field(default_factory=dict)  # pod key -> ready, as the controllers synced it
+    # --- status sections: owner -> its own data (JSON) ---
+    sections: dict[str, dict] = field(default_factory=dict)
     _dumped: tuple = field(default=(), repr=False, compare=False)  # (state, state.to_dict()): see save()
 
     @property
     def dir(self) -> Path:
         return RUN_ROOT / self.name
+
+    def section(self, owner: str) -> dict:
+        """The owner's status section, made empty on first use; only the owner writes it (the
+        caller saves)."""
+        return self.sections.setdefault(owner, {})
 
     # --- life cycle ---
     @classmethod
@@ -83,14 +93,10 @@ class LabRecord:
             # 1000-pod state takes ~0.15 s, and `lab up` saves the record 8 times).
             self._dumped = (self.state, self.state.to_dict())
         data = {
-            "name": self.name, "status": self.status, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
-            "created": self.created, "netns": self.netns, "links": self.links, "ovs_bridges": self.ovs_bridges,
-            "shells": self.shells, "port_tag": self.port_tag, "etc_netns": self.etc_netns, "pids": self.pids, "agent": self.agent,
-            "ready": self.ready, "pod_ready": self.pod_ready, "probe_detail": self.probe_detail,
-            "probe_failing": self.probe_failing,
-            "full_resyncs": self.full_resyncs, "netpol": self.netpol,
-            "stopped": self.stopped, "speakers": self.speakers, "faults": self.faults, "exercise_token": self.exercise_token,
-            "proxy": self.proxy, "state": self._dumped[1],
+            "format": FORMAT, "name": self.name, "status": self.status, "owner_pid": self.owner_pid,
+            "owner_start": self.owner_start, "created": self.created,
+            **{k: getattr(self, k) for k in LEDGER},  # the ledger's fields stay where format 1 had them
+            "pod_ready": self.pod_ready, "sections": self.sections, "state": self._dumped[1],
         }
         tmp = self.dir / "record.json.tmp"
         tmp.write_text(json.dumps(data, separators=(",", ":")))  # no indent: the C encoder, ~10x faster
@@ -98,6 +104,14 @@ class LabRecord:
 
     def owner_alive(self) -> bool:
         return self.owner_start is not None and proc_start(self.owner_pid) == self.owner_start
+
+    def remove_etc_netns(self, names: Optional[Sequence[str]] = None) -> None:
+        """Remove the lab's /etc/netns folders (all, or those of `names`) and their ledger entries."""
+        from lab import host
+
+        for ns in self.etc_netns if names is None else names:
+            host.remove(ETC_NETNS / ns)
+        self.etc_netns = [n for n in self.etc_netns if names is not None and n not in names]
 
     def remove_dir(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -149,6 +163,32 @@ class NoSuchLab(LabError):
     """The lab has no record: it never existed, or `lab down` removed it."""
 
 
+FORMAT = 2  # 1 (no "format"): the status fields beside the ledger's, not in "sections"
+
+# Format 1's status fields: where each went (owner section, key).
+FORMAT_1 = {"ready": ("kubelet", "ready"), "probe_detail": ("kubelet", "detail"),
+            "probe_failing": ("kubelet", "failing"), "proxy": ("kube-proxy", "chains"),
+            "full_resyncs": ("kube-proxy", "full_resyncs"), "netpol": ("policy", "chains"),
+            "speakers": ("loadbalancer", "speakers"), "stopped": ("nodes", "stopped"),
+            "faults": ("faults", "active"), "exercise_token": ("exercise", "token")}
+
+
+def from_disk(data: dict) -> dict:
+    """The record's fields from what record.json holds, in either format (a lab made by an older
+    k8s-netlab still goes down and is cleaned up)."""
+    data = dict(data)
+    version = data.pop("format", 1)
+    if version not in (1, FORMAT):
+        raise KeyError(f"format {version}")
+    if version == 1:
+        sections: dict[str, dict] = {}
+        for key, (owner, name) in FORMAT_1.items():
+            if key in data:
+                sections.setdefault(owner, {})[name] = data.pop(key)
+        return {**data, "sections": sections}
+    return data
+
+
 def load(name: str) -> LabRecord:
     path = RUN_ROOT / name / "record.json"
     try:
@@ -158,6 +198,7 @@ def load(name: str) -> LabRecord:
     except ValueError as e:
         raise LabError(f"the record of lab {name!r} ({path}) is damaged: {e}; `lab clean` removes the lab") from None
     try:
+        data = from_disk(data)
         return LabRecord(state=ClusterState.from_dict(data.pop("state")), **data)
     except (TypeError, KeyError, AttributeError) as e:  # written by another version of k8s-netlab
         raise LabError(f"the record of lab {name!r} ({path}) is not one this version of k8s-netlab reads ({e}): "

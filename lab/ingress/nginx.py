@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from lab.controlplane.endpoints import port_endpoints, ready
 from lab.controlplane.state import ClusterState, EndpointSliceState, IngressPathState
 
 DEFAULT_CERT = "_default"  # the certificate of the default server (ingress-nginx's "fake certificate")
@@ -42,13 +43,7 @@ def endpoints(state: ClusterState, slices: Sequence[EndpointSliceState], namespa
                  and p.protocol == "TCP"), None) if svc else None
     if port is None:
         return []
-    out = []
-    for sl in slices:
-        if (sl.namespace, sl.service) != (namespace, path.service):
-            continue
-        target = next((p.port for p in sl.ports if p.name == port.name and p.protocol == "TCP"), None)
-        out += [f"{e.address}:{target}" for e in sl.endpoints if e.ready and target is not None]
-    return sorted(set(out))
+    return [str(e) for e in ready(port_endpoints(svc, port, slices))]
 
 
 def _matches(path: IngressPathState) -> list[str]:

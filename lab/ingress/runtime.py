@@ -9,6 +9,7 @@ from typing import Sequence
 
 from lab import host
 from lab.controlplane import ingress
+from lab.controlplane.controller import Controller
 from lab.controlplane.endpoints import endpoint_slices, initial_readiness
 from lab.errors import LabError
 from lab.controlplane.state import ClusterState, EndpointSliceState, container_key
@@ -112,3 +113,8 @@ def wait_ready(state: ClusterState, timeout: float = 3.0) -> None:
     if not host.listens(pod.netns, pod.ip, ingress.HTTP, timeout):
         raise LabError(f"ingress-nginx ({pod.key}) does not answer on {pod.ip}:{ingress.HTTP} after {timeout:g} s; "
                        f"see `lab logs -n {pod.namespace} {pod.name}` and its error.log")
+
+
+CONTROLLER = Controller(
+    "ingress-nginx", images={IMAGE: argv}, pods_starting=lambda state, record, _pods: prepare(state, record),
+    wait_ready=wait_ready, sync=lambda record, diff: update(diff.new, diff.new_slices, record))

@@ -18,59 +18,15 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import AbstractSet, Iterable, Optional
 
-from lab.controlplane.endpoints import slices_by_service
+from lab.controlplane.endpoints import Endpoint, port_endpoints, slices_by_service, usable
 from lab.controlplane.state import ClusterState, EndpointSliceState, ServicePortState, ServiceState
 
 MASQ_MARK = "0x4000"   # 1 << --masquerade-bit (14), kube-proxy's default in both modes
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """One ip:port of a service port, with its EndpointSlice conditions."""
-
-    ip: str
-    port: int
-    node: str
-    ready: bool = True
-    serving: bool = True
-    terminating: bool = False
-    pod: str = ""          # the slice's targetRef (namespace/name): kube-proxy never reads it, the probes do
-
-    def __str__(self) -> str:
-        return f"{self.ip}:{self.port}"
-
-    @property
-    def fallback(self) -> bool:
-        """Serving but terminating: used only when nothing is ready."""
-        return self.serving and self.terminating
-
-
 def service_port_name(svc: ServiceState, port: ServicePortState) -> str:
     """"namespace/name:port", or "namespace/name" for an unnamed port (ServicePortName.String)."""
     return f"{svc.namespace}/{svc.name}" + (f":{port.name}" if port.name else "")
-
-
-def port_endpoints(svc: ServiceState, port: ServicePortState,
-                   slices: Iterable[EndpointSliceState]) -> tuple[Endpoint, ...]:
-    """Every endpoint of one service port, whatever its conditions: from the Service's slices, those
-    with a port of the same name and protocol (its number from that slice), each ip:port once,
-    sorted by "ip:port" as kube-proxy's EndpointSlice cache sorts them (byEndpoint)."""
-    found: dict[str, Endpoint] = {}
-    for s in sorted(slices, key=lambda s: s.name):
-        if (s.namespace, s.service) != (svc.namespace, svc.name):
-            continue
-        number = next((sp.port for sp in s.ports if (sp.name, sp.protocol) == (port.name, port.protocol)), None)
-        if number is None:
-            continue
-        for e in s.endpoints:
-            ep = Endpoint(e.address, number, e.node, e.ready, e.serving, e.terminating, e.pod)
-            found.setdefault(str(ep), ep)
-    return tuple(sorted(found.values(), key=str))
-
-
-def _usable(eps: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
-    eps = tuple(eps)
-    return tuple(e for e in eps if e.ready) or tuple(e for e in eps if e.fallback)
 
 
 @dataclass(frozen=True)
@@ -149,10 +105,10 @@ class ServicePort:
 def categorize(svc: ServiceState, port: ServicePortState, eps: tuple[Endpoint, ...], node: str) -> ServicePort:
     """proxy.CategorizeEndpoints without topology hints, with its terminating fallback."""
     p = ServicePort(svc, port)
-    cluster = _usable(eps) if p.uses_cluster else ()
+    cluster = usable(eps) if p.uses_cluster else ()
     if not p.uses_local:
         return replace(p, cluster=cluster, reachable=cluster, has_endpoints=bool(cluster))
-    local = _usable(e for e in eps if e.node == node)
+    local = usable(e for e in eps if e.node == node)
     reachable = tuple(sorted({str(e): e for e in cluster + local}.values(), key=str))
     return replace(p, cluster=cluster, local=local, reachable=reachable,
                    has_endpoints=bool(cluster) or any(e.ready or e.fallback for e in eps))
@@ -181,12 +137,12 @@ def stale_udp(old: ClusterState, old_slices: Iterable[EndpointSliceState], new: 
     sent before (its packets rejected, or not translated yet at all: the startup race) keeps an
     un-NATed entry that its retries refresh forever; the entry, not the rules, would decide."""
     old_slices, new_slices = tuple(old_slices), tuple(new_slices)
-    before = {(s.key, p.name): bool(_usable(port_endpoints(s, p, old_slices)))
+    before = {(s.key, p.name): bool(usable(port_endpoints(s, p, old_slices)))
               for s in old.services for p in s.ports}
     out = []
     for svc in new.services:
         for port in svc.ports:
-            if port.protocol == "UDP" and svc.cluster_ip and svc.proxied and _usable(port_endpoints(svc, port, new_slices)) \
+            if port.protocol == "UDP" and svc.cluster_ip and svc.proxied and usable(port_endpoints(svc, port, new_slices)) \
                     and (first or not before.get((svc.key, port.name))):
                 out.append((svc.cluster_ip, port.node_port))
     return out

@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import Mapping, Optional
 
+from lab.controlplane.controller import Controller
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, NodeState
 from lab.errors import LabError
@@ -22,6 +23,8 @@ from lab.kube_proxy import iptables, model, nftables
 from lab import host
 from lab.host import sysctl
 from lab.host.record import LabRecord
+
+NAME = "kube-proxy"  # its section of the record: chains (node -> chains last written), full_resyncs
 
 
 def _restore(node: NodeState, argv: list[str], text: str) -> None:
@@ -55,7 +58,7 @@ def changed_services(old: ClusterState, old_slices, new: ClusterState, new_slice
 
 def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], *, first: bool = False) -> set[str]:
     """Bring every node's rules from the record's state and readiness to `state` with `pod_ready`;
-    returns the Services touched. Writes only its own part of the record (the chains per node);
+    returns the Services touched. Writes only its own section of the record (the chains per node);
     the caller holds `locked(record)`, commits the new state once everything is applied, and saves."""
     old_state, new_slices = record.state, endpoint_slices(state, pod_ready)
     old_slices = endpoint_slices(old_state, record.pod_ready)
@@ -64,17 +67,19 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
         return changed
 
     counting = threading.Lock()
+    mine = record.section(NAME)
+    chains = mine.setdefault("chains", {})  # node -> the chains last written (iptables mode)
 
     def start_over(node: NodeState, refused: LabError) -> None:
         """A partial sync the node refused: its rules were not what the last sync left. Say so
         (a renderer bug would hide here), count it, and write everything."""
         print(f"kube-proxy: partial sync refused on node {node.name}, doing a full sync: {refused}", file=sys.stderr)
         with counting:
-            record.full_resyncs += 1
+            mine["full_resyncs"] = mine.get("full_resyncs", 0) + 1
 
     def one(node: NodeState) -> tuple[str, list[str]]:
         if state.proxy == "iptables":
-            existing = frozenset(record.proxy.get(node.name, ()))
+            existing = frozenset(chains.get(node.name, ()))
             full = lambda: iptables.render(state, node, new_slices, existing=existing)  # noqa: E731
             text = full() if first else iptables.render_update(old_state, state, node, old_slices, new_slices, changed)
             try:
@@ -101,8 +106,8 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
         return node.name, []
 
     done, error = host.on_each(state.nodes, one)
-    for name, chains in done:  # what the other nodes now hold, even when one refused
-        record.proxy[name] = chains
+    for name, written in done:  # what the other nodes now hold, even when one refused
+        chains[name] = written
     if error:
         raise error
     stale = model.stale_udp(old_state, old_slices, state, new_slices, first)
@@ -122,3 +127,8 @@ def forget_udp(node: NodeState, stale: list[tuple[str, Optional[int]]]) -> None:
             done = host.run(["conntrack", "-D", "-p", "udp", *ask], netns=node.netns, check=False)
             if done.code not in (0, 1) or (done.code == 1 and "flow entries" not in done.stderr + done.stdout):
                 raise LabError(f"conntrack -D on node {node.name} failed: {(done.stderr or done.stdout).strip()}")
+
+
+CONTROLLER = Controller(
+    NAME, setup=setup,
+    sync=lambda record, diff: sync(record, diff.new, diff.new_ready, first=diff.first))

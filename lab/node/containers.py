@@ -11,9 +11,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Mapping
 
 from lab.controlplane.state import HOST_PORT, ContainerState, HostState, PodState, container_key
-from lab.dns import runtime as dns_runtime
 from lab.errors import LabError
 from lab import host
 from lab.host import netns_path
@@ -41,11 +41,17 @@ def env_for(pod: PodState, c: ContainerState) -> dict[str, str]:
             **dict(pod.service_env), **dict(c.env)}
 
 
-class Starter:
-    """Starts the containers of a `lab up` and knows when the netexec ones are ready."""
+Programs = Mapping[str, Callable[[LabRecord], list[str]]]  # image -> program: the controllers' images
 
-    def __init__(self, record: LabRecord):
+
+class Starter:
+    """Starts the containers of a `lab up` and knows when the netexec ones are ready. `programs`
+    gives the program of each add-on image (lab.runtime.controllers.programs(): the controllers own
+    them); any other image runs its own command."""
+
+    def __init__(self, record: LabRecord, programs: Programs):
         self.record = record
+        self.programs = programs
         record.subdir("logs")
         self.lock = threading.Lock()
         self.logs: dict[str, Path] = {}
@@ -61,10 +67,7 @@ class Starter:
                     self.server.stdin.write(line + "\n")
                     self.server.stdin.flush()
                 continue
-            from lab.ingress import runtime as ingress_runtime  # pydantic, cryptography: not for `lab down`
-
-            program = {dns_runtime.IMAGE: dns_runtime.argv, ingress_runtime.IMAGE: ingress_runtime.argv}.get(
-                c.image, lambda _: argv_for(c))(self.record)
+            program = self.programs[c.image](self.record) if c.image in self.programs else argv_for(c)
             proc = host.spawn(self.record.in_pod(pod, program), log=log, env=env_for(pod, c), fresh_log=True)
             with self.lock:
                 self.record.pids[key] = proc.pid

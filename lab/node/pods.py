@@ -37,10 +37,12 @@ def _pod_network(state: ClusterState, record: LabRecord, pod: PodState) -> dict:
     return config.pod_network(state, state.node(pod.node), str(record.dir / "ipam" / pod.node), config.port_mappings(pod))
 
 
-def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodState]] = None) -> None:
+def create(state: ClusterState, record: LabRecord, programs: containers.Programs,
+           only: Optional[Sequence[PodState]] = None) -> None:
     """Sandboxes, CNI ADD, then the pod's containers, pipelined per pod over a few workers:
     plugin execs and container start-ups overlap instead of running phase after phase.
-    only: these pods of the state (a `lab apply`), else all."""
+    programs: the add-on images' programs (containers.Starter); only: these pods of the state (a
+    `lab apply`), else all."""
     chosen = list(state.pods if only is None else only)
     if not chosen:
         return  # a `lab apply` that starts no pod (an Ingress, a Service): no fork server to wait for
@@ -51,7 +53,7 @@ def create(state: ClusterState, record: LabRecord, only: Optional[Sequence[PodSt
         alias(state.node(p.node).netns, p.netns)
     ip_batch([f"netns add {p.netns}" for p in pods])
     cache = libcni.ResultCache(record.dir / "cni")
-    starter = containers.Starter(record)
+    starter = containers.Starter(record, programs)
 
     def wire_and_start(pod: PodState) -> None:
         make_uts(record.uts_path(pod.netns), pod.name)

@@ -11,9 +11,33 @@ from typing import Callable, Mapping
 
 from lab.controlplane.state import ClusterState, ContainerState, PodState, ReadinessState, container_key
 from lab import host
+from lab.host.record import LabRecord
 from lab.node import grpc_health
 
 Alive = Callable[[str], bool]
+KUBELET = "kubelet"  # the kubelet's section of the lab's record
+
+
+@dataclass(frozen=True)
+class Status:
+    """The kubelet's status: each probed container's verdict, what its probe last saw, and its
+    failure event ([first, last, count], as the agent counts them). `lab get`, `describe`, `wait`
+    and `check` read it; the kubelet's loop (`lab up`'s first round, `lab apply`'s, the agent)
+    writes it, through write_status only."""
+
+    ready: dict[str, bool]
+    detail: dict[str, str]
+    failing: dict[str, list]
+
+
+def status(record: LabRecord) -> Status:
+    s = record.sections.get(KUBELET, {})
+    return Status(dict(s.get("ready", {})), dict(s.get("detail", {})), dict(s.get("failing", {})))
+
+
+def write_status(record: LabRecord, ready: Mapping[str, bool], detail: Mapping[str, str],
+                 failing: Mapping[str, list]) -> None:
+    record.section(KUBELET).update(ready=dict(ready), detail=dict(detail), failing=dict(failing))
 
 
 @dataclass

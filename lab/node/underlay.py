@@ -173,3 +173,16 @@ def destroy_switch(record: LabRecord) -> None:
     except LabError:
         if any(path_exists(f"/sys/class/net/{link}") for link in present):
             raise  # else a port went with its node namespace, deleted meanwhile: all gone, as wanted
+
+
+NODES = "nodes"  # the record's section of `lab node stop|start` (lab.runtime.nodes)
+
+
+def stopped(record: LabRecord) -> list[str]:
+    """The nodes taken off the network by `lab node stop`."""
+    return list(record.sections.get(NODES, {}).get("stopped", []))
+
+
+def set_stopped(record: LabRecord, names: list[str]) -> None:
+    """Only `lab node stop|start` writes it (the caller saves)."""
+    record.section(NODES)["stopped"] = list(names)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from lab import host
+from lab.controlplane.endpoints import ready_by_service
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.dns.records import dns_ip, pod_a_name, resolv_conf
 from lab.policy.model import allowed
@@ -148,9 +149,7 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ques
     if not state.dns_domain:
         return []
     d, out = state.dns_domain, []
-    ready = {}
-    for sl in slices:
-        ready.setdefault((sl.namespace, sl.service), set()).update(e.address for e in sl.endpoints if e.ready)
+    ready = {key: {e.address for e in eps} for key, eps in ready_by_service(slices).items()}
     by_name = {f"{s.name}.{s.namespace}.svc.{d}": s for s in state.services}
     clients = _clients(state)
     denied = {c.key for c in clients if dns_denied(state, slices, c)}

@@ -19,6 +19,7 @@ import math
 from collections import Counter
 from typing import Mapping, Optional, Sequence
 
+from lab.controlplane.endpoints import ready_by_service
 from lab.controlplane.state import (
     HOST_PORT, ClusterState, EndpointSliceState, PodState, ServiceState, container_key,
 )
@@ -159,15 +160,13 @@ def unready(state: ClusterState, slices: Sequence[EndpointSliceState], pod_ready
     saying why (each readiness probe's last result); it passes only where the topology's checks
     expect the Service to refuse (kube-proxy rejects a Service without endpoints). A selector that
     picks no pod is the no-endpoints check's case."""
-    out = []
+    out, ready = [], ready_by_service(slices)
     for svc in state.services:
         if not svc.selector:
             continue  # endpoints not managed by a selector: nothing to be ready
         selected = [p for p in state.pods if p.namespace == svc.namespace and
                     all(p.label_dict().get(k) == v for k, v in svc.selector)]
-        ready = [e for sl in slices if (sl.namespace, sl.service) == (svc.namespace, svc.name) for e in sl.endpoints
-                 if e.ready]
-        if not selected or ready:
+        if not selected or ready.get((svc.namespace, svc.name)):
             continue
         why = []
         for p in selected:

@@ -22,14 +22,11 @@ import time
 import traceback
 from typing import Optional
 
-from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import container_key
-from lab.dns import runtime as dns
-from lab.ingress import runtime as ingress
-from lab.kube_proxy.sync import sync
-from lab.node import prober
+from lab.loadbalancer import speaker
+from lab.node import prober, underlay
 from lab.node.processes import alive
-from lab.runtime import announce
+from lab.runtime import controllers
 from lab.host import record as records
 from lab.host.record import LabRecord, locked
 
@@ -57,16 +54,16 @@ class Agent:
         """Track the probes of the record's state (again after a `lab apply`), keeping history."""
         if rec.state == self.state:
             return
-        self.state, now = rec.state, time.monotonic()
+        self.state, now, kubelet = rec.state, time.monotonic(), prober.status(rec)
         trackers = {}
         for pod, c in prober.probed(rec.state):
             key = container_key(pod, c)
-            trackers[key] = self.trackers.get(key) or prober.Tracker(c.readiness, ready=rec.ready.get(key, False))
+            trackers[key] = self.trackers.get(key) or prober.Tracker(c.readiness, ready=kubelet.ready.get(key, False))
             self.due.setdefault(key, now + max(c.readiness.period, c.readiness.initial_delay))
         self.trackers = trackers
-        self.details = {k: self.details.get(k) or rec.probe_detail.get(k, "") for k in trackers}
-        self.failing = {k: self.failing.get(k) or rec.probe_failing[k] for k in trackers
-                        if k in self.failing or k in rec.probe_failing}
+        self.details = {k: self.details.get(k) or kubelet.detail.get(k, "") for k in trackers}
+        self.failing = {k: self.failing.get(k) or kubelet.failing[k] for k in trackers
+                        if k in self.failing or k in kubelet.failing}
 
     def step(self) -> bool:
         """One look: run due probes, sync if readiness changed. False once the lab is gone; any
@@ -90,26 +87,27 @@ class Agent:
         details = {k: v for k, v in self.details.items() if k in ready}
         failing = {k: v for k, v in self.failing.items() if k in ready}
         pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
-        if ready != rec.ready or pod_ready != rec.pod_ready:
+        kubelet = prober.status(rec)
+        if ready != kubelet.ready or pod_ready != rec.pod_ready:
             with locked(rec):
                 rec = records.load(self.name)  # `lab apply` may have written meanwhile
                 if rec.status != "running":  # nor write "running" over `lab down`'s "deleting"
                     return False
-                rec.ready, rec.probe_detail, rec.probe_failing = ready, details, failing
+                prober.write_status(rec, ready, details, failing)
                 pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
-                changed = sync(rec, rec.state, pod_ready)
-                dns.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)
-                ingress.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)
-                rec.commit(rec.state, pod_ready)
+                done = controllers.reconcile(rec, rec.state, pod_ready)
                 rec.save()
+            changed = done["kube-proxy"]
             print(f"{time.strftime('%H:%M:%S')} readiness changed; synced {', '.join(sorted(changed)) or 'no Service'}",
                   flush=True)
-        elif details != rec.probe_detail or failing != rec.probe_failing:  # `lab check` and `describe` explain with it
+            if done["loadbalancer"]:
+                print(f"{time.strftime('%H:%M:%S')} load-balancer addresses: {'; '.join(done['loadbalancer'])}", flush=True)
+        elif details != kubelet.detail or failing != kubelet.failing:  # `lab check` and `describe` explain with it
             with locked(rec):
                 rec = records.load(self.name)
                 if rec.status != "running":
                     return False
-                rec.probe_detail, rec.probe_failing = details, failing
+                prober.write_status(rec, prober.status(rec).ready, details, failing)
                 rec.save()
         self.speak(rec)
         return True
@@ -118,15 +116,15 @@ class Agent:
         """MetalLB's speakers: an LB address whose node stopped, or lost its last ready endpoint under
         externalTrafficPolicy Local, moves to another node, which sends gratuitous ARP. A node that
         stopped or started lost its proxy entries with its link: all are written again."""
-        stopped = sorted(rec.stopped)
+        stopped = sorted(underlay.stopped(rec))
         refresh, self.stopped = self.stopped is not None and stopped != self.stopped, stopped
-        if not refresh and announce.wanted(rec, rec.state, rec.pod_ready) == rec.speakers:
+        if not refresh and speaker.wanted(rec, rec.state, rec.pod_ready) == speaker.speaking(rec):
             return
         with locked(rec):
             rec = records.load(self.name)
             if rec.status != "running":
                 return
-            done = announce.sync(rec, rec.state, rec.pod_ready, refresh=refresh)
+            done = speaker.sync(rec, rec.state, rec.pod_ready, refresh=refresh)
             rec.save()
         print(f"{time.strftime('%H:%M:%S')} load-balancer addresses: {'; '.join(done)}", flush=True)
 

@@ -15,16 +15,12 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, TextIO
 
 from lab import host
-from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState, container_key, pod_key_of
-from lab.dns import runtime as dns
-from lab.ingress import runtime as ingress
 from lab.errors import Diagnostic, LabError, TopologyError
-from lab.kube_proxy import sync as kube_proxy
 from lab.node import pods, prober
 from lab.host import record as records
 from lab.host.record import LabRecord
-from lab.policy import sync as netpol
+from lab.runtime import controllers
 from lab.runtime.agent import container_alive
 from lab.topology.source import MAX_BYTES, Source, check_size, parse_documents, parse_json
 
@@ -412,7 +408,7 @@ def apply(path, objects: bool = False, delete: bool = False, lab: Optional[str] 
         after = {p.key: p for p in new.pods}
         gone = [p for k, p in before.items() if k not in after or not _same_pod(p, after[k])]
         born = [p for k, p in after.items() if k not in before or not _same_pod(before[k], p)]
-        was = (dict(rec.ready), dict(rec.probe_detail), dict(rec.probe_failing), dict(rec.pod_ready))
+        was = (prober.status(rec), dict(rec.pod_ready))
         try:
             changed = _switch(rec, old, new, gone, born)
         except BaseException as e:
@@ -436,53 +432,44 @@ def apply(path, objects: bool = False, delete: bool = False, lab: Optional[str] 
 
 
 def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[PodState], born: list[PodState]) -> set[str]:
-    """Replace the pods that changed, then re-sync kube-proxy, DNS and the policies to `new`, and
-    commit it; any failure leaves the rest to _roll_back."""
+    """Replace the pods that changed, then reconcile every controller to `new` (which commits it);
+    any failure leaves the rest to _roll_back. Returns the Services kube-proxy re-synced."""
     errors = pods.remove(old, rec, gone)
     if errors:
         raise LabError("removing pods failed: " + "; ".join(errors))
-    dns.remove_resolv_confs(rec, [p.netns for p in gone])
+    controllers.pods_gone(rec, gone)
     rec.save()
-    if new.dns_domain:
-        dns.write_resolv_confs(replace(new, pods=tuple(born)), rec)
-    ingress.prepare(new, rec)
-    pods.create(new, rec, only=born)
+    controllers.pods_starting(new, rec, born)
+    pods.create(new, rec, controllers.programs(), only=born)
     after = {p.key for p in new.pods}
     fresh = {container_key(p, c) for p in born for c in p.containers}
-    ready = {k: v for k, v in rec.ready.items() if pod_key_of(k) in after and k not in fresh}
+    was = prober.status(rec)
+    ready = {k: v for k, v in was.ready.items() if pod_key_of(k) in after and k not in fresh}
     verdicts, details, failing = prober.first_round(replace(new, pods=tuple(born)))
     ready.update(verdicts)
-    rec.ready = ready
-    rec.probe_detail = {**{k: v for k, v in rec.probe_detail.items() if k in ready}, **details}
-    rec.probe_failing = {**{k: v for k, v in rec.probe_failing.items() if k in ready}, **failing}
+    prober.write_status(rec, ready, {**{k: v for k, v in was.detail.items() if k in ready}, **details},
+                        {**{k: v for k, v in was.failing.items() if k in ready}, **failing})
     pod_ready = prober.pod_readiness(new, ready, container_alive(rec))
-    changed = kube_proxy.sync(rec, new, pod_ready)
-    dns.update(new, endpoint_slices(new, pod_ready), rec)
-    ingress.update(new, endpoint_slices(new, pod_ready), rec)
-    netpol.sync(rec, new)
-    rec.commit(new, pod_ready)
-    return changed
+    return set(controllers.reconcile(rec, new, pod_ready)["kube-proxy"])
 
 
 def _roll_back(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[PodState], born: list[PodState],
-               was: tuple[dict, dict, dict]) -> list[str]:
+               was: tuple[prober.Status, dict]) -> list[str]:
     """Back to `old`, as `lab up` rolls back: the new pods removed, the removed ones made again,
-    every node's rules rewritten in full. Keeps going past errors and returns them."""
+    every controller synced in full. Keeps going past errors and returns them."""
     problems: list[str] = []
 
     def started(p: PodState) -> bool:
         return any(container_key(p, c) in rec.pids for c in p.containers)
 
-    rec.ready, rec.probe_detail, rec.probe_failing, pod_ready = was
+    status, pod_ready = was
+    prober.write_status(rec, status.ready, status.detail, status.failing)
     steps = [lambda: problems.extend(pods.remove(new, rec, [p for p in born if started(p) or p.netns in rec.netns])),
-             lambda: dns.remove_resolv_confs(rec, [p.netns for p in born]),
+             lambda: controllers.pods_gone(rec, born),
              lambda: rec.commit(old, pod_ready),
-             lambda: dns.write_resolv_confs(replace(old, pods=tuple(gone)), rec) if old.dns_domain else None,
-             lambda: pods.create(old, rec, only=[p for p in gone if not started(p)]),
-             lambda: kube_proxy.sync(rec, old, pod_ready, first=True),
-             lambda: dns.update(old, endpoint_slices(old, pod_ready), rec),
-             lambda: ingress.update(old, endpoint_slices(old, pod_ready), rec),
-             lambda: netpol.sync(rec, old)]
+             lambda: controllers.pods_starting(old, rec, gone),
+             lambda: pods.create(old, rec, controllers.programs(), only=[p for p in gone if not started(p)]),
+             lambda: controllers.reconcile(rec, old, pod_ready, first=True, errors=problems)]
     for step in steps:
         try:
             step()

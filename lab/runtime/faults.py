@@ -114,7 +114,9 @@ def _restart(rec: LabRecord, key: str) -> None:
         return
     ns, name, cname = key.split("/")
     pod = next(p for p in rec.state.pods if p.namespace == ns and p.name == name)
-    starter = containers.Starter(rec)
+    from lab.runtime import controllers  # every controller's module: only a restart needs them
+
+    starter = containers.Starter(rec, controllers.programs())
     starter.start_pod(replace(pod, containers=tuple(c for c in pod.containers if c.name == cname)))
     starter.wait_ready()  # records the new PID and saves
 
@@ -181,10 +183,10 @@ def _apply(rec: LabRecord, fault: Fault, fp: FaultPlan) -> None:
 def _forget(rec: LabRecord, fid: str, keep: Optional[list] = None) -> None:
     """Drop a fault from the record (the caller holds the lock), or keep it with the undo ops still owed."""
     fresh = records.load(rec.name)
-    fresh.faults = [d if d["id"] != fid else {**d, "undo": [list(op) for op in keep]}
-                    for d in fresh.faults if d["id"] != fid or keep]
+    _set(fresh, [d if d["id"] != fid else {**d, "undo": [list(op) for op in keep]}
+                 for d in _recorded(fresh) if d["id"] != fid or keep])
     fresh.save()
-    rec.faults = fresh.faults
+    _set(rec, _recorded(fresh))
 
 
 def _running(lab: Optional[str]) -> LabRecord:
@@ -209,7 +211,7 @@ def add(lab: Optional[str], kind: str, target: str, params: dict) -> Fault:
         reads = model.reads(rec.state, kind, target, params)
         fp = model.plan(rec.state, kind, target, params, observe(rec, reads), fault_id=fid)
         fault = Fault(fid, kind, target, model.normalize(kind, target, params)[0], fp.undo, time.time())
-        rec.faults.append(fault.to_dict())
+        _set(rec, [*_recorded(rec), fault.to_dict()])
         rec.save()  # write-ahead: the undo is on disk before anything changes
         if not fp.blocking:
             _apply(rec, fault, fp)
@@ -244,7 +246,26 @@ def clear(lab: Optional[str], fault_id: Optional[str] = None) -> list[Fault]:
 
 
 def active_in(rec: LabRecord) -> list[Fault]:
-    return [Fault.from_dict(d) for d in rec.faults]
+    return [Fault.from_dict(d) for d in _recorded(rec)]
+
+
+SECTION = "faults"  # the record's section of `lab fault`: the active faults with their undo ops
+
+
+def _recorded(rec: LabRecord) -> list[dict]:
+    return list(rec.sections.get(SECTION, {}).get("active", []))
+
+
+def _set(rec: LabRecord, faults: list[dict]) -> None:
+    rec.section(SECTION)["active"] = faults
+
+
+def take_all(rec: LabRecord) -> list[dict]:
+    """Forget every active fault and return them (an exercise's setup bakes its faults into the
+    lab); the caller holds the lock and saves."""
+    faults = _recorded(rec)
+    _set(rec, [])
+    return faults
 
 
 def active(lab: Optional[str]) -> list[Fault]:

@@ -11,9 +11,7 @@ from typing import Callable
 
 from lab import routing
 from lab.cni import config as cni_config
-from lab.controlplane.endpoints import endpoint_slices, initial_readiness
 from lab.controlplane.state import ClusterState
-from lab.dns import runtime as dns
 from lab.errors import LabError
 from lab.node import pods, prober, processes, underlay
 from lab.routing import runtimes
@@ -78,7 +76,7 @@ def preflight(state: ClusterState) -> None:
 
 def up(path: str, progress: Progress = _quiet) -> ClusterState:
     from lab.controlplane.plan import plan  # pydantic: only `up` needs it, not `down` or `get`
-    from lab.ingress import runtime as ingress  # pydantic and cryptography: ~0.17 s `lab down` never needs
+    from lab.runtime import controllers  # every controller (ingress: pydantic, cryptography): not for `lab down`
     from lab.runtime.apply import save_topology
     from lab.topology.load import load_topology
 
@@ -101,24 +99,18 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                         output(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
                 if daemons:
                     daemons.start(state, rec)  # converges while the pods are being wired
-            if state.dns_domain:
-                dns.write_records(state, endpoint_slices(state, initial_readiness(state)), rec)
-                dns.write_resolv_confs(state, rec)
-                dns.start_upstream(state, rec)
-                dns.start_node_caches(state, rec)
-            ingress.prepare(state, rec)  # nginx's config and certificates before its pod starts
+            controllers.start(state, rec)  # DNS's files and daemons
+            controllers.pods_starting(state, rec, state.pods)  # resolv.conf files, nginx's config and certificates
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
-                pods.create(state, rec)
-                ingress.wait_ready(state)  # nginx listening before the first readiness round
-                if state.dns_domain:
-                    dns.wait_ready(state)  # before the first readiness round sees it starting
+                pods.create(state, rec, controllers.programs())
+                controllers.wait_ready(state)  # add-ons answering before the first readiness round
             if daemons:
                 with _phase(daemons.ready, progress):
                     daemons.wait_ready(state)
             with _phase(f"kube-proxy ({state.proxy}): {len(state.services)} services, egress NAT, "
                         f"{len(state.policies)} network policies", progress):
-                _services(state, rec)
+                _services(state, rec, controllers)
             rec.status = "running"
             rec.owner_pid, rec.owner_start = 0, None
             rec.save()
@@ -135,24 +127,15 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
     return state
 
 
-def _services(state: ClusterState, rec: LabRecord) -> None:
-    """kube-proxy's first sync, with readiness from a first round of probes."""
-    from lab.ingress import runtime as ingress
-    from lab.kube_proxy import sync as kube_proxy  # not needed by `lab down` and friends
-    from lab.policy import sync as netpol
-    from lab.runtime import announce
-
-    kube_proxy.setup(state)
-    rec.ready, rec.probe_detail, rec.probe_failing = prober.first_round(state)
-    pod_ready = prober.pod_readiness(state, rec.ready, lambda _: True)
-    netpol.setup(state)
+def _services(state: ClusterState, rec: LabRecord, controllers) -> None:
+    """Every controller's first sync (kube-proxy's, the policies', DNS, ...), with readiness from
+    a first round of probes."""
+    controllers.setup(state)
+    ready, details, failing = prober.first_round(state)
+    prober.write_status(rec, ready, details, failing)
+    pod_ready = prober.pod_readiness(state, ready, lambda _: True)
     with records.locked(rec):
-        kube_proxy.sync(rec, state, pod_ready, first=True)
-        dns.update(state, endpoint_slices(state, pod_ready), rec)
-        ingress.update(state, endpoint_slices(state, pod_ready), rec)
-        netpol.sync(rec, state)
-        announce.sync(rec, state, pod_ready)  # MetalLB's speakers: one node answers ARP per LB address
-        rec.commit(state, pod_ready)
+        controllers.reconcile(rec, state, pod_ready, first=True)
         rec.save()
 
 
@@ -177,7 +160,7 @@ def teardown(rec: LabRecord) -> list[str]:
         rec.save()
     with host.pool(2) as pool:  # the switch and the /etc/netns folders go while the processes stop
         unplugged = pool.submit(underlay.destroy_switch, rec)
-        files = pool.submit(dns.remove_resolv_confs, rec)
+        files = pool.submit(rec.remove_etc_netns)
         if rec.agent:
             _stop_agent(rec)
         daemons = runtimes.of(rec.state.network)

@@ -15,6 +15,7 @@ from lab.errors import LabError
 from lab import routing
 from lab.host import record as records
 from lab.host import ip_batch, output
+from lab.node import underlay
 
 TIMEOUT = 30.0
 
@@ -47,7 +48,7 @@ def set_state(lab: Optional[str], name: str, up: bool) -> Optional[float]:
         node = state.node(name)
     except KeyError:
         raise LabError(f"no node {name!r} in lab {rec.name}; nodes: {', '.join(n.name for n in state.nodes)}") from None
-    if (name in rec.stopped) != up:
+    if (name in underlay.stopped(rec)) != up:
         raise LabError(f"node {name} is already {'running' if up else 'stopped'}")
     lines = [f"link set eth0 {'up' if up else 'down'}"]
     if up:
@@ -55,6 +56,6 @@ def set_state(lab: Optional[str], name: str, up: bool) -> Optional[float]:
         lines.append(f"route replace default via {ipam.underlay_gateway(state.underlay_subnet)} dev eth0")
         lines += [op for op in routing.render(state, node).ip if op.startswith(("route replace", "neigh replace"))]
     ip_batch(lines, netns=node.netns)
-    rec.stopped = [n for n in rec.stopped if n != name] + ([] if up else [name])
+    underlay.set_stopped(rec, [n for n in underlay.stopped(rec) if n != name] + ([] if up else [name]))
     rec.save()
     return _wait(state, node.pod_cidr, name, present=up)

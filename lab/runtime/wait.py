@@ -11,6 +11,7 @@ from typing import Callable, Optional, Sequence
 from lab.controlplane.state import ClusterState, PodState, container_key
 from lab.errors import LabError
 from lab.host import record as records
+from lab.node import prober
 
 STARTUP = 5.0  # seconds a pod without a readinessProbe may take to count as ready (its containers run)
 CONDITIONS = ("condition=Ready", "condition=Available")  # Available: a Deployment's, all its pods ready
@@ -70,8 +71,9 @@ def progress(pods: Sequence[PodState]) -> str:
 
 def why_not(rec: records.LabRecord, pod: PodState) -> str:
     """A pod not ready, with its probes' last results (kubectl wait's timeout line, and why)."""
-    details = [f"{c.name}: {rec.probe_detail[container_key(pod, c)]}" for c in pod.containers
-               if c.readiness and container_key(pod, c) in rec.probe_detail]
+    seen = prober.status(rec).detail
+    details = [f"{c.name}: {seen[container_key(pod, c)]}" for c in pod.containers
+               if c.readiness and container_key(pod, c) in seen]
     return f"pod/{pod.name}" + (f" (readinessProbe {'; '.join(details)})" if details else " (not running)")
 
 

@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from lab import host
 from lab.errors import LabError
 from lab.scenario.model import Scenario, Step
+from lab.node import underlay
 from lab.scenario.steps import EFFECTS, Context, Effect, Failed
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
@@ -218,7 +219,7 @@ def _reset(lab: str, topology: str, previous: Scenario, hooks: Hooks) -> None:
         from lab.runtime import faults
 
         faults.clear(lab)
-    for name in record.load(lab).stopped:
+    for name in underlay.stopped(record.load(lab)):
         nodes.set_state(lab, name, up=True)
     if any(s.kind in ("apply", "delete") for s in previous.steps):
         apply(topology, lab=lab)

@@ -125,13 +125,15 @@ def exec_(ctx: Context, spec: Exec) -> str:
 
 
 def check(ctx: Context, spec: Check) -> str:
+    from lab.node import prober
     from lab.probe import coverage, invariants
 
     rec = records.load(ctx.lab)
     if spec.probes:
         return _probes(rec.state, spec.probes)
     cov = coverage.choose(len(rec.state.pods), False, None)
-    outcomes = invariants.run(rec.state, pod_ready=rec.pod_ready, probe_detail=rec.probe_detail, cov=cov, only=spec.only)
+    outcomes = invariants.run(rec.state, pod_ready=rec.pod_ready, probe_detail=prober.status(rec).detail, cov=cov,
+                              only=spec.only)
     if spec.only:
         outcomes = [o for o in outcomes if o.check in spec.only]
         empty = [row for row in spec.only if not any(o.check == row for o in outcomes)]

@@ -46,9 +46,10 @@ def test_a_failed_apply_leaves_the_lab_as_it_was(tmp_path, clean_after, monkeypa
     lab("up", str(small))
     before = pods()
 
+    from lab.policy import sync as netpol
     from lab.runtime import apply as applying
 
-    real, calls = applying.netpol.sync, []
+    real, calls = netpol.sync, []
 
     def fails_once(rec, state):
         calls.append(state)
@@ -56,13 +57,13 @@ def test_a_failed_apply_leaves_the_lab_as_it_was(tmp_path, clean_after, monkeypa
             raise LabError("injected: the policy restore was refused")
         return real(rec, state)
 
-    monkeypatch.setattr(applying.netpol, "sync", fails_once)
+    monkeypatch.setattr(netpol, "sync", fails_once)
     with pytest.raises(LabError, match="injected.*\n.*rolled back to what it was"):
         applying.apply(str(big))
     assert pods() == before
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert sum(line.startswith("rollback-default-web-") for line in netns.splitlines()) == 2
     assert "PASSED" in lab("check", "--lab", "rollback").stdout
-    monkeypatch.setattr(applying.netpol, "sync", real)
+    monkeypatch.setattr(netpol, "sync", real)
     lab("apply", str(big), "--lab", "rollback")  # and the same change goes through afterwards
     assert len(pods()) == 4 and "PASSED" in lab("check", "--lab", "rollback").stdout

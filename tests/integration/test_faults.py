@@ -74,6 +74,11 @@ def record() -> dict:
     return json.loads(Path(f"/run/k8s-netlab/{NAME}/record.json").read_text())
 
 
+def active_faults() -> list[dict]:
+    """`lab fault`'s section of the record: the active faults with their undo ops."""
+    return record()["sections"].get("faults", {}).get("active", [])
+
+
 @pytest.fixture(scope="module")
 def flt(tmp_path_factory):
     path = tmp_path_factory.mktemp("faults") / "flt.yaml"
@@ -104,9 +109,9 @@ def test_a_fault_changes_the_lab_and_clear_restores_it_exactly(flt, spec):
     done = lab("--lab", NAME, "fault", "add", *spec.split())
     assert re.match(r"fault f\d+ applied: ", done.stdout)
     assert snapshot() != before
-    assert [f["kind"] for f in record()["faults"]] == [spec.split()[0]]
+    assert [f["kind"] for f in active_faults()] == [spec.split()[0]]
     lab("--lab", NAME, "fault", "clear")
-    assert record()["faults"] == []
+    assert active_faults() == []
     assert snapshot() == before
 
 
@@ -115,7 +120,7 @@ def test_link_flap_blocks_while_it_runs_and_leaves_the_link_up(flt):
     t0 = time.monotonic()
     done = lab("--lab", NAME, "fault", "add", "link-flap", "node/worker2", "count=2", "period=0.2")
     assert time.monotonic() - t0 >= 0.4 and "now up" in done.stdout
-    assert record()["faults"] == [] and snapshot() == before
+    assert active_faults() == [] and snapshot() == before
 
 
 def _proc_state(pid: int) -> str:
@@ -158,7 +163,7 @@ def test_what_cannot_be_applied_is_a_clear_error_and_changes_nothing(flt):
             lab("--lab", NAME, "fault", "clear")
             continue
         assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, (spec, done.stderr)
-    assert record()["faults"] == [] and snapshot() == before
+    assert active_faults() == [] and snapshot() == before
     done = lab("--lab", NAME, "fault", "clear", "f9", check=False)
     assert done.returncode == 1 and "no fault 'f9'" in done.stderr
 

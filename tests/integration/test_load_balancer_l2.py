@@ -28,7 +28,7 @@ def curl(host: str, url: str, timeout: str = "2") -> subprocess.CompletedProcess
 
 
 def speakers() -> dict[str, str]:
-    return json.loads(Path(f"/run/k8s-netlab/{NAME}/record.json").read_text())["speakers"]
+    return json.loads(Path(f"/run/k8s-netlab/{NAME}/record.json").read_text())["sections"]["loadbalancer"]["speakers"]
 
 
 def until(predicate, limit: float) -> float:

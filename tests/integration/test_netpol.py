@@ -119,7 +119,7 @@ def test_policy_rules_are_in_the_nodes(xyz):
                                capture_output=True, text=True, check=True).stdout
         assert "-A FORWARD" in rules and "LAB-NETPOL" in rules
         record = json.loads(Path("/run/k8s-netlab/netpol/record.json").read_text())
-        assert any(record["netpol"].values())
+        assert any(record["sections"]["policy"]["chains"].values())
     finally:
         lab("delete", "-f", str(path), "--lab", "netpol")
 

@@ -244,7 +244,7 @@ def test_add_records_the_undo_before_anything_changes_then_clear_forgets_it(lab)
     original = faults.run_op
 
     def spy(rec, op, undoing=False):
-        seen.append((op[0], [f["id"] for f in records.load(STATE.lab).faults]))
+        seen.append((op[0], [f.id for f in faults.active_in(records.load(STATE.lab))]))
         return original(rec, op, undoing)
 
     faults.run_op = spy

@@ -22,7 +22,14 @@ from lab.kube_proxy import iptables
 from lab.kube_proxy import sync as kube_proxy
 from lab.node import prober
 from lab.runtime import agent as agents
+from lab.runtime import controllers
 from tests.unit.golden import shipped_state
+
+
+def proxy_chains(rec) -> dict:
+    """kube-proxy's section of the record: node -> the chains it last wrote."""
+    return rec.section("kube-proxy")["chains"]
+
 
 STATE = shipped_state("services", dns={"enabled": False})   # kube-proxy syncs only: no kube-dns records to rewrite
 RESTORE = ("iptables-restore", "--noflush")
@@ -74,8 +81,8 @@ def dead(fake) -> Dead:
 def lab_record(fake: FakeHost, ready: dict[str, bool], details: dict[str, str] | None = None) -> LabRecord:
     """A running lab after its first sync, with these container verdicts."""
     pids = {container_key(p, c): 1000 + i for i, (p, c) in enumerate((p, c) for p in STATE.pods for c in p.containers)}
-    rec = LabRecord(name=STATE.lab, state=STATE, status="running", pids=pids, ready=dict(ready),
-                    probe_detail=dict(details or {k: OK for k in ready}))
+    rec = LabRecord(name=STATE.lab, state=STATE, status="running", pids=pids)
+    prober.write_status(rec, ready, details or {k: OK for k in ready}, {})
     rec.dir.mkdir(parents=True)
     fake.files.update({f"/proc/{pid}/stat": f"{pid} (netexec) S 1".encode() for pid in pids.values()})  # all running
     pod_ready = prober.pod_readiness(STATE, ready, lambda key: True)
@@ -119,7 +126,7 @@ def restores(fake: FakeHost) -> dict[str, str]:
 
 def test_a_readiness_change_syncs_the_services_concerned_and_commits(fake, probes, dead, capsys):
     rec = lab_record(fake, {**all_ready(), BACKEND_C: False})
-    old_pod_ready, chains = dict(rec.pod_ready), dict(rec.proxy)
+    old_pod_ready, chains = dict(rec.pod_ready), dict(proxy_chains(rec))
     agent = started(rec)
     assert fake.calls == [] and probes.ran == [[]]
     due_now(agent)
@@ -127,15 +134,15 @@ def test_a_readiness_change_syncs_the_services_concerned_and_commits(fake, probe
     assert sorted(probes.ran[-1]) == sorted(PROBED)
     saved = records.load(rec.name)
     new_pod_ready = {**old_pod_ready, BACKEND.key: True}
-    assert saved.ready == all_ready() and saved.pod_ready == new_pod_ready
-    assert saved.probe_detail[BACKEND_C] == OK and saved.state == STATE
+    assert prober.status(saved).ready == all_ready() and saved.pod_ready == new_pod_ready
+    assert prober.status(saved).detail[BACKEND_C] == OK and saved.state == STATE
     changed, texts = partial(old_pod_ready, new_pod_ready)
     assert "default/backend" in changed and "default/loner" not in changed
     assert restores(fake) == texts
     new_slices = endpoint_slices(STATE, new_pod_ready)
-    assert saved.proxy == {n.name: sorted(iptables.declared_chains(iptables.render(STATE, n, new_slices)))
+    assert proxy_chains(saved) == {n.name: sorted(iptables.declared_chains(iptables.render(STATE, n, new_slices)))
                            for n in STATE.nodes}
-    assert saved.proxy != chains
+    assert proxy_chains(saved) != chains
     assert f"readiness changed; synced {', '.join(sorted(changed))}" in capsys.readouterr().out
 
 
@@ -148,10 +155,10 @@ def test_a_container_leaves_its_services_after_failure_threshold_failures(fake, 
         due_now(agent)
         assert agent.step()
         saved = records.load(rec.name)
-        assert saved.probe_detail[BACKEND_C] == "GET /healthz (port 8080) -> 503"
+        assert prober.status(saved).detail[BACKEND_C] == "GET /healthz (port 8080) -> 503"
         if i < threshold:  # not yet: only what the probe saw is saved
-            assert saved.ready[BACKEND_C] and saved.pod_ready[BACKEND.key] and fake.calls == []
-    assert not saved.ready[BACKEND_C] and not saved.pod_ready[BACKEND.key]
+            assert prober.status(saved).ready[BACKEND_C] and saved.pod_ready[BACKEND.key] and fake.calls == []
+    assert not prober.status(saved).ready[BACKEND_C] and not saved.pod_ready[BACKEND.key]
     assert restores(fake) == partial(rec.pod_ready, saved.pod_ready)[1]
 
 
@@ -163,7 +170,7 @@ def test_failures_with_the_same_result_are_one_event_counted_until_a_success(fak
         probes.verdicts[BACKEND_C] = verdict
         due_now(agent)
         assert agent.step()
-        seen.append(records.load(rec.name).probe_failing.get(BACKEND_C))
+        seen.append(prober.status(records.load(rec.name)).failing.get(BACKEND_C))
     assert [s and s[2] for s in seen] == [1, 2, 3, 1, None]  # `lab describe`: "x3 over ...", then a new event
     first, last, _ = seen[2]
     assert first == seen[0][0] and first <= last and seen[3][0] >= last
@@ -172,16 +179,16 @@ def test_failures_with_the_same_result_are_one_event_counted_until_a_success(fak
 def test_only_probe_details_changing_saves_them_without_a_sync(fake, probes, dead, monkeypatch):
     rec = lab_record(fake, all_ready())
     syncs = []
-    monkeypatch.setattr(agents, "sync", lambda *a, **kw: syncs.append(a) or set())
+    monkeypatch.setattr(controllers, "reconcile", lambda *a, **kw: syncs.append(a) or {})
     agent = started(rec)
     before = records.load(rec.name)
     probes.verdicts[BACKEND_C] = (True, "GET /healthz (port 8080) -> 204")
     due_now(agent)
     assert agent.step()
     saved = records.load(rec.name)
-    assert saved.probe_detail == {**before.probe_detail, BACKEND_C: "GET /healthz (port 8080) -> 204"}
-    assert (saved.ready, saved.pod_ready, saved.proxy, saved.state) == (before.ready, before.pod_ready,
-                                                                        before.proxy, before.state)
+    assert prober.status(saved).detail == {**prober.status(before).detail, BACKEND_C: "GET /healthz (port 8080) -> 204"}
+    assert (prober.status(saved).ready, saved.pod_ready, proxy_chains(saved), saved.state) == \
+        (prober.status(before).ready, before.pod_ready, proxy_chains(before), before.state)
     assert syncs == [] and fake.calls == []
 
 
@@ -203,7 +210,7 @@ def test_a_dead_container_makes_its_pod_unready_without_a_probe(fake, probes, de
     assert agent.step()
     assert probes.ran == [[], []]
     saved = records.load(rec.name)
-    assert saved.pod_ready == {**rec.pod_ready, LONER.key: False} and saved.ready == rec.ready
+    assert saved.pod_ready == {**rec.pod_ready, LONER.key: False} and prober.status(saved).ready == prober.status(rec).ready
     changed, texts = partial(rec.pod_ready, saved.pod_ready)
     assert changed == {"default/loner"} and restores(fake) == texts
     assert "synced default/loner" in capsys.readouterr().out

@@ -30,8 +30,21 @@ from lab.kube_proxy import sync as kube_proxy
 from lab.node import pods, prober
 from lab.policy import iptables as policy_rules
 from lab.policy import sync as netpol
+from lab.runtime import agent as agents
+from lab.runtime import controllers
 from lab.runtime import apply as applying
 from lab.topology.load import load_topology, load_topology_text
+
+
+def proxy_chains(rec) -> dict:
+    """kube-proxy's section of the record: node -> the chains it last wrote."""
+    return rec.section("kube-proxy")["chains"]
+
+
+def policy_chains(rec) -> dict:
+    """The policy controller's section of the record: node -> the chains it last wrote."""
+    return rec.section("policy")["chains"]
+
 
 RESTORE = ("iptables-restore", "--noflush")
 
@@ -130,7 +143,7 @@ class Pods:
         self.fail_at: tuple[int, int] | None = None   # (create call, pod index): raise there
         self.pid = 5000
 
-    def create(self, state, record, only=None):
+    def create(self, state, record, programs, only=None):
         chosen = list(state.pods if only is None else only)
         self.created.append((state, [p.key for p in chosen]))
         record.claim(netns=tuple(p.netns for p in chosen))
@@ -153,6 +166,7 @@ class Pods:
 @pytest.fixture(autouse=True)
 def sandbox(tmp_path, monkeypatch):
     monkeypatch.setattr(records, "RUN_ROOT", tmp_path / "run")
+    monkeypatch.setattr(agents, "alive", lambda pid: True)
 
 
 @pytest.fixture
@@ -180,10 +194,10 @@ def running(tmp_path: Path, kernel: Kernel, fake_pods: Pods, doc: dict) -> LabRe
     rec = LabRecord(name=state.lab, state=state, status="running")
     rec.dir.mkdir(parents=True)
     applying.save_topology(rec, topo)
-    pods.create(state, rec)
-    rec.ready = {container_key(p, c): True for p, c in prober.probed(state)}
-    rec.probe_detail = {k: "tcp 8080: connected" for k in rec.ready}
-    pod_ready = prober.pod_readiness(state, rec.ready, lambda key: True)
+    pods.create(state, rec, controllers.programs())
+    ready = {container_key(p, c): True for p, c in prober.probed(state)}
+    prober.write_status(rec, ready, {k: "tcp 8080: connected" for k in ready}, {})
+    pod_ready = prober.pod_readiness(state, ready, lambda key: True)
     with records.locked(rec):
         kube_proxy.sync(rec, state, pod_ready, first=True)
         netpol.sync(rec, state)
@@ -198,10 +212,10 @@ def assert_rules_match_the_record(kernel: Kernel, rec: LabRecord) -> None:
     """What each node has is what the record says, and what a full sync of its state declares."""
     slices = endpoint_slices(rec.state, rec.pod_ready)
     for n in rec.state.nodes:
-        assert kernel.service_chains(n.netns) == rec.proxy[n.name], n.name
-        assert rec.proxy[n.name] == sorted(iptables.declared_chains(iptables.render(rec.state, n, slices))), n.name
-        assert kernel.policy_chains(n.netns) == rec.netpol[n.name], n.name
-        assert rec.netpol[n.name] == sorted(policy_rules.declared_chains(policy_rules.render(rec.state, n))), n.name
+        assert kernel.service_chains(n.netns) == proxy_chains(rec)[n.name], n.name
+        assert proxy_chains(rec)[n.name] == sorted(iptables.declared_chains(iptables.render(rec.state, n, slices))), n.name
+        assert kernel.policy_chains(n.netns) == policy_chains(rec)[n.name], n.name
+        assert policy_chains(rec)[n.name] == sorted(policy_rules.declared_chains(policy_rules.render(rec.state, n))), n.name
 
 
 # --- the pure parts ---
@@ -328,9 +342,9 @@ def test_apply_replaces_the_changed_pods_resyncs_and_commits(tmp_path, kernel, f
     assert saved.pids["default/other/c"] == rec.pids["default/other/c"]
     # committed: the new state, readiness with the new pod's first round, the new topology
     assert saved.pod_ready == {p.key: True for p in new.pods}
-    assert saved.ready == {container_key(p, c): True for p, c in prober.probed(new)}
-    assert {k.split("/")[1] for k in saved.ready} == {p.name for p in new.pods if p.name.startswith("web-")}
-    assert saved.probe_detail[f"{born[0]}/web"] == "tcp 8080: connected"
+    assert prober.status(saved).ready == {container_key(p, c): True for p, c in prober.probed(new)}
+    assert {k.split("/")[1] for k in prober.status(saved).ready} == {p.name for p in new.pods if p.name.startswith("web-")}
+    assert prober.status(saved).detail[f"{born[0]}/web"] == "tcp 8080: connected"
     assert yaml.safe_load(host.read_text(saved.dir / applying.TOPOLOGY))["manifests"][0]["spec"]["replicas"] == 3
     # rules: kube-proxy's partial update of the two Services, then every policy chain, per node
     old_slices, new_slices = endpoint_slices(old, rec.pod_ready), endpoint_slices(new, saved.pod_ready)
@@ -338,7 +352,7 @@ def test_apply_replaces_the_changed_pods_resyncs_and_commits(tmp_path, kernel, f
     for ns, n in netns.items():
         texts = [c.input for c in kernel.ran(*RESTORE) if c.netns == ns]
         assert texts == [iptables.render_update(old, new, n, old_slices, new_slices, set(change.services)),
-                         policy_rules.render(new, n, frozenset(rec.netpol[n.name]))]
+                         policy_rules.render(new, n, frozenset(policy_chains(rec)[n.name]))]
     runs = [c for c in kernel.calls if c.kind == "run"]
     assert {c.netns for c in runs} <= set(netns) and len(runs) == 2 * len(netns)
     # the files: the removed pod's resolv.conf folder, the new topology
@@ -354,8 +368,8 @@ def test_applying_the_same_file_again_changes_nothing(tmp_path, kernel, fake_pod
     assert change.added == change.removed == change.services == ()
     assert fake_pods.created == [(rec.state, [])] and fake_pods.removed == [(rec.state, [])]
     # kube-proxy runs nothing; the policies are rewritten whole (they always are)
-    assert [c.input for c in kernel.calls if c.kind == "run"] == [policy_rules.render(rec.state, n, frozenset(rec.netpol[n.name]))
-                                               for n in rec.state.nodes]
+    runs = [c.input for c in kernel.calls if c.kind == "run"]
+    assert runs == [policy_rules.render(rec.state, n, frozenset(policy_chains(rec)[n.name])) for n in rec.state.nodes]
     assert records.load("ap").state == rec.state
 
 
@@ -395,7 +409,7 @@ def inject(where: str, kernel: Kernel, fake_pods: Pods, monkeypatch, state: Clus
 ])
 def test_a_failure_in_the_middle_rolls_back_to_the_old_state(tmp_path, kernel, fake_pods, monkeypatch, where):
     rec = running(tmp_path, kernel, fake_pods, topology(replicas=2))
-    old, was = rec.state, (dict(rec.ready), dict(rec.probe_detail), dict(rec.pod_ready), set(rec.pids))
+    old, was = rec.state, (prober.status(rec).ready, prober.status(rec).detail, dict(rec.pod_ready), set(rec.pids))
     topology_before = host.read_text(rec.dir / applying.TOPOLOGY)
     inject(where, kernel, fake_pods, monkeypatch, old)
     syncs = []
@@ -415,7 +429,7 @@ def test_a_failure_in_the_middle_rolls_back_to_the_old_state(tmp_path, kernel, f
     assert len(born) == 2
     # the record: the old state and readiness, the same pods (the removed one made again)
     assert saved.state == old and saved.status == "running"
-    assert (saved.ready, saved.probe_detail, saved.pod_ready, set(saved.pids)) == was
+    assert (prober.status(saved).ready, prober.status(saved).detail, saved.pod_ready, set(saved.pids)) == was
     assert host.read_text(saved.dir / applying.TOPOLOGY) == topology_before
     assert not any(n.startswith(tuple(f"ap-{k.replace('/', '-')}" for k in born)) for n in saved.netns)
     # the pods: solo removed then made again; the new ones removed (every one had its netns claimed)

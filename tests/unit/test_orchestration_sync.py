@@ -25,6 +25,17 @@ from lab.policy import sync as netpol
 from tests.unit.golden import shipped_state
 from tests.unit.test_policy_model import CASES, netpol_state
 
+
+def proxy_chains(rec) -> dict:
+    """kube-proxy's section of the record: node -> the chains it last wrote."""
+    return rec.section("kube-proxy")["chains"]
+
+
+def policy_chains(rec) -> dict:
+    """The policy controller's section of the record: node -> the chains it last wrote."""
+    return rec.section("policy")["chains"]
+
+
 MODES = ("iptables", "nftables")
 STATES = {mode: shipped_state("services", proxy=mode) for mode in MODES}
 RESTORE = {"iptables": ("iptables-restore", "--noflush"), "nftables": ("nft", "-f", "-")}
@@ -103,10 +114,10 @@ def test_a_first_sync_restores_the_full_rule_set_on_every_node(mode, fake):
     slices = endpoint_slices(state, ready)
     assert texts == {n.name: [full_text(mode, state, n, slices)] for n in state.nodes}
     if mode == "iptables":
-        assert rec.proxy == {n: sorted(iptables.declared_chains(t[0])) for n, t in texts.items()}
-        assert all(rec.proxy.values())
+        assert proxy_chains(rec) == {n: sorted(iptables.declared_chains(t[0])) for n, t in texts.items()}
+        assert all(proxy_chains(rec).values())
     else:
-        assert rec.proxy == {n.name: [] for n in state.nodes}
+        assert proxy_chains(rec) == {n.name: [] for n in state.nodes}
     # the state is the orchestrator's to commit, and the record the caller's to save
     assert rec.state is older and rec.pod_ready == {}
     assert on_disk(rec) == before
@@ -115,13 +126,13 @@ def test_a_first_sync_restores_the_full_rule_set_on_every_node(mode, fake):
 def test_a_full_sync_deletes_the_chains_the_last_one_left_and_no_longer_needs(fake):
     state, ready = STATES["iptables"], ready_of(STATES["iptables"])
     stale = "KUBE-SVC-STALESTALESTALE0"
-    rec = new_record(state, proxy={"worker1": [stale]})
+    rec = new_record(state, sections={"kube-proxy": {"chains": {"worker1": [stale]}}})
     kube_proxy.sync(rec, state, ready, first=True)
     texts = by_node(fake, state, RESTORE["iptables"])
     assert f"-X {stale}" in texts["worker1"][0].splitlines()
     assert not any(stale in t[0] for n, t in texts.items() if n != "worker1")
-    assert rec.proxy["worker1"] == sorted(iptables.declared_chains(texts["worker1"][0]))
-    assert stale not in rec.proxy["worker1"] and rec.proxy["worker1"]
+    assert proxy_chains(rec)["worker1"] == sorted(iptables.declared_chains(texts["worker1"][0]))
+    assert stale not in proxy_chains(rec)["worker1"] and proxy_chains(rec)["worker1"]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -132,7 +143,7 @@ def test_a_refused_first_sync_is_an_error_not_a_retry(mode, fake):
     with pytest.raises(LabError, match="kube-proxy's rules on node worker2 was refused.*line 3 failed"):
         kube_proxy.sync(rec, state, ready_of(state), first=True)
     assert len(fake.ran(*RESTORE[mode][:1])) == len(state.nodes)
-    assert rec.full_resyncs == 0
+    assert rec.section("kube-proxy").get("full_resyncs", 0) == 0
 
 
 # --- later syncs ---
@@ -151,7 +162,7 @@ def one_change(kind: str, state: ClusterState) -> tuple[ClusterState, dict[str, 
 def test_a_later_sync_restores_only_the_partial_update_of_the_changed_service(mode, kind, fake):
     rec = synced(mode, fake)
     old, old_ready = rec.state, dict(rec.pod_ready)
-    chains_before = {n: list(c) for n, c in rec.proxy.items()}
+    chains_before = {n: list(c) for n, c in proxy_chains(rec).items()}
     new, ready, which = one_change(kind, old)
     before = on_disk(rec)
     assert kube_proxy.sync(rec, new, ready) == which
@@ -166,19 +177,19 @@ def test_a_later_sync_restores_only_the_partial_update_of_the_changed_service(mo
     if mode == "iptables":
         for n in new.nodes:
             # the chains the partial leaves are the ones a full sync of the new state would declare
-            assert rec.proxy[n.name] == sorted(iptables.declared_chains(full_text(mode, new, n, new_slices)))
-        assert rec.proxy != chains_before or kind == "spec"
+            assert proxy_chains(rec)[n.name] == sorted(iptables.declared_chains(full_text(mode, new, n, new_slices)))
+        assert proxy_chains(rec) != chains_before or kind == "spec"
     assert (rec.state, rec.pod_ready) == (old, old_ready) and on_disk(rec) == before
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_sync_with_nothing_changed_runs_nothing(mode, fake):
     rec = synced(mode, fake)
-    chains = dict(rec.proxy)
+    chains = dict(proxy_chains(rec))
     assert kube_proxy.sync(rec, rec.state, dict(rec.pod_ready)) == set()
     # a pod no Service selects changing its readiness changes no Service either
     assert kube_proxy.sync(rec, rec.state, {**rec.pod_ready, pod(rec.state, "client"): False}) == set()
-    assert fake.calls == [] and rec.proxy == chains
+    assert fake.calls == [] and proxy_chains(rec) == chains
 
 
 @pytest.mark.parametrize("refusing", [("worker1",), ("control-plane", "worker1", "worker2")])
@@ -186,7 +197,7 @@ def test_a_sync_with_nothing_changed_runs_nothing(mode, fake):
 def test_a_refused_partial_sync_is_logged_counted_and_followed_by_a_full_one(mode, refusing, fake, capsys):
     rec = synced(mode, fake)
     old, old_ready = rec.state, dict(rec.pod_ready)
-    existing = {n: frozenset(c) for n, c in rec.proxy.items()}
+    existing = {n: frozenset(c) for n, c in proxy_chains(rec).items()}
     new, ready, which = one_change("endpoints", old)
     for name in refusing:  # each refuses its first restore only
         fake.answer(RESTORE[mode][:1], code=1, stderr="line 7 failed", netns=new.node(name).netns, times=1)
@@ -200,8 +211,8 @@ def test_a_refused_partial_sync_is_logged_counted_and_followed_by_a_full_one(mod
         full = full_text(mode, new, n, new_slices, existing.get(name, frozenset()))
         assert texts[name] == ([partial, full] if name in refusing else [partial])
         if mode == "iptables":
-            assert rec.proxy[name] == sorted(iptables.declared_chains(full, existing[name]))
-    assert rec.full_resyncs == len(refusing)
+            assert proxy_chains(rec)[name] == sorted(iptables.declared_chains(full, existing[name]))
+    assert rec.section("kube-proxy").get("full_resyncs", 0) == len(refusing)
     err = capsys.readouterr().err
     for name in refusing:
         assert f"kube-proxy: partial sync refused on node {name}, doing a full sync" in err
@@ -215,7 +226,7 @@ def test_a_refused_full_resync_is_an_error(mode, fake):
     fake.answer(RESTORE[mode][:1], code=1, stderr="no such chain", netns=new.node("worker1").netns, times=2)
     with pytest.raises(LabError, match="node worker1 was refused"):
         kube_proxy.sync(rec, new, ready)
-    assert rec.full_resyncs == 1
+    assert rec.section("kube-proxy").get("full_resyncs", 0) == 1
     assert len([c for c in fake.calls if c.netns == new.node("worker1").netns]) == 2
 
 
@@ -231,8 +242,8 @@ def test_a_policy_sync_restores_each_node_once_and_records_its_chains(fake):
     netpol.sync(rec, state)
     texts = by_node(fake, state, ("iptables-restore", "--noflush"))
     assert texts == {n.name: [policy_rules.render(state, n)] for n in state.nodes}
-    assert rec.netpol == {n: sorted(policy_rules.declared_chains(t[0])) for n, t in texts.items()}
-    assert any(rec.netpol.values()), "the policy isolates some pod"
+    assert policy_chains(rec) == {n: sorted(policy_rules.declared_chains(t[0])) for n, t in texts.items()}
+    assert any(policy_chains(rec).values()), "the policy isolates some pod"
     assert on_disk(rec) == before and rec.state is state
 
 
@@ -240,13 +251,13 @@ def test_a_policy_sync_deletes_the_chains_of_policies_that_are_gone(fake):
     state = netpol_state(POLICY)
     rec = new_record(state)
     netpol.sync(rec, state)
-    chains = {n: list(c) for n, c in rec.netpol.items()}
+    chains = {n: list(c) for n, c in policy_chains(rec).items()}
     fake.calls.clear()
     netpol.sync(rec, netpol_state(""))
     texts = by_node(fake, state, ("iptables-restore", "--noflush"))
     for node, (text,) in texts.items():
         assert [line for line in text.splitlines() if line.startswith("-X ")] == [f"-X {c}" for c in chains[node]]
-    assert rec.netpol == {n.name: [] for n in state.nodes}
+    assert policy_chains(rec) == {n.name: [] for n in state.nodes}
 
 
 def test_a_refused_policy_restore_is_an_error(fake):

@@ -10,6 +10,7 @@ from lab import cli
 from lab.controlplane.plan import plan
 from lab.errors import LabError
 from lab.host.record import LabRecord
+from lab.node import prober
 from lab.runtime import wait
 from lab.topology.load import load_topology_text
 
@@ -77,7 +78,7 @@ def lab_on_disk(state, run_root):
     rec = LabRecord(name="wdwait", state=state, status="running")
     rec.dir.mkdir(parents=True)
     rec.pod_ready = {p.key: p.name == "plain" for p in state.pods}
-    rec.probe_detail = {f"{p.key}/c": "GET / (port 8080) -> 503" for p in wait.probed(state)}
+    prober.write_status(rec, {}, {f"{p.key}/c": "GET / (port 8080) -> 503" for p in wait.probed(state)}, {})
     rec.save()
     return rec
 

@@ -12,34 +12,39 @@ sends gratuitous ARP (a request and a reply, as MetalLB does) so the hosts' cach
 once instead of after their entries go stale. A node taken down loses its proxy entries with its
 link: `refresh` writes them again when a node comes back.
 
-Who speaks is lab.controlplane.loadbalancer.speakers (pure); the current choice is in the
-record (LabRecord.speakers). `lab up` announces once, then the agent on every change.
+Who speaks is lab.controlplane.loadbalancer.speakers (pure); the current choice is this
+controller's section of the record (speaking()). It syncs with every controller (`lab up`,
+`lab apply`, the agent on a readiness change); the agent also refreshes after a node came back.
 """
 from __future__ import annotations
 
 from typing import Mapping
 
 from lab import host
+from lab.controlplane.controller import Controller
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.loadbalancer import speakers
 from lab.controlplane.state import ClusterState
 from lab.host.record import LabRecord
+from lab.node import underlay
 
 DEV = "eth0"
+NAME = "loadbalancer"
 
 
 def wanted(rec: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool]) -> dict[str, str]:
     """Who should speak for each address now (running nodes only)."""
     if not any(s.load_balancer_ip for s in state.services):
         return {}
-    running = [n.name for n in state.nodes if n.name not in rec.stopped]
+    down = set(underlay.stopped(rec))
+    running = [n.name for n in state.nodes if n.name not in down]
     return speakers(state.services, endpoint_slices(state, pod_ready), running)
 
 
 def sync(rec: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], refresh: bool = False) -> list[str]:
     """Move the addresses whose speaker changed (refresh: write every entry again); returns what it
-    did, one line per address. Writes rec.speakers; the caller holds the lock and saves."""
-    want, have = wanted(rec, state, pod_ready), dict(rec.speakers)
+    did, one line per address. Writes its section; the caller holds the lock and saves."""
+    want, have = wanted(rec, state, pod_ready), speaking(rec)
     done = []
     for ip, node in have.items():
         if want.get(ip) != node and node in {n.name for n in state.nodes}:
@@ -54,5 +59,13 @@ def sync(rec: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], ref
             host.ip_batch([f"route replace {ip}/32 dev lo", f"neigh replace proxy {ip} dev {DEV}"], netns=netns)
             host.announce(netns, ip, DEV)
             done.append(f"{ip}: {node} answers ARP" + ("" if have.get(ip) in (None, node) else f" (was {have[ip]})"))
-    rec.speakers = want
+    rec.section(NAME)["speakers"] = want
     return done
+
+
+def speaking(rec: LabRecord) -> dict[str, str]:
+    """Load-balancer IP -> the node answering ARP for it, as last synced."""
+    return dict(rec.sections.get(NAME, {}).get("speakers", {}))
+
+
+CONTROLLER = Controller(NAME, sync=lambda rec, diff: sync(rec, diff.new, diff.new_ready))
