@@ -8,6 +8,7 @@ from lab.errors import LabError
 from lab.faults import ops
 from lab.faults.targets import Target, node, pod, sandboxed
 from lab import routing
+from lab.cni import kinds as cni_kinds
 from lab.routing import bgp
 
 DEFAULT_QDISCS = ("noqueue", "pfifo_fast", "fq_codel", "mq", "noop", "pfifo")
@@ -231,7 +232,7 @@ def _sysctl(state, t, p, observed, fid):
 
 
 def _hairpin_reads(state, t, p):
-    if state.cni != "bridge":
+    if not cni_kinds.of(state).bridged:
         raise LabError(f"hairpin-off needs a bridge: lab {state.lab} uses cni: {state.cni} (no bridge ports)")
     sp = sandboxed(state, t.name)
     return [("peer", sp.netns, node(state, sp.node).netns)]

@@ -5,14 +5,14 @@ state draws every selected pod. Above GROUP_ABOVE pods, pods are grouped per nod
 picture stays readable."""
 from __future__ import annotations
 
-from ipaddress import ip_address, ip_network
-from pathlib import PurePath
+from ipaddress import ip_address
 from typing import Collection, Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, NodeState, PodState, ServiceState
 from lab.graph.model import Box, Cluster, Graph, Ids, Link
 from lab import routing
+from lab.cni import kinds as cni_kinds
 
 GROUP_ABOVE = 40     # pods; beyond this each node shows one box per owner with a count
 
@@ -66,7 +66,7 @@ def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None, stopp
 
 
 def _cni(state: ClusterState) -> str:
-    return state.cni if state.cni in ("bridge", "ptp") else PurePath(state.cni).name
+    return cni_kinds.display_name(state)
 
 
 def _switch_lines(state: ClusterState) -> tuple[str, ...]:
@@ -80,12 +80,7 @@ def _eth0_lines(state: ClusterState, n: NodeState) -> tuple[str, ...]:
 
 
 def _device_lines(state: ClusterState, n: NodeState) -> tuple[str, ...]:
-    prefix = ip_network(n.pod_cidr).prefixlen
-    if state.cni == "bridge":
-        return ("cni0 bridge", f"{n.gateway}/{prefix}")
-    if state.cni == "ptp":
-        return ("ptp: a veth per pod", f"host side {n.gateway}, /32 routes")
-    return (f"CNI {_cni(state)}", f"gateway {n.gateway}")
+    return cni_kinds.of(state).drawing(state, n)
 
 
 def _node(state: ClusterState, n: NodeState, ids: Ids, grouped: bool, stopped: bool):

@@ -13,6 +13,7 @@ from ipaddress import ip_address, ip_network
 from typing import Iterable, Optional
 
 from lab import routing
+from lab.cni import kinds as cni_kinds
 from lab.controlplane.ipam import underlay_gateway
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.kube_proxy.model import Endpoint, ServicePort, service_ports
@@ -72,9 +73,8 @@ def route(state: ClusterState, node: str, dst_ip: str) -> tuple[str, str, str, s
         pod = _pod_at(state, dst_ip)
         if pod is None:
             return "lo", "", "local: the node's own address (INPUT)", ""
-        if state.cni == "bridge":
-            return "cni0", "", f"{n.pod_cidr} dev cni0: the pod's bridge port", ""
-        return "veth", "", f"{dst_ip}/32 dev veth: the pod's own veth ({state.cni})", ""
+        cni = cni_kinds.of(state)
+        return cni.device, "", cni.local_route(state, n, dst_ip), ""
     peer = state.node(owner) if owner else None
     if peer is not None and _in(dst_ip, peer.pod_cidr):
         hop = routing.backend(state).next_hop(state, n, peer)
@@ -250,14 +250,14 @@ class _Walk:
                  (flow.src_ip, flow.dst_ip))
         if src.kind == "pod":
             gw, cidr = st.node(src.node).gateway, st.node(src.node).pod_cidr
-            if st.cni == "bridge" and _in(dst.ip, cidr):   # the same bridge: the connected route, no gateway
+            cni = cni_kinds.of(st)
+            if cni.bridged and _in(dst.ip, cidr):   # the same bridge: the connected route, no gateway
                 gw, why = "", f"{cidr} dev eth0 (the same cni0 bridge)"
             else:
                 why = f"default via {gw} dev eth0"
             self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {dst.ip}: {why}", "route", ("eth0", gw, dst.ip))
-            link = "veth → cni0 (bridge)" if st.cni == "bridge" else f"veth ({st.cni}: routed, no bridge)"
-            self.add(f"CNI {st.cni}", "", "veth", f"{link} into node {src.node}")
-            node, entered, local_out = src.node, "cni0" if st.cni == "bridge" else "veth", False
+            self.add(f"CNI {st.cni}", "", "veth", f"{cni.link(st)} into node {src.node}")
+            node, entered, local_out = src.node, cni.device, False
         elif src.kind == "node":
             node, entered, local_out = src.node, "", True
         else:

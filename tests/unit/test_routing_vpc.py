@@ -137,3 +137,17 @@ def test_vpc_module_names_nothing_outside_itself():
     hits = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "lab").rglob("*.py")
                   if '"vpc"' in p.read_text() or "'vpc'" in p.read_text())
     assert hits == ["lab/routing/vpc.py", "lab/topology/kinds.py"]
+
+
+def test_the_built_in_cnis_are_exactly_the_registered_kinds():
+    from lab.cni import kinds as cni_kinds
+    from lab.topology.kinds import CNIS
+
+    assert set(cni_kinds.KINDS) == set(CNIS)
+    assert cni_kinds.of(replace_cni(shipped(), "/opt/cni/my-cni")) is cni_kinds.OWN
+
+
+def replace_cni(state, cni):
+    from dataclasses import replace
+
+    return replace(state, cni=cni)
