@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from lab.cni import kinds
 from lab.controlplane.controller import Controller
 from lab.controlplane.state import ClusterState, NodeState, PodState
 
@@ -26,21 +27,11 @@ def port_mappings(pod: PodState) -> tuple[dict, ...]:
 
 
 def pod_network(state: ClusterState, node: NodeState, data_dir: str, mappings: tuple[dict, ...] = ()) -> dict:
-    """The pod network's conflist. bridge: flannel's cni0 setup (gateway on the bridge, hairpin on so
-    a pod reaches itself through a Service). ptp: Calico's routed model (a /32 route per pod veth).
+    """The pod network's conflist: the CNI kind's plugin (lab/cni/kinds.py) with host-local's ipam.
     mappings (a pod's hostPorts): the portmap plugin is chained, as flannel's and Calico's conflists
     do, with the runtime's portMappings in its runtimeConfig; pods without hostPorts skip it (for
     them it would do nothing, at the price of one more plugin run)."""
-    if state.cni == "bridge":
-        plugin = {
-            "type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
-            "hairpinMode": True, "mtu": state.mtu, "ipam": _ipam(node, data_dir),
-        }
-    elif state.cni == "ptp":
-        plugin = {"type": "ptp", "ipMasq": False, "mtu": state.mtu, "ipam": _ipam(node, data_dir)}
-    else:  # a plugin of one's own: what a ptp-like plugin needs, and host-local's ipam to delegate to
-        plugin = {"type": os.path.basename(state.cni), "mtu": state.mtu, "podCIDR": node.pod_cidr,
-                  "gateway": node.gateway, "ipam": _ipam(node, data_dir)}
+    plugin = kinds.of(state).plugin(state, node, _ipam(node, data_dir))
     chain = [plugin]
     if mappings:
         chain.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True,
@@ -53,7 +44,7 @@ def confined(state: ClusterState) -> bool:
     veth, cni0, routes, portmap's rules in the node) and run directory (host-local's dataDir):
     deleting those undoes an ADD as a DEL would, so `lab down` can skip DEL (~10 ms of plugin per
     pod). A plugin of one's own may keep state anywhere: it always gets its DEL."""
-    return state.cni in ("bridge", "ptp")
+    return kinds.of(state).confined
 
 
 def plugin_dirs(state: ClusterState) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from lab.controlplane.state import (
     CheckState, ClusterState, ContainerState, HostState, NodeState, PeerState, PodState, PolicyPortState, PolicyState,
     PortState, ReadinessState, RuleState, SelectorState, ServicePortState, ServiceState,
 )
+from lab import routing
 from lab.errors import LabError
 from lab.topology import images
 from lab.topology.constants import kube_dns_ip
@@ -277,7 +278,8 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     IP, as running pods do in a cluster; only new pods are scheduled and given addresses."""
     lab = topo.name
     node_names = [n.name for n in topo.nodes]
-    cidrs = ipam.node_pod_cidrs(topo.cluster.podCIDR, topo.cluster.nodeCIDRMaskSize, len(topo.nodes))
+    kind = routing.of(topo.cluster.network)
+    cidrs = kind.pod_ranges(topo, len(topo.nodes))
     on_underlay = [h for h in topo.hosts if h.network == "underlay" and not h.natGateway]
     addrs = ipam.underlay_addresses(topo.underlay.subnet, len(topo.nodes) + len(on_underlay))
 
@@ -307,6 +309,10 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     for intent, node in zip(intents, placement):
         if not intent.spec.hostNetwork and (intent.namespace, intent.name) not in kept:
             by_node[node].append(intent)
+    pods_on = {n.name: len(by_node[n.name]) + sum(p.node == n.name for p in kept.values()) for n in nodes}
+    problems = kind.check(topo, pods_on)
+    if problems:
+        raise LabError("\n".join(f"{source or topo.name}: {p}" for p in problems))
     pod_ip = {k: p.ip for k, p in kept.items()}
     lasts = _last_pod_ips(previous)
     for i, n in enumerate(nodes):
@@ -346,7 +352,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         for c in topo.checks
     )
     return ClusterState(
-        lab=lab, pod_cidr=str(topo.cluster.podCIDR), service_cidr=str(topo.cluster.serviceCIDR),
+        lab=lab, pod_cidr=kind.cluster_pod_cidr(topo), service_cidr=str(topo.cluster.serviceCIDR),
         node_mask=topo.cluster.nodeCIDRMaskSize, network=topo.cluster.network, cni=topo.cluster.cni,
         mtu=topo.pod_mtu(), underlay_subnet=str(topo.underlay.subnet), underlay_mtu=topo.underlay.mtu,
         switch=topo.underlay.switch, switch_name=naming.switch_name(lab), nodes=nodes, hosts=hosts,

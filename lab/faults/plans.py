@@ -7,8 +7,9 @@ from lab.controlplane.state import ClusterState, container_key
 from lab.errors import LabError
 from lab.faults import ops
 from lab.faults.targets import Target, node, pod, sandboxed
+from lab import routing
+from lab.cni import kinds as cni_kinds
 from lab.routing import bgp
-from lab.routing.vxlan import DEVICE as VXLAN_DEVICE
 
 DEFAULT_QDISCS = ("noqueue", "pfifo_fast", "fq_codel", "mq", "noop", "pfifo")
 SYSCTL_KEYS = {"ip_forward": "net.ipv4.ip_forward", "rp_filter": "net.ipv4.conf.all.rp_filter",
@@ -30,10 +31,12 @@ def _links(state: ClusterState, t: Target, p: dict) -> list[tuple]:
     if t.kind == "node":
         return [("link", node(state, t.name).netns, p.get("dev") or "eth0")]
     if t.kind == "overlay":
-        if state.network != "vxlan":
-            raise LabError(f"lab {state.lab} has no overlay device (network: {state.network}; only vxlan has one)")
+        device = routing.backend(state).overlay_device
+        if not device:
+            having = ", ".join(b.name for b in routing.BACKENDS.values() if b.overlay_device)
+            raise LabError(f"lab {state.lab} has no overlay device (network: {state.network}; only {having} has one)")
         chosen = [node(state, t.name)] if t.name else list(state.nodes)
-        return [("link", n.netns, VXLAN_DEVICE) for n in chosen]
+        return [("link", n.netns, device) for n in chosen]
     sp = sandboxed(state, t.name)
     if p.get("dev") not in (None, "eth0"):
         raise LabError(f"a pod has one link, eth0; dev={p['dev']} is for node/NAME")
@@ -229,7 +232,7 @@ def _sysctl(state, t, p, observed, fid):
 
 
 def _hairpin_reads(state, t, p):
-    if state.cni != "bridge":
+    if not cni_kinds.of(state).bridged:
         raise LabError(f"hairpin-off needs a bridge: lab {state.lab} uses cni: {state.cni} (no bridge ports)")
     sp = sandboxed(state, t.name)
     return [("peer", sp.netns, node(state, sp.node).netns)]
@@ -251,9 +254,10 @@ def _processes(state: ClusterState, t: Target) -> list[str]:
     if t.kind == "agent":
         return ["agent"]
     if t.kind == "node":
-        if state.network != "bgp":
-            raise LabError(f"stop node/NAME stops its FRR bgpd: lab {state.lab} has none (network: {state.network})")
-        return [f"bgpd/{node(state, t.name).name}"]
+        daemon = routing.backend(state).node_daemon
+        if not daemon:
+            raise LabError(f"stop node/NAME stops its routing daemon: lab {state.lab} has none (network: {state.network})")
+        return [f"{daemon}/{node(state, t.name).name}"]
     if t.kind == "kube-dns":
         keys = [container_key(p, c) for p in state.pods for c in p.containers if c.image == "kube-dns"]
         if not keys:
@@ -287,8 +291,9 @@ def _signal(state, t, p, observed, fid):
 
 def _bgp_reads(state, t, p):
     """The neighbour's remote-as as the node's bgpd has it now (what the undo puts back)."""
-    if state.network != "bgp":
-        raise LabError(f"bgp-peer-as needs network: bgp; lab {state.lab} uses {state.network}")
+    if "bgp-peer-as" not in routing.backend(state).faults:
+        having = ", ".join(b.name for b in routing.BACKENDS.values() if "bgp-peer-as" in b.faults)
+        raise LabError(f"bgp-peer-as needs network: {having}; lab {state.lab} uses {state.network}")
     me, peer = node(state, t.name).name, p["peer"].partition("/")[2]
     sessions = {name: ip for name, ip, _ in bgp.peers(state, me)}
     if peer not in sessions:

@@ -5,18 +5,16 @@ state draws every selected pod. Above GROUP_ABOVE pods, pods are grouped per nod
 picture stays readable."""
 from __future__ import annotations
 
-from ipaddress import ip_address, ip_network
-from itertools import combinations
-from pathlib import PurePath
+from ipaddress import ip_address
 from typing import Collection, Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, NodeState, PodState, ServiceState
 from lab.graph.model import Box, Cluster, Graph, Ids, Link
-from lab.routing import bgp, vxlan
+from lab import routing
+from lab.cni import kinds as cni_kinds
 
 GROUP_ABOVE = 40     # pods; beyond this each node shows one box per owner with a count
-MESH_UP_TO = 4       # nodes; beyond this each VXLAN endpoint links to the underlay instead of to every peer
 
 
 def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None, stopped: Collection[str] = ()) -> Graph:
@@ -40,18 +38,22 @@ def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None, stopp
         boxes.append(public)
     for h in state.hosts:
         role = ("NAT gateway", f"public {h.public_ip}") if h.public_ip else ()
-        boxes.append(Box(hosts[h.name], (f"host {h.name}", h.ip, *role, *_bgp_role(state, h.name)), "host"))
+        part = routing.backend(state).drawing.role(state, h.name)
+        boxes.append(Box(hosts[h.name], (f"host {h.name}", h.ip, *role, *part), "host"))
         if h.network == "public":  # behind the NAT gateway: only on the public segment
             links.append(Link(public.id, hosts[h.name], kind="wire"))
             continue
         links.append(Link(switch.id, hosts[h.name], kind="wire"))  # hosts beyond the switch, nodes before it
         if h.public_ip:
             links.append(Link(hosts[h.name], public.id, "SNAT to " + h.public_ip, "wire"))
-    links += _backend_links(state, {**eth0, **hosts}, vtep, switch.id)
-    if state.network == "cloud-routes":
+    drawing = routing.backend(state).drawing
+    anchors = {**{("eth0", k): v for k, v in eth0.items()}, **{("vtep", k): v for k, v in vtep.items() if v},
+               **{("host", k): v for k, v in hosts.items()}, ("switch", ""): switch.id}
+    links += [Link(anchors[a], anchors[b], label, kind) for a, b, label, kind in drawing.links(state)]
+    if drawing.controller:
         controller = ids.new("controller")
-        boxes.append(Box(controller, ("os-ken controller", "OpenFlow: podCIDR routes"), "controller"))
-        links.append(Link(switch.id, controller, "OpenFlow 1.3", "control"))
+        boxes.append(Box(controller, drawing.controller, "controller"))
+        links.append(Link(switch.id, controller, drawing.controller_link, "control"))
     if state.services:
         cluster, svc_links = _services(state, ready, pod_box, ids)
         clusters.append(cluster)
@@ -64,44 +66,21 @@ def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None, stopp
 
 
 def _cni(state: ClusterState) -> str:
-    return state.cni if state.cni in ("bridge", "ptp") else PurePath(state.cni).name
+    return cni_kinds.display_name(state)
 
 
 def _switch_lines(state: ClusterState) -> tuple[str, ...]:
-    lines = (f"underlay {state.underlay_subnet}", f"{state.switch} {state.switch_name}")
-    if state.network == "cloud-routes":
-        lines += ("fabric routes:", *(f"{n.pod_cidr} → {n.name}" for n in state.nodes))
-    return lines
-
-
-def _bgp_role(state: ClusterState, name: str) -> tuple[str, ...]:
-    if state.network != "bgp":
-        return ()
-    if name == state.top_of_rack:
-        return (f"top-of-rack router, AS {bgp.as_of(state, name)}",)
-    if name in state.route_reflectors:
-        return (f"BGP route reflector, AS {bgp.as_of(state, name)}",)
-    if any(n.name == name for n in state.nodes):
-        return (f"bgpd AS {bgp.as_of(state, name)}",)
-    return ()
+    return (f"underlay {state.underlay_subnet}", f"{state.switch} {state.switch_name}",
+            *routing.backend(state).drawing.switch(state))
 
 
 def _eth0_lines(state: ClusterState, n: NodeState) -> tuple[str, ...]:
-    lines = (f"eth0 {n.ip}", *_bgp_role(state, n.name))
-    if state.network == "host-gw":
-        lines += tuple(f"{p.pod_cidr} via {p.ip}" for p in state.nodes if p.name != n.name)
-    elif state.network == "cloud-routes":
-        lines += (f"default via {next(ip_network(state.underlay_subnet).hosts())} (fabric)",)
-    return lines
+    drawing = routing.backend(state).drawing
+    return (f"eth0 {n.ip}", *drawing.role(state, n.name), *drawing.eth0(state, n))
 
 
 def _device_lines(state: ClusterState, n: NodeState) -> tuple[str, ...]:
-    prefix = ip_network(n.pod_cidr).prefixlen
-    if state.cni == "bridge":
-        return ("cni0 bridge", f"{n.gateway}/{prefix}")
-    if state.cni == "ptp":
-        return ("ptp: a veth per pod", f"host side {n.gateway}, /32 routes")
-    return (f"CNI {_cni(state)}", f"gateway {n.gateway}")
+    return cni_kinds.of(state).drawing(state, n)
 
 
 def _node(state: ClusterState, n: NodeState, ids: Ids, grouped: bool, stopped: bool):
@@ -110,10 +89,10 @@ def _node(state: ClusterState, n: NodeState, ids: Ids, grouped: bool, stopped: b
     eth0 = Box(ids.new("eth0", n.name), _eth0_lines(state, n), "eth0")
     device = Box(ids.new("podnet", n.name), _device_lines(state, n), "device")
     boxes, links = [eth0, device], []
-    vtep = None
-    if state.network == "vxlan":
+    vtep, tunnel = None, routing.backend(state).drawing.vtep(state, n)
+    if tunnel:
         vtep = ids.new("vtep", n.name)
-        boxes.append(Box(vtep, (f"{vxlan.DEVICE} VTEP", f"{ip_network(n.pod_cidr).network_address}/32"), "vtep"))
+        boxes.append(Box(vtep, tunnel, "vtep"))
         links += [Link(device.id, vtep, kind="kernel"), Link(vtep, eth0.id, kind="kernel")]
     else:
         links.append(Link(device.id, eth0.id, kind="kernel"))
@@ -180,26 +159,3 @@ def _services(state: ClusterState, ready: Optional[Mapping[str, bool]], pod_box:
                 per_box[pod_box[e.pod]] = per_box.get(pod_box[e.pod], 0) + 1
         links += [Link(box_id, target, f"{k} endpoints" if k > 1 else "", "endpoint") for target, k in per_box.items()]
     return Cluster(ids.new("services"), (f"Services (kube-proxy {state.proxy})",), "services", tuple(boxes)), links
-
-
-def _backend_links(state: ClusterState, anchor: dict[str, str], vtep: dict[str, Optional[str]],
-                   switch: str) -> list[Link]:
-    """VXLAN tunnels between VTEPs, or BGP sessions between speakers (host-gw and cloud-routes show
-    their routes in the boxes instead)."""
-    if state.network == "vxlan":
-        label = f"VXLAN VNI {vxlan.VNI}, UDP {vxlan.PORT}"
-        if len(state.nodes) <= MESH_UP_TO:
-            return [Link(vtep[a.name], vtep[b.name], label, "tunnel") for a, b in combinations(state.nodes, 2)]
-        return [Link(vtep[n.name], switch, f"{label} to every node", "tunnel") for n in state.nodes]
-    if state.network != "bgp":
-        return []
-    out, seen, rrs = [], set(), set(state.route_reflectors)
-    for name, _, _ in bgp.speakers(state):
-        for peer, _, _ in bgp.peers(state, name):
-            if frozenset((name, peer)) in seen:
-                continue
-            seen.add(frozenset((name, peer)))
-            client = (name in rrs) != (peer in rrs)
-            kind = "eBGP" if state.top_of_rack else "iBGP, RR client" if client else "iBGP"
-            out.append(Link(anchor[name], anchor[peer], kind, "bgp"))
-    return out

@@ -16,6 +16,7 @@ failure that says why (the readiness probe's last result), never a row that sile
 from __future__ import annotations
 
 import math
+from ipaddress import ip_address, ip_network
 from collections import Counter
 from typing import Mapping, Optional, Sequence
 
@@ -44,7 +45,7 @@ CHECKS = {
     "nodeport": "NodePorts answer on every node per externalTrafficPolicy (Local: client IP kept, only nodes with endpoints)",
     "loadbalancer": "every LoadBalancer address and externalIP answers the hosts per externalTrafficPolicy and "
                     "loadBalancerSourceRanges (lab.probe.loadbalancer)",
-    "egress": "pod traffic leaving the cluster is masqueraded to the node's IP (and, behind a NAT gateway, to its public IP)",
+    "egress": "pod traffic leaving the pod range is masqueraded to the node's IP (and, behind a NAT gateway, to its public IP)",
 }
 SAMPLES = 24       # connections per Service port and endpoint, spread over the clients
 SAMPLED_SHARE = 25  # in a sampled check, connections per Service port stop growing past this many endpoints
@@ -145,8 +146,11 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
     for h in state.hosts:
         for c in clients:
             allowed = policy.allowed(state, c, h.ip, HOST_PORT, "TCP")  # an egress policy may forbid it
-            # the node masquerades to its address; behind a NAT gateway the public segment sees the gateway's
-            seen = gateway.public_ip if h.network == "public" and gateway else state.node(c.node).ip
+            # the node masquerades what leaves the pod range (kube-proxy's egress rule, `-s podCIDR
+            # ! -d podCIDR`) to its address; behind a NAT gateway the public segment sees the gateway's.
+            # A host inside the pod range (network: vpc: the VPC subnet) sees the pod's own address.
+            seen = gateway.public_ip if h.network == "public" and gateway else \
+                c.ip if ip_address(h.ip) in ip_network(state.pod_cidr) else state.node(c.node).ip
             asks.append(Ask("egress", f"{c.key} ({c.ip}) -> host/{h.name} ({h.ip}:{HOST_PORT}), seen as {seen}"
                             + ("" if allowed else " (denied by NetworkPolicy)"),
                             Probe(c.netns, h.ip, HOST_PORT), servers=frozenset({h.name}),

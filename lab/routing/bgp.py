@@ -11,7 +11,7 @@ stopped node's routes are withdrawn in well under a second."""
 from __future__ import annotations
 
 from lab.controlplane.state import ClusterState, NodeState
-from lab.routing import Backend
+from lab.routing import Backend, Drawing, NextHop
 from lab.routing.ops import NetOps
 
 
@@ -22,7 +22,6 @@ def render(state: ClusterState, node: NodeState) -> NetOps:
 
 
 BLACKHOLE_METRIC = 1000
-BACKEND = Backend("bgp", render, withdraws=True)
 
 
 def speakers(state: ClusterState) -> list[tuple[str, str, str]]:
@@ -79,3 +78,38 @@ def frr_conf(state: ClusterState, name: str) -> str:
               "bfd", " profile lab", "  detect-multiplier 3", "  receive-interval 100", "  transmit-interval 100",
               " exit", "exit", "!"]
     return "\n".join(lines) + "\n"
+
+
+def next_hop(state: ClusterState, node: NodeState, peer: NodeState) -> NextHop:
+    return NextHop("eth0", peer.ip, f"{peer.pod_cidr} via {peer.ip} dev eth0: {peer.name}, learned by BGP (proto bgp)",
+                   "bgp")
+
+
+def role(state: ClusterState, name: str) -> tuple[str, ...]:
+    """A speaker's part, for lab graph: top-of-rack router, route reflector or a node's bgpd."""
+    if name == state.top_of_rack:
+        return (f"top-of-rack router, AS {as_of(state, name)}",)
+    if name in state.route_reflectors:
+        return (f"BGP route reflector, AS {as_of(state, name)}",)
+    if any(n.name == name for n in state.nodes):
+        return (f"bgpd AS {as_of(state, name)}",)
+    return ()
+
+
+def sessions(state: ClusterState) -> list[tuple[tuple[str, str], tuple[str, str], str, str]]:
+    """One graph link per BGP session, between the speakers' eth0 (a node's) or box (a host's)."""
+    nodes = {n.name for n in state.nodes}
+    out, seen, rrs = [], set(), set(state.route_reflectors)
+    for name, _, _ in speakers(state):
+        for peer, _, _ in peers(state, name):
+            if frozenset((name, peer)) in seen:
+                continue
+            seen.add(frozenset((name, peer)))
+            client = (name in rrs) != (peer in rrs)
+            kind = "eBGP" if state.top_of_rack else "iBGP, RR client" if client else "iBGP"
+            out.append((("eth0" if name in nodes else "host", name), ("eth0" if peer in nodes else "host", peer), kind, "bgp"))
+    return out
+
+
+BACKEND = Backend("bgp", render, withdraws=True, runtime="lab.routing.frr", next_hop=next_hop,
+                  drawing=Drawing(role=role, links=sessions), node_daemon="bgpd", faults=("bgp-peer-as",))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from lab.controlplane import ipam, naming
 from lab.controlplane.state import ClusterState, NodeState
-from lab.routing import Backend
+from lab.routing import Backend, Crossing, Drawing, NextHop, WireHop
 from lab.routing.ops import NetOps
 
 GATEWAY_MAC = "0e:fa:b1:1c:00:01"  # the fabric's answer to "who has <underlay .1>?"
@@ -23,7 +23,25 @@ def render(state: ClusterState, node: NodeState) -> NetOps:
     return NetOps()
 
 
-BACKEND = Backend("cloud-routes", render)
+def next_hop(state: ClusterState, node: NodeState, peer: NodeState) -> NextHop:
+    gw = str(ipam.underlay_gateway(state.underlay_subnet))
+    return NextHop("eth0", gw, f"default via {gw} dev eth0: the fabric routes {peer.pod_cidr} to {peer.name}")
+
+
+def crossing(state: ClusterState, a: NodeState, b: NodeState, src: str, dst: str) -> Crossing:
+    gw = ipam.underlay_gateway(state.underlay_subnet)
+    return Crossing((WireHop("fabric (OpenFlow)", "", state.switch_name,
+                             f"to the gateway {gw}'s MAC; the controller's flow for {b.pod_cidr} rewrites it to "
+                             f"{b.name}'s MAC"),), "eth0")
+
+
+DRAWING = Drawing(
+    switch=lambda state: ("fabric routes:", *(f"{n.pod_cidr} → {n.name}" for n in state.nodes)),
+    eth0=lambda state, n: (f"default via {ipam.underlay_gateway(state.underlay_subnet)} (fabric)",),
+    controller=("os-ken controller", "OpenFlow: podCIDR routes"), controller_link="OpenFlow 1.3",
+)
+BACKEND = Backend("cloud-routes", render, runtime="lab.routing.fabric_runtime", next_hop=next_hop, crossing=crossing,
+                  drawing=DRAWING)
 
 
 @dataclass(frozen=True)

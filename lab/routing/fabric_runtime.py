@@ -12,7 +12,7 @@ from lab.controlplane import ipam
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.node import processes, underlay
-from lab.routing import fabric
+from lab.routing import Runtime, fabric
 from lab import host
 from lab.host import output
 from lab.host.record import LabRecord
@@ -80,3 +80,6 @@ def wait_ready(state: ClusterState, timeout: float = 20.0) -> float:
         time.sleep(0.05)
     raise LabError(f"the fabric controller installed no routes within {timeout:.0f}s; "
                    "see /run/k8s-netlab/<lab>/logs/fabric-controller.log")
+
+
+RUNTIME = Runtime(start, wait_ready, "fabric: the controller installed a route per podCIDR", stop)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
-from lab.routing import bgp
+from lab.routing import Runtime, bgp
 from lab import host
 from lab.host import output, sysctl
 from lab.host.record import LabRecord
@@ -89,3 +89,11 @@ def bfd_all_up(state: ClusterState, record: LabRecord) -> bool:
         if not peers or any(p.get("status") != "up" for p in peers):
             return False
     return True
+
+
+def _start_checked(state: ClusterState, record: LabRecord) -> None:
+    check_config(state)  # FRR's own dry run before anything starts
+    start(state, record)
+
+
+RUNTIME = Runtime(_start_checked, wait_converged, "BGP converged: every node has a route to every podCIDR")

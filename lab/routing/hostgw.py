@@ -3,7 +3,7 @@ Needs every node on one L2 segment, which the underlay switch gives."""
 from __future__ import annotations
 
 from lab.controlplane.state import ClusterState, NodeState
-from lab.routing import Backend
+from lab.routing import Backend, Drawing, NextHop
 from lab.routing.ops import NetOps
 
 
@@ -14,4 +14,12 @@ def render(state: ClusterState, node: NodeState) -> NetOps:
     ))
 
 
-BACKEND = Backend("host-gw", render)
+def next_hop(state: ClusterState, node: NodeState, peer: NodeState) -> NextHop:
+    return NextHop("eth0", peer.ip, f"{peer.pod_cidr} via {peer.ip} dev eth0: {peer.name}, host-gw")
+
+
+def _eth0(state: ClusterState, n: NodeState) -> tuple[str, ...]:
+    return tuple(f"{p.pod_cidr} via {p.ip}" for p in state.nodes if p.name != n.name)
+
+
+BACKEND = Backend("host-gw", render, next_hop=next_hop, drawing=Drawing(eth0=_eth0))

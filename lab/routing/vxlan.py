@@ -3,9 +3,10 @@ neighbour entry and one FDB entry, all known up front because VTEP MACs derive f
 from __future__ import annotations
 
 from ipaddress import IPv4Network
+from itertools import combinations
 
 from lab.controlplane.state import ClusterState, NodeState
-from lab.routing import Backend
+from lab.routing import Backend, Crossing, Drawing, NextHop, WireHop
 from lab.routing.ops import NetOps
 from lab.topology.constants import VXLAN_OVERHEAD
 
@@ -35,4 +36,36 @@ def render(state: ClusterState, node: NodeState) -> NetOps:
     return NetOps(ip=tuple(lines), bridge=tuple(fdb))
 
 
-BACKEND = Backend("vxlan", render, tunnel=True)
+MESH_UP_TO = 4  # nodes; beyond this lab graph links each VTEP to the underlay instead of to every peer
+
+
+def next_hop(state: ClusterState, node: NodeState, peer: NodeState) -> NextHop:
+    gw = IPv4Network(peer.pod_cidr).network_address
+    return NextHop(DEVICE, str(gw), f"{peer.pod_cidr} via {gw} dev {DEVICE} onlink (VXLAN to {peer.name})")
+
+
+def crossing(state: ClusterState, a: NodeState, b: NodeState, src: str, dst: str) -> Crossing:
+    return Crossing((
+        WireHop(f"{DEVICE} (VXLAN) on {a.name}", a.netns, "eth0",
+                f"encapsulates: outer {a.ip} → {b.ip} UDP dport {PORT}, VNI {VNI}; inner {src} → {dst}",
+                "encap", (a.ip, b.ip, str(PORT))),
+        WireHop("underlay", "", state.switch_name, f"switch {state.switch_name} carries UDP {a.ip} → {b.ip}:{PORT}"),
+        WireHop(f"{DEVICE} (VXLAN) on {b.name}", b.netns, "eth0",
+                f"eth0 receives UDP {PORT}; {DEVICE} decapsulates VNI {VNI}: inner {src} → {dst}",
+                "arrive", ("eth0", str(PORT), a.ip, b.ip)),
+    ), DEVICE)
+
+
+def _vtep(state: ClusterState, n: NodeState) -> tuple[str, ...]:
+    return (f"{DEVICE} VTEP", f"{IPv4Network(n.pod_cidr).network_address}/32")
+
+
+def _tunnels(state: ClusterState) -> list:
+    label = f"VXLAN VNI {VNI}, UDP {PORT}"
+    if len(state.nodes) <= MESH_UP_TO:
+        return [(("vtep", a.name), ("vtep", b.name), label, "tunnel") for a, b in combinations(state.nodes, 2)]
+    return [(("vtep", n.name), ("switch", ""), f"{label} to every node", "tunnel") for n in state.nodes]
+
+
+BACKEND = Backend("vxlan", render, tunnel=True, next_hop=next_hop, crossing=crossing,
+                  drawing=Drawing(vtep=_vtep, links=_tunnels), overlay_device=DEVICE)

@@ -17,7 +17,7 @@ from lab.node import pods, prober, processes, underlay
 from lab.routing import runtimes
 from lab.host import record as records
 from lab import host
-from lab.host import ip_batch, output
+from lab.host import ip_batch, output, sysctl
 from lab.host.record import LabRecord
 
 Progress = Callable[[str, float], None]
@@ -97,6 +97,8 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                     ip_batch(list(ops.ip), netns=node.netns)
                     if ops.bridge:
                         output(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
+                    if ops.sysctls:
+                        sysctl(node.netns, dict(ops.sysctls))
                 if daemons:
                     daemons.start(state, rec)  # converges while the pods are being wired
             controllers.start(state, rec)  # DNS's files and daemons

@@ -11,7 +11,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-from lab.topology.constants import VXLAN_OVERHEAD
+from lab.topology.kinds import CNIS, NETWORKS, PROXY_MODES, mtu_overhead
 from lab.topology.lenient import IGNORED_KINDS
 
 # Kubernetes' own name rules (apimachinery validation): DNS-1123 labels and subdomains.
@@ -60,10 +60,19 @@ class UnsafeSpec(Strict):
 def _cni(value: str) -> str:
     """bridge, ptp, or a CNI plugin of one's own: an executable, relative to the topology file
     (./plugins/my-cni) or absolute; the loader resolves it."""
-    if value in ("bridge", "ptp") or re.fullmatch(r"(\.{1,2})?/\S+", value):
+    if value in CNIS or re.fullmatch(r"(\.{1,2})?/\S+", value):
         return value
     raise ValueError("cni is bridge, ptp, or the path of a CNI plugin executable (e.g. ./plugins/my-cni, "
                      "relative to the topology file)")
+
+
+class VPCSpec(Strict):
+    """network: vpc (the AWS VPC CNI model): each node's pod IPs are secondary addresses of its ENIs,
+    so a node holds at most enisPerNode x (ipsPerEni - 1) pods (each ENI's primary address is not a
+    pod's). The defaults are a t3.medium's limits (3 ENIs, 6 IPv4 addresses each: 15 pod IPs)."""
+
+    enisPerNode: int = Field(3, ge=1, le=15)
+    ipsPerEni: int = Field(6, ge=2, le=50)
 
 
 class LoadBalancerSpec(Strict):
@@ -80,10 +89,11 @@ class ClusterSpec(Strict):
     podCIDR: IPv4Network = IPv4Network("10.244.0.0/16")
     nodeCIDRMaskSize: int = Field(24, ge=8, le=30)
     serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
-    network: Literal["host-gw", "vxlan", "bgp", "cloud-routes"] = "vxlan"
+    network: Literal[tuple(NETWORKS)] = "vxlan"  # type: ignore[valid-type]  # the registered pod networks
     cni: Annotated[str, AfterValidator(_cni)] = "bridge"
-    proxy: Literal["iptables", "nftables"] = "iptables"
+    proxy: Literal[PROXY_MODES] = "iptables"  # type: ignore[valid-type]
     bgp: BGPSpec = BGPSpec()
+    vpc: VPCSpec = VPCSpec()
     dns: DNSSpec = DNSSpec()
     mtu: Optional[int] = Field(None, ge=576, le=9000, description="pod MTU; default: underlay MTU, minus 50 for vxlan")
     unsafe: UnsafeSpec = UnsafeSpec()
@@ -526,4 +536,4 @@ class Topology(Strict):
     def pod_mtu(self) -> int:
         if self.cluster.mtu is not None:
             return self.cluster.mtu
-        return self.underlay.mtu - (VXLAN_OVERHEAD if self.cluster.network == "vxlan" else 0)
+        return self.underlay.mtu - mtu_overhead(self.cluster.network)

@@ -13,7 +13,8 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from typing import Optional
 
 from lab.errors import Diagnostic
-from lab.topology.constants import VXLAN_OVERHEAD, kube_dns_ip, kubernetes_service_ip
+from lab.topology.constants import kube_dns_ip, kubernetes_service_ip
+from lab.topology.kinds import mtu_overhead
 from lab.topology.model import (
     DNS_SUBDOMAIN, EXTERNAL_TYPES, WORKLOADS, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service,
     StatefulSet, Topology,
@@ -172,12 +173,12 @@ def _address_plan(ctx: _Context) -> None:
                   f"use a larger subnet, e.g. {subnet.supernet(new_prefix=prefix)}; the network, "
                   "broadcast and first address (reserved for the gateway) are not given to machines")
 
-    mtu = t.cluster.mtu
-    if mtu is not None and t.cluster.network == "vxlan" and mtu > t.underlay.mtu - VXLAN_OVERHEAD:
+    mtu, overhead = t.cluster.mtu, mtu_overhead(t.cluster.network)
+    if mtu is not None and overhead and mtu > t.underlay.mtu - overhead:
         ctx.error(("cluster", "mtu"),
-                  f"pod MTU {mtu} does not fit the vxlan overlay: underlay MTU {t.underlay.mtu} - {VXLAN_OVERHEAD} bytes "
-                  f"of VXLAN headers = {t.underlay.mtu - VXLAN_OVERHEAD}",
-                  f"use mtu {t.underlay.mtu - VXLAN_OVERHEAD} or less, or leave it out (the default fits); larger pod "
+                  f"pod MTU {mtu} does not fit the {t.cluster.network} overlay: underlay MTU {t.underlay.mtu} - {overhead} "
+                  f"bytes of {t.cluster.network} headers = {t.underlay.mtu - overhead}",
+                  f"use mtu {t.underlay.mtu - overhead} or less, or leave it out (the default fits); larger pod "
                   "packets would need fragmentation, which breaks TCP when ICMP frag-needed is dropped")
     elif mtu is not None and mtu > t.underlay.mtu:
         ctx.error(("cluster", "mtu"), f"pod MTU {mtu} is larger than the underlay MTU {t.underlay.mtu}",

@@ -13,11 +13,11 @@ from ipaddress import ip_address, ip_network
 from typing import Iterable, Optional
 
 from lab import routing
+from lab.cni import kinds as cni_kinds
 from lab.controlplane.ipam import underlay_gateway
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.kube_proxy.model import Endpoint, ServicePort, service_ports
 from lab.policy import model as policy
-from lab.routing import vxlan
 from lab.trace.target import Target
 
 MASQ = "masquerade"
@@ -64,32 +64,25 @@ def _in(ip: str, cidr: str) -> bool:
     return ip_address(ip) in ip_network(cidr, strict=False)
 
 
-def route(state: ClusterState, node: str, dst_ip: str) -> tuple[str, str, str]:
-    """(dev, via, why) of the route `node` picks for dst_ip, as the backend and the CNI set them up."""
+def route(state: ClusterState, node: str, dst_ip: str) -> tuple[str, str, str, str]:
+    """(dev, via, why, proto) of the route `node` picks for dst_ip, as the backend and the CNI set
+    them up; proto: the route's protocol when `ip route get fibmatch` names one (the pod network's)."""
     n = state.node(node)
     owner = _node_of(state, dst_ip)
     if owner == node:
         pod = _pod_at(state, dst_ip)
         if pod is None:
-            return "lo", "", "local: the node's own address (INPUT)"
-        if state.cni == "bridge":
-            return "cni0", "", f"{n.pod_cidr} dev cni0: the pod's bridge port"
-        return "veth", "", f"{dst_ip}/32 dev veth: the pod's own veth ({state.cni})"
+            return "lo", "", "local: the node's own address (INPUT)", ""
+        cni = cni_kinds.of(state)
+        return cni.device, "", cni.local_route(state, n, dst_ip), ""
     peer = state.node(owner) if owner else None
     if peer is not None and _in(dst_ip, peer.pod_cidr):
-        kind = state.network
-        if kind == "vxlan":
-            gw = ip_network(peer.pod_cidr).network_address
-            return vxlan.DEVICE, str(gw), f"{peer.pod_cidr} via {gw} dev {vxlan.DEVICE} onlink (VXLAN to {peer.name})"
-        if kind in ("host-gw", "bgp"):
-            how = "learned by BGP (proto bgp)" if kind == "bgp" else "host-gw"
-            return "eth0", peer.ip, f"{peer.pod_cidr} via {peer.ip} dev eth0: {peer.name}, {how}"
-        gw = str(underlay_gateway(state.underlay_subnet))
-        return "eth0", gw, f"default via {gw} dev eth0: the fabric routes {peer.pod_cidr} to {peer.name}"
+        hop = routing.backend(state).next_hop(state, n, peer)
+        return hop.dev, hop.via, hop.why, hop.proto
     if _in(dst_ip, state.underlay_subnet):
-        return "eth0", "", f"{state.underlay_subnet} dev eth0: the underlay"
+        return "eth0", "", f"{state.underlay_subnet} dev eth0: the underlay", ""
     gw = str(underlay_gateway(state.underlay_subnet))
-    return "eth0", gw, f"default via {gw} dev eth0"
+    return "eth0", gw, f"default via {gw} dev eth0", ""
 
 
 def _service_port(state: ClusterState, node: str, slices: Iterable[EndpointSliceState],
@@ -220,11 +213,10 @@ class _Walk:
             flow = self.nat_in(node, flow, "OUTPUT" if local_out else "PREROUTING")
             if self.dropped:
                 return flow, "", ""
-        dev, via, why = route(self.state, node, flow.dst_ip)
+        dev, via, why, proto = route(self.state, node, flow.dst_ip)
         nxt = _node_of(self.state, flow.dst_ip) or ""
-        proto = ("bgp",) if "(proto bgp)" in why else ()   # FRR's route: `ip route get fibmatch` names it
         self.add(f"node {node} routing", ns, dev, f"ip route get {flow.dst_ip}: {why}", "route",
-                 (dev, via, flow.dst_ip, *proto))
+                 (dev, via, flow.dst_ip, *((proto,) if proto else ())))
         if dev == "lo":
             return flow, dev, node
         if not local_out and not self.forward(node, flow):
@@ -241,24 +233,10 @@ class _Walk:
         if not nxt:
             self.add("underlay", "", st.switch_name, f"eth0 of {node} → switch {st.switch_name} → {flow.dst_ip}")
             return ""
-        b = st.node(nxt)
-        if st.network == "vxlan":
-            self.add(f"{vxlan.DEVICE} (VXLAN) on {node}", a.netns, "eth0",
-                     f"encapsulates: outer {a.ip} → {b.ip} UDP dport {vxlan.PORT}, VNI {vxlan.VNI}; "
-                     f"inner {flow.src_ip} → {flow.dst_ip}", "encap", (a.ip, b.ip, str(vxlan.PORT)))
-            self.add("underlay", "", st.switch_name, f"switch {st.switch_name} carries UDP {a.ip} → {b.ip}:{vxlan.PORT}")
-            self.add(f"{vxlan.DEVICE} (VXLAN) on {nxt}", b.netns, "eth0",
-                     f"eth0 receives UDP {vxlan.PORT}; {vxlan.DEVICE} decapsulates VNI {vxlan.VNI}: "
-                     f"inner {flow.src_ip} → {flow.dst_ip}", "arrive", ("eth0", str(vxlan.PORT), a.ip, b.ip))
-            return vxlan.DEVICE
-        if st.network == "cloud-routes":
-            gw = underlay_gateway(st.underlay_subnet)
-            self.add("fabric (OpenFlow)", "", st.switch_name,
-                     f"to the gateway {gw}'s MAC; the controller's flow for {b.pod_cidr} rewrites it to {nxt}'s MAC")
-        else:
-            self.add("underlay", "", st.switch_name, f"switch {st.switch_name}: {a.ip} → {b.ip} "
-                     f"(L2 next hop, the packet keeps {flow.src_ip} → {flow.dst_ip})")
-        return "eth0"
+        crossing = routing.backend(st).crossing(st, a, st.node(nxt), flow.src_ip, flow.dst_ip)
+        for h in crossing.hops:
+            self.add(h.component, h.namespace, h.interface, h.what, h.kind, h.expect)
+        return crossing.arrives_on
 
     # --- the whole walk ---
 
@@ -272,14 +250,14 @@ class _Walk:
                  (flow.src_ip, flow.dst_ip))
         if src.kind == "pod":
             gw, cidr = st.node(src.node).gateway, st.node(src.node).pod_cidr
-            if st.cni == "bridge" and _in(dst.ip, cidr):   # the same bridge: the connected route, no gateway
+            cni = cni_kinds.of(st)
+            if cni.bridged and _in(dst.ip, cidr):   # the same bridge: the connected route, no gateway
                 gw, why = "", f"{cidr} dev eth0 (the same cni0 bridge)"
             else:
                 why = f"default via {gw} dev eth0"
             self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {dst.ip}: {why}", "route", ("eth0", gw, dst.ip))
-            link = "veth → cni0 (bridge)" if st.cni == "bridge" else f"veth ({st.cni}: routed, no bridge)"
-            self.add(f"CNI {st.cni}", "", "veth", f"{link} into node {src.node}")
-            node, entered, local_out = src.node, "cni0" if st.cni == "bridge" else "veth", False
+            self.add(f"CNI {st.cni}", "", "veth", f"{cni.link(st)} into node {src.node}")
+            node, entered, local_out = src.node, cni.device, False
         elif src.kind == "node":
             node, entered, local_out = src.node, "", True
         else:
