@@ -102,7 +102,7 @@ class Machine(FakeHost):
                         (self.netns_dir / what[2]).unlink()
                         self._free_port(what[2])
                 elif what[:2] == ["link", "del"] and what[2] not in self.stuck:
-                    (self.links_dir / what[2]).unlink()
+                    (self.links_dir / what[2]).unlink(missing_ok=True)  # a timer above may have freed it meanwhile
                 self.log.append(line)
             if busy:
                 self.answer(argv, code=1, stderr=f'Cannot remove namespace file "/run/netns/{busy[0]}": '
