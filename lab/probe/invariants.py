@@ -256,6 +256,8 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
     with ThreadPoolExecutor(3) as pool:
         names = pool.submit(dns.run, state, slices) if want(*dns.CHECKS) else None
         rules = pool.submit(ingress.run, state, slices) if want(*ingress.CHECKS) else None  # curl from the hosts
+        # the ClusterIP pings leave now and are watched while the probes run (lab.probe.ping)
+        echoes = services.clusterip_pings(state) if state.services and want("clusterip-virtual") else None
         answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
                              expect=[wanted[p] for p in unique] + [expect(a) for a in asks])
         results = dict(zip(unique, answers))
@@ -270,10 +272,10 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
             outcomes += services.unchecked(state, slices)
         if pod_ready is not None and want("service"):
             outcomes += services.unready(state, slices, pod_ready, probe_detail or {})
-        if state.services and want("clusterip-virtual"):
+        if echoes is not None:
             # after the probes: a ClusterIP's silence is judged with their round trips
             wait = adapted_timeout(PING_WAIT, [r.elapsed for r in answers if r.ok], 2)
-            outcomes += services.clusterip_virtual(state, wait)
+            outcomes += services.clusterip_virtual(state, wait, echoes)
         outcomes += [o for job in (names, rules) if job for o in job.result()]
     nodes = {p.netns: p.node for p in state.pods} | {n.netns: n.name for n in state.nodes}
     outcomes = mark_flaky([o if o.node else replace(o, node=nodes.get(o.source, "")) for o in outcomes])

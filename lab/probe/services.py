@@ -24,12 +24,10 @@ from lab.controlplane.endpoints import ready_by_service
 from lab.controlplane.state import (
     HOST_PORT, ClusterState, EndpointSliceState, PodState, ServiceState, container_key,
 )
-from lab import host
 from lab.kube_proxy.model import ServicePort, service_port_name
 from lab.policy import model as policy
-from lab.controlplane.ingress import IMAGE as INGRESS_IMAGE
 from lab.dns.runtime import IMAGE as DNS_IMAGE
-from lab.probe import coverage, loadbalancer
+from lab.probe import coverage, loadbalancer, ping
 from lab.probe.asks import (Ask, allowed_servers, denied, external_endpoints, internal_endpoints,
                             node_local_endpoints, not_netexec, per_node, reachable_endpoints)
 from lab.probe.engine import REFUSED, SILENCE, Probe, ProbeResult
@@ -53,6 +51,9 @@ ALPHA = 1e-6       # the chance that a fair spread fails service-spread, whateve
 
 
 # Images whose Services other rows check (lab.probe.dns, lab.probe.ingress): not unchecked.
+# The ingress controller's is lab.controlplane.ingress.IMAGE, named here: importing that module loads
+# the topology model, ~0.3 s of every `lab check` (tests/unit/test_check_imports.py holds them equal).
+INGRESS_IMAGE = "ingress-nginx"
 CHECKED_ELSEWHERE = frozenset({DNS_IMAGE, INGRESS_IMAGE})
 
 
@@ -377,39 +378,35 @@ def _counts(counts: Counter, most: int = 0) -> str:
     return text + (f", and {len(counts) - most} more" if most and len(counts) > most else "")
 
 
-def clusterip_virtual(state: ClusterState, wait: float = 1.0):
-    """No namespace of the lab has a ClusterIP on an interface, and a ping to one gets no answer
-    (kube-proxy only translates the Service's ports) within `wait` seconds: the caller adapts it to
-    the round trips its probes measured, as the engine does for a silence it judges. The ping
-    leaves from an ordinary pod, or from a node when the lab has none: never no ping at all."""
-    from concurrent.futures import ThreadPoolExecutor
+def ping_client(state: ClusterState) -> tuple[str, str]:
+    """(netns, name) the ClusterIP pings leave from: an ordinary pod, or a node when the lab has
+    none (never no ping at all)."""
+    return next(((p.netns, p.key) for p in state.pods if not p.host_network),
+                next((n.netns, f"node/{n.name}") for n in state.nodes))
 
+
+def clusterip_pings(state: ClusterState) -> ping.Echoes:
+    """An echo to every ClusterIP, sent now: `lab check` sends them before its probes."""
+    return ping.Echoes(ping_client(state)[0], [s.cluster_ip for s in state.services if s.cluster_ip])
+
+
+def clusterip_virtual(state: ClusterState, wait: float, echoes: ping.Echoes) -> list[Outcome]:
+    """No namespace of the lab has a ClusterIP on an interface, and the echo `echoes` sent to one
+    gets no reply (kube-proxy only translates the Service's ports) within `wait` seconds of leaving:
+    the caller adapts it to the round trips its probes measured, as the engine does for a silence
+    it judges."""
     from lab.probe.netns import interface_addresses_many
 
     namespaces = sorted({p.netns for p in state.pods} | {n.netns for n in state.nodes} | {h.netns for h in state.hosts})
     held = {a: ns for (ns, _), addrs in interface_addresses_many([(ns, "*") for ns in namespaces]).items() for a in addrs}
-    client = next(((p.netns, p.key) for p in state.pods if not p.host_network),
-                  next((n.netns, f"node/{n.name}") for n in state.nodes))
-    virtual = [s for s in state.services if s.cluster_ip]
-
-    def ping(svc: ServiceState) -> str:
-        """'' when no reply came (ping exits 1), else what went wrong: a reply, or ping itself failing."""
-        proc = host.run(["ip", "netns", "exec", client[0], "ping", "-c", "1", "-W", f"{wait:.2f}", "-q", svc.cluster_ip],
-                        timeout=10, check=False)
-        if proc.code == 1:
-            return ""
-        if proc.code == 0:
-            return f"answered a ping from {client[1]}"
-        return f"ping failed ({'timed out' if proc.code is None else f'exit {proc.code}'}): " \
-               f"{(proc.stderr or proc.stdout).strip()[:200]}"
-
-    with ThreadPoolExecutor(8) as pool:
-        answered = dict(zip((s.key for s in virtual), pool.map(ping, virtual)))
+    client = ping_client(state)[1]
+    heard = echoes.answered(wait)
     out = []
-    for s in virtual:
+    for s in (s for s in state.services if s.cluster_ip):
         problems = ([f"on an interface of {held[s.cluster_ip]}"] if s.cluster_ip in held else []) + \
-                   ([answered[s.key]] if answered.get(s.key) else [])
+                   ([f"ping failed: {echoes.error}"] if echoes.error else []) + \
+                   ([f"answered a ping from {client}"] if s.cluster_ip in heard else [])
         out.append(Outcome("clusterip-virtual", f"{s.key} ({s.cluster_ip})", not problems,
                            "on no interface, no ping reply", "; ".join(problems) or
-                           f"on no interface, no reply to a ping from {client[1]}", target=s.cluster_ip))
+                           f"on no interface, no reply to a ping from {client}", target=s.cluster_ip))
     return out

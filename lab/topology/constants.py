@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
+# Kubernetes' own name rules (apimachinery validation): DNS-1123 labels and subdomains.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 bytes
 
 # Addresses of the service CIDR that no Service may ask for, as kubeadm lays them out.

@@ -11,12 +11,10 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from lab.topology.constants import DNS_LABEL, DNS_SUBDOMAIN
 from lab.topology.kinds import CNIS, NETWORKS, PROXY_MODES, mtu_overhead
 from lab.topology.lenient import IGNORED_KINDS
 
-# Kubernetes' own name rules (apimachinery validation): DNS-1123 labels and subdomains.
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # Service types reachable from outside on a NodePort (kube-proxy's ExternallyAccessible); a
 # LoadBalancer without a load-balancer implementation is a NodePort with EXTERNAL-IP <pending>.
 EXTERNAL_TYPES = ("NodePort", "LoadBalancer")

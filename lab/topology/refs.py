@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from lab.topology.model import DNS_LABEL, DNS_SUBDOMAIN
+from lab.topology.constants import DNS_LABEL, DNS_SUBDOMAIN
 
 RefKind = Literal["pod", "deploy", "svc", "node", "host"]
 KINDS: dict[str, RefKind] = {"pod": "pod", "deploy": "deploy", "deployment": "deploy", "svc": "svc",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.probe.ping import Echoes
 from lab.probe.engine import (
     ERROR, REFUSED, REPLY, SILENCE, Probe, interface_addresses, interface_addresses_many, run_probes,
 )
@@ -197,3 +198,14 @@ def test_missing_namespace_is_named(world):
     [r] = run_probes([Probe(f"{PREFIX}-nope", PODS["a"], TCP)])  # a verdict with the reason, not a crash
     assert not r.ok and f"{PREFIX}-nope" in r.error
     assert r.seen == ERROR  # an error of the probe: no expectation accepts it, a deny least of all
+
+
+def test_echoes_sent_early_are_heard_from_who_answers_and_not_from_who_does_not(world):
+    """lab.probe.ping: an echo reply within the wait is heard (a pod's address), silence is not
+    (nobody there), and a reply that came during a batch of probes still counts when judged after."""
+    echoes = Echoes(ns("a"), [PODS["b"], NOBODY])
+    run_probes([Probe(ns("a"), PODS["b"], TCP)], timeout=2.0)
+    assert echoes.answered(0.5) == {PODS["b"]}
+    assert Echoes(ns("a"), [NOBODY]).answered(0.3) == set()
+    missing = Echoes("pe-no-such-netns", [PODS["b"]])
+    assert "does not exist" in missing.error and missing.answered(0.1) == set()

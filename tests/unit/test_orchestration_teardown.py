@@ -88,7 +88,7 @@ class Machine(FakeHost):
                     elif what[2] in self.refusing:
                         refused.append("RTNETLINK answers: Operation not permitted")
                     elif what[2] not in self.stuck:
-                        del self.files[link(what[2])]
+                        self.files.pop(link(what[2]), None)  # a timer above may have freed it meanwhile
                 self.log.append(line)
             if refused:
                 super().run(argv, netns=netns, input=input, env=env, timeout=timeout, check=False)

@@ -10,11 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from lab import host
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.plan import plan
 from lab.controlplane.state import CheckState
-from lab.host.fake import FakeHost
 from lab.probe import asks, report, services
 from lab.probe.engine import ERROR, REFUSED, REPLY, SILENCE, Probe, ProbeResult
 from lab.probe.invariants import check_expectations, judge, judge_pod_ips, expectations
@@ -237,17 +235,26 @@ def test_clusterip_virtual_pings_from_a_node_when_there_is_no_pod(monkeypatch):
     st = replace(st, pods=())
     import lab.probe.netns as netns
     monkeypatch.setattr(netns, "interface_addresses_many", lambda pairs: {})
-    fake = FakeHost()
-    fake.answer(("ip", "netns", "exec"), 0)  # the ClusterIP answers the ping: broken
-    with host.using(fake):
-        (o,) = services.clusterip_virtual(st, 0.2)
-    (call,) = fake.ran("ip", "netns", "exec")
-    assert call.argv[3] == st.nodes[0].netns and "ping" in call.argv
+    sent = []
+
+    class Echoes:  # what the kernel heard back, without namespaces (the real one: test_probe_ping.py)
+        def __init__(self, ns, targets, error=""):
+            sent.append((ns, targets))
+            self.targets, self.error, self.heard = targets, error, set(targets)
+
+        def answered(self, wait):
+            return self.heard
+
+    monkeypatch.setattr(services.ping, "Echoes", Echoes)
+    echoes = services.clusterip_pings(st)
+    assert sent == [(st.nodes[0].netns, [s.cluster_ip for s in st.services if s.cluster_ip])]
+    (o,) = services.clusterip_virtual(st, 0.2, echoes)   # the ClusterIP answers the ping: broken
     assert not o.passed and "answered a ping from node/a" in o.observed
-    fake.answer(("ip", "netns", "exec"), 1)
-    with host.using(fake):
-        (o,) = services.clusterip_virtual(st, 0.2)
+    echoes.heard = set()
+    (o,) = services.clusterip_virtual(st, 0.2, echoes)
     assert o.passed and o.observed == "on no interface, no reply to a ping from node/a"
+    (o,) = services.clusterip_virtual(st, 0.2, Echoes("x", [], error="cannot send an echo request: Operation not permitted"))
+    assert not o.passed and "ping failed: cannot send an echo request" in o.observed
 
 
 # --- the report marks tries ---
