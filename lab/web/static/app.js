@@ -71,6 +71,7 @@ function render(s) {
   document.getElementById("title").textContent = s.graph.title;
   document.getElementById("notes").textContent = s.graph.notes.join(" ");
   drawPicture(s.graph);
+  if (!document.body.dataset.firstPaint) document.body.dataset.firstPaint = Math.round(performance.now());  // ms since navigation
   fillNodes(s.nodes);
   fillPods(s.pods);
   fillServices(s.services);
@@ -112,7 +113,8 @@ function layout(g) {
     const x0 = GAP + n * (colW + GAP);
     let cy = y + c.lines.length * LINE_H + 2 * PAD;
     const pods = c.boxes.filter((b) => ["pod", "group", "host-pod"].includes(b.kind));
-    const infra = c.boxes.filter((b) => !pods.includes(b));
+    const below = ["device", "vtep", "eth0"];        // from the pods down to the wire, as the packet goes
+    const infra = c.boxes.filter((b) => !pods.includes(b)).sort((a, b) => below.indexOf(a.kind) - below.indexOf(b.kind));
     let rowH = 0;
     pods.forEach((b, i) => {
       const s = size(b);
