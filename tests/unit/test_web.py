@@ -315,3 +315,32 @@ def test_a_lab_that_goes_away_is_said_on_the_page(running):
     while b"gone" not in app.live.body and time.monotonic() < deadline:
         time.sleep(0.05)
     assert b"no lab named" in app.live.body
+
+
+def test_the_exercise_started_on_the_lab_is_served_sealed_and_without_hidden_tests(running):
+    """The panel of a session on this lab (a sealed copy, as `lab exercise start` makes): its tasks,
+    their visible test titles, and a hint counted in the session; a session on another lab is not shown."""
+    from lab.exercise import session as sessions
+
+    rec, start = running
+    folder = next(f for f in exercises.folders(ROOT / "exercises")
+                  if any(t.hidden for task in exercises.load(f).tasks for t in task.tests))
+    ex = exercises.load(folder)
+    other = sessions.Session("other", str(folder), "another-lab", "t0")
+    other.save()
+    s = sessions.Session(ex.name, str(folder), rec.name, "t1")
+    sessions.seal(s)
+    s.save()
+    app = start()
+    token = {admission.TOKEN_HEADER: app.token}
+    status, _, body = request(app, "GET", "/api/exercise", headers=token)
+    panel = json.loads(body)
+    assert status == 200 and panel["exercise"] == ex.name and [t["id"] for t in panel["tasks"]] == [t.id for t in ex.tasks]
+    hidden = {t.step.title for task in ex.tasks for t in task.tests if t.hidden}
+    assert not hidden & {n for t in panel["tasks"] for n in t["tests"]}
+    task = ex.tasks[0]
+    if task.hints:
+        status, _, body = request(app, "POST", "/api/exercise/hint", {"task": task.id}, token)
+        assert status == 200 and task.hints[0] in json.loads(body)["hint"]
+        assert sessions.load(ex.name).hints == {task.id: 1}
+    assert request(app, "POST", "/api/exercise/hint", {"task": task.id})[0] == 403   # no token
