@@ -704,6 +704,15 @@ def cmd_trace(a) -> int:
     return 0 if obs is None or obs.ok or any(h.kind == "filter" and h.expect[0] == "drop" for h in hops) else 1
 
 
+def cmd_web(a) -> int:
+    """lab web: the running lab in a browser, live (lab.web)."""
+    from lab.web import server
+
+    if not 0 <= a.port < 65536:
+        raise LabError(f"--port {a.port}: give 1-65535 (or 0: any free port, printed)")
+    return server.serve(a.lab, a.host, a.port, a.allow_actions)
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lab", description="Kubernetes networking, built for real on Mininet.")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -883,6 +892,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="no tcpdump on the path's interfaces (by default, if installed, it captures the probe's packets)")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.add_argument("-n", "--namespace", default="default")
+    lab_opt(p)
+    p = add("web", cmd_web, "lab web: the running lab in a browser, live: the picture, the walk of a trace, the "
+                            "policy table, the exercise; actions (node stop/start, faults) with --allow-actions")
+    p.add_argument("--port", type=int, default=8080, help="the port (default 8080; 0: any free port, printed)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default 127.0.0.1: this machine only; another is warned about)")
+    p.add_argument("--allow-actions", action="store_true",
+                   help="let the page stop and start nodes and add and clear faults (with a token only it gets)")
     lab_opt(p)
     return ap
 

@@ -39,7 +39,7 @@ def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None, stopp
     for h in state.hosts:
         role = ("NAT gateway", f"public {h.public_ip}") if h.public_ip else ()
         part = routing.backend(state).drawing.role(state, h.name)
-        boxes.append(Box(hosts[h.name], (f"host {h.name}", h.ip, *role, *part), "host"))
+        boxes.append(Box(hosts[h.name], (f"host {h.name}", h.ip, *role, *part), "host", (f"host/{h.name}",)))
         if h.network == "public":  # behind the NAT gateway: only on the public segment
             links.append(Link(public.id, hosts[h.name], kind="wire"))
             continue
@@ -86,7 +86,7 @@ def _device_lines(state: ClusterState, n: NodeState) -> tuple[str, ...]:
 def _node(state: ClusterState, n: NodeState, ids: Ids, grouped: bool, stopped: bool):
     """The node's cluster, its links, the ids of its eth0 and VTEP (None without VXLAN), and the box
     of each of its pods."""
-    eth0 = Box(ids.new("eth0", n.name), _eth0_lines(state, n), "eth0")
+    eth0 = Box(ids.new("eth0", n.name), _eth0_lines(state, n), "eth0", (f"node/{n.name}",))
     device = Box(ids.new("podnet", n.name), _device_lines(state, n), "device")
     boxes, links = [eth0, device], []
     vtep, tunnel = None, routing.backend(state).drawing.vtep(state, n)
@@ -102,14 +102,14 @@ def _node(state: ClusterState, n: NodeState, ids: Ids, grouped: bool, stopped: b
         ident = ids.new("pod", p.namespace, p.name) if len(members) == 1 else \
             ids.new("group", n.name, p.namespace, p.owner or "pods")
         box = Box(ident, _pod_lines(members), "host-pod" if p.host_network else
-                  ("group" if len(members) > 1 else "pod"))
+                  ("group" if len(members) > 1 else "pod"), tuple(m.key for m in members))
         boxes.append(box)
         links.append(Link(box.id, eth0.id if p.host_network else device.id,
                           kind="host-net" if p.host_network else "veth"))
         pod_box.update({m.key: box.id for m in members})
     role = f" ({n.role})" if n.role == "control-plane" != n.name else ""
     title = (f"node {n.name}{role}", f"podCIDR {n.pod_cidr}", *(("stopped: off the underlay",) if stopped else ()))
-    cluster = Cluster(ids.new("node", n.name), title, "node", tuple(boxes))
+    cluster = Cluster(ids.new("node", n.name), title, "node", tuple(boxes), (n.name,))
     return cluster, links, eth0.id, vtep, pod_box
 
 
@@ -152,7 +152,7 @@ def _services(state: ClusterState, ready: Optional[Mapping[str, bool]], pod_box:
         eps = [e for sl in slices if (sl.namespace, sl.service) == (s.namespace, s.name) for e in sl.endpoints]
         counted = ((f"endpoints: {sum(e.ready for e in eps)} ready of {len(eps)}",)
                    if ready is not None and eps else ())
-        boxes.append(Box(box_id, (*_service_lines(s), *counted), "service"))
+        boxes.append(Box(box_id, (*_service_lines(s), *counted), "service", (f"svc/{s.key}",)))
         per_box: dict[str, int] = {}
         for e in eps:
             if e.ready and e.pod in pod_box:

@@ -14,6 +14,7 @@ class Box:
     id: str
     lines: tuple[str, ...]           # the label, one entry per line
     kind: str                        # switch | host | eth0 | device | vtep | pod | host-pod | group | service | controller
+    keys: tuple[str, ...] = ()       # what it stands for: pod keys (ns/name), svc/NS/NAME, node/NAME (eth0), host/NAME
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Cluster:
     lines: tuple[str, ...]
     kind: str                        # node | services
     boxes: tuple[Box, ...]
+    keys: tuple[str, ...] = ()       # a node cluster: the node's name
 
 
 @dataclass(frozen=True)
