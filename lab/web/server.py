@@ -58,8 +58,12 @@ class Live:
         if stamp == self._seen:
             return False
         try:
+            from lab.node import underlay
+            from lab.runtime import faults
+
             rec = record.load(self.lab)
-            doc = view.snapshot(rec.state, rec.pod_ready, rec.stopped, rec.faults, self.version + 1)
+            doc = view.snapshot(rec.state, rec.pod_ready, underlay.stopped(rec),
+                                [f.to_dict() for f in faults.active_in(rec)], self.version + 1)
             state = rec.state
         except LabError as e:       # the lab is gone (lab down) or its record is being replaced
             doc, state = {"lab": self.lab, "version": self.version + 1, "gone": str(e)}, None

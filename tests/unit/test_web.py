@@ -16,6 +16,7 @@ from lab.exercise import model as exercises
 from lab.exercise.grading import Outcome, TaskGrade, Grade
 from lab.graph.build import GROUP_ABOVE
 from lab.host import record
+from lab.node import underlay
 from lab.web import admission, server, view
 from lab.web.admission import Refused
 from tests.unit.golden import ROOT, shipped_state
@@ -269,7 +270,7 @@ def test_a_change_of_the_record_reaches_the_page_within_a_second(running):
 
     first = next_state()
     assert {n["status"] for n in first["nodes"]} == {"Ready"}
-    rec.stopped = ["worker1"]
+    underlay.set_stopped(rec, ["worker1"])
     t0 = time.monotonic()
     rec.save()
     second = next_state()
