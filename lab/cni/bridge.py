@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import ip_network
 
-from lab.cni.kinds import CNIKind
+from lab.cni.kind import CNIKind
 from lab.controlplane.state import ClusterState, NodeState
 
 

@@ -2,7 +2,7 @@
 side, a /32 route per pod on the node; no bridge."""
 from __future__ import annotations
 
-from lab.cni.kinds import CNIKind
+from lab.cni.kind import CNIKind
 from lab.controlplane.state import ClusterState, NodeState
 
 

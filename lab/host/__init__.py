@@ -313,7 +313,7 @@ class RealHost:
 
     def underlay(self, plan):
         from lab.host.mininet import build
-        build(plan)
+        build(plan, ip_batch)
 
     def listens(self, netns, ip, port, timeout):
         def connects() -> bool:

@@ -8,8 +8,7 @@ import sys
 import sysconfig
 import warnings
 from pathlib import Path
-
-from lab import host
+from typing import Callable, Sequence
 
 
 def _import_mininet() -> None:
@@ -29,7 +28,9 @@ def _import_mininet() -> None:
         spec.loader.exec_module(module)
 
 
-def build(plan: host.UnderlayPlan) -> None:
+def build(plan, ip_batch: Callable[[Sequence[str]], None]) -> None:
+    """plan: the UnderlayPlan of lab.host; ip_batch: the Host's, to name each machine's namespace
+    (given, not imported: the Host imports this module)."""
     _import_mininet()
     from mininet.log import setLogLevel
     from mininet.net import Mininet
@@ -48,7 +49,7 @@ def build(plan: host.UnderlayPlan) -> None:
         net.build()
         for switch in switches.values():
             switch.start([])
-        host.ip_batch([f"netns attach {netns} {h.pid}" for netns, h in hosts.items()])
+        ip_batch([f"netns attach {netns} {h.pid}" for netns, h in hosts.items()])
     finally:
         # The namespaces now have names; Mininet's shells are no longer needed.
         for node in [*hosts.values(), *switches.values()]:

@@ -11,7 +11,7 @@ stopped node's routes are withdrawn in well under a second."""
 from __future__ import annotations
 
 from lab.controlplane.state import ClusterState, NodeState
-from lab.routing import Backend, Drawing, NextHop
+from lab.routing.kind import Backend, Drawing, NextHop
 from lab.routing.ops import NetOps
 
 

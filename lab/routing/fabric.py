@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from lab.controlplane import ipam, naming
 from lab.controlplane.state import ClusterState, NodeState
-from lab.routing import Backend, Crossing, Drawing, NextHop, WireHop
+from lab.routing.kind import Backend, Crossing, Drawing, NextHop, WireHop
 from lab.routing.ops import NetOps
 
 GATEWAY_MAC = "0e:fa:b1:1c:00:01"  # the fabric's answer to "who has <underlay .1>?"

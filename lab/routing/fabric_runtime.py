@@ -12,7 +12,8 @@ from lab.controlplane import ipam
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.node import processes, underlay
-from lab.routing import Runtime, fabric
+from lab.routing import fabric
+from lab.routing.kind import Runtime
 from lab import host
 from lab.host import output
 from lab.host.record import LabRecord

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
-from lab.routing import Runtime, bgp
+from lab.routing import bgp
+from lab.routing.kind import Runtime
 from lab import host
 from lab.host import output, sysctl
 from lab.host.record import LabRecord

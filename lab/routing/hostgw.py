@@ -3,7 +3,7 @@ Needs every node on one L2 segment, which the underlay switch gives."""
 from __future__ import annotations
 
 from lab.controlplane.state import ClusterState, NodeState
-from lab.routing import Backend, Drawing, NextHop
+from lab.routing.kind import Backend, Drawing, NextHop
 from lab.routing.ops import NetOps
 
 

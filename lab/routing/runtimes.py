@@ -10,7 +10,7 @@ import importlib
 from typing import Optional
 
 from lab import routing
-from lab.routing import Runtime
+from lab.routing.kind import Runtime
 
 
 def of(network: str) -> Optional[Runtime]:

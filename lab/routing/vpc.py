@@ -23,7 +23,7 @@ from typing import Any
 from lab.controlplane.ipam import underlay_gateway
 from lab.controlplane.state import ClusterState, NodeState
 from lab.errors import LabError
-from lab.routing import Backend, Crossing, Drawing, NextHop, WireHop
+from lab.routing.kind import Backend, Crossing, Drawing, NextHop, WireHop
 from lab.routing.ops import NetOps
 
 RESERVED = 3  # per block, as host-local keeps them: its network, its gateway (the ptp host side), its broadcast

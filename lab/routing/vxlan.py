@@ -6,7 +6,7 @@ from ipaddress import IPv4Network
 from itertools import combinations
 
 from lab.controlplane.state import ClusterState, NodeState
-from lab.routing import Backend, Crossing, Drawing, NextHop, WireHop
+from lab.routing.kind import Backend, Crossing, Drawing, NextHop, WireHop
 from lab.routing.ops import NetOps
 from lab.topology.constants import VXLAN_OVERHEAD
 
