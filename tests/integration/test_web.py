@@ -182,6 +182,7 @@ def test_the_policy_table_matches_lab_netpol_matrix(page):
     want = sorted([c["src"], c["dst"], c["port"], c["protocol"], c["expected"] or "", c["observed"]] for c in m["cells"])
     assert sorted(seen) == want
     assert {c[5] for c in seen} == {"allowed", "denied"}   # the policy denies some: the table can tell them apart
+    js(browser, "document.getElementById('policy-panel').scrollIntoView()")
     shot(browser, "web-policy.png")
 
 

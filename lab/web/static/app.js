@@ -306,8 +306,11 @@ function drawWalk(doc) {
   if (!layer || !pos) return;
   layer.replaceChildren();
   const stops = [];
+  const kind = Object.fromEntries(doc.predicted.map((h) => [String(h.step), h.kind]));
+  const wire = (snap.graph.boxes.find((b) => b.kind === "switch") || {}).id;
   for (const r of doc.rows) {
-    const id = snap.netns[r.namespace];
+    if (kind[r.step] === "reply") continue;           // the way back is in the table: the line shows the way there
+    const id = r.component === "underlay" ? wire : snap.netns[r.namespace];
     if (!id || !pos[id]) continue;
     const last = stops[stops.length - 1];
     if (last && last.id === id) { last.steps.push(r.step); last.differs ||= r.mark === "≠"; }
