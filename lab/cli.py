@@ -59,6 +59,9 @@ def cmd_validate(a) -> int:
         try:
             with _loading(a.strict):
                 state = plan(load_topology(path), source=path)
+            if state.proxy == "ebpf":  # proxy ebpf: can this machine compile and load the programs?
+                from lab.kube_proxy import ebpf_sync
+                print(f"{path}: proxy ebpf: {ebpf_sync.check()}")
         except LabError as e:
             print(str(e), file=sys.stderr)
             worst = max(worst, 1)

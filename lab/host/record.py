@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 
 from lab.controlplane.state import ClusterState, ContainerState, PodState
 from lab.errors import LabError
+from lab.host.cgroup import placed
 
 RUN_ROOT = Path(os.environ.get("K8S_NETLAB_RUN", "/run/k8s-netlab"))
 
@@ -57,6 +58,8 @@ class LabRecord:
     stopped: list[str] = field(default_factory=list)  # nodes taken off the network (lab node stop)
     speakers: dict[str, str] = field(default_factory=dict)  # load-balancer IP -> the node answering ARP for it
     faults: list[dict] = field(default_factory=list)  # active `lab fault`s with their undo ops (lab.faults.model.Fault)
+    cgroups: list[str] = field(default_factory=list)  # proxy ebpf: the lab's cgroup, then one per node
+    bpffs: str = ""                                 # proxy ebpf: the lab's own bpffs mount (pins of programs and maps)
     exercise_token: str = ""                        # set by `lab exercise start`: proves the lab is the one it built
     _dumped: tuple = field(default=(), repr=False, compare=False)  # (state, state.to_dict()): see save()
 
@@ -90,6 +93,7 @@ class LabRecord:
             "probe_failing": self.probe_failing,
             "full_resyncs": self.full_resyncs, "netpol": self.netpol,
             "stopped": self.stopped, "speakers": self.speakers, "faults": self.faults, "exercise_token": self.exercise_token,
+            "cgroups": self.cgroups, "bpffs": self.bpffs,
             "proxy": self.proxy, "state": self._dumped[1],
         }
         tmp = self.dir / "record.json.tmp"
@@ -133,7 +137,17 @@ class LabRecord:
     def in_pod(self, pod: PodState, argv: list[str]) -> list[str]:
         """argv run as one of the pod's containers: in its network namespace (with its
         /etc/netns files, through `ip netns exec`) and its UTS namespace (its hostname)."""
-        return ["nsenter", f"--uts={self.pod_uts(pod)}", "ip", "netns", "exec", pod.netns, *argv]
+        return self.in_node_cgroup(pod.node, ["nsenter", f"--uts={self.pod_uts(pod)}", "ip", "netns", "exec", pod.netns, *argv])
+
+    def in_node_cgroup(self, node: str, argv: list[str]) -> list[str]:
+        """argv started in the node's cgroup under proxy ebpf (its sockets meet the node's socket
+        LB from the first), unchanged under the other modes."""
+        cgroup = self.node_cgroup(node)
+        return placed(argv, cgroup) if cgroup else argv
+
+    def node_cgroup(self, node: str) -> str:
+        """proxy ebpf: the node's cgroup, where its pods' processes belong (socket LB); else ""."""
+        return next((c for c in self.cgroups[1:] if c.endswith(f"/{node}")), "")
 
     def uts_paths(self) -> list[Path]:
         d = self.dir / "uts"

@@ -19,7 +19,7 @@ from typing import Mapping, Optional
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, NodeState
 from lab.errors import LabError
-from lab.kube_proxy import iptables, model, nftables
+from lab.kube_proxy import ebpf_sync, iptables, model, nftables
 from lab import host
 from lab.host import sysctl
 from lab.host.record import LabRecord
@@ -99,6 +99,8 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
                     raise
                 start_over(node, e)
                 _restore(node, ["nft", "-f", "-"], nftables.render(state, node, new_slices))
+        if state.proxy == "ebpf":  # proxy ebpf: ClusterIPs are map entries of the node's socket LB
+            ebpf_sync.update(record, node, old_state, state, old_slices, new_slices, changed, first)
         return node.name, []
 
     done, error = host.on_each(state.nodes, one)

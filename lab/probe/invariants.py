@@ -14,6 +14,7 @@ from typing import Collection, Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
+from lab.kube_proxy.ebpf_sync import socket_cgroups
 from lab.policy import model as policy
 from lab.probe import dns, ingress, services
 from lab.probe.asks import expect
@@ -257,7 +258,8 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
         names = pool.submit(dns.run, state, slices) if want(*dns.CHECKS) else None
         rules = pool.submit(ingress.run, state, slices) if want(*ingress.CHECKS) else None  # curl from the hosts
         answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
-                             expect=[wanted[p] for p in unique] + [expect(a) for a in asks])
+                             expect=[wanted[p] for p in unique] + [expect(a) for a in asks],
+                             cgroups=socket_cgroups(state))
         results = dict(zip(unique, answers))
         missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)  # port 0: judged before
         pairs = [(e, results.get(e.probe, missing)) for e in exps]

@@ -75,6 +75,9 @@ def preflight(state: ClusterState) -> None:
                        "rename the lab (the `name:` field) or remove them")
     if os.path.exists(f"/sys/class/net/{state.switch_name}"):
         raise LabError(f"a link named {state.switch_name} already exists in the root namespace")
+    if state.proxy == "ebpf":  # proxy ebpf: no toolchain, no cgroup v2 or a kernel that refuses: say so now
+        from lab.kube_proxy import ebpf_sync
+        ebpf_sync.check()
 
 
 def up(path: str, progress: Progress = _quiet) -> ClusterState:
@@ -102,6 +105,11 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                         output(["bridge", "-n", node.netns, "-batch", "-"], input="\n".join(ops.bridge) + "\n")
                 if daemons:
                     daemons.start(state, rec)  # converges while the pods are being wired
+            if state.proxy == "ebpf":  # proxy ebpf: cgroups and programs before any process of a node starts
+                from lab.kube_proxy import ebpf_sync
+                with _phase(f"socket LB: a cgroup and BPF programs per node, {len(state.nodes)} nodes", progress):
+                    ebpf_sync.setup(state, rec)
+                    ebpf_sync.place_all(state)  # the nodes' shells
             if state.dns_domain:
                 dns.write_records(state, endpoint_slices(state, initial_readiness(state)), rec)
                 dns.write_resolv_confs(state, rec)
@@ -189,6 +197,9 @@ def teardown(rec: LabRecord) -> list[str]:
         processes.signal_all(pids, signal.SIGTERM)
         errors = [] if cni_config.confined(rec.state) else pods.delete(rec.state, rec)
         processes.reap(pids)
+        if rec.cgroups or rec.bpffs:  # proxy ebpf: programs, pins, maps and cgroups (lab.kube_proxy.ebpf_sync)
+            from lab.kube_proxy import ebpf_sync
+            errors += ebpf_sync.teardown(rec)
         for path in rec.uts_paths():
             host.drop_uts(path)
         existing = [n for n in reversed(rec.netns) if os.path.exists(f"/run/netns/{n}")]

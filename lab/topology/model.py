@@ -82,7 +82,7 @@ class ClusterSpec(Strict):
     serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
     network: Literal["host-gw", "vxlan", "bgp", "cloud-routes"] = "vxlan"
     cni: Annotated[str, AfterValidator(_cni)] = "bridge"
-    proxy: Literal["iptables", "nftables"] = "iptables"
+    proxy: Literal["iptables", "nftables", "ebpf"] = "iptables"
     bgp: BGPSpec = BGPSpec()
     dns: DNSSpec = DNSSpec()
     mtu: Optional[int] = Field(None, ge=576, le=9000, description="pod MTU; default: underlay MTU, minus 50 for vxlan")
