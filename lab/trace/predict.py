@@ -305,11 +305,12 @@ class _Walk:
                  (flow.src_ip, flow.dst_ip))
         if src.kind == "pod":
             gw, cidr = st.node(src.node).gateway, st.node(src.node).pod_cidr
-            if st.cni == "bridge" and _in(dst.ip, cidr):   # the same bridge: the connected route, no gateway
+            if st.cni == "bridge" and _in(flow.dst_ip, cidr):   # the same bridge: the connected route, no gateway
                 gw, why = "", f"{cidr} dev eth0 (the same cni0 bridge)"
             else:
                 why = f"default via {gw} dev eth0"
-            self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {dst.ip}: {why}", "route", ("eth0", gw, dst.ip))
+            self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {flow.dst_ip}: {why}", "route",
+                     ("eth0", gw, flow.dst_ip))
             link = "veth → cni0 (bridge)" if st.cni == "bridge" else f"veth ({st.cni}: routed, no bridge)"
             self.add(f"CNI {st.cni}", "", "veth", f"{link} into node {src.node}")
             node, entered, local_out = src.node, "cni0" if st.cni == "bridge" else "veth", False
@@ -358,7 +359,10 @@ class _Walk:
             undo.append(f"source {flow.endpoint} → {dst.ip}:{dst.port} (un-DNAT)")
         if flow.snat:
             undo.append(f"destination {flow.snat} → {self.src.ip} (un-SNAT)")
-        how = "; conntrack reverses the NAT: " + ", ".join(undo) if undo else "; no NAT to undo"
+        if flow.socket_lb and not flow.snat:
+            how = f"; no NAT to undo: {undo[0]}"
+        else:
+            how = "; conntrack reverses the NAT: " + ", ".join(undo) if undo else "; no NAT to undo"
         self.add(self.src.name, self.src.netns, "eth0",
                  f"reply {flow.dst_ip} → {flow.src_ip} takes the way back{how}; the client sees it from {dst.ip}",
                  "reply", (dst.ip,))
