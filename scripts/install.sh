@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(mininet containernetworking-plugins bridge-utils iputils-ping iproute2 iptables nftables
           ethtool openvswitch-switch python3-venv python3-yaml python3-setuptools procps util-linux curl
-          dnsmasq-base bind9-dnsutils frr conntrack jq nginx graphviz tcpdump)
+          dnsmasq-base bind9-dnsutils frr conntrack jq nginx graphviz tcpdump
+          clang bpftool libbpf-dev)   # the last three: `cluster.proxy: ebpf` (docs/EBPF.md)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
