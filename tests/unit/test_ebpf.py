@@ -182,3 +182,71 @@ def test_too_many_backends_is_a_clear_error(n):
     sl = EndpointSliceState("default", "loner-x", "loner", (EndpointPortState("", "TCP", 8080),), eps)
     with pytest.raises(LabError, match="at most"):
         ebpf.entries(service_ports(STATE, NODE, [sl], only={svc.key}))
+
+
+# --- the sync loop against the fake Host (no root) ---
+
+@pytest.fixture
+def ebpf_record(run_root):
+    from lab.host.record import LabRecord
+    rec = LabRecord(name=STATE.lab, state=STATE, status="running", pod_ready=dict(READY),
+                    cgroups=[f"/cg/k8s-netlab-{STATE.lab}", *ebpf.node_cgroups(STATE, "/cg").values()])
+    rec.bpffs = str(rec.dir / "bpf")
+    rec.dir.mkdir(parents=True)
+    rec.save()
+    return rec
+
+
+def batches(fake) -> dict[str, list[str]]:
+    """node -> the map lines its `bpftool batch` got."""
+    out = {}
+    for c in fake.calls:
+        if c.argv[-3:] == ("batch", "file", "-"):
+            lines = c.input.splitlines()
+            node = lines[0].split(" pinned ")[1].split("/bpf/")[1].split("/")[0]
+            out[node] = lines
+    return out
+
+
+def test_an_endpoint_change_syncs_as_a_map_update_per_node_and_no_clusterip_rule(ebpf_record, monkeypatch):
+    from lab.host import using
+    from lab.host.fake import FakeHost
+    from lab.kube_proxy import ebpf_sync, sync
+
+    monkeypatch.setattr(ebpf_sync, "_tool", lambda name: name)
+    with using(FakeHost()) as fake:
+        sync.sync(ebpf_record, STATE, READY, first=True)
+    first = batches(fake)
+    assert set(first) == {n.name for n in STATE.nodes}
+    assert all(l.startswith("map update") for lines in first.values() for l in lines)
+    nft = [c.input for c in fake.calls if c.argv[:2] == ("nft", "-f")]
+    assert nft and all("10.96.0.100" not in text for text in nft)
+    assert not any("loadall" in c.argv or "attach" in c.argv for c in fake.calls), "a sync never reloads"
+
+    ebpf_record.commit(STATE, READY)
+    one = next(p for p in STATE.pods if p.name.startswith("backend-"))
+    with using(FakeHost()) as fake:
+        sync.sync(ebpf_record, STATE, {**READY, one.key: False})
+    later = batches(fake)
+    assert set(later) == {n.name for n in STATE.nodes}
+    untouched = [s for s in STATE.services if s.name in ("loner", "warming", "warming-published")]
+    for svc in untouched:  # Services the change does not touch: none of their entries is written
+        sid = ebpf.service_id(f"{svc.key}", "tcp")
+        assert any(ebpf._hex(ebpf.svc_key(svc.cluster_ip, 80, "tcp")) in l for l in first["worker1"]), "written at first"
+        for lines in later.values():
+            assert not any(ebpf._hex(ebpf.svc_key(svc.cluster_ip, 80, "tcp")) in l for l in lines)
+            assert not any(f"key hex {ebpf._hex(ebpf.be_key(sid, 0))}" in l for l in lines)
+    assert any(l.startswith("map delete") for lines in later.values() for l in lines)
+
+
+def test_a_refused_map_update_is_a_clear_error(ebpf_record, monkeypatch):
+    from lab.errors import LabError
+    from lab.host import using
+    from lab.host.fake import FakeHost
+    from lab.kube_proxy import ebpf_sync, sync
+
+    monkeypatch.setattr(ebpf_sync, "_tool", lambda name: name)
+    fake = FakeHost()
+    fake.answer(("bpftool", "batch"), 255, stderr="Error: bpf obj get: No such file or directory")
+    with using(fake), pytest.raises(LabError, match="socket-LB maps of node .* were not updated: Error: bpf obj get"):
+        sync.sync(ebpf_record, STATE, READY, first=True)
