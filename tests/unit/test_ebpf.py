@@ -250,3 +250,24 @@ def test_a_refused_map_update_is_a_clear_error(ebpf_record, monkeypatch):
     fake.answer(("bpftool", "batch"), 255, stderr="Error: bpf obj get: No such file or directory")
     with using(fake), pytest.raises(LabError, match="socket-LB maps of node .* were not updated: Error: bpf obj get"):
         sync.sync(ebpf_record, STATE, READY, first=True)
+
+
+def test_no_toolchain_fails_at_once_with_the_fix(monkeypatch):
+    from lab.errors import LabError
+    from lab.kube_proxy import ebpf_sync
+
+    monkeypatch.setattr(ebpf_sync.shutil, "which", lambda name: None)
+    with pytest.raises(LabError, match="needs clang, which is not installed: scripts/install.sh"):
+        ebpf_sync.check()
+
+
+def test_no_cgroup2_fails_at_once(monkeypatch, tmp_path):
+    from lab.errors import LabError
+    from lab.kube_proxy import ebpf_sync
+
+    obj = tmp_path / "sock_lb.o"
+    monkeypatch.setattr(ebpf_sync, "build", lambda: obj)
+    monkeypatch.setattr(ebpf_sync, "_tool", lambda name: name)
+    monkeypatch.setattr(ebpf_sync.cgroup, "mount_point", lambda: None)
+    with pytest.raises(LabError, match="cgroup v2 is not mounted"):
+        ebpf_sync.check()
