@@ -72,7 +72,8 @@ def bpf_ids(kind: str) -> set[int]:
 def hits(node: str) -> int:
     out = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", f"/run/k8s-netlab/{NAME}/bpf/{node}/maps/lb_hits"],
                          capture_output=True, text=True, check=True).stdout
-    return sum(e["value"] for e in json.loads(out))
+    # with BTF, bpftool's JSON has the raw bytes under "value" and the decoded entry under "formatted"
+    return sum(e["formatted"]["value"] for e in json.loads(out))
 
 
 def record() -> dict:
