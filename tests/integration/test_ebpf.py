@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import lab, needs_root, wait_for
+from tests.integration.conftest import TOPOLOGIES, lab, needs_root, wait_for
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -143,6 +143,29 @@ def test_an_unready_backend_stops_receiving_connections_by_a_map_update(ebpf_lab
         os.kill(pid, signal.SIGCONT)
     assert wait_for(lambda: record()["pod_ready"].get("default/be2") is True, timeout=15)
     assert wait_for(lambda: set(servers(20)) == {"be1", "be2"}, timeout=5)
+
+
+def test_trace_shows_the_rewrite_at_connect_and_no_dnat(ebpf_lab):
+    doc = json.loads(lab("--lab", NAME, "trace", "client", "svc/be:80", "-o", "json").stdout)
+    first = doc["rows"][0]
+    assert "socket LB rewrote the destination at connect()" in first["predicted"]
+    assert first["observed"].startswith("no DNAT in netfilter; answered by be") and first["mark"] == "="
+    assert not any(h["kind"] == "dnat" for h in doc["predicted"]), "no DNAT is predicted that cannot be observed"
+    sent = next(h for h in doc["predicted"] if h["kind"] == "send")
+    assert sent["expect"][1] in (ip_of("be1"), ip_of("be2")), "the packet is born addressed to the backend"
+
+
+def ip_of(pod: str) -> str:
+    return next(p["ip"] for p in record()["state"]["pods"] if p["name"] == pod)
+
+
+def test_lab_check_passes_on_the_shipped_ebpf_topology(ebpf_lab):
+    lab("up", str(TOPOLOGIES / "ebpf.yaml"))
+    try:
+        done = lab("--lab", "ebpf", "check", check=False, timeout=120)
+        assert done.returncode == 0 and "PASSED" in done.stdout, done.stdout + done.stderr
+    finally:
+        lab("down", "ebpf", check=False)
 
 
 def test_lab_down_leaves_no_cgroup_program_map_or_pin(ebpf_lab):
