@@ -84,18 +84,17 @@ def main() -> int:
     a = ap.parse_args()
     obj = str(ebpf_sync.build())
     ns = [f"ebb{os.getpid()}-{i}" for i in range(2)]
-    rows = []
+    print(f"one node, N ClusterIP Services x 3 endpoints, {a.rounds} rounds, medians\n", flush=True)
     for n in (1000, 10000):
         runs = [one_round(n, ns, obj) for _ in range(a.rounds)]
         ipt_full, ipt_one, nft_full, nft_one, bpf_full, bpf_one = (median(list(c)) for c in zip(*runs))
-        rows += [(f"{n} Services: iptables, render + iptables-restore", ipt_full, ""),
+        rows = [(f"{n} Services: iptables, render + iptables-restore", ipt_full, ""),
                  (f"{n} Services: nftables, render + nft -f", nft_full, ""),
                  (f"{n} Services: ebpf, map entries + one bpftool batch", bpf_full, ""),
                  (f"{n} Services, one endpoint change: iptables partial sync", ipt_one, ""),
                  (f"{n} Services, one endpoint change: nftables transaction", nft_one, ""),
                  (f"{n} Services, one endpoint change: ebpf map updates", bpf_one, "")]
-    print(f"one node, N ClusterIP Services x 3 endpoints, {a.rounds} rounds, medians\n")
-    print(table(rows))
+        print(table(rows) + "\n", flush=True)
     return 0
 
 
