@@ -60,6 +60,10 @@ def cmd_validate(a) -> int:
         try:
             with _loading(a.strict):
                 state = plan(load_topology(path), source=path)
+            from lab.runtime import controllers
+
+            for note in controllers.preflight(state):  # can this machine run it (proxy ebpf: clang, BPF)?
+                print(f"{path}: {note}")
         except LabError as e:
             print(str(e), file=sys.stderr)
             worst = max(worst, 1)

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(mininet containernetworking-plugins bridge-utils iputils-ping iproute2 iptables nftables
           ethtool openvswitch-switch python3-venv python3-yaml python3-setuptools procps util-linux curl
           dnsmasq-base bind9-dnsutils frr conntrack jq nginx graphviz tcpdump
-          chromium chromium-driver python3-selenium)  # the last three: lab web's browser tests
+          chromium chromium-driver python3-selenium  # lab web's browser tests
+          clang bpftool libbpf-dev)                  # `cluster.proxy: ebpf` (docs/EBPF.md)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

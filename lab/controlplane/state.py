@@ -290,7 +290,7 @@ class ClusterState:
     namespaces: tuple[str, ...] = ("default", "kube-system")
     checks: tuple[CheckState, ...] = ()
     source: str = ""                 # the topology file this came from
-    proxy: str = "iptables"          # kube-proxy mode: iptables | nftables
+    proxy: str = "iptables"          # kube-proxy mode: iptables | nftables | ebpf (socket LB)
     services: tuple[ServiceState, ...] = ()
     dns_domain: str = ""             # the cluster domain; "" when the lab has no cluster DNS
     dns_node_cache: bool = False     # NodeLocal DNSCache on every node

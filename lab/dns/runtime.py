@@ -54,7 +54,7 @@ def start_node_caches(state: ClusterState, record: LabRecord) -> None:
         conf = record.subdir("dns") / f"node-cache-{node.name}.conf"
         host.write_file(conf, records.node_cache_config(state, str(record.dir / "dns" / f"node-cache-{node.name}.log")))
         record.pids[f"node/{node.name}/node-local-dns"] = spawn(
-            ["ip", "netns", "exec", node.netns, "dnsmasq", f"--conf-file={conf}"],
+            record.in_node_cgroup(node.name, ["ip", "netns", "exec", node.netns, "dnsmasq", f"--conf-file={conf}"]),
             log=record.subdir("logs") / f"node_{node.name}_node-local-dns.log").pid
 
 

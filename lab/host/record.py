@@ -17,6 +17,7 @@ from typing import Iterator, Optional, Sequence
 
 from lab.controlplane.state import ClusterState, ContainerState, PodState
 from lab.errors import LabError
+from lab.host.cgroup import placed
 
 RUN_ROOT = Path(os.environ.get("K8S_NETLAB_RUN", "/run/k8s-netlab"))
 
@@ -31,7 +32,7 @@ def proc_start(pid: int) -> Optional[str]:
     return None if stat[0] == "Z" else stat[19]
 
 
-LEDGER = ("netns", "links", "ovs_bridges", "shells", "port_tag", "etc_netns", "pids", "agent")
+LEDGER = ("netns", "links", "ovs_bridges", "shells", "port_tag", "etc_netns", "pids", "agent", "cgroups", "bpffs")
 ETC_NETNS = Path("/etc/netns")  # a namespace's files that `ip netns exec` bind-mounts (its resolv.conf)
 
 
@@ -59,6 +60,8 @@ class LabRecord:
     etc_netns: list[str] = field(default_factory=list)  # /etc/netns/<name> folders (resolv.conf)
     pids: dict[str, int] = field(default_factory=dict)  # "<ns>/<pod>/<container>" -> pid
     agent: int = 0                                  # the lab's kubelet-like agent process
+    cgroups: list[str] = field(default_factory=list)  # proxy ebpf: the lab's cgroup, then one per node
+    bpffs: str = ""                                 # proxy ebpf: the lab's own bpffs mount (pins of programs and maps)
     # --- committed with the state ---
     pod_ready: dict[str, bool] = field(default_factory=dict)  # pod key -> ready, as the controllers synced it
     # --- status sections: owner -> its own data (JSON) ---
@@ -147,7 +150,17 @@ class LabRecord:
     def in_pod(self, pod: PodState, argv: list[str]) -> list[str]:
         """argv run as one of the pod's containers: in its network namespace (with its
         /etc/netns files, through `ip netns exec`) and its UTS namespace (its hostname)."""
-        return ["nsenter", f"--uts={self.pod_uts(pod)}", "ip", "netns", "exec", pod.netns, *argv]
+        return self.in_node_cgroup(pod.node, ["nsenter", f"--uts={self.pod_uts(pod)}", "ip", "netns", "exec", pod.netns, *argv])
+
+    def in_node_cgroup(self, node: str, argv: list[str]) -> list[str]:
+        """argv started in the node's cgroup under proxy ebpf (its sockets meet the node's socket
+        LB from the first), unchanged under the other modes."""
+        cgroup = self.node_cgroup(node)
+        return placed(argv, cgroup) if cgroup else argv
+
+    def node_cgroup(self, node: str) -> str:
+        """proxy ebpf: the node's cgroup, where its pods' processes belong (socket LB); else ""."""
+        return next((c for c in self.cgroups[1:] if c.endswith(f"/{node}")), "")
 
     def uts_paths(self) -> list[Path]:
         from lab import host

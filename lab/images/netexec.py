@@ -362,22 +362,24 @@ def main(argv, on_ready=None):
 
 def forkserver():
     """Start many netexecs for the price of one interpreter: read requests on stdin, one per line,
-    `KEY NETNS_PATH UTS_PATH LOG_PATH ARGS...` (tab-separated; UTS_PATH `-`: the machine's), and
+    `KEY NETNS_PATH UTS_PATH LOG_PATH CGROUP ARGS...` (tab-separated; UTS_PATH `-`: the machine's;
+    CGROUP: a cgroup v2 directory the child joins first, `-`: none), and
     fork a child per request that enters the namespaces and serves. Reports on stdout: `pid KEY
     PID`, then from the child `ready KEY` or `failed KEY CODE`. Exits when stdin closes; the children live on."""
     import ctypes
     setns = ctypes.CDLL(None, use_errno=True).setns
     for line in sys.stdin:
-        key, netns, uts, log, *args = line.rstrip("\n").split("\t")
+        key, netns, uts, log, cgroup, *args = line.rstrip("\n").split("\t")
         pid = os.fork()
         if pid == 0:
-            os._exit(_child(setns, key, netns, uts, log, args))
+            os._exit(_child(setns, key, netns, uts, log, cgroup, args))
         os.write(1, f"pid {key} {pid}\n".encode())
     os._exit(0)
 
 
-def _child(setns, key, netns, uts, log, args):
-    """In the forked child: become the pod's process (own session, the pod's netns and hostname, its log)."""
+def _child(setns, key, netns, uts, log, cgroup, args):
+    """In the forked child: become the pod's process (its node's cgroup, own session, the pod's netns
+    and hostname, its log)."""
     report = [os.dup(1)]  # the pipe to the lab; fds 0-2 become /dev/null and the log
 
     def say(text):
@@ -390,6 +392,9 @@ def _child(setns, key, netns, uts, log, args):
 
     code = 1
     try:
+        if cgroup != "-":  # proxy ebpf: the node's socket LB applies to the sockets it makes
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as procs:
+                procs.write(str(os.getpid()))
         os.setsid()
         for path, kind in ((netns, 0x40000000), (uts, 0x04000000)):  # CLONE_NEWNET, CLONE_NEWUTS
             if path != "-":

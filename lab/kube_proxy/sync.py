@@ -19,7 +19,7 @@ from lab.controlplane.controller import Controller
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, NodeState
 from lab.errors import LabError
-from lab.kube_proxy import iptables, model, nftables
+from lab.kube_proxy import ebpf_sync, iptables, model, nftables
 from lab import host
 from lab.host import sysctl
 from lab.host.record import LabRecord
@@ -103,6 +103,8 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
                     raise
                 start_over(node, e)
                 _restore(node, ["nft", "-f", "-"], nftables.render(state, node, new_slices))
+        if state.proxy == "ebpf":  # proxy ebpf: ClusterIPs are map entries of the node's socket LB
+            ebpf_sync.update(record, node, old_state, state, old_slices, new_slices, changed, first)
         return node.name, []
 
     done, error = host.on_each(state.nodes, one)
@@ -129,6 +131,18 @@ def forget_udp(node: NodeState, stale: list[tuple[str, Optional[int]]]) -> None:
                 raise LabError(f"conntrack -D on node {node.name} failed: {(done.stderr or done.stdout).strip()}")
 
 
+def _preflight(state: ClusterState) -> Optional[str]:
+    """proxy ebpf: can this machine compile and load the socket LB's programs? (LabError if not)."""
+    return f"proxy ebpf: {ebpf_sync.check()}" if state.proxy == "ebpf" else None
+
+
+def _start(state: ClusterState, record: LabRecord) -> None:
+    """proxy ebpf: the nodes' cgroups and programs, before any process of a node starts."""
+    if state.proxy == "ebpf":
+        ebpf_sync.setup(state, record)
+        ebpf_sync.place_all(state)  # the nodes' shells
+
+
 CONTROLLER = Controller(
-    NAME, setup=setup,
+    NAME, preflight=_preflight, start=_start, setup=setup,
     sync=lambda record, diff: sync(record, diff.new, diff.new_ready, first=diff.first))

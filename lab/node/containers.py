@@ -61,7 +61,8 @@ class Starter:
         for c in pod.containers:
             key, log = container_key(pod, c), self.record.log_path(pod, c)
             if c.image == "netexec":
-                line = "\t".join([key, netns_path(pod.netns), str(self.record.pod_uts(pod)), str(log), *netexec_args(pod, c)])
+                line = "\t".join([key, netns_path(pod.netns), str(self.record.pod_uts(pod)), str(log),
+                                  self.record.node_cgroup(pod.node) or "-", *netexec_args(pod, c)])
                 with self.lock:
                     self.logs[key] = log
                     self.server.stdin.write(line + "\n")
@@ -77,7 +78,7 @@ class Starter:
         world sees of the lab, e.g. the node address egress NAT gives a pod."""
         key = f"host/{machine.name}/netexec"
         self.logs[key] = self.record.dir / "logs" / f"host_{machine.name}.log"
-        line = "\t".join([key, netns_path(machine.netns), str(self.record.uts_path(machine.netns)), str(self.logs[key]),
+        line = "\t".join([key, netns_path(machine.netns), str(self.record.uts_path(machine.netns)), str(self.logs[key]), "-",
                           "--hostname", machine.name,
                            "--tcp", str(HOST_PORT), "--udp", str(HOST_PORT)])
         with self.lock:

@@ -21,12 +21,14 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from lab import host
 from lab.controlplane.endpoints import ready_by_service
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.dns.records import dns_ip, pod_a_name, resolv_conf
+from lab.host.cgroup import placed
+from lab.kube_proxy.ebpf_sync import socket_cgroups
 from lab.policy.model import allowed
 from lab.probe.outcome import Outcome
 from lab.probe.asks import internal_endpoints, netexec_serves, on_node
@@ -332,10 +334,12 @@ def tolerated(q: Question, replies: Sequence[Reply]) -> Optional[str]:
 
 # --- asking ---
 
-def _run_in(netns: str, script: str, args: Sequence[str], timeout: float, tool: str) -> tuple[str, str]:
-    """(stdout, why it did not finish or "") of `sh -c script sh args...` in the pod's netns. The
+def _run_in(netns: str, script: str, args: Sequence[str], timeout: float, tool: str, cgroup: str = "") -> tuple[str, str]:
+    """(stdout, why it did not finish or "") of `sh -c script sh args...` in the pod's netns (and
+    its node's cgroup under proxy ebpf: the socket LB resolves kube-dns's ClusterIP). The
     arguments are never part of the script. A timeout kills the whole process group."""
     argv = ["ip", "netns", "exec", netns, "sh", "-c", script, "sh", *args]
+    argv = placed(argv, cgroup) if cgroup else argv
     done = host.run(argv, env={**os.environ, "RES_OPTIONS": RES_OPTIONS}, timeout=timeout, check=False)
     if done.code is None:
         return done.stdout, f"{tool} timed out after {timeout:g}s"
@@ -376,20 +380,22 @@ def _jobs(questions: Sequence[Question], pending: Sequence[int], canary: str, si
     return jobs
 
 
-def _do(questions: Sequence[Question], job: _Job) -> tuple[_Job, list[Reply], bool, bool]:
+def _do(questions: Sequence[Question], job: _Job, cgroups: Mapping[str, str]) -> tuple[_Job, list[Reply], bool, bool]:
     """(job, one reply per index, whether some name resolved, whether the run was cut short)."""
     if job.indices and questions[job.indices[0]].argv[0] != "getent":
         q = questions[job.indices[0]]
-        out, error = _run_in(job.pod.netns, _ONE_SCRIPT, q.argv, timeout=5.0, tool=q.argv[0])
+        out, error = _run_in(job.pod.netns, _ONE_SCRIPT, q.argv, timeout=5.0, tool=q.argv[0],
+                             cgroup=cgroups.get(job.pod.netns, ""))
         return job, parse_replies(out, 1, error), False, bool(error)  # says nothing of getent's resolver
     names = [questions[i].argv[2] for i in job.indices] + ([job.canary] if job.canary else [])
-    out, error = _run_in(job.pod.netns, _BATCH_SCRIPT, names, timeout=3.0 + 0.25 * len(names), tool="getent")
+    out, error = _run_in(job.pod.netns, _BATCH_SCRIPT, names, timeout=3.0 + 0.25 * len(names), tool="getent",
+                         cgroup=cgroups.get(job.pod.netns, ""))
     replies = parse_replies(out, len(names), error)
     alive = any(r.rc == 0 and r.out.strip() for r in replies)
     return job, replies[:len(job.indices)], alive, bool(error)
 
 
-def ask(questions: Sequence[Question], canary: str) -> list[tuple[bool, str]]:
+def ask(questions: Sequence[Question], canary: str, cgroups: Optional[Mapping[str, str]] = None) -> list[tuple[bool, str]]:
     """(passed, observed) per question: every open question asked once per round, a failure asked
     again (up to TRIES, or TRIES_SOME_DENIED), the first pass final. The canary (a name every
     cluster DNS knows) tells a resolver that says "not found" from one that says nothing."""
@@ -405,7 +411,7 @@ def ask(questions: Sequence[Question], canary: str) -> list[tuple[bool, str]]:
         if attempt > 1:
             time.sleep(0.2)
         with ThreadPoolExecutor(POOL) as pool:
-            done = list(pool.map(lambda j: _do(questions, j), _jobs(questions, pending, canary, silent)))
+            done = list(pool.map(lambda j: _do(questions, j, cgroups or {}), _jobs(questions, pending, canary, silent)))
         heard = {job.pod.key for job, _, alive, _ in done if alive}
         silent = {job.pod.key for job, _, alive, cut in done if not job.indices or (
             cut and questions[job.indices[0]].argv[0] == "getent")} - heard
@@ -439,6 +445,6 @@ def run(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Outco
     questions = plan(state, slices)
     if not questions:
         return []
-    answers = ask(questions, f"{dns_ip_name(state)}.")
+    answers = ask(questions, f"{dns_ip_name(state)}.", socket_cgroups(state))
     return [Outcome(q.check, q.subject, ok, q.expectation, seen, source=q.pod.netns)
             for q, (ok, seen) in zip(questions, answers)]

@@ -23,11 +23,12 @@ import selectors
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from lab.probe import ports
 from lab.probe.netns import interface_addresses, interface_addresses_many
+from lab.host import cgroup
 from lab.host.netns import NetnsError, enter, in_worker, open_netns
 
 __all__ = ["Probe", "ProbeResult", "run_probes", "interface_addresses", "interface_addresses_many",
@@ -179,14 +180,23 @@ class _Runner:
     """The worker thread's loop: start probes source by source, drive them all with one selector."""
 
     def __init__(self, probes: Sequence[Probe], fds: dict[str, int], timeout: float, budget: int,
-                 first_port: dict[str, int]):
+                 first_port: dict[str, int], cgroups: Mapping[str, str]):
         self.probes, self.fds, self.timeout, self.budget = probes, fds, timeout, budget
+        self.cgroups = cgroups
         self.results: list[ProbeResult | None] = [None] * len(probes)
         self.first_port, self.used = first_port, dict.fromkeys(first_port, 0)
         self.sel = selectors.DefaultSelector()
         self.inflight: dict[int, _Attempt] = {}  # by fd; insertion order is deadline order
 
     def run(self) -> list[ProbeResult]:
+        if not self.cgroups:
+            return self._run(lambda _: None)
+        with cgroup.joined() as join:
+            return self._run(lambda netns: join(self.cgroups.get(netns)))
+
+    def _run(self, join: Callable[[str], None]) -> list[ProbeResult]:
+        """join(netns): the process moves to the cgroup of that namespace's node (proxy ebpf), so
+        the sockets it makes there meet the node's socket LB, as the pod's own would."""
         groups: dict[str, deque[int]] = {}
         for i, p in enumerate(self.probes):
             groups.setdefault(p.src_netns, deque()).append(i)
@@ -198,6 +208,7 @@ class _Runner:
                     netns, queue = pending[0]
                     if netns != current:
                         enter(self.fds[netns], netns)
+                        join(netns)
                         current = netns
                     self.start(queue.popleft())
                     if not queue:
@@ -319,7 +330,7 @@ def to_retry(results: Sequence[ProbeResult], expect: Sequence[str | None], judge
     return [i for i, (r, e, t) in enumerate(zip(results, expect, judged_with)) if again(r, e, t)]
 
 
-def _round(probes: Sequence[Probe], timeout: float, concurrency: int) -> list[ProbeResult]:
+def _round(probes: Sequence[Probe], timeout: float, concurrency: int, cgroups: Mapping[str, str]) -> list[ProbeResult]:
     wanted: dict[str, int] = {}
     for p in probes:
         wanted[p.src_netns] = wanted.get(p.src_netns, 0) + 1
@@ -333,7 +344,7 @@ def _round(probes: Sequence[Probe], timeout: float, concurrency: int) -> list[Pr
             except NetnsError as e:  # a pod deleted meanwhile: its probes fail, the others run
                 gone[ns] = str(e)
         runnable = [p for p in probes if p.src_netns in fds]
-        runner = _Runner(runnable, fds, timeout, _fd_budget(concurrency), first_port)
+        runner = _Runner(runnable, fds, timeout, _fd_budget(concurrency), first_port, cgroups)
         done = iter(in_worker(runner.run) if runnable else [])
         return [ProbeResult(p, False, None, gone[p.src_netns], 0.0) if p.src_netns in gone else next(done)
                 for p in probes]
@@ -343,22 +354,25 @@ def _round(probes: Sequence[Probe], timeout: float, concurrency: int) -> list[Pr
 
 
 def run_probes(probes: Sequence[Probe], timeout: float = 1.0, concurrency: int = 256,
-               expect: Sequence[str | None] | None = None, attempts: int = ATTEMPTS) -> list[ProbeResult]:
+               expect: Sequence[str | None] | None = None, attempts: int = ATTEMPTS,
+               cgroups: Mapping[str, str] | None = None) -> list[ProbeResult]:
     """Run every probe concurrently (at most `concurrency` sockets at once); results in input order.
 
     expect (parallel to probes): the kind each should see (REPLY, SILENCE, REFUSED), None where
     nothing is said. Probes are retried (see to_retry) up to `attempts` tries in all; each result
     keeps what its earlier tries saw, and a reply that needed retries is confirmed (`_confirm`).
     A source namespace that does not exist fails its probes with that reason; a malformed probe
-    raises ValueError.
+    raises ValueError. cgroups: source namespace -> the cgroup its sockets are made in (proxy ebpf:
+    lab.kube_proxy.ebpf.netns_cgroups), so they meet that node's socket LB.
     """
+    cgroups = cgroups or {}
     _check(probes)
     if not probes:
         return []
     expect = list(expect) if expect is not None else [None] * len(probes)
     if len(expect) != len(probes):
         raise ValueError(f"{len(probes)} probes but {len(expect)} expectations")
-    results = _round(probes, timeout, concurrency)
+    results = _round(probes, timeout, concurrency, cgroups)
     rtts = [r.elapsed for r in results if r.ok]
     judged_with = [timeout] * len(probes)
     for attempt in range(2, attempts + 1):
@@ -366,22 +380,24 @@ def run_probes(probes: Sequence[Probe], timeout: float = 1.0, concurrency: int =
         again = to_retry(results, expect, judged_with, wait)
         if not again:
             break
-        retried = _round([probes[i] for i in again], wait, min(concurrency, RETRY_CONCURRENCY))
+        retried = _round([probes[i] for i in again], wait, min(concurrency, RETRY_CONCURRENCY), cgroups)
         for i, r in zip(again, retried):
             results[i] = replace(r, attempts=results[i].attempts + 1,
                                  earlier=results[i].earlier + (results[i].kind,))
             judged_with[i] = wait
-    return _confirm(probes, results, adapted_timeout(timeout, rtts, attempts), concurrency)
+    return _confirm(probes, results, adapted_timeout(timeout, rtts, attempts), concurrency, cgroups)
 
 
-def _confirm(probes: Sequence[Probe], results: list[ProbeResult], wait: float, concurrency: int) -> list[ProbeResult]:
+def _confirm(probes: Sequence[Probe], results: list[ProbeResult], wait: float, concurrency: int,
+             cgroups: Mapping[str, str]) -> list[ProbeResult]:
     """Ask every probe that was answered only after retries again, CONFIRMATIONS times at once: a
     settled state (a machine that was merely slow) answers each; a stale rule that drops some
     picks does not. The reply stays final; `settled` records what the confirmations saw."""
     late = [i for i, r in enumerate(results) if r.ok and r.attempts > 1]
     if not late:
         return results
-    again = _round([probes[i] for i in late for _ in range(CONFIRMATIONS)], wait, min(concurrency, RETRY_CONCURRENCY))
+    again = _round([probes[i] for i in late for _ in range(CONFIRMATIONS)], wait, min(concurrency, RETRY_CONCURRENCY),
+                   cgroups)
     for n, i in enumerate(late):
         results[i] = replace(results[i], settled=all(r.ok for r in again[n * CONFIRMATIONS:(n + 1) * CONFIRMATIONS]))
     return results

@@ -14,6 +14,7 @@ from typing import Collection, Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
+from lab.kube_proxy.ebpf_sync import socket_cgroups
 from lab.policy import model as policy
 from lab.probe import dns, ingress, services
 from lab.probe.asks import expect
@@ -259,7 +260,8 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
         # the ClusterIP pings leave now and are watched while the probes run (lab.probe.ping)
         echoes = services.clusterip_pings(state) if state.services and want("clusterip-virtual") else None
         answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
-                             expect=[wanted[p] for p in unique] + [expect(a) for a in asks])
+                             expect=[wanted[p] for p in unique] + [expect(a) for a in asks],
+                             cgroups=socket_cgroups(state))
         results = dict(zip(unique, answers))
         missing = ProbeResult(Probe("", "", 0), False, None, "not probed", 0.0)  # port 0: judged before
         pairs = [(e, results.get(e.probe, missing)) for e in exps]

@@ -21,4 +21,10 @@ def argv(rec: LabRecord, netns: str, uts: Path, name: str, command: Sequence[str
     out = ["ip", "netns", "exec", netns, *runner, *command]
     # nsenter opens every namespace file it is given before it enters the first
     enter = ([f"--uts={uts}"] if uts.exists() else []) + list(namespaces)
-    return ["nsenter", *enter, "--", *out] if enter else out
+    out = ["nsenter", *enter, "--", *out] if enter else out
+    if not rec.cgroups:
+        return out
+    # proxy ebpf: in the node's cgroup, so the node's socket LB applies as to its pods' own processes
+    node = next((n.name for n in rec.state.nodes if n.netns == netns), None) or \
+        next((p.node for p in rec.state.pods if p.netns == netns), None)
+    return rec.in_node_cgroup(node, out) if node else out

@@ -72,6 +72,9 @@ def preflight(state: ClusterState) -> None:
                        "rename the lab (the `name:` field) or remove them")
     if host.path_exists(f"/sys/class/net/{state.switch_name}"):
         raise LabError(f"a link named {state.switch_name} already exists in the root namespace")
+    from lab.runtime import controllers
+
+    controllers.preflight(state)  # what the controllers need of this machine (proxy ebpf: clang, BPF)
 
 
 def up(path: str, progress: Progress = _quiet) -> ClusterState:
@@ -101,7 +104,7 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                         sysctl(node.netns, dict(ops.sysctls))
                 if daemons:
                     daemons.start(state, rec)  # converges while the pods are being wired
-            controllers.start(state, rec)  # DNS's files and daemons
+            controllers.start(state, rec)  # DNS's files and daemons; proxy ebpf's cgroups and programs
             controllers.pods_starting(state, rec, state.pods)  # resolv.conf files, nginx's config and certificates
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
@@ -172,6 +175,9 @@ def teardown(rec: LabRecord) -> list[str]:
         processes.signal_all(pids, signal.SIGTERM)
         errors = [] if cni_config.confined(rec.state) else pods.delete(rec.state, rec)
         processes.reap(pids)
+        if rec.cgroups or rec.bpffs:  # the ledger's cgroups and bpffs: programs, pins, maps (lab.kube_proxy.ebpf_sync)
+            from lab.kube_proxy import ebpf_sync
+            errors += ebpf_sync.teardown(rec)
         for path in rec.uts_paths():
             host.drop_uts(path)
         existing = [n for n in reversed(rec.netns) if host.exists(n)]

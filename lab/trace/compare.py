@@ -200,7 +200,26 @@ def _reply(hop: Hop, obs: Observed) -> tuple[str, str]:
     return f"reply received in {obs.elapsed * 1000:.1f} ms", SAME
 
 
-_CHECKS = {"route": _route, "filter": _filter, "dnat": _dnat, "snat": _snat, "encap": _encap, "send": _send, "arrive": _arrive,
+def _socklb(hop: Hop, obs: Observed) -> tuple[str, str]:
+    """proxy ebpf: a rewrite at connect() leaves no DNAT in any conntrack; the answering server is
+    one of the predicted endpoints; a refusal or drop fails connect() itself."""
+    dnat = next((c.dnat for ns in obs.conntrack for c in conns(obs, ns) if c.dnat), None)
+    if dnat:
+        return f"a DNAT to {dnat} in netfilter: the socket LB did not rewrite this connection", DIFFERENT
+    if hop.expect in (("refuse",), ("drop",)):
+        want = "connection refused" if hop.expect == ("refuse",) else "operation not permitted"
+        if obs.ok:
+            return f"answered{f' by {obs.server}' if obs.server else ''}", DIFFERENT
+        return f"connect(): {obs.error}", SAME if obs.error == want else DIFFERENT
+    if not hop.expect:
+        return "no DNAT in netfilter", SAME
+    if not obs.ok:
+        return f"no answer: {obs.error}", UNSEEN
+    return f"no DNAT in netfilter; answered by {obs.server or 'a server'}", SAME
+
+
+_CHECKS = {"socklb": _socklb,
+           "route": _route, "filter": _filter, "dnat": _dnat, "snat": _snat, "encap": _encap, "send": _send, "arrive": _arrive,
            "deliver": _deliver, "reply": _reply, "unanswered": _unanswered}
 
 

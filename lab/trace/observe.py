@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from lab import host
+from lab.host import cgroup
 from lab.errors import LabError
 from lab.probe import ports
 from lab.routing import vxlan
@@ -126,9 +127,10 @@ def _settle(paths: Iterable[Path], quiet: float = 0.08, limit: float = 1.0) -> N
         time.sleep(0.02)
 
 
-def _connect(obs: Observed, netns: str, dst: str, port: int, protocol: str, timeout: float) -> None:
+def _connect(obs: Observed, netns: str, dst: str, port: int, protocol: str, timeout: float, cgroup_dir: str = "") -> None:
     """One connection from netns, bound to the reserved source port: netexec's /clientip over TCP,
-    its 'whoami' over UDP."""
+    its 'whoami' over UDP. cgroup_dir (proxy ebpf): the socket is made there, so the source's node's
+    socket LB sees its connect() as it would a pod's."""
     def go() -> None:
         kind = socket.SOCK_STREAM if protocol == "TCP" else socket.SOCK_DGRAM
         t0 = time.monotonic()
@@ -157,7 +159,11 @@ def _connect(obs: Observed, netns: str, dst: str, port: int, protocol: str, time
                 obs.error = events.TIMED_OUT if isinstance(e, socket.timeout) else (e.strerror or str(e)).lower()
             obs.elapsed = time.monotonic() - t0
 
-    host.in_ns(netns, go)
+    if not cgroup_dir:
+        return host.in_ns(netns, go)
+    with cgroup.joined() as join:
+        join(cgroup_dir)
+        host.in_ns(netns, go)
 
 
 def _checksum(data: bytes) -> int:
@@ -231,7 +237,7 @@ def _listening(path: Path) -> bool:
 
 def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: Iterable[str],
             nodes: Iterable[str], timeout: float = 1.0, leg: Optional[Leg] = None,
-            capture: bool = True) -> Observed:
+            capture: bool = True, cgroup_dir: str = "") -> Observed:
     """Watch one connection (or echo request) from src_netns to dst_ip:port in `namespaces` (node
     namespaces among them are read for conntrack entries). leg: the tuple after a masquerade that
     may remap the port. capture: tcpdump on every interface of each namespace too, if installed."""
@@ -268,7 +274,7 @@ def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: I
             if protocol == "ICMP":
                 _ping(obs, src_netns, dst_ip, timeout)
             else:
-                _connect(obs, src_netns, dst_ip, port, protocol, timeout)
+                _connect(obs, src_netns, dst_ip, port, protocol, timeout, cgroup_dir)
             _settle([*logs.values(), *pcaps.values()])
         finally:
             for m in [*monitors, *captures]:

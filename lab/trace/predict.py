@@ -16,6 +16,7 @@ from lab import routing
 from lab.cni import kinds as cni_kinds
 from lab.controlplane.ipam import underlay_gateway
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
+from lab.kube_proxy import ebpf
 from lab.kube_proxy.model import Endpoint, ServicePort, service_ports
 from lab.policy import model as policy
 from lab.trace.target import Target
@@ -46,6 +47,7 @@ class Flow:
     endpoint: Optional[Endpoint] = None     # the Service endpoint the walk follows
     marked: bool = False                    # KUBE-MARK-MASQ: masquerade in KUBE-POSTROUTING
     snat: str = ""
+    socket_lb: bool = False                 # proxy ebpf: the socket, not netfilter, has the Service address
 
 
 def _pod_at(state: ClusterState, ip: str) -> Optional[PodState]:
@@ -131,6 +133,33 @@ class _Walk:
     def proto(self, flow: Flow, src: str = "", dst: str = "") -> str:
         port = f":{flow.port}" if flow.port else ""
         return f"{self.protocol} {src or flow.src_ip} → {dst or flow.dst_ip}{port}"
+
+    # --- proxy ebpf ---
+
+    def socket_lb(self, src: Target, flow: Flow) -> Flow:
+        """The node's connect4/sendmsg4 program (lab/kube_proxy/bpf/sock_lb.c) rewrites a ClusterIP
+        destination in the socket, from the maps the model fills: the packet is born addressed to
+        the backend, and netfilter never sees a DNAT."""
+        where = f"node {src.node} socket LB (cgroup connect4)"
+        sp = _service_port(self.state, src.node, self.slices, flow)
+        if sp is None:
+            self.add(where, src.netns, "", f"connect(): {flow.dst_ip}:{flow.port} is no lb_services entry: "
+                     "the destination stays", "socklb", ())
+            return flow
+        eps, verdict = ebpf.choices(sp)
+        if not eps:
+            refused = verdict == ebpf.REJECT
+            self.add(where, src.netns, "", f"connect() to {sp.spn} fails at once, no packet sent: " + (
+                "no endpoints, ECONNREFUSED" if refused else "internalTrafficPolicy Local and none on this node, EPERM"),
+                "socklb", ("refuse" if refused else "drop",))
+            self.dropped = True
+            return flow
+        ep = next((e for e in eps if str(e) == self.picked), eps[0])
+        choice = "picked: see the observed column" if self.picked is None and len(eps) > 1 else f"to {ep}"
+        self.add(where, src.netns, "", f"socket LB rewrote the destination at connect(): {flow.dst_ip}:{flow.port} "
+                 f"({sp.spn}) → one of {', '.join(map(str, eps))} ({choice}); no DNAT in netfilter",
+                 "socklb", tuple(map(str, eps)))
+        return replace(flow, dst_ip=ep.ip, port=ep.port, endpoint=ep, socket_lb=True)
 
     # --- inside one node ---
 
@@ -246,16 +275,21 @@ class _Walk:
         if src.kind == "node" and dst.kind == "pod":  # the kernel's source for that route (flannel.1's, across nodes)
             src_ip = routing.backend(st).sending_address(st, src.node, dst.node)
         flow = Flow(src_ip, dst.ip, dst.port, dst)
+        if st.proxy == "ebpf" and dst.kind == "service" and src.kind in ("pod", "node"):  # proxy ebpf: before any packet
+            flow = self.socket_lb(src, flow)
+            if self.dropped:
+                return self.hops
         self.add(src.name, src.netns, "eth0" if src.kind != "node" else "", f"sends {self.proto(flow)}", "send",
                  (flow.src_ip, flow.dst_ip))
         if src.kind == "pod":
             gw, cidr = st.node(src.node).gateway, st.node(src.node).pod_cidr
             cni = cni_kinds.of(st)
-            if cni.bridged and _in(dst.ip, cidr):   # the same bridge: the connected route, no gateway
+            if cni.bridged and _in(flow.dst_ip, cidr):   # the same bridge: the connected route, no gateway
                 gw, why = "", f"{cidr} dev eth0 (the same cni0 bridge)"
             else:
                 why = f"default via {gw} dev eth0"
-            self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {dst.ip}: {why}", "route", ("eth0", gw, dst.ip))
+            self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {flow.dst_ip}: {why}", "route",
+                     ("eth0", gw, flow.dst_ip))
             self.add(f"CNI {st.cni}", "", "veth", f"{cni.link(st)} into node {src.node}")
             node, entered, local_out = src.node, cni.device, False
         elif src.kind == "node":
@@ -297,11 +331,16 @@ class _Walk:
         self.add(target, netns, "eth0", f"delivered: the server sees {self.proto(flow)}", "deliver",
                  (flow.src_ip, f"{flow.dst_ip}:{flow.port}" if flow.port else flow.dst_ip))
         undo = []
-        if flow.endpoint is not None:
+        if flow.socket_lb:
+            undo.append(f"recvmsg/getpeername (socket LB) give {dst.ip}:{dst.port} back for {flow.endpoint}")
+        elif flow.endpoint is not None:
             undo.append(f"source {flow.endpoint} → {dst.ip}:{dst.port} (un-DNAT)")
         if flow.snat:
             undo.append(f"destination {flow.snat} → {self.src.ip} (un-SNAT)")
-        how = "; conntrack reverses the NAT: " + ", ".join(undo) if undo else "; no NAT to undo"
+        if flow.socket_lb and not flow.snat:
+            how = f"; no NAT to undo: {undo[0]}"
+        else:
+            how = "; conntrack reverses the NAT: " + ", ".join(undo) if undo else "; no NAT to undo"
         self.add(self.src.name, self.src.netns, "eth0",
                  f"reply {flow.dst_ip} → {flow.src_ip} takes the way back{how}; the client sees it from {dst.ip}",
                  "reply", (dst.ip,))

@@ -5,6 +5,7 @@ from dataclasses import replace
 from typing import Mapping, Optional
 
 from lab import routing
+from lab.kube_proxy.ebpf_sync import socket_cgroups
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
@@ -49,8 +50,12 @@ def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
         on_path = [src.netns, *(n.netns for n in state.nodes), *(h.namespace for h in hops if h.namespace),
                    *(p.netns for p in state.pods if p.ip in endpoints and not p.host_network)]
         obs = watch.observe(src.netns, dst.ip, dst.port or 0, protocol, on_path, {n.netns for n in state.nodes},
-                            leg=after_masquerade(state, hops, dst, protocol), capture=capture)
+                            leg=after_masquerade(state, hops, dst, protocol), capture=capture,
+                            cgroup_dir=socket_cgroups(state).get(src.netns, ""))
         chosen = next((compare.picked(obs, n.netns) for n in state.nodes if compare.picked(obs, n.netns)), None)
+        if not chosen and obs.server:  # proxy ebpf: no DNAT to read; the server that answered was the pick
+            ip = next((p.ip for p in state.pods if obs.server in (p.name, p.uts_name)), None)
+            chosen = next((e for h in hops if h.kind == "socklb" for e in h.expect if ip and e.startswith(f"{ip}:")), None)
         if chosen:
             hops = predict.walk(state, src, dst, protocol, slices, picked=chosen)
         watch.lookup_routes(obs, [(h.namespace, h.expect[2]) for h in hops if h.kind == "route"])

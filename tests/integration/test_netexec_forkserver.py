@@ -39,8 +39,8 @@ def serve(requests: list[str]) -> list[list[str]]:
 
 def test_children_serve_in_their_namespaces_and_outlive_the_server(namespaces, tmp_path):
     a, b = namespaces
-    lines = serve([f"k-a\t/run/netns/{a}\t-\t{tmp_path}/a.log\t--hostname\tpod-a\t--tcp\t8080",
-                   f"k-b\t/run/netns/{b}\t-\t{tmp_path}/b.log\t--hostname\tpod-b\t--tcp\t8080\t--udp\t8081"])
+    lines = serve([f"k-a\t/run/netns/{a}\t-\t{tmp_path}/a.log\t-\t--hostname\tpod-a\t--tcp\t8080",
+                   f"k-b\t/run/netns/{b}\t-\t{tmp_path}/b.log\t-\t--hostname\tpod-b\t--tcp\t8080\t--udp\t8081"])
     pids = {l[1]: int(l[2]) for l in lines if l[0] == "pid"}
     assert sorted(l[1] for l in lines if l[0] == "ready") == ["k-a", "k-b"]
     try:
@@ -58,8 +58,8 @@ def test_children_serve_in_their_namespaces_and_outlive_the_server(namespaces, t
 
 def test_a_child_that_cannot_bind_reports_failure(namespaces, tmp_path):
     a, _ = namespaces
-    lines = serve([f"k1\t/run/netns/{a}\t-\t{tmp_path}/1.log\t--hostname\tx\t--tcp\t9000",
-                   f"k2\t/run/netns/{a}\t-\t{tmp_path}/2.log\t--hostname\ty\t--tcp\t9000"])
+    lines = serve([f"k1\t/run/netns/{a}\t-\t{tmp_path}/1.log\t-\t--hostname\tx\t--tcp\t9000",
+                   f"k2\t/run/netns/{a}\t-\t{tmp_path}/2.log\t-\t--hostname\ty\t--tcp\t9000"])
     pids = [int(l[2]) for l in lines if l[0] == "pid"]
     try:  # the two children race for the port: one wins, the other says why it lost
         outcomes = sorted(tuple(l) for l in lines if l[0] != "pid")
@@ -77,8 +77,8 @@ def test_a_child_that_cannot_bind_reports_failure(namespaces, tmp_path):
 
 def test_a_missing_namespace_fails_that_child_only(namespaces, tmp_path):
     a, _ = namespaces
-    lines = serve([f"bad\t/run/netns/does-not-exist-{os.getpid()}\t-\t{tmp_path}/bad.log\t--hostname\tx\t--tcp\t80",
-                   f"good\t/run/netns/{a}\t-\t{tmp_path}/good.log\t--hostname\ty\t--tcp\t80"])
+    lines = serve([f"bad\t/run/netns/does-not-exist-{os.getpid()}\t-\t{tmp_path}/bad.log\t-\t--hostname\tx\t--tcp\t80",
+                   f"good\t/run/netns/{a}\t-\t{tmp_path}/good.log\t-\t--hostname\ty\t--tcp\t80"])
     assert ["failed", "bad", "1"] in lines and ["ready", "good"] in lines
     for l in lines:
         if l[0] == "pid" and l[1] == "good":

@@ -301,7 +301,7 @@ def test_a_run_for_some_rows_sends_only_their_probes(monkeypatch):
                                           "cluster": {"network": "vxlan", "dns": {"enabled": False}}}))
     sent = []
 
-    def probes(batch, timeout, expect):
+    def probes(batch, timeout, expect, cgroups):
         sent.extend(batch)
         return [ProbeResult(p, True, None, None, 0.01) for p in batch]
 

@@ -1,0 +1,163 @@
+"""`cluster.proxy: ebpf`, planned: Cilium-style socket load balancing for ClusterIPs. Pure.
+
+Each node gets a cgroup (v2) holding its pods' and its hostNetwork processes, with the programs of
+bpf/sock_lb.c attached (connect4, sendmsg4, recvmsg4, getpeername4) and maps of its own. What the
+maps hold comes from the one kube-proxy model (lab.kube_proxy.model: CategorizeEndpoints, ready
+and terminating endpoints, internalTrafficPolicy): this module only spells those decisions as the
+bytes the C structs expect, and a change as the `bpftool batch` lines that turn one map content
+into the other. NodePorts, externalIPs and LoadBalancer IPs stay kube-proxy's nft rules
+(lab.kube_proxy.nftables with `cluster_ips=False`): see docs/EBPF.md.
+
+The effects (compile, load, attach, update, remove) are lab.kube_proxy.ebpf_sync.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import struct
+from pathlib import Path
+from typing import Iterable, Mapping, Optional
+
+from lab.controlplane.state import ClusterState
+from lab.errors import LabError
+from lab.kube_proxy.model import Endpoint, ServicePort
+
+SOURCE = Path(__file__).parent / "bpf" / "sock_lb.c"
+CLANG_FLAGS = ("-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-Wall", "-Werror")
+# program name in sock_lb.c -> the cgroup attach type bpftool names
+PROGRAMS = {"sock4_connect": "connect4", "sock4_sendmsg": "sendmsg4",
+            "sock4_recvmsg": "recvmsg4", "sock4_getpeername": "getpeername4"}
+MAPS = ("lb_services", "lb_backends", "lb_hits", "lb_affinity", "lb_revnat")
+CGROUP_PREFIX = "k8s-netlab-"   # the lab's cgroup: <cgroup2 mount>/k8s-netlab-<lab>/<node>
+MAX_BACKENDS = 256              # the bound of the affinity loop in sock_lb.c
+PROTOCOLS = {"tcp": 6, "udp": 17}
+BALANCE, REJECT, DROP = 0, 1, 2  # VERDICT_* in sock_lb.c
+
+
+# --- the cgroups ---
+
+def lab_cgroup(root: str, lab: str) -> str:
+    return f"{root.rstrip('/')}/{CGROUP_PREFIX}{lab}"
+
+
+def node_cgroups(state: ClusterState, root: str) -> dict[str, str]:
+    """node name -> its cgroup, created in this order (the lab's first) and removed in reverse."""
+    return {n.name: f"{lab_cgroup(root, state.lab)}/{n.name}" for n in state.nodes}
+
+
+def netns_cgroups(state: ClusterState, root: Optional[str]) -> dict[str, str]:
+    """network namespace -> the cgroup whose programs that namespace's sockets meet: under proxy
+    ebpf each pod's and node's namespace maps to its node's cgroup; {} under the other modes, whose
+    Services are the node's netfilter rules whoever opens the socket."""
+    if state.proxy != "ebpf" or not root:
+        return {}
+    cgroups = node_cgroups(state, root)
+    out = {n.netns: cgroups[n.name] for n in state.nodes}
+    out.update({p.netns: cgroups[p.node] for p in state.pods})
+    return out
+
+
+# --- the object file ---
+
+def source_key(source: str, clang_version: str) -> str:
+    """The compile cache's key: the source, the flags and the compiler, hashed."""
+    h = hashlib.sha256()
+    for part in (source, "\0".join(CLANG_FLAGS), clang_version):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def compile_argv(clang: str, source: Path, out: Path) -> list[str]:
+    return [clang, *CLANG_FLAGS, "-c", str(source), "-o", str(out)]
+
+
+# --- the maps ---
+
+def service_id(spn: str, proto: str) -> int:
+    """A service port's id in the maps: stable across syncs (a partial sync rewrites only its
+    entries), from its name; never 0."""
+    return int.from_bytes(hashlib.sha256(f"{spn}/{proto}".encode()).digest()[:4], "little") or 1
+
+
+def _addr(ip: str, port: int) -> bytes:
+    return ipaddress.IPv4Address(ip).packed + struct.pack("!H", port)
+
+
+def svc_key(ip: str, port: int, proto: str) -> bytes:
+    """struct svc_key: ip and port in network order, the IP protocol, a pad byte."""
+    return _addr(ip, port) + bytes([PROTOCOLS[proto], 0])
+
+
+def svc_val(sid: int, count: int, affinity_s: int, verdict: int) -> bytes:
+    return struct.pack("<IIII", sid, count, affinity_s, verdict)
+
+
+def be_key(sid: int, slot: int) -> bytes:
+    return struct.pack("<II", sid, slot)
+
+
+def be_val(e: Endpoint) -> bytes:
+    return _addr(e.ip, e.port) + b"\0\0"
+
+
+def choices(p: ServicePort) -> tuple[tuple[Endpoint, ...], int]:
+    """(the endpoints ClusterIP traffic from this node is spread over, the verdict): kube-proxy's
+    choice for internal traffic — the node's own endpoints under internalTrafficPolicy Local, all
+    usable ones otherwise; none: refused if the Service has no endpoints at all, dropped if a
+    Local policy finds none here (kube-proxy's no_endpoints_verdict)."""
+    eps = p.local if p.internal_local else p.cluster
+    if not p.has_internal or not eps:
+        return (), REJECT if p.no_endpoints_verdict == "reject" else DROP
+    return eps, BALANCE
+
+
+Entries = dict[tuple[str, bytes], bytes]  # (map, key) -> value
+
+
+def entries(ports: Iterable[ServicePort]) -> Entries:
+    """The lb_services and lb_backends entries for these service ports on one node."""
+    out: Entries = {}
+    ids: dict[int, str] = {}
+    for p in ports:
+        if ipaddress.ip_address(p.svc.cluster_ip).version != 4:
+            continue  # the programs are IPv4 (connect4...): docs/EBPF.md
+        sid = service_id(p.spn, p.proto)
+        if ids.setdefault(sid, p.spn) != p.spn:
+            raise LabError(f"proxy ebpf: service ports {ids[sid]} and {p.spn} hash to the same map id; rename one")
+        eps, verdict = choices(p)
+        if len(eps) > MAX_BACKENDS:
+            raise LabError(f"proxy ebpf: {p.spn} has {len(eps)} endpoints; the socket LB takes at most {MAX_BACKENDS}")
+        affinity = p.svc.affinity_timeout if p.affinity else 0
+        out[("lb_services", svc_key(p.svc.cluster_ip, p.port.port, p.proto))] = svc_val(sid, len(eps), affinity, verdict)
+        for slot, e in enumerate(eps):
+            out[("lb_backends", be_key(sid, slot))] = be_val(e)
+    return out
+
+
+def _hex(b: bytes) -> str:
+    return " ".join(f"{x:02x}" for x in b)
+
+
+def batch(old: Entries, new: Entries, maps: Mapping[str, str]) -> list[str]:
+    """`bpftool batch` lines that turn the maps from `old` to `new`, touching only what differs.
+    Order keeps every state in between usable: backends are written before a service's count
+    grows to reach them, and removed after it shrank."""
+    def update(k):
+        return f"map update pinned {maps[k[0]]} key hex {_hex(k[1])} value hex {_hex(new[k])}"
+
+    def delete(k):
+        return f"map delete pinned {maps[k[0]]} key hex {_hex(k[1])}"
+
+    changed = [k for k in new if old.get(k) != new[k]]
+    gone = [k for k in old if k not in new]
+    return ([update(k) for k in changed if k[0] == "lb_backends"] + [update(k) for k in changed if k[0] == "lb_services"]
+            + [delete(k) for k in gone if k[0] == "lb_services"] + [delete(k) for k in gone if k[0] == "lb_backends"])
+
+
+def map_paths(pins: str) -> dict[str, str]:
+    """map name -> its pin under one node's directory in the lab's bpffs."""
+    return {m: f"{pins}/maps/{m}" for m in MAPS}
+
+
+def prog_paths(pins: str) -> dict[str, str]:
+    return {p: f"{pins}/progs/{p}" for p in PROGRAMS}

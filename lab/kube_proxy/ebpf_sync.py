@@ -1,0 +1,193 @@
+"""`cluster.proxy: ebpf`, applied: compile bpf/sock_lb.c (cached by the hash of its source), make
+a cgroup per node, load one copy of the programs and maps per node into the lab's own bpffs,
+attach them to the node's cgroup, put the node's processes in it, write the maps from the model
+(`bpftool batch`: one process per node and sync, only the entries that changed), and remove all
+of it at `lab down`. Every step is through lab.host, its exit status checked; where BPF cannot
+load, `check` says so before anything is built. The plan is lab.kube_proxy.ebpf."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional
+
+from lab import host
+from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
+from lab.errors import LabError
+from lab.host import cgroup
+from lab.host import netns_path
+from lab.host.record import LabRecord
+from lab.kube_proxy import ebpf, model
+
+CACHE = Path(os.environ.get("K8S_NETLAB_BPF_CACHE", "/var/cache/k8s-netlab/bpf"))
+INSTALL = "scripts/install.sh installs it (apt-get install clang bpftool libbpf-dev)"
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise LabError(f"cluster.proxy ebpf needs {name}, which is not installed: {INSTALL}")
+    return found
+
+
+def build() -> Path:
+    """The compiled object, from the cache when its source, flags and compiler are unchanged."""
+    clang = _tool("clang")
+    if not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        raise LabError(f"cluster.proxy ebpf needs libbpf's headers (/usr/include/bpf): {INSTALL}")
+    key = ebpf.source_key(ebpf.SOURCE.read_text(), host.output([clang, "--version"]))
+    out = CACHE / key / "sock_lb.o"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    done = host.run(ebpf.compile_argv(clang, ebpf.SOURCE, tmp), check=False)
+    if not done.ok:
+        tmp.unlink(missing_ok=True)
+        raise LabError(f"clang could not compile {ebpf.SOURCE}: {done.stderr.strip()[-800:]}")
+    os.replace(tmp, out)
+    return out
+
+
+def _root() -> str:
+    root = cgroup.mount_point()
+    if not root:
+        raise LabError("cluster.proxy ebpf attaches its programs to cgroups, and cgroup v2 is not mounted here "
+                       "(mount -t cgroup2 none /sys/fs/cgroup/unified), or use proxy iptables or nftables")
+    return root
+
+
+def _mount_bpffs(path: str) -> None:
+    host.run(["mount", "-t", "bpf", "bpf", path])
+
+
+def _load(obj: Path, pins: str) -> None:
+    done = host.run([_tool("bpftool"), "prog", "loadall", str(obj), f"{pins}/progs", "pinmaps", f"{pins}/maps"],
+                    check=False)
+    if not done.ok:
+        raise LabError(f"the kernel refused the socket-LB programs ({obj}): {(done.stderr or done.stdout).strip()[-800:]}")
+
+
+def check() -> str:
+    """Fail at once where socket LB cannot work here: no clang or bpftool, no cgroup v2, a kernel
+    that refuses the programs (loaded into a scratch bpffs and removed again: needs root).
+    Returns what was checked."""
+    obj = build()
+    _tool("bpftool")
+    root = _root()
+    if os.geteuid() != 0:
+        return f"BPF object compiled ({obj}), cgroup v2 at {root}; loading not tried (needs root)"
+    with tempfile.TemporaryDirectory(prefix="k8s-netlab-bpf-") as scratch:
+        _mount_bpffs(scratch)
+        try:
+            _load(obj, scratch)
+        finally:
+            host.run(["umount", scratch])
+    return f"BPF programs compiled ({obj}) and loaded by this kernel; cgroup v2 at {root}"
+
+
+def setup(state: ClusterState, rec: LabRecord) -> None:
+    """Before the pods start: the cgroups (the lab's, one per node), the lab's bpffs, each node's
+    programs and maps loaded and attached. Ownership is recorded before each thing is made."""
+    root = _root()
+    obj = build()
+    cgroups = ebpf.node_cgroups(state, root)
+    planned = [ebpf.lab_cgroup(root, state.lab), *cgroups.values()]
+    taken = [c for c in planned if os.path.exists(c)]
+    if taken:
+        raise LabError(f"cgroup {taken[0]} already exists and is not this lab's: `lab clean`, or rmdir it")
+    rec.cgroups, rec.bpffs = planned, str(rec.dir / "bpf")
+    rec.save()
+    for c in planned:
+        cgroup.make(c)
+    os.mkdir(rec.bpffs)
+    _mount_bpffs(rec.bpffs)
+    bpftool = _tool("bpftool")
+
+    def one(node: NodeState) -> None:
+        pins = f"{rec.bpffs}/{node.name}"
+        os.mkdir(pins)
+        _load(obj, pins)
+        for prog, path in ebpf.prog_paths(pins).items():
+            host.run([bpftool, "cgroup", "attach", cgroups[node.name], ebpf.PROGRAMS[prog], "pinned", path])
+
+    _, error = host.on_each(state.nodes, one)
+    if error:
+        raise error
+
+
+def _netns_inode(name: str) -> Optional[int]:
+    try:
+        return os.stat(netns_path(name)).st_ino
+    except OSError:
+        return None
+
+
+def place_all(state: ClusterState) -> int:
+    """Move every process living in a node's namespace or its pods' into the node's cgroup (the
+    node's shell, its daemons, hostNetwork pods; processes started later place themselves:
+    containers.Starter, record.in_pod). Returns how many were moved."""
+    by_inode = {i: c for ns, c in ebpf.netns_cgroups(state, _root()).items() if (i := _netns_inode(ns))}
+    moves: dict[str, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                inode = os.stat(f"/proc/{entry.name}/ns/net").st_ino
+            except OSError:
+                continue
+            if inode in by_inode:
+                moves.setdefault(by_inode[inode], []).append(int(entry.name))
+    for path, pids in moves.items():
+        cgroup.place(path, pids)
+    return sum(map(len, moves.values()))
+
+
+def update(rec: LabRecord, node: NodeState, old: ClusterState, new: ClusterState,
+           old_slices: Iterable[EndpointSliceState], new_slices: Iterable[EndpointSliceState],
+           only: Optional[set[str]], first: bool) -> int:
+    """Write the node's maps from the model: the entries of the Services in `only` that differ
+    between the old and the new state, in one `bpftool batch`. Returns the lines written."""
+    before = {} if first else ebpf.entries(model.service_ports(old, node.name, old_slices, only))
+    after = ebpf.entries(model.service_ports(new, node.name, new_slices, only))
+    lines = ebpf.batch(before, after, ebpf.map_paths(f"{rec.bpffs}/{node.name}"))
+    if lines:
+        done = host.run([_tool("bpftool"), "batch", "file", "-"], input="\n".join(lines) + "\n", check=False)
+        if not done.ok:
+            raise LabError(f"socket-LB maps of node {node.name} were not updated: {(done.stderr or done.stdout).strip()[-800:]}")
+    return len(lines)
+
+
+def teardown(rec: LabRecord) -> list[str]:
+    """Detach each node's programs, remove the cgroups (their processes are gone by now) and
+    unmount the lab's bpffs, which drops every pin, program and map. Keeps going past errors."""
+    errors: list[str] = []
+    bpftool = shutil.which("bpftool")
+    for node in rec.state.nodes:
+        pins = f"{rec.bpffs}/{node.name}"
+        where = next((c for c in rec.cgroups if c.endswith(f"/{node.name}")), None)
+        for prog, path in ebpf.prog_paths(pins).items():
+            if bpftool and where and os.path.exists(path) and os.path.isdir(where):
+                done = host.run([bpftool, "cgroup", "detach", where, ebpf.PROGRAMS[prog], "pinned", path], check=False)
+                if not done.ok:
+                    errors.append(f"bpftool cgroup detach {where} {prog}: {done.stderr.strip()}")
+    for c in reversed(rec.cgroups):
+        why = cgroup.remove(c)
+        if why:
+            errors.append(why)
+    if rec.bpffs and os.path.ismount(rec.bpffs):
+        done = host.run(["umount", rec.bpffs], check=False)
+        if not done.ok:
+            errors.append(f"umount {rec.bpffs}: {done.stderr.strip()}")
+    if rec.bpffs and os.path.isdir(rec.bpffs) and not os.path.ismount(rec.bpffs):
+        try:
+            os.rmdir(rec.bpffs)  # the empty mount point: never a recursive delete near a bpffs
+        except OSError as e:
+            errors.append(f"rmdir {rec.bpffs}: {e.strerror}")
+    return errors
+
+
+def socket_cgroups(state: ClusterState) -> dict[str, str]:
+    """For the probe engine: source namespace -> the cgroup its sockets are made in ({} unless
+    proxy ebpf), so a probe from a pod meets its node's socket LB as the pod's processes do."""
+    return ebpf.netns_cgroups(state, _root()) if state.proxy == "ebpf" else {}

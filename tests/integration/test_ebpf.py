@@ -1,0 +1,177 @@
+"""proxy ebpf in a real lab: a pod's connections to a ClusterIP are spread by the node's socket LB
+over both backends (TCP, and unconnected UDP whose replies come back from the Service address), a
+process outside the node's cgroup is untouched, a backend that becomes unready stops receiving
+connections (a map update, the programs stay), and `lab down` leaves no cgroup, program, map or
+pin. One lab for the module."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import TOPOLOGIES, lab, needs_root, wait_for
+
+pytestmark = [needs_root, pytest.mark.root]
+
+NAME = "ebpftest"
+CGROUP = f"/sys/fs/cgroup/unified/k8s-netlab-{NAME}"
+TOPOLOGY = f"""
+name: {NAME}
+cluster: {{network: vxlan, proxy: ebpf, dns: {{enabled: false}}}}
+underlay: {{subnet: 172.18.70.0/24}}
+nodes: [{{name: w1}}, {{name: w2}}]
+manifests:
+  - apiVersion: v1
+    kind: Pod
+    metadata: {{name: be1, labels: {{app: be}}}}
+    spec:
+      nodeName: w1
+      containers: [{{name: web, image: netexec, ports: [{{containerPort: 8080}}, {{containerPort: 5353, protocol: UDP}}],
+                    readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1, timeoutSeconds: 1,
+                                      failureThreshold: 1}}}}]
+  - apiVersion: v1
+    kind: Pod
+    metadata: {{name: be2, labels: {{app: be}}}}
+    spec:
+      nodeName: w2
+      containers: [{{name: web, image: netexec, ports: [{{containerPort: 8080}}, {{containerPort: 5353, protocol: UDP}}],
+                    readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1, timeoutSeconds: 1,
+                                      failureThreshold: 1}}}}]
+  - apiVersion: v1
+    kind: Pod
+    metadata: {{name: client}}
+    spec: {{nodeName: w1, containers: [{{name: c, image: netexec, ports: [{{containerPort: 80}}]}}]}}
+  - apiVersion: v1
+    kind: Service
+    metadata: {{name: be}}
+    spec:
+      clusterIP: 10.96.7.7
+      selector: {{app: be}}
+      ports: [{{name: http, port: 80, targetPort: 8080}}, {{name: dns, port: 53, targetPort: 5353, protocol: UDP}}]
+"""
+UDP_CLIENT = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+for _ in range(20):
+    s.sendto(b"whoami", ("10.96.7.7", 53))
+    data, peer = s.recvfrom(4096)
+    print(peer[0], peer[1], data.decode().split()[0])
+"""
+
+
+def bpf_ids(kind: str) -> set[int]:
+    out = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True, check=True).stdout
+    return {o["id"] for o in json.loads(out or "[]")}
+
+
+def hits(node: str) -> int:
+    out = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", f"/run/k8s-netlab/{NAME}/bpf/{node}/maps/lb_hits"],
+                         capture_output=True, text=True, check=True).stdout
+    # with BTF, bpftool's JSON has the raw bytes under "value" and the decoded entry under "formatted"
+    return sum(e["formatted"]["value"] for e in json.loads(out))
+
+
+def record() -> dict:
+    return json.loads(Path(f"/run/k8s-netlab/{NAME}/record.json").read_text())
+
+
+def servers(n: int) -> list[str]:
+    """n connections from the client pod, as one of its processes (lab exec: the node's cgroup)."""
+    out = lab("--lab", NAME, "exec", "client", "--", "sh", "-c",
+              f"for i in $(seq {n}); do curl -s -m 2 http://10.96.7.7/hostname; echo; done").stdout
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def ebpf_lab(tmp_path_factory):
+    before = {"prog": bpf_ids("prog"), "map": bpf_ids("map")}
+    path = tmp_path_factory.mktemp("ebpf") / "ebpf.yaml"
+    path.write_text(TOPOLOGY)
+    lab("up", str(path))
+    try:
+        yield before
+    finally:
+        lab("down", NAME, check=False)
+
+
+def test_a_pod_reaches_both_backends_through_the_socket_lb(ebpf_lab):
+    assert {"w1", "w2"} <= set(os.listdir(CGROUP))
+    got = servers(40)
+    assert len(got) == 40 and set(got) == {"be1", "be2"}, got
+    assert hits("w1") >= 40
+    nft = lab("--lab", NAME, "exec", "node/w1", "--", "nft", "list", "ruleset").stdout
+    assert "10.96.7.7" not in nft and "KUBE-SVC" not in nft, "ClusterIPs are the socket LB's, not netfilter's"
+
+
+def test_udp_unconnected_sendmsg_and_the_reply_from_the_service_address(ebpf_lab):
+    out = lab("--lab", NAME, "exec", "client", "--", "python3", "-c", UDP_CLIENT).stdout.split("\n")
+    rows = [l.split() for l in out if l.strip()]
+    assert len(rows) == 20
+    assert {(r[0], r[1]) for r in rows} == {("10.96.7.7", "53")}, "recvmsg4 gives the Service address back"
+    assert {r[2] for r in rows} == {"be1", "be2"}
+
+
+def test_a_process_outside_the_nodes_cgroup_is_untouched(ebpf_lab):
+    pod_ns = next(p["netns"] for p in record()["state"]["pods"] if p["name"] == "client")
+    before = hits("w1")
+    done = subprocess.run(["ip", "netns", "exec", pod_ns, "curl", "-s", "-m", "1", "http://10.96.7.7/hostname"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and done.stdout == "", "no rewrite: the ClusterIP is on no interface"
+    assert hits("w1") == before
+    # the same command, in the node's cgroup, is balanced: the difference is the cgroup alone
+    placed = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', f"{CGROUP}/w1/cgroup.procs",
+              "ip", "netns", "exec", pod_ns, "curl", "-s", "-m", "2", "http://10.96.7.7/hostname"]
+    assert subprocess.run(placed, capture_output=True, text=True).stdout in ("be1", "be2")
+    assert hits("w1") == before + 1
+
+
+def test_an_unready_backend_stops_receiving_connections_by_a_map_update(ebpf_lab):
+    progs = bpf_ids("prog")
+    pid = record()["pids"]["default/be2/web"]
+    os.kill(pid, signal.SIGSTOP)   # its readiness probe times out: unready after one failure
+    try:
+        assert wait_for(lambda: record()["pod_ready"].get("default/be2") is False, timeout=15), "be2 never became unready"
+        assert wait_for(lambda: set(servers(10)) == {"be1"}, timeout=5)
+        assert set(servers(30)) == {"be1"}
+        assert bpf_ids("prog") == progs, "the programs were not reloaded"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert wait_for(lambda: record()["pod_ready"].get("default/be2") is True, timeout=15)
+    assert wait_for(lambda: set(servers(20)) == {"be1", "be2"}, timeout=5)
+
+
+def test_trace_shows_the_rewrite_at_connect_and_no_dnat(ebpf_lab):
+    doc = json.loads(lab("--lab", NAME, "trace", "client", "svc/be:80", "-o", "json").stdout)
+    first = doc["rows"][0]
+    assert "socket LB rewrote the destination at connect()" in first["predicted"]
+    assert first["observed"].startswith("no DNAT in netfilter; answered by be") and first["mark"] == "="
+    assert not any(h["kind"] == "dnat" for h in doc["predicted"]), "no DNAT is predicted that cannot be observed"
+    sent = next(h for h in doc["predicted"] if h["kind"] == "send")
+    assert sent["expect"][1] in (ip_of("be1"), ip_of("be2")), "the packet is born addressed to the backend"
+
+
+def ip_of(pod: str) -> str:
+    return next(p["ip"] for p in record()["state"]["pods"] if p["name"] == pod)
+
+
+def test_lab_check_passes_on_the_shipped_ebpf_topology(ebpf_lab):
+    lab("up", str(TOPOLOGIES / "ebpf.yaml"))
+    try:
+        done = lab("--lab", "ebpf", "check", check=False, timeout=120)
+        assert done.returncode == 0 and "PASSED" in done.stdout, done.stdout + done.stderr
+    finally:
+        lab("down", "ebpf", check=False)
+
+
+def test_lab_down_leaves_no_cgroup_program_map_or_pin(ebpf_lab):
+    lab("down", NAME)
+    assert not os.path.exists(CGROUP)
+    assert not os.path.exists(f"/run/k8s-netlab/{NAME}")
+    assert "/bpf" not in "".join(l for l in open("/proc/self/mounts") if NAME in l)
+    assert wait_for(lambda: bpf_ids("prog") == ebpf_lab["prog"] and bpf_ids("map") == ebpf_lab["map"], timeout=5), \
+        (bpf_ids("prog") - ebpf_lab["prog"], bpf_ids("map") - ebpf_lab["map"])
