@@ -40,13 +40,13 @@ def build() -> Path:
     out = CACHE / key / "sock_lb.o"
     if out.exists():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    host.make_dir(out.parent)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
     done = host.run(ebpf.compile_argv(clang, ebpf.SOURCE, tmp), check=False)
     if not done.ok:
-        tmp.unlink(missing_ok=True)
+        host.remove(tmp)
         raise LabError(f"clang could not compile {ebpf.SOURCE}: {done.stderr.strip()[-800:]}")
-    os.replace(tmp, out)
+    host.current().rename(str(tmp), str(out))
     return out
 
 
@@ -101,13 +101,13 @@ def setup(state: ClusterState, rec: LabRecord) -> None:
     rec.save()
     for c in planned:
         cgroup.make(c)
-    os.mkdir(rec.bpffs)
+    host.make_dir(rec.bpffs)
     _mount_bpffs(rec.bpffs)
     bpftool = _tool("bpftool")
 
     def one(node: NodeState) -> None:
         pins = f"{rec.bpffs}/{node.name}"
-        os.mkdir(pins)
+        host.make_dir(pins)
         _load(obj, pins)
         for prog, path in ebpf.prog_paths(pins).items():
             host.run([bpftool, "cgroup", "attach", cgroups[node.name], ebpf.PROGRAMS[prog], "pinned", path])
@@ -119,7 +119,7 @@ def setup(state: ClusterState, rec: LabRecord) -> None:
 
 def _netns_inode(name: str) -> Optional[int]:
     try:
-        return os.stat(netns_path(name)).st_ino
+        return host.inode(netns_path(name))
     except OSError:
         return None
 
@@ -130,14 +130,13 @@ def place_all(state: ClusterState) -> int:
     containers.Starter, record.in_pod). Returns how many were moved."""
     by_inode = {i: c for ns, c in ebpf.netns_cgroups(state, _root()).items() if (i := _netns_inode(ns))}
     moves: dict[str, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                inode = os.stat(f"/proc/{entry.name}/ns/net").st_ino
-            except OSError:
-                continue
-            if inode in by_inode:
-                moves.setdefault(by_inode[inode], []).append(int(entry.name))
+    for pid in host.pids():
+        try:
+            inode = host.inode(f"/proc/{pid}/ns/net")
+        except OSError:
+            continue
+        if inode in by_inode:
+            moves.setdefault(by_inode[inode], []).append(pid)
     for path, pids in moves.items():
         cgroup.place(path, pids)
     return sum(map(len, moves.values()))
@@ -180,10 +179,8 @@ def teardown(rec: LabRecord) -> list[str]:
         if not done.ok:
             errors.append(f"umount {rec.bpffs}: {done.stderr.strip()}")
     if rec.bpffs and os.path.isdir(rec.bpffs) and not os.path.ismount(rec.bpffs):
-        try:
-            os.rmdir(rec.bpffs)  # the empty mount point: never a recursive delete near a bpffs
-        except OSError as e:
-            errors.append(f"rmdir {rec.bpffs}: {e.strerror}")
+        if not host.remove_empty(rec.bpffs):  # the empty mount point: never a recursive delete near a bpffs
+            errors.append(f"rmdir {rec.bpffs}: it is not empty")
     return errors
 
 

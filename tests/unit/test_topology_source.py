@@ -129,12 +129,13 @@ def _bomb(levels: int = 9, width: int = 9) -> str:
     ("a: " + "9" * 5000 + "\n", 1, "number out of range"),
 ])
 def test_limits_refuse_hostile_input_fast(text, line, message):
+    """Refused in under 3 s of the reader's own CPU time (other work on the machine does not count)."""
     import time
 
-    t0 = time.monotonic()
+    t0 = time.process_time()
     with pytest.raises(TopologyError) as caught:
         parse_documents(text, "h.yaml")
-    assert time.monotonic() - t0 < 3
+    assert time.process_time() - t0 < 3
     (diagnostic,) = caught.value.diagnostics
     assert (diagnostic.file, diagnostic.line) == ("h.yaml", line)
     assert message in diagnostic.message
