@@ -1,11 +1,15 @@
 """The shape of the code is checked, not hoped for: imports only go down the layers (the contract
-in pyproject.toml, checked by import-linter), the linter is clean, and no default is mutable."""
+in pyproject.toml, checked by import-linter, exhaustive: a new module in no layer fails it), no two
+modules import each other even indirectly, the linter is clean, and no default is mutable."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -14,6 +18,78 @@ BIN = Path(sys.executable).parent
 def test_imports_only_go_down_the_layers():
     proc = subprocess.run([str(BIN / "lint-imports")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+
+
+def _lint_copy(tmp_path: Path, new_module: str) -> subprocess.CompletedProcess:
+    """lint-imports on a copy of lab/ with one more, empty module."""
+    shutil.copytree(ROOT / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("__pycache__", "static"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / new_module).write_text('"""A module nobody placed in a layer."""\n')
+    return subprocess.run([str(BIN / "lint-imports"), "--no-cache"], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+
+
+def test_a_new_module_in_no_layer_fails_the_contract(tmp_path):
+    """exhaustive = true: a module lands in a layer, or the contract says where it is missing."""
+    top = _lint_copy(tmp_path / "a", "lab/newthing.py")
+    assert top.returncode != 0 and "lab.newthing" in top.stdout, top.stdout[-2000:]
+    inner = _lint_copy(tmp_path / "b", "lab/routing/newkind.py")
+    assert inner.returncode != 0 and "lab.routing.newkind" in inner.stdout, inner.stdout[-2000:]
+
+
+def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    modules = sorted(graph.modules)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.find_modules_directly_imported_by(v)):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * len(modules)))
+    for m in modules:
+        if m not in index:
+            visit(m)
+    return found
+
+
+def test_no_two_modules_import_each_other():
+    """No circle, even through a package's __init__ (a registry imports its kinds; a kind imports
+    what a kind is from a module of its own, never the registry)."""
+    assert _cycles(grimp.build_graph("lab")) == []
+
+
+def test_the_circle_check_sees_a_circle(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("from pkg import a\n")
+    (tmp_path / "pkg" / "a.py").write_text("import pkg.b\n")
+    (tmp_path / "pkg" / "b.py").write_text("from pkg import a\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert _cycles(grimp.build_graph("pkg", cache_dir=None)) == [["pkg.a", "pkg.b"]]
+    finally:
+        sys.path.remove(str(tmp_path))
 
 
 def test_the_linter_is_clean():
