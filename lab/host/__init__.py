@@ -531,8 +531,11 @@ def write_file(path: Union[str, Path], data: Union[str, bytes], mode: Optional[i
 
 def replace_file(path: Union[str, Path], data: Union[str, bytes], tmp: Union[str, Path, None] = None) -> None:
     """Write a file whole, then rename it over `path`: a reader (dnsmasq, nginx) never sees half of
-    it. tmp: where it is written first (default path + ".tmp"; outside a watched folder)."""
-    tmp = str(tmp or f"{path}.tmp")
+    it. tmp: where it is written first (default path + ".tmp"; outside a watched folder), with the
+    writer's process and thread appended."""
+    # the writer's own temporary name: two writers at once (two `lab exercise grade`s) never rename
+    # each other's half-written file, or one that is already gone
+    tmp = f"{tmp or f'{path}.tmp'}.{os.getpid()}.{threading.get_ident()}"
     write_file(tmp, data)
     current().rename(tmp, str(path))
 

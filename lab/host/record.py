@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ class LabRecord:
             **{k: getattr(self, k) for k in LEDGER},  # the ledger's fields stay where format 1 had them
             "pod_ready": self.pod_ready, "sections": self.sections, "state": self._dumped[1],
         }
-        tmp = self.dir / "record.json.tmp"
+        tmp = self.dir / f"record.json.{os.getpid()}.{threading.get_ident()}.tmp"  # each writer its own
         tmp.write_text(json.dumps(data, separators=(",", ":")))  # no indent: the C encoder, ~10x faster
         os.replace(tmp, self.dir / "record.json")
 

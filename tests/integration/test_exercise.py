@@ -145,6 +145,8 @@ def test_every_exercise_is_broken_at_start_and_solved_by_its_solution(folder: Pa
         grades = [run("grade", "--format", "json")]
         with ThreadPoolExecutor(9) as pool:
             grades += pool.map(lambda _: run("grade", "--format", "json"), range(9))
+        for g in grades:  # a grade that printed no JSON says why
+            assert g.stdout.strip().startswith("{"), f"{name}: a grade printed no JSON (exit {g.returncode}): {g.stderr}"
         first = json.loads(grades[0].stdout)
         assert grades[0].returncode == 1 and not first["full_marks"], grades[0].stdout + grades[0].stderr
         verdicts = [[(t["name"], t["passed"]) for task in json.loads(g.stdout)["tasks"] for t in task["tests"]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def render(calls: list[Call], tmp: Path, tag: str, switch: str) -> str:
     for real, fixed in ((str(tmp), "<tmp>"), (sys.executable, "<python>"), (str(ROOT), "<repo>"),
                         (f"{switch}{tag}p", f"{switch}<tag>p")):
         text = text.replace(real, fixed)
-    return text
+    return re.sub(r"\.tmp\.\d+\.\d+", ".tmp.<writer>", text)  # host.replace_file's per-writer name
 
 
 @pytest.fixture
