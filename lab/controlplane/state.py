@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+from lab.topology.kinds import DEFAULT_PROXY
+
 
 @dataclass(frozen=True)
 class PortState:
@@ -290,7 +292,7 @@ class ClusterState:
     namespaces: tuple[str, ...] = ("default", "kube-system")
     checks: tuple[CheckState, ...] = ()
     source: str = ""                 # the topology file this came from
-    proxy: str = "iptables"          # kube-proxy mode: iptables | nftables | ebpf (socket LB)
+    proxy: str = DEFAULT_PROXY       # kube-proxy's mode: a name in lab.kube_proxy.proxiers
     services: tuple[ServiceState, ...] = ()
     dns_domain: str = ""             # the cluster domain; "" when the lab has no cluster DNS
     dns_node_cache: bool = False     # NodeLocal DNSCache on every node

@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import struct
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
+from lab.kube_proxy import nftables
 from lab.kube_proxy.model import Endpoint, ServicePort
+from lab.kube_proxy.proxier import Proxier
 
 SOURCE = Path(__file__).parent / "bpf" / "sock_lb.c"
 CLANG_FLAGS = ("-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-Wall", "-Werror")
@@ -161,3 +164,14 @@ def map_paths(pins: str) -> dict[str, str]:
 
 def prog_paths(pins: str) -> dict[str, str]:
     return {p: f"{pins}/progs/{p}" for p in PROGRAMS}
+
+
+def _socket_lb(p: ServicePort) -> tuple[tuple[Endpoint, ...], bool]:
+    eps, verdict = choices(p)
+    return eps, verdict == REJECT
+
+
+# ClusterIPs are map entries of each node's socket LB (written by the runtime after the nft rules);
+# NodePorts, externalIPs and LoadBalancer IPs are kube-proxy's nftables rules without the ClusterIPs.
+PROXIER: Proxier = replace(
+    nftables.PROXIER, name="ebpf", socket_lb=_socket_lb, runtime="lab.kube_proxy.ebpf_sync")

@@ -19,6 +19,7 @@ from lab.host import cgroup
 from lab.host import netns_path
 from lab.host.record import LabRecord
 from lab.kube_proxy import ebpf, model
+from lab.kube_proxy.proxier import Runtime
 
 CACHE = Path(os.environ.get("K8S_NETLAB_BPF_CACHE", "/var/cache/k8s-netlab/bpf"))
 INSTALL = "scripts/install.sh installs it (apt-get install clang bpftool libbpf-dev)"
@@ -184,7 +185,15 @@ def teardown(rec: LabRecord) -> list[str]:
     return errors
 
 
-def socket_cgroups(state: ClusterState) -> dict[str, str]:
-    """For the probe engine: source namespace -> the cgroup its sockets are made in ({} unless
-    proxy ebpf), so a probe from a pod meets its node's socket LB as the pod's processes do."""
-    return ebpf.netns_cgroups(state, _root()) if state.proxy == "ebpf" else {}
+def _start(state: ClusterState, rec: LabRecord) -> None:
+    setup(state, rec)
+    place_all(state)  # the nodes' shells
+
+
+RUNTIME = Runtime(
+    preflight=lambda state: f"proxy ebpf: {check()}",
+    start=_start,
+    update=update,
+    socket_cgroups=lambda state: ebpf.netns_cgroups(state, _root()),
+    teardown=lambda rec: teardown(rec) if rec.cgroups or rec.bpffs else [],  # only what the ledger holds
+)

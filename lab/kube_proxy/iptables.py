@@ -38,6 +38,7 @@ from typing import AbstractSet, Iterable, Union
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
 from lab.kube_proxy import chains as ch
 from lab.kube_proxy.model import MASQ_MARK, Endpoint, ServicePort, service_ports
+from lab.kube_proxy.proxier import Proxier
 from lab.netfilter import comment as _comment
 
 MARK_MASQ = "KUBE-MARK-MASQ"
@@ -399,3 +400,15 @@ def masq_agent_rules(state: ClusterState) -> str:
     nat.add("IP-MASQ-AGENT", _comment("ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)"),
             "-j MASQUERADE")
     return _text(nat)
+
+
+PROXIER = Proxier(
+    "iptables", ("iptables-restore", "--noflush"),
+    setup_rules=lambda state: base_rules() + masq_agent_rules(state),
+    render=lambda state, node, slices, existing: render(state, node, slices, existing=existing),
+    render_update=render_update,
+    chains=declared_chains,
+    # NodePorts on 127.0.0.1 need route_localnet; kube-proxy's iptables mode sets it too.
+    sysctls={"net.ipv4.conf.all.route_localnet": "1"},
+    localhost_nodeports=True,
+)

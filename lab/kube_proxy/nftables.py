@@ -47,6 +47,7 @@ from typing import AbstractSet, Iterable, Optional, Union
 
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
 from lab.kube_proxy.model import MASQ_MARK, Endpoint, ServicePort, service_ports
+from lab.kube_proxy.proxier import Proxier
 
 TABLE = "kube-proxy"
 FAMILY = "ip"
@@ -522,3 +523,13 @@ def masq_agent_rules(state: ClusterState) -> str:
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+# kube-proxy's nftables mode does not serve NodePorts on localhost (no route_localnet).
+PROXIER = Proxier(
+    "nftables", ("nft", "-f", "-"),
+    setup_rules=masq_agent_rules,
+    render=lambda state, node, slices, existing: render(state, node, slices),
+    render_update=lambda old, new, node, old_slices, new_slices, only: render_update(
+        old, new, node, old_slices, new_slices, only=only),
+)

@@ -1,5 +1,6 @@
 """kube-proxy's loop, run when something changes: recompute EndpointSlices, render each node's
-rules (pure) and apply them with one restore per node, writing only what changed.
+rules (pure) and apply them with one restore per node, writing only what changed. The loop is the
+same for every mode; what differs is the mode's Proxier (lab.kube_proxy.proxiers) and its runtime.
 
 iptables mode: one `iptables-restore --noflush` per node; after the first full sync only what the
 changed Services need is written — their rules in the shared chains deleted and inserted, their own
@@ -19,7 +20,7 @@ from lab.controlplane.controller import Controller
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, NodeState
 from lab.errors import LabError
-from lab.kube_proxy import ebpf_sync, iptables, model, nftables
+from lab.kube_proxy import model, proxiers, runtimes
 from lab import host
 from lab.host import sysctl
 from lab.host.record import LabRecord
@@ -27,19 +28,18 @@ from lab.host.record import LabRecord
 NAME = "kube-proxy"  # its section of the record: chains (node -> chains last written), full_resyncs
 
 
-def _restore(node: NodeState, argv: list[str], text: str) -> None:
-    host.restore(node.netns, argv, text, f"kube-proxy's rules on node {node.name}")
+def _restore(node: NodeState, argv: tuple[str, ...], text: str) -> None:
+    host.restore(node.netns, list(argv), text, f"kube-proxy's rules on node {node.name}")
 
 
 def setup(state: ClusterState) -> None:
     """Once per node at `lab up`: what kube-proxy and ip-masq-agent set up before their first sync."""
+    proxier = proxiers.of(state)
+
     def one(node: NodeState) -> None:
-        if state.proxy == "iptables":
-            # NodePorts on 127.0.0.1 need route_localnet; kube-proxy's iptables mode sets it too.
-            sysctl(node.netns, {"net.ipv4.conf.all.route_localnet": "1"})
-            _restore(node, ["iptables-restore", "--noflush"], iptables.base_rules() + iptables.masq_agent_rules(state))
-        else:
-            _restore(node, ["nft", "-f", "-"], nftables.masq_agent_rules(state))
+        if proxier.sysctls:
+            sysctl(node.netns, dict(proxier.sysctls))
+        _restore(node, proxier.restore, proxier.setup_rules(state))
 
     with host.pool(len(state.nodes)) as pool:
         list(pool.map(one, state.nodes))
@@ -68,7 +68,8 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
 
     counting = threading.Lock()
     mine = record.section(NAME)
-    chains = mine.setdefault("chains", {})  # node -> the chains last written (iptables mode)
+    chains = mine.setdefault("chains", {})  # node -> the service chains last written (iptables mode)
+    proxier, runtime = proxiers.of(state), runtimes.of(state)
 
     def start_over(node: NodeState, refused: LabError) -> None:
         """A partial sync the node refused: its rules were not what the last sync left. Say so
@@ -78,34 +79,21 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
             mine["full_resyncs"] = mine.get("full_resyncs", 0) + 1
 
     def one(node: NodeState) -> tuple[str, list[str]]:
-        if state.proxy == "iptables":
-            existing = frozenset(chains.get(node.name, ()))
-            full = lambda: iptables.render(state, node, new_slices, existing=existing)  # noqa: E731
-            text = full() if first else iptables.render_update(old_state, state, node, old_slices, new_slices, changed)
+        existing = frozenset(chains.get(node.name, ()))
+        full = lambda: proxier.render(state, node, new_slices, existing)  # noqa: E731
+        text = full() if first else proxier.render_update(old_state, state, node, old_slices, new_slices, changed)
+        if text.strip():  # a partial sync with nothing to write runs nothing
             try:
-                _restore(node, ["iptables-restore", "--noflush"], text)
+                _restore(node, proxier.restore, text)
             except LabError as e:
                 if first:
                     raise
                 start_over(node, e)
                 text = full()
-                _restore(node, ["iptables-restore", "--noflush"], text)
-            return node.name, sorted(iptables.declared_chains(text, existing))
-        if first:
-            text = nftables.render(state, node, new_slices)
-        else:
-            text = nftables.render_update(old_state, state, node, old_slices, new_slices, only=changed)
-        if text.strip():
-            try:
-                _restore(node, ["nft", "-f", "-"], text)
-            except LabError as e:
-                if first:
-                    raise
-                start_over(node, e)
-                _restore(node, ["nft", "-f", "-"], nftables.render(state, node, new_slices))
-        if state.proxy == "ebpf":  # proxy ebpf: ClusterIPs are map entries of the node's socket LB
-            ebpf_sync.update(record, node, old_state, state, old_slices, new_slices, changed, first)
-        return node.name, []
+                _restore(node, proxier.restore, text)
+        if runtime:  # proxy ebpf: ClusterIPs are map entries of the node's socket LB
+            runtime.update(record, node, old_state, state, old_slices, new_slices, changed, first)
+        return node.name, sorted(proxier.chains(text, existing))
 
     done, error = host.on_each(state.nodes, one)
     for name, written in done:  # what the other nodes now hold, even when one refused
@@ -132,15 +120,17 @@ def forget_udp(node: NodeState, stale: list[tuple[str, Optional[int]]]) -> None:
 
 
 def _preflight(state: ClusterState) -> Optional[str]:
-    """proxy ebpf: can this machine compile and load the socket LB's programs? (LabError if not)."""
-    return f"proxy ebpf: {ebpf_sync.check()}" if state.proxy == "ebpf" else None
+    """Can this machine run the mode's runtime (proxy ebpf: compile and load the socket LB's
+    programs)? LabError if not; None for a mode that is rules only."""
+    runtime = runtimes.of(state)
+    return runtime.preflight(state) if runtime else None
 
 
 def _start(state: ClusterState, record: LabRecord) -> None:
-    """proxy ebpf: the nodes' cgroups and programs, before any process of a node starts."""
-    if state.proxy == "ebpf":
-        ebpf_sync.setup(state, record)
-        ebpf_sync.place_all(state)  # the nodes' shells
+    """The mode's runtime (proxy ebpf: the nodes' cgroups and programs), before any process of a node starts."""
+    runtime = runtimes.of(state)
+    if runtime:
+        runtime.start(state, record)
 
 
 CONTROLLER = Controller(

@@ -28,7 +28,7 @@ from lab.controlplane.endpoints import ready_by_service
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.dns.records import dns_ip, pod_a_name, resolv_conf
 from lab.host.cgroup import placed
-from lab.kube_proxy.ebpf_sync import socket_cgroups
+from lab.kube_proxy.runtimes import socket_cgroups
 from lab.policy.model import allowed
 from lab.probe.outcome import Outcome
 from lab.probe.asks import internal_endpoints, netexec_serves, on_node

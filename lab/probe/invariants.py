@@ -14,7 +14,7 @@ from typing import Collection, Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
-from lab.kube_proxy.ebpf_sync import socket_cgroups
+from lab.kube_proxy.runtimes import socket_cgroups
 from lab.policy import model as policy
 from lab.probe import dns, ingress, services
 from lab.probe.asks import expect

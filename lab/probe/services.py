@@ -24,6 +24,7 @@ from lab.controlplane.endpoints import ready_by_service
 from lab.controlplane.state import (
     HOST_PORT, ClusterState, EndpointSliceState, PodState, ServiceState, container_key,
 )
+from lab.kube_proxy import proxiers
 from lab.kube_proxy.model import ServicePort, service_port_name
 from lab.policy import model as policy
 from lab.dns.runtime import IMAGE as DNS_IMAGE
@@ -223,9 +224,9 @@ def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mappin
                 subject, reply, may_drop = denied(f"{who} -> {spn} at {target}, Cluster", snat, everywhere)
                 asks.append(Ask("nodeport", subject, probe, servers=snat, source="node", reply=reply,
                                 may_drop=may_drop))
-        # From the node itself any endpoint may answer. 127.0.0.1 works in iptables mode only
-        # (route_localnet); kube-proxy's nftables mode does not serve NodePorts on localhost.
-        for addr in (node.ip, "127.0.0.1") if state.proxy == "iptables" else (node.ip,):
+        # From the node itself any endpoint may answer; on 127.0.0.1 too where the mode serves
+        # NodePorts on localhost (iptables: route_localnet; kube-proxy's nftables mode does not).
+        for addr in (node.ip, "127.0.0.1") if proxiers.of(state).localhost_nodeports else (node.ip,):
             subject, reply, may_drop = denied(
                 f"node/{node.name} -> {spn} at {addr}:{port.node_port}/{port.protocol}", snat, everywhere)
             asks.append(Ask("nodeport", subject, Probe(node.netns, addr, port.node_port, port.protocol),

@@ -19,6 +19,7 @@ from lab.host import record as records
 from lab import host
 from lab.host import ip_batch, output, sysctl
 from lab.host.record import LabRecord
+from lab.kube_proxy import runtimes as proxy_runtimes
 
 Progress = Callable[[str, float], None]
 AGENT = "lab.runtime.agent"
@@ -175,9 +176,7 @@ def teardown(rec: LabRecord) -> list[str]:
         processes.signal_all(pids, signal.SIGTERM)
         errors = [] if cni_config.confined(rec.state) else pods.delete(rec.state, rec)
         processes.reap(pids)
-        if rec.cgroups or rec.bpffs:  # the ledger's cgroups and bpffs: programs, pins, maps (lab.kube_proxy.ebpf_sync)
-            from lab.kube_proxy import ebpf_sync
-            errors += ebpf_sync.teardown(rec)
+        errors += proxy_runtimes.teardown(rec)  # the ledger's cgroups and bpffs: programs, pins, maps (proxy ebpf)
         for path in rec.uts_paths():
             host.drop_uts(path)
         existing = [n for n in reversed(rec.netns) if host.exists(n)]

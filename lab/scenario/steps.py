@@ -188,7 +188,7 @@ def _probes(state, probes: tuple[Probe, ...]) -> str:
     sockets = {i: EngineProbe(netns, ip, port, p.protocol) for i, (p, _, netns, ip, port) in enumerate(planned)
                if p.protocol != "ICMP" and port}
     expect = [REFUSED if planned[i][0].expect == "refused" else None for i in sockets]
-    from lab.kube_proxy.ebpf_sync import socket_cgroups
+    from lab.kube_proxy.runtimes import socket_cgroups
 
     results = dict(zip(sockets, run_probes(list(sockets.values()), expect=expect, cgroups=socket_cgroups(state))))
     problems = []

@@ -16,6 +16,7 @@ from lab.topology.constants import VXLAN_OVERHEAD
 # pod network name -> bytes its encapsulation takes from the underlay MTU
 NETWORKS: dict[str, int] = {"host-gw": 0, "vxlan": VXLAN_OVERHEAD, "bgp": 0, "cloud-routes": 0, "vpc": 0}
 PROXY_MODES: tuple[str, ...] = ("iptables", "nftables", "ebpf")
+DEFAULT_PROXY = "iptables"  # kube-proxy's own default mode
 CNIS: tuple[str, ...] = ("bridge", "ptp")  # built in; any other cni is the path of a plugin of one's own
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from lab.topology.constants import DNS_LABEL, DNS_SUBDOMAIN
-from lab.topology.kinds import CNIS, NETWORKS, PROXY_MODES, mtu_overhead
+from lab.topology.kinds import CNIS, DEFAULT_PROXY, NETWORKS, PROXY_MODES, mtu_overhead
 from lab.topology.lenient import IGNORED_KINDS
 
 # Service types reachable from outside on a NodePort (kube-proxy's ExternallyAccessible); a
@@ -89,7 +89,7 @@ class ClusterSpec(Strict):
     serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
     network: Literal[tuple(NETWORKS)] = "vxlan"  # type: ignore[valid-type]  # the registered pod networks
     cni: Annotated[str, AfterValidator(_cni)] = "bridge"
-    proxy: Literal[PROXY_MODES] = "iptables"  # type: ignore[valid-type]
+    proxy: Literal[PROXY_MODES] = DEFAULT_PROXY  # type: ignore[valid-type]
     bgp: BGPSpec = BGPSpec()
     vpc: VPCSpec = VPCSpec()
     dns: DNSSpec = DNSSpec()

@@ -16,7 +16,7 @@ from lab import routing
 from lab.cni import kinds as cni_kinds
 from lab.controlplane.ipam import underlay_gateway
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
-from lab.kube_proxy import ebpf
+from lab.kube_proxy import proxiers
 from lab.kube_proxy.model import Endpoint, ServicePort, service_ports
 from lab.policy import model as policy
 from lab.trace.target import Target
@@ -47,7 +47,7 @@ class Flow:
     endpoint: Optional[Endpoint] = None     # the Service endpoint the walk follows
     marked: bool = False                    # KUBE-MARK-MASQ: masquerade in KUBE-POSTROUTING
     snat: str = ""
-    socket_lb: bool = False                 # proxy ebpf: the socket, not netfilter, has the Service address
+    socket_lb: bool = False                 # a socket LB (proxy ebpf): the socket, not netfilter, has the Service address
 
 
 def _pod_at(state: ClusterState, ip: str) -> Optional[PodState]:
@@ -134,7 +134,7 @@ class _Walk:
         port = f":{flow.port}" if flow.port else ""
         return f"{self.protocol} {src or flow.src_ip} → {dst or flow.dst_ip}{port}"
 
-    # --- proxy ebpf ---
+    # --- a socket load balancer (proxy ebpf) ---
 
     def socket_lb(self, src: Target, flow: Flow) -> Flow:
         """The node's connect4/sendmsg4 program (lab/kube_proxy/bpf/sock_lb.c) rewrites a ClusterIP
@@ -146,9 +146,8 @@ class _Walk:
             self.add(where, src.netns, "", f"connect(): {flow.dst_ip}:{flow.port} is no lb_services entry: "
                      "the destination stays", "socklb", ())
             return flow
-        eps, verdict = ebpf.choices(sp)
+        eps, refused = proxiers.of(self.state).socket_lb(sp)
         if not eps:
-            refused = verdict == ebpf.REJECT
             self.add(where, src.netns, "", f"connect() to {sp.spn} fails at once, no packet sent: " + (
                 "no endpoints, ECONNREFUSED" if refused else "internalTrafficPolicy Local and none on this node, EPERM"),
                 "socklb", ("refuse" if refused else "drop",))
@@ -275,7 +274,7 @@ class _Walk:
         if src.kind == "node" and dst.kind == "pod":  # the kernel's source for that route (flannel.1's, across nodes)
             src_ip = routing.backend(st).sending_address(st, src.node, dst.node)
         flow = Flow(src_ip, dst.ip, dst.port, dst)
-        if st.proxy == "ebpf" and dst.kind == "service" and src.kind in ("pod", "node"):  # proxy ebpf: before any packet
+        if proxiers.of(st).socket_lb and dst.kind == "service" and src.kind in ("pod", "node"):  # before any packet
             flow = self.socket_lb(src, flow)
             if self.dropped:
                 return self.hops

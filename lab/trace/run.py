@@ -5,7 +5,7 @@ from dataclasses import replace
 from typing import Mapping, Optional
 
 from lab import routing
-from lab.kube_proxy.ebpf_sync import socket_cgroups
+from lab.kube_proxy.runtimes import socket_cgroups
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError

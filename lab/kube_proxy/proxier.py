@@ -1,0 +1,52 @@
+"""What a proxy mode is (lab.kube_proxy.proxiers holds one per mode): kube-proxy's `Proxier`
+interface, as a kind. Apart from the registry so a mode's module imports this, not the registry that
+imports it (no circle).
+
+The sync loop (lab.kube_proxy.sync) is the same for every mode: it renders a full or a partial
+text per node and feeds it to the mode's restore command; the probes and `lab trace` ask the kind
+what differs for them (localhost NodePorts, a socket load balancer). Effects beyond the restore
+(proxy ebpf's programs and maps) are the mode's runtime, a module in the layer that runs things,
+named here as a string as lab.routing's kinds name theirs (lab.kube_proxy.runtimes imports it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AbstractSet, Any, Callable, Iterable, Mapping, Optional
+
+from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
+from lab.kube_proxy.model import Endpoint, ServicePort
+
+Slices = Iterable[EndpointSliceState]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A mode's effects beyond its restore command (proxy ebpf: cgroups, BPF programs and maps).
+    record: the lab's LabRecord (lab.host.record)."""
+
+    preflight: Callable[[ClusterState], str]    # can this machine run it? (LabError if not) -> what was checked
+    start: Callable[[ClusterState, Any], None]  # before any process of a node starts
+    # after a node's rules are restored: (record, node, old state, new state, old slices, new slices, changed, first)
+    update: Callable[[Any, NodeState, ClusterState, ClusterState, Slices, Slices, set[str], bool], Any]
+    socket_cgroups: Callable[[ClusterState], dict[str, str]]  # source netns -> the cgroup its sockets are made in
+    teardown: Callable[[Any], list[str]]        # from the record's ledger at `lab down`; -> errors
+
+
+@dataclass(frozen=True)
+class Proxier:
+    """A proxy mode's pure description (see the module's docstring)."""
+
+    name: str
+    restore: tuple[str, ...]                    # argv that applies a rendered text (on stdin) in a node's namespace
+    setup_rules: Callable[[ClusterState], str]  # written once per node at `lab up`: base jumps, ip-masq-agent's NAT
+    # full sync: (state, node, slices, service chains the node holds) -> a text that replaces the mode's rules
+    render: Callable[[ClusterState, NodeState, Slices, AbstractSet[str]], str]
+    # partial sync: (old state, new state, node, old slices, new slices, changed Services) -> a text; "" = nothing to do
+    render_update: Callable[[ClusterState, ClusterState, NodeState, Slices, Slices, AbstractSet[str]], str]
+    # service chains the node holds once a text is applied over those it held (iptables: what the next render deletes)
+    chains: Callable[[str, AbstractSet[str]], AbstractSet[str]] = lambda text, existing: frozenset()
+    sysctls: Mapping[str, str] = field(default_factory=dict)  # set on each node before its first rules
+    localhost_nodeports: bool = False           # NodePorts answer on 127.0.0.1 too (iptables: route_localnet)
+    # a socket load balancer before any packet (proxy ebpf): a Service port -> (the endpoints a
+    # connect() from this node is spread over, whether it is refused rather than dropped when none)
+    socket_lb: Optional[Callable[[ServicePort], tuple[tuple[Endpoint, ...], bool]]] = None
+    runtime: str = ""                           # the module whose RUNTIME holds its other effects; "" = none
