@@ -273,6 +273,7 @@ function markPicked() {
 
 async function trace(src, dst, protocol) {
   walk = null;
+  offerPcap(null);
   document.getElementById("walk-layer")?.replaceChildren();
   document.getElementById("trace-table").replaceChildren();
   say("trace-status", `tracing ${src} → ${dst} ${protocol}… (the probe is sent and watched in the kernel)`);
@@ -285,6 +286,30 @@ async function trace(src, dst, protocol) {
   say("trace-status", `${walk.trace}: ${walk.verdict}`);
   fillTrace(walk);
   drawWalk(walk);
+  offerPcap(walk.pcap);
+}
+
+// The trace's captures as one pcap, by the opaque id the server gave the walk; fetched with the token
+// (a plain link could not send it), then saved by the browser.
+function offerPcap(id) {
+  const p = document.getElementById("trace-pcap"), a = document.getElementById("trace-pcap-link");
+  p.hidden = !id;
+  a.dataset.id = id || "";
+  a.dataset.url = id ? `/api/trace.pcap?id=${encodeURIComponent(id)}` : "";
+}
+
+async function downloadPcap(e) {
+  e.preventDefault();
+  const a = e.currentTarget;
+  if (!a.dataset.url) return;
+  const r = await fetch(a.dataset.url, {headers: {"X-Lab-Token": TOKEN}});
+  if (!r.ok) { say("trace-status", `the pcap: ${(await r.json()).error || r.status}`, true); return; }
+  const url = URL.createObjectURL(await r.blob());
+  const save = el("a", {href: url, download: `lab-trace-${a.dataset.id.slice(-16)}.pcap`});
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
 function fillTrace(doc) {
@@ -509,8 +534,10 @@ document.addEventListener("DOMContentLoaded", () => {
     document.getElementById("walk-layer")?.replaceChildren();
     document.querySelectorAll("#picture g.box").forEach((g) => g.classList.remove("on-walk", "differs"));
     document.getElementById("trace-table").replaceChildren();
+    offerPcap(null);
     say("trace-status", "");
   });
+  document.getElementById("trace-pcap-link").addEventListener("click", downloadPcap);
   document.getElementById("fault-form").addEventListener("submit", addFault);
   document.getElementById("policy-form").addEventListener("submit", measure);
   if (ACTIONS) loadFaultKinds().catch((e) => say("action-status", e.message, true));
