@@ -89,11 +89,12 @@ function size(b) { return {w: BOX_W, h: b.lines.length * LINE_H + 2 * PAD}; }
 function layout(g) {
   const pos = {}, frames = [];
   const nodes = g.clusters.filter((c) => c.kind === "node");
-  const services = g.clusters.filter((c) => c.kind === "services");
+  const services = [...g.clusters.filter((c) => c.kind === "ingresses"),     // Ingresses above the Services
+                    ...g.clusters.filter((c) => c.kind === "services")];
   const colW = PODS_PER_ROW * (BOX_W + GAP) + GAP;
   const width = Math.max(nodes.length * (colW + GAP) + GAP, 3 * (BOX_W + GAP) + GAP);
   let y = GAP;
-  for (const c of services) {                      // Services: a wrapped row above the nodes
+  for (const c of services) {                      // Ingresses, Services: wrapped rows above the nodes
     const perRow = Math.max(1, Math.floor((width - 3 * GAP) / (BOX_W + GAP)));
     const top = y, titleH = c.lines.length * LINE_H + PAD;
     y += titleH + PAD;
@@ -226,7 +227,7 @@ function drawPicture(g) {
     const curved = l.kind === "tunnel" || l.kind === "bgp";
     const {d, mid} = linkPath(a, b, curved);
     const attrs = {d, class: "link " + l.kind};
-    if (l.kind === "endpoint") attrs["marker-end"] = "url(#arrow)";
+    if (l.kind === "endpoint" || l.kind === "route") attrs["marker-end"] = "url(#arrow)";
     links.append(svg("path", attrs));
     if (l.label && !said.has(l.kind + l.label)) {
       said.add(l.kind + l.label);
