@@ -265,3 +265,25 @@ def test_a_thousand_pods_are_grouped_and_painted_within_a_second(browser, tmp_pa
     print(f"1000 pods: first paint {painted} ms after navigation, {groups} groups")
     assert groups == 5 and "grouped per node and owner" in notes
     assert painted <= 1000, f"first paint {painted} ms after navigation"
+
+
+def test_ingresses_are_drawn_with_their_rules(browser, tmp_path, monkeypatch):
+    """The page of topologies/ingress.yaml's record (planned, not built: the picture reads only the
+    record): the Ingress's box, and an arrow from it to each Service its rules route to."""
+    from lab.controlplane.plan import plan
+    from lab.host import record
+    from lab.topology.load import load_topology_text
+
+    monkeypatch.setattr(record, "RUN_ROOT", tmp_path)
+    state = plan(load_topology_text((ROOT / "topologies" / "ingress.yaml").read_text()))
+    rec = record.LabRecord.create(state)
+    rec.status, rec.pod_ready = "running", {p.key: True for p in state.pods}
+    rec.save()
+    with web(state.lab, env={"K8S_NETLAB_RUN": str(tmp_path)}) as url:
+        browser.get(url)
+        box = until(browser, "const b = document.querySelector('#picture g.box.ingress'); return b && b.textContent", 10)
+        routes = js(browser, "return document.querySelectorAll('#picture path.link.route').length")
+        labels = js(browser, "return [...document.querySelectorAll('#picture text.link-label')].map(t => t.textContent)")
+        shot(browser, "web-ingress.png")
+    assert box and "ingress web" in box and "shop.example (TLS)" in box, box
+    assert routes == 2 and "shop.example/, default backend" in labels, (routes, labels)
