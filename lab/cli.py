@@ -691,6 +691,36 @@ def cmd_exercise(a) -> int:
     return commands.run(a)
 
 
+def _pcap_dir(a, rec, protocol: str):
+    """--pcap: the lab's directory for this trace's captures (checked before the probe is sent)."""
+    import shutil
+
+    from lab.trace import saved
+
+    if not a.pcap:
+        return None
+    problems = [*(["--pcap needs the capture: drop --no-capture"] if a.no_capture else []),
+                *(["--pcap needs tcpdump: install it (apt-get install tcpdump, or scripts/install.sh)"]
+                  if shutil.which("tcpdump") is None else []),
+                *([f"--pcap: TCP, UDP and ICMP are observed, not {protocol}"]
+                  if protocol not in ("TCP", "UDP", "ICMP") else []),
+                *([f"--pcap {a.pcap}: no folder {Path(a.pcap).parent}"] if not Path(a.pcap).parent.is_dir() else [])]
+    if problems:
+        raise LabError("; ".join(problems))
+    return saved.create(rec.dir)
+
+
+def _write_pcap(dest: str, keep) -> None:
+    from lab.trace import pcap, saved
+
+    merged = saved.merged(keep)
+    if merged is None:
+        raise LabError(f"tcpdump saw none of the probe's packets: no pcap written to {dest}")
+    data = host.read_bytes(merged)
+    host.write_file(dest, data, 0o644)
+    print(f"pcap: {dest} ({pcap.count(data)} packets; also kept in {keep} until lab down)", file=sys.stderr)
+
+
 def cmd_trace(a) -> int:
     """lab trace SRC DST[:PORT]: one connection's walk, predicted and observed, side by side."""
     from lab.host import record
@@ -699,11 +729,14 @@ def cmd_trace(a) -> int:
     rec = record.find(a.lab)
     protocol = a.protocol.upper()
     src, dst = run.targets(rec.state, a.src, a.dst, protocol, a.namespace)
+    keep = _pcap_dir(a, rec, protocol)
     t0 = time.monotonic()
-    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, capture=not a.no_capture)
+    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, capture=not a.no_capture, keep=keep)
     port = f":{dst.port}" if dst.port else ""
     title = f"lab trace {src.name} → {dst.name}{port} {protocol} (lab {rec.name})"
     print(report.to_json(title, hops, rows, obs) if a.output == "json" else report.table(title, rows, obs))
+    if keep is not None:
+        _write_pcap(a.pcap, keep)
     print(f"({time.monotonic() - t0:.2f}s)", file=sys.stderr)
     return 0 if obs is None or obs.ok or any(h.kind == "filter" and h.expect[0] == "drop" for h in hops) else 1
 
@@ -894,6 +927,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="TCP (default), UDP or ICMP (an echo request traced by its id)")
     p.add_argument("--no-capture", action="store_true",
                    help="no tcpdump on the path's interfaces (by default, if installed, it captures the probe's packets)")
+    p.add_argument("--pcap", metavar="FILE",
+                   help="also write the captures as one pcap file (all namespaces, in time order) for Wireshark")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.add_argument("-n", "--namespace", default="default")
     lab_opt(p)

@@ -1,6 +1,7 @@
 """A ClusterState as a Graph: the underlay switch and its hosts, one cluster per node (eth0, the pod
 network's device, the pods on it), the network backend's links, and the Services with edges to
-their endpoints. A running lab passes its readiness (only ready endpoints are drawn); a planned
+their endpoints; with Ingresses, the ingress-nginx controller's Ingresses, each with its rules as
+arrows to the Services they route to. A running lab passes its readiness (only ready endpoints are drawn); a planned
 state draws every selected pod. Above GROUP_ABOVE pods, pods are grouped per node and owner so the
 picture stays readable."""
 from __future__ import annotations
@@ -9,7 +10,8 @@ from ipaddress import ip_address
 from typing import Collection, Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
-from lab.controlplane.state import ClusterState, NodeState, PodState, ServiceState
+from lab.controlplane import ingress
+from lab.controlplane.state import ClusterState, IngressPathState, IngressState, NodeState, PodState, ServiceState
 from lab.graph.model import Box, Cluster, Graph, Ids, Link
 from lab import routing
 from lab.cni import kinds as cni_kinds
@@ -58,6 +60,11 @@ def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None, stopp
         cluster, svc_links = _services(state, ready, pod_box, ids)
         clusters.append(cluster)
         links += svc_links
+    if state.ingresses:
+        svc_box = {k: b.id for c in clusters if c.kind == "services" for b in c.boxes for k in b.keys}
+        cluster, ingress_links = _ingresses(state, pod_box, svc_box, ids)
+        clusters.append(cluster)
+        links += ingress_links
     notes = (f"{len(state.pods)} pods (more than {GROUP_ABOVE}): grouped per node and owner, with counts",) \
         if grouped else ()
     title = f"lab {state.lab}: network {state.network}, cni {_cni(state)}, kube-proxy {state.proxy}" + \
@@ -159,3 +166,34 @@ def _services(state: ClusterState, ready: Optional[Mapping[str, bool]], pod_box:
                 per_box[pod_box[e.pod]] = per_box.get(pod_box[e.pod], 0) + 1
         links += [Link(box_id, target, f"{k} endpoints" if k > 1 else "", "endpoint") for target, k in per_box.items()]
     return Cluster(ids.new("services"), (f"Services (kube-proxy {state.proxy})",), "services", tuple(boxes)), links
+
+
+def _route(p: IngressPathState, default: bool) -> str:
+    return "default backend" if default else f"{p.host or '*'}{p.path}" + (" (exact)" if p.path_type == "Exact" else "")
+
+
+def _ingress_lines(i: IngressState) -> tuple[str, ...]:
+    tls = {h for t in i.tls for h in t.hosts}
+    hosts = list(dict.fromkeys(p.host for p in i.paths if p.host))
+    ns = (f"namespace {i.namespace}",) if i.namespace != "default" else ()
+    return (f"ingress {i.name}", *(f"{h} (TLS)" if h in tls else h for h in hosts), *ns)
+
+
+def _ingresses(state: ClusterState, pod_box: dict[str, str], svc_box: dict[str, str], ids: Ids):
+    """The Ingresses cluster: one box per Ingress, the controller pod's link to each, and one arrow per
+    Ingress and Service its rules route to, labelled with the rules (host and path)."""
+    controller = ingress.controller(state)
+    served_by = pod_box.get(controller.key) if controller else None
+    boxes, links = [], []
+    for i in state.ingresses:
+        box_id = ids.new("ingress", i.namespace, i.name)
+        boxes.append(Box(box_id, _ingress_lines(i), "ingress", (f"ingress/{i.key}",)))
+        if served_by:
+            links.append(Link(box_id, served_by, "served by", "control"))
+        routes: dict[str, list[str]] = {}
+        rules = [(p, False) for p in i.paths] + ([(i.default_backend, True)] if i.default_backend else [])
+        for p, default in rules:
+            routes.setdefault(f"svc/{i.namespace}/{p.service}", []).append(_route(p, default))
+        links += [Link(box_id, svc_box[key], ", ".join(said), "route") for key, said in routes.items() if key in svc_box]
+    title = (f"Ingresses (ingress-nginx, namespace {ingress.NAMESPACE})",)
+    return Cluster(ids.new("ingresses"), title, "ingresses", tuple(boxes)), links

@@ -18,6 +18,7 @@ BOXES = {
     "group": 'style="rounded,filled,bold", fillcolor="#e8f1fb", color="#4a78b0", peripheries=2',
     "host-pod": 'style="rounded,filled,dashed", fillcolor="#e8f1fb", color="#4a78b0"',
     "service": 'shape=box, style="filled", fillcolor="#e6f4ea", color="#2e7d32"',
+    "ingress": 'shape=box, style="filled", fillcolor="#f3e8fb", color="#7b3fa0"',
 }
 LINKS = {
     "wire": 'penwidth=2, color="#555555"',
@@ -29,9 +30,11 @@ LINKS = {
     "bgp": 'style=dashed, penwidth=2, color="#8e44ad", fontcolor="#8e44ad", constraint=false',
     "endpoint": 'dir=forward, style=dotted, color="#2e7d32"',
     "control": 'style=dashed, color="#555555"',
+    "route": 'dir=forward, penwidth=2, color="#7b3fa0", fontcolor="#7b3fa0"',
 }
 CLUSTERS = {"node": 'style="rounded,filled", fillcolor="#f7f7f7", color="#888888"',
-            "services": 'style="rounded,filled", fillcolor="#f4faf5", color="#2e7d32"'}
+            "services": 'style="rounded,filled", fillcolor="#f4faf5", color="#2e7d32"',
+            "ingresses": 'style="rounded,filled", fillcolor="#faf5fd", color="#7b3fa0"'}
 
 
 def quote(text: str) -> str:

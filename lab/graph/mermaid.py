@@ -8,7 +8,8 @@ import json
 
 from lab.graph.model import Box, Graph
 
-LINKS = {"endpoint": "-.->", "tunnel": "-.-", "bgp": "-.-", "host-net": "-.-", "control": "-.-", "cut": "-.-"}  # else ---
+LINKS = {"endpoint": "-.->", "tunnel": "-.-", "bgp": "-.-", "host-net": "-.-", "control": "-.-", "cut": "-.-",
+         "route": "-.->"}  # else ---
 CLASSES = {
     "switch": "fill:#d9d9d9,stroke:#555,stroke-width:2px",
     "host": "fill:#fff,stroke:#555",
@@ -20,10 +21,12 @@ CLASSES = {
     "group": "fill:#e8f1fb,stroke:#4a78b0,stroke-width:2px",
     "host-pod": "fill:#e8f1fb,stroke:#4a78b0,stroke-dasharray:4",
     "service": "fill:#e6f4ea,stroke:#2e7d32",
+    "ingress": "fill:#f3e8fb,stroke:#7b3fa0",
 }
 LINK_STYLES = {
     "tunnel": "stroke:#c0392b,stroke-width:2px", "bgp": "stroke:#8e44ad,stroke-width:2px",
     "endpoint": "stroke:#2e7d32", "wire": "stroke:#555,stroke-width:2px", "cut": "stroke:#bbb,stroke-width:2px",
+    "route": "stroke:#7b3fa0,stroke-width:2px",
 }
 
 

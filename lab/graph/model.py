@@ -14,14 +14,16 @@ class Box:
     id: str
     lines: tuple[str, ...]           # the label, one entry per line
     kind: str                        # switch | host | eth0 | device | vtep | pod | host-pod | group | service | controller
-    keys: tuple[str, ...] = ()       # what it stands for: pod keys (ns/name), svc/NS/NAME, node/NAME (eth0), host/NAME
+                                     # | ingress
+    keys: tuple[str, ...] = ()       # what it stands for: pod keys (ns/name), svc/NS/NAME, node/NAME (eth0),
+                                     # host/NAME, ingress/NS/NAME
 
 
 @dataclass(frozen=True)
 class Cluster:
     id: str
     lines: tuple[str, ...]
-    kind: str                        # node | services
+    kind: str                        # node | services | ingresses
     boxes: tuple[Box, ...]
     keys: tuple[str, ...] = ()       # a node cluster: the node's name
 
@@ -32,6 +34,7 @@ class Link:
     dst: str
     label: str = ""
     kind: str = "wire"               # wire | cut (a stopped node) | kernel | veth | host-net | tunnel | bgp | endpoint | control
+                                     # | route (an Ingress's rules to a Service)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ In every namespace on the path a table of the lab's own (`ip k8snetlab_trace_POR
 the probe's packets only — matched on its fresh source port (lab.probe.ports) or, for ICMP, its echo
 id, in the VXLAN payload too, and after a masquerade on the translated tuple — and `xtables-monitor
 --trace` prints every rule they meet; tcpdump, if installed, captures the same packets on every
-interface. Tracing sets a flag and never a verdict, so other traffic is judged as before.
+interface, written as pcap (-w) and read back as text in the same namespace (its interface names).
+Tracing sets a flag and never a verdict, so other traffic is judged as before.
 Afterwards: the conntrack entries of the probe (the DNAT and SNAT really applied) and `ip route get`
 per routing hop. Tables, monitors and captures are removed in a finally: an error or a Ctrl-C
-leaves nothing.
+leaves nothing. Given a directory of the lab's (lab.trace.saved), the pcaps stay there, merged too.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from lab.host import cgroup
 from lab.errors import LabError
 from lab.probe import ports
 from lab.routing import vxlan
-from lab.trace import compare, events
+from lab.trace import compare, events, pcap, saved
 from lab.trace.events import Leg, Observed
 
 TABLE = "k8snetlab_trace"
@@ -235,12 +236,32 @@ def _listening(path: Path) -> bool:
         return False
 
 
+def _read_back(ns: str, path: Path) -> str:
+    """A pcap as tcpdump's text, read in the namespace it was captured in (interface names resolve
+    there), exactly as a live `tcpdump -nn -t -T vxlan` prints it."""
+    if not host.path_exists(path):
+        return ""
+    done = host.run(["ip", "netns", "exec", ns, "tcpdump", "-r", str(path), "-nn", "-t", "-T", "vxlan"], check=False)
+    return done.stdout if done.ok else ""
+
+
+def _merge(keep: Path, files: list[Path]) -> None:
+    """The namespaces' pcaps as one, in time order (what a user opens in Wireshark)."""
+    try:
+        data = pcap.merge(b for b in map(host.read_bytes, files) if b)
+    except LabError as e:
+        raise LabError(f"the trace's captures in {keep} cannot be merged: {e}") from None
+    if data:
+        host.write_file(keep / saved.MERGED, data, 0o600)
+
+
 def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: Iterable[str],
             nodes: Iterable[str], timeout: float = 1.0, leg: Optional[Leg] = None,
-            capture: bool = True, cgroup_dir: str = "") -> Observed:
+            capture: bool = True, cgroup_dir: str = "", keep: Optional[Path] = None) -> Observed:
     """Watch one connection (or echo request) from src_netns to dst_ip:port in `namespaces` (node
     namespaces among them are read for conntrack entries). leg: the tuple after a masquerade that
-    may remap the port. capture: tcpdump on every interface of each namespace too, if installed."""
+    may remap the port. capture: tcpdump on every interface of each namespace too, if installed.
+    keep: the lab's directory for this trace's pcaps (lab.trace.saved.create); None: a temporary one."""
     if protocol not in ("TCP", "UDP", "ICMP"):
         raise LabError(f"only TCP, UDP and ICMP are observed, not {protocol}")
     namespaces, nodes = list(dict.fromkeys(n for n in namespaces if n)), set(nodes)
@@ -253,7 +274,8 @@ def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: I
     captures: list = []
     with tempfile.TemporaryDirectory(prefix="k8snetlab-trace-") as tmp:
         logs = {ns: Path(tmp) / f"{ns}.log" for ns in namespaces}
-        pcaps = {ns: Path(tmp) / f"{ns}.cap" for ns in namespaces} if tcpdump else {}
+        said = {ns: Path(tmp) / f"{ns}.tcpdump" for ns in namespaces}   # tcpdump's stderr: "listening on"
+        pcaps = {ns: Path(keep or tmp) / f"{ns}.pcap" for ns in namespaces} if tcpdump else {}
         try:
             rules, bpf = trace_rules(protocol, obs.sport, leg), capture_filter(protocol, obs.sport, leg)
             for ns in namespaces:
@@ -262,11 +284,12 @@ def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: I
                 argv = ["ip", "netns", "exec", ns, "stdbuf", "-oL", "xtables-monitor", "--trace"]
                 monitors.append(host.spawn(argv, log=logs[ns], fresh_log=True))
                 if ns in pcaps:
-                    argv = ["ip", "netns", "exec", ns, "tcpdump", "-i", "any", "-nn", "-l", "-U", "-t", "-T", "vxlan",
+                    argv = ["ip", "netns", "exec", ns, "tcpdump", "-i", "any", "--immediate-mode", "-U", "-Z", "root",
+                            "-w", pcaps[ns],
                             "-c", str(CAPTURE_LIMIT), bpf]
-                    captures.append(host.spawn(argv, log=pcaps[ns], fresh_log=True))
+                    captures.append(host.spawn(argv, log=said[ns], fresh_log=True))
             deadline = time.monotonic() + READY_WAIT
-            while not (all(_subscribed(m.pid) for m in monitors) and all(map(_listening, pcaps.values()))):
+            while not (all(_subscribed(m.pid) for m in monitors) and all(_listening(said[ns]) for ns in pcaps)):
                 if time.monotonic() > deadline:
                     raise LabError("xtables-monitor or tcpdump did not start listening within "
                                    f"{READY_WAIT:g}s (is iptables-nft installed?)")
@@ -286,7 +309,9 @@ def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: I
             obs.raw[ns] = path.read_text(errors="replace") if path.exists() else ""
             obs.visits[ns] = events.parse(obs.raw[ns])
         for ns, path in pcaps.items():
-            obs.captures[ns] = events.parse_capture(path.read_text(errors="replace") if path.exists() else "")
+            obs.captures[ns] = events.parse_capture(_read_back(ns, path))
+        if keep is not None and pcaps:
+            _merge(keep, [p for p in pcaps.values() if host.path_exists(p)])
     for ns in namespaces:
         if ns in nodes:
             obs.conntrack[ns] = [c for c in _conntrack(ns, protocol, obs.sport) if _tuples(c) not in before[ns]]

@@ -1,7 +1,9 @@
-"""One trace: resolve, observe, predict with the endpoint really picked, compare."""
+"""One trace: resolve, observe, predict with the endpoint really picked, compare. keep: the lab's
+directory for the captures as pcap (lab.trace.saved)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Mapping, Optional
 
 from lab import routing
@@ -37,8 +39,8 @@ def after_masquerade(state: ClusterState, hops: list[predict.Hop], dst: Target, 
 
 
 def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
-          ready: Optional[Mapping[str, bool]] = None, observe: bool = True, capture: bool = True
-          ) -> tuple[list[predict.Hop], list[compare.Row], Optional[Observed]]:
+          ready: Optional[Mapping[str, bool]] = None, observe: bool = True, capture: bool = True,
+          keep: Optional[Path] = None) -> tuple[list[predict.Hop], list[compare.Row], Optional[Observed]]:
     slices = endpoint_slices(state, ready)
     hops = predict.walk(state, src, dst, protocol, slices)
     obs = None
@@ -51,7 +53,7 @@ def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
                    *(p.netns for p in state.pods if p.ip in endpoints and not p.host_network)]
         obs = watch.observe(src.netns, dst.ip, dst.port or 0, protocol, on_path, {n.netns for n in state.nodes},
                             leg=after_masquerade(state, hops, dst, protocol), capture=capture,
-                            cgroup_dir=socket_cgroups(state).get(src.netns, ""))
+                            cgroup_dir=socket_cgroups(state).get(src.netns, ""), keep=keep)
         chosen = next((compare.picked(obs, n.netns) for n in state.nodes if compare.picked(obs, n.netns)), None)
         if not chosen and obs.server:  # proxy ebpf: no DNAT to read; the server that answered was the pick
             ip = next((p.ip for p in state.pods if obs.server in (p.name, p.uts_name)), None)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
+from lab import host
 from lab.errors import LabError
 from lab.host import record
 from lab.web import admission, view
@@ -96,6 +97,7 @@ class App:
         self.token = secrets.token_urlsafe(24)
         self.live = Live(lab)
         self.work = threading.Lock()       # one trace, matrix, check or action at a time: they share the lab
+        self.pcaps: dict[str, Path] = {}   # opaque id -> the lab's directory of a trace this server ran
         self.stop = threading.Event()
 
     def page(self) -> bytes:
@@ -105,7 +107,7 @@ class App:
 
 
 def _trace(app: App, q: dict) -> dict:
-    from lab.trace import report, run
+    from lab.trace import report, run, saved
 
     rec = record.load(app.lab)
     protocol = (q.get("protocol") or "TCP").upper()
@@ -114,10 +116,27 @@ def _trace(app: App, q: dict) -> dict:
     if not q.get("src") or not q.get("dst"):
         raise LabError("a trace needs src and dst (pod/NS/NAME, svc/NAME.NS:PORT, host/NAME, node/NAME:PORT)")
     src, dst = run.targets(rec.state, q["src"], q["dst"], protocol, "default")
-    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready)
+    keep = saved.create(rec.dir)
+    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, keep=keep)
     port = f":{dst.port}" if dst.port else ""
     title = f"lab trace {src.name} → {dst.name}{port} {protocol} (lab {rec.name})"
-    return json.loads(report.to_json(title, hops, rows, obs))
+    doc = json.loads(report.to_json(title, hops, rows, obs))
+    app.pcaps = {i: d for i, d in app.pcaps.items() if host.path_exists(d)}   # older ones pruned by saved
+    if saved.merged(keep):
+        app.pcaps[keep.name] = keep
+        doc["pcap"] = keep.name
+    return doc
+
+
+def _pcap(app: App, q: dict) -> tuple[bytes, str]:
+    """The merged pcap of a trace this server ran, by its id (never a path from the client)."""
+    from lab.trace import saved
+
+    where = app.pcaps.get(q.get("id") or "")
+    merged = saved.merged(where) if where is not None else None
+    if merged is None:
+        raise Refused(404, "no such trace capture here: trace again, then download")
+    return host.read_bytes(merged), f"lab-{app.lab}-trace-{where.name[-16:]}.pcap"
 
 
 def _netpol(app: App, q: dict) -> dict:
@@ -193,9 +212,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args) -> None:  # noqa: A002 - the standard library's name
         pass  # one line per request would bury what matters; errors are said where they happen
 
-    def _send(self, status: int, body: bytes, ctype: str = "application/json; charset=utf-8") -> None:
+    def _send(self, status: int, body: bytes, ctype: str = "application/json; charset=utf-8",
+              filename: str = "") -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
+        if filename:
+            self.send_header("Content-Disposition", f'attachment; filename="{filename}"')
         self.send_header("Content-Length", str(len(body)))
         for k, v in SECURITY.items():
             self.send_header(k, v)
@@ -237,6 +259,10 @@ class Handler(BaseHTTPRequestHandler):
             self._events()
         elif url.path == "/api/fault-kinds":
             self._json(200, view.fault_kinds())
+        elif url.path == "/api/trace.pcap":
+            admission.check_token(self.headers, self.app.token)
+            data, name = _pcap(self.app, {k: v[0] for k, v in parse_qs(url.query).items()})
+            self._send(200, data, "application/vnd.tcpdump.pcap", name)
         elif url.path in GETS:
             admission.check_token(self.headers, self.app.token)
             q = {k: v[0] for k, v in parse_qs(url.query).items()}

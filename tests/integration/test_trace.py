@@ -76,3 +76,24 @@ def test_a_fault_drop_is_named_and_nothing_is_left(trc):
         assert "k8snetlab_trace" not in tables
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "xtables-monitor --trace" not in ps
+
+
+def test_pcap_is_a_readable_capture_holding_the_probes_packets(trc, tmp_path):
+    out = tmp_path / "walk.pcap"
+    doc = json.loads(lab("--lab", "trc", "trace", "client", trc["web@n2"], "-o", "json", "--pcap", str(out)).stdout)
+    sport = doc["observed"]["sport"]
+    read = subprocess.run(["tcpdump", "-r", str(out), "-nn", "-T", "vxlan"], capture_output=True, text=True)
+    assert read.returncode == 0, read.stderr
+    syns = [l for l in read.stdout.splitlines() if f".{sport} > " in l and "Flags [S]" in l]
+    assert syns, read.stdout                                  # the probe's SYN, seen where it was captured
+    lines = read.stdout.splitlines()                          # and inside VXLAN (outer, then inner header)
+    assert any("8472: VXLAN" in a and f".{sport} > " in b for a, b in zip(lines, lines[1:])), read.stdout
+    kept = list(Path("/run/k8s-netlab/trc/traces").glob("*/trace.pcap"))
+    assert any(k.read_bytes() == out.read_bytes() for k in kept)   # the lab keeps it (lab down removes it)
+
+
+def test_pcap_without_capture_is_a_clear_error(trc, tmp_path):
+    done = lab("--lab", "trc", "trace", "client", trc["web@n2"], "--no-capture", "--pcap", str(tmp_path / "x.pcap"),
+               check=False)
+    assert done.returncode != 0 and "drop --no-capture" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x.pcap").exists()

@@ -8,6 +8,7 @@ One lab and one browser for the module (two nodes, host-gw, four pods, no cluste
 LAB_WEB_SCREENSHOTS=1 writes the screenshots of docs/img/ (web.png, web-policy.png)."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 import pytest
@@ -153,7 +155,7 @@ def test_the_page_loads_nothing_from_outside(page):
     assert outside == [], outside
 
 
-def test_clicking_two_pods_draws_their_trace(page):
+def test_clicking_two_pods_draws_their_trace(page, tmp_path_factory):
     browser, _ = page
     db, web = "default/db", next(k for k in js(browser, "return [...document.querySelectorAll('#pods tr[data-pod]')]"
                                                         ".map(t => t.dataset.pod)") if "/web-" in k)
@@ -168,6 +170,25 @@ def test_clicking_two_pods_draws_their_trace(page):
     rows = js(browser, "return [...document.querySelectorAll('#trace-table tr[data-step]')].map(t => t.innerText)")
     assert len(rows) >= 5 and "answered" in status and "error" not in status, (status, rows)
     shot(browser, "web.png")
+    _the_pcap_link_downloads_the_walks_capture(browser, tmp_path_factory.mktemp("pcap") / "walk.pcap")
+
+
+def _the_pcap_link_downloads_the_walks_capture(browser, out: Path) -> None:
+    """The link after the walk: its bytes (fetched as the link fetches them, with the page's token) are a
+    pcap that tcpdump reads, holding the probe's SYN; without the token the server refuses."""
+    assert js(browser, "return !document.getElementById('trace-pcap').hidden")
+    url = js(browser, "return document.getElementById('trace-pcap-link').dataset.url")
+    got = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const token = document.querySelector('meta[name=\"lab-token\"]').content;"
+        "Promise.all([fetch(arguments[0], {headers: {'X-Lab-Token': token}}), fetch(arguments[0])])"
+        ".then(async ([r, bare]) => done([r.status, r.headers.get('Content-Disposition'), bare.status,"
+        " btoa(String.fromCharCode(...new Uint8Array(await r.arrayBuffer())))]))", url)
+    status, disposition, bare, data = got
+    assert status == 200 and "attachment" in disposition and bare == 403, got[:3]
+    out.write_bytes(base64.b64decode(data))
+    read = subprocess.run(["tcpdump", "-r", str(out), "-nn"], capture_output=True, text=True)
+    assert read.returncode == 0 and "Flags [S]" in read.stdout, read.stderr
 
 
 def test_the_policy_table_matches_lab_netpol_matrix(page):
@@ -244,3 +265,25 @@ def test_a_thousand_pods_are_grouped_and_painted_within_a_second(browser, tmp_pa
     print(f"1000 pods: first paint {painted} ms after navigation, {groups} groups")
     assert groups == 5 and "grouped per node and owner" in notes
     assert painted <= 1000, f"first paint {painted} ms after navigation"
+
+
+def test_ingresses_are_drawn_with_their_rules(browser, tmp_path, monkeypatch):
+    """The page of topologies/ingress.yaml's record (planned, not built: the picture reads only the
+    record): the Ingress's box, and an arrow from it to each Service its rules route to."""
+    from lab.controlplane.plan import plan
+    from lab.host import record
+    from lab.topology.load import load_topology_text
+
+    monkeypatch.setattr(record, "RUN_ROOT", tmp_path)
+    state = plan(load_topology_text((ROOT / "topologies" / "ingress.yaml").read_text()))
+    rec = record.LabRecord.create(state)
+    rec.status, rec.pod_ready = "running", {p.key: True for p in state.pods}
+    rec.save()
+    with web(state.lab, env={"K8S_NETLAB_RUN": str(tmp_path)}) as url:
+        browser.get(url)
+        box = until(browser, "const b = document.querySelector('#picture g.box.ingress'); return b && b.textContent", 10)
+        routes = js(browser, "return document.querySelectorAll('#picture path.link.route').length")
+        labels = js(browser, "return [...document.querySelectorAll('#picture text.link-label')].map(t => t.textContent)")
+        shot(browser, "web-ingress.png")
+    assert box and "ingress web" in box and "shop.example (TLS)" in box, box
+    assert routes == 2 and "shop.example/, default backend" in labels, (routes, labels)

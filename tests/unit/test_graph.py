@@ -29,14 +29,14 @@ MERMAID_LINE = re.compile("|".join((
 )))
 
 
-@pytest.mark.parametrize("topology", ["vxlan", "calico-bgp", "services"])
+@pytest.mark.parametrize("topology", ["vxlan", "calico-bgp", "services", "ingress"])
 def test_goldens_of_shipped_topologies(topology):
     g = build(shipped_state(topology))
     check_golden(f"graph-{topology}.mmd", mermaid.render(g))
     check_golden(f"graph-{topology}.dot", dot.render(g))
 
 
-@pytest.mark.parametrize("topology", ["vxlan", "calico-bgp", "services", "cloud-routes", "host-gw"])
+@pytest.mark.parametrize("topology", ["vxlan", "calico-bgp", "services", "cloud-routes", "host-gw", "ingress"])
 def test_mermaid_is_statements_mermaid_parses(topology):
     text = mermaid.render(build(shipped_state(topology)))
     bad = [line for line in text.splitlines() if not MERMAID_LINE.fullmatch(line)]
@@ -156,3 +156,22 @@ def test_a_private_cluster_draws_the_internet_behind_its_nat_gateway():
     assert "NAT gateway<br/>public 203.0.113.1" in text
     assert "host_nat ---|\"SNAT to 203.0.113.1\"| public" in text
     assert "public --- host_internet" in text and "underlay --- host_internet" not in text
+
+
+def test_ingresses_are_drawn_with_their_rules_to_services():
+    g = build(shipped_state("ingress"))
+    [cluster] = [c for c in g.clusters if c.kind == "ingresses"]
+    [box] = cluster.boxes
+    assert box.keys == ("ingress/default/web",) and box.lines == ("ingress web", "shop.example (TLS)", "api.example")
+    svc = {b.id: b.keys[0] for c in g.clusters for b in c.boxes if b.kind == "service"}
+    routes = {svc[link.dst]: link.label for link in g.links if link.kind == "route" and link.src == box.id}
+    assert routes == {"svc/default/shop": "shop.example/, default backend",
+                      "svc/default/api": "shop.example/api, api.example/v1, api.example/healthz (exact)"}
+    pods = {b.id: b.keys[0] for c in g.clusters for b in c.boxes if b.kind == "pod"}
+    served = [pods[link.dst] for link in g.links if link.src == box.id and link.kind == "control"]
+    assert served and served[0].startswith("ingress-nginx/ingress-nginx-controller-")
+
+
+def test_labs_without_ingress_draw_no_ingress_cluster():
+    g = build(shipped_state("services"))
+    assert not [c for c in g.clusters if c.kind == "ingresses"] and not [l for l in g.links if l.kind == "route"]

@@ -17,6 +17,7 @@ from lab.exercise.grading import Outcome, TaskGrade, Grade
 from lab.graph.build import GROUP_ABOVE
 from lab.host import record
 from lab.node import underlay
+from lab.trace import saved
 from lab.web import admission, server, view
 from lab.web.admission import Refused
 from tests.unit.golden import ROOT, shipped_state
@@ -345,3 +346,27 @@ def test_the_exercise_started_on_the_lab_is_served_sealed_and_without_hidden_tes
         assert status == 200 and task.hints[0] in json.loads(body)["hint"]
         assert sessions.load(ex.name).hints == {task.id: 1}
     assert request(app, "POST", "/api/exercise/hint", {"task": task.id})[0] == 403   # no token
+
+
+def test_the_pcap_of_a_trace_this_server_ran_is_served_by_its_id_only(running):
+    rec, start = running
+    app = start()
+    kept = saved.create(rec.dir)
+    data = bytes.fromhex("d4c3b2a1020004000000000000000000ffff0000" "14010000")   # an empty SLL2 pcap
+    (kept / saved.MERGED).write_bytes(data)
+    token = {admission.TOKEN_HEADER: app.token}
+    assert request(app, "GET", f"/api/trace.pcap?id={kept.name}", headers=token)[0] == 404   # not run by this server
+    app.pcaps[kept.name] = kept
+    assert request(app, "GET", f"/api/trace.pcap?id={kept.name}")[0] == 403                   # no token
+    status, headers, body = request(app, "GET", f"/api/trace.pcap?id={kept.name}", headers=token)
+    assert status == 200 and body == data and headers["Content-Type"] == "application/vnd.tcpdump.pcap"
+    assert headers["Content-Disposition"] == f'attachment; filename="lab-{rec.name}-trace-{kept.name[-16:]}.pcap"'
+    for other in (f"{rec.dir}/traces/{kept.name}", "../../etc/passwd", ""):
+        assert request(app, "GET", f"/api/trace.pcap?id={other}", headers=token)[0] == 404
+
+
+def test_a_graph_with_ingresses_reaches_the_page():
+    s = shipped_state("ingress")
+    g = view.snapshot(s, ready_all(s), [], [], 1)["graph"]
+    assert [c["boxes"][0]["keys"] for c in g["clusters"] if c["kind"] == "ingresses"] == [["ingress/default/web"]]
+    assert len([l for l in g["links"] if l["kind"] == "route"]) == 2

@@ -89,11 +89,12 @@ function size(b) { return {w: BOX_W, h: b.lines.length * LINE_H + 2 * PAD}; }
 function layout(g) {
   const pos = {}, frames = [];
   const nodes = g.clusters.filter((c) => c.kind === "node");
-  const services = g.clusters.filter((c) => c.kind === "services");
+  const services = [...g.clusters.filter((c) => c.kind === "ingresses"),     // Ingresses above the Services
+                    ...g.clusters.filter((c) => c.kind === "services")];
   const colW = PODS_PER_ROW * (BOX_W + GAP) + GAP;
   const width = Math.max(nodes.length * (colW + GAP) + GAP, 3 * (BOX_W + GAP) + GAP);
   let y = GAP;
-  for (const c of services) {                      // Services: a wrapped row above the nodes
+  for (const c of services) {                      // Ingresses, Services: wrapped rows above the nodes
     const perRow = Math.max(1, Math.floor((width - 3 * GAP) / (BOX_W + GAP)));
     const top = y, titleH = c.lines.length * LINE_H + PAD;
     y += titleH + PAD;
@@ -226,7 +227,7 @@ function drawPicture(g) {
     const curved = l.kind === "tunnel" || l.kind === "bgp";
     const {d, mid} = linkPath(a, b, curved);
     const attrs = {d, class: "link " + l.kind};
-    if (l.kind === "endpoint") attrs["marker-end"] = "url(#arrow)";
+    if (l.kind === "endpoint" || l.kind === "route") attrs["marker-end"] = "url(#arrow)";
     links.append(svg("path", attrs));
     if (l.label && !said.has(l.kind + l.label)) {
       said.add(l.kind + l.label);
@@ -273,6 +274,7 @@ function markPicked() {
 
 async function trace(src, dst, protocol) {
   walk = null;
+  offerPcap(null);
   document.getElementById("walk-layer")?.replaceChildren();
   document.getElementById("trace-table").replaceChildren();
   say("trace-status", `tracing ${src} → ${dst} ${protocol}… (the probe is sent and watched in the kernel)`);
@@ -285,6 +287,30 @@ async function trace(src, dst, protocol) {
   say("trace-status", `${walk.trace}: ${walk.verdict}`);
   fillTrace(walk);
   drawWalk(walk);
+  offerPcap(walk.pcap);
+}
+
+// The trace's captures as one pcap, by the opaque id the server gave the walk; fetched with the token
+// (a plain link could not send it), then saved by the browser.
+function offerPcap(id) {
+  const p = document.getElementById("trace-pcap"), a = document.getElementById("trace-pcap-link");
+  p.hidden = !id;
+  a.dataset.id = id || "";
+  a.dataset.url = id ? `/api/trace.pcap?id=${encodeURIComponent(id)}` : "";
+}
+
+async function downloadPcap(e) {
+  e.preventDefault();
+  const a = e.currentTarget;
+  if (!a.dataset.url) return;
+  const r = await fetch(a.dataset.url, {headers: {"X-Lab-Token": TOKEN}});
+  if (!r.ok) { say("trace-status", `the pcap: ${(await r.json()).error || r.status}`, true); return; }
+  const url = URL.createObjectURL(await r.blob());
+  const save = el("a", {href: url, download: `lab-trace-${a.dataset.id.slice(-16)}.pcap`});
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
 function fillTrace(doc) {
@@ -509,8 +535,10 @@ document.addEventListener("DOMContentLoaded", () => {
     document.getElementById("walk-layer")?.replaceChildren();
     document.querySelectorAll("#picture g.box").forEach((g) => g.classList.remove("on-walk", "differs"));
     document.getElementById("trace-table").replaceChildren();
+    offerPcap(null);
     say("trace-status", "");
   });
+  document.getElementById("trace-pcap-link").addEventListener("click", downloadPcap);
   document.getElementById("fault-form").addEventListener("submit", addFault);
   document.getElementById("policy-form").addEventListener("submit", measure);
   if (ACTIONS) loadFaultKinds().catch((e) => say("action-status", e.message, true));
