@@ -62,8 +62,10 @@ class Starter:
                     self.server.stdin.flush()
                 continue
             from lab.ingress import runtime as ingress_runtime  # pydantic, cryptography: not for `lab down`
+            from lab.gateway import runtime as gateway_runtime  # gateway hook-up (issue 25): Envoy per Gateway
 
-            program = {dns_runtime.IMAGE: dns_runtime.argv, ingress_runtime.IMAGE: ingress_runtime.argv}.get(
+            program = {dns_runtime.IMAGE: dns_runtime.argv, ingress_runtime.IMAGE: ingress_runtime.argv,
+                       gateway_runtime.IMAGE: lambda rec: gateway_runtime.argv(rec, pod)}.get(
                 c.image, lambda _: argv_for(c))(self.record)
             proc = host.spawn(self.record.in_pod(pod, program), log=log, env=env_for(pod, c), fresh_log=True)
             with self.lock:

@@ -26,6 +26,7 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import container_key
 from lab.dns import runtime as dns
 from lab.ingress import runtime as ingress
+from lab.gateway import runtime as gateway  # gateway hook-up (issue 25)
 from lab.kube_proxy.sync import sync
 from lab.node import prober
 from lab.node.processes import alive
@@ -100,6 +101,7 @@ class Agent:
                 changed = sync(rec, rec.state, pod_ready)
                 dns.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)
                 ingress.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)
+                gateway.update(rec.state, endpoint_slices(rec.state, pod_ready), rec)  # gateway hook-up (issue 25)
                 rec.commit(rec.state, pod_ready)
                 rec.save()
             print(f"{time.strftime('%H:%M:%S')} readiness changed; synced {', '.join(sorted(changed)) or 'no Service'}",

@@ -18,6 +18,7 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState, container_key, pod_key_of
 from lab.dns import runtime as dns
 from lab.ingress import runtime as ingress
+from lab.gateway import runtime as gateway  # gateway hook-up (issue 25)
 from lab.errors import Diagnostic, LabError, TopologyError
 from lab.kube_proxy import sync as kube_proxy
 from lab.node import pods, prober
@@ -445,6 +446,7 @@ def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[Pod
     if new.dns_domain:
         dns.write_resolv_confs(replace(new, pods=tuple(born)), rec)
     ingress.prepare(new, rec)
+    gateway.prepare(new, rec)  # gateway hook-up (issue 25): routes change live here (xDS files)
     pods.create(new, rec, only=born)
     after = {p.key for p in new.pods}
     fresh = {container_key(p, c) for p in born for c in p.containers}
@@ -458,6 +460,7 @@ def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[Pod
     changed = kube_proxy.sync(rec, new, pod_ready)
     dns.update(new, endpoint_slices(new, pod_ready), rec)
     ingress.update(new, endpoint_slices(new, pod_ready), rec)
+    gateway.update(new, endpoint_slices(new, pod_ready), rec)  # gateway hook-up (issue 25)
     netpol.sync(rec, new)
     rec.commit(new, pod_ready)
     return changed
@@ -481,6 +484,7 @@ def _roll_back(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[
              lambda: kube_proxy.sync(rec, old, pod_ready, first=True),
              lambda: dns.update(old, endpoint_slices(old, pod_ready), rec),
              lambda: ingress.update(old, endpoint_slices(old, pod_ready), rec),
+             lambda: gateway.update(old, endpoint_slices(old, pod_ready), rec),  # gateway hook-up (issue 25)
              lambda: netpol.sync(rec, old)]
     for step in steps:
         try:

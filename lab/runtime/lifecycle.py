@@ -80,6 +80,7 @@ def preflight(state: ClusterState) -> None:
 def up(path: str, progress: Progress = _quiet) -> ClusterState:
     from lab.controlplane.plan import plan  # pydantic: only `up` needs it, not `down` or `get`
     from lab.ingress import runtime as ingress  # pydantic and cryptography: ~0.17 s `lab down` never needs
+    from lab.gateway import runtime as gateway  # gateway hook-up (issue 25)
     from lab.runtime.apply import save_topology
     from lab.topology.load import load_topology
 
@@ -108,10 +109,12 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
                 dns.start_upstream(state, rec)
                 dns.start_node_caches(state, rec)
             ingress.prepare(state, rec)  # nginx's config and certificates before its pod starts
+            gateway.prepare(state, rec)  # gateway hook-up (issue 25): each Envoy's files before its pod starts
             with _phase(f"pods: {len(pods.sandboxed(state))} sandboxes wired by CNI {state.cni}, "
                         f"{sum(len(p.containers) for p in state.pods)} containers started, servers ready", progress):
                 pods.create(state, rec)
                 ingress.wait_ready(state)  # nginx listening before the first readiness round
+                gateway.wait_ready(state)  # gateway hook-up (issue 25): every Envoy listening
                 if state.dns_domain:
                     dns.wait_ready(state)  # before the first readiness round sees it starting
             if daemons:
@@ -139,6 +142,7 @@ def up(path: str, progress: Progress = _quiet) -> ClusterState:
 def _services(state: ClusterState, rec: LabRecord) -> None:
     """kube-proxy's first sync, with readiness from a first round of probes."""
     from lab.ingress import runtime as ingress
+    from lab.gateway import runtime as gateway  # gateway hook-up (issue 25)
     from lab.kube_proxy import sync as kube_proxy  # not needed by `lab down` and friends
     from lab.policy import sync as netpol
     from lab.runtime import announce
@@ -151,6 +155,7 @@ def _services(state: ClusterState, rec: LabRecord) -> None:
         kube_proxy.sync(rec, state, pod_ready, first=True)
         dns.update(state, endpoint_slices(state, pod_ready), rec)
         ingress.update(state, endpoint_slices(state, pod_ready), rec)
+        gateway.update(state, endpoint_slices(state, pod_ready), rec)  # gateway hook-up (issue 25)
         netpol.sync(rec, state)
         announce.sync(rec, state, pod_ready)  # MetalLB's speakers: one node answers ARP per LB address
         rec.commit(state, pod_ready)
