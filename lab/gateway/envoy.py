@@ -119,6 +119,17 @@ def _modifiers(filters: tuple[RouteFilterState, ...]) -> dict:
     return out
 
 
+def prefix_rewrite(m: RouteMatchState, new: str) -> dict:
+    """ReplacePrefixMatch as a regex_rewrite, where Envoy's plain prefix_rewrite would glue path
+    elements together ("/" + "cart" = "/newcart", or "//cart"): the Gateway API replaces whole elements."""
+    prefix, new = re.escape(m.path.rstrip("/")), new.rstrip("/")
+    if not prefix:
+        return {"regex_rewrite": {"pattern": {"regex": "^/"}, "substitution": new + "/"}}
+    if not new:
+        return {"regex_rewrite": {"pattern": {"regex": f"^{prefix}/*"}, "substitution": "/"}}
+    return {"regex_rewrite": {"pattern": {"regex": f"^{prefix}"}, "substitution": new}}
+
+
 def _redirect(f: RouteFilterState, m: RouteMatchState) -> dict:
     out: dict = {"response_code": REDIRECT_CODES[f.status_code or 302]}
     if f.scheme:
@@ -130,7 +141,7 @@ def _redirect(f: RouteFilterState, m: RouteMatchState) -> dict:
     if f.path_type == "ReplaceFullPath":
         out["path_redirect"] = f.path
     elif f.path_type == "ReplacePrefixMatch" and m.path_type == "PathPrefix":
-        out["prefix_rewrite"] = f.path
+        out.update(prefix_rewrite(m, f.path))
     return out
 
 
@@ -141,11 +152,7 @@ def _rewrite(f: RouteFilterState, m: RouteMatchState) -> dict:
     if f.path_type == "ReplaceFullPath":
         out["regex_rewrite"] = {"pattern": {"regex": "^/.*$"}, "substitution": f.path}
     elif f.path_type == "ReplacePrefixMatch" and m.path_type == "PathPrefix":
-        prefix = m.path.rstrip("/")
-        if not prefix:  # "/" → "/x": the whole path moves under the new prefix
-            out["regex_rewrite"] = {"pattern": {"regex": "^/"}, "substitution": f.path.rstrip("/") + "/"}
-        else:
-            out["prefix_rewrite"] = f.path or "/"
+        out.update(prefix_rewrite(m, f.path))
     return out
 
 

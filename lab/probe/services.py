@@ -26,6 +26,7 @@ from lab import host
 from lab.kube_proxy.model import ServicePort, service_port_name
 from lab.policy import model as policy
 from lab.controlplane.ingress import IMAGE as INGRESS_IMAGE
+from lab.controlplane.gateway import IMAGE as GATEWAY_IMAGE
 from lab.dns.runtime import IMAGE as DNS_IMAGE
 from lab.probe import coverage, loadbalancer
 from lab.probe.asks import (Ask, allowed_servers, denied, external_endpoints, internal_endpoints,
@@ -50,8 +51,8 @@ SAMPLED_SHARE = 25  # in a sampled check, connections per Service port stop grow
 ALPHA = 1e-6       # the chance that a fair spread fails service-spread, whatever the number of endpoints
 
 
-# Images whose Services other rows check (lab.probe.dns, lab.probe.ingress): not unchecked.
-CHECKED_ELSEWHERE = frozenset({DNS_IMAGE, INGRESS_IMAGE})
+# Images whose Services other rows check (lab.probe.dns, lab.probe.ingress, lab.probe.gateway): not unchecked.
+CHECKED_ELSEWHERE = frozenset({DNS_IMAGE, INGRESS_IMAGE, GATEWAY_IMAGE})
 
 
 def unchecked(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Outcome]:
