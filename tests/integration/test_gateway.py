@@ -43,8 +43,8 @@ def curl(*args: str, host: str = "shop.example") -> subprocess.CompletedProcess:
                            *args], capture_output=True, text=True)
 
 
-def served_by(*args: str) -> str:
-    out = curl("-o", "/dev/null", "-w", "%{http_code} %header{x-netexec-hostname}", *args)
+def served_by(*args: str, host: str = "shop.example") -> str:
+    out = curl("-o", "/dev/null", "-w", "%{http_code} %header{x-netexec-hostname}", *args, host=host)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -122,8 +122,14 @@ def test_lab_apply_changes_routes_live_without_restarting_envoy(gwt):
     assert envoy_pid() == pid
 
 
+def programmed() -> str:
+    gw = json.loads(lab("get", "gateways", "--lab", NAME, "-o", "json").stdout)["items"][0]
+    return next(c["status"] for c in gw["status"]["conditions"] if c["type"] == "Programmed")
+
+
 def test_the_gateway_rows_fail_when_envoy_is_gone(gwt):
     os.kill(envoy_pid(), signal.SIGKILL)
+    assert wait_for(lambda: programmed() == "False", timeout=10)  # its pod found not ready: settled
     out = lab("check", "--lab", NAME, check=False)
     assert out.returncode != 0
     row = next(line for line in out.stdout.splitlines() if line.startswith("gateway "))
