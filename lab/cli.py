@@ -100,7 +100,16 @@ def cmd_up(a) -> int:
 
         print(f"Ingress: {', '.join(ingress.hosts(state)) or 'no host names'} -> {ingress.entry(state)} (ingress-nginx); "
               f"the lab's CA: {RUN_ROOT / state.lab / 'ca.crt'} (curl --cacert)", file=sys.stderr)
+    for gw in state.gateways:
+        names = sorted(h for h, address in gateway_hosts(state).items() if address == gw.address)
+        print(f"Gateway {gw.key}: {', '.join(names) or 'no host names'} -> {gw.address or '<pending>'} "
+              f"(Envoy; ports {', '.join(f'{p}' if p == q else f'{p}->{q}' for p, q in gw.ports)})", file=sys.stderr)
     return 0
+
+
+def gateway_hosts(state) -> dict[str, str]:
+    from lab.controlplane import gateway
+    return gateway.hosts(state)
 
 
 def _wait_ready(lab: str, choose, timeout: Optional[str], fail: bool) -> list:

@@ -13,6 +13,7 @@ from lab.controlplane import gateway
 from lab.controlplane.endpoints import endpoint_slices, initial_readiness
 from lab.controlplane.gateway_state import GatewayState
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
+from lab.dns import records
 from lab.errors import LabError
 from lab.gateway import envoy
 from lab.host.record import LabRecord
@@ -86,15 +87,34 @@ def write(state: ClusterState, slices: Sequence[EndpointSliceState], record: Lab
     return changed
 
 
+def _names(record: LabRecord) -> Path:
+    return record.subdir(*records.UPSTREAM_HOSTS) / "gateway"
+
+
+def publish_names(state: ClusterState, record: LabRecord) -> None:
+    """The Gateways' hostnames, pointed at their addresses, for the lab's outside resolver (a hosts
+    file in the directory its dnsmasq watches, beside ingress-nginx's)."""
+    text = "".join(f"{address} {name}\n" for name, address in sorted(gateway.hosts(state).items()))
+    path = _names(record)
+    if not path.exists() or path.read_text() != text:
+        tmp = path.parent.parent / "upstream-gateway.tmp"  # outside the watched directory: never read half-written
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
 def update(state: ClusterState, slices: Sequence[EndpointSliceState], record: LabRecord) -> list[str]:
     """Follow a change of Gateways, routes or endpoints: Envoy picks up the renamed files itself."""
-    return write(state, slices, record) if state.gateways else []
+    if not state.gateways and not record.dir.joinpath(*records.UPSTREAM_HOSTS, "gateway").exists():
+        return []
+    publish_names(state, record)
+    return write(state, slices, record)
 
 
 def prepare(state: ClusterState, record: LabRecord) -> None:
     """Before the dataplanes start (`lab up`, or a `lab apply` that adds one): their first files,
     with endpoints as they stand before any probe."""
     if state.gateways:
+        publish_names(state, record)
         write(state, endpoint_slices(state, initial_readiness(state)), record)
 
 

@@ -78,6 +78,9 @@ def test_a_request_redirect_answers_301_with_the_prefix_replaced(gwt):
 def test_a_cross_namespace_backend_answers_through_its_reference_grant_and_no_route_is_404(gwt):
     assert served_by(f"http://{ADDRESS}/billing/x").startswith("200 invoices-")
     assert served_by(f"http://{ADDRESS}/", host="nobody.example").startswith("404")
+    by_name = subprocess.run(["ip", "netns", "exec", f"{NAME}-internet", "curl", "-sS", "-m", "3", "-H", "env: canary",
+                              "http://shop.example/"], capture_output=True, text=True)  # the lab's outside resolver
+    assert by_name.stdout.startswith("shop-v2-"), by_name.stderr
 
 
 def test_lab_get_shows_addresses_and_conditions(gwt):

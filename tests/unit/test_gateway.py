@@ -273,6 +273,10 @@ def test_clusters_are_the_ready_endpoints_and_none_when_nothing_is_ready():
     assert all(c["load_assignment"]["endpoints"][0]["lb_endpoints"] == [] for c in none)
 
 
+def test_gateway_hostnames_are_published_at_the_gateway_address():
+    assert gateway.hosts(state_of(doc())) == {"shop.example": "172.18.0.240"}
+
+
 def test_durations_become_envoy_seconds():
     assert [envoy.seconds(d) for d in ("10s", "1m", "500ms", "1h2m3s")] == ["10s", "60s", "0.5s", "3723s"]
 
