@@ -108,7 +108,14 @@ def test_lab_apply_changes_routes_live_without_restarting_envoy(gwt):
                           "responseHeaderModifier": {"set": [{"name": "x-route", "value": "live"}]}}],
              "backendRefs": [{"name": "shop-v1", "port": 80}]},
             {"matches": [{"path": {"type": "PathPrefix", "value": "/billing"}}],
-             "backendRefs": [{"name": "invoices", "namespace": "billing", "port": 8080}]}]}}
+             "backendRefs": [{"name": "invoices", "namespace": "billing", "port": 8080}]},
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/rewrite"}}],
+             "filters": [{"type": "URLRewrite", "urlRewrite": {
+                 "hostname": "in.example", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/inside"}}},
+                 {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                     "set": [{"name": "x-from", "value": "gateway"}], "add": [{"name": "x-add", "value": "2"}],
+                     "remove": ["x-drop"]}}],
+             "backendRefs": [{"name": "shop-v1", "port": 80}]}]}}
     f = gwt / "route.yaml"
     f.write_text(yaml.safe_dump(route))
     t0 = time.perf_counter()
@@ -117,6 +124,12 @@ def test_lab_apply_changes_routes_live_without_restarting_envoy(gwt):
     print(f"route live {time.perf_counter() - t0:.2f}s after lab apply started")
     assert "x-route: live" in curl("-D", "-", "-o", "/dev/null", f"http://{ADDRESS}/only-v1").stdout
     assert served_by(f"http://{ADDRESS}/").startswith("404")  # the old catch-all rule is gone
+    echo = json.loads(curl("-H", "X-Netexec-Echo: request", "-H", "x-from: client", "-H", "x-add: 1", "-H", "x-drop: 1",
+                           f"http://{ADDRESS}/rewrite/a?b=c").stdout)  # what the backend received
+    assert (echo["path"], echo["host"]) == ("/inside/a?b=c", "in.example")
+    headers = {k.lower(): v for k, v in echo["headers"].items()}
+    assert headers["x-from"] == ["gateway"] and "x-drop" not in headers
+    assert sorted(v for vs in (headers["x-add"],) for v in ",".join(vs).split(",")) == ["1", "2"]
     lab("delete", "--lab", NAME, "-f", str(ROOT / "tests" / "data" / "gateway" / "grant.yaml"))
     assert wait_for(lambda: served_by(f"http://{ADDRESS}/billing/x").startswith("500"), timeout=2)  # RefNotPermitted
     routes = json.loads(lab("get", "httproutes", "--lab", NAME, "-o", "json").stdout)["items"]
