@@ -26,6 +26,7 @@ from lab.controlplane import gateway
 from lab.controlplane.gateway_state import GatewayState, RouteMatchState
 from lab.controlplane.state import ClusterState, EndpointSliceState, HostState
 from lab.gateway import envoy, simulate
+from lab.host.record import RUN_ROOT
 from lab.policy import model as policy
 from lab.probe.outcome import Outcome
 
@@ -55,6 +56,7 @@ class Ask:
     location: str = ""                    # a redirect's
     reply: bool = True                    # False: a NetworkPolicy drops host -> Envoy
     why: str = ""                         # the expectation in words
+    tls: tuple[str, ...] = ()             # HTTPS: curl's --resolve and --cacert (the name's SNI, the lab's CA)
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,13 @@ def _pods_of(state: ClusterState, slices, cluster: str) -> tuple[str, ...]:
 
 
 def expectation(state: ClusterState, slices, entry: Optional[dict], req: simulate.Request, port: int,
-                envoy_pod) -> tuple[tuple[int, ...], tuple[str, ...], str, str]:
+                envoy_pod, scheme: str = "http") -> tuple[tuple[int, ...], tuple[str, ...], str, str]:
     """(statuses, backends, location, words) the request must get back."""
     if entry is None:
         return (404,), (), "", "HTTP 404 (no route takes it)"
     if "redirect" in entry:
         code = {v: k for k, v in envoy.REDIRECT_CODES.items()}[entry["redirect"]["response_code"]]
-        loc = simulate.redirect_location(entry, req, "http", port)
+        loc = simulate.redirect_location(entry, req, scheme, port)
         return (code,), (), loc, f"HTTP {code} to {loc}"
     if "direct_response" in entry:
         return (entry["direct_response"]["status"],), (), "", f"HTTP {entry['direct_response']['status']} (no backend)"
@@ -134,8 +136,9 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> tuple[lis
         if pod is None or not gw.address:
             continue
         for port, protocol in envoy.ports(gw).items():
-            if protocol != "HTTP" or port not in reach:
+            if port not in reach:
                 continue
+            scheme = protocol.lower()
             config = envoy.route_config(state, gw, port)
             for vh in config["virtual_hosts"]:
                 for entry in vh["routes"]:
@@ -150,16 +153,21 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> tuple[lis
                                                  "a regular expression names no one request to send", unchecked=True))
                         continue
                     taken = simulate.route(config, req)
-                    statuses, backends, location, words = expectation(state, slices, taken, req, port, pod)
+                    statuses, backends, location, words = expectation(state, slices, taken, req, port, pod, scheme)
                     if taken is not None and taken["name"] != owner:
                         words += f" (rule {taken['name']} takes this request first)"
                     query = f"?{urlencode(dict(req.query))}" if req.query else ""
-                    target = gw.address if reach[port] == 80 else f"{gw.address}:{reach[port]}"
+                    target = gw.address if reach[port] == {"http": 80, "https": 443}[scheme] else f"{gw.address}:{reach[port]}"
+                    tls: tuple[str, ...] = ()
+                    if scheme == "https":  # by name (SNI picks the listener's certificate), verified with the lab's CA
+                        tls = ("--resolve", f"{req.host}:{reach[port]}:{gw.address}",
+                               "--cacert", str(RUN_ROOT / state.lab / "ca.crt"))
+                        target = f"{req.host}:{reach[port]}"
                     for h in state.underlay_hosts():
                         reply = not state.policies or policy.allowed(state, h.ip, pod, port, "TCP")
-                        asks.append(Ask(h, gw.key, owner, f"http://{target}{req.path}{query}", req.host,
+                        asks.append(Ask(h, gw.key, owner, f"{scheme}://{target}{req.path}{query}", req.host,
                                         tuple(sorted(req.headers.items())), req.method, statuses, backends, location,
-                                        reply, words))
+                                        reply, words, tls))
     return asks, unchecked
 
 
@@ -170,7 +178,7 @@ def _position(owner: str) -> tuple[str, int, int]:
 
 def _curl(a: Ask, extra: list[str], urls: list[str], timeout: float):
     argv = ["ip", "netns", "exec", a.client.netns, "curl", "-sS", "--max-time", str(TIMEOUT), "-H", f"Host: {a.host}",
-            "-X", a.method, *[x for k, v in a.headers for x in ("-H", f"{k}: {v}")], *extra, *urls]
+            "-X", a.method, *[x for k, v in a.headers for x in ("-H", f"{k}: {v}")], *a.tls, *extra, *urls]
     return host.run(argv, check=False, timeout=timeout)
 
 
@@ -210,11 +218,11 @@ def _settled(a: Ask) -> Outcome:
 
 def weight_asks(state: ClusterState, slices, asks: list[Ask]) -> list[tuple[Ask, dict[str, tuple[float, tuple[str, ...]]]]]:
     """(ask, Service cluster -> (expected share, its pods)) for each rule split over several Services
-    that all have ready endpoints, from the first host only."""
+    that all have ready endpoints, from the first host only, over HTTP."""
     out = []
     first = state.underlay_hosts()[0] if state.underlay_hosts() else None
     for a in asks:
-        if a.client != first or not a.reply or a.statuses != (200,):
+        if a.client != first or not a.reply or a.statuses != (200,) or a.tls:  # one row per rule: over HTTP
             continue
         route_key, i, _ = _position(a.rule)
         route = next(r for r in state.http_routes if r.key == route_key)

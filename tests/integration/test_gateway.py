@@ -1,7 +1,8 @@
 """Gateway API on a real lab (gwt: topologies/gateway.yaml renamed): from the internet host, at the
 Gateway's pool address, a header match always reaches its backend, 80/20 weights split 500 requests
 within 5 points, a RequestRedirect answers 301 with the prefix replaced, a cross-namespace backend
-answers through its ReferenceGrant; `lab get` shows status.addresses and Accepted; `lab check`'s
+answers through its ReferenceGrant, the HTTPS listener serves a certificate of the lab's CA;
+`lab get` shows status.addresses and Accepted; `lab check`'s
 gateway rows pass; `lab apply -f` changes routes live (the same Envoy process); and the rows fail
 when the Envoy is gone."""
 from __future__ import annotations
@@ -83,6 +84,13 @@ def test_a_cross_namespace_backend_answers_through_its_reference_grant_and_no_ro
     assert by_name.stdout.startswith("shop-v2-"), by_name.stderr
 
 
+def test_the_https_listener_serves_the_labs_certificate_by_name(gwt):
+    out = subprocess.run(["ip", "netns", "exec", f"{NAME}-internet", "curl", "-sS", "-m", "3", "--cacert",
+                          f"/run/k8s-netlab/{NAME}/ca.crt", "-H", "env: canary", "https://shop.example/"],
+                         capture_output=True, text=True)  # verified with the lab's CA: SNI picked the listener
+    assert out.returncode == 0 and out.stdout.startswith("shop-v2-"), out.stderr
+
+
 def test_lab_get_shows_addresses_and_conditions(gwt):
     gws = json.loads(lab("get", "gateways", "--lab", NAME, "-o", "json").stdout)["items"]
     assert gws[0]["status"]["addresses"] == [{"type": "IPAddress", "value": ADDRESS}]
@@ -96,7 +104,7 @@ def test_lab_get_shows_addresses_and_conditions(gwt):
 def test_lab_check_has_passing_gateway_rows(gwt):
     out = lab("check", "--lab", NAME)
     rows = {line.split()[0]: line.split()[1:3] for line in out.stdout.splitlines() if line.startswith("gateway")}
-    assert rows == {"gateway": ["4", "0"], "gateway-weights": ["1", "0"]}, out.stdout
+    assert rows == {"gateway": ["8", "0"], "gateway-weights": ["1", "0"]}, out.stdout  # 4 matches, HTTP and HTTPS
 
 
 def test_lab_apply_changes_routes_live_without_restarting_envoy(gwt):

@@ -51,7 +51,7 @@ def cond(conds, kind: str):
 def test_the_shipped_topology_renders_its_golden_envoy_files():
     state = state_of(doc())
     files = envoy.render(state, ready(state), state.gateways[0], RUN)
-    assert set(files) == {"envoy.json", "lds.json", "cds.json", "rds-80.json"}
+    assert set(files) == {"envoy.json", "lds.json", "cds.json", "rds-80.json", "rds-443.json"}
     for name, text in files.items():
         json.loads(text)  # JSON, never YAML
         check_golden(f"gateway-{name}", text)
@@ -62,7 +62,7 @@ def test_each_gateway_gets_an_envoy_deployment_behind_a_load_balancer_service_wi
     gw = state.gateways[0]
     svc = state.service(gateway.NAMESPACE, gw.service)
     assert svc.type == "LoadBalancer" and svc.load_balancer_ip == gw.address == "172.18.0.240"
-    assert gw.ports == ((80, 80),)
+    assert gw.ports == ((80, 80), (443, 443))
     pod = gateway.dataplane(state, gw)
     assert pod.namespace == gateway.NAMESPACE and pod.containers[0].image == "envoy" and pod.node == "worker1"
     assert cond(gw.conditions, "Accepted").status == "True" and cond(gw.conditions, "Programmed").status == "True"
@@ -77,7 +77,7 @@ def test_without_a_pool_the_gateway_is_reached_on_its_nodes_node_ports():
     gw = state.gateways[0]
     node = state.node(gateway.dataplane(state, gw).node)
     svc = state.service(gateway.NAMESPACE, gw.service)
-    assert gw.address == node.ip and gw.ports == ((80, svc.ports[0].node_port),)
+    assert gw.address == node.ip and gw.ports == tuple((p.port, p.node_port) for p in svc.ports) and len(gw.ports) == 2
     assert "NodePorts" in cond(gw.conditions, "Programmed").message
 
 
@@ -285,7 +285,11 @@ def test_the_check_asks_every_match_from_every_outside_host_and_expects_what_the
     state = state_of(doc())
     asks, unchecked = check.plan(state, ready(state))
     assert not unchecked and {a.client.name for a in asks} == {"internet"}
-    by_rule = {a.rule.split("/rule/")[1]: a for a in asks}
+    https = [a for a in asks if a.url.startswith("https://")]
+    assert len(https) == 4 and all(a.url.startswith("https://shop.example:443/") and a.tls[:2] == (
+        "--resolve", "shop.example:443:172.18.0.240") for a in https)
+    assert next(a for a in https if a.statuses == (301,)).location == "https://shop.example/new/probe"
+    by_rule = {a.rule.split("/rule/")[1]: a for a in asks if not a.tls}
     assert by_rule["0/match/0"].headers == (("env", "canary"),) and by_rule["0/match/0"].statuses == (200,)
     assert set(by_rule["0/match/0"].backends) == {p.name for p in state.pods if p.name.startswith("shop-v2")}
     redirect = by_rule["1/match/0"]
@@ -387,10 +391,7 @@ def test_envoy_itself_accepts_every_generated_resource(tmp_path):
     from lab.gateway.runtime import envoy_binary
     from lab.ingress import tls
 
-    d = doc()
-    for m in d["manifests"]:
-        if m["kind"] == "Gateway":
-            m["spec"]["listeners"].append({"name": "https", "protocol": "HTTPS", "port": 443, "hostname": "shop.example"})
+    d = doc()  # its Gateway has an HTTPS listener for shop.example
     d["manifests"] = [m for m in d["manifests"] if m["kind"] != "HTTPRoute"] + [
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "all"}, "spec": {
             "parentRefs": [{"name": "eg"}], "hostnames": ["shop.example", "*.wild.example"], "rules": [
