@@ -4,6 +4,7 @@ conditions, the dataplane add-on), the Envoy JSON (goldens), Envoy's matching wa
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ from lab.controlplane import gateway, gateway_state
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.plan import plan
 from lab.controlplane.state import ClusterState, HostState
+from lab.dns import records
 from lab.gateway import envoy, simulate
 from lab.probe import gateway as check
 from lab.topology.model import Topology
@@ -441,3 +443,33 @@ def test_envoy_itself_accepts_every_generated_resource(tmp_path):
                           "--log-level", "error"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "listener-443" in json.dumps(bootstrap) and "server_names" in json.dumps(listeners[1])
+
+
+@pytest.mark.usefixtures("run_root")
+def test_the_gateway_controller_writes_envoys_files_through_the_host_and_leaves_a_lab_without_gateways_alone(fake):
+    from lab.controlplane.controller import Diff
+    from lab.gateway import runtime
+    from lab.host.record import LabRecord
+    from tests.unit.golden import shipped_state
+
+    state = state_of(doc())
+    rec = LabRecord(name=state.lab, state=state, status="running")
+    rec.dir.mkdir(parents=True)
+    runtime.CONTROLLER.pods_starting(state, rec, state.pods)
+    d = runtime.run_dir(rec, "default", "eg")
+    assert {f"{d}/envoy.json", f"{d}/lds.json", f"{d}/cds.json"} <= set(fake.files)  # by the Host, not open()
+    assert rec.section("gateway") == {"gateways": ["default/eg"]}
+    pod = gateway_state.dataplane(state, state.gateways[0])
+    assert runtime.CONTROLLER.images["envoy"](rec, pod)[1:3] == ["-c", f"{d}/envoy.json"]
+    # the Gateway is removed: its names are withdrawn, and the section says none is served
+    gone = replace(state, gateways=(), http_routes=())
+    runtime.CONTROLLER.sync(rec, Diff(state, {}, gone, {}))
+    assert fake.files[str(rec.dir.joinpath(*records.UPSTREAM_HOSTS, "gateway"))] == b""
+    assert rec.section("gateway") == {"gateways": []}
+    # a lab that never had a Gateway: no file, no section
+    other = shipped_state("netpol", dns={"enabled": False})
+    plain = LabRecord(name=other.lab, state=other, status="running")
+    before = dict(fake.files)
+    runtime.CONTROLLER.pods_starting(other, plain, other.pods)
+    assert runtime.CONTROLLER.sync(plain, Diff(other, {}, other, {}, first=True)) == []
+    assert fake.files == before and "gateway" not in plain.sections
