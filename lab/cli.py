@@ -105,7 +105,16 @@ def cmd_up(a) -> int:
 
         print(f"Ingress: {', '.join(ingress.hosts(state)) or 'no host names'} -> {ingress.entry(state)} (ingress-nginx); "
               f"the lab's CA: {RUN_ROOT / state.lab / 'ca.crt'} (curl --cacert)", file=sys.stderr)
+    for gw in state.gateways:
+        names = sorted(h for h, address in gateway_hosts(state).items() if address == gw.address)
+        print(f"Gateway {gw.key}: {', '.join(names) or 'no host names'} -> {gw.address or '<pending>'} "
+              f"(Envoy; ports {', '.join(f'{p}' if p == q else f'{p}->{q}' for p, q in gw.ports)})", file=sys.stderr)
     return 0
+
+
+def gateway_hosts(state) -> dict[str, str]:
+    from lab.controlplane import gateway_state
+    return gateway_state.hosts(state)
 
 
 def _wait_ready(lab: str, choose, timeout: Optional[str], fail: bool) -> list:
@@ -248,9 +257,11 @@ def cmd_get(a) -> int:
         return 0
     if kind == "controllers":
         return _controllers(rec, a.output)
+    if a.kind in GATEWAY_KINDS:
+        return _get_gateway_api(a, rec)
     if kind not in KINDS.values():
         raise LabError(f"unknown resource type {a.kind!r}; supported: nodes, pods, services, endpointslices, routes, "
-                       "controllers")
+                       "controllers, gatewayclasses, gateways, httproutes")
     namespace = None if a.all_namespaces else a.namespace
     slices = endpoint_slices(state, rec.pod_ready)
 
@@ -287,6 +298,29 @@ def cmd_get(a) -> int:
             print(f"No resources found in {namespace} namespace." if namespace else "No resources found",
                   file=sys.stderr)
             return 0
+    print(views.render_table(header, rows))
+    return 0
+
+
+def _get_gateway_api(a, rec) -> int:
+    """`lab get gatewayclasses|gateways|httproutes` (issue 25)."""
+    from lab.gateway import views as gateway_views
+
+    kind, namespace = GATEWAY_KINDS[a.kind], None if a.all_namespaces else a.namespace
+    if a.output in ("json", "yaml"):
+        doc = {"apiVersion": "v1", "kind": "List",
+               "items": gateway_views.objects(kind, rec.state, rec.pod_ready, namespace)}
+        if a.output == "json":
+            print(json.dumps(doc, indent=2))
+        else:
+            import yaml
+            print(yaml.safe_dump(doc, sort_keys=False), end="")
+        return 0
+    header, rows = gateway_views.rows(kind, rec.state, rec.pod_ready, rec.created, namespace, a.output == "wide")
+    if not rows:
+        print(f"No resources found in {namespace} namespace." if namespace else "No resources found", file=sys.stderr)
+        return 0
+    from lab import views
     print(views.render_table(header, rows))
     return 0
 
@@ -342,6 +376,9 @@ KINDS = {"po": "pods", "pod": "pods", "pods": "pods", "no": "nodes", "node": "no
          "svc": "services", "service": "services", "services": "services",
          "endpointslice": "endpointslices", "endpointslices": "endpointslices", "route": "routes", "routes": "routes",
          "controller": "controllers", "controllers": "controllers"}
+GATEWAY_KINDS = {"gatewayclass": "gatewayclasses", "gatewayclasses": "gatewayclasses", "gc": "gatewayclasses",
+                 "gateway": "gateways", "gateways": "gateways", "gtw": "gateways",
+                 "httproute": "httproutes", "httproutes": "httproutes"}  # lab.gateway.views
 
 
 def _objects(a):
@@ -841,8 +878,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="mermaid (default, for Markdown), dot (graphviz), svg or png (rendered by graphviz's dot)")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout (png needs it)")
     lab_opt(p)
-    p = add("get", cmd_get, "show nodes, pods, services or endpointslices, with kubectl's columns")
-    p.add_argument("kind", metavar="nodes|pods|svc|endpointslices|routes|controllers")
+    p = add("get", cmd_get, "show nodes, pods, services, endpointslices, controllers or Gateway API objects, "
+            "with kubectl's columns")
+    p.add_argument("kind", metavar="nodes|pods|svc|endpointslices|routes|controllers|gatewayclasses|gateways|httproutes")
     p.add_argument("name", nargs="?", metavar="NAME", help="routes: one node only")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
     p.add_argument("-n", "--namespace", default="default")

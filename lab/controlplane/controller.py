@@ -18,7 +18,7 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 
 Record = Any    # lab.host.record.LabRecord (a layer above this one: the hooks receive it)
-Program = Callable[[Record], list]  # the lab's record -> a container's argv
+Program = Callable[[Record, PodState], list]  # the lab's record and the pod -> its container's argv
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Optional
 
-from lab.controlplane import envvars, ingress, ipam, loadbalancer, naming, services
+from lab.controlplane import envvars, gateway, ingress, ipam, loadbalancer, naming, services
 from lab.controlplane.scheduler import schedule
 from lab.controlplane.state import (
     CheckState, ClusterState, ContainerState, HostState, NodeState, PeerState, PodState, PolicyPortState, PolicyState,
@@ -202,9 +202,10 @@ def _kube_dns(topo: Topology) -> list:
 
 
 def _addons(topo: Topology) -> list:
-    """What the lab installs by itself: cluster DNS, and ingress-nginx when there are Ingresses."""
+    """What the lab installs by itself: cluster DNS, ingress-nginx when there are Ingresses, and an
+    Envoy per Gateway of the lab's class."""
     taken = {p.nodePort for m in topo.manifests if isinstance(m, Service) for p in m.spec.ports if p.nodePort}
-    return _kube_dns(topo) + ingress.addon(topo, taken)
+    return _kube_dns(topo) + ingress.addon(topo, taken) + gateway.addon(topo, taken)
 
 
 def _intents(topo: Topology) -> list[_PodIntent]:
@@ -345,12 +346,15 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
 
     declared = [m.metadata.name for m in topo.manifests if isinstance(m, Namespace)]
     addon_ns = [ingress.NAMESPACE] if ingress.wanted(topo) else []
+    addon_ns += [gateway.NAMESPACE] if gateway.wanted(topo) else []
     namespaces = tuple(dict.fromkeys(["default", "kube-system", *addon_ns, *declared]))
     checks = tuple(
         CheckState(name=c.name or f"{c.from_} -> {c.to} ({c.protocol}) {c.expect}", src=c.from_, dst=c.to,
                    protocol=c.protocol, expect=c.expect)
         for c in topo.checks
     )
+    namespace_labels = _namespace_labels(topo, namespaces)
+    http_routes = gateway.routes(topo, service_states, {ns: dict(labels) for ns, labels in namespace_labels})
     return ClusterState(
         lab=lab, pod_cidr=kind.cluster_pod_cidr(topo), service_cidr=str(topo.cluster.serviceCIDR),
         node_mask=topo.cluster.nodeCIDRMaskSize, network=topo.cluster.network, cni=topo.cluster.cni,
@@ -359,10 +363,12 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         pods=pods, namespaces=namespaces, checks=checks, source=source, proxy=topo.cluster.proxy,
         dns_domain=topo.cluster.dns.domain if topo.cluster.dns.enabled else "",
         dns_node_cache=topo.cluster.dns.enabled and topo.cluster.dns.nodeLocalCache,
-        namespace_labels=_namespace_labels(topo, namespaces), policies=_policies(topo),
+        namespace_labels=namespace_labels, policies=_policies(topo),
         bgp_as=topo.cluster.bgp.asNumber, route_reflectors=tuple(topo.cluster.bgp.routeReflectors),
         top_of_rack=topo.cluster.bgp.topOfRack or "",
-        services=service_states, ingresses=ingress.states(topo), public_subnet=str(topo.public.subnet) if topo.public else "",
+        services=service_states, ingresses=ingress.states(topo), gateway_classes=gateway.gateway_classes(topo),
+        gateways=gateway.gateways(topo, service_states, pods, nodes, http_routes), http_routes=http_routes,
+        public_subnet=str(topo.public.subnet) if topo.public else "",
         last_pod_ips=tuple((n.name, str(lasts[n.name])) for n in nodes if n.name in lasts),
     )
 

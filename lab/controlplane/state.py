@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+from lab.controlplane.gateway_state import GatewayClassState, GatewayState, HTTPRouteState, load
 from lab.topology.kinds import DEFAULT_PROXY
 
 
@@ -302,6 +303,9 @@ class ClusterState:
     namespace_labels: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # incl. kubernetes.io/metadata.name
     policies: tuple[PolicyState, ...] = ()
     ingresses: tuple[IngressState, ...] = ()   # those the lab's ingress-nginx serves
+    gateway_classes: tuple[GatewayClassState, ...] = ()  # Gateway API (lab.controlplane.gateway)
+    gateways: tuple[GatewayState, ...] = ()
+    http_routes: tuple[HTTPRouteState, ...] = ()
     public_subnet: str = ""          # the segment behind the NAT gateway ("" without one)
     last_pod_ips: tuple[tuple[str, str], ...] = ()  # node -> the last pod address handed out there (host-local's
     #                                                 lastReservedIP: the round-robin goes on after it)
@@ -370,6 +374,9 @@ class ClusterState:
             "policies": tuple(_policy(p) for p in d.get("policies", ())),
             "ingresses": tuple(_ingress(i) for i in d.get("ingresses", ())),
             "last_pod_ips": pairs(d.get("last_pod_ips", ())),
+            "gateway_classes": tuple(load(GatewayClassState, x) for x in d.get("gateway_classes", ())),
+            "gateways": tuple(load(GatewayState, x) for x in d.get("gateways", ())),
+            "http_routes": tuple(load(HTTPRouteState, x) for x in d.get("http_routes", ())),
         })
 
     def labels_of_namespace(self, namespace: str) -> dict[str, str]:

@@ -128,7 +128,7 @@ def dnsmasq_config(state: ClusterState, recs: Records, hosts_dir: str, log: str)
     return "\n".join(lines) + "\n"
 
 
-UPSTREAM_HOSTS = ("dns", "upstream-hosts")  # under the lab's run directory: names others publish (Ingress hosts)
+UPSTREAM_HOSTS = ("dns", "upstream-hosts")  # under the lab's run directory: names others publish (Ingress, Gateway hosts)
 
 
 def upstream_config(state: ClusterState, log: str, hosts_dir: str = "") -> str:

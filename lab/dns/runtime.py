@@ -145,7 +145,7 @@ def _pods_starting(state: ClusterState, record: LabRecord, pods: Sequence[PodSta
 
 
 CONTROLLER = Controller(
-    "kube-dns", images={IMAGE: argv}, start=_start, pods_starting=_pods_starting,
+    "kube-dns", images={IMAGE: lambda record, _pod: argv(record)}, start=_start, pods_starting=_pods_starting,
     pods_gone=lambda record, pods: record.remove_etc_netns([p.netns for p in pods]),
     wait_ready=wait_ready, sync=lambda record, diff: update(diff.new, diff.new_slices, record))
 

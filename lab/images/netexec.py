@@ -11,11 +11,14 @@ TCP: a request that starts like HTTP ("GET ", "POST ", ...) gets one HTTP/1.1 an
 and readiness paths of real apps pass, except paths starting with /not-found: 404, for a probe
 meant to fail), then the connection is closed; anything else
 is echoed back byte for byte until the peer closes; every HTTP answer names the pod in an
-X-Netexec-Hostname header. A connection that opens with HTTP/2's preface is served as gRPC's
-health service (every call answers Health/Check: SERVING, NOT_SERVING for a service named
-not-found...), for the kubelet's gRPC probes. UDP: "hostname", "clientip", "whoami" ("NAME ip:port"), "echo X",
+X-Netexec-Hostname header. A request with the header `X-Netexec-Echo: request` gets, on any path,
+the Gateway API conformance echo instead: JSON of what arrived (path, host, method, headers, pod),
+so a check sees what a proxy's rewrites and header filters did. A connection that opens with HTTP/2's
+preface is served as gRPC's health service (every call answers Health/Check: SERVING, NOT_SERVING for
+a service named not-found...), for the kubelet's gRPC probes. UDP: "hostname", "clientip", "whoami" ("NAME ip:port"), "echo X",
 anything else is echoed. Once every port listens, "ready\\n" is written to --ready-fd.
 """
+import json
 import os
 import selectors
 import signal
@@ -176,6 +179,13 @@ class Conn:
         if len(self.inbuf) < end + 4 + length:
             return  # wait for the body: closing with unread data would reset our reply
         self.inbuf.clear()
+        if self.headers.get("x-netexec-echo") == "request":  # the conformance echo: what arrived, as JSON
+            seen: dict = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                seen.setdefault(name.strip(), []).append(value.strip())
+            return self.respond(200, json.dumps({"path": target, "host": self.headers.get("host", ""), "method": method,
+                                                 "headers": seen, "pod": self.server.hostname}), method == "HEAD")
         status, body = self.route(target)
         self.respond(status, body, method == "HEAD")
 

@@ -116,5 +116,6 @@ def wait_ready(state: ClusterState, timeout: float = 3.0) -> None:
 
 
 CONTROLLER = Controller(
-    "ingress-nginx", images={IMAGE: argv}, pods_starting=lambda state, record, _pods: prepare(state, record),
+    "ingress-nginx", images={IMAGE: lambda record, _pod: argv(record)},
+    pods_starting=lambda state, record, _pods: prepare(state, record),
     wait_ready=wait_ready, sync=lambda record, diff: update(diff.new, diff.new_slices, record))

@@ -41,7 +41,7 @@ def env_for(pod: PodState, c: ContainerState) -> dict[str, str]:
             **dict(pod.service_env), **dict(c.env)}
 
 
-Programs = Mapping[str, Callable[[LabRecord], list[str]]]  # image -> program: the controllers' images
+Programs = Mapping[str, Callable[[LabRecord, PodState], list[str]]]  # image -> program: the controllers' images
 
 
 class Starter:
@@ -68,7 +68,7 @@ class Starter:
                     self.server.stdin.write(line + "\n")
                     self.server.stdin.flush()
                 continue
-            program = self.programs[c.image](self.record) if c.image in self.programs else argv_for(c)
+            program = self.programs[c.image](self.record, pod) if c.image in self.programs else argv_for(c)
             proc = host.spawn(self.record.in_pod(pod, program), log=log, env=env_for(pod, c), fresh_log=True)
             with self.lock:
                 self.record.pids[key] = proc.pid

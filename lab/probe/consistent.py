@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 from typing import Callable, Collection, Mapping
 
 from lab.controlplane.state import ClusterState
-from lab.probe import dns, ingress, services
+from lab.probe import dns, gateway, ingress, services
 from lab.probe.invariants import INVARIANTS
 from lab.probe.outcome import Outcome
 
 ROUNDS = 3
-ENDPOINT_ROWS = frozenset(services.CHECKS) | frozenset(dns.CHECKS) | frozenset(ingress.CHECKS)
+ENDPOINT_ROWS = frozenset(services.CHECKS) | frozenset(dns.CHECKS) | frozenset(ingress.CHECKS) | frozenset(gateway.CHECKS)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, PodState
 from lab.kube_proxy.runtimes import socket_cgroups
 from lab.policy import model as policy
-from lab.probe import dns, ingress, services
+from lab.probe import dns, gateway, ingress, services
 from lab.probe.asks import expect
 from lab.probe.coverage import ALL_PAIRS, Coverage, covering_pairs
 from lab.probe.outcome import Outcome, describe, mark_flaky, refused_hint
@@ -37,6 +37,7 @@ INVARIANTS = {
     **services.CHECKS,
     **dns.CHECKS,
     **ingress.CHECKS,
+    **gateway.CHECKS,
     "checks": "the topology's own checks",
 }
 
@@ -259,6 +260,7 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
         rules = pool.submit(ingress.run, state, slices) if want(*ingress.CHECKS) else None  # curl from the hosts
         # the ClusterIP pings leave now and are watched while the probes run (lab.probe.ping)
         echoes = services.clusterip_pings(state) if state.services and want("clusterip-virtual") else None
+        routes = pool.submit(gateway.run, state, slices, want("gateway-weights")) if want(*gateway.CHECKS) else None
         answers = run_probes(unique + [a.probe for a in asks], timeout=timeout,
                              expect=[wanted[p] for p in unique] + [expect(a) for a in asks],
                              cgroups=socket_cgroups(state))
@@ -278,7 +280,7 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
             # after the probes: a ClusterIP's silence is judged with their round trips
             wait = adapted_timeout(PING_WAIT, [r.elapsed for r in answers if r.ok], 2)
             outcomes += services.clusterip_virtual(state, wait, echoes)
-        outcomes += [o for job in (names, rules) if job for o in job.result()]
+        outcomes += [o for job in (names, rules, routes) if job for o in job.result()]
     nodes = {p.netns: p.node for p in state.pods} | {n.netns: n.name for n in state.nodes}
     outcomes = mark_flaky([o if o.node else replace(o, node=nodes.get(o.source, "")) for o in outcomes])
     order = list(INVARIANTS)

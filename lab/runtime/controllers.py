@@ -15,6 +15,7 @@ from lab.cni import config as cni_config
 from lab.controlplane.controller import Controller, Diff, Program
 from lab.controlplane.state import ClusterState, PodState
 from lab.dns import runtime as dns
+from lab.gateway import runtime as gateway
 from lab.host.record import LabRecord
 from lab.ingress import runtime as ingress
 from lab.kube_proxy import sync as kube_proxy
@@ -26,6 +27,7 @@ CONTROLLERS: tuple[Controller, ...] = (
     dns.CONTROLLER,            # kube-dns (dnsmasq) and the outside world's resolver
     dns.NODE_LOCAL,            # NodeLocal DNSCache on every node
     ingress.CONTROLLER,        # ingress-nginx
+    gateway.CONTROLLER,        # Gateway API: an Envoy per Gateway, routes applied live (file-based xDS)
     policy.CONTROLLER,         # NetworkPolicy rules on every node
     speaker.CONTROLLER,        # MetalLB's L2 speaker: who answers ARP for each LoadBalancer address
     cni_config.HOST_PORTS,     # hostPort: the portmap plugin, chained at CNI ADD

@@ -15,7 +15,8 @@ from lab.topology.model import Container, PodSpec, Service
 
 # The lab has no container runtime: `image:` names a program built into the lab.
 BUILTIN_IMAGES = ("netexec", "pause")
-_ADDON_IMAGES = ("kube-dns", "ingress-nginx")  # the lab's own add-ons (lab.dns.runtime.IMAGE, lab.ingress.runtime.IMAGE)
+# the lab's own add-ons (lab.dns.runtime.IMAGE, lab.ingress.runtime.IMAGE, lab.gateway.runtime.IMAGE)
+_ADDON_IMAGES = ("kube-dns", "ingress-nginx", "envoy")
 
 Served = tuple[tuple[int, str, Optional[str]], ...]  # (port, protocol, name)
 

@@ -34,8 +34,10 @@ UNSUPPORTED_KIND_HINTS = {
     "ReplicationController": "write it as a ReplicaSet (apps/v1) or a Deployment with the same template",
     "Job": "write it as a Pod with the job's container",
     "CronJob": "write it as a Pod with the job's container",
-    "Gateway": "the lab has no Gateway API implementation: expose the backend with a NodePort Service",
-    "HTTPRoute": "the lab has no Gateway API implementation: expose the backend with a NodePort Service",
+    "GRPCRoute": "the lab's Gateway serves HTTPRoutes only: write it as an HTTPRoute",
+    "TLSRoute": "the lab's Gateway serves HTTPRoutes only: terminate TLS on an HTTPS listener",
+    "TCPRoute": "the lab's Gateway serves HTTPRoutes only: expose the backend with a LoadBalancer Service",
+    "UDPRoute": "the lab's Gateway serves HTTPRoutes only: expose the backend with a LoadBalancer Service",
     "Endpoints": "the lab computes endpoints from each Service's selector: give the Service a selector",
     "EndpointSlice": "the lab computes endpoints from each Service's selector: give the Service a selector",
 }

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from lab.topology.constants import DNS_LABEL, DNS_SUBDOMAIN
+from lab.topology.gatewayapi import KINDS as GATEWAY_KINDS, Gateway, GatewayClass, HTTPRoute, ReferenceGrant
 from lab.topology.kinds import CNIS, DEFAULT_PROXY, NETWORKS, PROXY_MODES, mtu_overhead
 from lab.topology.lenient import IGNORED_KINDS
 
@@ -513,12 +514,13 @@ class IgnoredObject(BaseModel):
 
 
 Manifest = Annotated[Union[Namespace, Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy,
-                           Ingress, IngressClass, Secret, IgnoredObject],
+                           Ingress, IngressClass, Secret, GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
+                           IgnoredObject],
                      Field(discriminator="kind")]
 SUPPORTED_KINDS = {"Namespace": "v1", "Pod": "v1", "Deployment": "apps/v1", "ReplicaSet": "apps/v1",
                    "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Service": "v1",
                    "NetworkPolicy": "networking.k8s.io/v1", "Ingress": "networking.k8s.io/v1",
-                   "IngressClass": "networking.k8s.io/v1", "Secret": "v1"}
+                   "IngressClass": "networking.k8s.io/v1", "Secret": "v1", **GATEWAY_KINDS}
 
 
 class Topology(Strict):

@@ -19,7 +19,7 @@ from lab.topology.model import (
     DNS_SUBDOMAIN, EXTERNAL_TYPES, WORKLOADS, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service,
     StatefulSet, Topology,
 )
-from lab.topology import ingress
+from lab.topology import gateway, ingress
 from lab.topology.refs import SYNTAX, Ref, parse_ref
 from lab.topology.source import DocPath, dotted
 
@@ -44,7 +44,7 @@ def check(topology: Topology, locate: Locate, skipped: Collection[int] = ()) -> 
     """
     ctx = _Context(topology, locate, skipped)
     for rule in (_address_plan, _public, _bgp, _machines, _manifests, _pod_specs, _probes, _dns, _services, _load_balancer,
-                 ingress.check, _policies, _labels, _checks):
+                 ingress.check, gateway.check, _policies, _labels, _checks):
         rule(ctx)
     return ctx.diagnostics
 

@@ -52,20 +52,20 @@ class Spy:
 
 def test_today_s_controllers_are_registered_once_each_in_sync_order():
     names = [c.name for c in controllers.CONTROLLERS]
-    assert names == ["kube-proxy", "kube-dns", "node-local-dns", "ingress-nginx", "policy", "loadbalancer", "hostport"]
+    assert names == ["kube-proxy", "kube-dns", "node-local-dns", "ingress-nginx", "gateway", "policy", "loadbalancer", "hostport"]
     assert len(set(names)) == len(names)
 
 
 def test_the_add_on_images_programs_come_from_their_registrations(tmp_path):
     programs = controllers.programs()
-    assert set(programs) == {"kube-dns", "ingress-nginx"}
+    assert set(programs) == {"kube-dns", "ingress-nginx", "envoy"}
     rec = new_record()
-    assert programs["kube-dns"](rec)[0] == "dnsmasq" and programs["ingress-nginx"](rec)[0] == "nginx"
+    assert programs["kube-dns"](rec, None)[0] == "dnsmasq" and programs["ingress-nginx"](rec, None)[0] == "nginx"
 
 
 def test_an_image_registered_by_two_controllers_is_refused():
-    one = Controller("a", images={"img": lambda rec: ["a"]})
-    two = Controller("b", images={"img": lambda rec: ["b"]})
+    one = Controller("a", images={"img": lambda rec, pod: ["a"]})
+    two = Controller("b", images={"img": lambda rec, pod: ["b"]})
     with pytest.raises(ValueError, match="image img is registered twice"):
         controllers.programs([one, two])
 
@@ -73,15 +73,15 @@ def test_an_image_registered_by_two_controllers_is_refused():
 def test_the_containers_runtime_runs_the_program_it_is_handed_for_an_image(fake):
     pod = next(p for p in STATE.pods if not p.host_network)
     addon = replace(pod, containers=(replace(pod.containers[0], image="my-addon", argv=("ignored",)),))
-    starter = containers.Starter(new_record(), {"my-addon": lambda rec: ["my-program", rec.name]})
+    starter = containers.Starter(new_record(), {"my-addon": lambda rec, p: ["my-program", rec.name, p.name]})
     starter.start_pod(addon)
     spawned = [c.argv for c in fake.calls if c.kind == "spawn"]
-    assert spawned[-1][-2:] == ("my-program", STATE.lab)
+    assert spawned[-1][-3:] == ("my-program", STATE.lab, addon.name)  # the program knows its pod (an Envoy its Gateway)
 
 
 def test_nothing_below_the_registry_imports_an_add_on_runtime():
     """lab.node, lab.host and the renderers name no add-on: they are handed what they need."""
-    addons = ("lab.dns.runtime", "lab.ingress", "lab.loadbalancer", "lab.runtime")
+    addons = ("lab.dns.runtime", "lab.ingress", "lab.gateway", "lab.loadbalancer", "lab.runtime")
     for path in [*(LAB / "node").glob("*.py"), *(LAB / "host").glob("*.py")]:
         tree = ast.parse(path.read_text())
         imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
@@ -128,7 +128,7 @@ def test_the_policies_are_written_when_the_objects_change_not_when_only_readines
 def test_every_registered_sync_runs_against_the_fake_host_on_a_first_reconcile(fake):
     rec = new_record(pod_ready={})
     done = controllers.reconcile(rec, STATE, READY, first=True)
-    assert set(done) == {"kube-proxy", "kube-dns", "ingress-nginx", "policy", "loadbalancer"}
+    assert set(done) == {"kube-proxy", "kube-dns", "ingress-nginx", "gateway", "policy", "loadbalancer"}
     assert set(done["kube-proxy"]) == {s.key for s in STATE.services}
     assert set(done["policy"]) == {n.name for n in STATE.nodes}
     assert set(rec.section("kube-proxy")["chains"]) == {n.name for n in STATE.nodes}

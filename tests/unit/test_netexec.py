@@ -111,6 +111,19 @@ def test_healthz_any_path_not_found_and_head(server):
     assert (status, headers["Content-Length"], body) == (200, "8", b"")
 
 
+def test_the_conformance_echo_answers_what_arrived_as_json(server):
+    import json
+
+    reply, _ = tcp_exchange(server["tcp"], b"PUT /a/b?c=1 HTTP/1.1\r\nHost: shop.example\r\nX-Netexec-Echo: request\r\n"
+                                           b"X-A: 1\r\nX-A: 2\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    echo = json.loads(body)
+    assert echo == {"path": "/a/b?c=1", "host": "shop.example", "method": "PUT", "pod": "unit-pod", "headers": {
+        "Host": ["shop.example"], "X-Netexec-Echo": ["request"], "X-A": ["1", "2"]}}
+    assert http_get(server["tcp"], "/a/b")[2] == b"unit-pod"  # without the header: the usual answer
+
+
 def test_post_body_is_consumed(server):
     reply, _ = tcp_exchange(server["tcp"], b"POST /hostname HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
     assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"\r\n\r\nunit-pod")

@@ -116,7 +116,7 @@ def test_up_refuses_a_bad_wait_before_building_and_does_not_wait_at_0s(monkeypat
 
     def up(path, progress):
         built.append(path)
-        return SimpleNamespace(lab="l", nodes=[], pods=[], ingresses=[])
+        return SimpleNamespace(lab="l", nodes=[], pods=[], ingresses=[], gateways=[])
 
     monkeypatch.setattr(lifecycle, "up", up)
     monkeypatch.setattr(cli, "_wait_ready", lambda *a, **k: waited.append(a))

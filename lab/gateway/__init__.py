@@ -1,0 +1,1 @@
+"""Gateway API on Envoy: the configuration renderer (pure) and the dataplane runtime."""
