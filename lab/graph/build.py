@@ -1,6 +1,7 @@
 """A ClusterState as a Graph: the underlay switch and its hosts, one cluster per node (eth0, the pod
 network's device, the pods on it), the network backend's links, and the Services with edges to
-their endpoints; with Ingresses, the ingress-nginx controller's Ingresses, each with its rules as
+their endpoints; with Gateways, each with its listeners and arrows to the Services its HTTPRoutes
+send to; with Ingresses, the ingress-nginx controller's Ingresses, each with its rules as
 arrows to the Services they route to. A running lab passes its readiness (only ready endpoints are drawn); a planned
 state draws every selected pod. Above GROUP_ABOVE pods, pods are grouped per node and owner so the
 picture stays readable."""
@@ -10,7 +11,8 @@ from ipaddress import ip_address
 from typing import Collection, Mapping, Optional
 
 from lab.controlplane.endpoints import endpoint_slices
-from lab.controlplane import ingress
+from lab.controlplane import gateway_state, ingress
+from lab.controlplane.gateway_state import GatewayState
 from lab.controlplane.state import ClusterState, IngressPathState, IngressState, NodeState, PodState, ServiceState
 from lab.graph.model import Box, Cluster, Graph, Ids, Link
 from lab import routing
@@ -65,6 +67,11 @@ def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None, stopp
         cluster, ingress_links = _ingresses(state, pod_box, svc_box, ids)
         clusters.append(cluster)
         links += ingress_links
+    if state.gateways:
+        svc_box = {k: b.id for c in clusters if c.kind == "services" for b in c.boxes for k in b.keys}
+        cluster, gateway_links = _gateways(state, pod_box, svc_box, ids)
+        clusters.append(cluster)
+        links += gateway_links
     notes = (f"{len(state.pods)} pods (more than {GROUP_ABOVE}): grouped per node and owner, with counts",) \
         if grouped else ()
     title = f"lab {state.lab}: network {state.network}, cni {_cni(state)}, kube-proxy {state.proxy}" + \
@@ -166,6 +173,45 @@ def _services(state: ClusterState, ready: Optional[Mapping[str, bool]], pod_box:
                 per_box[pod_box[e.pod]] = per_box.get(pod_box[e.pod], 0) + 1
         links += [Link(box_id, target, f"{k} endpoints" if k > 1 else "", "endpoint") for target, k in per_box.items()]
     return Cluster(ids.new("services"), (f"Services (kube-proxy {state.proxy})",), "services", tuple(boxes)), links
+
+
+def _gateway_lines(gw: GatewayState) -> tuple[str, ...]:
+    listeners = [f"{ls.name} :{ls.port} {ls.protocol}" + (f" {ls.hostname}" if ls.hostname else "") for ls in gw.listeners]
+    ns = (f"namespace {gw.namespace}",) if gw.namespace != "default" else ()
+    return (f"gateway {gw.name}", *((f"address {gw.address}",) if gw.address else ()), *listeners, *ns)
+
+
+def _match(m) -> str:
+    """An HTTPRoute match in a few words: its path, then any header, query or method it asks for."""
+    path = m.path + (" (exact)" if m.path_type == "Exact" else " (regex)" if m.path_type == "RegularExpression" else "")
+    asks = [f"{n}: {v}" for _, n, v in m.headers] + [f"?{n}={v}" for _, n, v in m.query] + ([m.method] if m.method else [])
+    return " ".join([path, *asks])
+
+
+def _gateways(state: ClusterState, pod_box: dict[str, str], svc_box: dict[str, str], ids: Ids):
+    """The Gateways cluster (drawn as the Ingresses are): one box per Gateway with its address and
+    listeners, its Envoy pod's link to it, and one arrow per Gateway and backend Service of the
+    HTTPRoutes attached to it, labelled with the route, its paths and, when split, its weight."""
+    boxes, links = [], []
+    for gw in state.gateways:
+        box_id = ids.new("gateway", gw.namespace, gw.name)
+        boxes.append(Box(box_id, _gateway_lines(gw), "ingress", (f"gateway/{gw.key}",)))
+        envoy = gateway_state.dataplane(state, gw)
+        if envoy is not None and envoy.key in pod_box:
+            links.append(Link(box_id, pod_box[envoy.key], "served by", "control"))
+        routes: dict[str, list[str]] = {}
+        for r in state.http_routes:
+            if not any(p.gateway == gw.key and p.listeners for p in r.parents):
+                continue
+            for rule in r.rules:
+                split = len(rule.backends) > 1
+                paths = ", ".join(_match(m) for m in rule.matches) or "/"
+                for b in rule.backends:
+                    said = f"{r.name}: {paths}" + (f" (weight {b.weight})" if split else "")
+                    routes.setdefault(f"svc/{b.namespace}/{b.service}", []).append(said)
+        links += [Link(box_id, svc_box[key], "; ".join(said), "route") for key, said in routes.items() if key in svc_box]
+    title = (f"Gateways (Envoy, namespace {gateway_state.NAMESPACE})",)
+    return Cluster(ids.new("gateways"), title, "ingresses", tuple(boxes)), links
 
 
 def _route(p: IngressPathState, default: bool) -> str:

@@ -23,7 +23,7 @@ class Box:
 class Cluster:
     id: str
     lines: tuple[str, ...]
-    kind: str                        # node | services | ingresses
+    kind: str                        # node | services | ingresses (Ingresses, and Gateways drawn alike)
     boxes: tuple[Box, ...]
     keys: tuple[str, ...] = ()       # a node cluster: the node's name
 

@@ -29,14 +29,14 @@ MERMAID_LINE = re.compile("|".join((
 )))
 
 
-@pytest.mark.parametrize("topology", ["vxlan", "calico-bgp", "services", "ingress"])
+@pytest.mark.parametrize("topology", ["vxlan", "calico-bgp", "services", "ingress", "gateway"])
 def test_goldens_of_shipped_topologies(topology):
     g = build(shipped_state(topology))
     check_golden(f"graph-{topology}.mmd", mermaid.render(g))
     check_golden(f"graph-{topology}.dot", dot.render(g))
 
 
-@pytest.mark.parametrize("topology", ["vxlan", "calico-bgp", "services", "cloud-routes", "host-gw", "ingress"])
+@pytest.mark.parametrize("topology", ["vxlan", "calico-bgp", "services", "cloud-routes", "host-gw", "ingress", "gateway"])
 def test_mermaid_is_statements_mermaid_parses(topology):
     text = mermaid.render(build(shipped_state(topology)))
     bad = [line for line in text.splitlines() if not MERMAID_LINE.fullmatch(line)]
@@ -170,6 +170,22 @@ def test_ingresses_are_drawn_with_their_rules_to_services():
     pods = {b.id: b.keys[0] for c in g.clusters for b in c.boxes if b.kind == "pod"}
     served = [pods[link.dst] for link in g.links if link.src == box.id and link.kind == "control"]
     assert served and served[0].startswith("ingress-nginx/ingress-nginx-controller-")
+
+
+def test_gateways_are_drawn_with_their_listeners_and_routes_to_services():
+    g = build(shipped_state("gateway"))
+    [cluster] = [c for c in g.clusters if c.lines[0].startswith("Gateways")]
+    [box] = cluster.boxes
+    assert box.keys == ("gateway/default/eg",)
+    assert box.lines[0] == "gateway eg" and "https :443 HTTPS shop.example" in box.lines
+    svc = {b.id: b.keys[0] for c in g.clusters for b in c.boxes if b.kind == "service"}
+    routes = {svc[link.dst]: link.label for link in g.links if link.kind == "route" and link.src == box.id}
+    assert routes["svc/default/shop-v1"] == "shop: / (weight 80)"
+    assert routes["svc/default/shop-v2"] == "shop: / env: canary; shop: / (weight 20)"
+    assert routes["svc/billing/invoices"] == "shop: /billing"
+    pods = {b.id: b.keys[0] for c in g.clusters for b in c.boxes if b.kind == "pod"}
+    served = [pods[link.dst] for link in g.links if link.src == box.id and link.kind == "control"]
+    assert served and served[0].startswith("envoy-gateway-system/envoy-default-eg-")
 
 
 def test_labs_without_ingress_draw_no_ingress_cluster():
