@@ -787,11 +787,25 @@ def cmd_web(a) -> int:
     return server.serve(a.lab, a.host, a.port, a.allow_actions)
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Unbuilt:
+    """A command's parser not built this time: every call is taken and does nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self
+
+
+def _parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with `only`, just that command's part (each command's arguments cost a
+    millisecond or so to build, and every `lab` call paid for all of them)."""
     ap = argparse.ArgumentParser(prog="lab", description="Kubernetes networking, built for real on Mininet.")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
+    built = []
+
     def add(name, fn, help):
+        if only is not None and name != only:
+            return _Unbuilt()
+        built.append(name)
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
         return p
@@ -978,7 +992,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-actions", action="store_true",
                    help="let the page stop and start nodes and add and clear faults (with a token only it gets)")
     lab_opt(p)
+    if only is not None and not built:  # not a command (a typo): the whole parser names them all
+        return _parser()
     return ap
+
+
+def _command(args: Sequence[str]) -> Optional[str]:
+    """The command word (the first argument that is no option, after --lab/-l NAME), or None."""
+    it = iter(args)
+    for arg in it:
+        if arg in ("--lab", "-l"):
+            next(it, None)
+        elif not arg.startswith("-"):
+            return arg
+        elif arg in ("-h", "--help"):
+            return None
+    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -987,7 +1016,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "--" in args:  # kubectl's convention: everything after -- is the command to run
         cut = args.index("--")
         args, command = args[:cut], args[cut + 1:]
-    parser = _parser()
+    parser = _parser(_command(args))
     a, extra = parser.parse_known_args(args)
     # argparse stops filling `ARG...` at the first option (`lab exercise answer -e x TASK VALUE`):
     # what is left over after it belongs there, unless it looks like an option nobody knows

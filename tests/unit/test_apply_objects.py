@@ -178,7 +178,7 @@ def test_exec_with_lab_before_keeps_the_command_after_the_double_dash(monkeypatc
     seen = {}
     monkeypatch.setattr(cli, "cmd_exec", lambda a: seen.update(lab=a.lab, target=a.target, command=a.command) or 0)
     parser = cli._parser
-    monkeypatch.setattr(cli, "_parser", lambda: _with_exec(parser(), cli.cmd_exec))
+    monkeypatch.setattr(cli, "_parser", lambda only=None: _with_exec(parser(only), cli.cmd_exec))
     assert cli.main(["--lab", "x", "exec", "pod", "--", "curl", "--lab", "-f", "-"]) == 0
     assert seen == {"lab": "x", "target": "pod", "command": ["curl", "--lab", "-f", "-"]}
 
@@ -239,3 +239,18 @@ def test_apply_f_prints_the_kustomize_warning_before_reading(tmp_path, capsys, m
     assert cli.main(["apply", "-f", str(tmp_path / "app")]) == 1
     err = capsys.readouterr().err
     assert "kustomization.yaml: a kustomize build file is ignored" in err and "error: 1 read" in err
+
+
+def test_a_call_builds_only_its_commands_parser_and_a_typo_gets_the_whole_list(capsys):
+    """Each `lab` call parses with its own command's part only (start-up time); --lab before the
+    command, -h and an unknown command still get the whole parser."""
+    only = cli._parser("validate")
+    sub = next(a for a in only._actions if a.dest == "cmd")
+    assert list(sub.choices) == ["validate"]
+    assert cli._command(["--lab", "x", "exec", "pod"]) == "exec" and cli._command(["-l", "x", "get"]) == "get"
+    assert cli._command(["--lab=q", "apply"]) == "apply" and cli._command(["-h"]) is None
+    whole = next(a for a in cli._parser("valdate")._actions if a.dest == "cmd")
+    assert {"validate", "up", "check", "web"} <= set(whole.choices)
+    with pytest.raises(SystemExit):
+        cli.main(["valdate", "x"])
+    assert "invalid choice: 'valdate' (choose from 'validate'" in capsys.readouterr().err
