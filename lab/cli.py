@@ -62,7 +62,7 @@ def cmd_validate(a) -> int:
                 state = plan(load_topology(path), source=path)
             from lab.runtime import controllers
 
-            for note in controllers.preflight(state):  # can this machine run it (proxy ebpf: clang, BPF)?
+            for note in controllers.preflight(state, deep=False):  # can this machine run it (proxy ebpf: clang, BPF)?
                 print(f"{path}: {note}")
         except LabError as e:
             print(str(e), file=sys.stderr)

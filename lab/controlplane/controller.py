@@ -53,7 +53,8 @@ class Controller:
 
     name: str
     images: Mapping[str, Program] = field(default_factory=dict)   # image -> its container's program
-    preflight: Optional[Callable[[ClusterState], Optional[str]]] = None  # validate, lab up: can this machine? a note, or LabError
+    # can this machine run it? a note, or LabError; deep=False (lab validate): without running anything
+    preflight: Optional[Callable[[ClusterState, bool], Optional[str]]] = None
     start: Optional[Callable[[ClusterState, Record], None]] = None        # lab up, before any pod: files, daemons
     pods_starting: Optional[Callable[[ClusterState, Record, Sequence[PodState]], None]] = None  # before they start
     pods_gone: Optional[Callable[[Record, Sequence[PodState]], None]] = None  # after they were removed

@@ -70,6 +70,17 @@ def _load(obj: Path, pins: str) -> None:
         raise LabError(f"the kernel refused the socket-LB programs ({obj}): {(done.stderr or done.stdout).strip()[-800:]}")
 
 
+def needs() -> str:
+    """What `lab validate` can say without running anything: clang, bpftool and libbpf's headers
+    installed, cgroup v2 mounted (LabError if not). Whether this kernel loads the programs, `lab up`
+    finds out (check)."""
+    _tool("clang")
+    _tool("bpftool")
+    if not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        raise LabError(f"cluster.proxy ebpf needs libbpf's headers (/usr/include/bpf): {INSTALL}")
+    return f"clang, bpftool and libbpf's headers installed, cgroup v2 at {_root()}; `lab up` compiles and loads the programs"
+
+
 def check() -> str:
     """Fail at once where socket LB cannot work here: no clang or bpftool, no cgroup v2, a kernel
     that refuses the programs (loaded into a scratch bpffs and removed again: needs root).
@@ -191,7 +202,7 @@ def _start(state: ClusterState, rec: LabRecord) -> None:
 
 
 RUNTIME = Runtime(
-    preflight=lambda state: f"proxy ebpf: {check()}",
+    preflight=lambda state, deep: f"proxy ebpf: {check() if deep else needs()}",
     start=_start,
     update=update,
     socket_cgroups=lambda state: ebpf.netns_cgroups(state, _root()),

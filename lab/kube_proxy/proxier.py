@@ -23,7 +23,7 @@ class Runtime:
     """A mode's effects beyond its restore command (proxy ebpf: cgroups, BPF programs and maps).
     record: the lab's LabRecord (lab.host.record)."""
 
-    preflight: Callable[[ClusterState], str]    # can this machine run it? (LabError if not) -> what was checked
+    preflight: Callable[[ClusterState, bool], str]  # can this machine run it (deep: by running it)? LabError if not
     start: Callable[[ClusterState, Any], None]  # before any process of a node starts
     # after a node's rules are restored: (record, node, old state, new state, old slices, new slices, changed, first)
     update: Callable[[Any, NodeState, ClusterState, ClusterState, Slices, Slices, set[str], bool], Any]

@@ -119,11 +119,11 @@ def forget_udp(node: NodeState, stale: list[tuple[str, Optional[int]]]) -> None:
                 raise LabError(f"conntrack -D on node {node.name} failed: {(done.stderr or done.stdout).strip()}")
 
 
-def _preflight(state: ClusterState) -> Optional[str]:
-    """Can this machine run the mode's runtime (proxy ebpf: compile and load the socket LB's
-    programs)? LabError if not; None for a mode that is rules only."""
+def _preflight(state: ClusterState, deep: bool) -> Optional[str]:
+    """Can this machine run the mode's runtime (proxy ebpf: its tools, and with deep, compile and
+    load the socket LB's programs)? LabError if not; None for a mode that is rules only."""
     runtime = runtimes.of(state)
-    return runtime.preflight(state) if runtime else None
+    return runtime.preflight(state, deep) if runtime else None
 
 
 def _start(state: ClusterState, record: LabRecord) -> None:

@@ -53,13 +53,24 @@ def _same_pod(a: PodState, b: PodState) -> bool:
 TOPOLOGY = "topology.yaml"  # in the lab's run directory: the topology as it stands now
 
 
+def _load_own(text: str):
+    """A file the lab wrote itself (its topology, its ignored objects): libyaml's C loader, ten
+    times the pure-Python one. A user's files go through lab.topology.source, with its limits."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def _dump_own(doc) -> str:
+    import yaml
+
+    return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+
+
 def save_topology(record, topo) -> None:
     """What the lab runs, as one self-contained document (a manifests folder inlined), so that
     `lab apply -f` and `lab delete -f` can change it object by object, as kubectl does."""
-    import yaml
-
-    host.write_file(record.dir / TOPOLOGY, yaml.safe_dump(topo.model_dump(mode="json", by_alias=True,
-                                                                          exclude_defaults=True), sort_keys=False))
+    host.write_file(record.dir / TOPOLOGY, _dump_own(topo.model_dump(mode="json", by_alias=True, exclude_defaults=True)))
 
 
 STDIN = "-"
@@ -293,30 +304,26 @@ def _ignored(o: dict) -> bool:
 
 
 def _stored(rec) -> dict:
-    import yaml
-
     path = rec.dir / IGNORED
-    return {_identity(o): o for o in (yaml.safe_load(host.read_text(path)) or [])} if host.path_exists(path) else {}
+    return {_identity(o): o for o in (_load_own(host.read_text(path)) or [])} if host.path_exists(path) else {}
 
 
 def save_ignored(rec, objects: Sequence[dict]) -> None:
     """Remember the applied objects of ignored kinds, so that applying them again is `unchanged`
     and deleting them is `deleted`, as kubectl says."""
-    import yaml
 
-    host.write_file(rec.dir / IGNORED, yaml.safe_dump(list(objects), sort_keys=False))
+    host.write_file(rec.dir / IGNORED, _dump_own(list(objects)))
 
 
 def edit(lab: Optional[str], items: Sequence[Item], delete: bool, missing_ok: bool = False) -> Edit:
     """The running lab's topology with `items` applied (replaced by kind, namespace and name, or
     added) or deleted, validated like a topology file; with kubectl's line for each object.
     Objects of ignored kinds are compared with (and kept in) the lab's own list of them."""
-    import yaml
 
     from lab.topology.load import load_topology_text, reporting
 
     rec = records.find(lab)
-    doc = yaml.safe_load(host.read_text(rec.dir / TOPOLOGY))
+    doc = _load_own(host.read_text(rec.dir / TOPOLOGY))
     items = _unique(items)
     names = {_identity(i.obj) for i in items}
     stored = _stored(rec)
@@ -332,7 +339,7 @@ def edit(lab: Optional[str], items: Sequence[Item], delete: bool, missing_ok: bo
     else:
         doc["manifests"] = kept + [i.obj for i in items]
         store = [o for k, o in stored.items() if k not in names] + [i.obj for i in items if _ignored(i.obj)]
-    text, file = yaml.safe_dump(doc, sort_keys=False), f"{rec.dir / TOPOLOGY} (on lab {rec.name})"
+    text, file = _dump_own(doc), f"{rec.dir / TOPOLOGY} (on lab {rec.name})"
     found: list[Diagnostic] = []
     try:
         with reporting(report=found.extend):

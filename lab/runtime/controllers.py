@@ -45,10 +45,11 @@ def programs(controllers: Sequence[Controller] = CONTROLLERS) -> dict[str, Progr
     return out
 
 
-def preflight(state: ClusterState, controllers: Sequence[Controller] = CONTROLLERS) -> list[str]:
-    """Each controller's check that this machine can run it for `state` (`lab validate`, and `lab up`
-    before anything is built); raises LabError with what is missing. Returns their notes."""
-    return [note for c in controllers if c.preflight for note in [c.preflight(state)] if note]
+def preflight(state: ClusterState, deep: bool, controllers: Sequence[Controller] = CONTROLLERS) -> list[str]:
+    """Each controller's check that this machine can run it for `state`; raises LabError with what
+    is missing. Returns their notes. deep=False (`lab validate`, which never runs anything): what
+    can be seen without running a program; deep=True (`lab up`, before anything is built): all."""
+    return [note for c in controllers if c.preflight for note in [c.preflight(state, deep)] if note]
 
 
 def start(state: ClusterState, rec: LabRecord, controllers: Sequence[Controller] = CONTROLLERS) -> None:

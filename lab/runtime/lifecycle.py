@@ -75,7 +75,7 @@ def preflight(state: ClusterState) -> None:
         raise LabError(f"a link named {state.switch_name} already exists in the root namespace")
     from lab.runtime import controllers
 
-    controllers.preflight(state)  # what the controllers need of this machine (proxy ebpf: clang, BPF)
+    controllers.preflight(state, deep=True)  # what the controllers need of this machine (proxy ebpf: clang, BPF)
 
 
 def up(path: str, progress: Progress = _quiet) -> ClusterState:

@@ -271,3 +271,26 @@ def test_no_cgroup2_fails_at_once(monkeypatch, tmp_path):
     monkeypatch.setattr(ebpf_sync.cgroup, "mount_point", lambda: None)
     with pytest.raises(LabError, match="cgroup v2 is not mounted"):
         ebpf_sync.check()
+
+
+def test_lab_validate_checks_the_toolchain_without_running_anything(monkeypatch):
+    """`lab validate` never runs a program: under proxy ebpf it looks for clang, bpftool, libbpf's
+    headers and cgroup v2 (LabError naming what is missing); compiling and loading is `lab up`'s."""
+    from lab.errors import LabError
+    from lab.host.fake import FakeHost
+    from lab.host import using
+    from lab.kube_proxy import ebpf_sync
+    from lab.runtime import controllers
+
+    monkeypatch.setattr(ebpf_sync.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(ebpf_sync.Path, "exists", lambda self: True)
+    monkeypatch.setattr(ebpf_sync.cgroup, "mount_point", lambda: "/sys/fs/cgroup/unified")
+    monkeypatch.setattr(ebpf_sync, "build", lambda: pytest.fail("validate compiled the programs"))
+    with using(FakeHost()) as fake:
+        notes = controllers.preflight(STATE, deep=False)
+    assert not fake.calls, fake.calls
+    assert notes == ["proxy ebpf: clang, bpftool and libbpf's headers installed, cgroup v2 at /sys/fs/cgroup/unified; "
+                     "`lab up` compiles and loads the programs"]
+    monkeypatch.setattr(ebpf_sync.shutil, "which", lambda name: None if name == "bpftool" else f"/usr/bin/{name}")
+    with pytest.raises(LabError, match="needs bpftool, which is not installed"):
+        controllers.preflight(STATE, deep=False)
