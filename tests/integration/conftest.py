@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.controlplane.naming import public_switch_name, switch_name
+
 ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGIES = ROOT / "topologies"
 
@@ -30,22 +32,36 @@ def _cmd(*argv: str) -> str:
     return subprocess.run(list(argv), capture_output=True, text=True, check=True).stdout
 
 
+RUN = Path("/run/k8s-netlab")
+LAB_LINK = re.compile(r"k[np][0-9a-f]{6}")  # a lab's switch (naming.switch_name) and its ports
+
+
+def _labs_running() -> list[str]:
+    return [d.name for d in RUN.iterdir() if d.is_dir()] if RUN.is_dir() else []
+
+
 def settled_host_snapshot() -> dict:
     """host_snapshot once the kernel has freed the switch ports of labs taken down just before
     (they go with their node namespaces, asynchronously)."""
-    wait_for(lambda: not [l for l in os.listdir("/sys/class/net") if re.match(r"kn[0-9a-f]{6}", l)], timeout=5)
+    def settled() -> bool:
+        running = tuple(switch_name(n) for n in _labs_running()) + tuple(public_switch_name(n) for n in _labs_running())
+        return not [l for l in os.listdir("/sys/class/net") if LAB_LINK.match(l) and not l.startswith(running)]
+    wait_for(settled, timeout=5)
     return host_snapshot()
 
 
 def host_snapshot() -> dict:
-    """What a lab must not change in the root namespace: routes, links, rules, sysctls, namespaces."""
+    """What a lab must not change in the root namespace: routes, links, rules, sysctls, namespaces.
+    Other labs on the machine (the suite runs two test files at a time) are not this one's doing:
+    their switch links and namespaces are left out; lab_leftovers() checks a lab's own."""
     iptables = [l for l in _cmd("iptables-save").splitlines() if not l.startswith("#")]
+    others = tuple(f"{n}-" for n in _labs_running())
     return {
         "routes": _cmd("ip", "route", "show", "table", "all"),
-        "links": sorted(l["ifname"] for l in json.loads(_cmd("ip", "-j", "link", "show"))),
+        "links": sorted(l["ifname"] for l in json.loads(_cmd("ip", "-j", "link", "show")) if not LAB_LINK.match(l["ifname"])),
         "iptables": [re.sub(r"\[\d+:\d+\]", "", l) for l in iptables],
         "nft": _cmd("nft", "list", "ruleset"),
-        "netns": _cmd("ip", "netns", "list"),
+        "netns": [l for l in _cmd("ip", "netns", "list").splitlines() if not l.startswith(others)],
         "sysctl": {k: Path(f"/proc/sys/{k.replace('.', '/')}").read_text() for k in
                    ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.bridge.bridge-nf-call-iptables")
                    if Path(f"/proc/sys/{k.replace('.', '/')}").exists()},
@@ -109,3 +125,40 @@ def reference_submission(folder: Path, into: Path) -> Path:
     for rel in model.load(folder).submission:
         shutil.copy(folder / ".solution" / rel, out / rel)
     return out
+
+
+# Test files whose labs share a name with another file's labs: they join that file's group.
+LAB_GROUPS: dict[str, str] = {}
+EXERCISES = {p.name for p in (ROOT / "exercises").iterdir() if p.is_dir()}
+
+
+def lab_group(nodeid: str) -> str:
+    """The tests that may never run at the same time as each other, by name: a test file (its
+    module-scoped lab stays on one worker), or an exercise (the tests that build its lab)."""
+    param = nodeid.rpartition("[")[2].rstrip("]") if nodeid.endswith("]") else ""
+    if param in EXERCISES:
+        return f"exercise-{param}"
+    stem = Path(nodeid.split("::")[0]).stem
+    return LAB_GROUPS.get(stem, stem)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs integration tests two groups at a time (pytest-xdist): labs have
+    machine-wide names, so tests that build the same lab must never run at once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByLab(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return lab_group(nodeid)
+
+    return ByLab(config, log)
+
+
+# The slowest groups start first, so that the last to finish on either worker is a short one.
+SLOW_FIRST = ("test_netpol", "test_exercise", "test_scenario_corpus", "test_dns", "test_services",
+              "test_workload_churn", "test_lab_lifecycle", "test_faults")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(lab_group(item.nodeid), len(rank)))  # stable: the file order stays within a group

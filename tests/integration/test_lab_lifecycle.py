@@ -128,8 +128,8 @@ def test_two_labs_side_by_side(clean_after):
     assert "say which one" in lab("get", "pods", check=False).stderr
     lab("down", "vxlan")
     assert_gone("vxlan")
-    assert "PASSED" in lab("check").stdout  # the other lab is untouched, and now the only one
-    lab("down")
+    assert "PASSED" in lab("check", "--lab", "host-gw").stdout  # the other lab is untouched
+    lab("down", "host-gw")
     assert_gone("host-gw")
 
 
@@ -211,20 +211,20 @@ def test_exec_and_logs(clean_after):
     state = record("vxlan")["state"]
     backend = next(p for p in state["pods"] if p["name"].startswith("backend-"))
     frontend = next(p for p in state["pods"] if p["name"].startswith("frontend-") and p["node"] != backend["node"])
-    out = lab("exec", frontend["name"], "--", "curl", "-s", "-m", "2", f"http://{backend['ip']}:8080/clientip").stdout
+    out = lab("exec", "-l", "vxlan", frontend["name"], "--", "curl", "-s", "-m", "2", f"http://{backend['ip']}:8080/clientip").stdout
     assert out.split(":")[0] == frontend["ip"]  # cross node, no NAT
     # pods sit at underlay MTU - 50: a full-size packet with DF set crosses the VXLAN overlay
-    lab("exec", frontend["name"], "--", "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1422", backend["ip"])
-    assert lab("exec", frontend["name"], "--", "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1423",
+    lab("exec", "-l", "vxlan", frontend["name"], "--", "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1422", backend["ip"])
+    assert lab("exec", "-l", "vxlan", frontend["name"], "--", "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1423",
                backend["ip"], check=False).returncode != 0
-    assert "127.0.0.1" in lab("exec", "sidecar-demo", "-c", "proxy", "--", "curl", "-s", "-m", "2",
+    assert "127.0.0.1" in lab("exec", "-l", "vxlan", "sidecar-demo", "-c", "proxy", "--", "curl", "-s", "-m", "2",
                               "http://127.0.0.1:8080/clientip").stdout
-    assert state["nodes"][1]["pod_cidr"] in lab("exec", "node/control-plane", "--", "ip", "route").stdout
-    assert "not found" in lab("exec", "nope", "--", "true", check=False).stderr
-    wide = lab("get", "pods", "-o", "wide").stdout.splitlines()
+    assert state["nodes"][1]["pod_cidr"] in lab("exec", "-l", "vxlan", "node/control-plane", "--", "ip", "route").stdout
+    assert "not found" in lab("exec", "-l", "vxlan", "nope", "--", "true", check=False).stderr
+    wide = lab("get", "-l", "vxlan", "pods", "-o", "wide").stdout.splitlines()
     assert wide[0].split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] and "NODE" in wide[0]
-    assert "control-plane" in lab("get", "nodes").stdout
-    lab("logs", backend["name"])  # exists and reads
+    assert "control-plane" in lab("get", "-l", "vxlan", "nodes").stdout
+    lab("logs", "-l", "vxlan", backend["name"])  # exists and reads
 
 
 def test_ovs_underlay(clean_after, tmp_path):
