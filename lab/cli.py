@@ -964,8 +964,8 @@ def _parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--script", metavar="FILE", help="solve: run this script instead of the exercise's solution.sh")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="solve, submit: seconds before the script is stopped (default 60); package: the submission's")
-    p.add_argument("--user", metavar="USER", help="submit: the unprivileged user the submission runs as "
-                                                  "(default lab-student)")
+    p.add_argument("--user", metavar="USER", help="submit: the unprivileged user the submission runs as; package: "
+                                                  "the one its submissions run as (default lab-student)")
     p.add_argument("--hide", metavar="PATH", action="append",
                    help="submit: a path the submission must not see (may be given several times; the exercise's "
                         "folder, the sessions and their sealed copies are always hidden)")

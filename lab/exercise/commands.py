@@ -259,12 +259,13 @@ def cmd_submit(a) -> int:
 
 
 def cmd_package(a) -> int:
-    from lab.exercise import package
+    from lab.exercise import package, sandbox
 
     if not a.out:
         raise LabError("lab exercise package NAME --out FILE.zip [--with-solutions]")
     ex = _load(model.find(_named(a, "NAME --out FILE.zip"), _root(a)))
-    files = package.build(ex, Path(a.out), a.timeout, with_solutions=a.with_solutions)
+    files = package.build(ex, Path(a.out), a.timeout, with_solutions=a.with_solutions,
+                          user=a.user or sandbox.DEFAULT_USER)
     what = "with the solutions (an instructor's bundle: never give it to students)" if a.with_solutions else \
         "without solutions"
     print(f"{a.out}: Gradescope autograder for {ex.name} ({files} files): setup.sh, run_autograder, k8s-netlab and "

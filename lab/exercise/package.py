@@ -73,8 +73,9 @@ def _files(base: Path, rel: Path, leave_out: tuple[str, ...] = ()):
             yield p, p.relative_to(base)
 
 
-def build(ex: Exercise, out: Path, timeout: float = 120.0, with_solutions: bool = False) -> int:
-    """Write the zip; the number of files in it."""
+def build(ex: Exercise, out: Path, timeout: float = 120.0, with_solutions: bool = False, user: str = DEFAULT_USER) -> int:
+    """Write the zip; the number of files in it. `user` is the one submissions run as (it must exist
+    where the package runs: setup.sh makes lab-student)."""
     placed = _placed(ex)
     entries = [(p, Path("k8s-netlab") / rel) for name in SOURCES for p, rel in _files(ROOT, Path(name))]
     leave_out = () if with_solutions else SOLUTIONS
@@ -82,8 +83,8 @@ def build(ex: Exercise, out: Path, timeout: float = 120.0, with_solutions: bool 
     if ex.topology and not Path(ex.topology).is_relative_to(ex.folder):
         rel = Path(ex.topology).relative_to(ROOT)
         entries.append((Path(ex.topology), Path("k8s-netlab") / rel))
-    scripts = {"setup.sh": SETUP.format(user=DEFAULT_USER),
-               "run_autograder": RUN.format(name=ex.name, path=placed, folder=placed.parent, user=DEFAULT_USER,
+    scripts = {"setup.sh": SETUP.format(user=user),
+               "run_autograder": RUN.format(name=ex.name, path=placed, folder=placed.parent, user=user,
                                             timeout=timeout)}
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name, body in scripts.items():

@@ -106,13 +106,34 @@ def clean_after():
         lab("down", n, check=False)
 
 
-def student_processes() -> list[int]:
+def student_processes(user: str = "lab-student") -> list[int]:
     """Running processes of the user submissions run as (none may outlive a submission)."""
     import pwd
 
     from lab import host
 
-    return host.live_processes(pwd.getpwnam("lab-student").pw_uid)
+    return host.live_processes(pwd.getpwnam(user).pw_uid)
+
+
+@pytest.fixture(scope="session")
+def student():
+    """The user submissions run as: lab-student, or under pytest-xdist one per worker, made for the
+    run and removed after it (a submission's user must be one nothing else uses, and two workers
+    submit at once)."""
+    import pwd
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    name = f"lab-student-{worker}" if worker else "lab-student"
+    try:
+        pwd.getpwnam(name)
+        made = False
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                       check=True, capture_output=True)
+        made = True
+    yield name
+    if made and worker:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
 def reference_submission(folder: Path, into: Path) -> Path:

@@ -93,11 +93,11 @@ CHEATS = {
 }
 
 
-def install(root: Path, folder: Path, timeout: float = TIMEOUT) -> None:
+def install(root: Path, folder: Path, user: str, timeout: float = TIMEOUT) -> None:
     """The package of one exercise extracted into the autograder root (the previous one's source
     replaced, its virtualenv kept: setup.sh is then quick) and set up as Gradescope does."""
     zip_path = root.parent / f"{folder.name}.zip"
-    package.build(model.load(folder), zip_path, timeout=timeout)
+    package.build(model.load(folder), zip_path, timeout=timeout, user=user)
     source = root / "source"
     if (source / "k8s-netlab").is_dir():
         for entry in (source / "k8s-netlab").iterdir():
@@ -120,16 +120,16 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture
-def autograder(root: Path):
+def autograder(root: Path, student: str):
     """The package for the test exercise, extracted and set up as Gradescope does."""
-    install(root, DATA / NAME)
+    install(root, DATA / NAME, student)
     yield root
     lab = root / "source" / "k8s-netlab" / ".venv" / "bin" / "lab"
     subprocess.run([str(lab), "exercise", "stop", "-e", NAME], env={**os.environ, "AUTOGRADER_ROOT": str(root)},
                    capture_output=True, timeout=60)
 
 
-def grade(root: Path, script: str, files: Path | None = None) -> dict:
+def grade(root: Path, script: str, user: str, files: Path | None = None) -> dict:
     """Run run_autograder on a submission whose solution.sh is `script` (with `files`' contents
     beside it); its results.json."""
     sub = root / "submission"
@@ -144,14 +144,14 @@ def grade(root: Path, script: str, files: Path | None = None) -> dict:
     done = subprocess.run([str(root / "source" / "run_autograder")], env={**os.environ, "AUTOGRADER_ROOT": str(root)},
                           capture_output=True, text=True, timeout=180, cwd=root)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert not host.live_processes(pwd.getpwnam("lab-student").pw_uid), "a student process outlived run_autograder"
+    assert not host.live_processes(pwd.getpwnam(user).pw_uid), "a student process outlived run_autograder"
     return json.loads(results.read_text())
 
 
-def test_the_reference_solution_scores_full_marks_and_an_empty_one_nothing(autograder: Path):
-    honest = grade(autograder, (DATA / NAME / "solution.sh").read_text())
+def test_the_reference_solution_scores_full_marks_and_an_empty_one_nothing(autograder: Path, student: str):
+    honest = grade(autograder, (DATA / NAME / "solution.sh").read_text(), student)
     assert honest["score"] == 14, json.dumps(honest, indent=1)
-    empty = grade(autograder, "true\n")
+    empty = grade(autograder, "true\n", student)
     assert empty["score"] == 0, json.dumps(empty, indent=1)
     # what the student reads before the due date: no hidden test's content, no answer's verdict
     shown = [t for t in honest["tests"] if t["visibility"] == "visible"]
@@ -160,11 +160,11 @@ def test_the_reference_solution_scores_full_marks_and_an_empty_one_nothing(autog
 
 
 @pytest.mark.parametrize("cheat", CHEATS, ids=lambda c: c.replace(" ", "-"))
-def test_a_cheat_scores_no_more_than_an_empty_submission(autograder: Path, cheat: str):
+def test_a_cheat_scores_no_more_than_an_empty_submission(autograder: Path, cheat: str, student: str):
     script = "\n".join(line[8:] if line.startswith(" " * 8) else line
                        for line in CHEATS[cheat].format(root=autograder, name=NAME).splitlines())
     t0 = time.monotonic()
-    result = grade(autograder, script)
+    result = grade(autograder, script, student)
     assert result["score"] == 0, f"{cheat}: {json.dumps(result, indent=1)}"
     assert "tests" in result and len(result["tests"]) == 4, result
     time.sleep(0.5)  # a daemon that survived would rewrite the results now
@@ -175,12 +175,13 @@ def test_a_cheat_scores_no_more_than_an_empty_submission(autograder: Path, cheat
 
 
 @pytest.mark.parametrize("folder", model.folders(model.default_dir()), ids=lambda p: p.name)
-def test_every_exercise_packaged_gives_its_reference_solution_full_marks(root: Path, folder: Path, tmp_path: Path):
+def test_every_exercise_packaged_gives_its_reference_solution_full_marks(root: Path, folder: Path, tmp_path: Path,
+                                                                          student: str):
     """The student's package of each exercise (no solution inside), its reference solution
     submitted to run_autograder as a student would: full marks, and nothing of it left running."""
-    install(root, folder, timeout=120)
+    install(root, folder, student, timeout=120)
     submission = reference_submission(folder, tmp_path)
-    result = grade(root, (folder / "solution.sh").read_text(), files=submission)
+    result = grade(root, (folder / "solution.sh").read_text(), student, files=submission)
     maximum = sum(t["max_score"] for t in result["tests"])
     assert result["score"] == pytest.approx(maximum) and all(t["status"] == "passed" for t in result["tests"]), \
         json.dumps(result, indent=1)

@@ -125,7 +125,7 @@ def test_a_runaway_submission_is_stopped_with_everything_it_started(stopped, tmp
 
 @pytest.mark.exercises  # minutes for all of them: `make test-exercises` and CI run it, `make test` does not
 @pytest.mark.parametrize("folder", model.folders(model.default_dir()), ids=lambda p: p.name)
-def test_every_exercise_is_broken_at_start_and_solved_by_its_solution(folder: Path, tmp_path: Path):
+def test_every_exercise_is_broken_at_start_and_solved_by_its_solution(folder: Path, tmp_path: Path, student: str):
     """The broken start graded 10 times gives one grade (the same lab state, the same grade); the
     reference solution, submitted as a student's would be (confined), gets full marks. The first
     grade runs alone, so the nine others all grade a lab a grade has just probed (nothing a grade
@@ -152,9 +152,9 @@ def test_every_exercise_is_broken_at_start_and_solved_by_its_solution(folder: Pa
         verdicts = [[(t["name"], t["passed"]) for task in json.loads(g.stdout)["tasks"] for t in task["tests"]]
                     for g in grades]
         assert all(v == verdicts[0] for v in verdicts), f"{name}: 10 grades of the same broken lab differ: {verdicts}"
-        submitted = run("submit", str(reference_submission(folder, tmp_path)))
+        submitted = run("submit", str(reference_submission(folder, tmp_path)), "--user", student)
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-        assert not student_processes()
+        assert not student_processes(student)
         after = run("grade")
         assert after.returncode == 0 and "(full marks)" in after.stdout, after.stdout + after.stderr
     finally:

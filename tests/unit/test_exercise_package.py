@@ -46,3 +46,11 @@ def test_no_solution_ships_unless_the_instructor_asks(tmp_path: Path):
     assert {folder + "solution.sh", folder + "SOLUTION.md", folder + ".solution/policies.yaml"} <= instructor
     assert instructor - student == {folder + "solution.sh", folder + "SOLUTION.md", folder + ".solution/policies.yaml"}
     assert folder + "exercise.yaml" in student and folder + "README.md" in student
+
+
+def test_the_submissions_user_can_be_chosen(tmp_path: Path):
+    out = tmp_path / "hgw.zip"
+    package.build(model.load(DATA / "hgw"), out, user="grader-sub")
+    with zipfile.ZipFile(out) as z:
+        run = z.read("run_autograder").decode()
+    assert "--user grader-sub " in run and "lab-student" not in run
