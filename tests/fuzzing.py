@@ -167,6 +167,7 @@ class Outcome:
     code: int
     output: str
     seconds: float
+    cpu: float = 0.0  # this thread's CPU seconds: what the input cost, whatever else the machine ran
 
     @property
     def crashed(self) -> bool:
@@ -229,9 +230,9 @@ class Workspace:
         return docs
 
     def run(self, target: str, text: str) -> Outcome:
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.thread_time()
         code, output = getattr(self, "_" + target)(text)
-        return Outcome(code, output, time.monotonic() - t0)
+        return Outcome(code, output, time.monotonic() - t0, time.thread_time() - c0)
 
     def _write(self, path: Path, text: str) -> str:
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
