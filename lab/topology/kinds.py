@@ -1,7 +1,8 @@
 """The names of the registered kinds, for the topology model at the bottom of the house.
 
 The kinds themselves live above (a pod network in lab/routing, a proxy mode in lab/kube_proxy, a
-CNI in lab/cni): they import the model, so the model cannot import them. Each registry asserts at
+CNI in lab/cni, an add-on in lab/controlplane/addons.py): they import the model, so the model cannot
+import them. Each registry asserts at
 import time that it holds exactly the names listed here (and a unit test imports them all), so a
 kind registered without its name here, or a name without its kind, fails at once. Adding a kind is
 its module, its line in its registry, and its name here.
@@ -18,6 +19,8 @@ NETWORKS: dict[str, int] = {"host-gw": 0, "vxlan": VXLAN_OVERHEAD, "bgp": 0, "cl
 PROXY_MODES: tuple[str, ...] = ("iptables", "nftables", "ebpf")
 DEFAULT_PROXY = "iptables"  # kube-proxy's own default mode
 CNIS: tuple[str, ...] = ("bridge", "ptp")  # built in; any other cni is the path of a plugin of one's own
+# the images of the add-ons the lab installs (lab/controlplane/addons.py): programs of their controllers
+ADDON_IMAGES: tuple[str, ...] = ("kube-dns", "ingress-nginx", "envoy")
 
 
 def mtu_overhead(network: str) -> int:
