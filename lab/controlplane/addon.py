@@ -19,5 +19,6 @@ class AddOn:
     image: str                                   # the image its containers run
     namespace: str                               # where its objects live (made when it is wanted)
     wanted: Callable[[Any], bool]                # topology -> does the lab install it
-    # (topology, NodePorts the user's Services took) -> its Deployments and Services; [] when not wanted
+    # (topology, NodePorts the user's Services took) -> its Deployments and Services; [] when not wanted.
+    # Its pods name their node (nodeName): add-ons are placed after the user's pods, which they never move.
     objects: Callable[[Any, set[int]], list]
