@@ -111,8 +111,6 @@ ALLOWED: dict[str, tuple[int, str]] = {
 ALLOWED_IMPORTS: dict[str, tuple[set[str], str]] = {
     "lab/cli.py": ({"lab.routing.fabric", "lab.routing.fabric_runtime"}, "`lab get routes fabric`: cloud-routes' own table"),
     "lab/faults/plans.py": ({"lab.routing.bgp"}, "the bgp-peer-as fault (bgp's own fault kind) reads its peers"),
-    "lab/runtime/faults.py": ({"lab.routing.frr"}, "bgpd's pid and vtysh socket for bgp's faults"),
-    "lab/runtime/inside.py": ({"lab.routing.frr"}, "`lab exec node/N vtysh` on the node's FRR"),
     "lab/trace/observe.py": ({"lab.routing.vxlan"}, "VXLAN's UDP port: the probe's packets inside the tunnel"),
 }
 
