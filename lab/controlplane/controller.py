@@ -2,9 +2,10 @@
 works from. Pure: the hooks are given, never called here.
 
 A controller is one registered unit that carries everything about itself (containerlab's kinds):
-the programs of the images it runs, the effects of `lab up` before and after the pods, what it does
-when pods come and go, its sync from a `Diff` (controller-runtime's reconcile, driven by what
-changed), and its status (by default its own section of the lab's record). Teardown is not a hook:
+the objects it installs in the cluster (its add-on, lab.controlplane.addon) and the programs of
+their images, the effects of `lab up` before and after the pods, what it does when pods come and
+go, its sync from a `Diff` (controller-runtime's reconcile, driven by what changed), and its status
+(by default its own section of the lab's record). Teardown is not a hook:
 whatever a controller creates outside the lab's namespaces it claims in the record's ownership
 ledger first, and `lab down` and `lab clean` remove what the ledger lists, with no controller code.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
+from lab.controlplane.addon import AddOn
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 
@@ -53,6 +55,7 @@ class Controller:
 
     name: str
     images: Mapping[str, Program] = field(default_factory=dict)   # image -> its container's program
+    addon: Optional[AddOn] = None  # the objects it installs in the cluster (lab.controlplane.addons), run by `images`
     # can this machine run it? a note, or LabError; deep=False (lab validate): without running anything
     preflight: Optional[Callable[[ClusterState, bool], Optional[str]]] = None
     start: Optional[Callable[[ClusterState, Record], None]] = None        # lab up, before any pod: files, daemons

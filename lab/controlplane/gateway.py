@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import Iterable, Optional
 
+from lab.controlplane.addon import AddOn
 from lab.controlplane.gateway_state import (IMAGE, NAME_LABEL, NAMESPACE, NS_LABEL, GatewayClassState, GatewayCondition,
                                             GatewayState, HTTPRouteState, ListenerState, RouteBackendState,
                                             RouteFilterState, RouteMatchState, RouteParentState, RouteRuleState,
@@ -96,6 +97,9 @@ def addon(topo: Topology, taken_node_ports: set[int]) -> list:
                 {"name": port_name(p, port), "port": port, "targetPort": port} for port, p in ports.items()]},
         }))
     return out
+
+
+ADDON = AddOn("gateway", IMAGE, NAMESPACE, wanted, addon)  # "gateway": its controller's name (lab.gateway.runtime)
 
 
 # --- hostnames ---

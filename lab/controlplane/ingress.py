@@ -12,6 +12,7 @@ import base64
 import binascii
 from typing import Optional
 
+from lab.controlplane.addon import AddOn
 from lab.controlplane.state import ClusterState, IngressPathState, IngressState, IngressTLSState, PodState
 from lab.topology.ingress import classes
 from lab.topology.lenient import TLS_SECRET
@@ -98,6 +99,9 @@ def addon(topo: Topology, taken_node_ports: set[int]) -> list:
             for name, port in (("http", HTTP), ("https", HTTPS))]},
     })
     return [deployment, service]
+
+
+ADDON = AddOn("ingress-nginx", IMAGE, NAMESPACE, wanted, addon)
 
 
 def controller(state: ClusterState) -> Optional[PodState]:

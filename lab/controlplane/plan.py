@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Optional
 
-from lab.controlplane import envvars, gateway, ingress, ipam, loadbalancer, naming, services
+from lab.controlplane import addons, envvars, gateway, ingress, ipam, loadbalancer, naming, services
 from lab.controlplane.scheduler import schedule
 from lab.controlplane.state import (
     CheckState, ClusterState, ContainerState, HostState, NodeState, PeerState, PodState, PolicyPortState, PolicyState,
@@ -14,7 +14,6 @@ from lab.controlplane.state import (
 from lab import routing
 from lab.errors import LabError
 from lab.topology import images
-from lab.topology.constants import kube_dns_ip
 from lab.topology.hostports import host_ports
 from lab.topology.model import (
     EXTERNAL_TYPES, WORKLOADS, Container, DaemonSet, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service,
@@ -29,7 +28,7 @@ class _PodIntent:
     labels: dict
     spec: PodSpec
     owner: Optional[str]
-    addon: bool = False  # installed by the lab (kube-dns), not written by the user
+    addon: bool = False  # installed by the lab (lab.controlplane.addons), not written by the user
 
 
 def _readiness(c: Container) -> Optional[ReadinessState]:
@@ -171,41 +170,9 @@ def _dns_config(spec: PodSpec) -> dict:
             "dns_options": tuple((o.name, o.value) for o in c.options)}
 
 
-# The cluster DNS add-on: a kube-dns Deployment of one pod (dnsmasq) and its Service, as kubeadm
-# and kind install CoreDNS (on the control plane, labelled k8s-app=kube-dns).
-KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}
-
-
-def _kube_dns(topo: Topology) -> list:
-    if not topo.cluster.dns.enabled:
-        return []
-    pod = Pod.model_validate({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
-        "spec": {"nodeName": topo.nodes[0].name, "dnsPolicy": "Default", "containers": [{
-            "name": "dnsmasq", "image": "kube-dns",
-            "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
-                      {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}],
-            "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 1}}]},
-    })
-    deployment = Deployment.model_validate({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": KUBE_DNS_LABELS},
-                 "template": {"metadata": {"labels": KUBE_DNS_LABELS}, "spec": pod.spec.model_dump()}},
-    })
-    service = Service.model_validate({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
-        "spec": {"clusterIP": str(kube_dns_ip(topo.cluster.serviceCIDR)), "selector": KUBE_DNS_LABELS,
-                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
-                           {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]},
-    })
-    return [deployment, service]
-
-
 def _addons(topo: Topology) -> list:
-    """What the lab installs by itself: cluster DNS, ingress-nginx when there are Ingresses, and an
-    Envoy per Gateway of the lab's class."""
-    taken = {p.nodePort for m in topo.manifests if isinstance(m, Service) for p in m.spec.ports if p.nodePort}
-    return _kube_dns(topo) + ingress.addon(topo, taken) + gateway.addon(topo, taken)
+    """What the lab installs by itself: every registered add-on's objects (lab.controlplane.addons)."""
+    return addons.objects(topo)
 
 
 def _intents(topo: Topology) -> list[_PodIntent]:
@@ -299,7 +266,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     kept = {(p.namespace, p.name): p for p in (previous.pods if previous else ())
             if (p.namespace, p.name) in wanted and not wanted[(p.namespace, p.name)].spec.hostNetwork
             and not p.host_network and p.node in node_names}
-    # The add-on (kube-dns) is placed after the user's pods, so turning DNS on moves none of them.
+    # The add-ons are placed after the user's pods, so turning DNS on moves none of them.
     user = [i for i in intents if not i.addon]
     placement = schedule(node_names, [kept[(i.namespace, i.name)].node if (i.namespace, i.name) in kept
                                       else i.spec.nodeName for i in user],
@@ -345,9 +312,7 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     _check_unique_netns(nodes, hosts, pods)
 
     declared = [m.metadata.name for m in topo.manifests if isinstance(m, Namespace)]
-    addon_ns = [ingress.NAMESPACE] if ingress.wanted(topo) else []
-    addon_ns += [gateway.NAMESPACE] if gateway.wanted(topo) else []
-    namespaces = tuple(dict.fromkeys(["default", "kube-system", *addon_ns, *declared]))
+    namespaces = tuple(dict.fromkeys(["default", "kube-system", *addons.namespaces(topo), *declared]))
     checks = tuple(
         CheckState(name=c.name or f"{c.from_} -> {c.to} ({c.protocol}) {c.expect}", src=c.from_, dst=c.to,
                    protocol=c.protocol, expect=c.expect)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from lab.controlplane import kube_dns
 from lab.controlplane.controller import Controller
 from lab.controlplane.endpoints import endpoint_slices, initial_readiness
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState, container_key
@@ -19,7 +20,7 @@ from lab.host import ip_batch, spawn
 from lab.host import record as lab_record
 from lab.host.record import LabRecord
 
-IMAGE = "kube-dns"
+IMAGE = kube_dns.IMAGE
 
 
 def paths(record: LabRecord) -> dict[str, Path]:
@@ -145,8 +146,8 @@ def _pods_starting(state: ClusterState, record: LabRecord, pods: Sequence[PodSta
 
 
 CONTROLLER = Controller(
-    "kube-dns", images={IMAGE: lambda record, _pod: argv(record)}, start=_start, pods_starting=_pods_starting,
-    pods_gone=lambda record, pods: record.remove_etc_netns([p.netns for p in pods]),
+    kube_dns.NAME, addon=kube_dns.ADDON, images={IMAGE: lambda record, _pod: argv(record)}, start=_start,
+    pods_starting=_pods_starting, pods_gone=lambda record, pods: record.remove_etc_netns([p.netns for p in pods]),
     wait_ready=wait_ready, sync=lambda record, diff: update(diff.new, diff.new_slices, record))
 
 NODE_LOCAL = Controller("node-local-dns", start=start_node_caches, wait_ready=wait_node_caches)

@@ -75,9 +75,9 @@ KINDS: dict[str, KindInfo] = {
     "delay": KindInfo("delay what a link sends with netem (needs sch_netem in the kernel)", ("node", "pod"),
                       {"delay": Param("tc", "e.g. 100ms", required=True), "jitter": Param("tc", "e.g. 10ms"), "dev": _DEV}),
     "stop": KindInfo("SIGSTOP: a pod's containers (pod/NAME[/CONTAINER]), kube-dns, the lab's agent (its rules go "
-                     "stale), or node/NAME's FRR bgpd (clear: SIGCONT)", ("pod", "kube-dns", "agent", "node")),
+                     "stale), or node/NAME's FRR bgpd (clear: SIGCONT)", ("pod", targets.KUBE_DNS, "agent", "node")),
     "kill": KindInfo("SIGKILL a pod's containers, kube-dns, or the lab's agent (nothing follows readiness any more; "
-                     "clear: started again, a new agent re-syncs everything)", ("pod", "kube-dns", "agent")),
+                     "clear: started again, a new agent re-syncs everything)", ("pod", targets.KUBE_DNS, "agent")),
     "bgp-peer-as": KindInfo("misconfigure a BGP neighbour's remote-as through vtysh", ("node",),
                             {"peer": Param("node", "node/OTHER", required=True), "as": Param("int", "the wrong AS", required=True,
                                                                                            low=1, high=4294967295)}),

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from lab.controlplane import kube_dns
 from lab.controlplane.state import ClusterState, container_key
 from lab.errors import LabError
 from lab.faults import ops
+from lab.faults import targets
 from lab.faults.targets import Target, node, pod, sandboxed
 from lab import routing
 from lab.cni import kinds as cni_kinds
@@ -258,8 +260,8 @@ def _processes(state: ClusterState, t: Target) -> list[str]:
         if not daemon:
             raise LabError(f"stop node/NAME stops its routing daemon: lab {state.lab} has none (network: {state.network})")
         return [f"{daemon}/{node(state, t.name).name}"]
-    if t.kind == "kube-dns":
-        keys = [container_key(p, c) for p in state.pods for c in p.containers if c.image == "kube-dns"]
+    if t.kind == targets.KUBE_DNS:
+        keys = [container_key(p, c) for p in state.pods for c in p.containers if c.image == kube_dns.IMAGE]
         if not keys:
             raise LabError(f"lab {state.lab} has no cluster DNS (kube-dns)")
         return keys

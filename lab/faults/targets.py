@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from lab.controlplane import kube_dns
 from lab.controlplane.state import ClusterState, NodeState, PodState
 from lab.errors import LabError
 
 FORMS = "node/NAME, pod/NAME[.NAMESPACE][/CONTAINER], overlay[/NODE], kube-dns or agent"
-SINGLE = ("kube-dns", "agent", "overlay")
+KUBE_DNS = kube_dns.NAME  # the cluster DNS add-on's pods
+SINGLE = (KUBE_DNS, "agent", "overlay")
 
 
 @dataclass(frozen=True)

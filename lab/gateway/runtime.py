@@ -20,7 +20,7 @@ from lab.host.record import LabRecord
 from lab.ingress import tls
 
 IMAGE = gateway.IMAGE
-NAME = "gateway"  # the controller's registered name: its section of the record
+NAME = gateway.ADDON.name  # the controller's registered name: its section of the record
 
 
 def envoy_binary() -> str:
@@ -139,5 +139,5 @@ def wait_ready(state: ClusterState, timeout: float = 5.0) -> None:
 
 
 CONTROLLER = Controller(
-    NAME, images={IMAGE: argv}, pods_starting=lambda state, record, _pods: prepare(state, record),
+    NAME, addon=gateway.ADDON, images={IMAGE: argv}, pods_starting=lambda state, record, _pods: prepare(state, record),
     wait_ready=wait_ready, sync=lambda record, diff: update(diff.new, diff.new_slices, record))

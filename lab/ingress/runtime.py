@@ -116,6 +116,6 @@ def wait_ready(state: ClusterState, timeout: float = 3.0) -> None:
 
 
 CONTROLLER = Controller(
-    "ingress-nginx", images={IMAGE: lambda record, _pod: argv(record)},
+    ingress.ADDON.name, addon=ingress.ADDON, images={IMAGE: lambda record, _pod: argv(record)},
     pods_starting=lambda state, record, _pods: prepare(state, record),
     wait_ready=wait_ready, sync=lambda record, diff: update(diff.new, diff.new_slices, record))

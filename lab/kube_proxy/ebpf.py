@@ -49,10 +49,11 @@ def node_cgroups(state: ClusterState, root: str) -> dict[str, str]:
 
 
 def netns_cgroups(state: ClusterState, root: Optional[str]) -> dict[str, str]:
-    """network namespace -> the cgroup whose programs that namespace's sockets meet: under proxy
-    ebpf each pod's and node's namespace maps to its node's cgroup; {} under the other modes, whose
-    Services are the node's netfilter rules whoever opens the socket."""
-    if state.proxy != "ebpf" or not root:
+    """network namespace -> the cgroup whose programs that namespace's sockets meet: each pod's and
+    node's namespace maps to its node's cgroup ({} without a cgroup v2 root). Asked through this
+    mode's runtime only (lab.kube_proxy.runtimes.socket_cgroups: {} under the other modes, whose
+    Services are the node's netfilter rules whoever opens the socket)."""
+    if not root:
         return {}
     cgroups = node_cgroups(state, root)
     out = {n.netns: cgroups[n.name] for n in state.nodes}

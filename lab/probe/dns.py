@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 from lab import host
+from lab.controlplane import kube_dns
 from lab.controlplane.endpoints import ready_by_service
 from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.dns.records import dns_ip, pod_a_name, resolv_conf
@@ -192,7 +193,7 @@ def dns_ip_name(state: ClusterState) -> str:
     """The FQDN of the cluster DNS Service itself: a name every cluster DNS knows."""
     ip = dns_ip(state)
     svc = next((s for s in state.services if s.cluster_ip == ip), None)
-    ns, name = (svc.namespace, svc.name) if svc else ("kube-system", "kube-dns")
+    ns, name = (svc.namespace, svc.name) if svc else (kube_dns.NAMESPACE, kube_dns.NAME)
     return f"{name}.{ns}.svc.{state.dns_domain}"
 
 

@@ -27,8 +27,7 @@ from lab.controlplane.state import (
 from lab.kube_proxy import proxiers
 from lab.kube_proxy.model import ServicePort, service_port_name
 from lab.policy import model as policy
-from lab.controlplane.gateway_state import IMAGE as GATEWAY_IMAGE
-from lab.dns.runtime import IMAGE as DNS_IMAGE
+from lab.topology.kinds import ADDON_IMAGES
 from lab.probe import coverage, loadbalancer, ping
 from lab.probe.asks import (Ask, allowed_servers, denied, external_endpoints, internal_endpoints,
                             node_local_endpoints, not_netexec, per_node, reachable_endpoints)
@@ -52,11 +51,10 @@ SAMPLED_SHARE = 25  # in a sampled check, connections per Service port stop grow
 ALPHA = 1e-6       # the chance that a fair spread fails service-spread, whatever the number of endpoints
 
 
-# Images whose Services other rows check (lab.probe.dns, lab.probe.ingress, lab.probe.gateway): not
-# unchecked. The ingress controller's is lab.controlplane.ingress.IMAGE, named here: importing that module
-# loads the topology model, ~0.3 s of every `lab check` (tests/unit/test_check_imports.py holds them equal).
-INGRESS_IMAGE = "ingress-nginx"
-CHECKED_ELSEWHERE = frozenset({DNS_IMAGE, INGRESS_IMAGE, GATEWAY_IMAGE})
+# The add-ons' images (lab.controlplane.addons): rows of their own check their Services (lab.probe.dns,
+# lab.probe.ingress, lab.probe.gateway), so they are not unchecked. A new add-on brings its rows. Read from
+# the names list: the registry loads the topology model, ~0.3 s of every `lab check`.
+CHECKED_ELSEWHERE = frozenset(ADDON_IMAGES)
 
 
 def unchecked(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Outcome]:

@@ -97,4 +97,20 @@ def _start_checked(state: ClusterState, record: LabRecord) -> None:
     start(state, record)
 
 
-RUNTIME = Runtime(_start_checked, wait_converged, "BGP converged: every node has a route to every podCIDR")
+def command(record: LabRecord, name: str, argv: list) -> list:
+    """vtysh on a BGP speaker speaks to that speaker's own FRR (its vty directory), not the machine's."""
+    if argv[:1] == ["vtysh"] and name in {s for s, _, _ in bgp.speakers(record.state)}:
+        return ["vtysh", "--vty_socket", str(directory(record, name)), *argv[1:]]
+    return argv
+
+
+def daemon_pid(record: LabRecord, name: str) -> int:
+    """bgpd's PID on speaker `name`, from its pid file; 0 when it has none."""
+    try:
+        return int((directory(record, name) / "bgpd.pid").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+RUNTIME = Runtime(_start_checked, wait_converged, "BGP converged: every node has a route to every podCIDR",
+                  command=command, daemon_pid=daemon_pid)

@@ -23,6 +23,11 @@ class Runtime:
     wait_ready: Callable[[ClusterState], float]
     ready: str                                         # what wait_ready waits for, for progress lines
     stop: Callable[[Any], None] = lambda record: None  # daemons in lab namespaces die with them
+    # (record, machine, argv) -> argv: a command for that machine's own daemons as `lab exec` and the
+    # faults run it (FRR: vtysh pointed at the machine's vty directory); others pass unchanged
+    command: Callable[[Any, str, list], list] = lambda record, name, argv: argv
+    # (record, machine) -> the PID of its routing daemon (Backend.node_daemon), 0 when none
+    daemon_pid: Callable[[Any, str], int] = lambda record, name: 0
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import traceback
 from typing import Optional
 
 from lab.controlplane.state import container_key
+from lab.kube_proxy import sync as kube_proxy
 from lab.loadbalancer import speaker
 from lab.node import prober, underlay
 from lab.node.processes import alive
@@ -97,11 +98,11 @@ class Agent:
                 pod_ready = prober.pod_readiness(rec.state, ready, container_alive(rec))
                 done = controllers.reconcile(rec, rec.state, pod_ready)
                 rec.save()
-            changed = done["kube-proxy"]
+            changed = done[kube_proxy.NAME]
             print(f"{time.strftime('%H:%M:%S')} readiness changed; synced {', '.join(sorted(changed)) or 'no Service'}",
                   flush=True)
-            if done["loadbalancer"]:
-                print(f"{time.strftime('%H:%M:%S')} load-balancer addresses: {'; '.join(done['loadbalancer'])}", flush=True)
+            if done[speaker.NAME]:
+                print(f"{time.strftime('%H:%M:%S')} load-balancer addresses: {'; '.join(done[speaker.NAME])}", flush=True)
         elif details != kubelet.detail or failing != kubelet.failing:  # `lab check` and `describe` explain with it
             with locked(rec):
                 rec = records.load(self.name)

@@ -20,6 +20,7 @@ from lab.errors import Diagnostic, LabError, TopologyError
 from lab.node import pods, prober
 from lab.host import record as records
 from lab.host.record import LabRecord
+from lab.kube_proxy import sync as kube_proxy
 from lab.runtime import controllers
 from lab.runtime.agent import container_alive
 from lab.topology.source import MAX_BYTES, Source, check_size, parse_documents, parse_json
@@ -457,7 +458,7 @@ def _switch(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[Pod
     prober.write_status(rec, ready, {**{k: v for k, v in was.detail.items() if k in ready}, **details},
                         {**{k: v for k, v in was.failing.items() if k in ready}, **failing})
     pod_ready = prober.pod_readiness(new, ready, container_alive(rec))
-    return set(controllers.reconcile(rec, new, pod_ready)["kube-proxy"])
+    return set(controllers.reconcile(rec, new, pod_ready)[kube_proxy.NAME])
 
 
 def _roll_back(rec: LabRecord, old: ClusterState, new: ClusterState, gone: list[PodState], born: list[PodState],

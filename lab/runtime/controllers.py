@@ -4,7 +4,8 @@ order they sync (kube-proxy first: the others report after the Services are in p
 `reconcile()` is the one sync of every controller that `lab up`, `lab apply`, its rollback and
 the agent run: from what the record holds to a new state and readiness, then the commit. The other
 functions run one hook of every controller that has it. Nothing below this module names an add-on
-or its image: `programs()` hands lab.node.containers the image -> program lookup it does not own.
+or its image: `programs()` hands lab.node.containers the image -> program lookup it does not own,
+and the plan asks lab.controlplane.addons, which `check()` holds equal to the controllers' add-ons.
 How to add a controller: docs/ARCHITECTURE.md.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 from lab.cni import config as cni_config
+from lab.controlplane import addons
 from lab.controlplane.controller import Controller, Diff, Program
 from lab.controlplane.state import ClusterState, PodState
 from lab.dns import runtime as dns
@@ -32,6 +34,22 @@ CONTROLLERS: tuple[Controller, ...] = (
     speaker.CONTROLLER,        # MetalLB's L2 speaker: who answers ARP for each LoadBalancer address
     cni_config.HOST_PORTS,     # hostPort: the portmap plugin, chained at CNI ADD
 )
+
+
+def check(controllers: Sequence[Controller] = CONTROLLERS) -> None:
+    """Raise at import when the controllers and the add-on registry the plan reads disagree: each
+    add-on is run by exactly one controller, of its name, which registers the program of its image."""
+    ran = tuple(c.addon for c in controllers if c.addon)
+    if ran != addons.ADDONS:
+        raise RuntimeError(f"controllers run the add-ons {[a.name for a in ran]}, lab/controlplane/addons.py "
+                           f"lists {[a.name for a in addons.ADDONS]}")
+    for c in controllers:
+        if c.addon and (c.addon.name != c.name or c.addon.image not in c.images):
+            raise RuntimeError(f"controller {c.name} runs add-on {c.addon.name} and registers the images "
+                               f"{sorted(c.images)}: its name and the program of {c.addon.image} must be its own")
+
+
+check()
 
 
 def programs(controllers: Sequence[Controller] = CONTROLLERS) -> dict[str, Program]:

@@ -22,7 +22,8 @@ from lab.faults.model import Fault, FaultPlan
 from lab.host import record as records
 from lab.host.record import LabRecord, locked
 from lab.node import containers
-from lab.routing import frr
+from lab import routing
+from lab.routing import runtimes
 
 SIGNALS = {"SIGSTOP": "STOP", "SIGCONT": "CONT", "SIGKILL": "KILL"}
 
@@ -37,11 +38,9 @@ def _json(argv: list[str], **kw):
 def _pid(rec: LabRecord, key: str) -> int:
     if key == "agent":
         return rec.agent
-    if key.startswith("bgpd/"):
-        try:
-            return int((frr.directory(rec, key[5:]) / "bgpd.pid").read_text())
-        except (OSError, ValueError):
-            return 0
+    daemon, _, name = key.partition("/")
+    if daemon == routing.backend(rec.state).node_daemon:  # "bgpd/NODE": the pod network's daemon
+        return runtimes.of(rec.state.network).daemon_pid(rec, name)
     return rec.pids.get(key, 0)
 
 
@@ -88,8 +87,8 @@ def observe(rec: LabRecord, reads: list[tuple]) -> dict:
 
 
 def _vtysh(rec: LabRecord, name: str, commands: list[str]) -> list[str]:
-    """vtysh talking to this node's FRR (its own vty directory)."""
-    return ["vtysh", "--vty_socket", str(frr.directory(rec, name)), *[a for c in commands for a in ("-c", c)]]
+    """vtysh talking to this node's FRR (its own vty directory, from the pod network's runtime)."""
+    return runtimes.of(rec.state.network).command(rec, name, ["vtysh", *[a for c in commands for a in ("-c", c)]])
 
 
 # --- doing ---

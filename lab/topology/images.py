@@ -11,12 +11,11 @@ import shutil
 from collections.abc import Iterable
 from typing import Optional
 
+from lab.topology.kinds import ADDON_IMAGES as _ADDON_IMAGES  # the lab's own add-ons (lab.controlplane.addons)
 from lab.topology.model import Container, PodSpec, Service
 
 # The lab has no container runtime: `image:` names a program built into the lab.
 BUILTIN_IMAGES = ("netexec", "pause")
-# the lab's own add-ons (lab.dns.runtime.IMAGE, lab.ingress.runtime.IMAGE, lab.gateway.runtime.IMAGE)
-_ADDON_IMAGES = ("kube-dns", "ingress-nginx", "envoy")
 
 Served = tuple[tuple[int, str, Optional[str]], ...]  # (port, protocol, name)
 

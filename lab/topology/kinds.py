@@ -1,27 +1,60 @@
 """The names of the registered kinds, for the topology model at the bottom of the house.
 
 The kinds themselves live above (a pod network in lab/routing, a proxy mode in lab/kube_proxy, a
-CNI in lab/cni): they import the model, so the model cannot import them. Each registry asserts at
-import time that it holds exactly the names listed here (and a unit test imports them all), so a
-kind registered without its name here, or a name without its kind, fails at once. Adding a kind is
-its module, its line in its registry, and its name here.
+CNI in lab/cni, an add-on in lab/controlplane/addons.py): they import the model, so the model cannot
+import them. Each registry asserts at import time that it holds exactly the names listed here (and a
+unit test imports them all), so a kind registered without its name here, or a name without its
+kind, fails at once. Adding a kind is its module, its line in its registry, and its name here.
 
-A pod network's MTU overhead lives here too: the topology's default pod MTU and its MTU check
-need it, without loading a renderer.
+What the topology model checks of a pod network lives with its name (`Network`): its MTU overhead
+(the default pod MTU and the MTU check), the underlay switch it needs, whether a NAT gateway can be
+the nodes' gateway, and the cluster section only it reads. lab.topology.semantics asks these, never
+a network's name; the kind's own module reads the overhead here too.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lab.topology.constants import VXLAN_OVERHEAD
 
-# pod network name -> bytes its encapsulation takes from the underlay MTU
-NETWORKS: dict[str, int] = {"host-gw": 0, "vxlan": VXLAN_OVERHEAD, "bgp": 0, "cloud-routes": 0, "vpc": 0}
+
+@dataclass(frozen=True)
+class Network:
+    """What validation needs of a pod network, before any renderer loads."""
+
+    overhead: int = 0          # bytes its encapsulation takes from the underlay MTU
+    switch: str = ""           # the underlay switch it needs ("" = either)
+    needs: str = ""            # that switch, as the error says it
+    nat_gateway: str = ""      # why a NAT gateway cannot be the nodes' gateway ("" = it can)
+    section: str = ""          # a cluster section only it reads (cluster.bgp)
+
+
+NETWORKS: dict[str, Network] = {
+    "host-gw": Network(),
+    "vxlan": Network(VXLAN_OVERHEAD),
+    "bgp": Network(section="bgp"),
+    "cloud-routes": Network(switch="ovs", needs="the OVS underlay (an OpenFlow switch)",
+                            nat_gateway="the fabric is the nodes' gateway"),
+    "vpc": Network(),
+}
 PROXY_MODES: tuple[str, ...] = ("iptables", "nftables", "ebpf")
 DEFAULT_PROXY = "iptables"  # kube-proxy's own default mode
 CNIS: tuple[str, ...] = ("bridge", "ptp")  # built in; any other cni is the path of a plugin of one's own
+# the images of the add-ons the lab installs (lab/controlplane/addons.py): programs of their controllers
+ADDON_IMAGES: tuple[str, ...] = ("kube-dns", "ingress-nginx", "envoy")
 
 
 def mtu_overhead(network: str) -> int:
-    return NETWORKS.get(network, 0)
+    return NETWORKS[network].overhead if network in NETWORKS else 0
+
+
+def network(name: str) -> Network:
+    return NETWORKS.get(name, Network())
+
+
+def section_owner(section: str) -> str:
+    """The network that reads cluster.<section>."""
+    return next(name for name, n in NETWORKS.items() if n.section == section)
 
 
 def check_registry(what: str, registered: set[str] | dict, names) -> None:

@@ -14,7 +14,7 @@ from typing import Optional
 
 from lab.errors import Diagnostic
 from lab.topology.constants import kube_dns_ip, kubernetes_service_ip
-from lab.topology.kinds import mtu_overhead
+from lab.topology.kinds import NETWORKS, mtu_overhead, network, section_owner
 from lab.topology.model import (
     DNS_SUBDOMAIN, EXTERNAL_TYPES, WORKLOADS, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service,
     StatefulSet, Topology,
@@ -119,9 +119,11 @@ def _public(ctx: _Context) -> None:
         if t.hosts[i].network == "public":
             ctx.error(("hosts", i, "network"), "the NAT gateway sits on the underlay and the public segment",
                       "remove network: public from it (it gets both)")
-        if t.cluster.network == "cloud-routes":
-            ctx.error(("hosts", i, "natGateway"), "with network: cloud-routes the fabric is the nodes' gateway",
-                      "use host-gw, vxlan or bgp with a NAT gateway")
+        why = network(t.cluster.network).nat_gateway
+        if why:
+            others = [name for name, n in NETWORKS.items() if not n.nat_gateway]
+            ctx.error(("hosts", i, "natGateway"), f"with network: {t.cluster.network} {why}",
+                      f"use {', '.join(others[:-1])} or {others[-1]} with a NAT gateway")
     if t.public is not None and not gateways:
         ctx.error(("public",), "a public segment needs a NAT gateway between it and the underlay",
                   "add a host with natGateway: true, e.g. {name: nat, natGateway: true}")
@@ -192,9 +194,10 @@ def _bgp(ctx: _Context) -> None:
         if rr not in machines:
             ctx.error(("cluster", "bgp", "routeReflectors", i), f"route reflector '{rr}' is neither a node nor a host",
                       f"name one of: {', '.join(machines)}" + did_you_mean(rr, machines))
-    if t.cluster.network == "cloud-routes" and t.underlay.switch != "ovs":
-        ctx.error(("cluster", "network"), "network cloud-routes needs the OVS underlay (an OpenFlow switch)",
-                  "set underlay: {switch: ovs}")
+    kind = network(t.cluster.network)
+    if kind.switch and t.underlay.switch != kind.switch:
+        ctx.error(("cluster", "network"), f"network {t.cluster.network} needs {kind.needs}",
+                  f"set underlay: {{switch: {kind.switch}}}")
     tor = t.cluster.bgp.topOfRack
     if tor and tor not in [h.name for h in t.hosts]:
         ctx.error(("cluster", "bgp", "topOfRack"), f"top-of-rack router '{tor}' is not a plain host",
@@ -202,8 +205,10 @@ def _bgp(ctx: _Context) -> None:
     if tor and t.cluster.bgp.routeReflectors:
         ctx.error(("cluster", "bgp", "topOfRack"), "topOfRack (eBGP) and routeReflectors (iBGP) exclude each other",
                   "keep one of them")
-    if (t.cluster.bgp.routeReflectors or tor) and t.cluster.network != "bgp":
-        ctx.error(("cluster", "bgp"), "cluster.bgp only applies to network: bgp", "set network: bgp, or remove cluster.bgp")
+    owner = section_owner("bgp")
+    if (t.cluster.bgp.routeReflectors or tor) and network(t.cluster.network).section != "bgp":
+        ctx.error(("cluster", "bgp"), f"cluster.bgp only applies to network: {owner}",
+                  f"set network: {owner}, or remove cluster.bgp")
 
 
 def _machines(ctx: _Context) -> None:

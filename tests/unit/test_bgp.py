@@ -62,3 +62,24 @@ def test_top_of_rack_ebgp_gives_every_node_its_own_as():
     conf = bgp.frr_conf(s, "worker1")
     assert "router bgp 64514" in conf and f"neighbor {s.hosts[0].ip} remote-as 64512" in conf
     check_golden("frr-tor-internet.conf", bgp.frr_conf(s, "internet"))
+
+
+def test_lab_exec_and_the_faults_reach_a_speakers_own_frr_through_the_kinds_runtime(rr, tmp_path):
+    """vtysh on a speaker speaks to its own FRR; on a machine that runs none, and under a network
+    without daemons, the command is unchanged; bgpd's PID comes from its pid file."""
+    from types import SimpleNamespace
+
+    from lab.routing import frr, runtimes
+    from lab.runtime import inside
+
+    rec = SimpleNamespace(state=rr, dir=tmp_path, cgroups=())
+    node, plain = rr.nodes[0], next(h for h in rr.hosts if h.name not in rr.route_reflectors)
+    ran = inside.argv(rec, node.netns, tmp_path / "none", node.name, ["vtysh", "-c", "show bgp summary"])
+    assert ran == ["ip", "netns", "exec", node.netns, "vtysh", "--vty_socket", str(tmp_path / "frr" / node.name),
+                   "-c", "show bgp summary"]
+    assert inside.argv(rec, plain.netns, tmp_path / "none", plain.name, ["vtysh"])[-1] == "vtysh"
+    assert runtimes.of("host-gw") is None
+    assert runtimes.of(rr.network) is frr.RUNTIME and frr.RUNTIME.daemon_pid(rec, node.name) == 0
+    (tmp_path / "frr" / node.name).mkdir(parents=True)
+    (tmp_path / "frr" / node.name / "bgpd.pid").write_text("4242\n")
+    assert frr.RUNTIME.daemon_pid(rec, node.name) == 4242

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from lab.controlplane import ingress
+from lab.controlplane import addons
 from lab.probe import services
 
 CHECK_PATH = "import lab.cli, lab.host.record; from lab.probe import consistent, coverage, invariants, report"
@@ -17,5 +17,5 @@ def test_the_check_path_does_not_load_the_topology_model():
     assert out.strip() == "[]"
 
 
-def test_the_probe_s_ingress_image_is_the_controllers():
-    assert services.INGRESS_IMAGE == ingress.IMAGE
+def test_the_probes_leave_to_their_own_rows_exactly_the_add_ons_images():
+    assert services.CHECKED_ELSEWHERE == {a.image for a in addons.ADDONS}

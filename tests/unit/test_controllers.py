@@ -215,3 +215,16 @@ def test_lab_get_controllers_lists_the_registry_with_each_status(capsys):
     assert cli.main(["get", "controllers", "--lab", rec.name, "-o", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc[0] == {"name": "kube-proxy", "images": [], "status": rec.section("kube-proxy")}
+
+
+def test_the_controllers_and_the_add_on_registry_the_plan_reads_must_agree():
+    from lab.controlplane import addons, kube_dns
+
+    controllers.check()  # as registered
+    without_dns = [c for c in controllers.CONTROLLERS if c.addon is not kube_dns.ADDON]
+    with pytest.raises(RuntimeError, match=r"controllers run the add-ons \['ingress-nginx', 'gateway'\]"):
+        controllers.check(without_dns)
+    renamed = [replace(c, name="dns") if c.addon is kube_dns.ADDON else c for c in controllers.CONTROLLERS]
+    with pytest.raises(RuntimeError, match="controller dns runs add-on kube-dns"):
+        controllers.check(renamed)
+    assert [a.image for a in addons.ADDONS] == ["kube-dns", "ingress-nginx", "envoy"]

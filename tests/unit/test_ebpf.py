@@ -11,7 +11,7 @@ import pytest
 
 from lab.controlplane.state import EndpointPortState, EndpointSliceState, EndpointState
 from lab.host.cgroup import cgroup2_mount, placed
-from lab.kube_proxy import ebpf, nftables
+from lab.kube_proxy import ebpf, nftables, runtimes
 from lab.kube_proxy.model import service_ports
 from tests.unit.golden import shipped_state
 from lab.controlplane.endpoints import endpoint_slices
@@ -136,7 +136,7 @@ def test_the_cgroup_plan_one_per_node_under_the_labs_own():
     assert all(by_ns[p.netns] == cg[p.node] for p in STATE.pods)
     assert all(by_ns[n.netns] == cg[n.name] for n in STATE.nodes)
     assert not any(h.netns in by_ns for h in STATE.hosts), "outside hosts have no socket LB"
-    assert ebpf.netns_cgroups(shipped_state("services"), "/sys/fs/cgroup/unified") == {}
+    assert runtimes.socket_cgroups(shipped_state("services")) == {}, "the other modes: no socket LB, no cgroup"
     assert ebpf.netns_cgroups(STATE, None) == {}
 
 

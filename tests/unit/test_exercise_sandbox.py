@@ -104,6 +104,7 @@ def test_a_confined_exec_joins_the_submission_and_keeps_network_capabilities_onl
     class Rec:
         dir = tmp_path
         cgroups = ()  # not proxy ebpf
+        state = type("State", (), {"network": "host-gw"})  # no daemons of its own
 
     uts = tmp_path / "uts"
     uts.write_text("")
