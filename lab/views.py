@@ -290,19 +290,21 @@ def endpointslice_rows(slices: Sequence[EndpointSliceState], created: float, nam
         if namespace is not None and sl.namespace != namespace:
             continue
         rows.append(([sl.namespace] if namespace is None else []) + [
-            sl.name, "IPv4", _listed([str(p.port) for p in sl.ports]), _listed([e.address for e in sl.endpoints]),
+            sl.name, sl.address_type, _listed([str(p.port) for p in sl.ports]), _listed([e.address for e in sl.endpoints]),
             age(time.time() - created)])
     return header, rows
 
 
 def service_object(s: ServiceState) -> dict:
     spec = {
-        "type": s.type, "clusterIP": s.cluster_ip or "None", "clusterIPs": [s.cluster_ip or "None"],
+        "type": s.type, "clusterIP": s.cluster_ip or "None", "clusterIPs": list(s.cluster_ips) or [s.cluster_ip or "None"],
         "ports": [{**({"name": p.name} if p.name else {}), "protocol": p.protocol, "port": p.port,
                    "targetPort": int(p.target_port) if p.target_port.isdigit() else p.target_port,
                    **({"nodePort": p.node_port} if p.node_port else {})} for p in s.ports],
         "sessionAffinity": s.session_affinity, "internalTrafficPolicy": s.internal_traffic_policy,
     }
+    if s.type != "ExternalName":   # the API server leaves them unset there
+        spec["ipFamilies"], spec["ipFamilyPolicy"] = list(s.families()), s.ip_family_policy or "SingleStack"
     if s.selector is not None:
         spec["selector"] = dict(s.selector)
     if s.session_affinity == "ClientIP":
@@ -324,7 +326,7 @@ def service_object(s: ServiceState) -> dict:
 
 def endpointslice_object(sl: EndpointSliceState) -> dict:
     return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": sl.address_type,
         "metadata": {"name": sl.name, "namespace": sl.namespace, "labels": {"kubernetes.io/service-name": sl.service}},
         "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port} for p in sl.ports],
         "endpoints": [{"addresses": [e.address], "nodeName": e.node,

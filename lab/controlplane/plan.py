@@ -13,7 +13,8 @@ from lab.controlplane.state import (
 )
 from lab import routing
 from lab.errors import LabError
-from lab.topology import images
+from lab.topology import images, ipfamily
+from lab.topology.ipfamily import family_of
 from lab.topology.constants import kube_dns_ip
 from lab.topology.hostports import host_ports
 from lab.topology.model import (
@@ -85,8 +86,14 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
     svcs = [(m.metadata.namespace or "default", m) for m in [*topo.manifests, *_addons(topo)] if isinstance(m, Service)]
     svcs_ip = [(ns, m) for ns, m in svcs if m.spec.type != "ExternalName"]
     before = previous.services if previous else ()
-    ips = services.cluster_ips(topo.cluster.serviceCIDR, ((f"{ns}/{m.metadata.name}", m.spec.clusterIP) for ns, m in svcs_ip),
-                               previous={s.key: s.cluster_ip for s in before})
+    cidrs = {family_of(c): c for c in topo.cluster.serviceCIDR}
+    fams = {f"{ns}/{m.metadata.name}": _families(m, tuple(cidrs)) for ns, m in svcs}
+    with_ip = {f"{ns}/{m.metadata.name}" for ns, m in svcs_ip}
+    ips: dict[str, dict[str, Optional[str]]] = {}   # family -> Service -> its ClusterIP of that family
+    for family, cidr in cidrs.items():   # the API server's allocator per family (--service-cluster-ip-range)
+        wanted = [(key, "None" if f.requested == ("None",) else f.requested[f.families.index(family)] or None)
+                  for key, f in fams.items() if family in f.families and key in with_ip]
+        ips[family] = services.cluster_ips(cidr, wanted, previous={s.key: s.cluster_ip_of(family) for s in before})
     ports = services.node_ports(
         ((f"{ns}/{m.metadata.name}:{p.name or ''}", p.protocol, p.nodePort)
          for ns, m in svcs if m.spec.type in EXTERNAL_TYPES for p in m.spec.ports
@@ -101,8 +108,10 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
     out = []
     for ns, m in svcs:
         key, spec = f"{ns}/{m.metadata.name}", m.spec
+        cluster_ips = tuple(ip for ip in (ips.get(f, {}).get(key) for f in fams[key].families) if ip)
         out.append(ServiceState(
-            namespace=ns, name=m.metadata.name, type=spec.type, cluster_ip=ips.get(key),
+            namespace=ns, name=m.metadata.name, type=spec.type, cluster_ip=cluster_ips[0] if cluster_ips else None,
+            cluster_ips=cluster_ips, ip_families=fams[key].families, ip_family_policy=fams[key].policy,
             external_name=spec.externalName or "",
             proxied=not any(label in m.metadata.labels for label in services.PROXY_SKIP_LABELS),
             ports=tuple(ServicePortState(
@@ -119,6 +128,18 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
             source_ranges=tuple(str(r) for r in spec.loadBalancerSourceRanges) if key in lb_ips else (),
         ))
     return tuple(out)
+
+
+def _families(m: Service, cluster: tuple[str, ...]) -> ipfamily.ServiceFamilies:
+    """Its IP family fields defaulted as the API server does (the topology's validation reported
+    the problems: none are left here)."""
+    spec = m.spec
+    resolved, problems = ipfamily.service_families(
+        type=spec.type, cluster_ip=spec.clusterIP, cluster_ips=spec.clusterIPs, ip_families=spec.ipFamilies,
+        policy=spec.ipFamilyPolicy, has_selector=bool(spec.selector), cluster=cluster)
+    if problems:
+        raise LabError(f"Service {m.metadata.namespace or 'default'}/{m.metadata.name}: {problems[0][1]}")
+    return resolved
 
 
 def _own_resolver(spec: PodSpec, topo: Topology) -> bool:
@@ -194,7 +215,7 @@ def _kube_dns(topo: Topology) -> list:
     })
     service = Service.model_validate({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
-        "spec": {"clusterIP": str(kube_dns_ip(topo.cluster.serviceCIDR)), "selector": KUBE_DNS_LABELS,
+        "spec": {"clusterIP": str(kube_dns_ip(topo.cluster.serviceCIDR[0])), "selector": KUBE_DNS_LABELS,
                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
                            {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]},
     })
@@ -356,7 +377,8 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     namespace_labels = _namespace_labels(topo, namespaces)
     http_routes = gateway.routes(topo, service_states, {ns: dict(labels) for ns, labels in namespace_labels})
     return ClusterState(
-        lab=lab, pod_cidr=kind.cluster_pod_cidr(topo), service_cidr=str(topo.cluster.serviceCIDR),
+        lab=lab, pod_cidr=kind.cluster_pod_cidr(topo), service_cidr=str(topo.cluster.serviceCIDR[0]),
+        secondary_service_cidr=str(topo.cluster.serviceCIDR[1]) if len(topo.cluster.serviceCIDR) > 1 else "",
         node_mask=topo.cluster.nodeCIDRMaskSize, network=topo.cluster.network, cni=topo.cluster.cni,
         mtu=topo.pod_mtu(), underlay_subnet=str(topo.underlay.subnet), underlay_mtu=topo.underlay.mtu,
         switch=topo.underlay.switch, switch_name=naming.switch_name(lab), nodes=nodes, hosts=hosts,

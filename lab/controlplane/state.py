@@ -154,10 +154,22 @@ class ServiceState:
     load_balancer_ip: str = ""       # status.loadBalancer.ingress: the pool's address; "" while <pending>
     source_ranges: tuple[str, ...] = ()    # spec.loadBalancerSourceRanges: who may reach load_balancer_ip
     proxied: bool = True             # False: a skip label (services.PROXY_SKIP_LABELS) keeps kube-proxy away
+    cluster_ips: tuple[str, ...] = ()      # spec.clusterIPs, one per family in ip_families order; () headless
+    ip_families: tuple[str, ...] = ()      # spec.ipFamilies (IPv4, IPv6); () for ExternalName
+    ip_family_policy: str = ""             # SingleStack | PreferDualStack | RequireDualStack; "" for ExternalName
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def families(self) -> tuple[str, ...]:
+        """Its IP families; a record written before dual-stack has only IPv4 Services."""
+        return self.ip_families or (("IPv4",) if self.type != "ExternalName" else ())
+
+    def cluster_ip_of(self, family: str) -> Optional[str]:
+        """Its ClusterIP of that family; None if it has none (headless, or not of that family)."""
+        ips = ((self.cluster_ip,) if self.cluster_ip else ()) + self.cluster_ips[1:]   # clusterIP is clusterIPs[0]
+        return next((ip for ip in ips if (":" in ip) == (family == "IPv6")), None)
 
 
 @dataclass(frozen=True)
@@ -186,6 +198,7 @@ class EndpointSliceState:
     service: str                     # the Service's name (label kubernetes.io/service-name)
     ports: tuple[EndpointPortState, ...]
     endpoints: tuple[EndpointState, ...]
+    address_type: str = "IPv4"       # IPv4 | IPv6: one slice family per Service family
 
 
 @dataclass(frozen=True)
@@ -278,7 +291,7 @@ class CheckState:
 class ClusterState:
     lab: str
     pod_cidr: str
-    service_cidr: str
+    service_cidr: str                # --service-cluster-ip-range[0]: the primary family's
     node_mask: int
     network: str
     cni: str
@@ -309,6 +322,17 @@ class ClusterState:
     public_subnet: str = ""          # the segment behind the NAT gateway ("" without one)
     last_pod_ips: tuple[tuple[str, str], ...] = ()  # node -> the last pod address handed out there (host-local's
     #                                                 lastReservedIP: the round-robin goes on after it)
+    secondary_service_cidr: str = ""  # --service-cluster-ip-range[1]: the other family's ("" single-stack)
+
+    def service_cidrs(self) -> tuple[str, ...]:
+        return (self.service_cidr,) + ((self.secondary_service_cidr,) if self.secondary_service_cidr else ())
+
+    def service_families(self) -> tuple[str, ...]:
+        """The cluster's Service families, primary first."""
+        return tuple("IPv6" if ":" in c else "IPv4" for c in self.service_cidrs())
+
+    def service_cidr_of(self, family: str) -> Optional[str]:
+        return dict(zip(self.service_families(), self.service_cidrs())).get(family)
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
@@ -353,6 +377,8 @@ class ClusterState:
             return ServiceState(**{**s, "ports": tuple(ServicePortState(**p) for p in s["ports"]),
                                    "external_ips": tuple(s.get("external_ips", ())),
                                    "source_ranges": tuple(s.get("source_ranges", ())),
+                                   "cluster_ips": tuple(s.get("cluster_ips", ())),
+                                   "ip_families": tuple(s.get("ip_families", ())),
                                    "selector": pairs(s["selector"]) if s["selector"] is not None else None})
 
         return cls(**{

@@ -17,6 +17,7 @@ from lab.topology.constants import VXLAN_OVERHEAD
 NETWORKS: dict[str, int] = {"host-gw": 0, "vxlan": VXLAN_OVERHEAD, "bgp": 0, "cloud-routes": 0, "vpc": 0}
 PROXY_MODES: tuple[str, ...] = ("iptables", "nftables", "ebpf")
 DEFAULT_PROXY = "iptables"  # kube-proxy's own default mode
+SINGLE_STACK_PROXIES: tuple[str, ...] = ("ebpf",)  # IPv4 programs only: no IPv6 or dual-stack Services
 CNIS: tuple[str, ...] = ("bridge", "ptp")  # built in; any other cni is the path of a plugin of one's own
 
 

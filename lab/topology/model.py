@@ -7,12 +7,13 @@ Cross-field rules (overlaps, references, uniqueness) live in lab.topology.semant
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 from lab.topology.constants import DNS_LABEL, DNS_SUBDOMAIN
 from lab.topology.gatewayapi import KINDS as GATEWAY_KINDS, Gateway, GatewayClass, HTTPRoute, ReferenceGrant
+from lab.topology.ipfamily import IPV4, POLICIES, SERVICE_CIDR, families_of, parse_cidrs
 from lab.topology.kinds import CNIS, DEFAULT_PROXY, NETWORKS, PROXY_MODES, mtu_overhead
 from lab.topology.lenient import IGNORED_KINDS
 
@@ -24,6 +25,10 @@ SubdomainName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_leng
 # Lab names prefix every namespace the lab creates; short enough to keep `ip netns` readable.
 LabName = Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=24)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+# One CIDR, or one per family (dual-stack): a list, or comma-separated as the kube flags take them
+ServiceCIDRs = Annotated[tuple[Union[IPv4Network, IPv6Network], ...],
+                         BeforeValidator(lambda v: parse_cidrs(v, "serviceCIDR", "10.96.0.0/12 or fd00:10:96::/112"))]
+IPFamily = Literal["IPv4", "IPv6"]
 
 
 class Strict(BaseModel):
@@ -87,7 +92,8 @@ class ClusterSpec(Strict):
 
     podCIDR: IPv4Network = IPv4Network("10.244.0.0/16")
     nodeCIDRMaskSize: int = Field(24, ge=8, le=30)
-    serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
+    # --service-cluster-ip-range: default 10.96.0.0/12, or kind's per family when podCIDR is IPv6 or dual-stack
+    serviceCIDR: ServiceCIDRs = (IPv4Network(SERVICE_CIDR[IPV4]),)
     network: Literal[tuple(NETWORKS)] = "vxlan"  # type: ignore[valid-type]  # the registered pod networks
     cni: Annotated[str, AfterValidator(_cni)] = "bridge"
     proxy: Literal[PROXY_MODES] = DEFAULT_PROXY  # type: ignore[valid-type]
@@ -97,6 +103,17 @@ class ClusterSpec(Strict):
     mtu: Optional[int] = Field(None, ge=576, le=9000, description="pod MTU; default: underlay MTU, minus 50 for vxlan")
     unsafe: UnsafeSpec = UnsafeSpec()
     loadBalancer: Optional[LoadBalancerSpec] = None  # without it, LoadBalancer Services stay <pending>
+
+    @model_validator(mode="before")
+    @classmethod
+    def _service_cidr_follows_pods(cls, data):
+        """Without serviceCIDR, a cluster whose podCIDR is IPv6 or dual-stack gets kind's Service
+        ranges in the pods' family order (fd00:10:96::/112 for IPv6)."""
+        if isinstance(data, dict) and "serviceCIDR" not in data and "podCIDR" in data:
+            families = families_of(data["podCIDR"])
+            if families and families != (IPV4,) and len(set(families)) == len(families) <= 2:
+                data = {**data, "serviceCIDR": [SERVICE_CIDR[f] for f in families]}
+        return data
 
 
 class UnderlaySpec(Strict):
@@ -343,13 +360,17 @@ class ServiceSpec(Strict):
     externalName: Optional[Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=253)]] = None
     selector: Optional[dict[str, str]] = None
     clusterIP: Optional[str] = None  # an address in serviceCIDR, "None" (headless), or allocated
+    clusterIPs: list[str] = Field(default_factory=list)  # one per family; clusterIPs[0] is clusterIP
+    ipFamilies: list[IPFamily] = Field(default_factory=list)  # defaulted as the API server does (lab.topology.ipfamily)
+    ipFamilyPolicy: Optional[Literal[POLICIES]] = None  # type: ignore[valid-type]  # default SingleStack
     ports: list[ServicePort] = Field(default_factory=list)  # at least one, except for ExternalName
     sessionAffinity: Literal["None", "ClientIP"] = "None"
     sessionAffinityConfig: Optional[SessionAffinityConfig] = None
     externalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
     internalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
     publishNotReadyAddresses: bool = False
-    externalIPs: list[IPv4Address] = Field(default_factory=list)  # kube-proxy serves them; nothing routes them
+    # kube-proxy serves them (each with its family's rules); nothing routes them
+    externalIPs: list[Union[IPv4Address, IPv6Address]] = Field(default_factory=list)
     loadBalancerIP: Optional[IPv4Address] = None  # asked of the pool (deprecated upstream, still honoured)
     loadBalancerSourceRanges: list[IPv4Network] = Field(default_factory=list)
     loadBalancerClass: Optional[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = None

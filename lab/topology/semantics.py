@@ -14,7 +14,10 @@ from typing import Optional
 
 from lab.errors import Diagnostic
 from lab.topology.constants import kube_dns_ip, kubernetes_service_ip
-from lab.topology.kinds import mtu_overhead
+from lab.topology.ipfamily import (
+    IPV6, MAX_SERVICE_CIDR_BITS, MIN_SERVICE_CIDR_BITS, SERVICE_CIDR, families_of, family_of, service_families,
+)
+from lab.topology.kinds import SINGLE_STACK_PROXIES, mtu_overhead
 from lab.topology.model import (
     DNS_SUBDOMAIN, EXTERNAL_TYPES, WORKLOADS, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service,
     StatefulSet, Topology,
@@ -127,27 +130,33 @@ def _public(ctx: _Context) -> None:
                   "add a host with natGateway: true, e.g. {name: nat, natGateway: true}")
     if t.public is not None:
         for path in (("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet")):
-            other = getattr(getattr(t, path[0]), path[1])
-            if t.public.subnet.overlaps(other):
-                ctx.error(("public", "subnet"), f"public.subnet {t.public.subnet} overlaps {dotted(path)} {other}",
-                          "the public segment is the outside world: give it addresses of its own (203.0.113.0/24)")
+            for other in _networks(getattr(getattr(t, path[0]), path[1])):
+                if t.public.subnet.overlaps(other):
+                    ctx.error(("public", "subnet"), f"public.subnet {t.public.subnet} overlaps {dotted(path)} {other}",
+                              "the public segment is the outside world: give it addresses of its own (203.0.113.0/24)")
+
+
+def _networks(value) -> tuple:
+    """A range field's networks: one, or one per family (serviceCIDR; podCIDR once dual-stack)."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
 def _address_plan(ctx: _Context) -> None:
     """Pod, service and underlay ranges must be disjoint and big enough for the machines."""
     t = ctx.topology
     ranges = [("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet")]
-    values = {path: getattr(getattr(t, path[0]), path[1]) for path in ranges}
-    for i, a in enumerate(ranges):
-        for b in ranges[i + 1:]:
-            if values[a].overlaps(values[b]):
+    values = [(path, net) for path in ranges for net in _networks(getattr(getattr(t, path[0]), path[1]))]
+    for i, (a, net_a) in enumerate(values):
+        for b, net_b in values[i + 1:]:
+            if a != b and net_a.version == net_b.version and net_a.overlaps(net_b):
                 if t.cluster.unsafe.allowOverlap:  # built wrong on purpose (an exercise): said, not refused
-                    ctx.warn(b, f"{dotted(b)} {values[b]} overlaps {dotted(a)} {values[a]} (allowed by "
+                    ctx.warn(b, f"{dotted(b)} {net_b} overlaps {dotted(a)} {net_a} (allowed by "
                                 "cluster.unsafe.allowOverlap): traffic for the shared addresses will go to the wrong place")
                     continue
-                ctx.error(b, f"{dotted(b)} {values[b]} overlaps {dotted(a)} {values[a]}",
+                ctx.error(b, f"{dotted(b)} {net_b} overlaps {dotted(a)} {net_a}",
                           "pod, service and underlay addresses must not overlap; the defaults are "
                           "podCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12, underlay subnet 172.18.0.0/24")
+    _service_cidrs(ctx)
 
     pod, mask, nodes = t.cluster.podCIDR, t.cluster.nodeCIDRMaskSize, len(t.nodes)
     if pod.prefixlen > mask:
@@ -183,6 +192,42 @@ def _address_plan(ctx: _Context) -> None:
     elif mtu is not None and mtu > t.underlay.mtu:
         ctx.error(("cluster", "mtu"), f"pod MTU {mtu} is larger than the underlay MTU {t.underlay.mtu}",
                   f"use mtu {t.underlay.mtu} or less, or leave it out")
+
+
+def _service_cidrs(ctx: _Context) -> None:
+    """kube-apiserver's checks of --service-cluster-ip-range (one range per family, at most 20 host
+    bits), the lab's (room for the kubernetes and kube-dns addresses; the pods' families, in the
+    same order), and what a proxy mode can carry."""
+    t, path = ctx.topology, ("cluster", "serviceCIDR")
+    cidrs = t.cluster.serviceCIDR
+    if len(cidrs) == 2 and cidrs[0].version == cidrs[1].version:
+        ctx.error(path, f"serviceCIDR {cidrs[0]},{cidrs[1]}: the two ranges must be of different IP families "
+                        "(kube-apiserver: --service-cluster-ip-range[0] and [1] must be of different IP family)",
+                  "give one IPv4 and one IPv6 range, e.g. 10.96.0.0/12,fd00:10:96::/112")
+    for net in cidrs:
+        bits = net.max_prefixlen - net.prefixlen
+        if bits > MAX_SERVICE_CIDR_BITS:
+            ctx.error(path, f"serviceCIDR {net} is too large; for {net.max_prefixlen}-bit addresses, the mask must be "
+                            f">= {net.max_prefixlen - MAX_SERVICE_CIDR_BITS} (kube-apiserver's limit)",
+                      f"use a smaller range, e.g. {SERVICE_CIDR[family_of(net)]}")
+        elif bits < MIN_SERVICE_CIDR_BITS:
+            ctx.error(path, f"serviceCIDR {net} is too small: it holds {net.num_addresses} addresses, and the "
+                            "kubernetes Service (the first) and kube-dns (the tenth) need at least 16",
+                      f"use a /{net.max_prefixlen - MIN_SERVICE_CIDR_BITS} or larger, e.g. {SERVICE_CIDR[family_of(net)]}")
+    pods = families_of(t.cluster.podCIDR)
+    services = tuple(family_of(n) for n in cidrs)
+    if pods and services != pods and len(set(services)) == len(services):
+        order = "the same families in another order" if set(services) == set(pods) else "other families"
+        ctx.error(path, f"serviceCIDR is {' and '.join(services)} but podCIDR is {' and '.join(pods)}: {order}",
+                  "the first range of each decides the cluster's primary family: give podCIDR and serviceCIDR the same "
+                  f"families in the same order, e.g. serviceCIDR: {','.join(SERVICE_CIDR[f] for f in pods)}")
+    if len(cidrs) == 2 and t.cluster.proxy in SINGLE_STACK_PROXIES:
+        ctx.error(("cluster", "proxy"), f"proxy {t.cluster.proxy} is IPv4 only: its socket load balancer has no "
+                                        "IPv6 programs, so a dual-stack cluster's IPv6 Services would not answer",
+                  "use proxy: iptables or nftables (both write rules per family) for a dual-stack cluster")
+    elif services == (IPV6,) and t.cluster.proxy in SINGLE_STACK_PROXIES:
+        ctx.error(("cluster", "proxy"), f"proxy {t.cluster.proxy} is IPv4 only and this cluster's Services are IPv6",
+                  "use proxy: iptables or nftables")
 
 
 def _bgp(ctx: _Context) -> None:
@@ -410,9 +455,11 @@ def _dns(ctx: _Context) -> None:
 
 
 def _services(ctx: _Context) -> None:
-    """ClusterIPs inside the service CIDR and unique, NodePorts unique, port names as the API wants."""
-    cidr = ctx.topology.cluster.serviceCIDR
-    reserved = {kubernetes_service_ip(cidr): "the `kubernetes` Service", kube_dns_ip(cidr): "kube-dns"}
+    """ClusterIPs inside the service CIDR of their family and unique, IP families as the API server
+    defaults and checks them, NodePorts unique, port names as the API wants."""
+    cidrs = {family_of(c): c for c in ctx.topology.cluster.serviceCIDR}
+    reserved = {ip: who for c in cidrs.values()
+                for ip, who in ((kubernetes_service_ip(c), "the `kubernetes` Service"), (kube_dns_ip(c), "kube-dns"))}
     ips: list[tuple[str, DocPath]] = []
     node_ports: list[tuple[tuple[str, int], DocPath]] = []
     for path, m in ctx.manifests:
@@ -420,6 +467,11 @@ def _services(ctx: _Context) -> None:
             continue
         spec, sp = m.spec, path + ("spec",)
         who = f"Service {m.metadata.namespace or 'default'}/{m.metadata.name}"
+        resolved, problems = service_families(
+            type=spec.type, cluster_ip=spec.clusterIP, cluster_ips=spec.clusterIPs, ip_families=spec.ipFamilies,
+            policy=spec.ipFamilyPolicy, has_selector=bool(spec.selector), cluster=tuple(cidrs))
+        for where, what, hint in problems:
+            ctx.error(sp + where, f"{who}: {what}", hint)
         if spec.type == "ExternalName":
             if not spec.externalName:
                 ctx.error(sp + ("type",), "a Service of type ExternalName needs externalName",
@@ -433,19 +485,26 @@ def _services(ctx: _Context) -> None:
                       "set type: ExternalName, or remove externalName")
         if not spec.ports:
             ctx.error(sp + ("ports",), f"{who} needs at least one port", "add ports: [{port: 80}]")
-        if spec.clusterIP not in (None, "None"):
-            try:
-                ip = ip_address(spec.clusterIP)
-            except ValueError:
-                ip = None
-            if ip is None or ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
-                ctx.error(sp + ("clusterIP",), f"clusterIP '{spec.clusterIP}' is not a usable address of serviceCIDR {cidr}",
+        field = "clusterIPs" if spec.clusterIPs else "clusterIP"
+        for i, requested in enumerate(() if problems else resolved.requested):
+            if requested in ("", "None"):
+                continue
+            where = sp + ((field, i) if field == "clusterIPs" else (field,))
+            ip, cidr = ip_address(requested), cidrs[resolved.families[i]]
+            if ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
+                ctx.error(where, f"clusterIP '{requested}' is not a usable address of serviceCIDR {cidr}",
                           "give an address inside cluster.serviceCIDR, \"None\" for a headless Service, or leave it out")
             elif ip in reserved:
-                ctx.error(sp + ("clusterIP",), f"clusterIP {ip} is reserved for {reserved[ip]}",
+                ctx.error(where, f"clusterIP {ip} is reserved for {reserved[ip]}",
                           "pick another address, or leave clusterIP out to have one allocated")
             else:
-                ips.append((str(ip), sp + ("clusterIP",)))
+                ips.append((str(ip), where))
+        for i, ip in enumerate(spec.externalIPs):
+            if family_of(ip) not in (() if problems else resolved.families):
+                ctx.warn(sp + ("externalIPs", i), f"externalIP {ip} is {family_of(ip)} and {who} is "
+                                                  f"{' and '.join(resolved.families) or 'of no family'}: "
+                                                  "kube-proxy serves it with no rules (as upstream)",
+                         f"add {family_of(ip)} to ipFamilies (ipFamilyPolicy: PreferDualStack), or remove it")
         if spec.clusterIP == "None" and spec.type in EXTERNAL_TYPES:
             ctx.error(sp + ("clusterIP",), f"a headless Service (clusterIP: None) cannot be of type {spec.type}",
                       "use type ClusterIP, or drop clusterIP: None")
