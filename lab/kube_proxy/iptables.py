@@ -390,11 +390,13 @@ def masq_agent_rules(state: ClusterState) -> str:
     from the pod CIDR: the node's own connections keep their address."""
     nat = _Table("nat")
     nat.chain("IP-MASQ-AGENT")
-    nat.add("POSTROUTING", f"-s {state.pod_cidr}",
-            _comment("ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our "
-                     "custom IP-MASQ-AGENT chain"),
-            "-m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT")
-    for cidr in (state.pod_cidr, state.service_cidr):
+    pods = state.pod_cidr_of(4)  # IPv4 rules: an IPv6-only cluster's pods have nothing here to masquerade
+    if pods:
+        nat.add("POSTROUTING", f"-s {pods}",
+                _comment("ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our "
+                         "custom IP-MASQ-AGENT chain"),
+                "-m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT")
+    for cidr in (pods, state.service_cidr)[not pods:]:
         nat.add("IP-MASQ-AGENT", f"-d {cidr}", _comment("ip-masq-agent: local traffic is not subject to MASQUERADE"),
                 "-j RETURN")
     nat.add("IP-MASQ-AGENT", _comment("ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)"),

@@ -501,7 +501,8 @@ MASQ_AGENT_PRIORITY = SRCNAT_PRIORITY + 10   # after kube-proxy's masquerading: 
 def masq_agent_rules(state: ClusterState) -> str:
     """Egress NAT like ip-masq-agent, as its own table: pod traffic to a destination outside the pod
     CIDR and the service CIDR that is not local to the node is masqueraded."""
-    nets = sorted({IPv4Network(state.pod_cidr), IPv4Network(state.service_cidr)},
+    pods = state.pod_cidr_of(4)  # IPv4 rules: an IPv6-only cluster's pods have nothing here to masquerade
+    nets = sorted({IPv4Network(c) for c in (pods, state.service_cidr) if c},
                   key=lambda n: (int(n.network_address), n.prefixlen))
     lines = [
         "#!/usr/sbin/nft -f",
@@ -518,7 +519,7 @@ def masq_agent_rules(state: ClusterState) -> str:
         "\t}",
         "\tchain nat-postrouting {",
         f"\t\ttype nat hook postrouting priority {MASQ_AGENT_PRIORITY}; policy accept;",
-        f"\t\tip saddr {state.pod_cidr} ip daddr != @non-masquerade-cidrs fib daddr type != local masquerade",
+        *([f"\t\tip saddr {pods} ip daddr != @non-masquerade-cidrs fib daddr type != local masquerade"] if pods else []),
         "\t}",
         "}",
     ]

@@ -7,10 +7,11 @@ Cross-field rules (overlaps, references, uniqueness) live in lab.topology.semant
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from lab.topology.constants import DNS_LABEL, DNS_SUBDOMAIN
 from lab.topology.gatewayapi import KINDS as GATEWAY_KINDS, Gateway, GatewayClass, HTTPRoute, ReferenceGrant
 from lab.topology.kinds import CNIS, DEFAULT_PROXY, NETWORKS, PROXY_MODES, mtu_overhead
@@ -82,11 +83,60 @@ class LoadBalancerSpec(Strict):
     addresses: Annotated[list[IPv4Network], Field(min_length=1)]
 
 
+IPNetwork = Union[IPv4Network, IPv6Network]
+
+
+def _cidr_list(value: object) -> object:
+    """One CIDR, a YAML list of them, or comma-separated as the kube flags take them
+    (--cluster-cidr=10.244.0.0/16,fd00:10:244::/56): parsed here so a bad one gets one message
+    (lab.topology.load words it: error type "ip_networks")."""
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        items = [items]
+    out = []
+    for item in items:
+        if isinstance(item, (IPv4Network, IPv6Network)):
+            out.append(item)
+            continue
+        try:
+            out.append(ip_network(str(item)))
+        except ValueError:
+            try:
+                net = ip_network(str(item), strict=False)
+            except ValueError:
+                hint = ("write an address and a prefix length (0-32 for IPv4, 0-128 for IPv6), e.g. 10.244.0.0/16 "
+                        "or fd00:10:244::/56; two CIDRs (one per family) make the cluster dual-stack")
+            else:
+                hint = f"{item} has bits set after the /{net.prefixlen} prefix: the network is {net}"
+            raise PydanticCustomError("ip_networks", "not an IPv4 or IPv6 network: {item}",
+                                      {"item": str(item), "hint": hint}) from None
+    return tuple(out)
+
+
+def _dual_stack(value: tuple) -> tuple:
+    """Two CIDRs are one per family, as kube-controller-manager requires of --cluster-cidr."""
+    if len(value) == 2 and value[0].version == value[1].version:
+        raise PydanticCustomError("ip_families", "two CIDRs of one family", {
+            "problem": f"two IPv{value[0].version} CIDRs ({value[0]}, {value[1]}): a dual-stack cluster has one of each "
+                       "family",
+            "hint": "give one IPv4 and one IPv6 CIDR, the primary family first, e.g. [10.244.0.0/16, fd00:10:244::/56] "
+                    "(kind's dual-stack defaults); one CIDR makes a single-stack cluster"})
+    return value
+
+
+# cluster.podCIDR: one CIDR (single-stack, IPv4 or IPv6) or two of different families (dual-stack,
+# in the first one's family order)
+CIDRs = Annotated[tuple[IPNetwork, ...], BeforeValidator(_cidr_list), Field(min_length=1, max_length=2),
+                  AfterValidator(_dual_stack)]
+
+
 class ClusterSpec(Strict):
     """What Kubernetes leaves to the installer: address plan, pod network, CNI plugin."""
 
-    podCIDR: IPv4Network = IPv4Network("10.244.0.0/16")
+    podCIDR: CIDRs = (IPv4Network("10.244.0.0/16"),)
     nodeCIDRMaskSize: int = Field(24, ge=8, le=30)
+    nodeCIDRMaskSizeIPv6: int = Field(64, ge=16, le=120, description="each node's IPv6 pod subnet "
+                                                                      "(--node-cidr-mask-size-ipv6)")
     serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
     network: Literal[tuple(NETWORKS)] = "vxlan"  # type: ignore[valid-type]  # the registered pod networks
     cni: Annotated[str, AfterValidator(_cni)] = "bridge"
@@ -98,11 +148,21 @@ class ClusterSpec(Strict):
     unsafe: UnsafeSpec = UnsafeSpec()
     loadBalancer: Optional[LoadBalancerSpec] = None  # without it, LoadBalancer Services stay <pending>
 
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The cluster's IP families in order (4,), (6,), (4, 6) or (6, 4): the first is the primary."""
+        return tuple(c.version for c in self.podCIDR)
+
+    def node_mask(self, family: int) -> int:
+        return self.nodeCIDRMaskSize if family == 4 else self.nodeCIDRMaskSizeIPv6
+
 
 class UnderlaySpec(Strict):
     """The physical network the nodes sit on."""
 
     subnet: IPv4Network = IPv4Network("172.18.0.0/24")
+    # a cluster with an IPv6 family: every machine also gets <this prefix>::<its IPv4 host part>
+    subnetIPv6: IPv6Network = IPv6Network("fd00:172:18::/64")
     switch: Literal["linux-bridge", "ovs"] = "linux-bridge"
     mtu: int = Field(1500, ge=1280, le=9000)
 
@@ -536,4 +596,4 @@ class Topology(Strict):
     def pod_mtu(self) -> int:
         if self.cluster.mtu is not None:
             return self.cluster.mtu
-        return self.underlay.mtu - mtu_overhead(self.cluster.network)
+        return self.underlay.mtu - mtu_overhead(self.cluster.network, 6 in self.cluster.families)

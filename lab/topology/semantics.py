@@ -14,7 +14,7 @@ from typing import Optional
 
 from lab.errors import Diagnostic
 from lab.topology.constants import kube_dns_ip, kubernetes_service_ip
-from lab.topology.kinds import mtu_overhead
+from lab.topology.kinds import CNIS, IPV6_NETWORKS, mtu_overhead
 from lab.topology.model import (
     DNS_SUBDOMAIN, EXTERNAL_TYPES, WORKLOADS, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service,
     StatefulSet, Topology,
@@ -127,41 +127,38 @@ def _public(ctx: _Context) -> None:
                   "add a host with natGateway: true, e.g. {name: nat, natGateway: true}")
     if t.public is not None:
         for path in (("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet")):
-            other = getattr(getattr(t, path[0]), path[1])
-            if t.public.subnet.overlaps(other):
-                ctx.error(("public", "subnet"), f"public.subnet {t.public.subnet} overlaps {dotted(path)} {other}",
-                          "the public segment is the outside world: give it addresses of its own (203.0.113.0/24)")
+            for other in _networks(getattr(getattr(t, path[0]), path[1])):
+                if t.public.subnet.overlaps(other):
+                    ctx.error(("public", "subnet"), f"public.subnet {t.public.subnet} overlaps {dotted(path)} {other}",
+                              "the public segment is the outside world: give it addresses of its own (203.0.113.0/24)")
+
+
+def _networks(value) -> tuple:
+    """A field that holds one network or (dual-stack) a tuple of them, as a tuple."""
+    return tuple(value) if isinstance(value, tuple) else (value,)
 
 
 def _address_plan(ctx: _Context) -> None:
     """Pod, service and underlay ranges must be disjoint and big enough for the machines."""
     t = ctx.topology
-    ranges = [("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet")]
-    values = {path: getattr(getattr(t, path[0]), path[1]) for path in ranges}
+    ranges = [("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet"), ("underlay", "subnetIPv6")]
+    values = {path: _networks(getattr(getattr(t, path[0]), path[1])) for path in ranges}
     for i, a in enumerate(ranges):
         for b in ranges[i + 1:]:
-            if values[a].overlaps(values[b]):
+            for x, y in ((x, y) for x in values[a] for y in values[b] if x.version == y.version and x.overlaps(y)):
                 if t.cluster.unsafe.allowOverlap:  # built wrong on purpose (an exercise): said, not refused
-                    ctx.warn(b, f"{dotted(b)} {values[b]} overlaps {dotted(a)} {values[a]} (allowed by "
+                    ctx.warn(b, f"{dotted(b)} {y} overlaps {dotted(a)} {x} (allowed by "
                                 "cluster.unsafe.allowOverlap): traffic for the shared addresses will go to the wrong place")
                     continue
-                ctx.error(b, f"{dotted(b)} {values[b]} overlaps {dotted(a)} {values[a]}",
+                ctx.error(b, f"{dotted(b)} {y} overlaps {dotted(a)} {x}",
                           "pod, service and underlay addresses must not overlap; the defaults are "
-                          "podCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12, underlay subnet 172.18.0.0/24")
+                          "podCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12, underlay subnet 172.18.0.0/24 "
+                          "(IPv6: podCIDR fd00:10:244::/56, serviceCIDR fd00:10:96::/112, underlay fd00:172:18::/64)")
 
-    pod, mask, nodes = t.cluster.podCIDR, t.cluster.nodeCIDRMaskSize, len(t.nodes)
-    if pod.prefixlen > mask:
-        ctx.error(("cluster", "podCIDR"),
-                  f"podCIDR {pod} is smaller than one node's pod subnet (nodeCIDRMaskSize {mask})",
-                  f"use a podCIDR of /{mask} or larger, or a nodeCIDRMaskSize of at least {pod.prefixlen}")
-    elif 2 ** (mask - pod.prefixlen) < nodes:
-        room, bits = 2 ** (mask - pod.prefixlen), (nodes - 1).bit_length()
-        larger = [f"podCIDR {pod.supernet(new_prefix=mask - bits)}"] if bits <= mask else []
-        larger += [f"nodeCIDRMaskSize {pod.prefixlen + bits}"] if pod.prefixlen + bits <= 30 else []
-        ctx.error(("cluster", "podCIDR"),
-                  f"podCIDR {pod} with nodeCIDRMaskSize {mask} has room for {_count(room, 'node')}, "
-                  f"the topology has {nodes}",
-                  "use a larger podCIDR or a larger nodeCIDRMaskSize, e.g. " + " or ".join(larger))
+    nodes = len(t.nodes)
+    for pod in t.cluster.podCIDR:
+        _pod_range_room(ctx, pod, nodes)
+    _families(ctx)
 
     subnet, hosts = t.underlay.subnet, sum(1 for h in t.hosts if h.network == "underlay" and not h.natGateway)
     room = max(subnet.num_addresses - 3, 0)  # network, broadcast, and the first address (gateway)
@@ -173,7 +170,7 @@ def _address_plan(ctx: _Context) -> None:
                   f"use a larger subnet, e.g. {subnet.supernet(new_prefix=prefix)}; the network, "
                   "broadcast and first address (reserved for the gateway) are not given to machines")
 
-    mtu, overhead = t.cluster.mtu, mtu_overhead(t.cluster.network)
+    mtu, overhead = t.cluster.mtu, mtu_overhead(t.cluster.network, 6 in t.cluster.families)
     if mtu is not None and overhead and mtu > t.underlay.mtu - overhead:
         ctx.error(("cluster", "mtu"),
                   f"pod MTU {mtu} does not fit the {t.cluster.network} overlay: underlay MTU {t.underlay.mtu} - {overhead} "
@@ -183,6 +180,56 @@ def _address_plan(ctx: _Context) -> None:
     elif mtu is not None and mtu > t.underlay.mtu:
         ctx.error(("cluster", "mtu"), f"pod MTU {mtu} is larger than the underlay MTU {t.underlay.mtu}",
                   f"use mtu {t.underlay.mtu} or less, or leave it out")
+
+
+def _pod_range_room(ctx: _Context, pod, nodes: int) -> None:
+    """One node subnet per node, of the family's mask (nodeCIDRMaskSize, or ...IPv6)."""
+    field = "nodeCIDRMaskSize" if pod.version == 4 else "nodeCIDRMaskSizeIPv6"
+    mask, width = ctx.topology.cluster.node_mask(pod.version), pod.max_prefixlen
+    if pod.prefixlen > mask:
+        ctx.error(("cluster", "podCIDR"),
+                  f"podCIDR {pod} is smaller than one node's pod subnet ({field} {mask})",
+                  f"use a podCIDR of /{mask} or larger, or a {field} of at least {pod.prefixlen}")
+    elif 2 ** (mask - pod.prefixlen) < nodes:
+        room, bits = 2 ** (mask - pod.prefixlen), (nodes - 1).bit_length()
+        larger = [f"podCIDR {pod.supernet(new_prefix=mask - bits)}"] if bits <= mask else []
+        larger += [f"{field} {pod.prefixlen + bits}"] if pod.prefixlen + bits <= width - 2 else []
+        ctx.error(("cluster", "podCIDR"),
+                  f"podCIDR {pod} with {field} {mask} has room for {_count(room, 'node')}, "
+                  f"the topology has {nodes}",
+                  f"use a larger podCIDR or a larger {field}, e.g. " + " or ".join(larger))
+    elif pod.version == 6 and mask - pod.prefixlen > 16:  # kube-controller-manager's own limit
+        ctx.error(("cluster", "nodeCIDRMaskSizeIPv6"),
+                  f"nodeCIDRMaskSizeIPv6 {mask} is more than 16 bits longer than podCIDR {pod}",
+                  f"kube-controller-manager refuses that; use a podCIDR of /{mask - 16} or longer (kind: "
+                  "fd00:10:244::/56 with /64 per node)")
+
+
+def _families(ctx: _Context) -> None:
+    """What cannot carry IPv6 says so, instead of failing at `lab up`."""
+    t = ctx.topology
+    if 6 not in t.cluster.families:
+        return
+    what = "an IPv6-only" if t.cluster.families == (6,) else "a dual-stack"
+    if t.cluster.network not in IPV6_NETWORKS:
+        ctx.error(("cluster", "network"), f"network {t.cluster.network} cannot carry IPv6 pods ({what} podCIDR "
+                  f"{', '.join(str(c) for c in t.cluster.podCIDR)})",
+                  f"use one of {', '.join(IPV6_NETWORKS)} for IPv6, or an IPv4 podCIDR only with "
+                  f"{t.cluster.network}")
+    if t.cluster.cni not in CNIS:
+        ctx.error(("cluster", "cni"), f"a CNI plugin of one's own ({t.cluster.cni}) gets one IPv4 range from the lab: "
+                  f"it cannot be {what} cluster's", "use cni: bridge or ptp for IPv6, or an IPv4 podCIDR only")
+    if t.cluster.proxy == "ebpf":
+        ctx.error(("cluster", "proxy"), f"proxy ebpf hooks IPv4 sockets only (connect4, sendmsg4): it cannot serve "
+                  f"{what} cluster", "use proxy: iptables or nftables")
+    v4, v6 = t.underlay.subnet, t.underlay.subnetIPv6
+    if v6.prefixlen > 128 - (32 - v4.prefixlen):
+        ctx.error(("underlay", "subnetIPv6"), f"underlay subnetIPv6 {v6} is smaller than the IPv4 subnet {v4}: each "
+                  "machine's IPv6 address is the IPv6 prefix with its IPv4 host part",
+                  f"use a /{128 - (32 - v4.prefixlen)} or larger, e.g. the default fd00:172:18::/64")
+    if t.public is not None:
+        ctx.error(("public",), f"the public segment and its NAT gateway are IPv4 only: not for {what} cluster",
+                  "remove public: and the natGateway host, or use an IPv4 podCIDR only")
 
 
 def _bgp(ctx: _Context) -> None:
