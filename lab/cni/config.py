@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from ipaddress import ip_network
 
 from lab.cni import kinds
 from lab.controlplane.controller import Controller
@@ -11,10 +12,13 @@ CNI_VERSION = "1.0.0"
 
 
 def _ipam(node: NodeState, data_dir: str) -> dict:
+    """host-local with one range set per family, in the cluster's order: a dual-stack pod gets one
+    address of each (CNI_ARGS IP= asks for both), and a default route per family."""
+    cidrs = node.cidrs
     return {
         "type": "host-local",
-        "ranges": [[{"subnet": node.pod_cidr, "gateway": node.gateway}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
+        "ranges": [[{"subnet": c, "gateway": str(ip_network(c).network_address + 1)}] for c in cidrs],
+        "routes": [{"dst": "0.0.0.0/0" if ip_network(c).version == 4 else "::/0"} for c in cidrs],
         "dataDir": data_dir,
     }
 

@@ -31,7 +31,7 @@ def target_port(pod: PodState, target: str, protocol: str) -> Optional[int]:
 
 def pod_address(pod: PodState, family: str) -> Optional[str]:
     """The pod's address of that family (status.podIPs), None if it has none."""
-    return next((ip for ip in (pod.ip,) if (":" in ip) == (family == "IPv6")), None)
+    return pod.ip_of(6 if family == "IPv6" else 4) or None
 
 
 def slices_for(service: ServiceState, state: ClusterState, ready: Mapping[str, bool]) -> tuple[EndpointSliceState, ...]:

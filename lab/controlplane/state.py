@@ -7,10 +7,15 @@ disk), which is how `lab get` and `lab check` see a running lab without re-plann
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from ipaddress import ip_network
 from typing import Optional
 
 from lab.controlplane.gateway_state import GatewayClassState, GatewayState, HTTPRouteState, load
 from lab.topology.kinds import DEFAULT_PROXY
+
+
+def _family(address_or_cidr: str) -> int:
+    return ip_network(address_or_cidr, strict=False).version
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,17 @@ class PodState:
     # the kubelet's Service environment variables, fixed when the pod started (controlplane.envvars);
     # a container's own env wins over them
     service_env: tuple[tuple[str, str], ...] = ()
+    # status.podIPs in the cluster's family order (ip is the first); () in a single-stack record
+    ips: tuple[str, ...] = ()
+
+    @property
+    def pod_ips(self) -> tuple[str, ...]:
+        """status.podIPs: every address of the pod, the primary family's first."""
+        return self.ips or (self.ip,)
+
+    def ip_of(self, family: int) -> str:
+        """The pod's address of one family (4 or 6); "" when it has none."""
+        return next((ip for ip in self.pod_ips if _family(ip) == family), "")
 
     @property
     def key(self) -> str:
@@ -113,6 +129,25 @@ class NodeState:
     netns: str
     vtep_mac: str                    # flannel.1's MAC, derived so peers can be programmed up front
     labels: tuple[tuple[str, str], ...] = ()
+    pod_cidrs: tuple[str, ...] = ()  # spec.podCIDRs in family order (pod_cidr is the first); () = (pod_cidr,)
+    ip6: str = ""                    # its IPv6 underlay address on eth0 when the cluster has an IPv6 family
+
+    @property
+    def cidrs(self) -> tuple[str, ...]:
+        """spec.podCIDRs: the node's pod subnets, the primary family's first."""
+        return self.pod_cidrs or (self.pod_cidr,)
+
+    def pod_cidr_of(self, family: int) -> str:
+        return next((c for c in self.cidrs if _family(c) == family), "")
+
+    def gateway_of(self, family: int) -> str:
+        """The first address of the family's pod subnet (cni0's, or the ptp host side's)."""
+        cidr = self.pod_cidr_of(family)
+        return str(ip_network(cidr).network_address + 1) if cidr else ""
+
+    def address_of(self, family: int) -> str:
+        """The node's underlay address of one family."""
+        return self.ip if family == 4 else self.ip6
 
 
 HOST_PORT = 8080   # every plain host answers there like netexec, over TCP and UDP
@@ -125,6 +160,10 @@ class HostState:
     netns: str
     network: str = "underlay"        # underlay | public (behind the NAT gateway)
     public_ip: str = ""              # the NAT gateway's address on the public segment (what the world sees)
+    ip6: str = ""                    # its IPv6 underlay address when the cluster has an IPv6 family
+
+    def address_of(self, family: int) -> str:
+        return self.ip if family == 4 else self.ip6
 
 
 @dataclass(frozen=True)
@@ -333,6 +372,17 @@ class ClusterState:
 
     def service_cidr_of(self, family: str) -> Optional[str]:
         return dict(zip(self.service_families(), self.service_cidrs())).get(family)
+    pod_cidrs: tuple[str, ...] = ()  # --cluster-cidr in family order (pod_cidr is the first); () = (pod_cidr,)
+    underlay_subnet6: str = ""       # the underlay's IPv6 subnet when the cluster has an IPv6 family
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The cluster's IP families, the primary first: (4,), (6,), (4, 6) or (6, 4)."""
+        return tuple(_family(c) for c in (self.pod_cidrs or (self.pod_cidr,)))
+
+    def pod_cidr_of(self, family: int) -> str:
+        """The cluster's pod range of one family; "" when the cluster has none."""
+        return next((c for c in (self.pod_cidrs or (self.pod_cidr,)) if _family(c) == family), "")
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
@@ -383,14 +433,16 @@ class ClusterState:
 
         return cls(**{
             **d,
-            "nodes": tuple(NodeState(**{**n, "labels": pairs(n["labels"])}) for n in d["nodes"]),
+            "nodes": tuple(NodeState(**{**n, "labels": pairs(n["labels"]), "pod_cidrs": tuple(n.get("pod_cidrs", ()))})
+                           for n in d["nodes"]),
             "hosts": tuple(HostState(**h) for h in d["hosts"]),
             "pods": tuple(PodState(**{**p, "labels": pairs(p["labels"]),
                                       "containers": tuple(container(c) for c in p["containers"]),
                                       "dns_nameservers": tuple(p.get("dns_nameservers", ())),
                                       "dns_searches": tuple(p.get("dns_searches", ())),
                                       "dns_options": pairs(p.get("dns_options", ())),
-                                      "service_env": pairs(p.get("service_env", ()))})
+                                      "service_env": pairs(p.get("service_env", ())),
+                                      "ips": tuple(p.get("ips", ()))})
                           for p in d["pods"]),
             "namespaces": tuple(d["namespaces"]),
             "checks": tuple(CheckState(**c) for c in d["checks"]),
@@ -400,6 +452,7 @@ class ClusterState:
             "policies": tuple(_policy(p) for p in d.get("policies", ())),
             "ingresses": tuple(_ingress(i) for i in d.get("ingresses", ())),
             "last_pod_ips": pairs(d.get("last_pod_ips", ())),
+            "pod_cidrs": tuple(d.get("pod_cidrs", ())),
             "gateway_classes": tuple(load(GatewayClassState, x) for x in d.get("gateway_classes", ())),
             "gateways": tuple(load(GatewayState, x) for x in d.get("gateways", ())),
             "http_routes": tuple(load(HTTPRouteState, x) for x in d.get("http_routes", ())),

@@ -125,7 +125,7 @@ def of_family(ip: str, family: str) -> bool:
 def pod_cidr_of(state: ClusterState, family: str) -> str:
     """kube-proxy's --cluster-cidr of one family (its local-traffic detector): "" if the cluster
     has no pod range of that family (then nothing is masqueraded for being off-cluster)."""
-    return next((c for c in state.pod_cidr.split(",") if of_family(c, family)), "")
+    return state.pod_cidr_of(6 if family == "IPv6" else 4)
 
 
 def categorize(svc: ServiceState, port: ServicePortState, eps: tuple[Endpoint, ...], node: str,

@@ -172,7 +172,7 @@ def _node(state: ClusterState, node: Union[str, NodeState]) -> NodeState:
 
 def node_address(node: NodeState, family: str) -> Optional[str]:
     """The node's address of that family, where NodePorts answer (--nodeport-addresses primary)."""
-    return node.ip if (":" in node.ip) == (family == "IPv6") else None
+    return node.address_of(6 if family == "IPv6" else 4) or None
 
 
 def _skeleton(state: ClusterState, node: NodeState, family: str = "IPv4") -> Ruleset:

@@ -42,30 +42,6 @@ def split_cidrs(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def parse_cidrs(value: Any, subject: str, example: str) -> tuple[Network, ...]:
-    """One network or one per family (a list, or "a,b"), each a valid network; ValueError with
-    what is wrong otherwise (the topology loader adds the file, the line and what was found)."""
-    out = []
-    for part in split_cidrs(value):
-        if isinstance(part, (IPv4Network, IPv6Network)):
-            out.append(part)
-            continue
-        try:
-            out.append(ip_network(str(part)))
-        except ValueError:
-            try:
-                network = ip_network(str(part), strict=False)
-            except ValueError:
-                raise ValueError(f"{subject} must be an IPv4 or IPv6 network like {example} (two, one per family, "
-                                 f"as a list or comma-separated), and {part!r} is not: write an address and a "
-                                 "prefix length (0-32 for IPv4, 0-128 for IPv6)") from None
-            raise ValueError(f"{subject} {part} has bits set after the /{network.prefixlen} prefix: "
-                             f"the network is {network}") from None
-    if not 1 <= len(out) <= 2:
-        raise ValueError(f"{subject} takes one range, or two of different families (dual-stack)")
-    return tuple(out)
-
-
 def families_of(cidrs: Any) -> tuple[str, ...]:
     """The families of one CIDR or of a list of them (a comma-separated string too), in order;
     () for what is not a CIDR."""

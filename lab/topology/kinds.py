@@ -17,12 +17,20 @@ from lab.topology.constants import VXLAN_OVERHEAD
 NETWORKS: dict[str, int] = {"host-gw": 0, "vxlan": VXLAN_OVERHEAD, "bgp": 0, "cloud-routes": 0, "vpc": 0}
 PROXY_MODES: tuple[str, ...] = ("iptables", "nftables", "ebpf")
 DEFAULT_PROXY = "iptables"  # kube-proxy's own default mode
-SINGLE_STACK_PROXIES: tuple[str, ...] = ("ebpf",)  # IPv4 programs only: no IPv6 or dual-stack Services
 CNIS: tuple[str, ...] = ("bridge", "ptp")  # built in; any other cni is the path of a plugin of one's own
 
 
-def mtu_overhead(network: str) -> int:
-    return NETWORKS.get(network, 0)
+# the pod networks that carry IPv6 (dual-stack or IPv6-only clusters); each Backend says so too
+# (Backend.ipv6), checked against this at import
+IPV6_NETWORKS: tuple[str, ...] = ("host-gw", "vxlan", "bgp")
+IPV6_HEADER_GROWTH = 20  # an IPv6 outer header is 40 bytes, IPv4's 20: VXLAN over IPv6 costs 70
+
+
+def mtu_overhead(network: str, ipv6: bool = False) -> int:
+    """With an IPv6 family the tunnel also runs over the IPv6 underlay (flannel-v6.1), whose outer
+    header is larger: the pods' one MTU must fit both tunnels, as flannel sets it."""
+    base = NETWORKS.get(network, 0)
+    return base + IPV6_HEADER_GROWTH if base and ipv6 else base
 
 
 def check_registry(what: str, registered: set[str] | dict, names) -> None:

@@ -15,9 +15,9 @@ from typing import Optional
 from lab.errors import Diagnostic
 from lab.topology.constants import kube_dns_ip, kubernetes_service_ip
 from lab.topology.ipfamily import (
-    IPV6, MAX_SERVICE_CIDR_BITS, MIN_SERVICE_CIDR_BITS, SERVICE_CIDR, families_of, family_of, service_families,
+    MAX_SERVICE_CIDR_BITS, MIN_SERVICE_CIDR_BITS, SERVICE_CIDR, families_of, family_of, service_families,
 )
-from lab.topology.kinds import SINGLE_STACK_PROXIES, mtu_overhead
+from lab.topology.kinds import CNIS, IPV6_NETWORKS, mtu_overhead
 from lab.topology.model import (
     DNS_SUBDOMAIN, EXTERNAL_TYPES, WORKLOADS, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service,
     StatefulSet, Topology,
@@ -137,40 +137,32 @@ def _public(ctx: _Context) -> None:
 
 
 def _networks(value) -> tuple:
-    """A range field's networks: one, or one per family (serviceCIDR; podCIDR once dual-stack)."""
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    """A field that holds one network or (dual-stack) a tuple of them, as a tuple."""
+    return tuple(value) if isinstance(value, tuple) else (value,)
 
 
 def _address_plan(ctx: _Context) -> None:
     """Pod, service and underlay ranges must be disjoint and big enough for the machines."""
     t = ctx.topology
-    ranges = [("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet")]
-    values = [(path, net) for path in ranges for net in _networks(getattr(getattr(t, path[0]), path[1]))]
-    for i, (a, net_a) in enumerate(values):
-        for b, net_b in values[i + 1:]:
-            if a != b and net_a.version == net_b.version and net_a.overlaps(net_b):
+    ranges = [("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet"), ("underlay", "subnetIPv6")]
+    values = {path: _networks(getattr(getattr(t, path[0]), path[1])) for path in ranges}
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1:]:
+            for x, y in ((x, y) for x in values[a] for y in values[b] if x.version == y.version and x.overlaps(y)):
                 if t.cluster.unsafe.allowOverlap:  # built wrong on purpose (an exercise): said, not refused
-                    ctx.warn(b, f"{dotted(b)} {net_b} overlaps {dotted(a)} {net_a} (allowed by "
+                    ctx.warn(b, f"{dotted(b)} {y} overlaps {dotted(a)} {x} (allowed by "
                                 "cluster.unsafe.allowOverlap): traffic for the shared addresses will go to the wrong place")
                     continue
-                ctx.error(b, f"{dotted(b)} {net_b} overlaps {dotted(a)} {net_a}",
+                ctx.error(b, f"{dotted(b)} {y} overlaps {dotted(a)} {x}",
                           "pod, service and underlay addresses must not overlap; the defaults are "
-                          "podCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12, underlay subnet 172.18.0.0/24")
-    _service_cidrs(ctx)
+                          "podCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12, underlay subnet 172.18.0.0/24 "
+                          "(IPv6: podCIDR fd00:10:244::/56, serviceCIDR fd00:10:96::/112, underlay fd00:172:18::/64)")
 
-    pod, mask, nodes = t.cluster.podCIDR, t.cluster.nodeCIDRMaskSize, len(t.nodes)
-    if pod.prefixlen > mask:
-        ctx.error(("cluster", "podCIDR"),
-                  f"podCIDR {pod} is smaller than one node's pod subnet (nodeCIDRMaskSize {mask})",
-                  f"use a podCIDR of /{mask} or larger, or a nodeCIDRMaskSize of at least {pod.prefixlen}")
-    elif 2 ** (mask - pod.prefixlen) < nodes:
-        room, bits = 2 ** (mask - pod.prefixlen), (nodes - 1).bit_length()
-        larger = [f"podCIDR {pod.supernet(new_prefix=mask - bits)}"] if bits <= mask else []
-        larger += [f"nodeCIDRMaskSize {pod.prefixlen + bits}"] if pod.prefixlen + bits <= 30 else []
-        ctx.error(("cluster", "podCIDR"),
-                  f"podCIDR {pod} with nodeCIDRMaskSize {mask} has room for {_count(room, 'node')}, "
-                  f"the topology has {nodes}",
-                  "use a larger podCIDR or a larger nodeCIDRMaskSize, e.g. " + " or ".join(larger))
+    nodes = len(t.nodes)
+    for pod in t.cluster.podCIDR:
+        _pod_range_room(ctx, pod, nodes)
+    _families(ctx)
+    _service_cidrs(ctx)
 
     subnet, hosts = t.underlay.subnet, sum(1 for h in t.hosts if h.network == "underlay" and not h.natGateway)
     room = max(subnet.num_addresses - 3, 0)  # network, broadcast, and the first address (gateway)
@@ -182,7 +174,7 @@ def _address_plan(ctx: _Context) -> None:
                   f"use a larger subnet, e.g. {subnet.supernet(new_prefix=prefix)}; the network, "
                   "broadcast and first address (reserved for the gateway) are not given to machines")
 
-    mtu, overhead = t.cluster.mtu, mtu_overhead(t.cluster.network)
+    mtu, overhead = t.cluster.mtu, mtu_overhead(t.cluster.network, 6 in t.cluster.families)
     if mtu is not None and overhead and mtu > t.underlay.mtu - overhead:
         ctx.error(("cluster", "mtu"),
                   f"pod MTU {mtu} does not fit the {t.cluster.network} overlay: underlay MTU {t.underlay.mtu} - {overhead} "
@@ -195,15 +187,11 @@ def _address_plan(ctx: _Context) -> None:
 
 
 def _service_cidrs(ctx: _Context) -> None:
-    """kube-apiserver's checks of --service-cluster-ip-range (one range per family, at most 20 host
-    bits), the lab's (room for the kubernetes and kube-dns addresses; the pods' families, in the
-    same order), and what a proxy mode can carry."""
+    """kube-apiserver's limit on --service-cluster-ip-range (at most 20 host bits; one range per
+    family is the model's check), and the lab's: room for the kubernetes and kube-dns addresses,
+    and the pods' families in the same order (the first range of each is the primary family)."""
     t, path = ctx.topology, ("cluster", "serviceCIDR")
     cidrs = t.cluster.serviceCIDR
-    if len(cidrs) == 2 and cidrs[0].version == cidrs[1].version:
-        ctx.error(path, f"serviceCIDR {cidrs[0]},{cidrs[1]}: the two ranges must be of different IP families "
-                        "(kube-apiserver: --service-cluster-ip-range[0] and [1] must be of different IP family)",
-                  "give one IPv4 and one IPv6 range, e.g. 10.96.0.0/12,fd00:10:96::/112")
     for net in cidrs:
         bits = net.max_prefixlen - net.prefixlen
         if bits > MAX_SERVICE_CIDR_BITS:
@@ -221,13 +209,56 @@ def _service_cidrs(ctx: _Context) -> None:
         ctx.error(path, f"serviceCIDR is {' and '.join(services)} but podCIDR is {' and '.join(pods)}: {order}",
                   "the first range of each decides the cluster's primary family: give podCIDR and serviceCIDR the same "
                   f"families in the same order, e.g. serviceCIDR: {','.join(SERVICE_CIDR[f] for f in pods)}")
-    if len(cidrs) == 2 and t.cluster.proxy in SINGLE_STACK_PROXIES:
-        ctx.error(("cluster", "proxy"), f"proxy {t.cluster.proxy} is IPv4 only: its socket load balancer has no "
-                                        "IPv6 programs, so a dual-stack cluster's IPv6 Services would not answer",
-                  "use proxy: iptables or nftables (both write rules per family) for a dual-stack cluster")
-    elif services == (IPV6,) and t.cluster.proxy in SINGLE_STACK_PROXIES:
-        ctx.error(("cluster", "proxy"), f"proxy {t.cluster.proxy} is IPv4 only and this cluster's Services are IPv6",
-                  "use proxy: iptables or nftables")
+
+
+def _pod_range_room(ctx: _Context, pod, nodes: int) -> None:
+    """One node subnet per node, of the family's mask (nodeCIDRMaskSize, or ...IPv6)."""
+    field = "nodeCIDRMaskSize" if pod.version == 4 else "nodeCIDRMaskSizeIPv6"
+    mask, width = ctx.topology.cluster.node_mask(pod.version), pod.max_prefixlen
+    if pod.prefixlen > mask:
+        ctx.error(("cluster", "podCIDR"),
+                  f"podCIDR {pod} is smaller than one node's pod subnet ({field} {mask})",
+                  f"use a podCIDR of /{mask} or larger, or a {field} of at least {pod.prefixlen}")
+    elif 2 ** (mask - pod.prefixlen) < nodes:
+        room, bits = 2 ** (mask - pod.prefixlen), (nodes - 1).bit_length()
+        larger = [f"podCIDR {pod.supernet(new_prefix=mask - bits)}"] if bits <= mask else []
+        larger += [f"{field} {pod.prefixlen + bits}"] if pod.prefixlen + bits <= width - 2 else []
+        ctx.error(("cluster", "podCIDR"),
+                  f"podCIDR {pod} with {field} {mask} has room for {_count(room, 'node')}, "
+                  f"the topology has {nodes}",
+                  f"use a larger podCIDR or a larger {field}, e.g. " + " or ".join(larger))
+    elif pod.version == 6 and mask - pod.prefixlen > 16:  # kube-controller-manager's own limit
+        ctx.error(("cluster", "nodeCIDRMaskSizeIPv6"),
+                  f"nodeCIDRMaskSizeIPv6 {mask} is more than 16 bits longer than podCIDR {pod}",
+                  f"kube-controller-manager refuses that; use a podCIDR of /{mask - 16} or longer (kind: "
+                  "fd00:10:244::/56 with /64 per node)")
+
+
+def _families(ctx: _Context) -> None:
+    """What cannot carry IPv6 says so, instead of failing at `lab up`."""
+    t = ctx.topology
+    if 6 not in t.cluster.families:
+        return
+    what = "an IPv6-only" if t.cluster.families == (6,) else "a dual-stack"
+    if t.cluster.network not in IPV6_NETWORKS:
+        ctx.error(("cluster", "network"), f"network {t.cluster.network} cannot carry IPv6 pods ({what} podCIDR "
+                  f"{', '.join(str(c) for c in t.cluster.podCIDR)})",
+                  f"use one of {', '.join(IPV6_NETWORKS)} for IPv6, or an IPv4 podCIDR only with "
+                  f"{t.cluster.network}")
+    if t.cluster.cni not in CNIS:
+        ctx.error(("cluster", "cni"), f"a CNI plugin of one's own ({t.cluster.cni}) gets one IPv4 range from the lab: "
+                  f"it cannot be {what} cluster's", "use cni: bridge or ptp for IPv6, or an IPv4 podCIDR only")
+    if t.cluster.proxy == "ebpf":
+        ctx.error(("cluster", "proxy"), f"proxy ebpf hooks IPv4 sockets only (connect4, sendmsg4): it cannot serve "
+                  f"{what} cluster", "use proxy: iptables or nftables")
+    v4, v6 = t.underlay.subnet, t.underlay.subnetIPv6
+    if v6.prefixlen > 128 - (32 - v4.prefixlen):
+        ctx.error(("underlay", "subnetIPv6"), f"underlay subnetIPv6 {v6} is smaller than the IPv4 subnet {v4}: each "
+                  "machine's IPv6 address is the IPv6 prefix with its IPv4 host part",
+                  f"use a /{128 - (32 - v4.prefixlen)} or larger, e.g. the default fd00:172:18::/64")
+    if t.public is not None:
+        ctx.error(("public",), f"the public segment and its NAT gateway are IPv4 only: not for {what} cluster",
+                  "remove public: and the natGateway host, or use an IPv4 podCIDR only")
 
 
 def _bgp(ctx: _Context) -> None:

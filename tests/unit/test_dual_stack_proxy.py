@@ -3,13 +3,11 @@ modes (ip6tables-restore text; table ip6 kube-proxy), each family's rules holdin
 addresses, and the v4 rules of a dual-stack cluster like those of a v4 one.
 
 Goldens: tests/golden/{iptables,nftables}-dual-stack-<family>-<node>.* (UPDATE_GOLDEN=1 rewrites
-them; review the diff). The pods' IPv6 addresses are given here by hand (the pod network's
-dual-stack part is another branch's): 10.244.N.M's twin is fd00:10:244:N::M.
+them; review the diff).
 """
 from __future__ import annotations
 
 from dataclasses import replace
-from ipaddress import ip_address
 
 import pytest
 
@@ -21,12 +19,6 @@ from lab.topology.model import Topology
 from tests.unit.golden import check_golden
 
 POD_CIDR = "10.244.0.0/16,fd00:10:244::/56"
-
-
-def twin(v4: str) -> str:
-    """The IPv6 address a dual-stack pod would have beside its IPv4 one (host-local's second range)."""
-    _, _, n, m = v4.split(".")
-    return str(ip_address(f"fd00:10:244:{n}::{int(m):x}"))
 
 
 def web_pod(name: str, node: str) -> dict:
@@ -41,10 +33,9 @@ def service(name: str, **spec) -> dict:
 
 
 def dual(proxy: str = "iptables") -> tuple[ClusterState, tuple[EndpointSliceState, ...]]:
-    """Two nodes, a pod on each, and a Service of every family shape; the IPv6 slices filled with the
-    pods' IPv6 twins."""
-    doc = {"name": "ds", "cluster": {"proxy": proxy, "dns": {"enabled": False},
-                                     "serviceCIDR": "10.96.0.0/12,fd00:10:96::/112"},
+    """Two dual-stack nodes, a pod on each, and a Service of every family shape (serviceCIDR
+    follows podCIDR: 10.96.0.0/12 and fd00:10:96::/112)."""
+    doc = {"name": "ds", "cluster": {"proxy": proxy, "dns": {"enabled": False}, "podCIDR": POD_CIDR},
            "nodes": [{"name": "n1", "role": "control-plane"}, {"name": "n2"}],
            "manifests": [
                web_pod("web-1", "n1"), web_pod("web-2", "n2"),
@@ -57,10 +48,8 @@ def dual(proxy: str = "iptables") -> tuple[ClusterState, tuple[EndpointSliceStat
                        externalIPs=["172.18.0.200", "fd00:172:18::200"], sessionAffinity="ClientIP"),
                service("nobody", clusterIP="fd00:10:96::105", ipFamilies=["IPv6"], selector={"app": "nobody"}),
            ]}
-    state = replace(plan(Topology.model_validate(doc)), pod_cidr=POD_CIDR)
-    twins = replace(state, pods=tuple(replace(p, ip=twin(p.ip)) for p in state.pods))
-    return state, tuple([s for s in endpoint_slices(state, {}) if s.address_type == "IPv4"]
-                        + [s for s in endpoint_slices(twins, {}) if s.address_type == "IPv6"])
+    state = plan(Topology.model_validate(doc))
+    return state, endpoint_slices(state, {})
 
 
 # --- EndpointSlices ---

@@ -103,7 +103,6 @@ def test_an_ipv6_or_dual_stack_pod_range_gets_kinds_service_ranges():
 
 
 @pytest.mark.parametrize("cidr, wanted", [
-    ("10.96.0.0/12,10.100.0.0/16", "must be of different IP families"),
     ("10.96.0.0/12,fd00:10:96::/64", "is too large; for 128-bit addresses, the mask must be >= 108"),
     ("10.96.0.0/12,fd00:10:96::/126", "is too small: it holds 4 addresses"),
     ("fd00:10:96::/112", "serviceCIDR is IPv6 but podCIDR is IPv4: other families"),
@@ -118,9 +117,15 @@ def test_two_families_need_the_pods_in_the_same_order():
     assert any("serviceCIDR is IPv6 and IPv4 but podCIDR is IPv4" in e for e in found), found
 
 
+def test_two_ranges_of_one_family_are_refused_by_the_model():
+    with pytest.raises(ValueError, match="two CIDRs of one family"):
+        topology({"serviceCIDR": "10.96.0.0/12,10.100.0.0/16"})
+
+
 def test_proxy_ebpf_refuses_a_dual_stack_cluster():
-    found = errors(topology({"serviceCIDR": "10.96.0.0/12,fd00:10:96::/112", "proxy": "ebpf"}))
-    assert any("proxy ebpf is IPv4 only" in e for e in found), found
+    found = errors(topology({"podCIDR": "10.244.0.0/16,fd00:10:244::/56", "serviceCIDR": "10.96.0.0/12,fd00:10:96::/112",
+                             "proxy": "ebpf"}))
+    assert any("proxy ebpf hooks IPv4 sockets only" in e for e in found), found
 
 
 def service(name: str, **spec) -> dict:
