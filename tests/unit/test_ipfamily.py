@@ -184,3 +184,48 @@ def test_a_v4_cluster_plans_as_before():
     a = st.service("default", "a")
     assert (st.service_cidr, st.secondary_service_cidr) == ("10.96.0.0/12", "")
     assert (a.cluster_ips, a.ip_families, a.ip_family_policy) == ((a.cluster_ip,), V4, "SingleStack")
+
+
+def test_a_file_keeps_the_family_fields(tmp_path):
+    """The loader's lenient pass (fields the lab ignores) leaves ipFamilies, ipFamilyPolicy and clusterIPs alone."""
+    from lab.topology.load import load_topology
+
+    path = tmp_path / "t.yaml"
+    path.write_text("""name: t
+cluster: {podCIDR: "10.244.0.0/16,fd00:10:244::/56"}
+nodes: [{name: n1}]
+manifests:
+  - apiVersion: v1
+    kind: Service
+    metadata: {name: s}
+    spec: {selector: {app: s}, ports: [{port: 80}], ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv6, IPv4],
+           clusterIPs: ["fd00:10:96::50", 10.96.0.50]}
+""")
+    spec = load_topology(path).manifests[0].spec
+    assert (spec.ipFamilyPolicy, spec.ipFamilies, spec.clusterIPs) == (
+        "RequireDualStack", ["IPv6", "IPv4"], ["fd00:10:96::50", "10.96.0.50"])
+
+
+def test_the_views_show_the_families_as_kubectl_does():
+    from lab import views
+
+    st = dual_state(service("both", clusterIPs=["10.96.0.50", "fd00:10:96::50"], ipFamilyPolicy="RequireDualStack"),
+                    service("h", clusterIP="None", ipFamilyPolicy="PreferDualStack"))
+    spec = views.service_object(st.service("default", "both"))["spec"]
+    assert (spec["clusterIP"], spec["clusterIPs"]) == ("10.96.0.50", ["10.96.0.50", "fd00:10:96::50"])
+    assert (spec["ipFamilies"], spec["ipFamilyPolicy"]) == (["IPv4", "IPv6"], "RequireDualStack")
+    h = views.service_object(st.service("default", "h"))["spec"]
+    assert (h["clusterIPs"], h["ipFamilies"]) == (["None"], ["IPv4", "IPv6"])
+    _, rows = views.service_rows(st, 0, "default", wide=True)
+    assert ["both", "ClusterIP", "10.96.0.50"] == rows[[r[0] for r in rows].index("both")][:3]  # CLUSTER-IP: clusterIP
+
+
+def test_endpointslices_show_their_address_type():
+    from lab import views
+    from lab.controlplane.endpoints import endpoint_slices
+
+    st = dual_state(service("both", ipFamilyPolicy="RequireDualStack"))
+    slices = endpoint_slices(st, {})
+    assert sorted(views.endpointslice_object(s)["addressType"] for s in slices if s.service == "both") == ["IPv4", "IPv6"]
+    _, rows = views.endpointslice_rows(slices, 0, "default")
+    assert sorted(r[1] for r in rows if r[0].startswith("both-")) == ["IPv4", "IPv6"]
