@@ -30,12 +30,13 @@ def _attachment(state: ClusterState, pod: PodState, ifname: str) -> libcni.Attac
         container_id=pod.netns, netns_path=netns_path(pod.netns), ifname=ifname,
         node_netns=node.netns,
         args=(("K8S_POD_NAMESPACE", pod.namespace), ("K8S_POD_NAME", pod.name),
-              ("K8S_POD_INFRA_CONTAINER_ID", pod.netns)) + ((("IP", ",".join(pod.pod_ips)),) if ifname == "eth0" else ()),
+              ("K8S_POD_INFRA_CONTAINER_ID", pod.netns)) + ((("IP", pod.ip),) if ifname == "eth0" and not pod.ips else ()),
     )
 
 
 def _pod_network(state: ClusterState, record: LabRecord, pod: PodState) -> dict:
-    return config.pod_network(state, state.node(pod.node), str(record.dir / "ipam" / pod.node), config.port_mappings(pod))
+    return config.pod_network(state, state.node(pod.node), str(record.dir / "ipam" / pod.node), config.port_mappings(pod),
+                              pod.ips)
 
 
 def create(state: ClusterState, record: LabRecord, programs: containers.Programs,

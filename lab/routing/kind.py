@@ -119,10 +119,11 @@ class Backend:
         tunnel = {str(ip_network(c, strict=False).network_address) for c in n.cidrs} if self.tunnel else set()
         return frozenset({n.ip, *((n.ip6,) if n.ip6 else ()), *(n.gateway_of(f) for f in state.families), *tunnel})
 
-    def sending_address(self, state: ClusterState, node: str, dst_node: Optional[str]) -> str:
+    def sending_address(self, state: ClusterState, node: str, dst_node: Optional[str], family: int = 4) -> str:
         """The source a node (or a hostNetwork pod on it, or what it SNATs) puts on packets to a pod
-        on dst_node (None: not a pod): the underlay IP, or the tunnel's address across nodes."""
+        on dst_node (None: not a pod), in a family: the underlay IP, or the tunnel's address across
+        nodes."""
         n = state.node(node)
         if self.tunnel and dst_node is not None and dst_node != node:
-            return str(ip_network(n.pod_cidr, strict=False).network_address)
-        return n.ip
+            return str(ip_network(n.pod_cidr_of(family) or n.pod_cidr, strict=False).network_address)
+        return n.address_of(family) or n.ip

@@ -454,10 +454,22 @@ class PolicySelector(Strict):
     matchExpressions: list[LabelSelectorRequirement] = Field(default_factory=list)
 
 
+def _one_cidr(value: object) -> object:
+    """An IPv4 or IPv6 network, with _cidr_list's messages."""
+    if isinstance(value, str) and "," in value:
+        raise PydanticCustomError("ip_networks", "one network: {item}", {"item": value, "hint": "write one CIDR here"})
+    return _cidr_list(value)[0]
+
+
+AnyNetwork = Annotated[IPNetwork, BeforeValidator(_one_cidr)]
+
+
 class IPBlock(Strict):
-    cidr: IPv4Network
+    """cidr and its excepts, of one family (the API server refuses a mix; the rules are per family)."""
+
+    cidr: AnyNetwork
     # "except" is a Python keyword: the YAML field name is kept through the alias
-    except_: list[IPv4Network] = Field(default_factory=list, alias="except")
+    except_: list[AnyNetwork] = Field(default_factory=list, alias="except")
 
 
 class NetworkPolicyPeer(Strict):

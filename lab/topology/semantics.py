@@ -640,7 +640,7 @@ def _policies(ctx: _Context) -> None:
                                   "give podSelector: {}, namespaceSelector: {} or an ipBlock")
                     if peer.ipBlock:
                         for k, ex in enumerate(peer.ipBlock.except_):
-                            if not ex.subnet_of(peer.ipBlock.cidr):
+                            if ex.version != peer.ipBlock.cidr.version or not ex.subnet_of(peer.ipBlock.cidr):
                                 ctx.error(pp + ("ipBlock", "except", k), f"except {ex} is not inside cidr {peer.ipBlock.cidr}",
                                           "list only ranges inside the cidr")
                 for k, port in enumerate(rule.ports):

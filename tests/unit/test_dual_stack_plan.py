@@ -264,3 +264,52 @@ def test_the_shipped_topologies_plan(name):
     s = plan(load_topology(ROOT / "topologies" / f"{name}.yaml"))
     assert 6 in s.families
     assert all(p.ip_of(6) for p in s.pods if not p.host_network)
+
+
+# --- what the user sees and what lab check probes ---
+
+def test_get_pods_json_and_describe_show_both_addresses_as_kubectl_does():
+    from lab import views
+    s = state_of(DUAL)
+    pod = next(p for p in s.pods if not p.host_network)
+    obj = views.pod_object(pod, s, lambda key: True)
+    assert obj["status"]["podIP"] == pod.ip_of(4)
+    assert obj["status"]["podIPs"] == [{"ip": pod.ip_of(4)}, {"ip": pod.ip_of(6)}]
+    node = views.node_object(s.node("n2"))
+    assert node["spec"]["podCIDRs"] == ["10.244.1.0/24", "fd00:10:244:1::/64"]
+    assert {"type": "InternalIP", "address": "fd00:172:18::3"} in node["status"]["addresses"]
+    header, rows = views.pod_rows(s, lambda key: True, 0.0, "default", True)
+    first = sorted(s.pods, key=lambda p: p.name)[0]
+    assert rows[0][header.index("IP")] == first.ip  # kubectl's IP column: podIP only
+
+
+def test_lab_check_plans_pod_to_pod_and_node_to_pod_rows_per_family():
+    from lab.probe import invariants
+    s = state_of(DUAL)
+    rows = invariants.expectations(s)
+    p2p = [e for e in rows if e.check == "pod-to-pod"]
+    v6 = [e for e in p2p if ":" in e.probe.dst_ip]
+    assert len(v6) * 2 == len(p2p) and all(e.source and ":" in e.source for e in v6 if e.source)
+    assert any(e.check == "node-to-pod" and ":" in e.probe.dst_ip for e in rows)
+    single = invariants.expectations(state_of("10.244.0.0/16"))
+    assert not any(":" in e.probe.dst_ip for e in single)
+
+
+def test_lab_check_expects_a_v4_only_policy_to_deny_the_v6_rows_only():
+    from lab.probe import invariants
+    text = topo_text(DUAL) + (
+        "  - {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: only-v4}, spec: "
+        "{podSelector: {matchLabels: {app: web}}, ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}]}]}}\n")
+    s = plan(load_topology_text(text))
+    webs = {ip for p in s.pods if not p.host_network for ip in p.pod_ips}
+    p2p = [e for e in invariants.expectations(s) if e.check == "pod-to-pod" and e.probe.dst_ip in webs]
+    assert p2p and all(e.reply == (":" not in e.probe.dst_ip) for e in p2p)
+
+
+def test_netexec_serves_both_families_where_the_pod_has_both():
+    from lab.node.containers import netexec_args
+    s = state_of(DUAL)
+    pod = next(p for p in s.pods if not p.host_network)
+    assert netexec_args(pod, pod.containers[0])[-4:] == ["--bind", "0.0.0.0", "--bind", "::"]
+    v4 = state_of("10.244.0.0/16")
+    assert "--bind" not in netexec_args(v4.pods[0], v4.pods[0].containers[0])
