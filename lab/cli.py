@@ -251,7 +251,8 @@ def cmd_get(a) -> int:
     if kind == "routes":
         from lab import host
 
-        routes = {n.name: json.loads(host.output(["ip", "-n", n.netns, "-j", "route"]) or "[]")
+        routes = {n.name: [r for f in state.families
+                           for r in json.loads(host.output(["ip", f"-{f}", "-n", n.netns, "-j", "route"]) or "[]")]
                   for n in state.nodes if a.name in (None, n.name)}
         print(views.render_table(*views.route_rows(state, routes)))
         return 0

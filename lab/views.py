@@ -119,7 +119,7 @@ def pod_object(p: PodState, state: ClusterState, alive: Alive, ready: Optional[M
         },
         "status": {
             "phase": "Running" if status == "Running" else "Failed",
-            "hostIP": state.node(p.node).ip, "podIP": p.ip, "podIPs": [{"ip": p.ip}],
+            "hostIP": state.node(p.node).ip, "podIP": p.ip, "podIPs": [{"ip": ip} for ip in p.pod_ips],
             "containerStatuses": [{"name": c.name, "started": alive(container_key(p, c)),
                                    "ready": alive(container_key(p, c)) and ready.get(container_key(p, c), True)}
                                   for c in p.containers],
@@ -188,7 +188,8 @@ def describe_pod(p: PodState, state: ClusterState, alive: Alive, ready: Mapping[
     if p.owner:
         head.append(("Controlled By", "/".join(controller(p))))
     out = _fields(head, "")
-    out.insert(out.index("IPs:") + 1, f"  IP:  {p.ip}")
+    at = out.index("IPs:") + 1
+    out[at:at] = [f"  IP:  {ip}" for ip in p.pod_ips]
     out.append("Containers:")
     events, all_ready = [], True
     for c in p.containers:
@@ -237,8 +238,10 @@ def node_object(n: NodeState) -> dict:
         "metadata": {"name": n.name, "labels": {**dict(n.labels), "kubernetes.io/hostname": n.name,
                                                  **({"node-role.kubernetes.io/control-plane": ""}
                                                     if n.role == "control-plane" else {})}},
-        "spec": {"podCIDR": n.pod_cidr, "podCIDRs": [n.pod_cidr]},
-        "status": {"addresses": [{"type": "InternalIP", "address": n.ip}, {"type": "Hostname", "address": n.name}]},
+        "spec": {"podCIDR": n.pod_cidr, "podCIDRs": list(n.cidrs)},
+        "status": {"addresses": [{"type": "InternalIP", "address": n.ip},
+                                 *([{"type": "InternalIP", "address": n.ip6}] if n.ip6 else []),
+                                 {"type": "Hostname", "address": n.name}]},
     }
 
 
@@ -290,19 +293,21 @@ def endpointslice_rows(slices: Sequence[EndpointSliceState], created: float, nam
         if namespace is not None and sl.namespace != namespace:
             continue
         rows.append(([sl.namespace] if namespace is None else []) + [
-            sl.name, "IPv4", _listed([str(p.port) for p in sl.ports]), _listed([e.address for e in sl.endpoints]),
+            sl.name, sl.address_type, _listed([str(p.port) for p in sl.ports]), _listed([e.address for e in sl.endpoints]),
             age(time.time() - created)])
     return header, rows
 
 
 def service_object(s: ServiceState) -> dict:
     spec = {
-        "type": s.type, "clusterIP": s.cluster_ip or "None", "clusterIPs": [s.cluster_ip or "None"],
+        "type": s.type, "clusterIP": s.cluster_ip or "None", "clusterIPs": list(s.cluster_ips) or [s.cluster_ip or "None"],
         "ports": [{**({"name": p.name} if p.name else {}), "protocol": p.protocol, "port": p.port,
                    "targetPort": int(p.target_port) if p.target_port.isdigit() else p.target_port,
                    **({"nodePort": p.node_port} if p.node_port else {})} for p in s.ports],
         "sessionAffinity": s.session_affinity, "internalTrafficPolicy": s.internal_traffic_policy,
     }
+    if s.type != "ExternalName":   # the API server leaves them unset there
+        spec["ipFamilies"], spec["ipFamilyPolicy"] = list(s.families()), s.ip_family_policy or "SingleStack"
     if s.selector is not None:
         spec["selector"] = dict(s.selector)
     if s.session_affinity == "ClientIP":
@@ -324,7 +329,7 @@ def service_object(s: ServiceState) -> dict:
 
 def endpointslice_object(sl: EndpointSliceState) -> dict:
     return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": sl.address_type,
         "metadata": {"name": sl.name, "namespace": sl.namespace, "labels": {"kubernetes.io/service-name": sl.service}},
         "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port} for p in sl.ports],
         "endpoints": [{"addresses": [e.address], "nodeName": e.node,
@@ -340,14 +345,14 @@ def route_rows(state: ClusterState, routes: dict[str, list[dict]]):
     CNI's /32 to a pod veth (ptp)."""
     import ipaddress
 
-    pods_net = ipaddress.ip_network(state.pod_cidr)
+    pods_nets = [ipaddress.ip_network(state.pod_cidr_of(f)) for f in state.families]
     header = ["NODE", "DESTINATION", "VIA", "DEV", "SOURCE"]
     rows = []
     for node in state.nodes:
         for r in routes.get(node.name, ()):
             dst = r.get("dst", "")
-            net = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False) if dst != "default" else None
-            if net is None or not net.subnet_of(pods_net):
+            net = ipaddress.ip_network(dst, strict=False) if dst != "default" else None
+            if net is None or not any(net.version == p.version and net.subnet_of(p) for p in pods_nets):
                 continue
             source = {"bgp": "bgp", "kernel": "kernel (connected)", "boot": state.network}.get(r.get("protocol", "boot"),
                                                                                             r.get("protocol", ""))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from ipaddress import ip_network
 
 from lab.cni import kinds
 from lab.controlplane.controller import Controller
@@ -11,10 +12,13 @@ CNI_VERSION = "1.0.0"
 
 
 def _ipam(node: NodeState, data_dir: str) -> dict:
+    """host-local with one range set per family, in the cluster's order: a dual-stack pod gets one
+    address of each (CNI_ARGS IP= asks for both), and a default route per family."""
+    cidrs = node.cidrs
     return {
         "type": "host-local",
-        "ranges": [[{"subnet": node.pod_cidr, "gateway": node.gateway}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
+        "ranges": [[{"subnet": c, "gateway": str(ip_network(c).network_address + 1)}] for c in cidrs],
+        "routes": [{"dst": "0.0.0.0/0" if ip_network(c).version == 4 else "::/0"} for c in cidrs],
         "dataDir": data_dir,
     }
 
@@ -26,12 +30,16 @@ def port_mappings(pod: PodState) -> tuple[dict, ...]:
             for c in pod.containers for p in c.ports if p.host_port)
 
 
-def pod_network(state: ClusterState, node: NodeState, data_dir: str, mappings: tuple[dict, ...] = ()) -> dict:
+def pod_network(state: ClusterState, node: NodeState, data_dir: str, mappings: tuple[dict, ...] = (),
+                ips: tuple[str, ...] = ()) -> dict:
     """The pod network's conflist: the CNI kind's plugin (lab/cni/kinds.py) with host-local's ipam.
     mappings (a pod's hostPorts): the portmap plugin is chained, as flannel's and Calico's conflists
     do, with the runtime's portMappings in its runtimeConfig; pods without hostPorts skip it (for
-    them it would do nothing, at the price of one more plugin run)."""
+    them it would do nothing, at the price of one more plugin run).
+    ips: a dual-stack pod's planned addresses (a single one goes in CNI_ARGS, lab.node.pods)."""
     plugin = kinds.of(state).plugin(state, node, _ipam(node, data_dir))
+    if len(ips) > 1:  # host-local 1.1.1 takes one CNI_ARGS IP=; several are asked as the network's args
+        plugin = {**plugin, "args": {"cni": {"ips": list(ips)}}}
     chain = [plugin]
     if mappings:
         chain.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True,

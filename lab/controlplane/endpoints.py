@@ -29,12 +29,24 @@ def target_port(pod: PodState, target: str, protocol: str) -> Optional[int]:
     return None
 
 
+def pod_address(pod: PodState, family: str) -> Optional[str]:
+    """The pod's address of that family (status.podIPs), None if it has none."""
+    return pod.ip_of(6 if family == "IPv6" else 4) or None
+
+
 def slices_for(service: ServiceState, state: ClusterState, ready: Mapping[str, bool]) -> tuple[EndpointSliceState, ...]:
-    """One slice per distinct port mapping, as the controller does (named ports may differ per pod).
-    A Service with a selector and no pods still gets one empty slice."""
+    """One slice per family of the Service (addressType IPv4 or IPv6, each with the pods'
+    addresses of that family) and distinct port mapping, as the controller does (named ports may
+    differ per pod). A Service with a selector and no pods still gets one empty slice per family."""
+    return tuple(s for family in service.families() for s in _family_slices(service, state, ready, family))
+
+
+def _family_slices(service: ServiceState, state: ClusterState, ready: Mapping[str, bool],
+                   family: str) -> tuple[EndpointSliceState, ...]:
     groups: dict[tuple[EndpointPortState, ...], list[EndpointState]] = {}
     for pod in state.pods:
-        if not selects(service, pod):
+        address = pod_address(pod, family)
+        if not selects(service, pod) or address is None:
             continue
         ports = []
         for sp in service.ports:
@@ -45,16 +57,17 @@ def slices_for(service: ServiceState, state: ClusterState, ready: Mapping[str, b
             continue
         is_ready = ready.get(pod.key, True)
         groups.setdefault(tuple(ports), []).append(EndpointState(
-            address=pod.ip, node=pod.node, pod=pod.key,
+            address=address, node=pod.node, pod=pod.key,
             ready=is_ready or service.publish_not_ready, serving=is_ready,
         ))
     if not groups:
         groups[()] = []
+    salt = "" if family == "IPv4" else family   # the IPv4 slices keep the names they had before dual-stack
     return tuple(
         EndpointSliceState(
             namespace=service.namespace,
-            name=f"{service.name}-{hashlib.sha256(repr(ports).encode()).hexdigest()[:5]}",
-            service=service.name, ports=ports, endpoints=tuple(eps),
+            name=f"{service.name}-{hashlib.sha256((salt + repr(ports)).encode()).hexdigest()[:5]}",
+            service=service.name, ports=ports, endpoints=tuple(eps), address_type=family,
         )
         for ports, eps in groups.items()
     )
@@ -93,7 +106,8 @@ class Endpoint:
     pod: str = ""          # the slice's targetRef (namespace/name): kube-proxy never reads it, the probes do
 
     def __str__(self) -> str:
-        return f"{self.ip}:{self.port}"
+        """ip:port, [ip]:port for IPv6 (as kube-proxy's endpoint strings and nft's dnat write it)."""
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
     @property
     def fallback(self) -> bool:
@@ -102,13 +116,14 @@ class Endpoint:
 
 
 def port_endpoints(svc: ServiceState, port: ServicePortState,
-                   slices: Iterable[EndpointSliceState]) -> tuple[Endpoint, ...]:
-    """Every endpoint of one service port, whatever its conditions: from the Service's slices, those
-    with a port of the same name and protocol (its number from that slice), each ip:port once,
-    sorted by "ip:port" as kube-proxy's EndpointSlice cache sorts them (byEndpoint)."""
+                   slices: Iterable[EndpointSliceState], family: Optional[str] = None) -> tuple[Endpoint, ...]:
+    """Every endpoint of one service port, whatever its conditions: from the Service's slices (of
+    one addressType if `family` is given: each of kube-proxy's per-family proxiers reads only its
+    own), those with a port of the same name and protocol (its number from that slice), each
+    ip:port once, sorted by "ip:port" as kube-proxy's EndpointSlice cache sorts them (byEndpoint)."""
     found: dict[str, Endpoint] = {}
     for s in sorted(slices, key=lambda s: s.name):
-        if (s.namespace, s.service) != (svc.namespace, svc.name):
+        if (s.namespace, s.service) != (svc.namespace, svc.name) or family not in (None, s.address_type):
             continue
         number = next((sp.port for sp in s.ports if (sp.name, sp.protocol) == (port.name, port.protocol)), None)
         if number is None:

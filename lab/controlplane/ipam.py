@@ -6,13 +6,13 @@ the model knows every pod's address before the plugin runs, and the order of ADD
 from __future__ import annotations
 
 import itertools
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Optional
 
 from lab.errors import LabError
 
 
-def node_pod_cidrs(pod_cidr: IPv4Network, mask: int, count: int) -> list[IPv4Network]:
+def node_pod_cidrs(pod_cidr: IPv4Network | IPv6Network, mask: int, count: int) -> list[IPv4Network]:
     """The first `count` /mask subnets of the cluster CIDR, in node order (nodeipam's range allocator)."""
     subnets = pod_cidr.subnets(new_prefix=mask)
     out = []
@@ -39,21 +39,28 @@ def underlay_addresses(subnet: IPv4Network, count: int) -> list[IPv4Address]:
     return [IPv4Address(first + i) for i in range(count)]
 
 
-def gateway(node_cidr: IPv4Network) -> IPv4Address:
+def underlay_ipv6(subnet: IPv4Network | str, subnet6: IPv6Network | str, ip: str) -> IPv6Address:
+    """A machine's IPv6 underlay address: the IPv6 prefix with its IPv4 host part (172.18.0.3 is
+    fd00:172:18::3), so the same file gives the same addresses and each is easy to tell."""
+    return IPv6Network(subnet6).network_address + (int(IPv4Address(ip)) - int(IPv4Network(subnet).network_address))
+
+
+def gateway(node_cidr: IPv4Network | IPv6Network) -> IPv4Address | IPv6Address:
     return node_cidr.network_address + 1
 
 
-def pod_addresses(node: str, node_cidr: IPv4Network, count: int, taken: frozenset = frozenset(),
-                  last: Optional[IPv4Address] = None) -> list[IPv4Address]:
-    """host-local's order: after the gateway, upwards, never the broadcast address; round-robin
+def pod_addresses(node: str, node_cidr: IPv4Network | IPv6Network, count: int, taken: frozenset = frozenset(),
+                  last: Optional[IPv4Address | IPv6Address] = None) -> list[IPv4Address | IPv6Address]:
+    """host-local's order: after the gateway, upwards, never the IPv4 broadcast address; round-robin
     from just after `last` (host-local's lastReservedIP), wrapping around, so an address freed by
     a deleted pod is not handed out again at once (neighbour caches still hold its old MAC);
     `taken` (addresses of pods that keep theirs across a `lab apply`) are skipped."""
     first = int(node_cidr.network_address) + 2
-    end = int(node_cidr.broadcast_address) - 1
+    end = int(node_cidr.broadcast_address) - (node_cidr.version == 4)
     start = int(last) + 1 if last is not None and first <= int(last) < end else first
     order = itertools.chain(range(start, end + 1), range(first, start))
-    free = (IPv4Address(a) for a in order if IPv4Address(a) not in taken)
+    make = IPv4Address if node_cidr.version == 4 else IPv6Address
+    free = (make(a) for a in order if make(a) not in taken)
     out = [ip for ip, _ in zip(free, range(count))]
     if len(out) < count:
         raise LabError(

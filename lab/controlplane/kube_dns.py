@@ -42,7 +42,7 @@ def objects(topo, taken_node_ports: set[int]) -> list:
     })
     service = Service.model_validate({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": NAME, "namespace": NAMESPACE},
-        "spec": {"clusterIP": str(kube_dns_ip(topo.cluster.serviceCIDR)), "selector": LABELS,
+        "spec": {"clusterIP": str(kube_dns_ip(topo.cluster.serviceCIDR[0])), "selector": LABELS,
                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
                            {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]},
     })

@@ -1,6 +1,8 @@
 """Names the way Kubernetes makes them, but deterministic: same file, same names, every run."""
 from __future__ import annotations
 
+import ipaddress
+
 import hashlib
 import json
 
@@ -79,6 +81,12 @@ def vtep_mac(node_ip: str) -> str:
     """flannel.1's MAC, derived from the node IP so every peer can be programmed up front."""
     a, b, c, d = (int(x) for x in node_ip.split("."))
     return f"0e:6e:{a:02x}:{b:02x}:{c:02x}:{d:02x}"
+
+
+def vtep_mac6(node_ip6: str) -> str:
+    """flannel-v6.1's MAC, from the low 32 bits of the node's IPv6 underlay address."""
+    low = int(ipaddress.IPv6Address(node_ip6)) & 0xFFFFFFFF
+    return "0e:6f:" + ":".join(f"{low >> s & 0xFF:02x}" for s in (24, 16, 8, 0))
 
 
 def node_mac(ip: str) -> str:

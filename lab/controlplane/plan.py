@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Optional
 
 from lab.controlplane import addons, envvars, gateway, ingress, ipam, loadbalancer, naming, services
@@ -13,7 +13,8 @@ from lab.controlplane.state import (
 )
 from lab import routing
 from lab.errors import LabError
-from lab.topology import images
+from lab.topology import images, ipfamily
+from lab.topology.ipfamily import family_of
 from lab.topology.hostports import host_ports
 from lab.topology.model import (
     EXTERNAL_TYPES, WORKLOADS, Container, DaemonSet, Deployment, Namespace, NetworkPolicy, Pod, PodSpec, Service,
@@ -84,8 +85,14 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
     svcs = [(m.metadata.namespace or "default", m) for m in [*topo.manifests, *_addons(topo)] if isinstance(m, Service)]
     svcs_ip = [(ns, m) for ns, m in svcs if m.spec.type != "ExternalName"]
     before = previous.services if previous else ()
-    ips = services.cluster_ips(topo.cluster.serviceCIDR, ((f"{ns}/{m.metadata.name}", m.spec.clusterIP) for ns, m in svcs_ip),
-                               previous={s.key: s.cluster_ip for s in before})
+    cidrs = {family_of(c): c for c in topo.cluster.serviceCIDR}
+    fams = {f"{ns}/{m.metadata.name}": _families(m, tuple(cidrs)) for ns, m in svcs}
+    with_ip = {f"{ns}/{m.metadata.name}" for ns, m in svcs_ip}
+    ips: dict[str, dict[str, Optional[str]]] = {}   # family -> Service -> its ClusterIP of that family
+    for family, cidr in cidrs.items():   # the API server's allocator per family (--service-cluster-ip-range)
+        wanted = [(key, "None" if f.requested == ("None",) else f.requested[f.families.index(family)] or None)
+                  for key, f in fams.items() if family in f.families and key in with_ip]
+        ips[family] = services.cluster_ips(cidr, wanted, previous={s.key: s.cluster_ip_of(family) for s in before})
     ports = services.node_ports(
         ((f"{ns}/{m.metadata.name}:{p.name or ''}", p.protocol, p.nodePort)
          for ns, m in svcs if m.spec.type in EXTERNAL_TYPES for p in m.spec.ports
@@ -100,8 +107,10 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
     out = []
     for ns, m in svcs:
         key, spec = f"{ns}/{m.metadata.name}", m.spec
+        cluster_ips = tuple(ip for ip in (ips.get(f, {}).get(key) for f in fams[key].families) if ip)
         out.append(ServiceState(
-            namespace=ns, name=m.metadata.name, type=spec.type, cluster_ip=ips.get(key),
+            namespace=ns, name=m.metadata.name, type=spec.type, cluster_ip=cluster_ips[0] if cluster_ips else None,
+            cluster_ips=cluster_ips, ip_families=fams[key].families, ip_family_policy=fams[key].policy,
             external_name=spec.externalName or "",
             proxied=not any(label in m.metadata.labels for label in services.PROXY_SKIP_LABELS),
             ports=tuple(ServicePortState(
@@ -118,6 +127,18 @@ def _services(topo: Topology, previous: Optional[ClusterState]) -> tuple[Service
             source_ranges=tuple(str(r) for r in spec.loadBalancerSourceRanges) if key in lb_ips else (),
         ))
     return tuple(out)
+
+
+def _families(m: Service, cluster: tuple[str, ...]) -> ipfamily.ServiceFamilies:
+    """Its IP family fields defaulted as the API server does (the topology's validation reported
+    the problems: none are left here)."""
+    spec = m.spec
+    resolved, problems = ipfamily.service_families(
+        type=spec.type, cluster_ip=spec.clusterIP, cluster_ips=spec.clusterIPs, ip_families=spec.ipFamilies,
+        policy=spec.ipFamilyPolicy, has_selector=bool(spec.selector), cluster=cluster)
+    if problems:
+        raise LabError(f"Service {m.metadata.namespace or 'default'}/{m.metadata.name}: {problems[0][1]}")
+    return resolved
 
 
 def _own_resolver(spec: PodSpec, topo: Topology) -> bool:
@@ -229,16 +250,35 @@ def _hosts(topo: Topology, underlay: list) -> tuple[HostState, ...]:
     return tuple(sorted(out, key=lambda h: order.index(h.name)))
 
 
-def _last_pod_ips(previous: Optional[ClusterState]) -> dict[str, IPv4Address]:
-    """Where each node's round-robin goes on: the recorded last address, or (a record from before
-    it was kept) the highest pod address on the node."""
+def _last_pod_ips(previous: Optional[ClusterState]) -> dict[tuple[str, int], object]:
+    """Where each node's round-robin goes on, per family: the recorded last address, or (a record
+    from before it was kept) the highest pod address on the node."""
     if previous is None:
         return {}
-    highest: dict[str, IPv4Address] = {}
+    highest: dict[tuple[str, int], object] = {}
     for p in previous.pods:
         if not p.host_network:
-            highest[p.node] = max(highest.get(p.node, IPv4Address(p.ip)), IPv4Address(p.ip))
-    return {**highest, **{node: IPv4Address(ip) for node, ip in previous.last_pod_ips}}
+            for ip in map(ip_address, p.pod_ips):
+                key = (p.node, ip.version)
+                highest[key] = max(highest.get(key, ip), ip)
+    recorded = {(node, ip_address(ip).version): ip_address(ip) for node, ip in previous.last_pod_ips}
+    return {**highest, **recorded}
+
+
+def _node_ranges(topo: Topology, kind) -> list[tuple[IPv4Network | IPv6Network, ...]]:
+    """Each node's pod subnets in the cluster's family order: the kind cuts the primary range (vpc
+    cuts it from the underlay), nodeipam's allocator a dual-stack cluster's second one."""
+    count = len(topo.nodes)
+    primary = kind.pod_ranges(topo, count)
+    second = [ipam.node_pod_cidrs(c, topo.cluster.node_mask(c.version), count) for c in topo.cluster.podCIDR[1:]]
+    return [(p, *(s[i] for s in second)) for i, p in enumerate(primary)]
+
+
+def _ip6(topo: Topology, ip: str) -> str:
+    """A machine's IPv6 underlay address, when the cluster has an IPv6 family."""
+    if 6 not in topo.cluster.families:
+        return ""
+    return str(ipam.underlay_ipv6(topo.underlay.subnet, topo.underlay.subnetIPv6, ip))
 
 
 def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = None) -> ClusterState:
@@ -247,19 +287,22 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     lab = topo.name
     node_names = [n.name for n in topo.nodes]
     kind = routing.of(topo.cluster.network)
-    cidrs = kind.pod_ranges(topo, len(topo.nodes))
+    ranges = _node_ranges(topo, kind)
+    dual = len(topo.cluster.families) > 1
     on_underlay = [h for h in topo.hosts if h.network == "underlay" and not h.natGateway]
     addrs = ipam.underlay_addresses(topo.underlay.subnet, len(topo.nodes) + len(on_underlay))
 
     nodes = tuple(
         NodeState(
-            name=n.name, role=n.role, ip=str(addrs[i]), pod_cidr=str(cidrs[i]),
-            gateway=str(ipam.gateway(cidrs[i])), netns=naming.node_netns(lab, n.name),
+            name=n.name, role=n.role, ip=str(addrs[i]), pod_cidr=str(ranges[i][0]),
+            gateway=str(ipam.gateway(ranges[i][0])), netns=naming.node_netns(lab, n.name),
             vtep_mac=naming.vtep_mac(str(addrs[i])), labels=tuple(sorted(n.labels.items())),
+            pod_cidrs=tuple(str(r) for r in ranges[i]) if dual else (), ip6=_ip6(topo, str(addrs[i])),
         )
         for i, n in enumerate(topo.nodes)
     )
-    hosts = _hosts(topo, addrs[len(nodes):])
+    hosts = tuple(replace(h, ip6=_ip6(topo, h.ip)) if h.network == "underlay" and not h.public_ip else h
+                  for h in _hosts(topo, addrs[len(nodes):]))
 
     intents = _intents(topo)
     wanted = {(i.namespace, i.name): i for i in intents}
@@ -281,15 +324,19 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     problems = kind.check(topo, pods_on)
     if problems:
         raise LabError("\n".join(f"{source or topo.name}: {p}" for p in problems))
-    pod_ip = {k: p.ip for k, p in kept.items()}
+    pod_ips = {k: p.pod_ips for k, p in kept.items()}
     lasts = _last_pod_ips(previous)
     for i, n in enumerate(nodes):
-        taken = frozenset(IPv4Address(p.ip) for p in kept.values() if p.node == n.name)
-        given = ipam.pod_addresses(n.name, cidrs[i], len(by_node[n.name]), taken, lasts.get(n.name))
-        for intent, ip in zip(by_node[n.name], given):
-            pod_ip[(intent.namespace, intent.name)] = str(ip)
-        if given:
-            lasts[n.name] = given[-1]
+        given_by_family = []
+        for cidr in ranges[i]:
+            taken = frozenset(ip_address(ip) for p in kept.values() if p.node == n.name for ip in p.pod_ips
+                              if ip_address(ip).version == cidr.version)
+            given = ipam.pod_addresses(n.name, cidr, len(by_node[n.name]), taken, lasts.get((n.name, cidr.version)))
+            if given:
+                lasts[(n.name, cidr.version)] = given[-1]
+            given_by_family.append(given)
+        for j, intent in enumerate(by_node[n.name]):
+            pod_ips[(intent.namespace, intent.name)] = tuple(str(g[j]) for g in given_by_family)
 
     node_by_name = {n.name: n for n in nodes}
     user_services = [m for m in topo.manifests if isinstance(m, Service)]
@@ -297,7 +344,9 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     pods = tuple(
         PodState(
             namespace=i.namespace, name=i.name, node=node,
-            ip=node_by_name[node].ip if i.spec.hostNetwork else pod_ip[(i.namespace, i.name)],
+            ip=_host_ips(topo, node_by_name[node])[0] if i.spec.hostNetwork else pod_ips[(i.namespace, i.name)][0],
+            ips=(_host_ips(topo, node_by_name[node]) if i.spec.hostNetwork else pod_ips[(i.namespace, i.name)])
+            if dual else (),
             netns=node_by_name[node].netns if i.spec.hostNetwork and not _own_resolver(i.spec, topo)
             else naming.pod_netns(lab, i.namespace, i.name),
             host_network=i.spec.hostNetwork, labels=tuple(sorted(i.labels.items())),
@@ -321,7 +370,8 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
     namespace_labels = _namespace_labels(topo, namespaces)
     http_routes = gateway.routes(topo, service_states, {ns: dict(labels) for ns, labels in namespace_labels})
     return ClusterState(
-        lab=lab, pod_cidr=kind.cluster_pod_cidr(topo), service_cidr=str(topo.cluster.serviceCIDR),
+        lab=lab, pod_cidr=kind.cluster_pod_cidr(topo), service_cidr=str(topo.cluster.serviceCIDR[0]),
+        secondary_service_cidr=str(topo.cluster.serviceCIDR[1]) if len(topo.cluster.serviceCIDR) > 1 else "",
         node_mask=topo.cluster.nodeCIDRMaskSize, network=topo.cluster.network, cni=topo.cluster.cni,
         mtu=topo.pod_mtu(), underlay_subnet=str(topo.underlay.subnet), underlay_mtu=topo.underlay.mtu,
         switch=topo.underlay.switch, switch_name=naming.switch_name(lab), nodes=nodes, hosts=hosts,
@@ -334,8 +384,16 @@ def plan(topo: Topology, source: str = "", previous: Optional[ClusterState] = No
         services=service_states, ingresses=ingress.states(topo), gateway_classes=gateway.gateway_classes(topo),
         gateways=gateway.gateways(topo, service_states, pods, nodes, http_routes), http_routes=http_routes,
         public_subnet=str(topo.public.subnet) if topo.public else "",
-        last_pod_ips=tuple((n.name, str(lasts[n.name])) for n in nodes if n.name in lasts),
+        last_pod_ips=tuple((n.name, str(lasts[(n.name, f)])) for n in nodes for f in topo.cluster.families
+                           if (n.name, f) in lasts),
+        pod_cidrs=(kind.cluster_pod_cidr(topo), *(str(c) for c in topo.cluster.podCIDR[1:])) if dual else (),
+        underlay_subnet6=str(topo.underlay.subnetIPv6) if 6 in topo.cluster.families else "",
     )
+
+
+def _host_ips(topo: Topology, node: NodeState) -> tuple[str, ...]:
+    """A hostNetwork pod's status.podIPs: its node's addresses of the cluster's families, in order."""
+    return tuple(node.address_of(f) for f in topo.cluster.families)
 
 
 def _started_env(pods: tuple[PodState, ...], previous: Optional[ClusterState]) -> tuple[PodState, ...]:

@@ -7,7 +7,7 @@ lab (`lab apply`) existing Services keep theirs whatever is added.
 from __future__ import annotations
 
 import hashlib
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Iterable, Mapping, Optional
 
 from lab.errors import LabError
@@ -25,22 +25,23 @@ def _start(key: str, size: int) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % size
 
 
-def reserved_ips(cidr: IPv4Network) -> set[IPv4Address]:
+def reserved_ips(cidr: IPv4Network | IPv6Network) -> set[IPv4Address | IPv6Address]:
     """The network address, the first host (the `kubernetes` Service), the tenth (kube-dns) and
-    the broadcast address."""
+    the broadcast address (IPv6's last address too, as the lab's validation keeps it out)."""
     return {cidr.network_address, kubernetes_service_ip(cidr), kube_dns_ip(cidr), cidr.broadcast_address}
 
 
-def cluster_ips(cidr: IPv4Network, services: Iterable[tuple[str, Optional[str]]],
+def cluster_ips(cidr: IPv4Network | IPv6Network, services: Iterable[tuple[str, Optional[str]]],
                 previous: Optional[Mapping[str, Optional[str]]] = None) -> dict[str, Optional[str]]:
-    """services: (namespace/name, spec.clusterIP). Requested addresses are kept ("None" is headless),
+    """One family's allocator (cidr: that family's service CIDR).
+    services: (namespace/name, the clusterIP asked for in this family). Requested addresses are kept ("None" is headless),
     the others get the first free address from their name's hash onwards. previous: the running
     lab's allocation (`lab apply`): a Service that exists keeps its address, and a new one may not
     ask for an address a running Service holds (the API server's "already allocated")."""
     services, previous = list(services), previous or {}
     keys = {key for key, _ in services}
     held = {ip: key for key, ip in previous.items() if ip and key in keys}
-    taken = reserved_ips(cidr) | {IPv4Address(ip) for ip in held}
+    taken = reserved_ips(cidr) | {ip_address(ip) for ip in held}
     out: dict[str, Optional[str]] = {}
     for key, requested in services:
         if requested == "None":
@@ -51,7 +52,7 @@ def cluster_ips(cidr: IPv4Network, services: Iterable[tuple[str, Optional[str]]]
                 raise LabError(f"clusterIP {requested} of Service {key} is already allocated to Service {owner}; "
                                "choose another address or leave clusterIP out")
             out[key] = requested
-            taken.add(IPv4Address(requested))
+            taken.add(ip_address(requested))
         elif previous.get(key):
             out[key] = previous[key]
     size = cidr.num_addresses

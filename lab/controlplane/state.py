@@ -7,10 +7,15 @@ disk), which is how `lab get` and `lab check` see a running lab without re-plann
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from ipaddress import ip_network
 from typing import Optional
 
 from lab.controlplane.gateway_state import GatewayClassState, GatewayState, HTTPRouteState, load
 from lab.topology.kinds import DEFAULT_PROXY
+
+
+def _family(address_or_cidr: str) -> int:
+    return ip_network(address_or_cidr, strict=False).version
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,17 @@ class PodState:
     # the kubelet's Service environment variables, fixed when the pod started (controlplane.envvars);
     # a container's own env wins over them
     service_env: tuple[tuple[str, str], ...] = ()
+    # status.podIPs in the cluster's family order (ip is the first); () in a single-stack record
+    ips: tuple[str, ...] = ()
+
+    @property
+    def pod_ips(self) -> tuple[str, ...]:
+        """status.podIPs: every address of the pod, the primary family's first."""
+        return self.ips or (self.ip,)
+
+    def ip_of(self, family: int) -> str:
+        """The pod's address of one family (4 or 6); "" when it has none."""
+        return next((ip for ip in self.pod_ips if _family(ip) == family), "")
 
     @property
     def key(self) -> str:
@@ -113,6 +129,25 @@ class NodeState:
     netns: str
     vtep_mac: str                    # flannel.1's MAC, derived so peers can be programmed up front
     labels: tuple[tuple[str, str], ...] = ()
+    pod_cidrs: tuple[str, ...] = ()  # spec.podCIDRs in family order (pod_cidr is the first); () = (pod_cidr,)
+    ip6: str = ""                    # its IPv6 underlay address on eth0 when the cluster has an IPv6 family
+
+    @property
+    def cidrs(self) -> tuple[str, ...]:
+        """spec.podCIDRs: the node's pod subnets, the primary family's first."""
+        return self.pod_cidrs or (self.pod_cidr,)
+
+    def pod_cidr_of(self, family: int) -> str:
+        return next((c for c in self.cidrs if _family(c) == family), "")
+
+    def gateway_of(self, family: int) -> str:
+        """The first address of the family's pod subnet (cni0's, or the ptp host side's)."""
+        cidr = self.pod_cidr_of(family)
+        return str(ip_network(cidr).network_address + 1) if cidr else ""
+
+    def address_of(self, family: int) -> str:
+        """The node's underlay address of one family."""
+        return self.ip if family == 4 else self.ip6
 
 
 HOST_PORT = 8080   # every plain host answers there like netexec, over TCP and UDP
@@ -125,6 +160,10 @@ class HostState:
     netns: str
     network: str = "underlay"        # underlay | public (behind the NAT gateway)
     public_ip: str = ""              # the NAT gateway's address on the public segment (what the world sees)
+    ip6: str = ""                    # its IPv6 underlay address when the cluster has an IPv6 family
+
+    def address_of(self, family: int) -> str:
+        return self.ip if family == 4 else self.ip6
 
 
 @dataclass(frozen=True)
@@ -154,10 +193,22 @@ class ServiceState:
     load_balancer_ip: str = ""       # status.loadBalancer.ingress: the pool's address; "" while <pending>
     source_ranges: tuple[str, ...] = ()    # spec.loadBalancerSourceRanges: who may reach load_balancer_ip
     proxied: bool = True             # False: a skip label (services.PROXY_SKIP_LABELS) keeps kube-proxy away
+    cluster_ips: tuple[str, ...] = ()      # spec.clusterIPs, one per family in ip_families order; () headless
+    ip_families: tuple[str, ...] = ()      # spec.ipFamilies (IPv4, IPv6); () for ExternalName
+    ip_family_policy: str = ""             # SingleStack | PreferDualStack | RequireDualStack; "" for ExternalName
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def families(self) -> tuple[str, ...]:
+        """Its IP families; a record written before dual-stack has only IPv4 Services."""
+        return self.ip_families or (("IPv4",) if self.type != "ExternalName" else ())
+
+    def cluster_ip_of(self, family: str) -> Optional[str]:
+        """Its ClusterIP of that family; None if it has none (headless, or not of that family)."""
+        ips = ((self.cluster_ip,) if self.cluster_ip else ()) + self.cluster_ips[1:]   # clusterIP is clusterIPs[0]
+        return next((ip for ip in ips if (":" in ip) == (family == "IPv6")), None)
 
 
 @dataclass(frozen=True)
@@ -186,6 +237,7 @@ class EndpointSliceState:
     service: str                     # the Service's name (label kubernetes.io/service-name)
     ports: tuple[EndpointPortState, ...]
     endpoints: tuple[EndpointState, ...]
+    address_type: str = "IPv4"       # IPv4 | IPv6: one slice family per Service family
 
 
 @dataclass(frozen=True)
@@ -278,7 +330,7 @@ class CheckState:
 class ClusterState:
     lab: str
     pod_cidr: str
-    service_cidr: str
+    service_cidr: str                # --service-cluster-ip-range[0]: the primary family's
     node_mask: int
     network: str
     cni: str
@@ -309,6 +361,28 @@ class ClusterState:
     public_subnet: str = ""          # the segment behind the NAT gateway ("" without one)
     last_pod_ips: tuple[tuple[str, str], ...] = ()  # node -> the last pod address handed out there (host-local's
     #                                                 lastReservedIP: the round-robin goes on after it)
+    secondary_service_cidr: str = ""  # --service-cluster-ip-range[1]: the other family's ("" single-stack)
+
+    def service_cidrs(self) -> tuple[str, ...]:
+        return (self.service_cidr,) + ((self.secondary_service_cidr,) if self.secondary_service_cidr else ())
+
+    def service_families(self) -> tuple[str, ...]:
+        """The cluster's Service families, primary first."""
+        return tuple("IPv6" if ":" in c else "IPv4" for c in self.service_cidrs())
+
+    def service_cidr_of(self, family: str) -> Optional[str]:
+        return dict(zip(self.service_families(), self.service_cidrs())).get(family)
+    pod_cidrs: tuple[str, ...] = ()  # --cluster-cidr in family order (pod_cidr is the first); () = (pod_cidr,)
+    underlay_subnet6: str = ""       # the underlay's IPv6 subnet when the cluster has an IPv6 family
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The cluster's IP families, the primary first: (4,), (6,), (4, 6) or (6, 4)."""
+        return tuple(_family(c) for c in (self.pod_cidrs or (self.pod_cidr,)))
+
+    def pod_cidr_of(self, family: int) -> str:
+        """The cluster's pod range of one family; "" when the cluster has none."""
+        return next((c for c in (self.pod_cidrs or (self.pod_cidr,)) if _family(c) == family), "")
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
@@ -353,18 +427,22 @@ class ClusterState:
             return ServiceState(**{**s, "ports": tuple(ServicePortState(**p) for p in s["ports"]),
                                    "external_ips": tuple(s.get("external_ips", ())),
                                    "source_ranges": tuple(s.get("source_ranges", ())),
+                                   "cluster_ips": tuple(s.get("cluster_ips", ())),
+                                   "ip_families": tuple(s.get("ip_families", ())),
                                    "selector": pairs(s["selector"]) if s["selector"] is not None else None})
 
         return cls(**{
             **d,
-            "nodes": tuple(NodeState(**{**n, "labels": pairs(n["labels"])}) for n in d["nodes"]),
+            "nodes": tuple(NodeState(**{**n, "labels": pairs(n["labels"]), "pod_cidrs": tuple(n.get("pod_cidrs", ()))})
+                           for n in d["nodes"]),
             "hosts": tuple(HostState(**h) for h in d["hosts"]),
             "pods": tuple(PodState(**{**p, "labels": pairs(p["labels"]),
                                       "containers": tuple(container(c) for c in p["containers"]),
                                       "dns_nameservers": tuple(p.get("dns_nameservers", ())),
                                       "dns_searches": tuple(p.get("dns_searches", ())),
                                       "dns_options": pairs(p.get("dns_options", ())),
-                                      "service_env": pairs(p.get("service_env", ()))})
+                                      "service_env": pairs(p.get("service_env", ())),
+                                      "ips": tuple(p.get("ips", ()))})
                           for p in d["pods"]),
             "namespaces": tuple(d["namespaces"]),
             "checks": tuple(CheckState(**c) for c in d["checks"]),
@@ -374,6 +452,7 @@ class ClusterState:
             "policies": tuple(_policy(p) for p in d.get("policies", ())),
             "ingresses": tuple(_ingress(i) for i in d.get("ingresses", ())),
             "last_pod_ips": pairs(d.get("last_pod_ips", ())),
+            "pod_cidrs": tuple(d.get("pod_cidrs", ())),
             "gateway_classes": tuple(load(GatewayClassState, x) for x in d.get("gateway_classes", ())),
             "gateways": tuple(load(GatewayState, x) for x in d.get("gateways", ())),
             "http_routes": tuple(load(HTTPRouteState, x) for x in d.get("http_routes", ())),

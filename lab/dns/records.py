@@ -1,14 +1,20 @@
 """The Kubernetes DNS specification as dnsmasq data (pure).
 
-A hosts file (A and PTR records; dnsmasq re-reads its hosts directory by itself when it changes,
-so records follow Services and endpoints without a restart) and a config file (SRV and CNAME
+A hosts file (A and AAAA records, and PTR in in-addr.arpa and ip6.arpa; dnsmasq re-reads its hosts
+directory by itself when it changes, so records follow Services and endpoints without a restart) and a config file (SRV and CNAME
 records, which dnsmasq reads only at start). `local=/<domain>/` makes every other name in the
 cluster domain NXDOMAIN instead of being forwarded.
+
+Dual-stack as the DNS specification and CoreDNS have it: a Service has an A or AAAA record per
+ClusterIP (clusterIPs, each family), a headless Service one per ready endpoint of each of its
+EndpointSlices (addressType IPv4 and IPv6), and a pod one per address (the IPv6 one dashed:
+fd00-10-244--2.<namespace>.pod.<domain>). A query for a family a name has no address of gets
+NODATA.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 from typing import Sequence
 
 from lab.controlplane.endpoints import ready
@@ -18,7 +24,7 @@ from lab.topology.constants import kube_dns_ip
 
 @dataclass(frozen=True)
 class Records:
-    hosts: tuple[tuple[str, str], ...]          # (ip, name): A, and PTR for the first name of an ip
+    hosts: tuple[tuple[str, str], ...]          # (ip, name): A or AAAA, and PTR for the first name of an ip
     srv: tuple[tuple[str, str, int], ...]       # (name, target, port)
     cname: tuple[tuple[str, str], ...]          # (alias, target)
 
@@ -50,9 +56,14 @@ def node_cache_config(state: ClusterState, log: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pod_a_name(pod: PodState, domain: str) -> str:
-    """a-b-c-d.<namespace>.pod.<domain>"""
-    return f"{pod.ip.replace('.', '-')}.{pod.namespace}.pod.{domain}"
+def pod_a_name(pod: PodState, domain: str, ip: str = "") -> str:
+    """a-b-c-d.<namespace>.pod.<domain> (for an IPv6 address: its colons dashed)."""
+    return f"{_dashed(ip or pod.ip)}.{pod.namespace}.pod.{domain}"
+
+
+def _dashed(address: str) -> str:
+    """CoreDNS's endpointHostname of an address: dots, or an IPv6 address's colons, become dashes."""
+    return address.replace(".", "-").replace(":", "-")
 
 
 def records(state: ClusterState, slices: Sequence[EndpointSliceState]) -> Records:
@@ -70,7 +81,7 @@ def records(state: ClusterState, slices: Sequence[EndpointSliceState]) -> Record
             cname.append((fqdn, svc.external_name))
             continue
         if svc.cluster_ip:
-            services_a.append((svc.cluster_ip, fqdn))
+            services_a += [(ip, fqdn) for ip in svc.cluster_ips or (svc.cluster_ip,)]
             srv += [(f"_{p.name}._{p.protocol.lower()}.{fqdn}", fqdn, p.port) for p in svc.ports if p.name]
             continue
         # headless: one A record per ready endpoint, and names for the pods behind it
@@ -82,7 +93,7 @@ def records(state: ClusterState, slices: Sequence[EndpointSliceState]) -> Record
                 headless_a.append((e.address, fqdn))
                 endpoints_a.append((e.address, target))
                 srv += [(f"_{p.name}._{p.protocol.lower()}.{fqdn}", target, p.port) for p in sl.ports if p.name]
-    pods_a = [(p.ip, pod_a_name(p, d)) for p in state.pods if not p.host_network]
+    pods_a = [(ip, pod_a_name(p, d, ip)) for p in state.pods if not p.host_network for ip in p.pod_ips]
     hosts = services_a + endpoints_a + pods_a + headless_a
     return Records(tuple(dict.fromkeys(hosts)), tuple(dict.fromkeys(srv)), tuple(cname))
 
@@ -92,7 +103,7 @@ def _endpoint_label(pod, service: str, address: str) -> str:
     else its dashed IP (as the DNS spec allows)."""
     if pod is not None and pod.hostname and pod.subdomain == service:
         return pod.hostname
-    return address.replace(".", "-")
+    return _dashed(address)
 
 
 def hosts_file(recs: Records) -> str:
@@ -101,7 +112,8 @@ def hosts_file(recs: Records) -> str:
     by_ip: dict[str, list[str]] = {}
     for ip, name in recs.hosts:
         by_ip.setdefault(ip, []).append(name)
-    return "".join(f"{ip} {' '.join(names)}\n" for ip, names in sorted(by_ip.items(), key=lambda kv: IPv4Address(kv[0])))
+    order = sorted(by_ip.items(), key=lambda kv: (ip_address(kv[0]).version, ip_address(kv[0])))
+    return "".join(f"{ip} {' '.join(names)}\n" for ip, names in order)
 
 
 def upstream_host(state: ClusterState) -> HostState | None:
@@ -139,7 +151,8 @@ def upstream_config(state: ClusterState, log: str, hosts_dir: str = "") -> str:
     machines = [*state.nodes, *state.hosts]
     lines = ["# the lab's upstream resolver: underlay machines by name", "keep-in-foreground", NO_PID_FILE, "no-resolv",
              "no-hosts", "local=/#/", "port=53", "log-queries", f"log-facility={log}",
-             *(f"host-record={m.name},{m.ip}" for m in machines), *([f"hostsdir={hosts_dir}"] if hosts_dir else [])]
+             *(f"host-record={m.name},{m.ip}" + (f",{m.ip6}" if m.ip6 else "") for m in machines),
+             *([f"hostsdir={hosts_dir}"] if hosts_dir else [])]
     return "\n".join(lines) + "\n"
 
 

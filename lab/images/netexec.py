@@ -3,7 +3,7 @@
 Standalone on purpose (stdlib only, no `lab` imports) so `python3 -I -S netexec.py` starts in a
 few milliseconds: a `lab up` starts one per pod. One thread, one selectors loop, many ports.
 
-    netexec.py --hostname NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR] [--ready-fd FD]
+    netexec.py --hostname NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR]... [--ready-fd FD]
     netexec.py --forkserver     (one interpreter forks a netexec per request: see forkserver())
 
 TCP: a request that starts like HTTP ("GET ", "POST ", ...) gets one HTTP/1.1 answer
@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 
-USAGE = "usage: netexec.py --hostname NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR] [--ready-fd FD]"
+USAGE = "usage: netexec.py --hostname NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR]... [--ready-fd FD]"
 METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
 MAX_HEAD = 16384  # an HTTP request head larger than this is refused (431)
 MAX_BODY = 1 << 20  # a request body is read (so close() does not reset the reply) up to this
@@ -41,14 +41,14 @@ def usage_error(message):
 
 def parse_args(argv):
     """Hand-rolled (argparse costs as much as the whole start-up); exits 2 on misuse."""
-    opts = {"hostname": None, "tcp": [], "udp": [], "bind": "0.0.0.0", "ready_fd": None}
+    opts = {"hostname": None, "tcp": [], "udp": [], "bind": [], "ready_fd": None}
     if len(argv) % 2:
         usage_error(f"{argv[-1]} needs a value")
     for flag, value in zip(argv[::2], argv[1::2]):
         if flag == "--hostname":
             opts["hostname"] = value
-        elif flag == "--bind":
-            opts["bind"] = value
+        elif flag == "--bind":  # repeated: 0.0.0.0 and :: for a dual-stack pod
+            opts["bind"].append(value)
         elif flag in ("--tcp", "--udp", "--ready-fd"):
             if not value.isdigit() or (flag != "--ready-fd" and not 0 < int(value) < 65536):
                 usage_error(f"bad {flag} value {value!r}")
@@ -60,6 +60,7 @@ def parse_args(argv):
             usage_error(f"unknown option {flag!r}")
     if opts["hostname"] is None or not (opts["tcp"] or opts["udp"]):
         usage_error("--hostname and at least one --tcp/--udp port are required")
+    opts["bind"] = opts["bind"] or ["0.0.0.0"]
     return opts
 
 
@@ -297,6 +298,8 @@ class Server:
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # IPv6 only: IPv4 clients keep their own socket (and plain addresses)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
             sock.bind((addr, port))
             if kind == "tcp":  # with SO_REUSEADDR a clash may only show here
@@ -361,7 +364,8 @@ def main(argv, on_ready=None):
     server = Server(opts["hostname"])
     for kind in ("tcp", "udp"):
         for port in opts[kind]:
-            server.listen(kind, opts["bind"], port)
+            for addr in opts["bind"]:
+                server.listen(kind, addr, port)
     if on_ready is not None:
         on_ready()
     if opts["ready_fd"] is not None:

@@ -32,17 +32,19 @@ and `--xor-mark 0x4000` are saved as `--set-xmark 0x4000/0x4000` and `--set-xmar
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import ip_address, ip_network
 from typing import AbstractSet, Iterable, Union
 
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
 from lab.kube_proxy import chains as ch
-from lab.kube_proxy.model import MASQ_MARK, Endpoint, ServicePort, service_ports
+from lab.kube_proxy.model import MASQ_MARK, Endpoint, ServicePort, pod_cidr_of, service_ports
 from lab.kube_proxy.proxier import Proxier
 from lab.netfilter import comment as _comment
 
 MARK_MASQ = "KUBE-MARK-MASQ"
-REJECT = "REJECT --reject-with icmp-port-unreachable"
+REJECT = {"IPv4": "REJECT --reject-with icmp-port-unreachable", "IPv6": "REJECT --reject-with icmp6-port-unreachable"}
+HOST_MASK = {"IPv4": "255.255.255.255", "IPv6": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}  # -m recent --mask
+RESTORE = {"IPv4": ("iptables-restore", "--noflush"), "IPv6": ("ip6tables-restore", "--noflush")}
 _NEW = "-m conntrack --ctstate NEW"
 
 # kube-proxy's iptablesJumpChains, then iptablesKubeletJumpChains, in its order:
@@ -146,7 +148,12 @@ def _policy_chain(p: ServicePort, local: bool) -> str:
 
 # --- rules ---
 
-def _top_level(filt: _Table, nat: _Table) -> None:
+def _host(ip: str) -> str:
+    """An address as a match: /32, or /128 for IPv6 (as iptables-save and ip6tables-save write it)."""
+    return f"{ip}/128" if ":" in ip else f"{ip}/32"
+
+
+def _top_level(filt: _Table, nat: _Table, family: str = "IPv4") -> None:
     for c in _FILTER_CHAINS:
         filt.chain(c)
     for c in _NAT_CHAINS:
@@ -155,9 +162,10 @@ def _top_level(filt: _Table, nat: _Table) -> None:
     nat.add("KUBE-POSTROUTING", f"-j MARK --xor-mark {MASQ_MARK}")
     nat.add("KUBE-POSTROUTING", _comment("kubernetes service traffic requiring SNAT"), "-j MASQUERADE --random-fully")
     nat.add(MARK_MASQ, f"-j MARK --or-mark {MASQ_MARK}")
-    # Guards route_localnet, which localhost NodePorts need (kube-proxy writes it, kubelet did).
-    filt.add("KUBE-FIREWALL", "! -s 127.0.0.0/8 -d 127.0.0.0/8", _comment("block incoming localnet connections"),
-             "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
+    # Guards route_localnet, which localhost NodePorts need (kube-proxy writes it, kubelet did): IPv4 only.
+    if family == "IPv4":
+        filt.add("KUBE-FIREWALL", "! -s 127.0.0.0/8 -d 127.0.0.0/8", _comment("block incoming localnet connections"),
+                 "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
 
 
 def _tail(filt: _Table, nat: _Table) -> None:
@@ -169,18 +177,18 @@ def _tail(filt: _Table, nat: _Table) -> None:
              "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
 
 
-_VERDICTS = {"reject": ("has no endpoints", REJECT), "drop": ("has no local endpoints", "DROP")}
+_VERDICTS = {"reject": "has no endpoints", "drop": "has no local endpoints"}
 
 
 def _no_endpoints(p: ServicePort) -> tuple[str, str]:
     """(comment, target) for traffic that has nowhere to go."""
-    comment, target = _VERDICTS[p.no_endpoints_verdict]
-    return f"{p.spn} {comment}", target
+    verdict = p.no_endpoints_verdict
+    return f"{p.spn} {_VERDICTS[verdict]}", REJECT[p.family] if verdict == "reject" else "DROP"
 
 
 def _entry_rules(p: ServicePort, filt: _Table, nat: _Table) -> None:
     """The rules in the shared chains: always written, even in a partial sync."""
-    cip = f"-d {p.svc.cluster_ip}/32 -p {p.proto}"
+    cip = f"-d {_host(p.cluster_ip)} -p {p.proto}"
     dport = f"-m {p.proto} --dport {p.port.port}"
     if p.has_internal:
         nat.add("KUBE-SERVICES", cip, _comment(f"{p.spn} cluster IP"), dport,
@@ -191,20 +199,22 @@ def _entry_rules(p: ServicePort, filt: _Table, nat: _Table) -> None:
     if not p.external:
         return
     blocked = () if p.has_external else _no_endpoints(p)
-    for ip in p.svc.external_ips:
+    for ip in p.external_ips:
         if p.has_endpoints:
-            nat.add("KUBE-SERVICES", f"-d {ip}/32 -p {p.proto}", _comment(f"{p.spn} external IP"), dport, f"-j {_ext(p)}")
+            nat.add("KUBE-SERVICES", f"-d {_host(ip)} -p {p.proto}", _comment(f"{p.spn} external IP"), dport, f"-j {_ext(p)}")
         if blocked:
-            filt.add("KUBE-EXTERNAL-SERVICES", f"-d {ip}/32 -p {p.proto}", _comment(blocked[0]), dport, f"-j {blocked[1]}")
-    if lb := p.svc.load_balancer_ip:
+            filt.add("KUBE-EXTERNAL-SERVICES", f"-d {_host(ip)} -p {p.proto}", _comment(blocked[0]), dport,
+                     f"-j {blocked[1]}")
+    if lb := p.load_balancer_ip:
         if p.has_endpoints:
-            nat.add("KUBE-SERVICES", f"-d {lb}/32 -p {p.proto}", _comment(f"{p.spn} loadbalancer IP"), dport,
+            nat.add("KUBE-SERVICES", f"-d {_host(lb)} -p {p.proto}", _comment(f"{p.spn} loadbalancer IP"), dport,
                     f"-j {_fw(p) if p.uses_firewall else _ext(p)}")
         if p.uses_firewall:
-            filt.add("KUBE-PROXY-FIREWALL", f"-d {lb}/32 -p {p.proto}",
+            filt.add("KUBE-PROXY-FIREWALL", f"-d {_host(lb)} -p {p.proto}",
                      _comment(f"{p.spn} traffic not accepted by {_fw(p)}"), dport, "-j DROP")
         if blocked:
-            filt.add("KUBE-EXTERNAL-SERVICES", f"-d {lb}/32 -p {p.proto}", _comment(blocked[0]), dport, f"-j {blocked[1]}")
+            filt.add("KUBE-EXTERNAL-SERVICES", f"-d {_host(lb)} -p {p.proto}", _comment(blocked[0]), dport,
+                     f"-j {blocked[1]}")
     if not p.port.node_port:
         return
     node_port = f"-m {p.proto} --dport {p.port.node_port}"
@@ -230,7 +240,8 @@ def _ext_rules(p: ServicePort, nat: _Table, pod_cidr: str) -> None:
         nat.add(ext, _comment(f"masquerade traffic for {spn} external destinations"), f"-j {MARK_MASQ}")
     else:
         # Pods and the node itself are not held to the Local policy; only they need the short-circuit.
-        nat.add(ext, f"-s {pod_cidr}", _comment(f"pod traffic for {spn} external destinations"), f"-j {_svc(p)}")
+        if pod_cidr:
+            nat.add(ext, f"-s {pod_cidr}", _comment(f"pod traffic for {spn} external destinations"), f"-j {_svc(p)}")
         nat.add(ext, _comment(f"masquerade LOCAL traffic for {spn} external destinations"),
                 f"-m addrtype --src-type LOCAL -j {MARK_MASQ}")
         nat.add(ext, _comment(f"route LOCAL traffic for {spn} external destinations"),
@@ -245,8 +256,8 @@ def _fw_rules(p: ServicePort, nat: _Table, node_ip: str) -> None:
     LB IP itself (a VIP bound locally loops back with that source)."""
     fw, comment = _fw(p), _comment(f"{p.spn} loadbalancer IP")
     sources = [f"-s {r}" for r in p.svc.source_ranges]
-    if any(IPv4Address(node_ip) in IPv4Network(r) for r in p.svc.source_ranges):
-        sources.append(f"-s {p.svc.load_balancer_ip}/32")
+    if any(ip_address(node_ip) in ip_network(r) for r in p.svc.source_ranges):
+        sources.append(f"-s {_host(p.load_balancer_ip)}")
     for source in sources:
         nat.add(fw, source, comment, f"-j {_ext(p)}")
     nat.add(fw, _comment(f"other traffic to {p.spn} will be dropped by KUBE-PROXY-FIREWALL"))
@@ -268,7 +279,7 @@ def _dispatch_rules(p: ServicePort, nat: _Table, chain: str, eps: tuple[Endpoint
             sep = _sep(p, ep)
             nat.add(chain, "" if large else _comment(f"{p.spn} -> {ep}"),
                     f"-m recent --rcheck --seconds {p.svc.affinity_timeout} --reap --name {sep} "
-                    f"--mask 255.255.255.255 --rsource -j {sep}")
+                    f"--mask {HOST_MASK[p.family]} --rsource -j {sep}")
     n = len(eps)
     for i, ep in enumerate(eps):
         statistic = f"-m statistic --mode random --probability {1.0 / (n - i):0.10f}" if i < n - 1 else ""
@@ -277,8 +288,8 @@ def _dispatch_rules(p: ServicePort, nat: _Table, chain: str, eps: tuple[Endpoint
 
 def _endpoint_rules(p: ServicePort, nat: _Table, ep: Endpoint, large: bool) -> None:
     sep, comment = _sep(p, ep), "" if large else _comment(p.spn)
-    nat.add(sep, f"-s {ep.ip}/32", comment, f"-j {MARK_MASQ}")   # hairpin: a pod reaching itself
-    recent = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource" if p.affinity else ""
+    nat.add(sep, f"-s {_host(ep.ip)}", comment, f"-j {MARK_MASQ}")   # hairpin: a pod reaching itself
+    recent = f"-m recent --set --name {sep} --mask {HOST_MASK[p.family]} --rsource" if p.affinity else ""
     nat.add(sep, f"-p {p.proto}", comment, recent, f"-m {p.proto} -j DNAT --to-destination {ep}")
 
 
@@ -286,8 +297,8 @@ def _service_rules(p: ServicePort, nat: _Table, pod_cidr: str, large: bool, node
     """The service port's own chains (KUBE-EXT/SVC/SVL/SEP), declared and written whole."""
     for c in _chains_of(p):
         nat.chain(c)
-    if p.has_internal:
-        nat.add(_policy_chain(p, p.internal_local), f"! -s {pod_cidr} -d {p.svc.cluster_ip}/32 -p {p.proto}",
+    if p.has_internal and pod_cidr:  # kube-proxy's local detector: without a pod range of this family, no rule
+        nat.add(_policy_chain(p, p.internal_local), f"! -s {pod_cidr} -d {_host(p.cluster_ip)} -p {p.proto}",
                 _comment(f"{p.spn} cluster IP"), f"-m {p.proto} --dport {p.port.port} -j {MARK_MASQ}")
     if p.uses_external_chain:
         _ext_rules(p, nat, pod_cidr)
@@ -306,21 +317,22 @@ def _node_name(node: Union[str, NodeState]) -> str:
 
 
 def render(state: ClusterState, node: Union[str, NodeState], slices: Iterable[EndpointSliceState], *,
-           existing: AbstractSet[str] = frozenset()) -> str:
-    """The filter and nat tables kube-proxy would load on `node`, for `iptables-restore --noflush`.
+           existing: AbstractSet[str] = frozenset(), family: str = "IPv4") -> str:
+    """The filter and nat tables kube-proxy's proxier of `family` would load on `node`, for
+    `iptables-restore --noflush` (IPv4) or `ip6tables-restore --noflush` (IPv6).
 
     existing: the service chains the previous sync left (declared_chains of its text); those no
     longer needed are flushed and deleted."""
     name = state.node(_node_name(node)).name
     filt, nat = _Table("filter"), _Table("nat")
-    _top_level(filt, nat)
+    _top_level(filt, nat, family)
     active: set[str] = set()
     slices = tuple(slices)
     large = large_cluster(slices)
-    for p in service_ports(state, name, slices):
+    for p in service_ports(state, name, slices, family=family):
         _entry_rules(p, filt, nat)
         active.update(_chains_of(p))
-        _service_rules(p, nat, state.pod_cidr, large, state.node(name).ip)
+        _service_rules(p, nat, pod_cidr_of(state, family), large, state.node(name).ip)
     for stale in sorted(c for c in set(existing) - active if ch.is_service_chain(c)):
         nat.delete(stale)
     _tail(filt, nat)
@@ -329,7 +341,7 @@ def render(state: ClusterState, node: Union[str, NodeState], slices: Iterable[En
 
 def render_update(old_state: ClusterState, new_state: ClusterState, node: Union[str, NodeState],
                   old_slices: Iterable[EndpointSliceState], new_slices: Iterable[EndpointSliceState],
-                  only: AbstractSet[str]) -> str:
+                  only: AbstractSet[str], family: str = "IPv4") -> str:
     """A partial sync whose size follows the change, not the cluster: for the Services in `only`,
     their rules in the shared chains (KUBE-SERVICES, KUBE-NODEPORTS, ...) are deleted as the old
     state wrote them (-D) and inserted as the new one wants them (-I at the top, which keeps the
@@ -338,8 +350,8 @@ def render_update(old_state: ClusterState, new_state: ClusterState, node: Union[
     another order within the shared chains (kube-proxy's own order there is not meaningful)."""
     name = _node_name(node)
     new_slices = tuple(new_slices)
-    old_ports = service_ports(old_state, name, old_slices, only)
-    new_ports = service_ports(new_state, name, new_slices, only)
+    old_ports = service_ports(old_state, name, old_slices, only, family)
+    new_ports = service_ports(new_state, name, new_slices, only, family)
     tables = {}
     for which, ports in (("old", old_ports), ("new", new_ports)):
         filt, nat = _Table.scratch("filter"), _Table.scratch("nat")
@@ -355,7 +367,7 @@ def render_update(old_state: ClusterState, new_state: ClusterState, node: Union[
             out.edits += [f"-I {chain} 1 {r}" for r in reversed(new_rules[chain]) if r in born]
     large = large_cluster(new_slices)
     for p in new_ports:
-        _service_rules(p, nat, new_state.pod_cidr, large, new_state.node(name).ip)
+        _service_rules(p, nat, pod_cidr_of(new_state, family), large, new_state.node(name).ip)
     stale = {c for p in old_ports for c in _chains_of(p)} - {c for p in new_ports for c in _chains_of(p)}
     for c in sorted(stale):
         nat.delete(c)
@@ -384,17 +396,21 @@ def base_rules() -> str:
     return _text(tables["filter"], tables["nat"])
 
 
-def masq_agent_rules(state: ClusterState) -> str:
+def masq_agent_rules(state: ClusterState, family: str = "IPv4") -> str:
     """Egress NAT as ip-masq-agent does it (nat table, applied once per node with --noflush): pod
-    traffic leaving the cluster's pod and service ranges takes the node's address. Only traffic
-    from the pod CIDR: the node's own connections keep their address."""
+    traffic leaving the cluster's pod and service ranges of `family` takes the node's address.
+    Only traffic from the pod CIDR: the node's own connections keep their address. Nothing for a
+    family without a pod range."""
+    pod_cidr = pod_cidr_of(state, family)
+    if not pod_cidr:
+        return ""
     nat = _Table("nat")
     nat.chain("IP-MASQ-AGENT")
-    nat.add("POSTROUTING", f"-s {state.pod_cidr}",
+    nat.add("POSTROUTING", f"-s {pod_cidr}",
             _comment("ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our "
                      "custom IP-MASQ-AGENT chain"),
             "-m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT")
-    for cidr in (state.pod_cidr, state.service_cidr):
+    for cidr in (c for c in (pod_cidr, state.service_cidr_of(family)) if c):
         nat.add("IP-MASQ-AGENT", f"-d {cidr}", _comment("ip-masq-agent: local traffic is not subject to MASQUERADE"),
                 "-j RETURN")
     nat.add("IP-MASQ-AGENT", _comment("ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)"),
@@ -403,9 +419,9 @@ def masq_agent_rules(state: ClusterState) -> str:
 
 
 PROXIER = Proxier(
-    "iptables", ("iptables-restore", "--noflush"),
-    setup_rules=lambda state: base_rules() + masq_agent_rules(state),
-    render=lambda state, node, slices, existing: render(state, node, slices, existing=existing),
+    "iptables", RESTORE["IPv4"], restore6=RESTORE["IPv6"],
+    setup_rules=lambda state, family: base_rules() + masq_agent_rules(state, family),
+    render=lambda state, node, slices, existing, family: render(state, node, slices, existing=existing, family=family),
     render_update=render_update,
     chains=declared_chains,
     # NodePorts on 127.0.0.1 need route_localnet; kube-proxy's iptables mode sets it too.

@@ -40,6 +40,7 @@ class ServicePort:
     local: tuple[Endpoint, ...] = ()      # for traffic policy Local: this node's; () if unused
     reachable: tuple[Endpoint, ...] = ()  # cluster and local together: those written on this node
     has_endpoints: bool = False           # usable endpoints anywhere in the cluster
+    family: str = "IPv4"                  # the proxier's family (kube-proxy runs one per family)
 
     @cached_property
     def spn(self) -> str:
@@ -49,6 +50,21 @@ class ServicePort:
     def proto(self) -> str:
         return self.port.protocol.lower()
 
+    @cached_property
+    def cluster_ip(self) -> str:
+        """Its ClusterIP of this proxier's family (service_ports keeps only Services that have one)."""
+        return self.svc.cluster_ip_of(self.family) or ""
+
+    @cached_property
+    def external_ips(self) -> tuple[str, ...]:
+        """The externalIPs of this family: kube-proxy drops the others from each family's proxier."""
+        return tuple(ip for ip in self.svc.external_ips if of_family(ip, self.family))
+
+    @cached_property
+    def load_balancer_ip(self) -> str:
+        lb = self.svc.load_balancer_ip
+        return lb if lb and of_family(lb, self.family) else ""
+
     @property
     def affinity(self) -> bool:
         return self.svc.session_affinity == "ClientIP"
@@ -56,12 +72,12 @@ class ServicePort:
     @property
     def external(self) -> bool:
         """Reachable from outside (ExternallyAccessible): a NodePort, an externalIP or a load-balancer IP."""
-        return bool(self.port.node_port or self.svc.external_ips or self.svc.load_balancer_ip)
+        return bool(self.port.node_port or self.external_ips or self.load_balancer_ip)
 
     @property
     def uses_firewall(self) -> bool:
         """loadBalancerSourceRanges on a load-balancer IP: the firewall chain between it and the external one."""
-        return self.has_endpoints and bool(self.svc.load_balancer_ip and self.svc.source_ranges)
+        return self.has_endpoints and bool(self.load_balancer_ip and self.svc.source_ranges)
 
     @property
     def internal_local(self) -> bool:
@@ -102,9 +118,20 @@ class ServicePort:
         return "drop" if self.has_endpoints else "reject"
 
 
-def categorize(svc: ServiceState, port: ServicePortState, eps: tuple[Endpoint, ...], node: str) -> ServicePort:
+def of_family(ip: str, family: str) -> bool:
+    return (":" in ip) == (family == "IPv6")
+
+
+def pod_cidr_of(state: ClusterState, family: str) -> str:
+    """kube-proxy's --cluster-cidr of one family (its local-traffic detector): "" if the cluster
+    has no pod range of that family (then nothing is masqueraded for being off-cluster)."""
+    return state.pod_cidr_of(6 if family == "IPv6" else 4)
+
+
+def categorize(svc: ServiceState, port: ServicePortState, eps: tuple[Endpoint, ...], node: str,
+               family: str = "IPv4") -> ServicePort:
     """proxy.CategorizeEndpoints without topology hints, with its terminating fallback."""
-    p = ServicePort(svc, port)
+    p = ServicePort(svc, port, family=family)
     cluster = usable(eps) if p.uses_cluster else ()
     if not p.uses_local:
         return replace(p, cluster=cluster, reachable=cluster, has_endpoints=bool(cluster))
@@ -115,18 +142,20 @@ def categorize(svc: ServiceState, port: ServicePortState, eps: tuple[Endpoint, .
 
 
 def service_ports(state: ClusterState, node: str, slices: Iterable[EndpointSliceState],
-                  only: Optional[AbstractSet[str]] = None) -> list[ServicePort]:
-    """Every proxied service port on `node` (of the Services in `only`, if given: a partial sync
-    costs what the change costs): Services by namespace/name, ports in spec order. Headless
-    Services (no ClusterIP) and those with a skip label are not proxied."""
-    services = [s for s in state.services if s.cluster_ip and s.proxied and (only is None or s.key in only)]
+                  only: Optional[AbstractSet[str]] = None, family: str = "IPv4") -> list[ServicePort]:
+    """Every proxied service port on `node` for one family's proxier (of the Services in `only`,
+    if given: a partial sync costs what the change costs): Services by namespace/name, ports in
+    spec order. Headless Services (no ClusterIP), those without a ClusterIP of this family and
+    those with a skip label are not proxied; endpoints come from the slices of this family."""
+    services = [s for s in state.services
+                if s.cluster_ip_of(family) and s.proxied and (only is None or s.key in only)]
     if only is not None:
         slices = [s for s in slices if f"{s.namespace}/{s.service}" in only]
     by_service = slices_by_service(slices)
     out = []
     for svc in sorted(services, key=lambda s: (s.namespace, s.name)):
         mine = by_service.get((svc.namespace, svc.name), ())
-        out += [categorize(svc, port, port_endpoints(svc, port, mine), node) for port in svc.ports]
+        out += [categorize(svc, port, port_endpoints(svc, port, mine, family), node, family) for port in svc.ports]
     return out
 
 
@@ -137,12 +166,14 @@ def stale_udp(old: ClusterState, old_slices: Iterable[EndpointSliceState], new: 
     sent before (its packets rejected, or not translated yet at all: the startup race) keeps an
     un-NATed entry that its retries refresh forever; the entry, not the rules, would decide."""
     old_slices, new_slices = tuple(old_slices), tuple(new_slices)
-    before = {(s.key, p.name): bool(usable(port_endpoints(s, p, old_slices)))
-              for s in old.services for p in s.ports}
     out = []
-    for svc in new.services:
-        for port in svc.ports:
-            if port.protocol == "UDP" and svc.cluster_ip and svc.proxied and usable(port_endpoints(svc, port, new_slices)) \
-                    and (first or not before.get((svc.key, port.name))):
-                out.append((svc.cluster_ip, port.node_port))
+    for family in new.service_families():
+        before = {(s.key, p.name): bool(usable(port_endpoints(s, p, old_slices, family)))
+                  for s in old.services for p in s.ports}
+        for svc in new.services:
+            ip = svc.cluster_ip_of(family)
+            for port in svc.ports:
+                if port.protocol == "UDP" and ip and svc.proxied and usable(port_endpoints(svc, port, new_slices, family)) \
+                        and (first or not before.get((svc.key, port.name))):
+                    out.append((ip, port.node_port))
     return out

@@ -42,15 +42,18 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import ip_address, ip_network
 from typing import AbstractSet, Iterable, Optional, Union
 
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
-from lab.kube_proxy.model import MASQ_MARK, Endpoint, ServicePort, service_ports
+from lab.kube_proxy.model import MASQ_MARK, Endpoint, ServicePort, pod_cidr_of, service_ports
 from lab.kube_proxy.proxier import Proxier
 
 TABLE = "kube-proxy"
 FAMILY = "ip"
+# a proxier family -> (nft's table family and address match, its address type): kube-proxy's
+# dual-stack nftables mode has two tables, ip kube-proxy and ip6 kube-proxy, one per proxier
+NFT = {"IPv4": ("ip", "ipv4_addr"), "IPv6": ("ip6", "ipv6_addr")}
 
 FILTER_PRIORITY = -110               # dstnat - 10
 FILTER_POST_DNAT_PRIORITY = -90      # dstnat + 10
@@ -152,6 +155,7 @@ class Ruleset:
 
     containers: dict[str, Container] = field(default_factory=dict)
     chains: dict[str, Chain] = field(default_factory=dict)
+    family: str = FAMILY              # nft's table family: ip, or ip6 for the IPv6 proxier
 
     def add_chain(self, chain: Chain) -> None:
         assert chain.name not in self.chains, chain.name
@@ -166,13 +170,20 @@ def _node(state: ClusterState, node: Union[str, NodeState]) -> NodeState:
     return state.node(node) if isinstance(node, str) else node
 
 
-def _skeleton(state: ClusterState, node: NodeState) -> Ruleset:
+def node_address(node: NodeState, family: str) -> Optional[str]:
+    """The node's address of that family, where NodePorts answer (--nodeport-addresses primary)."""
+    return node.address_of(6 if family == "IPv6" else 4) or None
+
+
+def _skeleton(state: ClusterState, node: NodeState, family: str = "IPv4") -> Ruleset:
     """setupNFTables(): base chains, dispatch, the no-endpoint and ClusterIP checks, masquerading."""
-    rs = Ruleset()
-    vmap_key = "ipv4_addr . inet_proto . inet_service : verdict"
-    rs.add_container(Container("set", "cluster-ips", ("type ipv4_addr", 'comment "Active ClusterIPs"')))
-    rs.add_container(Container("set", "nodeport-ips", ("type ipv4_addr", 'comment "IPs that accept NodePort traffic"'),
-                               (Element(node.ip),)))
+    ip, addr = NFT[family]
+    rs = Ruleset(family=ip)
+    vmap_key = f"{addr} . inet_proto . inet_service : verdict"
+    node_ip = node_address(node, family)
+    rs.add_container(Container("set", "cluster-ips", (f"type {addr}", 'comment "Active ClusterIPs"')))
+    rs.add_container(Container("set", "nodeport-ips", (f"type {addr}", 'comment "IPs that accept NodePort traffic"'),
+                               (Element(node_ip),) if node_ip else ()))
     rs.add_container(Container("map", "no-endpoint-services", (
         f"type {vmap_key}", 'comment "vmap to drop or reject packets to services with no endpoints"')))
     rs.add_container(Container("map", "no-endpoint-nodeports", (
@@ -201,17 +212,17 @@ def _skeleton(state: ClusterState, node: NodeState) -> Ruleset:
     base("nat-output", "nat", "output", DSTNAT_PRIORITY, "jump services")
     base("nat-postrouting", "nat", "postrouting", SRCNAT_PRIORITY, "jump masquerading")
 
-    rs.add_chain(Chain("firewall-check", ("ip daddr . meta l4proto . th dport vmap @firewall-ips",)))
-    rs.add_chain(Chain("service-endpoints-check", ("ip daddr . meta l4proto . th dport vmap @no-endpoint-services",)))
+    rs.add_chain(Chain("firewall-check", (f"{ip} daddr . meta l4proto . th dport vmap @firewall-ips",)))
+    rs.add_chain(Chain("service-endpoints-check", (f"{ip} daddr . meta l4proto . th dport vmap @no-endpoint-services",)))
     rs.add_chain(Chain("nodeport-endpoints-check", (
-        "ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports",)))
+        f"{ip} daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports",)))
     rs.add_chain(Chain("cluster-ips-check", (
-        'ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"',
-        f'ip daddr {{ {state.service_cidr} }} drop comment "Drop traffic to unallocated ClusterIPs"',
+        f'{ip} daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"',
+        f'{ip} daddr {{ {state.service_cidr_of(family)} }} drop comment "Drop traffic to unallocated ClusterIPs"',
     )))
     rs.add_chain(Chain("services", (
-        "ip daddr . meta l4proto . th dport vmap @service-ips",
-        "ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports",
+        f"{ip} daddr . meta l4proto . th dport vmap @service-ips",
+        f"{ip} daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports",
     )))
     rs.add_chain(Chain("masquerading", (
         f"mark and {MASQ_MARK} == 0 return",
@@ -228,21 +239,21 @@ _VERDICTS = {"reject": f"goto {REJECT_CHAIN}", "drop": "drop"}
 
 def _elements(p: ServicePort, elements: dict[str, list[Element]], cluster_ips: bool) -> None:
     """The port's entries in the dispatch and no-endpoint maps."""
-    key = f"{p.svc.cluster_ip} . {p.proto} . {p.port.port}"
+    key = f"{p.cluster_ip} . {p.proto} . {p.port.port}"
     verdict = _VERDICTS[p.no_endpoints_verdict]
     if cluster_ips:
-        elements["cluster-ips"].append(Element(p.svc.cluster_ip))
+        elements["cluster-ips"].append(Element(p.cluster_ip))
         if p.has_internal:
             elements["service-ips"].append(Element(key, f"goto {_policy_chain(p, p.internal_local)}"))
         else:
             elements["no-endpoint-services"].append(Element(key, verdict, p.spn))
     if not p.external:
         return
-    for ip in p.svc.external_ips + ((p.svc.load_balancer_ip,) if p.svc.load_balancer_ip else ()):
+    for ip in p.external_ips + ((p.load_balancer_ip,) if p.load_balancer_ip else ()):
         key = f"{ip} . {p.proto} . {p.port.port}"
         if p.has_endpoints:
             elements["service-ips"].append(Element(key, f"goto {_external_chain(p)}"))
-        if p.uses_firewall and ip == p.svc.load_balancer_ip:
+        if p.uses_firewall and ip == p.load_balancer_ip:
             elements["firewall-ips"].append(Element(key, f"goto {_firewall_chain(p)}"))
         if not p.has_external:
             elements["no-endpoint-services"].append(Element(key, verdict, p.spn))
@@ -258,13 +269,13 @@ def _elements(p: ServicePort, elements: dict[str, list[Element]], cluster_ips: b
 def _dispatch(p: ServicePort, local: bool, pod_cidr: str) -> Chain:
     """The Cluster or Local policy chain: masquerade off-cluster sources (in the chain ClusterIP
     traffic enters), session affinity, then `numgen` over the endpoints."""
-    eps = p.local if local else p.cluster
+    eps, ip = p.local if local else p.cluster, NFT[p.family][0]
     rules = []
-    if p.has_internal and local == p.internal_local:
-        rules.append(f"ip daddr {p.svc.cluster_ip} {p.proto} dport {p.port.port} ip saddr != {pod_cidr} "
+    if p.has_internal and local == p.internal_local and pod_cidr:
+        rules.append(f"{ip} daddr {p.cluster_ip} {p.proto} dport {p.port.port} {ip} saddr != {pod_cidr} "
                      f"jump {MARK_MASQ_CHAIN}")
     if p.affinity:
-        rules += [f"ip saddr @{_affinity_set(p, e)} goto {_endpoint_chain(p, e)}" for e in eps]
+        rules += [f"{ip} saddr @{_affinity_set(p, e)} goto {_endpoint_chain(p, e)}" for e in eps]
     spread = ", ".join(f"{i} : goto {_endpoint_chain(p, e)}" for i, e in enumerate(eps))
     return Chain(_policy_chain(p, local), tuple(rules + [f"numgen random mod {len(eps)} vmap {{ {spread} }}"]))
 
@@ -276,7 +287,8 @@ def _external(p: ServicePort, pod_cidr: str) -> Chain:
         rules = [f"jump {MARK_MASQ_CHAIN}"]
     else:
         rules = [
-            f'ip saddr {pod_cidr} goto {_cluster_chain(p)} comment "short-circuit pod traffic"',
+            *([f'{NFT[p.family][0]} saddr {pod_cidr} goto {_cluster_chain(p)} comment "short-circuit pod traffic"']
+              if pod_cidr else []),
             f'fib saddr type local jump {MARK_MASQ_CHAIN} comment "masquerade local traffic"',
             f'fib saddr type local goto {_cluster_chain(p)} comment "short-circuit local traffic"',
         ]
@@ -289,26 +301,27 @@ def _firewall(p: ServicePort, node_ip: str) -> Chain:
     """loadBalancerSourceRanges, checked before DNAT (filter-prerouting via @firewall-ips): other
     sources are dropped; a node inside a range may also come from the LB IP itself."""
     sources = list(p.svc.source_ranges)
-    if any(IPv4Address(node_ip) in IPv4Network(r) for r in sources):
-        sources.append(p.svc.load_balancer_ip)
-    return Chain(_firewall_chain(p), (f"ip saddr != {{ {', '.join(sources)} }} drop",))
+    if node_ip and any(ip_address(node_ip) in ip_network(r) for r in sources):
+        sources.append(p.load_balancer_ip)
+    return Chain(_firewall_chain(p), (f"{NFT[p.family][0]} saddr != {{ {', '.join(sources)} }} drop",))
 
 
 def _affinity(p: ServicePort, e: Endpoint) -> Container:
     return Container("set", _affinity_set(p, e), (
-        "type ipv4_addr", "flags dynamic,timeout", f"timeout {p.svc.affinity_timeout}s"))
+        f"type {NFT[p.family][1]}", "flags dynamic,timeout", f"timeout {p.svc.affinity_timeout}s"))
 
 
 def _endpoint(p: ServicePort, e: Endpoint) -> Chain:
     """Hairpin masquerade, affinity update, DNAT."""
-    rules = [f"ip saddr {e.ip} jump {MARK_MASQ_CHAIN}"]
+    ip = NFT[p.family][0]
+    rules = [f"{ip} saddr {e.ip} jump {MARK_MASQ_CHAIN}"]
     if p.affinity:
-        rules.append(f"update @{_affinity_set(p, e)} {{ ip saddr }}")
+        rules.append(f"update @{_affinity_set(p, e)} {{ {ip} saddr }}")
     rules.append(f"meta l4proto {p.proto} dnat to {e}")
     return Chain(_endpoint_chain(p, e), tuple(rules))
 
 
-def _service_port(rs: Ruleset, p: ServicePort, pod_cidr: str, elements: dict[str, list[Element]], node_ip: str,
+def _service_port(rs: Ruleset, p: ServicePort, pod_cidr: str, elements: dict[str, list[Element]], node_ip: Optional[str],
                   cluster_ips: bool = True) -> None:
     """syncProxyRules() for one Service port: its map elements, chains and affinity sets."""
     _elements(p, elements, cluster_ips)
@@ -327,18 +340,19 @@ def _service_port(rs: Ruleset, p: ServicePort, pod_cidr: str, elements: dict[str
 
 
 def build(state: ClusterState, node: Union[str, NodeState], slices: Iterable[EndpointSliceState],
-          only: Optional[AbstractSet[str]] = None) -> Ruleset:
-    """The kube-proxy table for `node` (with only the Services in `only`, if given: each Service's
-    elements and chains stand alone in the table, so two such builds diff to that Service's change)."""
+          only: Optional[AbstractSet[str]] = None, family: str = "IPv4") -> Ruleset:
+    """The kube-proxy table of `family` for `node` (with only the Services in `only`, if given: each
+    Service's elements and chains stand alone in the table, so two such builds diff to that
+    Service's change)."""
     node = _node(state, node)
-    rs = _skeleton(state, node)
+    rs = _skeleton(state, node, family)
     elements: dict[str, list[Element]] = {name: list(c.elements) for name, c in rs.containers.items()}
     # proxy ebpf: ClusterIPs are the socket LB's (lab.kube_proxy.ebpf); these rules keep only what
     # comes from outside: NodePorts, externalIPs, LoadBalancer IPs (docs/EBPF.md).
     cluster_ips = state.proxy != "ebpf"
-    for p in service_ports(state, node.name, slices, only):
+    for p in service_ports(state, node.name, slices, only, family):
         if cluster_ips or p.external:
-            _service_port(rs, p, state.pod_cidr, elements, node.ip, cluster_ips)
+            _service_port(rs, p, pod_cidr_of(state, family), elements, node_address(node, family), cluster_ips)
     for name, elems in elements.items():
         c = rs.containers[name]
         rs.containers[name] = Container(c.kind, c.name, c.spec, tuple(dict.fromkeys(elems)))
@@ -373,10 +387,10 @@ SKELETON_CONTAINERS = ("cluster-ips", "nodeport-ips", "no-endpoint-services", "n
 def _script(rs: Ruleset) -> str:
     lines = [
         "#!/usr/sbin/nft -f",
-        f"# kube-proxy (nftables mode): replaces table {FAMILY} {TABLE} in one transaction",
-        f"add table {FAMILY} {TABLE}",
-        f"delete table {FAMILY} {TABLE}",
-        f"table {FAMILY} {TABLE} {{",
+        f"# kube-proxy (nftables mode): replaces table {rs.family} {TABLE} in one transaction",
+        f"add table {rs.family} {TABLE}",
+        f"delete table {rs.family} {TABLE}",
+        f"table {rs.family} {TABLE} {{",
         '\tcomment "rules for kube-proxy"',
     ]
     # skeleton sets and maps, then the skeleton chains, then per Service port its affinity sets
@@ -398,28 +412,30 @@ def _script(rs: Ruleset) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(state: ClusterState, node: Union[str, NodeState], slices: Iterable[EndpointSliceState]) -> str:
-    """A complete script for `node` that replaces table ip kube-proxy atomically (`nft -f -`)."""
-    return _script(build(state, node, slices))
+def render(state: ClusterState, node: Union[str, NodeState], slices: Iterable[EndpointSliceState],
+           family: str = "IPv4") -> str:
+    """A complete script for `node` that replaces table ip kube-proxy (ip6 kube-proxy for IPv6)
+    atomically (`nft -f -`)."""
+    return _script(build(state, node, slices, family=family))
 
 
-def _obj(kind: str, name: str) -> str:
-    return f"{kind} {FAMILY} {TABLE} {name}"
+def _obj(kind: str, name: str, family: str = FAMILY) -> str:
+    return f"{kind} {family} {TABLE} {name}"
 
 
-def _add_chain(c: Chain) -> str:
+def _add_chain(c: Chain, family: str = FAMILY) -> str:
     spec = []
     if c.hook:
         spec.append(f"{c.hook} ;")
     if c.comment:
         spec.append(f'comment "{c.comment}" ;')
-    return f"add {_obj('chain', c.name)}" + (f" {{ {' '.join(spec)} }}" if spec else "")
+    return f"add {_obj('chain', c.name, family)}" + (f" {{ {' '.join(spec)} }}" if spec else "")
 
 
-def _add_container(c: Container) -> list[str]:
-    out = [f"add {_obj(c.kind, c.name)} {{ {' ; '.join(c.spec)} ; }}"]
+def _add_container(c: Container, family: str = FAMILY) -> list[str]:
+    out = [f"add {_obj(c.kind, c.name, family)} {{ {' ; '.join(c.spec)} ; }}"]
     if c.elements:
-        out.append(f"add element {FAMILY} {TABLE} {c.name} {{ {', '.join(e.text() for e in c.elements)} }}")
+        out.append(f"add element {family} {TABLE} {c.name} {{ {', '.join(e.text() for e in c.elements)} }}")
     return out
 
 
@@ -428,6 +444,7 @@ def diff(old: Ruleset, new: Ruleset) -> list[str]:
 
     Order matters inside a transaction: chains exist before anything refers to them; rules and
     elements that refer to a chain or set are gone before it is deleted."""
+    fam = new.family
     added_chains = [c for n, c in new.chains.items() if n not in old.chains]
     stale_chains = [c for n, c in old.chains.items() if n not in new.chains]
     for n, c in new.chains.items():
@@ -446,8 +463,8 @@ def diff(old: Ruleset, new: Ruleset) -> list[str]:
             changed_chains.append(c)
             changed_names.add(n)
 
-    out = [_add_chain(c) for c in added_chains]
-    out += [f"flush {_obj('chain', c.name)}" for c in changed_chains]
+    out = [_add_chain(c, fam) for c in added_chains]
+    out += [f"flush {_obj('chain', c.name, fam)}" for c in changed_chains]
 
     element_adds: list[str] = []
     for name, c in new.containers.items():
@@ -458,38 +475,38 @@ def diff(old: Ruleset, new: Ruleset) -> list[str]:
         gone = [e for k, e in before.items() if k not in after or after[k] != e]
         come = [e for k, e in after.items() if k not in before or before[k] != e]
         if gone:
-            out.append(f"delete element {FAMILY} {TABLE} {name} {{ {', '.join(e.key for e in gone)} }}")
+            out.append(f"delete element {fam} {TABLE} {name} {{ {', '.join(e.key for e in gone)} }}")
         if come:
-            element_adds.append(f"add element {FAMILY} {TABLE} {name} {{ {', '.join(e.text() for e in come)} }}")
+            element_adds.append(f"add element {fam} {TABLE} {name} {{ {', '.join(e.text() for e in come)} }}")
     for c in respecced:
-        out.append(f"delete {_obj(c.kind, c.name)}")
+        out.append(f"delete {_obj(c.kind, c.name, fam)}")
     for c in respecced + added_sets:
-        out += _add_container(c)
+        out += _add_container(c, fam)
     for c in added_chains + changed_chains:
-        out += [f"add rule {FAMILY} {TABLE} {c.name} {r}" for r in c.rules]
+        out += [f"add rule {fam} {TABLE} {c.name} {r}" for r in c.rules]
     out += element_adds
     # stale chains: empty them all first (they may jump to each other), then delete them
-    out += [f"flush {_obj('chain', c.name)}" for c in stale_chains if c.rules]
-    out += [f"delete {_obj('chain', c.name)}" for c in stale_chains]
-    out += [f"delete {_obj(c.kind, c.name)}" for c in stale_sets]
+    out += [f"flush {_obj('chain', c.name, fam)}" for c in stale_chains if c.rules]
+    out += [f"delete {_obj('chain', c.name, fam)}" for c in stale_chains]
+    out += [f"delete {_obj(c.kind, c.name, fam)}" for c in stale_sets]
     return out
 
 
 def render_update(old_state: ClusterState, new_state: ClusterState, node: Union[str, NodeState],
                   old_slices: Iterable[EndpointSliceState], new_slices: Iterable[EndpointSliceState],
-                  only: Optional[AbstractSet[str]] = None) -> str:
-    """kube-proxy's partial sync for `node`: one transaction, applied on top of the table that
+                  only: Optional[AbstractSet[str]] = None, family: str = "IPv4") -> str:
+    """kube-proxy's partial sync for `node` (its table of `family`): one transaction, applied on top of the table that
     render(old_state, node, old_slices) made, that leaves it as render(new_state, ...) would,
     touching only the elements, chains and sets that differ. Never recreates the table, so the
     affinity sets of unchanged endpoints keep their entries. "" when nothing changed.
     only: the Services that may have changed (keys "ns/name"); the others are not even built,
     so the cost follows the change rather than the cluster."""
     name = node if isinstance(node, str) else node.name
-    cmds = diff(build(old_state, old_state.node(name), old_slices, only),
-                build(new_state, new_state.node(name), new_slices, only))
+    cmds = diff(build(old_state, old_state.node(name), old_slices, only, family),
+                build(new_state, new_state.node(name), new_slices, only, family))
     if not cmds:
         return ""
-    return f"# kube-proxy (nftables mode): partial sync of table {FAMILY} {TABLE}\n" + "\n".join(cmds) + "\n"
+    return f"# kube-proxy (nftables mode): partial sync of table {NFT[family][0]} {TABLE}\n" + "\n".join(cmds) + "\n"
 
 
 # --- ip-masq-agent ---
@@ -498,27 +515,31 @@ MASQ_AGENT_TABLE = "ip-masq-agent"
 MASQ_AGENT_PRIORITY = SRCNAT_PRIORITY + 10   # after kube-proxy's masquerading: its mark wins
 
 
-def masq_agent_rules(state: ClusterState) -> str:
-    """Egress NAT like ip-masq-agent, as its own table: pod traffic to a destination outside the pod
-    CIDR and the service CIDR that is not local to the node is masqueraded."""
-    nets = sorted({IPv4Network(state.pod_cidr), IPv4Network(state.service_cidr)},
+def masq_agent_rules(state: ClusterState, family: str = "IPv4") -> str:
+    """Egress NAT like ip-masq-agent, as its own table (ip, or ip6 for IPv6): pod traffic to a
+    destination outside the pod CIDR and the service CIDR of `family` that is not local to the
+    node is masqueraded. Nothing for a family without a pod range."""
+    pod_cidr, (ip, addr) = pod_cidr_of(state, family), NFT[family]
+    if not pod_cidr:
+        return ""
+    nets = sorted({ip_network(c) for c in (pod_cidr, state.service_cidr_of(family)) if c},
                   key=lambda n: (int(n.network_address), n.prefixlen))
     lines = [
         "#!/usr/sbin/nft -f",
-        f"# ip-masq-agent: replaces table {FAMILY} {MASQ_AGENT_TABLE} in one transaction",
-        f"add table {FAMILY} {MASQ_AGENT_TABLE}",
-        f"delete table {FAMILY} {MASQ_AGENT_TABLE}",
-        f"table {FAMILY} {MASQ_AGENT_TABLE} {{",
+        f"# ip-masq-agent: replaces table {ip} {MASQ_AGENT_TABLE} in one transaction",
+        f"add table {ip} {MASQ_AGENT_TABLE}",
+        f"delete table {ip} {MASQ_AGENT_TABLE}",
+        f"table {ip} {MASQ_AGENT_TABLE} {{",
         '\tcomment "egress NAT for pod traffic leaving the cluster network, like ip-masq-agent"',
         "\tset non-masquerade-cidrs {",
-        "\t\ttype ipv4_addr",
+        f"\t\ttype {addr}",
         "\t\tflags interval",
         "\t\tauto-merge",
         f"\t\telements = {{ {', '.join(str(n) for n in nets)} }}",
         "\t}",
         "\tchain nat-postrouting {",
         f"\t\ttype nat hook postrouting priority {MASQ_AGENT_PRIORITY}; policy accept;",
-        f"\t\tip saddr {state.pod_cidr} ip daddr != @non-masquerade-cidrs fib daddr type != local masquerade",
+        f"\t\t{ip} saddr {pod_cidr} {ip} daddr != @non-masquerade-cidrs fib daddr type != local masquerade",
         "\t}",
         "}",
     ]
@@ -528,8 +549,8 @@ def masq_agent_rules(state: ClusterState) -> str:
 # kube-proxy's nftables mode does not serve NodePorts on localhost (no route_localnet).
 PROXIER = Proxier(
     "nftables", ("nft", "-f", "-"),
-    setup_rules=masq_agent_rules,
-    render=lambda state, node, slices, existing: render(state, node, slices),
-    render_update=lambda old, new, node, old_slices, new_slices, only: render_update(
-        old, new, node, old_slices, new_slices, only=only),
+    setup_rules=lambda state, family: masq_agent_rules(state, family),
+    render=lambda state, node, slices, existing, family: render(state, node, slices, family=family),
+    render_update=lambda old, new, node, old_slices, new_slices, only, family: render_update(
+        old, new, node, old_slices, new_slices, only=only, family=family),
 )

@@ -36,12 +36,18 @@ class Proxier:
     """A proxy mode's pure description (see the module's docstring)."""
 
     name: str
-    restore: tuple[str, ...]                    # argv that applies a rendered text (on stdin) in a node's namespace
-    setup_rules: Callable[[ClusterState], str]  # written once per node at `lab up`: base jumps, ip-masq-agent's NAT
-    # full sync: (state, node, slices, service chains the node holds) -> a text that replaces the mode's rules
-    render: Callable[[ClusterState, NodeState, Slices, AbstractSet[str]], str]
-    # partial sync: (old state, new state, node, old slices, new slices, changed Services) -> a text; "" = nothing to do
-    render_update: Callable[[ClusterState, ClusterState, NodeState, Slices, Slices, AbstractSet[str]], str]
+    restore: tuple[str, ...]                    # argv that applies a rendered IPv4 text (on stdin) in a node's namespace
+    # Every text is one family's: kube-proxy runs a proxier per family of a dual-stack cluster, each
+    # with its own rules (iptables and ip6tables; the ip and ip6 kube-proxy tables). A family is
+    # "IPv4" or "IPv6".
+    # written once per node and family at `lab up`: base jumps, ip-masq-agent's NAT
+    setup_rules: Callable[[ClusterState, str], str]
+    # full sync: (state, node, slices, service chains the node holds, family) -> a text that replaces the mode's rules
+    render: Callable[[ClusterState, NodeState, Slices, AbstractSet[str], str], str]
+    # partial sync: (old state, new state, node, old slices, new slices, changed Services, family) -> a text;
+    # "" = nothing to do
+    render_update: Callable[[ClusterState, ClusterState, NodeState, Slices, Slices, AbstractSet[str], str], str]
+    restore6: tuple[str, ...] = ()              # the IPv6 texts' argv; () = the same as restore (nft -f -)
     # service chains the node holds once a text is applied over those it held (iptables: what the next render deletes)
     chains: Callable[[str, AbstractSet[str]], AbstractSet[str]] = lambda text, existing: frozenset()
     sysctls: Mapping[str, str] = field(default_factory=dict)  # set on each node before its first rules
@@ -50,3 +56,6 @@ class Proxier:
     # connect() from this node is spread over, whether it is refused rather than dropped when none)
     socket_lb: Optional[Callable[[ServicePort], tuple[tuple[Endpoint, ...], bool]]] = None
     runtime: str = ""                           # the module whose RUNTIME holds its other effects; "" = none
+
+    def restore_for(self, family: str) -> tuple[str, ...]:
+        return self.restore6 or self.restore if family == "IPv6" else self.restore

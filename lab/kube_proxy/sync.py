@@ -32,14 +32,23 @@ def _restore(node: NodeState, argv: tuple[str, ...], text: str) -> None:
     host.restore(node.netns, list(argv), text, f"kube-proxy's rules on node {node.name}")
 
 
+def _chain_key(node: NodeState, family: str) -> str:
+    """Where the record keeps a node's service chains of one family (IPv4 under the node's name, as before)."""
+    return node.name if family == "IPv4" else f"{node.name}/{family}"
+
+
 def setup(state: ClusterState) -> None:
-    """Once per node at `lab up`: what kube-proxy and ip-masq-agent set up before their first sync."""
+    """Once per node at `lab up`: what kube-proxy and ip-masq-agent set up before their first sync,
+    for each of the cluster's families."""
     proxier = proxiers.of(state)
 
     def one(node: NodeState) -> None:
         if proxier.sysctls:
             sysctl(node.netns, dict(proxier.sysctls))
-        _restore(node, proxier.restore, proxier.setup_rules(state))
+        for family in state.service_families():
+            text = proxier.setup_rules(state, family)
+            if text.strip():
+                _restore(node, proxier.restore_for(family), text)
 
     with host.pool(len(state.nodes)) as pool:
         list(pool.map(one, state.nodes))
@@ -78,26 +87,32 @@ def sync(record: LabRecord, state: ClusterState, pod_ready: Mapping[str, bool], 
         with counting:
             mine["full_resyncs"] = mine.get("full_resyncs", 0) + 1
 
-    def one(node: NodeState) -> tuple[str, list[str]]:
-        existing = frozenset(chains.get(node.name, ()))
-        full = lambda: proxier.render(state, node, new_slices, existing)  # noqa: E731
-        text = full() if first else proxier.render_update(old_state, state, node, old_slices, new_slices, changed)
+    def family_sync(node: NodeState, family: str) -> list[str]:
+        """One proxier's sync: the family's text, through the family's restore command."""
+        existing, argv = frozenset(chains.get(_chain_key(node, family), ())), proxier.restore_for(family)
+        full = lambda: proxier.render(state, node, new_slices, existing, family)  # noqa: E731
+        text = full() if first else proxier.render_update(old_state, state, node, old_slices, new_slices, changed, family)
         if text.strip():  # a partial sync with nothing to write runs nothing
             try:
-                _restore(node, proxier.restore, text)
+                _restore(node, argv, text)
             except LabError as e:
                 if first:
                     raise
                 start_over(node, e)
                 text = full()
-                _restore(node, proxier.restore, text)
+                _restore(node, argv, text)
+        return sorted(proxier.chains(text, existing))
+
+    def one(node: NodeState) -> list[tuple[str, list[str]]]:
+        written = [(_chain_key(node, f), family_sync(node, f)) for f in state.service_families()]
         if runtime:  # proxy ebpf: ClusterIPs are map entries of the node's socket LB
             runtime.update(record, node, old_state, state, old_slices, new_slices, changed, first)
-        return node.name, sorted(proxier.chains(text, existing))
+        return written
 
     done, error = host.on_each(state.nodes, one)
-    for name, written in done:  # what the other nodes now hold, even when one refused
-        chains[name] = written
+    for node_chains in done:  # what the other nodes now hold, even when one refused
+        for key, written in node_chains:
+            chains[key] = written
     if error:
         raise error
     stale = model.stale_udp(old_state, old_slices, state, new_slices, first)
@@ -112,9 +127,10 @@ def forget_udp(node: NodeState, stale: list[tuple[str, Optional[int]]]) -> None:
     """conntrack -D for each stale UDP service address (and its nodePort) in the node, as
     kube-proxy's conntrack cleanup does; "0 flow entries" (exit 1) is no failure."""
     for cluster_ip, node_port in stale:
+        family = ["-f", "ipv6"] if ":" in cluster_ip else []
         asks = [["--orig-dst", cluster_ip]] + ([["--orig-port-dst", str(node_port)]] if node_port else [])
         for ask in asks:
-            done = host.run(["conntrack", "-D", "-p", "udp", *ask], netns=node.netns, check=False)
+            done = host.run(["conntrack", "-D", *family, "-p", "udp", *ask], netns=node.netns, check=False)
             if done.code not in (0, 1) or (done.code == 1 and "flow entries" not in done.stderr + done.stdout):
                 raise LabError(f"conntrack -D on node {node.name} failed: {(done.stderr or done.stdout).strip()}")
 

@@ -23,11 +23,15 @@ NETEXEC = Path(__file__).resolve().parent.parent / "images" / "netexec.py"
 READY_TIMEOUT = 10.0
 
 
+# a pod or host with an IPv6 address serves on both families, each on its own socket
+DUAL_BINDS = ["--bind", "0.0.0.0", "--bind", "::"]
+
+
 def netexec_args(pod: PodState, c: ContainerState) -> list[str]:
     args = ["--hostname", pod.uts_name]
     for p in c.ports:
         args += ["--tcp" if p.protocol == "TCP" else "--udp", str(p.port)]
-    return args
+    return args + (DUAL_BINDS if pod.ip_of(6) else [])
 
 
 def argv_for(c: ContainerState) -> list[str]:
@@ -80,7 +84,7 @@ class Starter:
         self.logs[key] = self.record.dir / "logs" / f"host_{machine.name}.log"
         line = "\t".join([key, netns_path(machine.netns), str(self.record.uts_path(machine.netns)), str(self.logs[key]), "-",
                           "--hostname", machine.name,
-                           "--tcp", str(HOST_PORT), "--udp", str(HOST_PORT)])
+                           "--tcp", str(HOST_PORT), "--udp", str(HOST_PORT), *(DUAL_BINDS if machine.ip6 else [])])
         with self.lock:
             self.server.stdin.write(line + "\n")
             self.server.stdin.flush()

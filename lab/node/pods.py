@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import signal
-from ipaddress import IPv4Interface
+from ipaddress import ip_interface
 from typing import Optional, Sequence
 
 from lab.cni import config, libcni
 from lab.controlplane.state import ClusterState, PodState, container_key
 from lab.errors import LabError
 from lab.node import containers, processes
-from lab.host import announce, drop_uts, ip_batch, link_up, make_uts, netns_path
+from lab.host import announce, drop_uts, ip_batch, link_up, make_uts, netns_path, sysctl
 from lab import host
 from lab.host.netns import alias
 from lab.host.record import LabRecord
 
+POD_IPV6_SYSCTLS = {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}
 # CNI plugins are separate processes; a few in flight keep both cores busy.
 WORKERS = 6
 
@@ -29,12 +30,13 @@ def _attachment(state: ClusterState, pod: PodState, ifname: str) -> libcni.Attac
         container_id=pod.netns, netns_path=netns_path(pod.netns), ifname=ifname,
         node_netns=node.netns,
         args=(("K8S_POD_NAMESPACE", pod.namespace), ("K8S_POD_NAME", pod.name),
-              ("K8S_POD_INFRA_CONTAINER_ID", pod.netns)) + ((("IP", pod.ip),) if ifname == "eth0" else ()),
+              ("K8S_POD_INFRA_CONTAINER_ID", pod.netns)) + ((("IP", pod.ip),) if ifname == "eth0" and not pod.ips else ()),
     )
 
 
 def _pod_network(state: ClusterState, record: LabRecord, pod: PodState) -> dict:
-    return config.pod_network(state, state.node(pod.node), str(record.dir / "ipam" / pod.node), config.port_mappings(pod))
+    return config.pod_network(state, state.node(pod.node), str(record.dir / "ipam" / pod.node), config.port_mappings(pod),
+                              pod.ips)
 
 
 def create(state: ClusterState, record: LabRecord, programs: containers.Programs,
@@ -58,12 +60,15 @@ def create(state: ClusterState, record: LabRecord, programs: containers.Programs
     def wire_and_start(pod: PodState) -> None:
         make_uts(record.uts_path(pod.netns), pod.name)
         link_up(pod.netns, "lo")  # what the loopback plugin does, without its process
+        if 6 in state.families:  # the pod's eth0 inherits it: its IPv6 address usable at once (no DAD wait)
+            sysctl(pod.netns, POD_IPV6_SYSCTLS)
         result = libcni.add(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache,
                             config.plugin_dirs(state))
-        got = [str(IPv4Interface(i["address"]).ip) for i in result.get("ips", [])]
-        if got != [pod.ip]:
-            raise LabError(f"CNI gave pod {pod.key} {got}, the plan says {pod.ip}")
-        announce(pod.netns, pod.ip)  # as the bridge plugin does: no stale neighbour entry black-holes it
+        got = [str(ip_interface(i["address"]).ip) for i in result.get("ips", [])]
+        if got != list(pod.pod_ips):
+            raise LabError(f"CNI gave pod {pod.key} {got}, the plan says {', '.join(pod.pod_ips)}")
+        if pod.ip_of(4):  # as the bridge plugin does: no stale neighbour entry black-holes it (IPv6: the kernel's NA)
+            announce(pod.netns, pod.ip_of(4))
         starter.start_pod(pod)
 
     pool = host.pool(WORKERS)

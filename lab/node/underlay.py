@@ -5,6 +5,7 @@ the lab drives them through those names. A topology with a
 public segment has a second switch (a Linux bridge) for it: its hosts, and the NAT gateway's eth1."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import shutil
@@ -108,10 +109,17 @@ def configure(state: ClusterState) -> None:
     """Per-node kernel settings: MTU on the underlay, forwarding on (a fresh namespace has it off),
     and a default route, as every real node has one: traffic to a ClusterIP needs a route before
     kube-proxy's rules rewrite it (or reject it, for a Service without endpoints)."""
+    ipv6 = 6 in state.families
     for m in machines(state):
+        if ipv6:  # before any address or link of the lab's: what comes later (cni0, veths) inherits "default"
+            sysctl(m.netns, ipv6_sysctls(m in state.nodes))
         lines = [f"link set eth0 mtu {state.underlay_mtu}"]
+        if ipv6:
+            lines.append(f"addr add {m.ip6}/{ipv6_prefix(state)} dev eth0 nodad")
         if m in state.nodes:
             lines.append(f"route replace default via {ipam.underlay_gateway(state.underlay_subnet)} dev eth0")
+            if ipv6:
+                lines.append(f"route replace default via {ipv6_gateway(state)} dev eth0")
         ip_batch(lines, netns=m.netns)
         if state.switch == "ovs":
             # docs/PITFALLS.md: with the userspace datapath TCP/UDP/VXLAN are dropped until tx offload is off.
@@ -124,6 +132,26 @@ def configure(state: ClusterState) -> None:
     for h in public_machines(state):
         if h.network == "public":
             ip_batch([f"link set eth0 mtu {state.underlay_mtu}"], netns=h.netns)
+
+
+def ipv6_sysctls(node: bool) -> dict[str, str]:
+    """No duplicate address detection in the lab's namespaces (the addresses are planned unique):
+    with it, every IPv6 address the lab or a CNI plugin adds stays tentative ~2 s and early probes
+    fail falsely. Nodes forward IPv6 as they forward IPv4. Set in each of the lab's own
+    namespaces, so they go with them at `lab down`: nothing of the host's to restore."""
+    out = {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0",
+           "net.ipv6.conf.eth0.accept_dad": "0", "net.ipv6.conf.all.disable_ipv6": "0"}
+    return {**out, "net.ipv6.conf.all.forwarding": "1"} if node else out
+
+
+def ipv6_prefix(state: ClusterState) -> int:
+    return ipaddress.ip_network(state.underlay_subnet6).prefixlen
+
+
+def ipv6_gateway(state: ClusterState) -> str:
+    """The IPv6 underlay's first address, as the IPv4 one's: the nodes' default route (a ClusterIP
+    needs a route before kube-proxy rewrites it), answered by nothing."""
+    return str(ipaddress.ip_network(state.underlay_subnet6).network_address + 1)
 
 
 def _nat_gateway(state: ClusterState, gateway) -> None:

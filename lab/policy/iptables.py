@@ -80,11 +80,16 @@ def base_rules() -> str:
 
 # --- resolving peers and ports to matches ---
 
-def _cidrs(peer: PeerState) -> list[str]:
-    """The ipBlock as CIDRs: its cidr minus every except, exactly."""
+def _cidrs(peer: PeerState, family: int = 4) -> list[str]:
+    """The ipBlock as CIDRs: its cidr minus every except, exactly; none for a block of the other
+    family (an IPv4 block allows no IPv6 peer: the rules are per family)."""
+    if ip_network(peer.cidr, strict=False).version != family:
+        return []
     nets: list[IPv4Network] = [ip_network(peer.cidr, strict=False)]
     for e in peer.excepts:
         cut = ip_network(e, strict=False)
+        if cut.version != family:
+            continue
         out = []
         for n in nets:
             if cut.supernet_of(n):
@@ -94,20 +99,27 @@ def _cidrs(peer: PeerState) -> list[str]:
     return [str(n) for n in collapse_addresses(nets)]
 
 
-def _pods_matching(state: ClusterState, policy: PolicyState, peer: PeerState) -> list[PodState]:
-    return [p for p in state.pods if not p.host_network and peer_matches(state, policy, peer, p, p.ip)]
+def _pods_matching(state: ClusterState, policy: PolicyState, peer: PeerState, family: int = 4) -> list[PodState]:
+    return [p for p in state.pods if not p.host_network and p.ip_of(family)
+            and peer_matches(state, policy, peer, p, p.ip_of(family))]
 
 
-def _addresses(state: ClusterState, policy: PolicyState, peers: tuple[PeerState, ...]) -> list[str]:
-    """The peers as address matches: "" for every address, else pod /32s and ipBlock CIDRs."""
+def _host(ip: str) -> str:
+    """One address as a match: /32, or /128 for IPv6."""
+    return f"{ip}/128" if ":" in ip else f"{ip}/32"
+
+
+def _addresses(state: ClusterState, policy: PolicyState, peers: tuple[PeerState, ...], family: int = 4) -> list[str]:
+    """The peers as address matches of one family: "" for every address, else pod /32s (/128s)
+    and ipBlock CIDRs."""
     if not peers:
         return [""]
     out: list[str] = []
     for peer in peers:
         if peer.cidr:
-            out += _cidrs(peer)
+            out += _cidrs(peer, family)
         else:
-            out += [f"{p.ip}/32" for p in _pods_matching(state, policy, peer)]
+            out += [_host(p.ip_of(family)) for p in _pods_matching(state, policy, peer, family)]
     return list(dict.fromkeys(out))
 
 
@@ -140,16 +152,18 @@ def _named_ports(ports: tuple[PolicyPortState, ...], dst: PodState) -> list[str]
     return _port_matches(tuple(p for p in ports if _is_named(p)), dst)
 
 
-def _egress_destinations(state: ClusterState, policy: PolicyState, peers: tuple[PeerState, ...]) -> list[PodState]:
-    """The pods an egress rule's peers reach: where its named ports are resolved."""
-    pods = [p for p in state.pods if not p.host_network]
+def _egress_destinations(state: ClusterState, policy: PolicyState, peers: tuple[PeerState, ...],
+                         family: int = 4) -> list[PodState]:
+    """The pods an egress rule's peers reach (at their address of `family`): where its named ports
+    are resolved."""
+    pods = [p for p in state.pods if not p.host_network and p.ip_of(family)]
     if not peers:
         return pods
-    return [p for p in pods if any(in_ip_block(peer, p.ip) if peer.cidr else peer_matches(state, policy, peer, p, p.ip)
-                                   for peer in peers)]
+    return [p for p in pods if any(in_ip_block(peer, p.ip_of(family)) if peer.cidr
+                                   else peer_matches(state, policy, peer, p, p.ip_of(family)) for peer in peers)]
 
 
-def _rules(state: ClusterState, pod: PodState, direction: str) -> list[str]:
+def _rules(state: ClusterState, pod: PodState, direction: str, family: int = 4) -> list[str]:
     """RETURN rules for what the policies selecting `pod` allow in `direction`: matched on the
     peer's address (-s for ingress, -d for egress) and port. Named ports belong to the destination:
     for ingress that is `pod` itself; for egress each destination pod gets rules of its own."""
@@ -160,25 +174,28 @@ def _rules(state: ClusterState, pod: PodState, direction: str) -> list[str]:
         for i, rule in enumerate(policy_rules):
             comment = _comment(f"{policy.key} {direction.lower()}[{i}]")
             ports = [""] if not rule.ports else _port_matches(rule.ports, pod if direction == INGRESS else None)
-            for peer in _addresses(state, policy, rule.peers):
+            for peer in _addresses(state, policy, rule.peers, family):
                 for port in ports:
                     rules.append(" ".join(x for x in (f"{flag} {peer}" if peer else "", port, comment, "-j RETURN") if x))
             if direction == EGRESS and any(_is_named(p) for p in rule.ports):
-                for dst_pod in _egress_destinations(state, policy, rule.peers):
+                for dst_pod in _egress_destinations(state, policy, rule.peers, family):
                     for port in _named_ports(rule.ports, dst_pod):
-                        rules.append(f"-d {dst_pod.ip}/32 {port} {comment} -j RETURN")
+                        rules.append(f"-d {_host(dst_pod.ip_of(family))} {port} {comment} -j RETURN")
     return rules
 
 
 # --- the node's text ---
 
-def local_pods(state: ClusterState, node: str) -> tuple[PodState, ...]:
-    """The pods whose traffic this node's rules police: its pods with their own network namespace."""
-    return tuple(p for p in state.pods_on(node) if not p.host_network)
+def local_pods(state: ClusterState, node: str, family: int = 4) -> tuple[PodState, ...]:
+    """The pods whose traffic this node's rules police: its pods with their own network namespace
+    (and an address of the family)."""
+    return tuple(p for p in state.pods_on(node) if not p.host_network and p.ip_of(family))
 
 
-def render(state: ClusterState, node: Union[str, NodeState], existing: AbstractSet[str] = frozenset()) -> str:
-    """The policy chains of `node`, rewritten whole, for `iptables-restore --noflush` over base_rules().
+def render(state: ClusterState, node: Union[str, NodeState], existing: AbstractSet[str] = frozenset(),
+           family: int = 4) -> str:
+    """The policy chains of `node`, rewritten whole, for `iptables-restore --noflush` over base_rules()
+    (family 6: the same layout for `ip6tables-restore`, with the IPv6 addresses and blocks).
 
     existing: the per-pod chains the previous render left (declared_chains of its text); those no
     longer needed are flushed and deleted."""
@@ -186,16 +203,18 @@ def render(state: ClusterState, node: Union[str, NodeState], existing: AbstractS
     established = _comment("lab netpol: replies and established connections")
     top: list[str] = [f"-m conntrack --ctstate RELATED,ESTABLISHED {established} -j RETURN"]
     chains: dict[str, list[str]] = {}
-    pods = local_pods(state, name)
+    pods = local_pods(state, name, family)
     isolated_pods = [(p, d) for p in pods for d in (EGRESS, INGRESS) if selecting_policies(state, p, d)]
     for p in dict.fromkeys(p for p, _ in isolated_pods):
-        top.append(f"-s {p.ip}/32 -d {p.ip}/32 {_comment(f'{p.key}: a pod cannot block access to itself')} -j RETURN")
+        own = _host(p.ip_of(family))
+        top.append(f"-s {own} -d {own} {_comment(f'{p.key}: a pod cannot block access to itself')} -j RETURN")
     for direction in (EGRESS, INGRESS):
         for p in (p for p, d in isolated_pods if d == direction):
             chain = pod_chain(p, direction)
-            match, what = (f"-s {p.ip}/32", "egress") if direction == EGRESS else (f"-d {p.ip}/32", "ingress")
+            own = _host(p.ip_of(family))
+            match, what = (f"-s {own}", "egress") if direction == EGRESS else (f"-d {own}", "ingress")
             top.append(f"{match} {_comment(f'{p.key} {what}')} -j {chain}")
-            body = _rules(state, p, direction)
+            body = _rules(state, p, direction, family)
             chains[chain] = [*dict.fromkeys(body),
                              f"{_comment(f'{p.key}: {what} not allowed by any policy')} -j DROP"]
     stale = sorted(c for c in set(existing) - set(chains) if is_policy_chain(c))

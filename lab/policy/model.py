@@ -132,28 +132,35 @@ def node_addresses(state: ClusterState, node: str) -> frozenset[str]:
     return routing.backend(state).node_addresses(state, node) | cache
 
 
-def sending_address(state: ClusterState, node: str, dst: Endpoint) -> str:
+def sending_address(state: ClusterState, node: str, dst: Endpoint, family: int = 0) -> str:
     """The source address traffic from a node (itself, a hostNetwork pod on it, or what it SNATs)
     carries towards `dst`: its underlay IP; with vxlan, towards another node's pod, flannel.1's
-    (the podCIDR's network address)."""
+    (the podCIDR's network address). family: of the connection (0: the cluster's primary)."""
     pod = dst.node if isinstance(dst, PodState) and not dst.host_network else None
-    return routing.backend(state).sending_address(state, node, pod)
+    return routing.backend(state).sending_address(state, node, pod, family or state.families[0])
 
 
-def resolve(state: ClusterState, endpoint: Endpoint) -> tuple[Optional[PodState], str]:
-    """(the pod with its own IP, or None; the address packets carry)."""
+def resolve(state: ClusterState, endpoint: Endpoint, family: int = 0) -> tuple[Optional[PodState], str]:
+    """(the pod with its own IP, or None; the address packets carry: a pod's of `family`, 0 for
+    its primary one)."""
     if isinstance(endpoint, PodState):
-        return (None if endpoint.host_network else endpoint), endpoint.ip
+        return (None if endpoint.host_network else endpoint), endpoint.ip_of(family) if family else endpoint.ip
     for p in state.pods:
-        if not p.host_network and p.ip == endpoint:
+        if not p.host_network and endpoint in p.pod_ips:
             return p, endpoint
     return None, endpoint
 
 
-def allowed(state: ClusterState, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> bool:
-    """May `src` open a connection to `dst` on port/protocol? Endpoints: PodState, or an IP string."""
-    src_pod, src_ip = resolve(state, src)
-    dst_pod, dst_ip = resolve(state, dst)
+def allowed(state: ClusterState, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP",
+            family: int = 0) -> bool:
+    """May `src` open a connection to `dst` on port/protocol? Endpoints: PodState, or an IP string.
+    family: the connection's (4 or 6; 0: an address given decides, else the cluster's primary), so
+    an ipBlock of the other family matches nothing, as the per-family rules do."""
+    if not family:
+        given = next((e for e in (src, dst) if isinstance(e, str)), None)
+        family = ip_address(given).version if given else state.families[0]
+    src_pod, src_ip = resolve(state, src, family)
+    dst_pod, dst_ip = resolve(state, dst, family)
     if src_pod is not None and dst_pod is not None and src_pod.key == dst_pod.key:
         return True                                    # a pod cannot block access to itself
     if src_pod is not None and dst_ip not in node_addresses(state, src_pod.node):

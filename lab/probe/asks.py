@@ -48,15 +48,16 @@ def expect(a: Ask) -> Optional[str]:
 # pod key -> (ip, port), empty where the traffic has nowhere to go.
 
 def per_node(state: ClusterState, svc: ServiceState, port: ServicePortState,
-             slices: Sequence[EndpointSliceState]) -> dict[str, ServicePort]:
-    """The service port as each node's kube-proxy sees it."""
-    eps = model.port_endpoints(svc, port, slices)
-    return {n.name: model.categorize(svc, port, eps, n.name) for n in state.nodes}
+             slices: Sequence[EndpointSliceState], family: str = "IPv4") -> dict[str, ServicePort]:
+    """The service port as each node's kube-proxy of `family` sees it."""
+    eps = model.port_endpoints(svc, port, slices, family)
+    return {n.name: model.categorize(svc, port, eps, n.name, family) for n in state.nodes}
 
 
-def on_node(svc: ServiceState, port: ServicePortState, slices: Sequence[EndpointSliceState], node: str) -> ServicePort:
-    """The service port as one node's kube-proxy sees it."""
-    return model.categorize(svc, port, model.port_endpoints(svc, port, slices), node)
+def on_node(svc: ServiceState, port: ServicePortState, slices: Sequence[EndpointSliceState], node: str,
+            family: str = "IPv4") -> ServicePort:
+    """The service port as one node's kube-proxy of `family` sees it."""
+    return model.categorize(svc, port, model.port_endpoints(svc, port, slices, family), node, family)
 
 
 def _by_pod(eps: Sequence[model.Endpoint]) -> dict[str, tuple[str, int]]:

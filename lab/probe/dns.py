@@ -55,7 +55,8 @@ NO_REPLY = "no-reply"    # dig: no reply at all (the policies deny the pod's DNS
 HTTP = "http"            # curl: an answer from one of `expected`
 NO_HTTP = "no-http"      # curl: no answer (the policies deny DNS or every endpoint)
 
-_BATCH_SCRIPT = 'for n do getent ahostsv4 "$n"; echo "rc=$?"; done'
+# the arguments are pairs: a database (ahostsv4: A, ahostsv6: AAAA, ahosts: the canary) and a name
+_BATCH_SCRIPT = 'while [ $# -gt 1 ]; do getent "$1" "$2"; echo "rc=$?"; shift 2; done'
 _ONE_SCRIPT = '"$@" 2>&1; r=$?; echo; echo "rc=$r"'
 _CURL_NO_ANSWER = {6: "could not resolve the name", 7: "could not connect", 28: "timed out"}
 CURL_REFUSED = 7          # a reset or an ICMP unreachable: not what a NetworkPolicy's drop looks like
@@ -139,8 +140,13 @@ def sample(clients: Sequence[PodState], denied: set[str]) -> list[PodState]:
     return out
 
 
-def _getent(name: str) -> tuple[str, ...]:
-    return ("getent", "ahostsv4", name)
+def _getent(name: str, family: str = "IPv4") -> tuple[str, ...]:
+    """getent ahostsv4 asks A records, ahostsv6 AAAA (the answer's addresses are the family's)."""
+    return ("getent", "ahostsv6" if family == "IPv6" else "ahostsv4", name)
+
+
+def _of(addresses, family: str) -> set[str]:
+    return {a for a in addresses if (":" in a) == (family == "IPv6")}
 
 
 def _dig(name: str) -> tuple[str, ...]:
@@ -163,25 +169,37 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState]) -> list[Ques
             name = f"{dns_ip_name(state)}."
             out.append(Question("dns", f"{c.key}: {name} ({DENIED})", c, _dig(name), frozenset(), NO_REPLY))
     resolving = [c for c in askers if c.key not in denied]
+    families = state.service_families()
     for svc in state.services:
         fqdn = f"{svc.name}.{svc.namespace}.svc.{d}"
         if svc.type == "ExternalName":
             target = by_name.get(svc.external_name)
-            want = {target.cluster_ip} if target and target.cluster_ip else None
+            every = set(target.cluster_ips or (target.cluster_ip,)) if target and target.cluster_ip else None
         else:
-            want = {svc.cluster_ip} if svc.cluster_ip else ready.get((svc.namespace, svc.name), set())
-        if want is None:
+            every = set(svc.cluster_ips or (svc.cluster_ip,)) if svc.cluster_ip else \
+                ready.get((svc.namespace, svc.name), set())
+        if every is None:
             continue  # an alias for a name outside the lab: nothing to compare with
-        for c in resolving:
-            names = ([svc.name] if c.namespace == svc.namespace else []) + [f"{svc.name}.{svc.namespace}", fqdn]
-            out += [Question("dns", f"{c.key}: {n} -> {', '.join(sorted(want)) or 'nothing'}", c, _getent(n),
-                             frozenset(want), ADDRESSES if want else NOT_FOUND) for n in names]
+        for family in families:
+            # one question per family the cluster has (AAAA only where there is an IPv6 address: glibc
+            # answers ahostsv6 with IPv4-mapped addresses for a name that has A records only)
+            want = _of(every, family)
+            if family != families[0] and not want:
+                continue
+            if family == families[0] and not want and every:
+                continue
+            tag = "" if family == "IPv4" else " (AAAA)"
+            for c in resolving:
+                names = ([svc.name] if c.namespace == svc.namespace else []) + [f"{svc.name}.{svc.namespace}", fqdn]
+                out += [Question("dns", f"{c.key}: {n} -> {', '.join(sorted(want)) or 'nothing'}{tag}", c,
+                                 _getent(n, family), frozenset(want), ADDRESSES if want else NOT_FOUND) for n in names]
     if resolving:
         c = resolving[0]
         for p in state.pods:
             if not p.host_network:
-                name = pod_a_name(p, d)
-                out.append(Question("dns", f"{c.key}: {name} -> {p.ip}", c, _getent(name), frozenset({p.ip})))
+                for ip in p.pod_ips:
+                    family, name = ("IPv6" if ":" in ip else "IPv4"), pod_a_name(p, d, ip)
+                    out.append(Question("dns", f"{c.key}: {name} -> {ip}", c, _getent(name, family), frozenset({ip})))
         name = f"does-not-exist.{c.namespace}.svc.{d}"  # dig takes every name as absolute
         out.append(Question("dns", f"{c.key}: {name} -> NXDOMAIN", c, _dig(name), frozenset(), NXDOMAIN))
     if askers:
@@ -388,8 +406,9 @@ def _do(questions: Sequence[Question], job: _Job, cgroups: Mapping[str, str]) ->
         out, error = _run_in(job.pod.netns, _ONE_SCRIPT, q.argv, timeout=5.0, tool=q.argv[0],
                              cgroup=cgroups.get(job.pod.netns, ""))
         return job, parse_replies(out, 1, error), False, bool(error)  # says nothing of getent's resolver
-    names = [questions[i].argv[2] for i in job.indices] + ([job.canary] if job.canary else [])
-    out, error = _run_in(job.pod.netns, _BATCH_SCRIPT, names, timeout=3.0 + 0.25 * len(names), tool="getent",
+    pairs = [arg for i in job.indices for arg in questions[i].argv[1:3]] + (["ahosts", job.canary] if job.canary else [])
+    names = pairs[1::2]
+    out, error = _run_in(job.pod.netns, _BATCH_SCRIPT, pairs, timeout=3.0 + 0.25 * len(names), tool="getent",
                          cgroup=cgroups.get(job.pod.netns, ""))
     replies = parse_replies(out, len(names), error)
     alive = any(r.rc == 0 and r.out.strip() for r in replies)

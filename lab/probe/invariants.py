@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from ipaddress import ip_address
 from itertools import permutations
 from typing import Collection, Mapping, Optional
 
@@ -61,8 +62,19 @@ class Expectation:
         return REPLY if self.reply else REFUSED if self.refused else SILENCE
 
 
-def _target(p: PodState) -> str:
-    return f"{p.key} ({p.ip}:{p.probe_port()}{', hostNetwork' if p.host_network else ''})"
+def _target(p: PodState, family: int = 0) -> str:
+    ip = p.ip_of(family) if family else p.ip
+    return f"{p.key} ({_hostport(ip, p.probe_port())}{', hostNetwork' if p.host_network else ''})"
+
+
+def _hostport(ip: str, port) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _families(state: ClusterState, t: PodState) -> list[int]:
+    """The families a pod-to-pod row is probed in: each of the cluster's, where the target has an
+    address of it (a dual-stack cluster gets one row per family and pair)."""
+    return [f for f in state.families if t.ip_of(f)]
 
 
 def _pairs(sources: list, targets: list[PodState], cov: Coverage, key, node) -> list[tuple]:
@@ -76,12 +88,12 @@ def _node_expectations(state: ClusterState, targets: list[PodState], cov: Covera
     out = []
     pods = [t for t in targets if not t.host_network]
     for node, t in _pairs(list(state.nodes), pods, cov, lambda n: f"node/{n.name}", lambda n: n.name):
-        out.append(Expectation("node-to-pod", f"node/{node.name} -> {_target(t)}",
-                               Probe(node.netns, t.ip, t.probe_port())))
+        out += [Expectation("node-to-pod", f"node/{node.name} -> {_target(t, f)}",
+                            Probe(node.netns, t.ip_of(f), t.probe_port())) for f in _families(state, t)]
     hostnet = [p for p in state.pods if p.host_network]
     for src, t in _pairs(hostnet, targets, cov, lambda p: p.key, lambda p: p.node):
-        out.append(Expectation("hostnetwork-to-pod", f"{src.key} (hostNetwork) -> {_target(t)}",
-                               Probe(src.netns, t.ip, t.probe_port())))
+        out += [Expectation("hostnetwork-to-pod", f"{src.key} (hostNetwork) -> {_target(t, f)}",
+                            Probe(src.netns, t.ip_of(f), t.probe_port())) for f in _families(state, t)]
     return out
 
 
@@ -120,9 +132,9 @@ def expectations(state: ClusterState, cov: Coverage = ALL_PAIRS) -> list[Expecta
     # To a hostNetwork pod (a node address) only reachability is the model's promise: a CNI may
     # masquerade pod traffic leaving the pod network, as flannel does.
     out = [
-        Expectation("pod-to-pod", f"{src.key} ({src.ip}) -> {_target(t)}",
-                    Probe(src.netns, t.ip, t.probe_port()), source=None if t.host_network else src.ip)
-        for src, t in _pairs(senders, targets, cov, lambda p: p.key, lambda p: p.node)
+        Expectation("pod-to-pod", f"{src.key} ({src.ip_of(f)}) -> {_target(t, f)}",
+                    Probe(src.netns, t.ip_of(f), t.probe_port()), source=None if t.host_network else src.ip_of(f))
+        for src, t in _pairs(senders, targets, cov, lambda p: p.key, lambda p: p.node) for f in _families(state, t)
     ]
     out = _under_policies(state, out + _node_expectations(state, targets, cov))
     return out + _localhost_expectations(state) + _hostport_expectations(state) + check_expectations(state)
@@ -134,13 +146,14 @@ def _under_policies(state: ClusterState, exps: list[Expectation]) -> list[Expect
     if not state.policies:
         return exps
     pods = {p.netns: p for p in state.pods if not p.host_network}
-    ips = {p.ip: p for p in state.pods if not p.host_network}
+    ips = {ip: p for p in state.pods if not p.host_network for ip in p.pod_ips}
     nodes = {n.netns: n.name for n in state.nodes} | {p.netns: p.node for p in state.pods if p.host_network}
     out = []
     for e in exps:
         dst = ips.get(e.probe.dst_ip, e.probe.dst_ip)
-        src = pods.get(e.probe.src_netns) or policy.sending_address(state, nodes[e.probe.src_netns], dst)
-        if not policy.allowed(state, src, dst, e.probe.port, e.probe.protocol):
+        family = ip_address(e.probe.dst_ip).version
+        src = pods.get(e.probe.src_netns) or policy.sending_address(state, nodes[e.probe.src_netns], dst, family)
+        if not policy.allowed(state, src, dst, e.probe.port, e.probe.protocol, family):
             e = Expectation(e.check, e.subject + " (denied by NetworkPolicy)", e.probe, reply=False)
         out.append(e)
     return out
@@ -230,12 +243,13 @@ def judge_pod_ips(state: ClusterState, eth0: dict[str, list[str]],
         own = eth0.get(pod.netns, [])
         others = sorted(seen.get(pod.netns, set()))
         observed = f"eth0={','.join(own) or 'none'}, seen by others={','.join(others) or 'nothing'}"
-        passed = own == [pod.ip] and bool(others) and all(s == pod.ip for s in others)
-        unchecked = own == [pod.ip] and pod.netns not in sent
+        mine = sorted(pod.pod_ips)  # one address per family (dual-stack: both on eth0, both seen)
+        passed = sorted(own) == mine and bool(others) and all(s in mine for s in others)
+        unchecked = sorted(own) == mine and pod.netns not in sent
         if not others:
             observed += " (no pod can be probed from it: no evidence)" if unchecked else \
                 " (none of its pod-to-pod probes was answered: no evidence)"
-        out.append(Outcome("pod-ip", pod.key, passed, f"{pod.ip} everywhere", observed, source=pod.netns,
+        out.append(Outcome("pod-ip", pod.key, passed, f"{', '.join(pod.pod_ips)} everywhere", observed, source=pod.netns,
                            unchecked=unchecked))
     return out
 
@@ -269,7 +283,8 @@ def run(state: ClusterState, timeout: float = 1.0, pod_ready: Optional[Mapping[s
         pairs = [(e, results.get(e.probe, missing)) for e in exps]
         outcomes = [judge(e, r) for e, r in pairs]
         if want("pod-ip"):
-            eth0 = interface_addresses_many([(p.netns, "eth0") for p in state.pods if not p.host_network])
+            eth0 = interface_addresses_many([(p.netns, "eth0") for p in state.pods if not p.host_network],
+                                            ipv6=6 in state.families)
             outcomes += judge_pod_ips(state, {ns: a for (ns, _), a in eth0.items()}, pairs)
         outcomes += services.judge(state, asks, answers[len(unique):])
         if want("service"):

@@ -23,11 +23,14 @@ def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
-def _ipv4_addresses(ifindex: int | None) -> list[str]:
-    """IPv4 addresses on ifindex (None: on any interface), via a netlink socket of the current
-    thread's namespace."""
+SCOPE_UNIVERSE = 0  # a global address: not link-local (253) nor host (254, ::1)
+
+
+def _ipv4_addresses(ifindex: int | None, ipv6: bool = False) -> list[str]:
+    """IPv4 addresses on ifindex (None: on any interface), and with ipv6 its global IPv6 ones too,
+    via a netlink socket of the current thread's namespace."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
-        body = IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+        body = IFADDRMSG.pack(socket.AF_UNSPEC if ipv6 else socket.AF_INET, 0, 0, 0, 0)
         nl.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
         found: list[str] = []
         while True:
@@ -41,14 +44,16 @@ def _ipv4_addresses(ifindex: int | None) -> list[str]:
                     code = -struct.unpack_from("=i", data, offset + NLMSGHDR.size)[0]
                     raise OSError(code, f"RTM_GETADDR: {os.strerror(code)}")
                 if kind == RTM_NEWADDR:
-                    found += _parse_addr(data[offset + NLMSGHDR.size: offset + length], ifindex)
+                    found += _parse_addr(data[offset + NLMSGHDR.size: offset + length], ifindex, ipv6)
                 offset += _align(length)
 
 
-def _parse_addr(msg: bytes, ifindex: int | None) -> list[str]:
-    """The local IPv4 address of one RTM_NEWADDR message, if it is on ifindex (or any, for None)."""
-    family, _, _, _, index = IFADDRMSG.unpack_from(msg)
-    if family != socket.AF_INET or (ifindex is not None and index != ifindex):
+def _parse_addr(msg: bytes, ifindex: int | None, ipv6: bool = False) -> list[str]:
+    """The local IPv4 address of one RTM_NEWADDR message (or a global IPv6 one, with ipv6), if it
+    is on ifindex (or any, for None)."""
+    family, _, _, scope, index = IFADDRMSG.unpack_from(msg)
+    wanted = family == socket.AF_INET or (ipv6 and family == socket.AF_INET6 and scope == SCOPE_UNIVERSE)
+    if not wanted or (ifindex is not None and index != ifindex):
         return []
     attrs: dict[int, bytes] = {}
     offset = IFADDRMSG.size
@@ -59,19 +64,22 @@ def _parse_addr(msg: bytes, ifindex: int | None) -> list[str]:
         attrs[kind] = msg[offset + RTATTR.size: offset + length]
         offset += _align(length)
     raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)  # IFA_ADDRESS is the peer on point-to-point links
+    if raw and len(raw) == 16 and family == socket.AF_INET6:
+        return [socket.inet_ntop(socket.AF_INET6, raw)]
     return [socket.inet_ntoa(raw)] if raw and len(raw) == 4 else []
 
 
-def interface_addresses(netns: str, ifname: str) -> list[str]:
-    """IPv4 addresses on ifname as seen from inside netns (no prefix length), primary first.
+def interface_addresses(netns: str, ifname: str, ipv6: bool = False) -> list[str]:
+    """IPv4 addresses on ifname as seen from inside netns (no prefix length), primary first; with
+    ipv6, its global IPv6 addresses after them.
 
     A missing interface gives [] (a pod without eth0 is a finding, not a crash); a missing
     namespace raises NetnsError.
     """
-    return interface_addresses_many([(netns, ifname)])[(netns, ifname)]
+    return interface_addresses_many([(netns, ifname)], ipv6)[(netns, ifname)]
 
 
-def interface_addresses_many(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+def interface_addresses_many(pairs: Sequence[tuple[str, str]], ipv6: bool = False) -> dict[tuple[str, str], list[str]]:
     """interface_addresses for many (netns, ifname) pairs in one worker thread: no process per pair.
     ifname "*" means every interface of that namespace."""
     groups: dict[str, set[str]] = {}
@@ -88,13 +96,13 @@ def interface_addresses_many(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str
                 enter(fds[netns], netns)
                 for ifname in ifnames:
                     if ifname == "*":
-                        result[(netns, ifname)] = _ipv4_addresses(None)
+                        result[(netns, ifname)] = _ipv4_addresses(None, ipv6)
                         continue
                     try:
                         index = socket.if_nametoindex(ifname)  # glibc's ioctl socket: this thread's netns
                     except OSError:
                         index = 0  # no such interface
-                    result[(netns, ifname)] = _ipv4_addresses(index) if index else []
+                    result[(netns, ifname)] = _ipv4_addresses(index, ipv6) if index else []
             return result
 
         return in_worker(work)

@@ -90,20 +90,20 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
     pod_names = {p.key: p.name for p in state.pods}
     pods = {p.key: p for p in state.pods}
     asks: list[Ask] = []
-    for svc in state.services:
-        if svc.cluster_ip is None or not svc.proxied:  # no rules: nothing to expect of its ClusterIP
+    for svc, family, cluster_ip in _families(state):
+        if not svc.proxied:  # no rules: nothing to expect of its ClusterIP
             continue
         for port in svc.ports:
             spn = service_port_name(svc, port)
-            target = f"{svc.cluster_ip}:{port.port}/{port.protocol}"
-            sps = per_node(state, svc, port, slices)
+            target = f"{cluster_ip}:{port.port}/{port.protocol}"
+            sps = per_node(state, svc, port, slices, family)
             eps = reachable_endpoints(sps)
             if not_netexec(eps, port.protocol, pods):
                 continue  # listed by `unchecked`, or checked by rows of their own (kube-dns)
             if not any(sp.has_endpoints for sp in sps.values()):  # the rules reject
                 for c in clients[:1] if port.protocol == "TCP" else ():
                     asks.append(Ask("no-endpoints", f"{spn} ({target}) from {c.key}",
-                                    Probe(c.netns, svc.cluster_ip, port.port, port.protocol), reply=False))
+                                    Probe(c.netns, cluster_ip, port.port, port.protocol), reply=False))
                 continue
             per_node_clients = Counter(c.node for c in clients)
             affinity = svc.session_affinity == "ClientIP"
@@ -117,7 +117,8 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                 rounds = max(1, math.ceil(SAMPLES * share / per_node_clients[c.node]))
                 everyone = frozenset(pod_names[k] for k in reachable)
                 names = allowed_servers(state, lambda _: c, reachable, port.protocol, pods)
-                subject, reply, may_drop = denied(f"{c.key} ({c.ip}) -> {spn} ({target})", names, everyone)
+                source = c.ip_of(6 if family == "IPv6" else 4)   # the client's address of the Service's family
+                subject, reply, may_drop = denied(f"{c.key} ({source}) -> {spn} ({target})", names, everyone)
                 hairpin = c.name if c.key in reachable and c.name in names else ""
                 # Judged per client node (each node's rules are its own), over the endpoints its
                 # clients may reach: all of them, or with internalTrafficPolicy Local those of the
@@ -125,8 +126,8 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                 group = "" if not reply or may_drop else f"{spn}|{c.key}" if affinity else f"{spn} from node {c.node}"
                 for i in range(rounds if not affinity else max(rounds, 4)):
                     asks.append(Ask("session-affinity" if affinity and group else "service", subject,
-                                    Probe(c.netns, svc.cluster_ip, port.port, port.protocol),
-                                    group=group, servers=names, source=c.ip, client=c.key, node=c.node, hairpin=hairpin,
+                                    Probe(c.netns, cluster_ip, port.port, port.protocol),
+                                    group=group, servers=names, source=source, client=c.key, node=c.node, hairpin=hairpin,
                                     reply=reply, may_drop=may_drop))
                     if not group:
                         break  # one probe says it: the engine retries before judging
@@ -137,11 +138,11 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                     names = allowed_servers(state, lambda pod: policy.sending_address(state, n.name, pod),
                                             reachable, port.protocol, pods)
                     subject, reply, may_drop = denied(f"node/{n.name} -> {spn} ({target})", names, everyone)
-                    asks.append(Ask("service", subject, Probe(n.netns, svc.cluster_ip, port.port, port.protocol),
+                    asks.append(Ask("service", subject, Probe(n.netns, cluster_ip, port.port, port.protocol),
                                     servers=names, source="", reply=reply, may_drop=may_drop))
-            if port.node_port:
+            if port.node_port and family == "IPv4":  # NodePorts on the nodes' IPv4 addresses (IPv6: not probed yet)
                 asks += _node_port(state, sps, pods)
-            if svc.load_balancer_ip or svc.external_ips:
+            if (svc.load_balancer_ip or svc.external_ips) and family == "IPv4":
                 asks += loadbalancer.asks(state, svc, port, sps, pods, slices)
     gateway = state.nat_gateway()
     for h in state.hosts:
@@ -157,6 +158,16 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                             Probe(c.netns, h.ip, HOST_PORT), servers=frozenset({h.name}),
                             source=seen, reply=allowed))
     return asks
+
+
+def _families(state: ClusterState):
+    """(Service, family, its ClusterIP of that family) for every ClusterIP of every Service: a
+    dual-stack Service is checked on each (each family's kube-proxy rules are their own)."""
+    for svc in state.services:
+        for family in svc.families():
+            cluster_ip = svc.cluster_ip_of(family)
+            if cluster_ip:
+                yield svc, family, cluster_ip
 
 
 def unready(state: ClusterState, slices: Sequence[EndpointSliceState], pod_ready: Mapping[str, bool],

@@ -19,7 +19,7 @@ from __future__ import annotations
 from lab.controlplane.state import ClusterState, NodeState
 from lab.routing.kind import Backend
 from lab.routing.ops import NetOps
-from lab.topology.kinds import NETWORKS, check_registry
+from lab.topology.kinds import IPV6_NETWORKS, NETWORKS, check_registry
 
 
 def _registry() -> dict[str, Backend]:
@@ -27,6 +27,7 @@ def _registry() -> dict[str, Backend]:
 
     kinds = {b.name: b for b in (hostgw.BACKEND, vxlan.BACKEND, bgp.BACKEND, fabric.BACKEND, vpc.BACKEND)}
     check_registry("pod networks (lab/routing)", kinds, NETWORKS)
+    check_registry("pod networks that carry IPv6 (Backend.ipv6)", {k for k, b in kinds.items() if b.ipv6}, IPV6_NETWORKS)
     return kinds
 
 

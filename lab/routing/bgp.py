@@ -17,8 +17,8 @@ from lab.routing.ops import NetOps
 
 def render(state: ClusterState, node: NodeState) -> NetOps:
     """The blackhole has a high metric: with the bridge CNI, cni0's connected route for the same
-    prefix (metric 0) wins and the blackhole only keeps the prefix announced."""
-    return NetOps(ip=(f"route replace blackhole {node.pod_cidr} metric {BLACKHOLE_METRIC}",))
+    prefix (metric 0) wins and the blackhole only keeps the prefix announced. One per family."""
+    return NetOps(ip=tuple(f"route replace blackhole {cidr} metric {BLACKHOLE_METRIC}" for cidr in node.cidrs))
 
 
 BLACKHOLE_METRIC = 1000
@@ -54,6 +54,12 @@ def peers(state: ClusterState, name: str) -> list[tuple[str, str, bool]]:
     return [(n, ip, False) for n, ip, _ in everyone if n in rrs and n != name]
 
 
+def address6(state: ClusterState, name: str) -> str:
+    """A speaker's IPv6 underlay address: IPv6 sessions carry the IPv6 pod subnets (MP-BGP's
+    ipv6 unicast family), so each family's next hop is an address of that family."""
+    return next(m.ip6 for m in (*state.nodes, *state.hosts) if m.name == name)
+
+
 def frr_conf(state: ClusterState, name: str) -> str:
     ip = next(ip for n, ip, _ in speakers(state) if n == name)
     node = next((n for n in state.nodes if n.name == name), None)
@@ -63,17 +69,22 @@ def frr_conf(state: ClusterState, name: str) -> str:
         f"router bgp {as_of(state, name)}", f" bgp router-id {ip}", " no bgp ebgp-requires-policy",
         " no bgp default ipv4-unicast", " timers bgp 1 3",
     ]
-    for peer, peer_ip, _ in peers(state, name):
-        lines += [f" neighbor {peer_ip} remote-as {as_of(state, peer)}", f" neighbor {peer_ip} description {peer}",
-                  f" neighbor {peer_ip} timers connect 1", f" neighbor {peer_ip} bfd profile lab"]
-    lines.append(" address-family ipv4 unicast")
-    if node is not None:
-        lines.append(f"  network {node.pod_cidr}")
-    for peer, peer_ip, client in peers(state, name):
-        lines.append(f"  neighbor {peer_ip} activate")
-        if client:
-            lines.append(f"  neighbor {peer_ip} route-reflector-client")
-    lines += [" exit-address-family", "!",
+    families = {f: [(peer, peer_ip if f == 4 else address6(state, peer), client)
+                     for peer, peer_ip, client in peers(state, name)] for f in state.families}
+    for f in sorted(families):
+        for peer, peer_ip, _ in families[f]:
+            lines += [f" neighbor {peer_ip} remote-as {as_of(state, peer)}", f" neighbor {peer_ip} description {peer}",
+                      f" neighbor {peer_ip} timers connect 1", f" neighbor {peer_ip} bfd profile lab"]
+    for f in sorted(families):
+        lines.append(f" address-family ipv{f} unicast")
+        if node is not None:
+            lines.append(f"  network {node.pod_cidr_of(f)}")
+        for peer, peer_ip, client in families[f]:
+            lines.append(f"  neighbor {peer_ip} activate")
+            if client:
+                lines.append(f"  neighbor {peer_ip} route-reflector-client")
+        lines.append(" exit-address-family")
+    lines += ["!",
               # BFD notices a dead peer in 3 x 100 ms, long before BGP's hold timer (3 s)
               "bfd", " profile lab", "  detect-multiplier 3", "  receive-interval 100", "  transmit-interval 100",
               " exit", "exit", "!"]
@@ -111,5 +122,5 @@ def sessions(state: ClusterState) -> list[tuple[tuple[str, str], tuple[str, str]
     return out
 
 
-BACKEND = Backend("bgp", render, withdraws=True, runtime="lab.routing.frr", next_hop=next_hop,
+BACKEND = Backend("bgp", render, withdraws=True, ipv6=True, runtime="lab.routing.frr", next_hop=next_hop,
                   drawing=Drawing(role=role, links=sessions), node_daemon="bgpd", faults=("bgp-peer-as",))

@@ -28,7 +28,8 @@ def start(state: ClusterState, record: LabRecord) -> None:
     if not (DAEMONS / "bgpd").exists():
         raise LabError("network: bgp needs FRR (Debian's frr package; sudo make demo installs it)")
     if state.top_of_rack:  # the rack's router forwards between the nodes
-        sysctl(next(h.netns for h in state.hosts if h.name == state.top_of_rack), {"net.ipv4.ip_forward": "1"})
+        sysctl(next(h.netns for h in state.hosts if h.name == state.top_of_rack),
+               {"net.ipv4.ip_forward": "1", **({"net.ipv6.conf.all.forwarding": "1"} if 6 in state.families else {})})
     for name, _, netns in bgp.speakers(state):
         d = directory(record, name)
         host.write_file(d / "frr.conf", bgp.frr_conf(state, name))
@@ -56,9 +57,10 @@ def missing_routes(state: ClusterState) -> dict[str, list[str]]:
     """node -> the other nodes' podCIDRs its kernel has no route for."""
     out = {}
     for node in state.nodes:
-        have = {r["dst"] for r in json.loads(output(["ip", "-n", node.netns, "-j", "route"]) or "[]")
+        have = {r["dst"] for family in state.families
+                for r in json.loads(output(["ip", f"-{family}", "-n", node.netns, "-j", "route"]) or "[]")
                 if r.get("protocol") == "bgp"}
-        want = {n.pod_cidr for n in state.nodes if n.name != node.name}
+        want = {c for n in state.nodes if n.name != node.name for c in n.cidrs}
         if want - have:
             out[node.name] = sorted(want - have)
     return out

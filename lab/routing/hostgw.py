@@ -1,5 +1,6 @@
 """host-gw (flannel's backend of that name): one route per remote podCIDR via the owner's node IP.
-Needs every node on one L2 segment, which the underlay switch gives."""
+Needs every node on one L2 segment, which the underlay switch gives. Per family: a node's IPv6
+pod subnet is routed via its IPv6 underlay address."""
 from __future__ import annotations
 
 from lab.controlplane.state import ClusterState, NodeState
@@ -9,8 +10,8 @@ from lab.routing.ops import NetOps
 
 def render(state: ClusterState, node: NodeState) -> NetOps:
     return NetOps(ip=tuple(
-        f"route replace {peer.pod_cidr} via {peer.ip} dev eth0"
-        for peer in state.nodes if peer.name != node.name
+        f"route replace {peer.pod_cidr_of(family)} via {peer.address_of(family)} dev eth0"
+        for peer in state.nodes if peer.name != node.name for family in state.families
     ))
 
 
@@ -22,4 +23,4 @@ def _eth0(state: ClusterState, n: NodeState) -> tuple[str, ...]:
     return tuple(f"{p.pod_cidr} via {p.ip}" for p in state.nodes if p.name != n.name)
 
 
-BACKEND = Backend("host-gw", render, next_hop=next_hop, drawing=Drawing(eth0=_eth0))
+BACKEND = Backend("host-gw", render, next_hop=next_hop, drawing=Drawing(eth0=_eth0), ipv6=True)

@@ -74,8 +74,10 @@ class Drawing:
 
 
 def _pod_ranges(topo: Any, count: int) -> list[IPv4Network]:
-    """nodeipam's range allocator: a /nodeCIDRMaskSize of the podCIDR per node."""
-    return ipam.node_pod_cidrs(topo.cluster.podCIDR, topo.cluster.nodeCIDRMaskSize, count)
+    """nodeipam's range allocator: a /nodeCIDRMaskSize of the (primary) podCIDR per node; the
+    plan cuts a dual-stack cluster's second podCIDR the same way."""
+    primary = topo.cluster.podCIDR[0]
+    return ipam.node_pod_cidrs(primary, topo.cluster.node_mask(primary.version), count)
 
 
 def _tunnel_route(state: ClusterState, node: NodeState, peer: NodeState) -> NextHop:
@@ -96,9 +98,10 @@ class Backend:
     tunnel: bool = False     # a tunnel device holds the podCIDR's network address (flannel.1)
     withdraws: bool = False  # dynamic routing: a stopped node's podCIDR leaves the others' kernels
     runtime: str = ""        # the module (in the runtimes layer) whose RUNTIME runs its daemons; "" = kernel only
+    ipv6: bool = False       # carries IPv6 pods (dual-stack, IPv6-only); listed in lab/topology/kinds.py too
     # planning (topo: a lab.topology.model.Topology)
     pod_ranges: Callable[[Any, int], list[IPv4Network]] = _pod_ranges  # each node's range, in node order
-    cluster_pod_cidr: Callable[[Any], str] = lambda topo: str(topo.cluster.podCIDR)  # where pod IPs come from
+    cluster_pod_cidr: Callable[[Any], str] = lambda topo: str(topo.cluster.podCIDR[0])  # where (primary) pod IPs come from
     check: Callable[[Any, dict[str, int]], list[str]] = lambda topo, pods: []  # (topo, {node: pod IPs}) -> problems
     # lab trace
     next_hop: Callable[[ClusterState, NodeState, NodeState], NextHop] = _tunnel_route
@@ -118,13 +121,14 @@ class Backend:
         """Every address traffic from or to the node itself carries: its underlay IP, its pod
         gateway (cni0 / the ptp host side) and the tunnel's address if it has one."""
         n = state.node(node)
-        tunnel = {str(ip_network(n.pod_cidr, strict=False).network_address)} if self.tunnel else set()
-        return frozenset({n.ip, n.gateway, *tunnel})
+        tunnel = {str(ip_network(c, strict=False).network_address) for c in n.cidrs} if self.tunnel else set()
+        return frozenset({n.ip, *((n.ip6,) if n.ip6 else ()), *(n.gateway_of(f) for f in state.families), *tunnel})
 
-    def sending_address(self, state: ClusterState, node: str, dst_node: Optional[str]) -> str:
+    def sending_address(self, state: ClusterState, node: str, dst_node: Optional[str], family: int = 4) -> str:
         """The source a node (or a hostNetwork pod on it, or what it SNATs) puts on packets to a pod
-        on dst_node (None: not a pod): the underlay IP, or the tunnel's address across nodes."""
+        on dst_node (None: not a pod), in a family: the underlay IP, or the tunnel's address across
+        nodes."""
         n = state.node(node)
         if self.tunnel and dst_node is not None and dst_node != node:
-            return str(ip_network(n.pod_cidr, strict=False).network_address)
-        return n.ip
+            return str(ip_network(n.pod_cidr_of(family) or n.pod_cidr, strict=False).network_address)
+        return n.address_of(family) or n.ip

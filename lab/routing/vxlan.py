@@ -1,38 +1,56 @@
 """VXLAN like flannel: flannel.1 (VNI 1, UDP 8472, no learning); per remote node one route, one
-neighbour entry and one FDB entry, all known up front because VTEP MACs derive from node IPs."""
+neighbour entry and one FDB entry, all known up front because VTEP MACs derive from node IPs.
+With an IPv6 family, flannel's second VTEP flannel-v6.1 does the same for the IPv6 pod subnets
+over the IPv6 underlay (its address added with nodad: no DAD delay before the first packet)."""
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import ip_network
 from itertools import combinations
 
+from lab.controlplane import naming
 from lab.controlplane.state import ClusterState, NodeState
 from lab.routing.kind import Backend, Crossing, Drawing, NextHop, WireHop
 from lab.routing.ops import NetOps
 from lab.topology.constants import VXLAN_OVERHEAD
+from lab.topology.kinds import IPV6_HEADER_GROWTH
 
 VNI = 1
 PORT = 8472
 DEVICE = "flannel.1"
+DEVICE6 = "flannel-v6.1"
+
+
+def device(family: int) -> str:
+    return DEVICE if family == 4 else DEVICE6
+
+
+def vtep_mac(node: NodeState, family: int) -> str:
+    """Each VTEP's MAC derives from the underlay address it sends from."""
+    return node.vtep_mac if family == 4 else naming.vtep_mac6(node.ip6)
 
 
 def render(state: ClusterState, node: NodeState) -> NetOps:
-    own = IPv4Network(node.pod_cidr).network_address
-    lines = [
-        f"link add {DEVICE} address {node.vtep_mac} type vxlan id {VNI} local {node.ip} dev eth0 "
-        f"dstport {PORT} nolearning",
-        f"link set {DEVICE} mtu {state.underlay_mtu - VXLAN_OVERHEAD} up",
-        f"addr add {own}/32 dev {DEVICE}",
-    ]
-    fdb = []
-    for peer in state.nodes:
-        if peer.name == node.name:
-            continue
-        gw = IPv4Network(peer.pod_cidr).network_address
+    lines, fdb = [], []
+    for family in state.families:
+        dev, cidr = device(family), node.pod_cidr_of(family)
+        own, host = ip_network(cidr).network_address, ip_network(cidr).max_prefixlen
+        mtu = state.underlay_mtu - VXLAN_OVERHEAD - (IPV6_HEADER_GROWTH if family == 6 else 0)
         lines += [
-            f"neigh replace {gw} lladdr {peer.vtep_mac} dev {DEVICE} nud permanent",
-            f"route replace {peer.pod_cidr} via {gw} dev {DEVICE} onlink",
+            f"link add {dev} address {vtep_mac(node, family)} type vxlan id {VNI} local {node.address_of(family)} "
+            f"dev eth0 dstport {PORT} nolearning",
+            f"link set {dev} mtu {mtu} up",
+            f"addr add {own}/{host} dev {dev}" + (" nodad" if family == 6 else ""),
         ]
-        fdb.append(f"fdb append {peer.vtep_mac} dev {DEVICE} dst {peer.ip}")
+        for peer in state.nodes:
+            if peer.name == node.name:
+                continue
+            peer_cidr = peer.pod_cidr_of(family)
+            gw = ip_network(peer_cidr).network_address
+            lines += [
+                f"neigh replace {gw} lladdr {vtep_mac(peer, family)} dev {dev} nud permanent",
+                f"route replace {peer_cidr} via {gw} dev {dev} onlink",
+            ]
+            fdb.append(f"fdb append {vtep_mac(peer, family)} dev {dev} dst {peer.address_of(family)}")
     return NetOps(ip=tuple(lines), bridge=tuple(fdb))
 
 
@@ -40,7 +58,7 @@ MESH_UP_TO = 4  # nodes; beyond this lab graph links each VTEP to the underlay i
 
 
 def next_hop(state: ClusterState, node: NodeState, peer: NodeState) -> NextHop:
-    gw = IPv4Network(peer.pod_cidr).network_address
+    gw = ip_network(peer.pod_cidr).network_address
     return NextHop(DEVICE, str(gw), f"{peer.pod_cidr} via {gw} dev {DEVICE} onlink (VXLAN to {peer.name})")
 
 
@@ -57,7 +75,7 @@ def crossing(state: ClusterState, a: NodeState, b: NodeState, src: str, dst: str
 
 
 def _vtep(state: ClusterState, n: NodeState) -> tuple[str, ...]:
-    return (f"{DEVICE} VTEP", f"{IPv4Network(n.pod_cidr).network_address}/32")
+    return (f"{DEVICE} VTEP", f"{ip_network(n.pod_cidr).network_address}/32")
 
 
 def _tunnels(state: ClusterState) -> list:
@@ -68,4 +86,4 @@ def _tunnels(state: ClusterState) -> list:
 
 
 BACKEND = Backend("vxlan", render, tunnel=True, next_hop=next_hop, crossing=crossing,
-                  drawing=Drawing(vtep=_vtep, links=_tunnels), overlay_device=DEVICE)
+                  drawing=Drawing(vtep=_vtep, links=_tunnels), overlay_device=DEVICE, ipv6=True)

@@ -26,8 +26,8 @@ from lab.runtime.agent import container_alive
 from lab.topology.source import MAX_BYTES, Source, check_size, parse_documents, parse_json
 
 # What `lab apply` cannot change: these need `lab down` and `lab up`.
-FIXED = ("pod_cidr", "service_cidr", "node_mask", "network", "cni", "mtu", "underlay_subnet", "underlay_mtu",
-         "switch", "nodes", "hosts", "proxy")
+FIXED = ("pod_cidr", "service_cidr", "secondary_service_cidr", "node_mask", "network", "cni", "mtu", "underlay_subnet",
+         "underlay_mtu", "switch", "nodes", "hosts", "proxy")
 
 
 @dataclass(frozen=True)

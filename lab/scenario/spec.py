@@ -90,6 +90,7 @@ class Dns:
     resolves: Optional[tuple[str, ...]] = None  # exactly these addresses
     fails: bool = False                          # no address (not found, or no answer)
     queries: Optional[int] = None                # exactly this many queries reach kube-dns (A and AAAA)
+    family: str = "IPv4"                         # IPv4: getent ahostsv4 (A); IPv6: getent ahostsv6 (AAAA)
     # none of them: any address
 
 
@@ -406,7 +407,7 @@ def _dns(value: Any, at, names: Names) -> Optional[Dns]:
     if not isinstance(value, dict):
         at.bad((), f"dns is a mapping, not {what(value)}", "dns: {from: client, name: web, resolves: true}")
         return None
-    ok = _known_keys(value, ("from", "namespace", "name", "resolves", "fails", "queries"), "dns", at)
+    ok = _known_keys(value, ("from", "namespace", "name", "resolves", "fails", "queries", "family"), "dns", at)
     for key in ("from", "name"):
         if not isinstance(value.get(key), str) or not value.get(key):
             at.bad((key,) if key in value else (), f"dns.{key} is missing" if key not in value else f"dns.{key} must be text",
@@ -434,9 +435,17 @@ def _dns(value: Any, at, names: Names) -> Optional[Dns]:
     elif resolves not in (None, True):
         at.bad(("resolves",), f"resolves takes true or a list of addresses, not {what(resolves)}")
         ok = False
+    family = value.get("family", "IPv4")
+    if family not in ("IPv4", "IPv6"):
+        at.bad(("family",), f"family is IPv4 (A records) or IPv6 (AAAA records), not {what(family)}", "family: IPv6")
+        ok = False
+    elif addresses and any((":" in a) != (family == "IPv6") for a in addresses):
+        at.bad(("resolves",), f"a lookup of family {family} answers {family} addresses only",
+               "list the addresses of that family, or set family: to theirs")
+        ok = False
     if ok:
         ok = _pod(value["from"], namespace, at, ("from",), names)
-    return Dns(value["from"], value["name"], namespace, addresses, fails is True, queries) if ok else None
+    return Dns(value["from"], value["name"], namespace, addresses, fails is True, queries, family) if ok else None
 
 
 def _sleep(value: Any, at, names: Names) -> Optional[Sleep]:

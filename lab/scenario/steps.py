@@ -250,7 +250,8 @@ def dns(ctx: Context, spec: Dns) -> str:
     counted = _count_queries(rec, pod, spec) if spec.queries is not None else ""
     if spec.resolves is None and not spec.fails:
         return counted
-    done = host.run(["ip", "netns", "exec", pod.netns, "getent", "ahostsv4", spec.name],
+    database = "ahostsv6" if spec.family == "IPv6" else "ahostsv4"   # AAAA or A records
+    done = host.run(["ip", "netns", "exec", pod.netns, "getent", database, spec.name],
                     env={**os.environ, "RES_OPTIONS": RES_OPTIONS}, timeout=30, check=False)
     if done.code is None or done.code not in (0, 2):
         raise Failed(f"getent {'timed out' if done.code is None else f'exited {done.code}'}: {done.stderr.strip()}")

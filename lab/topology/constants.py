@@ -2,7 +2,8 @@
 renderers run in commands (`lab check`, `lab down`) that never load the topology model."""
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from typing import Union
 
 # Kubernetes' own name rules (apimachinery validation): DNS-1123 labels and subdomains.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -15,9 +16,14 @@ KUBERNETES_SERVICE_OFFSET = 1   # the `kubernetes` Service: the first address (1
 KUBE_DNS_OFFSET = 10            # kube-dns: the tenth address (10.96.0.10), kubeadm's default clusterDNS
 
 
-def kubernetes_service_ip(service_cidr: IPv4Network | str) -> IPv4Address:
-    return IPv4Network(service_cidr).network_address + KUBERNETES_SERVICE_OFFSET
+Address = Union[IPv4Address, IPv6Address]
 
 
-def kube_dns_ip(service_cidr: IPv4Network | str) -> IPv4Address:
-    return IPv4Network(service_cidr).network_address + KUBE_DNS_OFFSET
+def kubernetes_service_ip(service_cidr: IPv4Network | IPv6Network | str) -> Address:
+    """In either family: 10.96.0.1, fd00:10:96::1."""
+    return ip_network(service_cidr).network_address + KUBERNETES_SERVICE_OFFSET
+
+
+def kube_dns_ip(service_cidr: IPv4Network | IPv6Network | str) -> Address:
+    """In either family: 10.96.0.10, fd00:10:96::a."""
+    return ip_network(service_cidr).network_address + KUBE_DNS_OFFSET

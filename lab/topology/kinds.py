@@ -44,8 +44,17 @@ CNIS: tuple[str, ...] = ("bridge", "ptp")  # built in; any other cni is the path
 ADDON_IMAGES: tuple[str, ...] = ("kube-dns", "ingress-nginx", "envoy")
 
 
-def mtu_overhead(network: str) -> int:
-    return NETWORKS[network].overhead if network in NETWORKS else 0
+# the pod networks that carry IPv6 (dual-stack or IPv6-only clusters); each Backend says so too
+# (Backend.ipv6), checked against this at import
+IPV6_NETWORKS: tuple[str, ...] = ("host-gw", "vxlan", "bgp")
+IPV6_HEADER_GROWTH = 20  # an IPv6 outer header is 40 bytes, IPv4's 20: VXLAN over IPv6 costs 70
+
+
+def mtu_overhead(network: str, ipv6: bool = False) -> int:
+    """With an IPv6 family the tunnel also runs over the IPv6 underlay (flannel-v6.1), whose outer
+    header is larger: the pods' one MTU must fit both tunnels, as flannel sets it."""
+    base = NETWORKS[network].overhead if network in NETWORKS else 0
+    return base + IPV6_HEADER_GROWTH if base and ipv6 else base
 
 
 def network(name: str) -> Network:

@@ -61,7 +61,7 @@ _WORKLOAD_SPEC = {
                     "minReadySeconds", "persistentVolumeClaimRetentionPolicy"),
     "DaemonSet": ("updateStrategy", "revisionHistoryLimit", "minReadySeconds"),
 }
-_SERVICE_SPEC = ("ipFamilies", "ipFamilyPolicy", "clusterIPs", "trafficDistribution")
+_SERVICE_SPEC = ("trafficDistribution",)
 _SERVICE_LOAD_BALANCER = ("healthCheckNodePort",)
 _SERVICE_PORT = ("appProtocol",)
 _PROBE = ("terminationGracePeriodSeconds",)
@@ -84,7 +84,7 @@ _WHY = {
     "container": "container field '{}' is ignored: " + _NO_NETWORK,
     "pod": "pod spec field '{}' is ignored: " + _NO_NETWORK,
     "workload": "{} field '{}' is ignored: the lab creates every replica at once, never rolls out and has no storage",
-    "service": "Service field '{}' is ignored: the lab's Services are IPv4 single-stack",
+    "service": "Service field '{}' is ignored: the lab's kube-proxy has no topology-aware routing",
     "service-port": "Service port field '{}' is ignored: " + _NO_NETWORK,
     "load-balancer": "Service field '{}' is ignored: the lab's load balancer announces an address only from nodes "
                      "with a ready endpoint (externalTrafficPolicy Local), so it needs no health check",

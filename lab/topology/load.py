@@ -375,6 +375,14 @@ def _too_short(error: ErrorDetails, place: _Place) -> tuple[str, Optional[str]]:
             f"e.g. {example}" if example else None)
 
 
+def _too_long(error: ErrorDetails, place: _Place) -> tuple[str, Optional[str]]:
+    count = error["ctx"]["max_length"]
+    hint = ("one CIDR per IP family: [10.244.0.0/16, fd00:10:244::/56] at most" if place.subject.endswith("CIDR")
+            else None)
+    found = error["ctx"].get("actual_length")
+    return f"{place.subject} takes at most {count} item{'s' if count != 1 else ''}, found {found}", hint
+
+
 def _literal_error(error: ErrorDetails, place: _Place) -> tuple[str, str]:
     allowed = [str(a) for a in get_args(place.annotation)] if get_origin(place.annotation) is Literal else []
     found = error["input"]
@@ -454,6 +462,20 @@ def _network_error(error: ErrorDetails, place: _Place) -> tuple[str, str]:
     return f"{place.subject} must be an IPv4 network like {example}, found {_show(found)}", hint
 
 
+def _networks_error(error: ErrorDetails, place: _Place) -> tuple[str, str]:
+    """A CIDR list (cluster.podCIDR): the one item that is wrong, and why."""
+    ctx = error.get("ctx") or {}
+    default = place.field.default if place.field else None
+    example = default[0] if isinstance(default, tuple) and default else "10.244.0.0/16"
+    return (f"{place.subject} must be an IPv4 or IPv6 network like {example} (or two, one per family), "
+            f"found {_show(ctx.get('item', error['input']))}", ctx.get("hint", ""))
+
+
+def _families_error(error: ErrorDetails, place: _Place) -> tuple[str, str]:
+    ctx = error.get("ctx") or {}
+    return f"{place.subject}: {ctx.get('problem', error['msg'])}", ctx.get("hint", "")
+
+
 def _generic(error: ErrorDetails, place: _Place) -> tuple[str, None]:
     return f"{error['msg']}, found {_show(error['input'])}", None
 
@@ -475,6 +497,7 @@ _EXPLAIN = {
     "dict_type": _not_a_mapping,
     "list_type": _list_type,
     "too_short": _too_short,
+    "too_long": _too_long,
     "literal_error": _literal_error,
     "string_pattern_mismatch": _string_error,
     "string_too_long": _string_error,
@@ -490,4 +513,6 @@ _EXPLAIN = {
     "bool_parsing": _bool_error,
     "bool_type": _bool_error,
     "ip_v4_network": _network_error,
+    "ip_networks": _networks_error,
+    "ip_families": _families_error,
 }

@@ -7,12 +7,14 @@ Cross-field rules (overlaps, references, uniqueness) live in lab.topology.semant
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 from lab.topology.constants import DNS_LABEL, DNS_SUBDOMAIN
 from lab.topology.gatewayapi import KINDS as GATEWAY_KINDS, Gateway, GatewayClass, HTTPRoute, ReferenceGrant
+from lab.topology.ipfamily import IPV4, POLICIES, SERVICE_CIDR, families_of
 from lab.topology.kinds import CNIS, DEFAULT_PROXY, NETWORKS, PROXY_MODES, mtu_overhead
 from lab.topology.lenient import IGNORED_KINDS
 
@@ -24,6 +26,7 @@ SubdomainName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_leng
 # Lab names prefix every namespace the lab creates; short enough to keep `ip netns` readable.
 LabName = Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=24)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+IPFamily = Literal["IPv4", "IPv6"]
 
 
 class Strict(BaseModel):
@@ -82,12 +85,62 @@ class LoadBalancerSpec(Strict):
     addresses: Annotated[list[IPv4Network], Field(min_length=1)]
 
 
+IPNetwork = Union[IPv4Network, IPv6Network]
+
+
+def _cidr_list(value: object) -> object:
+    """One CIDR, a YAML list of them, or comma-separated as the kube flags take them
+    (--cluster-cidr=10.244.0.0/16,fd00:10:244::/56): parsed here so a bad one gets one message
+    (lab.topology.load words it: error type "ip_networks")."""
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        items = [items]
+    out = []
+    for item in items:
+        if isinstance(item, (IPv4Network, IPv6Network)):
+            out.append(item)
+            continue
+        try:
+            out.append(ip_network(str(item)))
+        except ValueError:
+            try:
+                net = ip_network(str(item), strict=False)
+            except ValueError:
+                hint = ("write an address and a prefix length (0-32 for IPv4, 0-128 for IPv6), e.g. 10.244.0.0/16 "
+                        "or fd00:10:244::/56; two CIDRs (one per family) make the cluster dual-stack")
+            else:
+                hint = f"{item} has bits set after the /{net.prefixlen} prefix: the network is {net}"
+            raise PydanticCustomError("ip_networks", "not an IPv4 or IPv6 network: {item}",
+                                      {"item": str(item), "hint": hint}) from None
+    return tuple(out)
+
+
+def _dual_stack(value: tuple) -> tuple:
+    """Two CIDRs are one per family, as kube-controller-manager requires of --cluster-cidr."""
+    if len(value) == 2 and value[0].version == value[1].version:
+        raise PydanticCustomError("ip_families", "two CIDRs of one family", {
+            "problem": f"two IPv{value[0].version} CIDRs ({value[0]}, {value[1]}): a dual-stack cluster has one of each "
+                       "family",
+            "hint": "give one IPv4 and one IPv6 CIDR, the primary family first, e.g. [10.244.0.0/16, fd00:10:244::/56] "
+                    "(kind's dual-stack defaults); one CIDR makes a single-stack cluster"})
+    return value
+
+
+# cluster.podCIDR: one CIDR (single-stack, IPv4 or IPv6) or two of different families (dual-stack,
+# in the first one's family order)
+CIDRs = Annotated[tuple[IPNetwork, ...], BeforeValidator(_cidr_list), Field(min_length=1, max_length=2),
+                  AfterValidator(_dual_stack)]
+
+
 class ClusterSpec(Strict):
     """What Kubernetes leaves to the installer: address plan, pod network, CNI plugin."""
 
-    podCIDR: IPv4Network = IPv4Network("10.244.0.0/16")
+    podCIDR: CIDRs = (IPv4Network("10.244.0.0/16"),)
     nodeCIDRMaskSize: int = Field(24, ge=8, le=30)
-    serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/12")
+    nodeCIDRMaskSizeIPv6: int = Field(64, ge=16, le=120, description="each node's IPv6 pod subnet "
+                                                                      "(--node-cidr-mask-size-ipv6)")
+    # --service-cluster-ip-range: default 10.96.0.0/12, or kind's per family when podCIDR is IPv6 or dual-stack
+    serviceCIDR: CIDRs = (IPv4Network(SERVICE_CIDR[IPV4]),)
     network: Literal[tuple(NETWORKS)] = "vxlan"  # type: ignore[valid-type]  # the registered pod networks
     cni: Annotated[str, AfterValidator(_cni)] = "bridge"
     proxy: Literal[PROXY_MODES] = DEFAULT_PROXY  # type: ignore[valid-type]
@@ -98,11 +151,32 @@ class ClusterSpec(Strict):
     unsafe: UnsafeSpec = UnsafeSpec()
     loadBalancer: Optional[LoadBalancerSpec] = None  # without it, LoadBalancer Services stay <pending>
 
+    @model_validator(mode="before")
+    @classmethod
+    def _service_cidr_follows_pods(cls, data):
+        """Without serviceCIDR, a cluster whose podCIDR is IPv6 or dual-stack gets kind's Service
+        ranges in the pods' family order (fd00:10:96::/112 for IPv6)."""
+        if isinstance(data, dict) and "serviceCIDR" not in data and "podCIDR" in data:
+            families = families_of(data["podCIDR"])
+            if families and families != (IPV4,) and len(set(families)) == len(families) <= 2:
+                data = {**data, "serviceCIDR": [SERVICE_CIDR[f] for f in families]}
+        return data
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The cluster's IP families in order (4,), (6,), (4, 6) or (6, 4): the first is the primary."""
+        return tuple(c.version for c in self.podCIDR)
+
+    def node_mask(self, family: int) -> int:
+        return self.nodeCIDRMaskSize if family == 4 else self.nodeCIDRMaskSizeIPv6
+
 
 class UnderlaySpec(Strict):
     """The physical network the nodes sit on."""
 
     subnet: IPv4Network = IPv4Network("172.18.0.0/24")
+    # a cluster with an IPv6 family: every machine also gets <this prefix>::<its IPv4 host part>
+    subnetIPv6: IPv6Network = IPv6Network("fd00:172:18::/64")
     switch: Literal["linux-bridge", "ovs"] = "linux-bridge"
     mtu: int = Field(1500, ge=1280, le=9000)
 
@@ -343,13 +417,17 @@ class ServiceSpec(Strict):
     externalName: Optional[Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=253)]] = None
     selector: Optional[dict[str, str]] = None
     clusterIP: Optional[str] = None  # an address in serviceCIDR, "None" (headless), or allocated
+    clusterIPs: list[str] = Field(default_factory=list)  # one per family; clusterIPs[0] is clusterIP
+    ipFamilies: list[IPFamily] = Field(default_factory=list)  # defaulted as the API server does (lab.topology.ipfamily)
+    ipFamilyPolicy: Optional[Literal[POLICIES]] = None  # type: ignore[valid-type]  # default SingleStack
     ports: list[ServicePort] = Field(default_factory=list)  # at least one, except for ExternalName
     sessionAffinity: Literal["None", "ClientIP"] = "None"
     sessionAffinityConfig: Optional[SessionAffinityConfig] = None
     externalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
     internalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
     publishNotReadyAddresses: bool = False
-    externalIPs: list[IPv4Address] = Field(default_factory=list)  # kube-proxy serves them; nothing routes them
+    # kube-proxy serves them (each with its family's rules); nothing routes them
+    externalIPs: list[Union[IPv4Address, IPv6Address]] = Field(default_factory=list)
     loadBalancerIP: Optional[IPv4Address] = None  # asked of the pool (deprecated upstream, still honoured)
     loadBalancerSourceRanges: list[IPv4Network] = Field(default_factory=list)
     loadBalancerClass: Optional[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = None
@@ -376,10 +454,22 @@ class PolicySelector(Strict):
     matchExpressions: list[LabelSelectorRequirement] = Field(default_factory=list)
 
 
+def _one_cidr(value: object) -> object:
+    """An IPv4 or IPv6 network, with _cidr_list's messages."""
+    if isinstance(value, str) and "," in value:
+        raise PydanticCustomError("ip_networks", "one network: {item}", {"item": value, "hint": "write one CIDR here"})
+    return _cidr_list(value)[0]
+
+
+AnyNetwork = Annotated[IPNetwork, BeforeValidator(_one_cidr)]
+
+
 class IPBlock(Strict):
-    cidr: IPv4Network
+    """cidr and its excepts, of one family (the API server refuses a mix; the rules are per family)."""
+
+    cidr: AnyNetwork
     # "except" is a Python keyword: the YAML field name is kept through the alias
-    except_: list[IPv4Network] = Field(default_factory=list, alias="except")
+    except_: list[AnyNetwork] = Field(default_factory=list, alias="except")
 
 
 class NetworkPolicyPeer(Strict):
@@ -536,4 +626,4 @@ class Topology(Strict):
     def pod_mtu(self) -> int:
         if self.cluster.mtu is not None:
             return self.cluster.mtu
-        return self.underlay.mtu - mtu_overhead(self.cluster.network)
+        return self.underlay.mtu - mtu_overhead(self.cluster.network, 6 in self.cluster.families)

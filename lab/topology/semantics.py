@@ -14,7 +14,10 @@ from typing import Optional
 
 from lab.errors import Diagnostic
 from lab.topology.constants import kube_dns_ip, kubernetes_service_ip
-from lab.topology.kinds import NETWORKS, mtu_overhead, network, section_owner
+from lab.topology.ipfamily import (
+    MAX_SERVICE_CIDR_BITS, MIN_SERVICE_CIDR_BITS, SERVICE_CIDR, families_of, family_of, service_families,
+)
+from lab.topology.kinds import CNIS, IPV6_NETWORKS, NETWORKS, mtu_overhead, network, section_owner
 from lab.topology.model import (
     DNS_SUBDOMAIN, EXTERNAL_TYPES, WORKLOADS, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service,
     StatefulSet, Topology,
@@ -129,41 +132,39 @@ def _public(ctx: _Context) -> None:
                   "add a host with natGateway: true, e.g. {name: nat, natGateway: true}")
     if t.public is not None:
         for path in (("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet")):
-            other = getattr(getattr(t, path[0]), path[1])
-            if t.public.subnet.overlaps(other):
-                ctx.error(("public", "subnet"), f"public.subnet {t.public.subnet} overlaps {dotted(path)} {other}",
-                          "the public segment is the outside world: give it addresses of its own (203.0.113.0/24)")
+            for other in _networks(getattr(getattr(t, path[0]), path[1])):
+                if t.public.subnet.overlaps(other):
+                    ctx.error(("public", "subnet"), f"public.subnet {t.public.subnet} overlaps {dotted(path)} {other}",
+                              "the public segment is the outside world: give it addresses of its own (203.0.113.0/24)")
+
+
+def _networks(value) -> tuple:
+    """A field that holds one network or (dual-stack) a tuple of them, as a tuple."""
+    return tuple(value) if isinstance(value, tuple) else (value,)
 
 
 def _address_plan(ctx: _Context) -> None:
     """Pod, service and underlay ranges must be disjoint and big enough for the machines."""
     t = ctx.topology
-    ranges = [("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet")]
-    values = {path: getattr(getattr(t, path[0]), path[1]) for path in ranges}
+    ranges = [("cluster", "podCIDR"), ("cluster", "serviceCIDR"), ("underlay", "subnet"), ("underlay", "subnetIPv6")]
+    values = {path: _networks(getattr(getattr(t, path[0]), path[1])) for path in ranges}
     for i, a in enumerate(ranges):
         for b in ranges[i + 1:]:
-            if values[a].overlaps(values[b]):
+            for x, y in ((x, y) for x in values[a] for y in values[b] if x.version == y.version and x.overlaps(y)):
                 if t.cluster.unsafe.allowOverlap:  # built wrong on purpose (an exercise): said, not refused
-                    ctx.warn(b, f"{dotted(b)} {values[b]} overlaps {dotted(a)} {values[a]} (allowed by "
+                    ctx.warn(b, f"{dotted(b)} {y} overlaps {dotted(a)} {x} (allowed by "
                                 "cluster.unsafe.allowOverlap): traffic for the shared addresses will go to the wrong place")
                     continue
-                ctx.error(b, f"{dotted(b)} {values[b]} overlaps {dotted(a)} {values[a]}",
+                ctx.error(b, f"{dotted(b)} {y} overlaps {dotted(a)} {x}",
                           "pod, service and underlay addresses must not overlap; the defaults are "
-                          "podCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12, underlay subnet 172.18.0.0/24")
+                          "podCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12, underlay subnet 172.18.0.0/24 "
+                          "(IPv6: podCIDR fd00:10:244::/56, serviceCIDR fd00:10:96::/112, underlay fd00:172:18::/64)")
 
-    pod, mask, nodes = t.cluster.podCIDR, t.cluster.nodeCIDRMaskSize, len(t.nodes)
-    if pod.prefixlen > mask:
-        ctx.error(("cluster", "podCIDR"),
-                  f"podCIDR {pod} is smaller than one node's pod subnet (nodeCIDRMaskSize {mask})",
-                  f"use a podCIDR of /{mask} or larger, or a nodeCIDRMaskSize of at least {pod.prefixlen}")
-    elif 2 ** (mask - pod.prefixlen) < nodes:
-        room, bits = 2 ** (mask - pod.prefixlen), (nodes - 1).bit_length()
-        larger = [f"podCIDR {pod.supernet(new_prefix=mask - bits)}"] if bits <= mask else []
-        larger += [f"nodeCIDRMaskSize {pod.prefixlen + bits}"] if pod.prefixlen + bits <= 30 else []
-        ctx.error(("cluster", "podCIDR"),
-                  f"podCIDR {pod} with nodeCIDRMaskSize {mask} has room for {_count(room, 'node')}, "
-                  f"the topology has {nodes}",
-                  "use a larger podCIDR or a larger nodeCIDRMaskSize, e.g. " + " or ".join(larger))
+    nodes = len(t.nodes)
+    for pod in t.cluster.podCIDR:
+        _pod_range_room(ctx, pod, nodes)
+    _families(ctx)
+    _service_cidrs(ctx)
 
     subnet, hosts = t.underlay.subnet, sum(1 for h in t.hosts if h.network == "underlay" and not h.natGateway)
     room = max(subnet.num_addresses - 3, 0)  # network, broadcast, and the first address (gateway)
@@ -175,7 +176,7 @@ def _address_plan(ctx: _Context) -> None:
                   f"use a larger subnet, e.g. {subnet.supernet(new_prefix=prefix)}; the network, "
                   "broadcast and first address (reserved for the gateway) are not given to machines")
 
-    mtu, overhead = t.cluster.mtu, mtu_overhead(t.cluster.network)
+    mtu, overhead = t.cluster.mtu, mtu_overhead(t.cluster.network, 6 in t.cluster.families)
     if mtu is not None and overhead and mtu > t.underlay.mtu - overhead:
         ctx.error(("cluster", "mtu"),
                   f"pod MTU {mtu} does not fit the {t.cluster.network} overlay: underlay MTU {t.underlay.mtu} - {overhead} "
@@ -185,6 +186,81 @@ def _address_plan(ctx: _Context) -> None:
     elif mtu is not None and mtu > t.underlay.mtu:
         ctx.error(("cluster", "mtu"), f"pod MTU {mtu} is larger than the underlay MTU {t.underlay.mtu}",
                   f"use mtu {t.underlay.mtu} or less, or leave it out")
+
+
+def _service_cidrs(ctx: _Context) -> None:
+    """kube-apiserver's limit on --service-cluster-ip-range (at most 20 host bits; one range per
+    family is the model's check), and the lab's: room for the kubernetes and kube-dns addresses,
+    and the pods' families in the same order (the first range of each is the primary family)."""
+    t, path = ctx.topology, ("cluster", "serviceCIDR")
+    cidrs = t.cluster.serviceCIDR
+    for net in cidrs:
+        bits = net.max_prefixlen - net.prefixlen
+        if bits > MAX_SERVICE_CIDR_BITS:
+            ctx.error(path, f"serviceCIDR {net} is too large; for {net.max_prefixlen}-bit addresses, the mask must be "
+                            f">= {net.max_prefixlen - MAX_SERVICE_CIDR_BITS} (kube-apiserver's limit)",
+                      f"use a smaller range, e.g. {SERVICE_CIDR[family_of(net)]}")
+        elif bits < MIN_SERVICE_CIDR_BITS:
+            ctx.error(path, f"serviceCIDR {net} is too small: it holds {net.num_addresses} addresses, and the "
+                            "kubernetes Service (the first) and kube-dns (the tenth) need at least 16",
+                      f"use a /{net.max_prefixlen - MIN_SERVICE_CIDR_BITS} or larger, e.g. {SERVICE_CIDR[family_of(net)]}")
+    pods = families_of(t.cluster.podCIDR)
+    services = tuple(family_of(n) for n in cidrs)
+    if pods and services != pods and len(set(services)) == len(services):
+        order = "the same families in another order" if set(services) == set(pods) else "other families"
+        ctx.error(path, f"serviceCIDR is {' and '.join(services)} but podCIDR is {' and '.join(pods)}: {order}",
+                  "the first range of each decides the cluster's primary family: give podCIDR and serviceCIDR the same "
+                  f"families in the same order, e.g. serviceCIDR: {','.join(SERVICE_CIDR[f] for f in pods)}")
+
+
+def _pod_range_room(ctx: _Context, pod, nodes: int) -> None:
+    """One node subnet per node, of the family's mask (nodeCIDRMaskSize, or ...IPv6)."""
+    field = "nodeCIDRMaskSize" if pod.version == 4 else "nodeCIDRMaskSizeIPv6"
+    mask, width = ctx.topology.cluster.node_mask(pod.version), pod.max_prefixlen
+    if pod.prefixlen > mask:
+        ctx.error(("cluster", "podCIDR"),
+                  f"podCIDR {pod} is smaller than one node's pod subnet ({field} {mask})",
+                  f"use a podCIDR of /{mask} or larger, or a {field} of at least {pod.prefixlen}")
+    elif 2 ** (mask - pod.prefixlen) < nodes:
+        room, bits = 2 ** (mask - pod.prefixlen), (nodes - 1).bit_length()
+        larger = [f"podCIDR {pod.supernet(new_prefix=mask - bits)}"] if bits <= mask else []
+        larger += [f"{field} {pod.prefixlen + bits}"] if pod.prefixlen + bits <= width - 2 else []
+        ctx.error(("cluster", "podCIDR"),
+                  f"podCIDR {pod} with {field} {mask} has room for {_count(room, 'node')}, "
+                  f"the topology has {nodes}",
+                  f"use a larger podCIDR or a larger {field}, e.g. " + " or ".join(larger))
+    elif pod.version == 6 and mask - pod.prefixlen > 16:  # kube-controller-manager's own limit
+        ctx.error(("cluster", "nodeCIDRMaskSizeIPv6"),
+                  f"nodeCIDRMaskSizeIPv6 {mask} is more than 16 bits longer than podCIDR {pod}",
+                  f"kube-controller-manager refuses that; use a podCIDR of /{mask - 16} or longer (kind: "
+                  "fd00:10:244::/56 with /64 per node)")
+
+
+def _families(ctx: _Context) -> None:
+    """What cannot carry IPv6 says so, instead of failing at `lab up`."""
+    t = ctx.topology
+    if 6 not in t.cluster.families:
+        return
+    what = "an IPv6-only" if t.cluster.families == (6,) else "a dual-stack"
+    if t.cluster.network not in IPV6_NETWORKS:
+        ctx.error(("cluster", "network"), f"network {t.cluster.network} cannot carry IPv6 pods ({what} podCIDR "
+                  f"{', '.join(str(c) for c in t.cluster.podCIDR)})",
+                  f"use one of {', '.join(IPV6_NETWORKS)} for IPv6, or an IPv4 podCIDR only with "
+                  f"{t.cluster.network}")
+    if t.cluster.cni not in CNIS:
+        ctx.error(("cluster", "cni"), f"a CNI plugin of one's own ({t.cluster.cni}) gets one IPv4 range from the lab: "
+                  f"it cannot be {what} cluster's", "use cni: bridge or ptp for IPv6, or an IPv4 podCIDR only")
+    if t.cluster.proxy == "ebpf":
+        ctx.error(("cluster", "proxy"), f"proxy ebpf hooks IPv4 sockets only (connect4, sendmsg4): it cannot serve "
+                  f"{what} cluster", "use proxy: iptables or nftables")
+    v4, v6 = t.underlay.subnet, t.underlay.subnetIPv6
+    if v6.prefixlen > 128 - (32 - v4.prefixlen):
+        ctx.error(("underlay", "subnetIPv6"), f"underlay subnetIPv6 {v6} is smaller than the IPv4 subnet {v4}: each "
+                  "machine's IPv6 address is the IPv6 prefix with its IPv4 host part",
+                  f"use a /{128 - (32 - v4.prefixlen)} or larger, e.g. the default fd00:172:18::/64")
+    if t.public is not None:
+        ctx.error(("public",), f"the public segment and its NAT gateway are IPv4 only: not for {what} cluster",
+                  "remove public: and the natGateway host, or use an IPv4 podCIDR only")
 
 
 def _bgp(ctx: _Context) -> None:
@@ -415,9 +491,11 @@ def _dns(ctx: _Context) -> None:
 
 
 def _services(ctx: _Context) -> None:
-    """ClusterIPs inside the service CIDR and unique, NodePorts unique, port names as the API wants."""
-    cidr = ctx.topology.cluster.serviceCIDR
-    reserved = {kubernetes_service_ip(cidr): "the `kubernetes` Service", kube_dns_ip(cidr): "kube-dns"}
+    """ClusterIPs inside the service CIDR of their family and unique, IP families as the API server
+    defaults and checks them, NodePorts unique, port names as the API wants."""
+    cidrs = {family_of(c): c for c in ctx.topology.cluster.serviceCIDR}
+    reserved = {ip: who for c in cidrs.values()
+                for ip, who in ((kubernetes_service_ip(c), "the `kubernetes` Service"), (kube_dns_ip(c), "kube-dns"))}
     ips: list[tuple[str, DocPath]] = []
     node_ports: list[tuple[tuple[str, int], DocPath]] = []
     for path, m in ctx.manifests:
@@ -425,6 +503,11 @@ def _services(ctx: _Context) -> None:
             continue
         spec, sp = m.spec, path + ("spec",)
         who = f"Service {m.metadata.namespace or 'default'}/{m.metadata.name}"
+        resolved, problems = service_families(
+            type=spec.type, cluster_ip=spec.clusterIP, cluster_ips=spec.clusterIPs, ip_families=spec.ipFamilies,
+            policy=spec.ipFamilyPolicy, has_selector=bool(spec.selector), cluster=tuple(cidrs))
+        for where, what, hint in problems:
+            ctx.error(sp + where, f"{who}: {what}", hint)
         if spec.type == "ExternalName":
             if not spec.externalName:
                 ctx.error(sp + ("type",), "a Service of type ExternalName needs externalName",
@@ -438,19 +521,26 @@ def _services(ctx: _Context) -> None:
                       "set type: ExternalName, or remove externalName")
         if not spec.ports:
             ctx.error(sp + ("ports",), f"{who} needs at least one port", "add ports: [{port: 80}]")
-        if spec.clusterIP not in (None, "None"):
-            try:
-                ip = ip_address(spec.clusterIP)
-            except ValueError:
-                ip = None
-            if ip is None or ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
-                ctx.error(sp + ("clusterIP",), f"clusterIP '{spec.clusterIP}' is not a usable address of serviceCIDR {cidr}",
+        field = "clusterIPs" if spec.clusterIPs else "clusterIP"
+        for i, requested in enumerate(() if problems else resolved.requested):
+            if requested in ("", "None"):
+                continue
+            where = sp + ((field, i) if field == "clusterIPs" else (field,))
+            ip, cidr = ip_address(requested), cidrs[resolved.families[i]]
+            if ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
+                ctx.error(where, f"clusterIP '{requested}' is not a usable address of serviceCIDR {cidr}",
                           "give an address inside cluster.serviceCIDR, \"None\" for a headless Service, or leave it out")
             elif ip in reserved:
-                ctx.error(sp + ("clusterIP",), f"clusterIP {ip} is reserved for {reserved[ip]}",
+                ctx.error(where, f"clusterIP {ip} is reserved for {reserved[ip]}",
                           "pick another address, or leave clusterIP out to have one allocated")
             else:
-                ips.append((str(ip), sp + ("clusterIP",)))
+                ips.append((str(ip), where))
+        for i, ip in enumerate(spec.externalIPs):
+            if family_of(ip) not in (() if problems else resolved.families):
+                ctx.warn(sp + ("externalIPs", i), f"externalIP {ip} is {family_of(ip)} and {who} is "
+                                                  f"{' and '.join(resolved.families) or 'of no family'}: "
+                                                  "kube-proxy serves it with no rules (as upstream)",
+                         f"add {family_of(ip)} to ipFamilies (ipFamilyPolicy: PreferDualStack), or remove it")
         if spec.clusterIP == "None" and spec.type in EXTERNAL_TYPES:
             ctx.error(sp + ("clusterIP",), f"a headless Service (clusterIP: None) cannot be of type {spec.type}",
                       "use type ClusterIP, or drop clusterIP: None")
@@ -555,7 +645,7 @@ def _policies(ctx: _Context) -> None:
                                   "give podSelector: {}, namespaceSelector: {} or an ipBlock")
                     if peer.ipBlock:
                         for k, ex in enumerate(peer.ipBlock.except_):
-                            if not ex.subnet_of(peer.ipBlock.cidr):
+                            if ex.version != peer.ipBlock.cidr.version or not ex.subnet_of(peer.ipBlock.cidr):
                                 ctx.error(pp + ("ipBlock", "except", k), f"except {ex} is not inside cidr {peer.ipBlock.cidr}",
                                           "list only ranges inside the cidr")
                 for k, port in enumerate(rule.ports):

@@ -633,7 +633,7 @@ def test_parse_replies_splits_a_batch_and_names_what_was_not_asked():
 
 
 def test_names_are_arguments_never_part_of_the_script():
-    assert "$n" in probe._BATCH_SCRIPT and '"$@"' in probe._ONE_SCRIPT
+    assert '"$1" "$2"' in probe._BATCH_SCRIPT and '"$@"' in probe._ONE_SCRIPT
     assert "{" not in probe._BATCH_SCRIPT + probe._ONE_SCRIPT
 
 

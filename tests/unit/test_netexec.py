@@ -220,3 +220,20 @@ def test_time_to_ready_is_small():
         assert elapsed < 2.0
     finally:
         stop(proc)
+
+
+def test_two_binds_serve_each_family_on_its_own_socket_with_plain_client_addresses():
+    """A dual-stack pod's netexec (--bind 0.0.0.0 --bind ::): an IPv4 client is seen as itself,
+    not as ::ffff:a.b.c.d, and an IPv6 client as [addr]:port."""
+    port = free_port(socket.SOCK_STREAM)
+    proc, ready = start("--hostname", "ds", "--bind", "127.0.0.1", "--bind", "::1", "--tcp", str(port))
+    try:
+        assert ready == b"ready\n"
+        status, _, body, me = http_get(port, "/clientip")
+        assert (status, body.decode()) == (200, f"127.0.0.1:{me[1]}")
+        with socket.create_connection(("::1", port), timeout=TIMEOUT) as s:
+            s.sendall(b"GET /clientip HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = s.recv(65536).decode()
+            assert reply.endswith(f"[::1]:{s.getsockname()[1]}")
+    finally:
+        stop(proc)

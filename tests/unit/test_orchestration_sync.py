@@ -309,3 +309,38 @@ def test_no_flow_entries_is_no_failure_but_a_broken_conntrack_is(fake):
     with pytest.raises(LabError, match="conntrack -D on node .* failed: conntrack: unknown option"):
         kube_proxy.sync(rec, state, ready, first=True)
 
+
+
+# --- dual-stack: one proxier per family ---
+
+def dual_state(mode: str) -> ClusterState:
+    return shipped_state("services", proxy=mode, podCIDR="10.244.0.0/16,fd00:10:244::/56",
+                         serviceCIDR="10.96.0.0/12,fd00:10:96::/112")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_dual_stack_cluster_restores_each_familys_rules_with_its_own_command(mode, fake):
+    state = dual_state(mode)
+    assert state.service_families() == ("IPv4", "IPv6")
+    ready = ready_of(state)
+    rec = new_record(state)
+    kube_proxy.setup(state)
+    kube_proxy.sync(rec, state, ready, first=True)
+    slices = endpoint_slices(state, ready)
+    v6 = ("ip6tables-restore", "--noflush") if mode == "iptables" else RESTORE[mode]
+    netns = {n.netns: n.name for n in state.nodes}
+    texts: dict[tuple[str, tuple], list[str]] = {}
+    for c in fake.calls:
+        if c.argv in (RESTORE[mode], v6):
+            texts.setdefault((netns[c.netns], c.argv), []).append(c.input)
+    for n in state.nodes:
+        v4_texts = texts[(n.name, RESTORE[mode])] if mode == "iptables" else \
+            [t for t in texts[(n.name, v6)] if " ip6 " not in t]
+        v6_texts = texts[(n.name, v6)] if mode == "iptables" else [t for t in texts[(n.name, v6)] if " ip6 " in t]
+        render = iptables.render if mode == "iptables" else nftables.render
+        kw = {"existing": frozenset()} if mode == "iptables" else {}
+        assert render(state, n, slices, family="IPv6", **kw) == v6_texts[-1]   # the sync's, after setup's
+        assert render(state, n, slices, family="IPv4", **kw) == v4_texts[-1]
+        assert v6_texts and v4_texts and v6_texts[-1] != v4_texts[-1]
+    if mode == "iptables":   # the record keeps each family's chains apart (IPv4 under the node's name, as before)
+        assert set(proxy_chains(rec)) == {n.name for n in state.nodes} | {f"{n.name}/IPv6" for n in state.nodes}

@@ -58,7 +58,7 @@ def test_good_file_loads(path: Path):
 
 def test_minimal_gets_defaults():
     topology = load_topology(DATA / "good" / "minimal.yaml")
-    assert topology.cluster.podCIDR == IPv4Network("10.244.0.0/16")
+    assert topology.cluster.podCIDR == (IPv4Network("10.244.0.0/16"),)
     assert topology.cluster.network == "vxlan"
     assert topology.nodes[0].role == "worker"
     assert topology.pod_mtu() == 1450
@@ -66,7 +66,7 @@ def test_minimal_gets_defaults():
 
 def test_full_resolves_every_section():
     topology = load_topology(DATA / "good" / "full.yaml")
-    assert topology.cluster.serviceCIDR == IPv4Network("10.100.0.0/16")
+    assert topology.cluster.serviceCIDR == (IPv4Network("10.100.0.0/16"),)
     assert topology.pod_mtu() == 1400
     assert topology.underlay.switch == "ovs"
     assert topology.nodes[0].labels == {"topology.kubernetes.io/zone": "zone-a"}

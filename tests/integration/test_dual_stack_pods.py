@@ -1,0 +1,131 @@
+"""Dual-stack and IPv6-only pods on real labs (issue 23, the pod side): every pod gets a v4 and a v6
+address from the CNI (status.podIPs in order), each pod network routes both families, lab check
+probes each family, a NetworkPolicy allowing only 0.0.0.0/0 lets IPv4 in and keeps IPv6 out, and a
+v6 route taken away fails the v6 rows only. Labs are named dsp* (no other test file uses them)."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import TOPOLOGIES, lab, needs_root
+
+pytestmark = [needs_root, pytest.mark.root]
+
+NAME = "dspods"
+GUARDED = [  # a pod a policy allows only IPv4 sources to reach
+    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "guarded", "labels": {"app": "guarded"}},
+     "spec": {"nodeName": "worker2", "containers": [{"name": "c", "image": "netexec",
+                                                       "ports": [{"containerPort": 8080}]}]}},
+    {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "only-v4"},
+     "spec": {"podSelector": {"matchLabels": {"app": "guarded"}},
+              "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}},
+]
+
+
+def copy(name: str, source: str, tmp: Path, **cluster) -> tuple[Path, dict]:
+    doc = yaml.safe_load((TOPOLOGIES / source).read_text())
+    doc["name"] = name
+    doc["cluster"].update(cluster)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path, doc
+
+
+@pytest.fixture(scope="module")
+def dual(tmp_path_factory):
+    path, doc = copy(NAME, "dual-stack.yaml", tmp_path_factory.mktemp("dsp"))
+    doc["manifests"] += GUARDED
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    lab("up", str(path))
+    try:
+        yield json.loads(lab("get", "pods", "--lab", NAME, "-o", "json").stdout)["items"]
+    finally:
+        lab("down", NAME, check=False)
+
+
+def netns_of(pod: dict) -> str:
+    return f"{NAME}-default-{pod['metadata']['name']}"
+
+
+def eth0(netns: str) -> list[str]:
+    out = subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "dev", "eth0"], capture_output=True, text=True,
+                         check=True).stdout
+    return [a["local"] for link in json.loads(out) for a in link["addr_info"] if a.get("scope") == "global"]
+
+
+def curl(netns: str, ip: str, port: int = 8080) -> subprocess.CompletedProcess:
+    host = f"[{ip}]" if ":" in ip else ip
+    return subprocess.run(["ip", "netns", "exec", netns, "curl", "-s", "-m", "2", f"http://{host}:{port}/clientip"],
+                          capture_output=True, text=True)
+
+
+def check_rows(name: str, tmp: Path) -> tuple[int, list[dict]]:
+    out = tmp / "check.json"
+    proc = lab("check", "--lab", name, "--json", str(out), "--timeout", "0.5", check=False)
+    return proc.returncode, json.loads(out.read_text())["results"]
+
+
+def test_every_pod_has_both_addresses_on_eth0_in_the_order_of_status_pod_ips(dual):
+    for pod in dual:
+        ips = [x["ip"] for x in pod["status"]["podIPs"]]
+        assert pod["status"]["podIP"] == ips[0] and ":" not in ips[0] and ":" in ips[1], pod["metadata"]["name"]
+        assert sorted(eth0(netns_of(pod))) == sorted(ips)
+
+
+def test_ipv6_crosses_nodes_without_nat_and_the_policy_is_per_family(dual):
+    by_name = {p["metadata"]["name"]: p for p in dual}
+    client, guarded = by_name["client"], by_name["guarded"]
+    v4, v6 = (x["ip"] for x in guarded["status"]["podIPs"])
+    c4, c6 = (x["ip"] for x in client["status"]["podIPs"])
+    backend = next(p for p in dual if p["spec"]["nodeName"] != "worker1" and p["metadata"]["name"].startswith("backend"))
+    seen = curl(netns_of(client), backend["status"]["podIPs"][1]["ip"])
+    assert seen.returncode == 0 and seen.stdout.startswith(f"[{c6}]:"), seen
+    allowed = curl(netns_of(client), v4)
+    assert allowed.returncode == 0 and allowed.stdout.startswith(f"{c4}:"), allowed
+    denied = curl(netns_of(client), v6)
+    assert denied.returncode == 28, denied  # curl's timeout: the IPv6 SYN was dropped, not refused
+
+
+def test_lab_check_probes_each_family_and_expects_the_policys_per_family_verdict(dual, tmp_path):
+    code, rows = check_rows(NAME, tmp_path)
+    failed = [r for r in rows if not r["passed"]]
+    assert code == 0 and not failed, failed[:3]
+    p2p = [r for r in rows if r["check"] == "pod-to-pod"]
+    assert any("fd00:10:244:" in r["subject"] for r in p2p) and any("10.244." in r["subject"] for r in p2p)
+    to_guarded = [r for r in p2p if "default/guarded" in r["subject"].split("->")[1]]
+    assert to_guarded and all(("denied by NetworkPolicy" in r["subject"]) == ("[fd00" in r["subject"])
+                              for r in to_guarded)
+    assert any(r["check"] == "node-to-pod" and "[fd00:10:244:" in r["subject"] for r in rows)
+
+
+def test_a_missing_ipv6_route_fails_the_ipv6_rows_only(dual, tmp_path):
+    node, cidr, via = f"{NAME}-worker1", "fd00:10:244:2::/64", "fd00:10:244:2::"
+    subprocess.run(["ip", "-n", node, "-6", "route", "del", cidr], check=True)
+    try:
+        code, rows = check_rows(NAME, tmp_path)
+    finally:
+        subprocess.run(["ip", "-n", node, "-6", "route", "replace", cidr, "via", via, "dev", "flannel-v6.1", "onlink"],
+                       check=True)
+    failed = [r for r in rows if not r["passed"]]
+    assert code == 1 and failed
+    assert all(r["check"] in ("pod-to-pod", "node-to-pod") and "fd00:10:244:" in r["subject"] for r in failed), failed
+    assert all("10.244." not in r["subject"].split("->")[1].split("(")[1] for r in failed)
+
+
+@pytest.mark.parametrize("name, source, cluster", [
+    ("dsp6", "ipv6-only.yaml", {}),
+    ("dsp6vx", "ipv6-only.yaml", {"network": "vxlan"}),
+    ("dspbgp", "dual-stack.yaml", {"network": "bgp"}),
+    ("dspptp", "dual-stack.yaml", {"network": "host-gw", "cni": "ptp"}),
+    ("dsp6first", "dual-stack.yaml", {"podCIDR": "fd00:10:244::/56,10.244.0.0/16"}),
+])
+def test_lab_run_passes_in_every_ipv6_capable_pod_network(name, source, cluster, tmp_path):
+    path, _ = copy(name, source, tmp_path, **cluster)
+    proc = lab("run", str(path), "--json", str(tmp_path / "run.json"), check=False, timeout=180)
+    rows = json.loads((tmp_path / "run.json").read_text())["results"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert any(r["check"] == "pod-to-pod" and "fd00:10:244:" in r["subject"] for r in rows)
