@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
-from lab import host
+from lab import host, routing
+from lab.cni import kinds as cni_kinds
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
 from lab.errors import LabError
 from lab.host import cgroup
@@ -123,6 +124,13 @@ def setup(state: ClusterState, rec: LabRecord) -> None:
         _load(obj, pins)
         for prog, path in ebpf.prog_paths(pins).items():
             host.run([bpftool, "cgroup", "attach", cgroups[node.name], ebpf.PROGRAMS[prog], "pinned", path])
+        config = " ".join(f"{b:02x}" for b in ebpf.config(state, node))
+        host.run([bpftool, "map", "update", "pinned", ebpf.map_paths(pins)["lb_config"],
+                  "key", "hex", "00", "00", "00", "00", "value", "hex", *config.split()])
+        # the tc program hands the stack packets whose source is the node's own address (a reply
+        # translated back, a request SNATed towards a backend): without accept_local the kernel
+        # drops them as martians
+        host.sysctl(node.netns, {"net.ipv4.conf.all.accept_local": "1"})
 
     _, error = host.on_each(state.nodes, one)
     if error:
@@ -154,13 +162,40 @@ def place_all(state: ClusterState) -> int:
     return sum(map(len, moves.values()))
 
 
+def tc_devices(state: ClusterState) -> tuple[str, ...]:
+    """The node's devices the tc program sits on (ingress): the uplink, where outside traffic comes
+    in and replies to the node's address come back; the bridge its pods' replies come up from; the
+    tunnel that brings another node's pods' replies (to the tunnel's address). A CNI without a
+    bridge (ptp) has a device per pod: not covered (docs/EBPF.md)."""
+    cni = cni_kinds.of(state)
+    return ("eth0", *((cni.device,) if cni.bridged else ()), *(("flannel.1",) if routing.backend(state).tunnel else ()))
+
+
+def attach_tc(node: NodeState, device: str, pins: str) -> None:
+    """The tc program on the device's ingress (a clsact qdisc, direct action)."""
+    host.run(["tc", "-n", node.netns, "qdisc", "replace", "dev", device, "clsact"])
+    host.run(["tc", "-n", node.netns, "filter", "replace", "dev", device, "ingress", "prio", "1", "handle", "1",
+              "bpf", "direct-action", "object-pinned", ebpf.tc_path(pins)])
+
+
+def _attach_new_devices(rec: LabRecord, state: ClusterState, node: NodeState) -> None:
+    """Attach the tc program to the node's devices that exist now and do not have it yet (cni0
+    appears with the node's first pod): recorded per node, so a device is looked at until found."""
+    done = rec.section("ebpf").setdefault("tc", {}).setdefault(node.name, [])
+    for device in tc_devices(state):
+        if device not in done and host.run(["ip", "-n", node.netns, "link", "show", device], check=False).ok:
+            attach_tc(node, device, f"{rec.bpffs}/{node.name}")
+            done.append(device)
+
+
 def update(rec: LabRecord, node: NodeState, old: ClusterState, new: ClusterState,
            old_slices: Iterable[EndpointSliceState], new_slices: Iterable[EndpointSliceState],
            only: Optional[set[str]], first: bool) -> int:
     """Write the node's maps from the model: the entries of the Services in `only` that differ
     between the old and the new state, in one `bpftool batch`. Returns the lines written."""
-    before = {} if first else ebpf.entries(model.service_ports(old, node.name, old_slices, only))
-    after = ebpf.entries(model.service_ports(new, node.name, new_slices, only))
+    _attach_new_devices(rec, new, node)
+    before = {} if first else ebpf.entries(model.service_ports(old, node.name, old_slices, only), node.ip)
+    after = ebpf.entries(model.service_ports(new, node.name, new_slices, only), node.ip)
     lines = ebpf.batch(before, after, ebpf.map_paths(f"{rec.bpffs}/{node.name}"))
     if lines:
         done = host.run([_tool("bpftool"), "batch", "file", "-"], input="\n".join(lines) + "\n", check=False)
