@@ -251,7 +251,8 @@ def _ports(svc: ServiceState) -> str:
 
 
 def service_rows(state: ClusterState, created: float, namespace: Optional[str], wide: bool):
-    header = (["NAMESPACE"] if namespace is None else []) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    header = (["NAMESPACE"] if namespace is None else []) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE",
+                                                             "DATAPLANE"]
     if wide:
         header.append("SELECTOR")
     rows = []
@@ -259,7 +260,8 @@ def service_rows(state: ClusterState, created: float, namespace: Optional[str], 
         if namespace is not None and s.namespace != namespace:
             continue
         row = ([s.namespace] if namespace is None else []) + [
-            s.name, s.type, s.cluster_ip or "None", _external_ip(s), _ports(s), age(time.time() - created)]
+            s.name, s.type, s.cluster_ip or "None", _external_ip(s), _ports(s), age(time.time() - created),
+            dataplane(state, s)]
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in s.selector) if s.selector else "<none>")
         rows.append(row)
@@ -357,3 +359,96 @@ def route_rows(state: ClusterState, routes: dict[str, list[dict]]):
                 source = f"cni {state.cni} (pod veth)"
             rows.append([node.name, dst, r.get("gateway", "-"), r.get("dev", "-"), source])
     return header, rows
+
+
+# --- the dataplane that serves a Service ---
+
+DATAPLANES = {
+    "none/headless": "none: headless, DNS answers with the endpoints",
+    "none/dns": "none: ExternalName, DNS answers with a CNAME",
+    "none/skipped": "none: a skip label keeps kube-proxy away",
+    "kube-proxy/iptables": "kube-proxy's iptables rules (KUBE-SERVICES, KUBE-SVC-*, DNAT in the nat table)",
+    "kube-proxy/nftables": "kube-proxy's nftables rules (table ip kube-proxy: service-ips, DNAT)",
+    "ebpf/socket-lb": "eBPF: the socket LB rewrites connect()/sendmsg() to a backend (cgroup programs, map "
+                      "lb_services); no kube-proxy rules",
+    "ebpf/socket-lb+tc": "eBPF: the socket LB for the node's own sockets; from outside, the tc program on the "
+                         "nodes' devices (map lb_external: DNAT, SNAT for Cluster); no kube-proxy rules",
+}
+
+
+def dataplane(state: ClusterState, s: ServiceState) -> str:
+    """Which part of each node serves this Service's addresses (a key of DATAPLANES): kube-proxy's
+    rules (iptables or nftables mode) or, under proxy ebpf, the socket LB and (from outside) tc."""
+    if not s.cluster_ip:
+        return "none/dns" if s.type == "ExternalName" else "none/headless"
+    if not s.proxied:
+        return "none/skipped"
+    if state.proxy == "ebpf":
+        outside = any(p.node_port for p in s.ports) or s.external_ips or s.load_balancer_ip
+        return "ebpf/socket-lb" + ("+tc" if outside else "")
+    return f"kube-proxy/{state.proxy}"
+
+
+def _decode_addr(b: bytes) -> str:
+    return f"{'.'.join(str(x) for x in b[:4])}:{int.from_bytes(b[4:6], 'big')}"
+
+
+def map_rows(state: ClusterState, s: ServiceState, slices: Sequence[EndpointSliceState],
+             live: Mapping[str, Mapping[tuple[str, bytes], bytes]]) -> list[list[str]]:
+    """Under proxy ebpf, each node's map entries for this Service beside what the model writes:
+    [node, address, map, service id, backends in the map, backends the model chooses, note].
+    live: node -> the entries read from its maps (lb_services, lb_external, lb_backends)."""
+    from lab.kube_proxy import ebpf, model  # noqa: PLC0415 (proxy ebpf only)
+
+    def slots(entries, value: bytes) -> list[str]:
+        """The backends an lb_services/lb_external value reaches: slots 0..count-1 of its id."""
+        sid, count = int.from_bytes(value[:4], "little"), int.from_bytes(value[4:8], "little")
+        found = (entries.get(("lb_backends", ebpf.be_key(sid, i))) for i in range(count))
+        return [_decode_addr(b) for b in found if b is not None]
+
+    rows = []
+    for node in state.nodes:
+        want = ebpf.entries(model.service_ports(state, node.name, slices, {s.key}), node.ip)
+        have = live.get(node.name, {})
+        for (m, key), value in sorted(want.items()):
+            if m not in ("lb_services", "lb_external"):
+                continue
+            wanted, got = slots(want, value), have.get((m, key))
+            if got is None:
+                rows.append([node.name, _decode_addr(key), m, "-", "-", str(len(wanted)), "missing from the map"])
+                continue
+            held = slots(have, got)
+            stale, missing = sorted(set(held) - set(wanted)), sorted(set(wanted) - set(held))
+            note = f"stale: {', '.join(stale)}" if stale else f"missing: {', '.join(missing)}" if missing else "ok"
+            rows.append([node.name, _decode_addr(key), m, f"{int.from_bytes(got[:4], 'little'):#010x}", str(len(held)),
+                         str(len(wanted)), note])
+    return rows
+
+
+def describe_service(s: ServiceState, state: ClusterState, slices: Sequence[EndpointSliceState],
+                     live: Optional[Mapping[str, Mapping[tuple[str, bytes], bytes]]] = None) -> str:
+    """`lab describe svc`, in kubectl's shape, and the dataplane serving it; under proxy ebpf the
+    map entries of each node (read from the maps: `live`) beside what the model would write."""
+    mine = [sl for sl in slices if (sl.namespace, sl.service) == (s.namespace, s.name)]
+    eps = [f"{e.address}:{p.port}" for sl in mine for e in sl.endpoints if e.ready for p in sl.ports]
+    rows = [("Name", s.name), ("Namespace", s.namespace),
+            ("Selector", ",".join(f"{k}={v}" for k, v in s.selector) if s.selector else "<none>"),
+            ("Type", s.type), ("IP", s.cluster_ip or "None")]
+    if s.load_balancer_ip:
+        rows.append(("LoadBalancer Ingress", s.load_balancer_ip))
+    if s.external_ips:
+        rows.append(("External IPs", ",".join(s.external_ips)))
+    for p in s.ports:
+        rows += [("Port", f"{p.name or '<unset>'}  {p.port}/{p.protocol}"), ("TargetPort", f"{p.target_port}/{p.protocol}")]
+        if p.node_port:
+            rows.append(("NodePort", f"{p.name or '<unset>'}  {p.node_port}/{p.protocol}"))
+    rows += [("Endpoints", _listed(eps)), ("Session Affinity", s.session_affinity)]
+    if s.type in ("NodePort", "LoadBalancer"):
+        rows.append(("External Traffic Policy", s.external_traffic_policy))
+    rows += [("Internal Traffic Policy", s.internal_traffic_policy), ("Dataplane", DATAPLANES[dataplane(state, s)])]
+    out = _fields(rows, "")
+    if state.proxy == "ebpf" and s.cluster_ip and s.proxied and live is not None:
+        table = render_table(["NODE", "ADDRESS", "MAP", "SERVICE-ID", "BACKENDS", "MODEL", "CHECK"],
+                             map_rows(state, s, slices, live))
+        out += ["Map entries (bpftool map dump, beside what the model writes):", *("  " + l for l in table.splitlines())]
+    return "\n".join(out + ["Events:  <none>"])

@@ -34,7 +34,7 @@ PROGRAMS = {"sock4_connect": "connect4", "sock4_sendmsg": "sendmsg4",
             "sock4_recvmsg": "recvmsg4", "sock4_getpeername": "getpeername4"}
 TC_PROGRAM = "tc_nodeport"      # sched_cls, tc ingress (direct action) on the devices tc_devices names
 MAPS = ("lb_services", "lb_backends", "lb_hits", "lb_affinity", "lb_revnat",
-        "lb_external", "lb_nat", "lb_nat_rev", "lb_config")
+        "lb_external", "lb_nat", "lb_nat_rev", "lb_config", "lb_sources")
 CGROUP_PREFIX = "k8s-netlab-"   # the lab's cgroup: <cgroup2 mount>/k8s-netlab-<lab>/<node>
 MAX_BACKENDS = 256              # the bound of the affinity loop in sock_lb.c
 PROTOCOLS = {"tcp": 6, "udp": 17}
@@ -133,8 +133,14 @@ def choices(p: ServicePort) -> tuple[tuple[Endpoint, ...], int]:
 Entries = dict[tuple[str, bytes], bytes]  # (map, key) -> value
 
 
-def ext_val(eid: int, count: int, affinity_s: int, verdict: int, snat: bool) -> bytes:
-    return struct.pack("<IIIII", eid, count, affinity_s, verdict, int(snat))
+def ext_val(eid: int, count: int, affinity_s: int, verdict: int, snat: bool, fenced: bool = False) -> bytes:
+    return struct.pack("<IIIIII", eid, count, affinity_s, verdict, int(snat), int(fenced))
+
+
+def src_key(eid: int, cidr: str) -> bytes:
+    """struct src_key: an LPM key, the id's 32 bits then the range's prefix."""
+    net = ipaddress.IPv4Network(cidr, strict=False)
+    return struct.pack("<II", 32 + net.prefixlen, eid) + net.network_address.packed
 
 
 def external_addresses(p: ServicePort, node_ip: str) -> list[tuple[str, int]]:
@@ -176,9 +182,12 @@ def entries(ports: Iterable[ServicePort], node_ip: str = "") -> Entries:
         backends(eid, p.spn + " (external)", ext)
         backends(inner, p.spn + " (inside)", p.cluster)
         inner_verdict = BALANCE if p.cluster else REJECT if p.no_endpoints_verdict == "reject" else DROP
+        fence = p.svc.source_ranges if p.svc.load_balancer_ip else ()
+        for cidr in fence:  # loadBalancerSourceRanges: who may reach the LB IP
+            out[("lb_sources", src_key(eid, cidr))] = b"\x01"
         for ip, port in external_addresses(p, node_ip):
-            out[("lb_external", svc_key(ip, port, p.proto))] = ext_val(eid, len(ext), affinity, ext_verdict,
-                                                                       not p.external_local)
+            out[("lb_external", svc_key(ip, port, p.proto))] = ext_val(
+                eid, len(ext), affinity, ext_verdict, not p.external_local, bool(fence) and ip == p.svc.load_balancer_ip)
             out[("lb_services", svc_key(ip, port, p.proto))] = svc_val(inner, len(p.cluster), affinity, inner_verdict)
     return out
 

@@ -6,6 +6,7 @@ of it at `lab down`. Every step is through lab.host, its exit status checked; wh
 load, `check` says so before anything is built. The plan is lab.kube_proxy.ebpf."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -202,6 +203,20 @@ def update(rec: LabRecord, node: NodeState, old: ClusterState, new: ClusterState
         if not done.ok:
             raise LabError(f"socket-LB maps of node {node.name} were not updated: {(done.stderr or done.stdout).strip()[-800:]}")
     return len(lines)
+
+
+def read_maps(rec: LabRecord, node: str, maps: Iterable[str] = ("lb_services", "lb_external", "lb_backends")) -> ebpf.Entries:
+    """What a node's maps hold now (`bpftool -j map dump`), as the entries ebpf.entries plans:
+    (map, key bytes) -> value bytes. What `lab describe svc` sets beside the model."""
+    out: ebpf.Entries = {}
+    paths = ebpf.map_paths(f"{rec.bpffs}/{node}")
+    for m in maps:
+        done = host.run([_tool("bpftool"), "-j", "map", "dump", "pinned", paths[m]], check=False)
+        if not done.ok:
+            raise LabError(f"cannot read map {m} of node {node}: {(done.stderr or done.stdout).strip()[-300:]}")
+        for e in json.loads(done.stdout or "[]"):
+            out[(m, bytes(int(x, 16) for x in e["key"]))] = bytes(int(x, 16) for x in e["value"])
+    return out
 
 
 def teardown(rec: LabRecord) -> list[str]:

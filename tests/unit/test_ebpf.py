@@ -158,13 +158,13 @@ def test_no_kube_proxy_rules_under_ebpf_only_egress_nat():
     assert "table ip ip-masq-agent" in setup and nftables.TABLE not in setup.replace("ip-masq-agent", "")
 
 
-def external(entries: ebpf.Entries) -> dict[str, tuple[int, int, int, int, int]]:
-    """"ip:port/proto" -> (id, count, affinity, verdict, snat), decoded from lb_external."""
+def external(entries: ebpf.Entries) -> dict[str, tuple[int, int, int, int, int, int]]:
+    """"ip:port/proto" -> (id, count, affinity, verdict, snat, fenced), decoded from lb_external."""
     out = {}
     for (m, k), v in entries.items():
         if m == "lb_external":
             ip, port = str(ipaddress.IPv4Address(k[:4])), struct.unpack("!H", k[4:6])[0]
-            out[f"{ip}:{port}/{ {6: 'tcp', 17: 'udp'}[k[6]] }"] = struct.unpack("<IIIII", v)
+            out[f"{ip}:{port}/{ {6: 'tcp', 17: 'udp'}[k[6]] }"] = struct.unpack("<IIIIII", v)
     return out
 
 
@@ -173,9 +173,9 @@ def test_nodeports_are_tc_entries_on_the_nodes_own_address_snat_for_cluster_loca
         e = ebpf.entries(service_ports(STATE, node.name, slices_of(STATE)), node.ip)
         ext = external(e)
         assert set(ext) == {f"{node.ip}:30080/tcp", f"{node.ip}:30081/tcp"}, "NodePorts only on the node's own address"
-        sid, count, _, verdict, snat = ext[f"{node.ip}:30080/tcp"]
+        sid, count, _, verdict, snat, _ = ext[f"{node.ip}:30080/tcp"]
         assert (verdict, snat) == (ebpf.BALANCE, 1) and {b.split(":")[0] for b in backends(e, sid)} == ready_ips("backend")
-        sid, count, _, verdict, snat = ext[f"{node.ip}:30081/tcp"]
+        sid, count, _, verdict, snat, _ = ext[f"{node.ip}:30081/tcp"]
         mine = ready_ips("backend", node.name)
         assert snat == 0, "externalTrafficPolicy Local keeps the client's address"
         if mine:
@@ -188,14 +188,21 @@ def test_nodeports_are_tc_entries_on_the_nodes_own_address_snat_for_cluster_loca
     assert not external(ebpf.entries(service_ports(STATE, NODE, slices_of(STATE)))), "no node address, no tc entry"
 
 
-def test_external_ips_and_lb_ips_are_tc_entries_on_every_node():
+def test_external_ips_and_lb_ips_are_tc_entries_on_every_node_fenced_by_source_ranges():
     state = shipped_state("loadbalancer")
+    fenced = [s for s in state.services if s.source_ranges and s.load_balancer_ip]
+    assert fenced
     for node in state.nodes:
-        ext = external(ebpf.entries(service_ports(state, node.name, slices_of(state)), node.ip))
+        e = ebpf.entries(service_ports(state, node.name, slices_of(state)), node.ip)
+        ext = external(e)
         for s in state.services:
             for ip in (*s.external_ips, s.load_balancer_ip):
                 if ip:
-                    assert any(k.startswith(f"{ip}:") for k in ext), (s.name, ip)
+                    got = [v for k, v in ext.items() if k.startswith(f"{ip}:")]
+                    assert got and all(v[5] == (s in fenced and ip == s.load_balancer_ip) for v in got), (s.name, ip)
+        for s in fenced:
+            eid = next(v[0] for k, v in ext.items() if k.startswith(f"{s.load_balancer_ip}:"))
+            assert all(("lb_sources", ebpf.src_key(eid, r)) in e for r in s.source_ranges)
 
 
 def test_the_node_config_names_its_address_podcidr_and_the_tunnels_source():
@@ -220,8 +227,9 @@ def test_the_c_program_declares_what_python_writes():
     for name, value in (("BALANCE", ebpf.BALANCE), ("REJECT", ebpf.REJECT), ("DROP", ebpf.DROP)):
         assert re.search(rf"#define VERDICT_{name} {value}\b", src)
     assert len(ebpf.svc_key("10.96.0.1", 80, "tcp")) == 8 and len(ebpf.svc_val(1, 2, 3, 0)) == 16
-    assert "struct ext_val { __u32 id; __u32 count; __u32 affinity_s; __u32 verdict; __u32 snat; }" in src
-    assert len(ebpf.ext_val(1, 2, 3, 0, True)) == 20
+    assert "struct ext_val { __u32 id; __u32 count; __u32 affinity_s; __u32 verdict; __u32 snat; __u32 fenced; }" in src
+    assert len(ebpf.ext_val(1, 2, 3, 0, True)) == 24
+    assert "struct src_key { __u32 prefixlen; __u32 id; __u32 ip; }" in src and len(ebpf.src_key(1, "10.0.0.0/8")) == 12
     assert ("struct lb_cfg { __u32 node_ip; __u32 node_net; __u32 node_mask; __u32 pods_net; __u32 pods_mask; "
             "__u32 remote_ip; }") in src and len(ebpf.config(STATE, STATE.node(NODE))) == 24
     assert f'SEC("tc")\nint {ebpf.TC_PROGRAM}(' in src

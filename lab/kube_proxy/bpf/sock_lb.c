@@ -157,7 +157,9 @@ int sock4_getpeername(struct bpf_sock_addr *ctx)
 
 /* --- north-south: tc on the node's devices --- */
 
-struct ext_val { __u32 id; __u32 count; __u32 affinity_s; __u32 verdict; __u32 snat; };  /* snat: eTP Cluster */
+/* snat: externalTrafficPolicy Cluster; fenced: an LB IP with loadBalancerSourceRanges (lb_sources) */
+struct ext_val { __u32 id; __u32 count; __u32 affinity_s; __u32 verdict; __u32 snat; __u32 fenced; };
+struct src_key { __u32 prefixlen; __u32 id; __u32 ip; };  /* prefixlen: 32 (the id) + the range's */
 struct nat_key { __u32 saddr; __u32 daddr; __u16 sport; __u16 dport; __u8 proto; __u8 pad[3]; };
 struct nat_val { __u32 saddr; __u32 daddr; __u16 sport; __u16 dport; };  /* what the packet becomes */
 /* the node: its own address, its podCIDR and the cluster's (network order), and the source a
@@ -174,6 +176,9 @@ struct { __uint(type, BPF_MAP_TYPE_LRU_HASH); __uint(max_entries, 65536);
          __type(key, struct nat_key); __type(value, struct nat_val); } lb_nat_rev SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1);
          __type(key, __u32); __type(value, struct lb_cfg); } lb_config SEC(".maps");
+/* (external id, a loadBalancerSourceRanges prefix) -> 1: the sources a fenced LB IP lets in */
+struct { __uint(type, BPF_MAP_TYPE_LPM_TRIE); __uint(max_entries, 16384); __uint(map_flags, BPF_F_NO_PREALLOC);
+         __type(key, struct src_key); __type(value, __u8); } lb_sources SEC(".maps");
 
 #define IP_OFF ETH_HLEN
 #define IP_CSUM (IP_OFF + 10)
@@ -226,6 +231,11 @@ static __always_inline int balance(struct __sk_buff *skb, __u32 l4, struct nat_k
 	struct aff_key ak = { .netns = (1ULL << 63) | k->saddr, .id = ev->id };  /* the client: its address */
 	__u64 now = bpf_ktime_get_ns(), one = 1, *hits;
 
+	if (ev->fenced) {
+		struct src_key src = { .prefixlen = 64, .id = ev->id, .ip = k->saddr };
+		if (!bpf_map_lookup_elem(&lb_sources, &src))
+			return TC_ACT_SHOT;  /* outside loadBalancerSourceRanges: dropped, as kube-proxy's firewall chain */
+	}
 	if (ev->verdict == VERDICT_DROP)
 		return TC_ACT_SHOT;
 	if (ev->verdict == VERDICT_REJECT || !ev->count)
