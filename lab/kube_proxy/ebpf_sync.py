@@ -167,9 +167,15 @@ def tc_devices(state: ClusterState) -> tuple[str, ...]:
     """The node's devices the tc program sits on (ingress): the uplink, where outside traffic comes
     in and replies to the node's address come back; the bridge its pods' replies come up from; the
     tunnel that brings another node's pods' replies (to the tunnel's address). A CNI without a
-    bridge (ptp) has a device per pod: not covered (docs/EBPF.md)."""
+    bridge (ptp) has a veth per pod instead: pod_veths finds those."""
     cni = cni_kinds.of(state)
     return ("eth0", *((cni.device,) if cni.bridged else ()), *(("flannel.1",) if routing.backend(state).tunnel else ()))
+
+
+def pod_veths(node: NodeState) -> set[str]:
+    """The host sides of the node's pod veths (cni ptp: a local backend's replies come up there)."""
+    links = json.loads(host.output(["ip", "-n", node.netns, "-j", "link", "show", "type", "veth"]) or "[]")
+    return {link["ifname"] for link in links}
 
 
 def attach_tc(node: NodeState, device: str, pins: str) -> None:
@@ -181,12 +187,19 @@ def attach_tc(node: NodeState, device: str, pins: str) -> None:
 
 def _attach_new_devices(rec: LabRecord, state: ClusterState, node: NodeState) -> None:
     """Attach the tc program to the node's devices that exist now and do not have it yet (cni0
-    appears with the node's first pod): recorded per node, so a device is looked at until found."""
-    done = rec.section("ebpf").setdefault("tc", {}).setdefault(node.name, [])
-    for device in tc_devices(state):
-        if device not in done and host.run(["ip", "-n", node.netns, "link", "show", device], check=False).ok:
-            attach_tc(node, device, f"{rec.bpffs}/{node.name}")
-            done.append(device)
+    appears with the node's first pod; under cni ptp each pod brings a veth): recorded per node,
+    so a device is looked at until found, and a pod's veth once."""
+    tc = rec.section("ebpf").setdefault("tc", {})
+    done = set(tc.get(node.name, ()))
+    wanted = [d for d in tc_devices(state) if d not in done]
+    present = {d for d in wanted if host.run(["ip", "-n", node.netns, "link", "show", d], check=False).ok}
+    if not cni_kinds.of(state).bridged:
+        veths = pod_veths(node)
+        done &= veths | set(tc_devices(state))   # a deleted pod's veth is gone
+        present |= veths - done
+    for device in sorted(present):
+        attach_tc(node, device, f"{rec.bpffs}/{node.name}")
+    tc[node.name] = sorted(done | present)
 
 
 def update(rec: LabRecord, node: NodeState, old: ClusterState, new: ClusterState,

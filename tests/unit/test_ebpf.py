@@ -354,3 +354,10 @@ def test_lab_validate_checks_the_toolchain_without_running_anything(monkeypatch)
     monkeypatch.setattr(ebpf_sync.shutil, "which", lambda name: None if name == "bpftool" else f"/usr/bin/{name}")
     with pytest.raises(LabError, match="needs bpftool, which is not installed"):
         controllers.preflight(STATE, deep=False)
+
+
+def test_the_tc_program_sits_on_the_uplink_the_bridge_and_the_tunnel():
+    from lab.kube_proxy import ebpf_sync
+    assert ebpf_sync.tc_devices(STATE) == ("eth0", "cni0", "flannel.1")
+    ptp = shipped_state("vpc-cni")
+    assert ebpf_sync.tc_devices(ptp) == ("eth0",), "ptp: no bridge; its pods' veths are found one by one"
