@@ -383,10 +383,9 @@ def _describe_service(a) -> int:
     svc = next((s for s in rec.state.services if (s.name, s.namespace) == (a.name, a.namespace)), None)
     if svc is None:
         raise LabError(f"service {a.name!r} not found in namespace {a.namespace} of lab {rec.name}: `lab get svc -A` lists them")
-    live = None
-    if rec.state.proxy == "ebpf" and rec.bpffs:
-        from lab.kube_proxy import ebpf_sync
-        live = {n.name: ebpf_sync.read_maps(rec, n.name) for n in rec.state.nodes}
+    from lab.kube_proxy import runtimes
+    runtime = runtimes.of(rec.state)
+    live = {n.name: runtime.read_maps(rec, n.name) for n in rec.state.nodes} if runtime and runtime.read_maps else None
     print(views.describe_service(svc, rec.state, endpoint_slices(rec.state, rec.pod_ready), live))
     return 0
 

@@ -261,7 +261,7 @@ def service_rows(state: ClusterState, created: float, namespace: Optional[str], 
             continue
         row = ([s.namespace] if namespace is None else []) + [
             s.name, s.type, s.cluster_ip or "None", _external_ip(s), _ports(s), age(time.time() - created),
-            dataplane(state, s)]
+            dataplane(state, s)[0]]
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in s.selector) if s.selector else "<none>")
         rows.append(row)
@@ -363,30 +363,24 @@ def route_rows(state: ClusterState, routes: dict[str, list[dict]]):
 
 # --- the dataplane that serves a Service ---
 
-DATAPLANES = {
-    "none/headless": "none: headless, DNS answers with the endpoints",
-    "none/dns": "none: ExternalName, DNS answers with a CNAME",
-    "none/skipped": "none: a skip label keeps kube-proxy away",
-    "kube-proxy/iptables": "kube-proxy's iptables rules (KUBE-SERVICES, KUBE-SVC-*, DNAT in the nat table)",
-    "kube-proxy/nftables": "kube-proxy's nftables rules (table ip kube-proxy: service-ips, DNAT)",
-    "ebpf/socket-lb": "eBPF: the socket LB rewrites connect()/sendmsg() to a backend (cgroup programs, map "
-                      "lb_services); no kube-proxy rules",
-    "ebpf/socket-lb+tc": "eBPF: the socket LB for the node's own sockets; from outside, the tc program on the "
-                         "nodes' devices (map lb_external: DNAT, SNAT for Cluster); no kube-proxy rules",
-}
+NOT_PROXIED = {"none/headless": "none: headless, DNS answers with the endpoints",
+               "none/dns": "none: ExternalName, DNS answers with a CNAME",
+               "none/skipped": "none: a skip label keeps kube-proxy away"}
 
 
-def dataplane(state: ClusterState, s: ServiceState) -> str:
-    """Which part of each node serves this Service's addresses (a key of DATAPLANES): kube-proxy's
-    rules (iptables or nftables mode) or, under proxy ebpf, the socket LB and (from outside) tc."""
-    if not s.cluster_ip:
-        return "none/dns" if s.type == "ExternalName" else "none/headless"
-    if not s.proxied:
-        return "none/skipped"
-    if state.proxy == "ebpf":
-        outside = any(p.node_port for p in s.ports) or s.external_ips or s.load_balancer_ip
-        return "ebpf/socket-lb" + ("+tc" if outside else "")
-    return f"kube-proxy/{state.proxy}"
+def dataplane(state: ClusterState, s: ServiceState) -> tuple[str, str]:
+    """What serves this Service's addresses on the nodes, as (a short key, a sentence): kube-proxy's
+    rules in the cluster's mode, or what the mode's Proxier says it has instead (eBPF programs)."""
+    from lab.kube_proxy import proxiers  # noqa: PLC0415 (Services only)
+
+    key = "none/dns" if s.type == "ExternalName" else "none/headless" if not s.cluster_ip else \
+        "none/skipped" if not s.proxied else ""
+    if key:
+        return key, NOT_PROXIED[key]
+    kind = proxiers.of(state)
+    if kind.dataplane:
+        return kind.dataplane(s)
+    return f"kube-proxy/{kind.name}", f"kube-proxy's {kind.name} rules in every node's network namespace"
 
 
 def _decode_addr(b: bytes) -> str:
@@ -395,7 +389,7 @@ def _decode_addr(b: bytes) -> str:
 
 def map_rows(state: ClusterState, s: ServiceState, slices: Sequence[EndpointSliceState],
              live: Mapping[str, Mapping[tuple[str, bytes], bytes]]) -> list[list[str]]:
-    """Under proxy ebpf, each node's map entries for this Service beside what the model writes:
+    """Under proxy ebpf (whose maps `live` holds), each node's map entries for this Service beside what the model writes:
     [node, address, map, service id, backends in the map, backends the model chooses, note].
     live: node -> the entries read from its maps (lb_services, lb_external, lb_backends)."""
     from lab.kube_proxy import ebpf, model  # noqa: PLC0415 (proxy ebpf only)
@@ -427,8 +421,8 @@ def map_rows(state: ClusterState, s: ServiceState, slices: Sequence[EndpointSlic
 
 def describe_service(s: ServiceState, state: ClusterState, slices: Sequence[EndpointSliceState],
                      live: Optional[Mapping[str, Mapping[tuple[str, bytes], bytes]]] = None) -> str:
-    """`lab describe svc`, in kubectl's shape, and the dataplane serving it; under proxy ebpf the
-    map entries of each node (read from the maps: `live`) beside what the model would write."""
+    """`lab describe svc`, in kubectl's shape, and the dataplane serving it; where the mode has maps
+    (proxy ebpf), each node's entries (read from the maps: `live`) beside what the model would write."""
     mine = [sl for sl in slices if (sl.namespace, sl.service) == (s.namespace, s.name)]
     eps = [f"{e.address}:{p.port}" for sl in mine for e in sl.endpoints if e.ready for p in sl.ports]
     rows = [("Name", s.name), ("Namespace", s.namespace),
@@ -445,9 +439,9 @@ def describe_service(s: ServiceState, state: ClusterState, slices: Sequence[Endp
     rows += [("Endpoints", _listed(eps)), ("Session Affinity", s.session_affinity)]
     if s.type in ("NodePort", "LoadBalancer"):
         rows.append(("External Traffic Policy", s.external_traffic_policy))
-    rows += [("Internal Traffic Policy", s.internal_traffic_policy), ("Dataplane", DATAPLANES[dataplane(state, s)])]
+    rows += [("Internal Traffic Policy", s.internal_traffic_policy), ("Dataplane", dataplane(state, s)[1])]
     out = _fields(rows, "")
-    if state.proxy == "ebpf" and s.cluster_ip and s.proxied and live is not None:
+    if live is not None and s.cluster_ip and s.proxied:
         table = render_table(["NODE", "ADDRESS", "MAP", "SERVICE-ID", "BACKENDS", "MODEL", "CHECK"],
                              map_rows(state, s, slices, live))
         out += ["Map entries (bpftool map dump, beside what the model writes):", *("  " + l for l in table.splitlines())]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
 from lab import routing
-from lab.controlplane.state import ClusterState, NodeState
+from lab.controlplane.state import ClusterState, NodeState, ServiceState
 from lab.errors import LabError
 from lab.kube_proxy import nftables
 from lab.kube_proxy.model import Endpoint, ServicePort
@@ -247,7 +247,14 @@ def _socket_lb(p: ServicePort) -> tuple[tuple[Endpoint, ...], bool]:
 
 # Every Service address is a map entry (written by the runtime, lab.kube_proxy.ebpf_sync): no
 # kube-proxy table. The node keeps ip-masq-agent's egress NAT (nftables.masq_agent_rules).
+def _dataplane(s: ServiceState) -> tuple[str, str]:
+    if any(p.node_port for p in s.ports) or s.external_ips or s.load_balancer_ip:
+        return ("ebpf/socket-lb+tc", "eBPF: the socket LB for the nodes' own sockets (lb_services); from outside, the "
+                "tc program on the nodes' devices (lb_external: DNAT, SNAT for Cluster); no kube-proxy rules")
+    return "ebpf/socket-lb", "eBPF: the socket LB rewrites connect()/sendmsg() to a backend (lb_services); no kube-proxy rules"
+
+
 PROXIER: Proxier = replace(
-    nftables.PROXIER, name="ebpf", socket_lb=_socket_lb, runtime="lab.kube_proxy.ebpf_sync",
+    nftables.PROXIER, name="ebpf", socket_lb=_socket_lb, runtime="lab.kube_proxy.ebpf_sync", dataplane=_dataplane,
     render=lambda state, node, slices, existing: "",
     render_update=lambda old, new, node, old_slices, new_slices, only: "")

@@ -233,11 +233,18 @@ def read_maps(rec: LabRecord, node: str, maps: Iterable[str] = ("lb_services", "
 
 
 def teardown(rec: LabRecord) -> list[str]:
-    """Detach each node's programs, remove the cgroups (their processes are gone by now) and
-    unmount the lab's bpffs, which drops every pin, program and map. Keeps going past errors."""
+    """Remove each node's tc filters, detach its cgroup programs, remove the cgroups (their
+    processes are gone by now) and unmount the lab's bpffs, which drops every pin, program and map.
+    Keeps going past errors."""
     errors: list[str] = []
     bpftool = shutil.which("bpftool")
+    attached = rec.section("ebpf").get("tc", {})
     for node in rec.state.nodes:
+        # the tc filters hold the program until their device goes: remove them now, not whenever
+        # the kernel gets round to freeing the node's namespace (a pod's veth may be gone already)
+        if attached.get(node.name) and host.exists(node.netns):
+            host.run(["tc", "-n", node.netns, "-force", "-batch", "-"], check=False,
+                     input="".join(f"qdisc del dev {d} clsact\n" for d in attached[node.name]))
         pins = f"{rec.bpffs}/{node.name}"
         where = next((c for c in rec.cgroups if c.endswith(f"/{node.name}")), None)
         for prog, path in ebpf.prog_paths(pins).items():
@@ -269,5 +276,6 @@ RUNTIME = Runtime(
     start=_start,
     update=update,
     socket_cgroups=lambda state: ebpf.netns_cgroups(state, _root()),
+    read_maps=lambda rec, node: read_maps(rec, node) if rec.bpffs else {},
     teardown=lambda rec: teardown(rec) if rec.cgroups or rec.bpffs else [],  # only what the ledger holds
 )
