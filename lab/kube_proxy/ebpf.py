@@ -146,7 +146,8 @@ def src_key(eid: int, cidr: str) -> bytes:
 def external_addresses(p: ServicePort, node_ip: str) -> list[tuple[str, int]]:
     """Where traffic from outside reaches this port on a node: its NodePort on the node's own
     address (kube-proxy's `--nodeport-addresses primary`), each externalIP and the LB IP on the port."""
-    out = [(ip, p.port.port) for ip in (*p.svc.external_ips, p.svc.load_balancer_ip) if ip]
+    out = [(ip, p.port.port) for ip in (*p.svc.external_ips, p.svc.load_balancer_ip)
+           if ip and ipaddress.ip_address(ip).version == 4]  # the tc program is IPv4: docs/EBPF.md
     return out + ([(node_ip, p.port.node_port)] if p.port.node_port else [])
 
 

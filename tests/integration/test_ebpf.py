@@ -1,8 +1,9 @@
 """proxy ebpf in a real lab: a pod's connections to a ClusterIP are spread by the node's socket LB
 over both backends (TCP, and unconnected UDP whose replies come back from the Service address), a
 process outside the node's cgroup is untouched, a backend that becomes unready stops receiving
-connections (a map update, the programs stay), and `lab down` leaves no cgroup, program, map or
-pin. One lab for the module."""
+connections (a map update, the programs stay), NodePorts from an outside host are the tc
+program's (and fail when it is detached), no node has kube-proxy rules, and `lab down` leaves no
+cgroup, program, map or pin. One lab for the module (and the shipped ebpf.yaml for `lab check`)."""
 from __future__ import annotations
 
 import json
@@ -216,11 +217,39 @@ def test_a_nodeport_fails_when_the_tc_program_is_detached(ebpf_lab):
     assert set(from_outside("w1", 30090, "/hostname", 20)) == {"be1", "be2"}
 
 
+def test_describe_svc_reads_the_maps_and_names_a_stale_backend(ebpf_lab):
+    text = lab("--lab", NAME, "describe", "svc", "be-np").stdout
+    rows = [l.split() for l in text.split("Map entries")[1].splitlines()[2:] if l.strip() and "Events" not in l]
+    assert {(r[0], r[2]) for r in rows} >= {("w1", "lb_services"), ("w1", "lb_external"), ("w2", "lb_external")}
+    assert all(r[-1] == "ok" for r in rows), text
+    assert "ebpf/socket-lb+tc" in lab("--lab", NAME, "get", "svc").stdout
+    # a backend the Service does not have, written into slot 0 of w2's ClusterIP entry
+    sid = next(r[3] for r in rows if r[0] == "w2" and r[2] == "lb_services" and r[1].endswith(":80"))
+    key = " ".join(f"{b:02x}" for b in int(sid, 16).to_bytes(4, "little")) + " 00 00 00 00"
+    maps = f"/run/k8s-netlab/{NAME}/bpf/w2/maps"
+    old = subprocess.run(["bpftool", "-j", "map", "lookup", "pinned", f"{maps}/lb_backends", "key", "hex", *key.split()],
+                         capture_output=True, text=True, check=True).stdout
+    value = [x[2:] for x in json.loads(old)["value"]]
+    try:
+        subprocess.run(["bpftool", "map", "update", "pinned", f"{maps}/lb_backends", "key", "hex", *key.split(),
+                        "value", "hex", "0a", "f4", "09", "09", "1f", "90", "00", "00"], check=True)
+        assert "stale: 10.244.9.9:8080" in lab("--lab", NAME, "describe", "svc", "be-np").stdout
+    finally:
+        subprocess.run(["bpftool", "map", "update", "pinned", f"{maps}/lb_backends", "key", "hex", *key.split(),
+                        "value", "hex", *value], check=True)
+    assert "stale" not in lab("--lab", NAME, "describe", "svc", "be-np").stdout
+
+
 def test_lab_check_passes_on_the_shipped_ebpf_topology(ebpf_lab):
     lab("up", str(TOPOLOGIES / "ebpf.yaml"))
     try:
         done = lab("--lab", "ebpf", "check", check=False, timeout=120)
         assert done.returncode == 0 and "PASSED" in done.stdout, done.stdout + done.stderr
+        for node in ("control-plane", "worker1", "worker2"):  # the issue's Done-when, on the shipped topology
+            tables = lab("--lab", "ebpf", "exec", f"node/{node}", "--", "nft", "list", "tables").stdout
+            assert "kube-proxy" not in tables, (node, tables)
+            assert "tc_nodeport" in lab("--lab", "ebpf", "exec", f"node/{node}", "--", "tc", "filter", "show", "dev",
+                                        "eth0", "ingress").stdout
     finally:
         lab("down", "ebpf", check=False)
 
