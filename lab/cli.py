@@ -361,8 +361,10 @@ def cmd_describe(a) -> int:
     from lab.host import record
     from lab.node import prober
 
+    if KINDS.get(a.kind) == "services":
+        return _describe_service(a)
     if KINDS.get(a.kind) != "pods":
-        raise LabError(f"lab describe knows pods only (lab describe pod NAME), not {a.kind!r}")
+        raise LabError(f"lab describe knows pods and services (lab describe pod|svc NAME), not {a.kind!r}")
     rec = record.find(a.lab)
     for p in rec.state.pods:
         if p.name == a.name and p.namespace == a.namespace:
@@ -371,6 +373,22 @@ def cmd_describe(a) -> int:
                                      kubelet.failing))
             return 0
     _no(a.name, rec.state, a.namespace)
+
+
+def _describe_service(a) -> int:
+    from lab import views
+    from lab.controlplane.endpoints import endpoint_slices
+    from lab.host import record
+
+    rec = record.find(a.lab)
+    svc = next((s for s in rec.state.services if (s.name, s.namespace) == (a.name, a.namespace)), None)
+    if svc is None:
+        raise LabError(f"service {a.name!r} not found in namespace {a.namespace} of lab {rec.name}: `lab get svc -A` lists them")
+    from lab.kube_proxy import runtimes
+    runtime = runtimes.of(rec.state)
+    live = {n.name: runtime.read_maps(rec, n.name) for n in rec.state.nodes} if runtime and runtime.read_maps else None
+    print(views.describe_service(svc, rec.state, endpoint_slices(rec.state, rec.pod_ready), live))
+    return 0
 
 
 KINDS = {"po": "pods", "pod": "pods", "pods": "pods", "no": "nodes", "node": "nodes", "nodes": "nodes",
@@ -902,8 +920,10 @@ def _parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("-A", "--all-namespaces", action="store_true")
     lab_opt(p)
     p = add("describe", cmd_describe, "show a pod in kubectl's shape: node, IP, containers, readiness, conditions, "
-                                      "and why it is not ready (the last readiness probe's result)")
-    p.add_argument("kind", metavar="pod")
+                                      "and why it is not ready (the last readiness probe's result); or a Service: "
+                                      "its ports, endpoints, the dataplane serving it and, under proxy ebpf, each "
+                                      "node's map entries beside what the model writes")
+    p.add_argument("kind", metavar="pod|svc")
     p.add_argument("name", metavar="NAME")
     p.add_argument("-n", "--namespace", default="default")
     lab_opt(p)

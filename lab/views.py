@@ -254,7 +254,8 @@ def _ports(svc: ServiceState) -> str:
 
 
 def service_rows(state: ClusterState, created: float, namespace: Optional[str], wide: bool):
-    header = (["NAMESPACE"] if namespace is None else []) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    header = (["NAMESPACE"] if namespace is None else []) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE",
+                                                             "DATAPLANE"]
     if wide:
         header.append("SELECTOR")
     rows = []
@@ -262,7 +263,8 @@ def service_rows(state: ClusterState, created: float, namespace: Optional[str], 
         if namespace is not None and s.namespace != namespace:
             continue
         row = ([s.namespace] if namespace is None else []) + [
-            s.name, s.type, s.cluster_ip or "None", _external_ip(s), _ports(s), age(time.time() - created)]
+            s.name, s.type, s.cluster_ip or "None", _external_ip(s), _ports(s), age(time.time() - created),
+            dataplane(state, s)[0]]
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in s.selector) if s.selector else "<none>")
         rows.append(row)
@@ -362,3 +364,90 @@ def route_rows(state: ClusterState, routes: dict[str, list[dict]]):
                 source = f"cni {state.cni} (pod veth)"
             rows.append([node.name, dst, r.get("gateway", "-"), r.get("dev", "-"), source])
     return header, rows
+
+
+# --- the dataplane that serves a Service ---
+
+NOT_PROXIED = {"none/headless": "none: headless, DNS answers with the endpoints",
+               "none/dns": "none: ExternalName, DNS answers with a CNAME",
+               "none/skipped": "none: a skip label keeps kube-proxy away"}
+
+
+def dataplane(state: ClusterState, s: ServiceState) -> tuple[str, str]:
+    """What serves this Service's addresses on the nodes, as (a short key, a sentence): kube-proxy's
+    rules in the cluster's mode, or what the mode's Proxier says it has instead (eBPF programs)."""
+    from lab.kube_proxy import proxiers  # noqa: PLC0415 (Services only)
+
+    key = "none/dns" if s.type == "ExternalName" else "none/headless" if not s.cluster_ip else \
+        "none/skipped" if not s.proxied else ""
+    if key:
+        return key, NOT_PROXIED[key]
+    kind = proxiers.of(state)
+    if kind.dataplane:
+        return kind.dataplane(s)
+    return f"kube-proxy/{kind.name}", f"kube-proxy's {kind.name} rules in every node's network namespace"
+
+
+def _decode_addr(b: bytes) -> str:
+    return f"{'.'.join(str(x) for x in b[:4])}:{int.from_bytes(b[4:6], 'big')}"
+
+
+def map_rows(state: ClusterState, s: ServiceState, slices: Sequence[EndpointSliceState],
+             live: Mapping[str, Mapping[tuple[str, bytes], bytes]]) -> list[list[str]]:
+    """Under proxy ebpf (whose maps `live` holds), each node's map entries for this Service beside what the model writes:
+    [node, address, map, service id, backends in the map, backends the model chooses, note].
+    live: node -> the entries read from its maps (lb_services, lb_external, lb_backends)."""
+    from lab.kube_proxy import ebpf, model  # noqa: PLC0415 (proxy ebpf only)
+
+    def slots(entries, value: bytes) -> list[str]:
+        """The backends an lb_services/lb_external value reaches: slots 0..count-1 of its id."""
+        sid, count = int.from_bytes(value[:4], "little"), int.from_bytes(value[4:8], "little")
+        found = (entries.get(("lb_backends", ebpf.be_key(sid, i))) for i in range(count))
+        return [_decode_addr(b) for b in found if b is not None]
+
+    rows = []
+    for node in state.nodes:
+        want = ebpf.entries(model.service_ports(state, node.name, slices, {s.key}), node.ip)
+        have = live.get(node.name, {})
+        for (m, key), value in sorted(want.items()):
+            if m not in ("lb_services", "lb_external"):
+                continue
+            wanted, got = slots(want, value), have.get((m, key))
+            if got is None:
+                rows.append([node.name, _decode_addr(key), m, "-", "-", str(len(wanted)), "missing from the map"])
+                continue
+            held = slots(have, got)
+            stale, missing = sorted(set(held) - set(wanted)), sorted(set(wanted) - set(held))
+            note = f"stale: {', '.join(stale)}" if stale else f"missing: {', '.join(missing)}" if missing else "ok"
+            rows.append([node.name, _decode_addr(key), m, f"{int.from_bytes(got[:4], 'little'):#010x}", str(len(held)),
+                         str(len(wanted)), note])
+    return rows
+
+
+def describe_service(s: ServiceState, state: ClusterState, slices: Sequence[EndpointSliceState],
+                     live: Optional[Mapping[str, Mapping[tuple[str, bytes], bytes]]] = None) -> str:
+    """`lab describe svc`, in kubectl's shape, and the dataplane serving it; where the mode has maps
+    (proxy ebpf), each node's entries (read from the maps: `live`) beside what the model would write."""
+    mine = [sl for sl in slices if (sl.namespace, sl.service) == (s.namespace, s.name)]
+    eps = [f"{e.address}:{p.port}" for sl in mine for e in sl.endpoints if e.ready for p in sl.ports]
+    rows = [("Name", s.name), ("Namespace", s.namespace),
+            ("Selector", ",".join(f"{k}={v}" for k, v in s.selector) if s.selector else "<none>"),
+            ("Type", s.type), ("IP", s.cluster_ip or "None")]
+    if s.load_balancer_ip:
+        rows.append(("LoadBalancer Ingress", s.load_balancer_ip))
+    if s.external_ips:
+        rows.append(("External IPs", ",".join(s.external_ips)))
+    for p in s.ports:
+        rows += [("Port", f"{p.name or '<unset>'}  {p.port}/{p.protocol}"), ("TargetPort", f"{p.target_port}/{p.protocol}")]
+        if p.node_port:
+            rows.append(("NodePort", f"{p.name or '<unset>'}  {p.node_port}/{p.protocol}"))
+    rows += [("Endpoints", _listed(eps)), ("Session Affinity", s.session_affinity)]
+    if s.type in ("NodePort", "LoadBalancer"):
+        rows.append(("External Traffic Policy", s.external_traffic_policy))
+    rows += [("Internal Traffic Policy", s.internal_traffic_policy), ("Dataplane", dataplane(state, s)[1])]
+    out = _fields(rows, "")
+    if live is not None and s.cluster_ip and s.proxied:
+        table = render_table(["NODE", "ADDRESS", "MAP", "SERVICE-ID", "BACKENDS", "MODEL", "CHECK"],
+                             map_rows(state, s, slices, live))
+        out += ["Map entries (bpftool map dump, beside what the model writes):", *("  " + l for l in table.splitlines())]
+    return "\n".join(out + ["Events:  <none>"])

@@ -3,13 +3,15 @@
     scripts/leakcheck.py -- .venv/bin/pytest -ra
 
 Before the command: what exists (named namespaces, root links, /etc/netns entries, lab run
-directories, OVS bridges, processes). After it: everything new is a leak, unless it belongs to a
+directories, OVS bridges, processes, and proxy ebpf's BPF objects: programs and maps with the
+lab's names, bpffs mounts, the labs' cgroups). After it: everything new is a leak, unless it belongs to a
 lab that is not the suite's — one present before, or one whose `lab up` was seen running outside
 the command's process tree (someone else's lab, built on the same machine meanwhile). Ownership is
 recognised as tests/integration/conftest.py lab_leftovers() does: a lab's namespaces are named
 <lab>-*, its root links start with its switch name, its processes carry mininet:<lab>-,
 /run/k8s-netlab/<lab> or `lab.runtime.agent <lab>` in their command line, or live in one of its
-namespaces. New things nobody owns count as leaks (a test's own namespace, a pod process in a
+namespaces, its bpffs is /run/k8s-netlab/<lab>/bpf (a BPF object pinned there is the lab's), its
+cgroup is <cgroup2>/k8s-netlab-<lab>. New things nobody owns count as leaks (a test's own namespace, a pod process in a
 namespace already deleted). Exit status: the command's if it failed, 1 if it passed but leaked.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lab.controlplane.naming import switch_name  # noqa: E402  (the lab's own definition)
+from lab.kube_proxy import ebpf  # noqa: E402  (the names of the lab's BPF programs and maps)
 
 RUN = Path(os.environ.get("K8S_NETLAB_RUN", "/run/k8s-netlab"))
 SETTLE = 5.0  # seconds the kernel may take to free what a teardown released (links go asynchronously)
@@ -65,11 +68,49 @@ def _ovs_bridges() -> set[str]:
     return set(done.stdout.split()) if done.returncode == 0 else set()
 
 
+# the kernel keeps 15 characters of a BPF object's name
+BPF_NAMES = {n[:15] for n in (*ebpf.PROGRAMS, ebpf.TC_PROGRAM, *ebpf.MAPS)}
+
+
+def _bpf_objects() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """"prog 12" / "map 7" -> (name, pinned paths) of the BPF objects named as the lab names its own
+    (bpftool -f finds the pins in every mounted bpffs); {} without bpftool."""
+    out = {}
+    for kind in ("prog", "map"):
+        try:
+            done = subprocess.run(["bpftool", "-j", "-f", kind, "show"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        for o in json.loads(done.stdout or "[]") if done.returncode == 0 else ():
+            if o.get("name") in BPF_NAMES:
+                out[f"{kind} {o['id']}"] = (o["name"], tuple(o.get("pinned", ())))
+    return out
+
+
+def _bpf_mounts() -> set[str]:
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return set()
+    return {f[1] for f in (l.split() for l in lines) if len(f) > 2 and f[2] == "bpf" and f[1].startswith(f"{RUN}/")}
+
+
+def _cgroups() -> set[str]:
+    """The labs' cgroups (proxy ebpf): <cgroup2 mount>/k8s-netlab-<lab>."""
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return set()
+    roots = [f[1] for f in (l.split() for l in lines) if len(f) > 2 and f[2] == "cgroup2"]
+    return {f"{r}/{d}" for r in roots for d in _ls(r) if d.startswith(ebpf.CGROUP_PREFIX)}
+
+
 def snapshot() -> dict:
     netns = _ls("/run/netns")
     return {"netns": netns, "inodes": {_netns_inode(f"/run/netns/{n}"): n for n in netns},
             "links": _ls("/sys/class/net"), "etc_netns": _ls("/etc/netns"), "ovs": _ovs_bridges(),
-            "labs": {d for d in _ls(RUN) if (RUN / d).is_dir()}, "procs": _processes()}
+            "labs": {d for d in _ls(RUN) if (RUN / d).is_dir()}, "procs": _processes(),
+            "bpf": _bpf_objects(), "bpffs": _bpf_mounts(), "cgroups": _cgroups()}
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -120,6 +161,7 @@ def leaks(before: dict, after: dict, foreign: set[str]) -> list[str]:
     left += [f"root link {l}" for l in sorted(after["links"] - before["links"]) if not l.startswith(switches)]
     left += [f"OVS bridge {b}" for b in sorted(after["ovs"] - before["ovs"]) if not b.startswith(switches)]
     left += [f"run directory {RUN / d}" for d in sorted(after["labs"] - before["labs"] - foreign)]
+    left += _bpf_leaks(before, after, labs)
     root_ns = _netns_inode("/proc/self/ns/net")  # the suite runs in the root namespace, as this does
     for key, (argv, ns) in sorted(after["procs"].items()):
         if key in before["procs"]:
@@ -133,6 +175,20 @@ def leaks(before: dict, after: dict, foreign: set[str]) -> list[str]:
                 left.append(f"process {key.split(':')[0]} in {named or 'an unnamed namespace'}: {line[:100]}")
         elif not ours and any(f"{RUN}/" in a or a.startswith("mininet:") or a == "lab.runtime.agent" for a in argv):
             left.append(f"process {key.split(':')[0]}: {line[:100]}")
+    return left
+
+
+def _bpf_leaks(before: dict, after: dict, labs: list[str]) -> list[str]:
+    """proxy ebpf's objects: a program or map with the lab's names that is new and not pinned in a
+    foreign lab's bpffs, a bpffs mount or a cgroup of a lab that is not foreign."""
+    def foreign(path: str) -> bool:
+        return any(path.startswith(f"{RUN}/{lab}/") or path.endswith(f"/{ebpf.CGROUP_PREFIX}{lab}") for lab in labs)
+
+    left = [f"BPF {key} {name}" + (f" pinned at {pins[0]}" if pins else " (no pin: held by an attachment or a process)")
+            for key, (name, pins) in sorted(after.get("bpf", {}).items())
+            if key not in before.get("bpf", {}) and not any(foreign(p) for p in pins)]
+    left += [f"bpffs mount {m}" for m in sorted(after.get("bpffs", set()) - before.get("bpffs", set())) if not foreign(m + "/")]
+    left += [f"cgroup {c}" for c in sorted(after.get("cgroups", set()) - before.get("cgroups", set())) if not foreign(c)]
     return left
 
 

@@ -5,8 +5,9 @@ bpf/sock_lb.c attached (connect4, sendmsg4, recvmsg4, getpeername4) and maps of 
 maps hold comes from the one kube-proxy model (lab.kube_proxy.model: CategorizeEndpoints, ready
 and terminating endpoints, internalTrafficPolicy): this module only spells those decisions as the
 bytes the C structs expect, and a change as the `bpftool batch` lines that turn one map content
-into the other. NodePorts, externalIPs and LoadBalancer IPs stay kube-proxy's nft rules
-(lab.kube_proxy.nftables with `cluster_ips=False`): see docs/EBPF.md.
+into the other. NodePorts, externalIPs and LoadBalancer IPs are the same object's tc program on the
+node's devices (lb_external: DNAT, SNAT for externalTrafficPolicy Cluster); the node's own sockets
+reach them through the socket LB (lb_services). No kube-proxy rule is written: see docs/EBPF.md.
 
 The effects (compile, load, attach, update, remove) are lab.kube_proxy.ebpf_sync.
 """
@@ -19,7 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
-from lab.controlplane.state import ClusterState
+from lab import routing
+from lab.controlplane.state import ClusterState, NodeState, ServiceState
 from lab.errors import LabError
 from lab.kube_proxy import nftables
 from lab.kube_proxy.model import Endpoint, ServicePort
@@ -30,7 +32,9 @@ CLANG_FLAGS = ("-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
 # program name in sock_lb.c -> the cgroup attach type bpftool names
 PROGRAMS = {"sock4_connect": "connect4", "sock4_sendmsg": "sendmsg4",
             "sock4_recvmsg": "recvmsg4", "sock4_getpeername": "getpeername4"}
-MAPS = ("lb_services", "lb_backends", "lb_hits", "lb_affinity", "lb_revnat")
+TC_PROGRAM = "tc_nodeport"      # sched_cls, tc ingress (direct action) on the devices tc_devices names
+MAPS = ("lb_services", "lb_backends", "lb_hits", "lb_affinity", "lb_revnat",
+        "lb_external", "lb_nat", "lb_nat_rev", "lb_config", "lb_sources")
 CGROUP_PREFIX = "k8s-netlab-"   # the lab's cgroup: <cgroup2 mount>/k8s-netlab-<lab>/<node>
 MAX_BACKENDS = 256              # the bound of the affinity loop in sock_lb.c
 PROTOCOLS = {"tcp": 6, "udp": 17}
@@ -104,6 +108,18 @@ def be_val(e: Endpoint) -> bytes:
     return _addr(e.ip, e.port) + b"\0\0"
 
 
+def external_choices(p: ServicePort) -> tuple[tuple[Endpoint, ...], int]:
+    """(the endpoints traffic from outside to a NodePort, externalIP or LB IP of this node is spread
+    over, the verdict): kube-proxy's external chain — this node's endpoints under
+    externalTrafficPolicy Local, all usable ones otherwise; none: refused (the packet passes
+    untouched and the node's own stack answers) if the Service has none at all, dropped if a Local
+    policy finds none here."""
+    eps = p.local if p.external_local else p.cluster
+    if not p.has_external or not eps:
+        return (), REJECT if p.no_endpoints_verdict == "reject" else DROP
+    return eps, BALANCE
+
+
 def choices(p: ServicePort) -> tuple[tuple[Endpoint, ...], int]:
     """(the endpoints ClusterIP traffic from this node is spread over, the verdict): kube-proxy's
     choice for internal traffic — the node's own endpoints under internalTrafficPolicy Local, all
@@ -118,24 +134,77 @@ def choices(p: ServicePort) -> tuple[tuple[Endpoint, ...], int]:
 Entries = dict[tuple[str, bytes], bytes]  # (map, key) -> value
 
 
-def entries(ports: Iterable[ServicePort]) -> Entries:
-    """The lb_services and lb_backends entries for these service ports on one node."""
+def ext_val(eid: int, count: int, affinity_s: int, verdict: int, snat: bool, fenced: bool = False) -> bytes:
+    return struct.pack("<IIIIII", eid, count, affinity_s, verdict, int(snat), int(fenced))
+
+
+def src_key(eid: int, cidr: str) -> bytes:
+    """struct src_key: an LPM key, the id's 32 bits then the range's prefix."""
+    net = ipaddress.IPv4Network(cidr, strict=False)
+    return struct.pack("<II", 32 + net.prefixlen, eid) + net.network_address.packed
+
+
+def external_addresses(p: ServicePort, node_ip: str) -> list[tuple[str, int]]:
+    """Where traffic from outside reaches this port on a node: its NodePort on the node's own
+    address (kube-proxy's `--nodeport-addresses primary`), each externalIP and the LB IP on the port."""
+    out = [(ip, p.port.port) for ip in (*p.svc.external_ips, p.svc.load_balancer_ip)
+           if ip and ipaddress.ip_address(ip).version == 4]  # the tc program is IPv4: docs/EBPF.md
+    return out + ([(node_ip, p.port.node_port)] if p.port.node_port else [])
+
+
+def entries(ports: Iterable[ServicePort], node_ip: str = "") -> Entries:
+    """The map entries for these service ports on one node: lb_services (ClusterIPs; with node_ip,
+    also the node's NodePorts, externalIPs and LB IPs as its own sockets reach them), lb_external
+    (those addresses as the tc program sees them from outside) and lb_backends for each id."""
     out: Entries = {}
     ids: dict[int, str] = {}
+
+    def backends(sid: int, name: str, eps: tuple[Endpoint, ...]) -> None:
+        if ids.setdefault(sid, name) != name:
+            raise LabError(f"proxy ebpf: service ports {ids[sid]} and {name} hash to the same map id; rename one")
+        if len(eps) > MAX_BACKENDS:
+            raise LabError(f"proxy ebpf: {p.spn} has {len(eps)} endpoints; the load balancer takes at most {MAX_BACKENDS}")
+        for slot, e in enumerate(eps):
+            out[("lb_backends", be_key(sid, slot))] = be_val(e)
+
     for p in ports:
         if ipaddress.ip_address(p.svc.cluster_ip).version != 4:
             continue  # the programs are IPv4 (connect4...): docs/EBPF.md
         sid = service_id(p.spn, p.proto)
-        if ids.setdefault(sid, p.spn) != p.spn:
-            raise LabError(f"proxy ebpf: service ports {ids[sid]} and {p.spn} hash to the same map id; rename one")
         eps, verdict = choices(p)
-        if len(eps) > MAX_BACKENDS:
-            raise LabError(f"proxy ebpf: {p.spn} has {len(eps)} endpoints; the socket LB takes at most {MAX_BACKENDS}")
+        backends(sid, p.spn, eps)
         affinity = p.svc.affinity_timeout if p.affinity else 0
         out[("lb_services", svc_key(p.svc.cluster_ip, p.port.port, p.proto))] = svc_val(sid, len(eps), affinity, verdict)
-        for slot, e in enumerate(eps):
-            out[("lb_backends", be_key(sid, slot))] = be_val(e)
+        if not (node_ip and p.external):
+            continue
+        # from outside: the tc program; from the node and its pods: the socket LB, to every usable
+        # endpoint whatever the traffic policies (kube-proxy short-circuits pods and the node itself)
+        eid, inner = service_id(p.spn, p.proto + "/external"), service_id(p.spn, p.proto + "/inside")
+        ext, ext_verdict = external_choices(p)
+        backends(eid, p.spn + " (external)", ext)
+        backends(inner, p.spn + " (inside)", p.cluster)
+        inner_verdict = BALANCE if p.cluster else REJECT if p.no_endpoints_verdict == "reject" else DROP
+        fence = p.svc.source_ranges if p.svc.load_balancer_ip else ()
+        for cidr in fence:  # loadBalancerSourceRanges: who may reach the LB IP
+            out[("lb_sources", src_key(eid, cidr))] = b"\x01"
+        for ip, port in external_addresses(p, node_ip):
+            out[("lb_external", svc_key(ip, port, p.proto))] = ext_val(
+                eid, len(ext), affinity, ext_verdict, not p.external_local, bool(fence) and ip == p.svc.load_balancer_ip)
+            out[("lb_services", svc_key(ip, port, p.proto))] = svc_val(inner, len(p.cluster), affinity, inner_verdict)
     return out
+
+
+def config(state: ClusterState, node: NodeState) -> bytes:
+    """lb_config's one entry (struct lb_cfg): the node's address, its podCIDR and the cluster's, and
+    the source a masquerade gives a packet to another node's pod (lab.routing decides, as for the
+    probes' expectations)."""
+    def net(cidr: str) -> bytes:
+        n = ipaddress.IPv4Network(cidr, strict=False)
+        return n.network_address.packed + n.netmask.packed
+    others = [n.name for n in state.nodes if n.name != node.name]
+    remote = routing.backend(state).sending_address(state, node.name, others[0]) if others else node.ip
+    return (ipaddress.IPv4Address(node.ip).packed + net(node.pod_cidr) + net(state.pod_cidr)
+            + ipaddress.IPv4Address(remote).packed)
 
 
 def _hex(b: bytes) -> str:
@@ -154,8 +223,9 @@ def batch(old: Entries, new: Entries, maps: Mapping[str, str]) -> list[str]:
 
     changed = [k for k in new if old.get(k) != new[k]]
     gone = [k for k in old if k not in new]
-    return ([update(k) for k in changed if k[0] == "lb_backends"] + [update(k) for k in changed if k[0] == "lb_services"]
-            + [delete(k) for k in gone if k[0] == "lb_services"] + [delete(k) for k in gone if k[0] == "lb_backends"])
+    fronts = ("lb_services", "lb_external")
+    return ([update(k) for k in changed if k[0] not in fronts] + [update(k) for k in changed if k[0] in fronts]
+            + [delete(k) for k in gone if k[0] in fronts] + [delete(k) for k in gone if k[0] not in fronts])
 
 
 def map_paths(pins: str) -> dict[str, str]:
@@ -164,7 +234,12 @@ def map_paths(pins: str) -> dict[str, str]:
 
 
 def prog_paths(pins: str) -> dict[str, str]:
+    """The cgroup programs' pins (PROGRAMS); the tc program's is tc_path."""
     return {p: f"{pins}/progs/{p}" for p in PROGRAMS}
+
+
+def tc_path(pins: str) -> str:
+    return f"{pins}/progs/{TC_PROGRAM}"
 
 
 def _socket_lb(p: ServicePort) -> tuple[tuple[Endpoint, ...], bool]:
@@ -172,7 +247,16 @@ def _socket_lb(p: ServicePort) -> tuple[tuple[Endpoint, ...], bool]:
     return eps, verdict == REJECT
 
 
-# ClusterIPs are map entries of each node's socket LB (written by the runtime after the nft rules);
-# NodePorts, externalIPs and LoadBalancer IPs are kube-proxy's nftables rules without the ClusterIPs.
+# Every Service address is a map entry (written by the runtime, lab.kube_proxy.ebpf_sync): no
+# kube-proxy table. The node keeps ip-masq-agent's egress NAT (nftables.masq_agent_rules).
+def _dataplane(s: ServiceState) -> tuple[str, str]:
+    if any(p.node_port for p in s.ports) or s.external_ips or s.load_balancer_ip:
+        return ("ebpf/socket-lb+tc", "eBPF: the socket LB for the nodes' own sockets (lb_services); from outside, the "
+                "tc program on the nodes' devices (lb_external: DNAT, SNAT for Cluster); no kube-proxy rules")
+    return "ebpf/socket-lb", "eBPF: the socket LB rewrites connect()/sendmsg() to a backend (lb_services); no kube-proxy rules"
+
+
 PROXIER: Proxier = replace(
-    nftables.PROXIER, name="ebpf", socket_lb=_socket_lb, runtime="lab.kube_proxy.ebpf_sync")
+    nftables.PROXIER, name="ebpf", socket_lb=_socket_lb, runtime="lab.kube_proxy.ebpf_sync", dataplane=_dataplane,
+    render=lambda state, node, slices, existing: "",
+    render_update=lambda old, new, node, old_slices, new_slices, only: "")

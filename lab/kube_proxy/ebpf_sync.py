@@ -6,13 +6,15 @@ of it at `lab down`. Every step is through lab.host, its exit status checked; wh
 load, `check` says so before anything is built. The plan is lab.kube_proxy.ebpf."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
-from lab import host
+from lab import host, routing
+from lab.cni import kinds as cni_kinds
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
 from lab.errors import LabError
 from lab.host import cgroup
@@ -123,6 +125,13 @@ def setup(state: ClusterState, rec: LabRecord) -> None:
         _load(obj, pins)
         for prog, path in ebpf.prog_paths(pins).items():
             host.run([bpftool, "cgroup", "attach", cgroups[node.name], ebpf.PROGRAMS[prog], "pinned", path])
+        config = " ".join(f"{b:02x}" for b in ebpf.config(state, node))
+        host.run([bpftool, "map", "update", "pinned", ebpf.map_paths(pins)["lb_config"],
+                  "key", "hex", "00", "00", "00", "00", "value", "hex", *config.split()])
+        # the tc program hands the stack packets whose source is the node's own address (a reply
+        # translated back, a request SNATed towards a backend): without accept_local the kernel
+        # drops them as martians
+        host.sysctl(node.netns, {"net.ipv4.conf.all.accept_local": "1"})
 
     _, error = host.on_each(state.nodes, one)
     if error:
@@ -154,13 +163,53 @@ def place_all(state: ClusterState) -> int:
     return sum(map(len, moves.values()))
 
 
+def tc_devices(state: ClusterState) -> tuple[str, ...]:
+    """The node's devices the tc program sits on (ingress): the uplink, where outside traffic comes
+    in and replies to the node's address come back; the bridge its pods' replies come up from; the
+    tunnel that brings another node's pods' replies (to the tunnel's address). A CNI without a
+    bridge (ptp) has a veth per pod instead: pod_veths finds those."""
+    cni = cni_kinds.of(state)
+    return ("eth0", *((cni.device,) if cni.bridged else ()), *(("flannel.1",) if routing.backend(state).tunnel else ()))
+
+
+def pod_veths(node: NodeState) -> set[str]:
+    """The host sides of the node's pod veths (cni ptp: a local backend's replies come up there)."""
+    links = json.loads(host.output(["ip", "-n", node.netns, "-j", "link", "show", "type", "veth"]) or "[]")
+    return {link["ifname"] for link in links}
+
+
+def attach_tc(node: NodeState, device: str, pins: str) -> None:
+    """The tc program on the device's ingress (a clsact qdisc, direct action)."""
+    host.run(["tc", "-n", node.netns, "qdisc", "replace", "dev", device, "clsact"])
+    host.run(["tc", "-n", node.netns, "filter", "replace", "dev", device, "ingress", "prio", "1", "handle", "1",
+              "bpf", "direct-action", "object-pinned", ebpf.tc_path(pins)])
+
+
+def _attach_new_devices(rec: LabRecord, state: ClusterState, node: NodeState) -> None:
+    """Attach the tc program to the node's devices that exist now and do not have it yet (cni0
+    appears with the node's first pod; under cni ptp each pod brings a veth): recorded per node,
+    so a device is looked at until found, and a pod's veth once."""
+    tc = rec.section("ebpf").setdefault("tc", {})
+    done = set(tc.get(node.name, ()))
+    wanted = [d for d in tc_devices(state) if d not in done]
+    present = {d for d in wanted if host.run(["ip", "-n", node.netns, "link", "show", d], check=False).ok}
+    if not cni_kinds.of(state).bridged:
+        veths = pod_veths(node)
+        done &= veths | set(tc_devices(state))   # a deleted pod's veth is gone
+        present |= veths - done
+    for device in sorted(present):
+        attach_tc(node, device, f"{rec.bpffs}/{node.name}")
+    tc[node.name] = sorted(done | present)
+
+
 def update(rec: LabRecord, node: NodeState, old: ClusterState, new: ClusterState,
            old_slices: Iterable[EndpointSliceState], new_slices: Iterable[EndpointSliceState],
            only: Optional[set[str]], first: bool) -> int:
     """Write the node's maps from the model: the entries of the Services in `only` that differ
     between the old and the new state, in one `bpftool batch`. Returns the lines written."""
-    before = {} if first else ebpf.entries(model.service_ports(old, node.name, old_slices, only))
-    after = ebpf.entries(model.service_ports(new, node.name, new_slices, only))
+    _attach_new_devices(rec, new, node)
+    before = {} if first else ebpf.entries(model.service_ports(old, node.name, old_slices, only), node.ip)
+    after = ebpf.entries(model.service_ports(new, node.name, new_slices, only), node.ip)
     lines = ebpf.batch(before, after, ebpf.map_paths(f"{rec.bpffs}/{node.name}"))
     if lines:
         done = host.run([_tool("bpftool"), "batch", "file", "-"], input="\n".join(lines) + "\n", check=False)
@@ -169,12 +218,33 @@ def update(rec: LabRecord, node: NodeState, old: ClusterState, new: ClusterState
     return len(lines)
 
 
+def read_maps(rec: LabRecord, node: str, maps: Iterable[str] = ("lb_services", "lb_external", "lb_backends")) -> ebpf.Entries:
+    """What a node's maps hold now (`bpftool -j map dump`), as the entries ebpf.entries plans:
+    (map, key bytes) -> value bytes. What `lab describe svc` sets beside the model."""
+    out: ebpf.Entries = {}
+    paths = ebpf.map_paths(f"{rec.bpffs}/{node}")
+    for m in maps:
+        done = host.run([_tool("bpftool"), "-j", "map", "dump", "pinned", paths[m]], check=False)
+        if not done.ok:
+            raise LabError(f"cannot read map {m} of node {node}: {(done.stderr or done.stdout).strip()[-300:]}")
+        for e in json.loads(done.stdout or "[]"):
+            out[(m, bytes(int(x, 16) for x in e["key"]))] = bytes(int(x, 16) for x in e["value"])
+    return out
+
+
 def teardown(rec: LabRecord) -> list[str]:
-    """Detach each node's programs, remove the cgroups (their processes are gone by now) and
-    unmount the lab's bpffs, which drops every pin, program and map. Keeps going past errors."""
+    """Remove each node's tc filters, detach its cgroup programs, remove the cgroups (their
+    processes are gone by now) and unmount the lab's bpffs, which drops every pin, program and map.
+    Keeps going past errors."""
     errors: list[str] = []
     bpftool = shutil.which("bpftool")
+    attached = rec.section("ebpf").get("tc", {})
     for node in rec.state.nodes:
+        # the tc filters hold the program until their device goes: remove them now, not whenever
+        # the kernel gets round to freeing the node's namespace (a pod's veth may be gone already)
+        if attached.get(node.name) and host.exists(node.netns):
+            host.run(["tc", "-n", node.netns, "-force", "-batch", "-"], check=False,
+                     input="".join(f"qdisc del dev {d} clsact\n" for d in attached[node.name]))
         pins = f"{rec.bpffs}/{node.name}"
         where = next((c for c in rec.cgroups if c.endswith(f"/{node.name}")), None)
         for prog, path in ebpf.prog_paths(pins).items():
@@ -206,5 +276,6 @@ RUNTIME = Runtime(
     start=_start,
     update=update,
     socket_cgroups=lambda state: ebpf.netns_cgroups(state, _root()),
+    read_maps=lambda rec, node: read_maps(rec, node) if rec.bpffs else {},
     teardown=lambda rec: teardown(rec) if rec.cgroups or rec.bpffs else [],  # only what the ledger holds
 )

@@ -237,16 +237,15 @@ def _skeleton(state: ClusterState, node: NodeState, family: str = "IPv4") -> Rul
 _VERDICTS = {"reject": f"goto {REJECT_CHAIN}", "drop": "drop"}
 
 
-def _elements(p: ServicePort, elements: dict[str, list[Element]], cluster_ips: bool) -> None:
+def _elements(p: ServicePort, elements: dict[str, list[Element]]) -> None:
     """The port's entries in the dispatch and no-endpoint maps."""
     key = f"{p.cluster_ip} . {p.proto} . {p.port.port}"
     verdict = _VERDICTS[p.no_endpoints_verdict]
-    if cluster_ips:
-        elements["cluster-ips"].append(Element(p.cluster_ip))
-        if p.has_internal:
-            elements["service-ips"].append(Element(key, f"goto {_policy_chain(p, p.internal_local)}"))
-        else:
-            elements["no-endpoint-services"].append(Element(key, verdict, p.spn))
+    elements["cluster-ips"].append(Element(p.cluster_ip))
+    if p.has_internal:
+        elements["service-ips"].append(Element(key, f"goto {_policy_chain(p, p.internal_local)}"))
+    else:
+        elements["no-endpoint-services"].append(Element(key, verdict, p.spn))
     if not p.external:
         return
     for ip in p.external_ips + ((p.load_balancer_ip,) if p.load_balancer_ip else ()):
@@ -321,10 +320,10 @@ def _endpoint(p: ServicePort, e: Endpoint) -> Chain:
     return Chain(_endpoint_chain(p, e), tuple(rules))
 
 
-def _service_port(rs: Ruleset, p: ServicePort, pod_cidr: str, elements: dict[str, list[Element]], node_ip: Optional[str],
-                  cluster_ips: bool = True) -> None:
+def _service_port(rs: Ruleset, p: ServicePort, pod_cidr: str, elements: dict[str, list[Element]],
+                  node_ip: Optional[str]) -> None:
     """syncProxyRules() for one Service port: its map elements, chains and affinity sets."""
-    _elements(p, elements, cluster_ips)
+    _elements(p, elements)
     if p.cluster:
         rs.add_chain(_dispatch(p, False, pod_cidr))
     if p.local:
@@ -347,12 +346,8 @@ def build(state: ClusterState, node: Union[str, NodeState], slices: Iterable[End
     node = _node(state, node)
     rs = _skeleton(state, node, family)
     elements: dict[str, list[Element]] = {name: list(c.elements) for name, c in rs.containers.items()}
-    # proxy ebpf: ClusterIPs are the socket LB's (lab.kube_proxy.ebpf); these rules keep only what
-    # comes from outside: NodePorts, externalIPs, LoadBalancer IPs (docs/EBPF.md).
-    cluster_ips = state.proxy != "ebpf"
     for p in service_ports(state, node.name, slices, only, family):
-        if cluster_ips or p.external:
-            _service_port(rs, p, pod_cidr_of(state, family), elements, node_address(node, family), cluster_ips)
+        _service_port(rs, p, pod_cidr_of(state, family), elements, node_address(node, family))
     for name, elems in elements.items():
         c = rs.containers[name]
         rs.containers[name] = Container(c.kind, c.name, c.spec, tuple(dict.fromkeys(elems)))

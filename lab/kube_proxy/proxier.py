@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import AbstractSet, Any, Callable, Iterable, Mapping, Optional
 
-from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState
+from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, ServiceState
 from lab.kube_proxy.model import Endpoint, ServicePort
 
 Slices = Iterable[EndpointSliceState]
@@ -29,6 +29,8 @@ class Runtime:
     update: Callable[[Any, NodeState, ClusterState, ClusterState, Slices, Slices, set[str], bool], Any]
     socket_cgroups: Callable[[ClusterState], dict[str, str]]  # source netns -> the cgroup its sockets are made in
     teardown: Callable[[Any], list[str]]        # from the record's ledger at `lab down`; -> errors
+    # what a node's maps hold now, as the mode plans them: (record, node name) -> {(map, key): value}
+    read_maps: Optional[Callable[[Any, str], dict]] = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class Proxier:
     # connect() from this node is spread over, whether it is refused rather than dropped when none)
     socket_lb: Optional[Callable[[ServicePort], tuple[tuple[Endpoint, ...], bool]]] = None
     runtime: str = ""                           # the module whose RUNTIME holds its other effects; "" = none
+    # what serves a proxied Service on the nodes, for `lab get svc` and `lab describe svc`: (a short
+    # key, a sentence); "" = kube-proxy's rules in this mode
+    dataplane: Optional[Callable[[ServiceState], tuple[str, str]]] = None
 
     def restore_for(self, family: str) -> tuple[str, ...]:
         return self.restore6 or self.restore if family == "IPv6" else self.restore

@@ -1,8 +1,9 @@
 """proxy ebpf in a real lab: a pod's connections to a ClusterIP are spread by the node's socket LB
 over both backends (TCP, and unconnected UDP whose replies come back from the Service address), a
 process outside the node's cgroup is untouched, a backend that becomes unready stops receiving
-connections (a map update, the programs stay), and `lab down` leaves no cgroup, program, map or
-pin. One lab for the module."""
+connections (a map update, the programs stay), NodePorts from an outside host are the tc
+program's (and fail when it is detached), no node has kube-proxy rules, and `lab down` leaves no
+cgroup, program, map or pin. One lab for the module (and the shipped ebpf.yaml for `lab check`)."""
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ name: {NAME}
 cluster: {{network: vxlan, proxy: ebpf, dns: {{enabled: false}}}}
 underlay: {{subnet: 172.18.70.0/24}}
 nodes: [{{name: w1}}, {{name: w2}}]
+hosts: [{{name: out}}]
 manifests:
   - apiVersion: v1
     kind: Pod
@@ -52,6 +54,18 @@ manifests:
       clusterIP: 10.96.7.7
       selector: {{app: be}}
       ports: [{{name: http, port: 80, targetPort: 8080}}, {{name: dns, port: 53, targetPort: 5353, protocol: UDP}}]
+  - apiVersion: v1
+    kind: Service
+    metadata: {{name: be-np}}
+    spec: {{type: NodePort, selector: {{app: be}}, ports: [{{port: 80, targetPort: 8080, nodePort: 30090}}]}}
+  - apiVersion: v1
+    kind: Service
+    metadata: {{name: be-local}}
+    spec:
+      type: NodePort
+      externalTrafficPolicy: Local
+      selector: {{app: be}}
+      ports: [{{port: 80, targetPort: 8080, nodePort: 30091}}]
 """
 UDP_CLIENT = """
 import socket
@@ -159,11 +173,83 @@ def ip_of(pod: str) -> str:
     return next(p["ip"] for p in record()["state"]["pods"] if p["name"] == pod)
 
 
+def node_ip(name: str) -> str:
+    return next(n["ip"] for n in record()["state"]["nodes"] if n["name"] == name)
+
+
+def from_outside(node: str, port: int, path: str, n: int = 1) -> list[str]:
+    """n HTTP requests from the outside host to a node's NodePort: one line each ("" if it failed)."""
+    out = lab("--lab", NAME, "exec", "host/out", "--", "sh", "-c",
+              f"for i in $(seq {n}); do curl -s -m 2 http://{node_ip(node)}:{port}{path} || printf x; echo; done").stdout
+    return [l if l != "x" else "" for l in out.splitlines()]
+
+
+def test_no_node_has_kube_proxy_rules(ebpf_lab):
+    for node in ("w1", "w2"):
+        tables = lab("--lab", NAME, "exec", f"node/{node}", "--", "nft", "list", "tables").stdout
+        assert "kube-proxy" not in tables and "ip-masq-agent" in tables, tables
+        saved = lab("--lab", NAME, "exec", f"node/{node}", "--", "iptables-save").stdout
+        assert "KUBE-SVC" not in saved and "KUBE-NODEPORTS" not in saved
+
+
+def test_nodeports_from_outside_by_the_tc_program(ebpf_lab):
+    host_ip = next(h["ip"] for h in record()["state"]["hosts"] if h["name"] == "out")
+    nodes = {node_ip("w1"), node_ip("w2")}
+    # externalTrafficPolicy Cluster: every backend, the backend sees a node's address (SNAT)
+    assert set(from_outside("w1", 30090, "/hostname", 20)) == {"be1", "be2"}
+    seen = {l.rsplit(":", 1)[0] for l in from_outside("w1", 30090, "/clientip", 10)}
+    assert seen and "" not in seen and host_ip not in seen, seen
+    assert seen <= nodes | {"10.244.0.0", "10.244.1.0", "10.244.2.0"}, "the receiving node's address or its tunnel's"
+    # Local: only the node's own backend, which sees the client's own address
+    assert set(from_outside("w1", 30091, "/hostname", 10)) == {"be1"}
+    assert set(from_outside("w2", 30091, "/hostname", 10)) == {"be2"}
+    assert {l.rsplit(":", 1)[0] for l in from_outside("w2", 30091, "/clientip", 5)} == {host_ip}
+
+
+def test_a_nodeport_fails_when_the_tc_program_is_detached(ebpf_lab):
+    lab("--lab", NAME, "exec", "node/w1", "--", "tc", "filter", "del", "dev", "eth0", "ingress")
+    try:
+        assert from_outside("w1", 30090, "/hostname", 3) == ["", "", ""], "nothing else serves the NodePort"
+        assert set(from_outside("w2", 30090, "/hostname", 10)) == {"be1", "be2"}, "w2's program is untouched"
+    finally:
+        lab("--lab", NAME, "exec", "node/w1", "--", "tc", "filter", "replace", "dev", "eth0", "ingress", "prio", "1",
+            "handle", "1", "bpf", "direct-action", "object-pinned", f"/run/k8s-netlab/{NAME}/bpf/w1/progs/tc_nodeport")
+    assert set(from_outside("w1", 30090, "/hostname", 20)) == {"be1", "be2"}
+
+
+def test_describe_svc_reads_the_maps_and_names_a_stale_backend(ebpf_lab):
+    text = lab("--lab", NAME, "describe", "svc", "be-np").stdout
+    rows = [l.split() for l in text.split("Map entries")[1].splitlines()[2:] if l.strip() and "Events" not in l]
+    assert {(r[0], r[2]) for r in rows} >= {("w1", "lb_services"), ("w1", "lb_external"), ("w2", "lb_external")}
+    assert all(r[-1] == "ok" for r in rows), text
+    assert "ebpf/socket-lb+tc" in lab("--lab", NAME, "get", "svc").stdout
+    # a backend the Service does not have, written into slot 0 of w2's ClusterIP entry
+    sid = next(r[3] for r in rows if r[0] == "w2" and r[2] == "lb_services" and r[1].endswith(":80"))
+    key = " ".join(f"{b:02x}" for b in int(sid, 16).to_bytes(4, "little")) + " 00 00 00 00"
+    maps = f"/run/k8s-netlab/{NAME}/bpf/w2/maps"
+    old = subprocess.run(["bpftool", "-j", "map", "lookup", "pinned", f"{maps}/lb_backends", "key", "hex", *key.split()],
+                         capture_output=True, text=True, check=True).stdout
+    value = [x[2:] for x in json.loads(old)["value"]]
+    try:
+        subprocess.run(["bpftool", "map", "update", "pinned", f"{maps}/lb_backends", "key", "hex", *key.split(),
+                        "value", "hex", "0a", "f4", "09", "09", "1f", "90", "00", "00"], check=True)
+        assert "stale: 10.244.9.9:8080" in lab("--lab", NAME, "describe", "svc", "be-np").stdout
+    finally:
+        subprocess.run(["bpftool", "map", "update", "pinned", f"{maps}/lb_backends", "key", "hex", *key.split(),
+                        "value", "hex", *value], check=True)
+    assert "stale" not in lab("--lab", NAME, "describe", "svc", "be-np").stdout
+
+
 def test_lab_check_passes_on_the_shipped_ebpf_topology(ebpf_lab):
     lab("up", str(TOPOLOGIES / "ebpf.yaml"))
     try:
         done = lab("--lab", "ebpf", "check", check=False, timeout=120)
         assert done.returncode == 0 and "PASSED" in done.stdout, done.stdout + done.stderr
+        for node in ("control-plane", "worker1", "worker2"):  # the issue's Done-when, on the shipped topology
+            tables = lab("--lab", "ebpf", "exec", f"node/{node}", "--", "nft", "list", "tables").stdout
+            assert "kube-proxy" not in tables, (node, tables)
+            assert "tc_nodeport" in lab("--lab", "ebpf", "exec", f"node/{node}", "--", "tc", "filter", "show", "dev",
+                                        "eth0", "ingress").stdout
     finally:
         lab("down", "ebpf", check=False)
 

@@ -1,6 +1,6 @@
 """proxy ebpf, the pure parts: the socket-LB map contents from the one kube-proxy model, the map
-updates of a change, the compile cache key, the cgroup plan, the nft rules it keeps (NodePorts
-only) and the layouts the C program and the Python must agree on. No root."""
+updates of a change, the compile cache key, the cgroup plan, no kube-proxy rules at all, the tc entries of
+NodePorts, externalIPs and LB IPs and the layouts the C program and the Python must agree on. No root."""
 from __future__ import annotations
 
 import ipaddress
@@ -11,7 +11,7 @@ import pytest
 
 from lab.controlplane.state import EndpointPortState, EndpointSliceState, EndpointState
 from lab.host.cgroup import cgroup2_mount, placed
-from lab.kube_proxy import ebpf, nftables, runtimes
+from lab.kube_proxy import ebpf, nftables, proxiers, runtimes
 from lab.kube_proxy.model import service_ports
 from tests.unit.golden import shipped_state
 from lab.controlplane.endpoints import endpoint_slices
@@ -149,14 +149,69 @@ def test_cgroup_mount_and_placement():
     assert argv[4:] == ["ip", "netns", "exec", "p", "sleep", "1"]
 
 
-def test_nft_rules_keep_nodeports_and_no_clusterip():
-    text = nftables.render(STATE, NODE, slices_of(STATE))
-    full = nftables.render(shipped_state("services"), NODE, slices_of(shipped_state("services")))
-    assert "10.96.0.100" in full and "10.96.0.100" not in text
-    assert "30080" in text and "30081" in text
-    for s in STATE.services:
-        if s.type == "ClusterIP" and s.cluster_ip:
-            assert s.cluster_ip not in text, s.name
+def test_no_kube_proxy_rules_under_ebpf_only_egress_nat():
+    proxier = proxiers.of(STATE)
+    node = STATE.node(NODE)
+    assert proxier.render(STATE, node, slices_of(STATE), frozenset()) == ""
+    assert proxier.render_update(STATE, STATE, node, slices_of(STATE), slices_of(STATE, {}), None) == ""
+    setup = proxier.setup_rules(STATE)
+    assert "table ip ip-masq-agent" in setup and nftables.TABLE not in setup.replace("ip-masq-agent", "")
+
+
+def external(entries: ebpf.Entries) -> dict[str, tuple[int, int, int, int, int, int]]:
+    """"ip:port/proto" -> (id, count, affinity, verdict, snat, fenced), decoded from lb_external."""
+    out = {}
+    for (m, k), v in entries.items():
+        if m == "lb_external":
+            ip, port = str(ipaddress.IPv4Address(k[:4])), struct.unpack("!H", k[4:6])[0]
+            out[f"{ip}:{port}/{ {6: 'tcp', 17: 'udp'}[k[6]] }"] = struct.unpack("<IIIIII", v)
+    return out
+
+
+def test_nodeports_are_tc_entries_on_the_nodes_own_address_snat_for_cluster_local_endpoints_for_local():
+    for node in STATE.nodes:
+        e = ebpf.entries(service_ports(STATE, node.name, slices_of(STATE)), node.ip)
+        ext = external(e)
+        assert set(ext) == {f"{node.ip}:30080/tcp", f"{node.ip}:30081/tcp"}, "NodePorts only on the node's own address"
+        sid, count, _, verdict, snat, _ = ext[f"{node.ip}:30080/tcp"]
+        assert (verdict, snat) == (ebpf.BALANCE, 1) and {b.split(":")[0] for b in backends(e, sid)} == ready_ips("backend")
+        sid, count, _, verdict, snat, _ = ext[f"{node.ip}:30081/tcp"]
+        mine = ready_ips("backend", node.name)
+        assert snat == 0, "externalTrafficPolicy Local keeps the client's address"
+        if mine:
+            assert verdict == ebpf.BALANCE and {b.split(":")[0] for b in backends(e, sid)} == mine
+        else:
+            assert (count, verdict) == (0, ebpf.DROP), "Local with no endpoint here: dropped, as kube-proxy"
+        # the node's own sockets reach its NodePorts through the socket LB, to every endpoint
+        inside = services(e)[f"{node.ip}:30081/tcp"]
+        assert inside[3] == ebpf.BALANCE and {b.split(":")[0] for b in backends(e, inside[0])} == ready_ips("backend")
+    assert not external(ebpf.entries(service_ports(STATE, NODE, slices_of(STATE)))), "no node address, no tc entry"
+
+
+def test_external_ips_and_lb_ips_are_tc_entries_on_every_node_fenced_by_source_ranges():
+    state = shipped_state("loadbalancer")
+    fenced = [s for s in state.services if s.source_ranges and s.load_balancer_ip]
+    assert fenced
+    for node in state.nodes:
+        e = ebpf.entries(service_ports(state, node.name, slices_of(state)), node.ip)
+        ext = external(e)
+        for s in state.services:
+            for ip in (*s.external_ips, s.load_balancer_ip):
+                if ip:
+                    got = [v for k, v in ext.items() if k.startswith(f"{ip}:")]
+                    assert got and all(v[5] == (s in fenced and ip == s.load_balancer_ip) for v in got), (s.name, ip)
+        for s in fenced:
+            eid = next(v[0] for k, v in ext.items() if k.startswith(f"{s.load_balancer_ip}:"))
+            assert all(("lb_sources", ebpf.src_key(eid, r)) in e for r in s.source_ranges)
+
+
+def test_the_node_config_names_its_address_podcidr_and_the_tunnels_source():
+    node = STATE.node(NODE)
+    cfg = ebpf.config(STATE, node)
+    ips = [str(ipaddress.IPv4Address(cfg[i:i + 4])) for i in range(0, 24, 4)]
+    net = ipaddress.IPv4Network(node.pod_cidr)
+    assert ips[:3] == [node.ip, str(net.network_address), str(net.netmask)]
+    assert ips[5] == str(net.network_address), "vxlan: towards another node's pod the source is flannel.1's address"
 
 
 def test_the_c_program_declares_what_python_writes():
@@ -172,6 +227,12 @@ def test_the_c_program_declares_what_python_writes():
     for name, value in (("BALANCE", ebpf.BALANCE), ("REJECT", ebpf.REJECT), ("DROP", ebpf.DROP)):
         assert re.search(rf"#define VERDICT_{name} {value}\b", src)
     assert len(ebpf.svc_key("10.96.0.1", 80, "tcp")) == 8 and len(ebpf.svc_val(1, 2, 3, 0)) == 16
+    assert "struct ext_val { __u32 id; __u32 count; __u32 affinity_s; __u32 verdict; __u32 snat; __u32 fenced; }" in src
+    assert len(ebpf.ext_val(1, 2, 3, 0, True)) == 24
+    assert "struct src_key { __u32 prefixlen; __u32 id; __u32 ip; }" in src and len(ebpf.src_key(1, "10.0.0.0/8")) == 12
+    assert ("struct lb_cfg { __u32 node_ip; __u32 node_net; __u32 node_mask; __u32 pods_net; __u32 pods_mask; "
+            "__u32 remote_ip; }") in src and len(ebpf.config(STATE, STATE.node(NODE))) == 24
+    assert f'SEC("tc")\nint {ebpf.TC_PROGRAM}(' in src
 
 
 @pytest.mark.parametrize("n", [ebpf.MAX_BACKENDS + 1])
@@ -219,8 +280,7 @@ def test_an_endpoint_change_syncs_as_a_map_update_per_node_and_no_clusterip_rule
     first = batches(fake)
     assert set(first) == {n.name for n in STATE.nodes}
     assert all(l.startswith("map update") for lines in first.values() for l in lines)
-    nft = [c.input for c in fake.calls if c.argv[:2] == ("nft", "-f")]
-    assert nft and all("10.96.0.100" not in text for text in nft)
+    assert not any(c.argv[:2] == ("nft", "-f") for c in fake.calls), "no kube-proxy rule is written"
     assert not any("loadall" in c.argv or "attach" in c.argv for c in fake.calls), "a sync never reloads"
 
     ebpf_record.commit(STATE, READY)
@@ -294,3 +354,10 @@ def test_lab_validate_checks_the_toolchain_without_running_anything(monkeypatch)
     monkeypatch.setattr(ebpf_sync.shutil, "which", lambda name: None if name == "bpftool" else f"/usr/bin/{name}")
     with pytest.raises(LabError, match="needs bpftool, which is not installed"):
         controllers.preflight(STATE, deep=False)
+
+
+def test_the_tc_program_sits_on_the_uplink_the_bridge_and_the_tunnel():
+    from lab.kube_proxy import ebpf_sync
+    assert ebpf_sync.tc_devices(STATE) == ("eth0", "cni0", "flannel.1")
+    ptp = shipped_state("vpc-cni")
+    assert ebpf_sync.tc_devices(ptp) == ("eth0",), "ptp: no bridge; its pods' veths are found one by one"

@@ -70,7 +70,7 @@ def test_get_svc_shows_pending_external_ip_and_json_an_empty_status():
     row = next(r for r in rows if r[0] == "backend-nodeport")
     assert dict(zip(header, row)) | {"AGE": ""} == {
         "NAME": "backend-nodeport", "TYPE": "LoadBalancer", "CLUSTER-IP": row[2], "EXTERNAL-IP": "<pending>",
-        "PORT(S)": "80:30080/TCP", "AGE": ""}
+        "PORT(S)": "80:30080/TCP", "AGE": "", "DATAPLANE": "kube-proxy/iptables"}
     assert next(r for r in service_rows(NODE_PORT, 0.0, "default", wide=False)[1]
                 if r[0] == "backend-nodeport")[3] == "<none>"
     obj = service_object(LOAD_BALANCER.service("default", "backend-local"))

@@ -50,16 +50,48 @@ def slice_(name, endpoints=(), ports=HTTP_PORT, namespace="default", service="s"
 
 def test_service_columns_like_kubectl(state):
     header, rows = views.service_rows(state, CREATED, "default", wide=False)
-    assert header == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert header == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "DATAPLANE"]
     got = rows_by_name(header, rows)
     assert got["backend"] == {"NAME": "backend", "TYPE": "ClusterIP", "CLUSTER-IP": "10.96.0.100",
-                              "EXTERNAL-IP": "<none>", "PORT(S)": "80/TCP,53/UDP", "AGE": "5m30s"}
+                              "EXTERNAL-IP": "<none>", "PORT(S)": "80/TCP,53/UDP", "AGE": "5m30s",
+                              "DATAPLANE": "kube-proxy/iptables"}
     assert got["backend-nodeport"]["TYPE"] == "NodePort"
     assert got["backend-nodeport"]["PORT(S)"] == "80:30080/TCP"
     assert got["backend-local"]["PORT(S)"] == "80:30081/TCP"
     assert got["backend-headless"]["CLUSTER-IP"] == "None"
     assert got["backend-headless"]["PORT(S)"] == "8080/TCP"
     assert got["sticky"]["CLUSTER-IP"] == state.service("default", "sticky").cluster_ip
+
+
+def test_the_dataplane_column_names_what_serves_each_service(state):
+    ebpf_state = shipped_state("ebpf")
+    got = rows_by_name(*views.service_rows(ebpf_state, CREATED, "default", wide=False))
+    assert got["backend"]["DATAPLANE"] == "ebpf/socket-lb"
+    assert got["backend-nodeport"]["DATAPLANE"] == "ebpf/socket-lb+tc"
+    assert got["backend-headless"]["DATAPLANE"] == "none/headless"
+    assert rows_by_name(*views.service_rows(state, CREATED, "default", wide=False))["backend-nodeport"]["DATAPLANE"] \
+        == "kube-proxy/iptables"
+
+
+def test_describe_svc_sets_each_nodes_map_entries_beside_the_model_and_finds_a_stale_backend():
+    from lab.kube_proxy import ebpf, model
+    st = shipped_state("ebpf")
+    sl = endpoint_slices(st, {p.key: not p.name.startswith("warming") for p in st.pods})
+    svc = st.service("default", "backend-nodeport")
+    live = {n.name: ebpf.entries(model.service_ports(st, n.name, sl), n.ip) for n in st.nodes}
+    text = views.describe_service(svc, st, sl, live)
+    assert "Dataplane:" in text and "the tc program" in text and "NodePort:" in text
+    table = text.split("Map entries")[1]
+    assert "lb_services" in table and "lb_external" in table and "stale" not in table
+    # a backend the model no longer chooses, left in slot 0 of worker1's ClusterIP entry
+    key = ebpf.svc_key(svc.cluster_ip, 80, "tcp")
+    sid = int.from_bytes(live["worker1"][("lb_services", key)][:4], "little")
+    live["worker1"][("lb_backends", ebpf.be_key(sid, 0))] = ebpf.be_val(model.Endpoint("10.244.9.9", 8080, "worker1"))
+    rows = views.map_rows(st, svc, sl, live)
+    bad = [r for r in rows if r[-1] != "ok"]
+    assert len(bad) == 1 and bad[0][:3] == ["worker1", f"{svc.cluster_ip}:80", "lb_services"]
+    assert bad[0][-1] == "stale: 10.244.9.9:8080"
+    assert "Map entries" not in views.describe_service(svc, shipped_state("services"), sl)
 
 
 def test_services_are_sorted_by_name(state):
@@ -70,7 +102,7 @@ def test_services_are_sorted_by_name(state):
 def test_service_rows_of_another_namespace_are_its_own(state):
     """kube-system holds only the kube-dns add-on's Service (cluster DNS is on by default)."""
     header, rows = views.service_rows(state, CREATED, "kube-system", wide=False)
-    assert rows == [["kube-dns", "ClusterIP", "10.96.0.10", "<none>", "53/UDP,53/TCP", "5m30s"]]
+    assert rows == [["kube-dns", "ClusterIP", "10.96.0.10", "<none>", "53/UDP,53/TCP", "5m30s", "kube-proxy/iptables"]]
     assert views.service_rows(state, CREATED, "team-a", wide=False)[1] == []
 
 
@@ -104,8 +136,8 @@ def test_wide_selector_of_several_labels_and_of_none(state):
 def test_service_table_renders(state):
     text = views.render_table(*views.service_rows(state, CREATED, "default", wide=False))
     first, *lines = text.splitlines()
-    assert first.split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
-    assert any(line.split() == ["backend", "ClusterIP", "10.96.0.100", "<none>", "80/TCP,53/UDP", "5m30s"]
+    assert first.split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "DATAPLANE"]
+    assert any(line.split() == ["backend", "ClusterIP", "10.96.0.100", "<none>", "80/TCP,53/UDP", "5m30s", "kube-proxy/iptables"]
                for line in lines)
 
 
