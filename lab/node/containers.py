@@ -24,7 +24,7 @@ READY_TIMEOUT = 10.0
 
 
 def netexec_args(pod: PodState, c: ContainerState) -> list[str]:
-    args = ["--hostname", pod.uts_name]
+    args = ["--hostname", pod.uts_name, "--namespace", pod.namespace]
     for p in c.ports:
         args += ["--tcp" if p.protocol == "TCP" else "--udp", str(p.port)]
     return args
