@@ -56,7 +56,7 @@ def create(state: ClusterState, record: LabRecord, programs: containers.Programs
     starter = containers.Starter(record, programs)
 
     def wire_and_start(pod: PodState) -> None:
-        make_uts(record.uts_path(pod.netns), pod.name)
+        make_uts(record.uts_path(pod.netns), pod.uts_name)
         link_up(pod.netns, "lo")  # what the loopback plugin does, without its process
         result = libcni.add(_pod_network(state, record, pod), _attachment(state, pod, "eth0"), cache,
                             config.plugin_dirs(state))

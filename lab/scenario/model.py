@@ -17,7 +17,7 @@ from lab.scenario.spec import what as _what
 from lab.topology.semantics import did_you_mean
 from lab.topology.source import DocPath, Source, dotted, read_documents
 
-KINDS = ("apply", "delete", "fault", "clear", "node", "exec", "check", "dns", "sleep")
+KINDS = ("apply", "delete", "fault", "clear", "node", "exec", "check", "dns", "sleep", "http", "get")
 COMMON = ("name", "wait", "expect")
 TOP = ("name", "description", "topology", "continue", "steps")
 LATER = {"trace": "trace steps are planned, not implemented yet"}

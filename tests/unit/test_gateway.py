@@ -72,6 +72,21 @@ def test_each_gateway_gets_an_envoy_deployment_behind_a_load_balancer_service_wi
     assert [c.name for c in state.gateway_classes] == ["envoy"]
 
 
+def test_a_long_gateway_name_gives_its_envoy_pod_a_hostname_the_kernel_takes():
+    d = doc()
+    long_ns = "gateway-conformance-infra"
+    for m in d["manifests"]:
+        if m["kind"] in ("Gateway", "HTTPRoute"):
+            m["metadata"]["namespace"] = long_ns
+        if m["kind"] == "Gateway":
+            m["metadata"]["name"] = "same-namespace-with-https-listener"
+    d["manifests"].append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": long_ns}})
+    state = state_of(d)
+    pod = gateway_state.dataplane(state, state.gateways[0])
+    assert len(pod.name) > 64  # the Deployment's name, its template hash and the pod's suffix
+    assert len(pod.uts_name) <= 63 and pod.uts_name == pod.name[:63].rstrip("-.")  # as the kubelet cuts it
+
+
 def test_without_a_pool_the_gateway_is_reached_on_its_nodes_node_ports():
     d = doc()
     del d["cluster"]["loadBalancer"]
