@@ -27,7 +27,7 @@ SCHEMES = ("http", "https")
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")
 EXPECT_KEYS = ("status", "backend", "namespace", "path", "host", "method", "headers", "absentHeaders",
                "responseHeaders", "absentResponseHeaders", "location", "mirroredTo", "weights")
-KEYS = ("from", "to", "port", "scheme", "host", "path", "method", "headers", "requests", "timeout", "expect")
+KEYS = ("from", "to", "port", "scheme", "host", "path", "method", "headers", "requests", "timeout", "cacert", "expect")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class Http:
     headers: tuple[tuple[str, str], ...] = ()
     requests: int = 1
     timeout: float = 5.0
+    cacert: str = ""                                # https: the CA to verify with ("": the lab's CA)
     expect: Expect = Expect()
 
 
@@ -127,10 +128,16 @@ def parse(value: Any, at, names: Names) -> Optional[Http]:
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         at.bad(("timeout",), f"timeout is seconds above 0 (per request), not {what(timeout)}")
         ok = False
+    cacert = value.get("cacert", "")
+    if cacert and (not isinstance(cacert, str) or not (at.base / cacert).is_file()):
+        at.bad(("cacert",), f"cacert names a PEM file (relative to the scenario), not {what(cacert)}",
+               "cacert: tls-validity-checks.crt")
+        ok = False
     expect = _expect(value.get("expect", {}), at, requests if isinstance(requests, int) else 1)
     if not ok or src is None or headers is None or expect is None:
         return None
-    return Http(src, gateway, address, port, scheme, host, path, method, headers, requests, float(timeout), expect)
+    return Http(src, gateway, address, port, scheme, host, path, method, headers, requests, float(timeout),
+                str((at.base / cacert).resolve()) if cacert else "", expect)
 
 
 def _pairs(value: Any, at, sub: tuple) -> Optional[tuple[tuple[str, str], ...]]:
@@ -222,7 +229,7 @@ def curl_args(spec: Http, address: str, port: int, ca: str) -> list[str]:
     default = {"http": 80, "https": 443}[spec.scheme]
     if spec.scheme == "https":  # by name, so SNI picks the listener's certificate; verified with the lab's CA
         name = (spec.host or address).split(":")[0]
-        args += ["--resolve", f"{name}:{port}:{address}", "--cacert", ca]
+        args += ["--resolve", f"{name}:{port}:{address}", "--cacert", spec.cacert or ca]
         target = name
     else:
         target = address
