@@ -15,7 +15,8 @@ X-Netexec-Hostname header. A request with the header `X-Netexec-Echo: request` g
 the Gateway API conformance echo instead: JSON of what arrived (path, host, method, headers, pod,
 namespace), so a check sees what a proxy's rewrites and header filters did; such a request is also
 logged (one line with its X-Request-Id: how a mirror's copy is found), and `?delay=1s` in its query
-holds the answer that long (a slow backend, for a proxy's timeouts; the loop keeps serving others). A connection that opens with HTTP/2's
+holds the answer that long (a slow backend, for a proxy's timeouts; the loop keeps serving others).
+A connection that opens with HTTP/2's
 preface is served as gRPC's health service (every call answers Health/Check: SERVING, NOT_SERVING for
 a service named not-found...), for the kubelet's gRPC probes. UDP: "hostname", "clientip", "whoami" ("NAME ip:port"), "echo X",
 anything else is echoed. Once every port listens, "ready\\n" is written to --ready-fd.

@@ -126,7 +126,8 @@ class Names:
 
 
 def parse(kind: str, value: Any, at, names: Names) -> Any:
-    """The spec of a step of `kind`, or None (the problems went to at.bad)."""
+    """The spec of a step of one of the kinds here, or None (the problems went to at.bad); the http
+    and get kinds have their own modules (lab.scenario.http, lab.scenario.status)."""
     return _PARSERS[kind](value, at, names)
 
 
@@ -456,28 +457,12 @@ def _known_keys(value: dict, allowed: tuple, what_: str, at, sub: tuple = ()) ->
     return ok
 
 
-def _http(value: Any, at, names: Names):
-    from lab.scenario import http
-
-    return http.parse(value, at, names)
-
-
-def _get(value: Any, at, names: Names):
-    from lab.scenario import status
-
-    return status.parse(value, at, names)
-
-
 _PARSERS = {"apply": _manifests, "delete": _manifests, "fault": _fault, "clear": _clear, "node": _node,
-            "exec": _exec, "check": _check, "dns": _dns, "sleep": _sleep, "http": _http, "get": _get}
+            "exec": _exec, "check": _check, "dns": _dns, "sleep": _sleep}
 
 
 def summary(kind: str, spec: Any) -> str:
     """A step's line when it has no name: what it does, briefly."""
-    if kind in ("http", "get"):
-        from lab.scenario import http, status
-
-        return (http if kind == "http" else status).summary(spec)
     if isinstance(spec, Manifests):
         return f"{kind} {', '.join(spec.sources)} ({len(spec.items)} object{'s' if len(spec.items) != 1 else ''})"
     if isinstance(spec, Fault):

@@ -32,7 +32,8 @@ steps:
         spec:
           parentRefs: [{{name: same-namespace}}]
           rules:
-            - backendRefs: [{{name: infra-backend-v1, port: 8080, weight: 70}}, {{name: infra-backend-v2, port: 8080, weight: 30}}]
+            - backendRefs: [{{name: infra-backend-v1, port: 8080, weight: 70}},
+                            {{name: infra-backend-v2, port: 8080, weight: 30}}]
             - matches: [{{path: {{type: PathPrefix, value: /one}}}}]
               filters:
                 - {{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: X-Set, value: gateway}}]}}}}
