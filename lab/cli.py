@@ -785,6 +785,8 @@ def cmd_trace(a) -> int:
     rec = record.find(a.lab)
     protocol = a.protocol.upper()
     src, dst = run.targets(rec.state, a.src, a.dst, protocol, a.namespace)
+    if a.http_host or a.path or a.header:
+        dst = run.with_request(dst, a.http_host, a.path, a.header)
     keep = _pcap_dir(a, rec, protocol)
     t0 = time.monotonic()
     hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, capture=not a.no_capture, keep=keep)
@@ -995,7 +997,13 @@ def _parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     p = add("trace", cmd_trace, "lab trace SRC DST[:PORT]: follow one connection hop by hop, as the lab's models "
                                 "predict it and as the kernel's netfilter traces, conntrack and captures show it")
     p.add_argument("src", metavar="SRC", help="POD, NS/POD, pod/POD, node/NAME, host/NAME or an IP")
-    p.add_argument("dst", metavar="DST[:PORT]", help="the same, or svc/NAME[.NS]:PORT")
+    p.add_argument("dst", metavar="DST[:PORT]", help="the same, svc/NAME[.NS]:PORT, or gateway/[NS/]NAME[:PORT] "
+                                                     "(or its address): through its Envoy to the backend")
+    p.add_argument("--host", dest="http_host", metavar="HOST",
+                   help="a Gateway: the request's Host header (default: the first hostname it serves)")
+    p.add_argument("--path", metavar="PATH", help="a Gateway: the request's path (default /)")
+    p.add_argument("--header", "-H", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="a Gateway: a request header its routes may match (may be given several times)")
     p.add_argument("--protocol", "-p", default="TCP", type=str.upper, choices=["TCP", "UDP", "ICMP"],
                    help="TCP (default), UDP or ICMP (an echo request traced by its id)")
     p.add_argument("--no-capture", action="store_true",

@@ -173,7 +173,8 @@ def _rules(route: HTTPRoute, services, grants) -> tuple[RouteRuleState, ...]:
                       for m in rule.matches),
         filters=tuple(_filter(ns, f, services, grants) for f in rule.filters),
         backends=tuple(_backend(ns, b, b.weight, services, grants) for b in rule.backendRefs),
-        timeout=rule.timeouts.request or "" if rule.timeouts else "")
+        timeout=rule.timeouts.request or "" if rule.timeouts else "",
+        backend_timeout=rule.timeouts.backendRequest or "" if rule.timeouts else "")
         for rule in route.spec.rules)
 
 

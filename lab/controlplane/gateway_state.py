@@ -67,7 +67,8 @@ class RouteRuleState:
     matches: tuple[RouteMatchState, ...]
     filters: tuple[RouteFilterState, ...] = ()
     backends: tuple[RouteBackendState, ...] = ()
-    timeout: str = ""
+    timeout: str = ""                # timeouts.request: the whole request ("0s": none)
+    backend_timeout: str = ""        # timeouts.backendRequest: one try at a backend
 
 
 @dataclass(frozen=True)

@@ -96,8 +96,10 @@ class PodState:
     @property
     def uts_name(self) -> str:
         """The hostname its programs see (netexec's /hostname): a hostNetwork pod shares its
-        node's UTS namespace, so it answers with the node's name, as agnhost does."""
-        return self.node if self.host_network else self.name
+        node's UTS namespace, so it answers with the node's name, as agnhost does. A pod name
+        longer than a hostname may be (64) is cut as the kubelet cuts it: 63 characters, no
+        trailing '-' or '.'."""
+        return self.node if self.host_network else self.name[:63].rstrip("-.")
 
     def probe_port(self) -> Optional[int]:
         """The first TCP port served by a netexec container: where the harness knocks."""

@@ -25,7 +25,7 @@ FILE = "exercise.yaml"
 LEVELS = ("beginner", "intermediate", "advanced")
 VISIBILITIES = ("hidden", "after_published")
 COMPARES = ("exact", "ip", "casefold")
-OBSERVE = ("exec", "check", "dns")  # what a test may do: look, never change the lab
+OBSERVE = ("exec", "check", "dns", "http", "get")  # what a test may do: look, never change the lab
 PREPARE = ("apply",)                 # what the grader does before a task's tests: objects made afresh
 TOP = ("title", "level", "topics", "topology", "description", "setup", "failcheck", "tasks", "checkpoints",
        "hidden_visibility", "submission")

@@ -181,6 +181,8 @@ def _route(rule: RouteRuleState, m: RouteMatchState, owner: str) -> dict:
         action["request_mirror_policies"] = [{"cluster": cluster_name(b)} for b in mirrors]
     if rule.timeout:
         action["timeout"] = seconds(rule.timeout)
+    if rule.backend_timeout:  # each try at a backend; no retries are configured, so the one try
+        action["retry_policy"] = {"num_retries": 0, "per_try_timeout": seconds(rule.backend_timeout)}
     out["route"] = action
     return out
 

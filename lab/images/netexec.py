@@ -3,7 +3,7 @@
 Standalone on purpose (stdlib only, no `lab` imports) so `python3 -I -S netexec.py` starts in a
 few milliseconds: a `lab up` starts one per pod. One thread, one selectors loop, many ports.
 
-    netexec.py --hostname NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR]... [--ready-fd FD]
+    netexec.py --hostname NAME [--namespace NS] [--tcp PORT]... [--udp PORT]... [--bind ADDR]... [--ready-fd FD]
     netexec.py --forkserver     (one interpreter forks a netexec per request: see forkserver())
 
 TCP: a request that starts like HTTP ("GET ", "POST ", ...) gets one HTTP/1.1 answer
@@ -12,20 +12,25 @@ and readiness paths of real apps pass, except paths starting with /not-found: 40
 meant to fail), then the connection is closed; anything else
 is echoed back byte for byte until the peer closes; every HTTP answer names the pod in an
 X-Netexec-Hostname header. A request with the header `X-Netexec-Echo: request` gets, on any path,
-the Gateway API conformance echo instead: JSON of what arrived (path, host, method, headers, pod),
-so a check sees what a proxy's rewrites and header filters did. A connection that opens with HTTP/2's
+the Gateway API conformance echo instead: JSON of what arrived (path, host, method, headers, pod,
+namespace), so a check sees what a proxy's rewrites and header filters did; such a request is also
+logged (one line with its X-Request-Id: how a mirror's copy is found), and `?delay=1s` in its query
+holds the answer that long (a slow backend, for a proxy's timeouts; the loop keeps serving others).
+A connection that opens with HTTP/2's
 preface is served as gRPC's health service (every call answers Health/Check: SERVING, NOT_SERVING for
 a service named not-found...), for the kubelet's gRPC probes. UDP: "hostname", "clientip", "whoami" ("NAME ip:port"), "echo X",
 anything else is echoed. Once every port listens, "ready\\n" is written to --ready-fd.
 """
+import heapq
 import json
 import os
 import selectors
 import signal
 import socket
 import sys
+import time
 
-USAGE = "usage: netexec.py --hostname NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR]... [--ready-fd FD]"
+USAGE = "usage: netexec.py --hostname NAME [--namespace NS] [--tcp PORT]... [--udp PORT]... [--bind ADDR]... [--ready-fd FD]"
 METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
 MAX_HEAD = 16384  # an HTTP request head larger than this is refused (431)
 MAX_BODY = 1 << 20  # a request body is read (so close() does not reset the reply) up to this
@@ -41,7 +46,7 @@ def usage_error(message):
 
 def parse_args(argv):
     """Hand-rolled (argparse costs as much as the whole start-up); exits 2 on misuse."""
-    opts = {"hostname": None, "tcp": [], "udp": [], "bind": [], "ready_fd": None}
+    opts = {"hostname": None, "namespace": "", "tcp": [], "udp": [], "bind": [], "ready_fd": None}
     if len(argv) % 2:
         usage_error(f"{argv[-1]} needs a value")
     for flag, value in zip(argv[::2], argv[1::2]):
@@ -49,6 +54,8 @@ def parse_args(argv):
             opts["hostname"] = value
         elif flag == "--bind":  # repeated: 0.0.0.0 and :: for a dual-stack pod
             opts["bind"].append(value)
+        elif flag == "--namespace":
+            opts["namespace"] = value
         elif flag in ("--tcp", "--udp", "--ready-fd"):
             if not value.isdigit() or (flag != "--ready-fd" and not 0 < int(value) < 65536):
                 usage_error(f"bad {flag} value {value!r}")
@@ -84,6 +91,20 @@ def unquote(text):
 
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def delay(target):
+    """Seconds of a `delay=` in the query (1s, 500ms, 0.2), 0 when none or unreadable."""
+    for pair in target.partition("?")[2].split("&"):
+        key, _, value = pair.partition("=")
+        if key == "delay":
+            unit = 0.001 if value.endswith("ms") else 1.0
+            number = value[:-2] if value.endswith("ms") else value.rstrip("s")
+            try:
+                return max(0.0, min(float(number) * unit, 60.0))
+            except ValueError:
+                return 0.0
+    return 0.0
 
 
 def h2_frame(kind, flags, stream, payload=b""):
@@ -185,8 +206,16 @@ class Conn:
             for line in lines[1:]:
                 name, _, value = line.partition(":")
                 seen.setdefault(name.strip(), []).append(value.strip())
-            return self.respond(200, json.dumps({"path": target, "host": self.headers.get("host", ""), "method": method,
-                                                 "headers": seen, "pod": self.server.hostname}), method == "HEAD")
+            body = json.dumps({"path": target, "host": self.headers.get("host", ""), "method": method, "headers": seen,
+                               "namespace": self.server.namespace, "pod": self.server.hostname})
+            sys.stderr.write(f"echo {method} {target} host={self.headers.get('host', '')} "
+                             f"x-request-id={self.headers.get('x-request-id', '-')} from {peer_text(self.peer)}\n")
+            sys.stderr.flush()
+            wait = delay(target)
+            if wait:  # not read meanwhile: a client that half-closes still gets its answer
+                self.server.sel.unregister(self.sock)
+                return self.server.later(wait, lambda: self.resume(200, body, method == "HEAD"))
+            return self.respond(200, body, method == "HEAD")
         status, body = self.route(target)
         self.respond(status, body, method == "HEAD")
 
@@ -240,6 +269,11 @@ class Conn:
             return 200, b""
         return 200, self.server.hostname  # a real app's /health, /ready, /api/...: the stand-in answers
 
+    def resume(self, status, body, head_only):
+        self.events = selectors.EVENT_READ
+        self.server.sel.register(self.sock, self.events, self)
+        self.respond(status, body, head_only)
+
     def respond(self, status, body, head_only):
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large"}[status]
         if isinstance(body, str):
@@ -290,9 +324,13 @@ class Conn:
 class Server:
     """All listeners plus the one loop that serves them."""
 
-    def __init__(self, hostname):
-        self.hostname = hostname
+    def __init__(self, hostname, namespace=""):
+        self.hostname, self.namespace = hostname, namespace
         self.sel = selectors.DefaultSelector()
+        self.timers = []  # (deadline, seq, action): delayed answers, run by serve()
+
+    def later(self, seconds, action):
+        heapq.heappush(self.timers, (time.monotonic() + seconds, id(action), action))
 
     def listen(self, kind, addr, port):
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
@@ -350,7 +388,10 @@ class Server:
 
     def serve(self):
         while True:
-            for key, mask in self.sel.select():
+            while self.timers and self.timers[0][0] <= time.monotonic():
+                heapq.heappop(self.timers)[2]()
+            wait = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else None
+            for key, mask in self.sel.select(wait):
                 if isinstance(key.data, Conn):
                     key.data.on_event(mask)
                 else:
@@ -361,7 +402,7 @@ def main(argv, on_ready=None):
     opts = parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
-    server = Server(opts["hostname"])
+    server = Server(opts["hostname"], opts["namespace"])
     for kind in ("tcp", "udp"):
         for port in opts[kind]:
             for addr in opts["bind"]:

@@ -28,7 +28,7 @@ DUAL_BINDS = ["--bind", "0.0.0.0", "--bind", "::"]
 
 
 def netexec_args(pod: PodState, c: ContainerState) -> list[str]:
-    args = ["--hostname", pod.uts_name]
+    args = ["--hostname", pod.uts_name, "--namespace", pod.namespace]
     for p in c.ports:
         args += ["--tcp" if p.protocol == "TCP" else "--udp", str(p.port)]
     return args + (DUAL_BINDS if pod.ip_of(6) else [])

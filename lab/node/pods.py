@@ -58,7 +58,7 @@ def create(state: ClusterState, record: LabRecord, programs: containers.Programs
     starter = containers.Starter(record, programs)
 
     def wire_and_start(pod: PodState) -> None:
-        make_uts(record.uts_path(pod.netns), pod.name)
+        make_uts(record.uts_path(pod.netns), pod.uts_name)
         link_up(pod.netns, "lo")  # what the loopback plugin does, without its process
         if 6 in state.families:  # the pod's eth0 inherits it: its IPv6 address usable at once (no DAD wait)
             sysctl(pod.netns, POD_IPV6_SYSCTLS)

@@ -336,20 +336,25 @@ def _judge_group(check: str, group: str, pairs, node_ips: dict[str, str]) -> lis
 def _binomial_bounds(total: int, n: int) -> tuple[int, int]:
     """(low, high): an endpoint picked at most `low` or at least `high` times out of `total` uniform
     picks among n is implausible even counting all n endpoints (n x tail probability < ALPHA)."""
-    p = 1 / n
+    return binomial_bounds(total, 1 / n, ALPHA / n)
+
+
+def binomial_bounds(total: int, p: float, alpha: float) -> tuple[int, int]:
+    """(low, high): a count of at most `low` or at least `high` successes in `total` trials of
+    chance p has a tail probability below alpha (exact binomial tails, each side)."""
 
     def pmf(k: int) -> float:
-        if p == 1:
-            return 1.0 if k == total else 0.0
+        if p >= 1 or p <= 0:
+            return 1.0 if k == (total if p >= 1 else 0) else 0.0
         return math.exp(math.lgamma(total + 1) - math.lgamma(k + 1) - math.lgamma(total - k + 1)
                         + k * math.log(p) + (total - k) * math.log(1 - p))
 
     low, tail = -1, 0.0
-    while low < total and n * (tail + pmf(low + 1)) < ALPHA:
+    while low < total and tail + pmf(low + 1) < alpha:
         low += 1
         tail += pmf(low)
     high, tail = total + 1, 0.0
-    while high > 0 and n * (tail + pmf(high - 1)) < ALPHA:
+    while high > 0 and tail + pmf(high - 1) < alpha:
         high -= 1
         tail += pmf(high)
     return low, high

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lab.errors import Diagnostic, LabError, TopologyError
+from lab.scenario import http, status
 from lab.scenario import spec as S
 from lab.scenario.spec import what as _what
 from lab.topology.semantics import did_you_mean
 from lab.topology.source import DocPath, Source, dotted, read_documents
 
-KINDS = ("apply", "delete", "fault", "clear", "node", "exec", "check", "dns", "sleep")
+KINDS = ("apply", "delete", "fault", "clear", "node", "exec", "check", "dns", "sleep", "http", "get")
 COMMON = ("name", "wait", "expect")
 TOP = ("name", "description", "topology", "continue", "steps")
+OWN = {"http": (http.parse, http.summary), "get": (status.parse, status.summary)}  # kinds with their own module
 LATER = {"trace": "trace steps are planned, not implemented yet"}
 
 
@@ -203,10 +205,11 @@ class Reader:
         title = raw.get("name")
         if title is not None and not isinstance(title, str):
             self.bad(at + ("name",), "name must be text")
-        spec = S.parse(kind, raw[kind], _Where(self, at + (kind,)), names)
+        parse, summary = OWN.get(kind, (lambda v, w, n: S.parse(kind, v, w, n), lambda sp: S.summary(kind, sp)))
+        spec = parse(raw[kind], _Where(self, at + (kind,)), names)
         if len(self.problems) > before or spec is None:
             return None
-        return Step(index, kind, spec, title or S.summary(kind, spec), self.src.line_of(at), wait, expect == "fail")
+        return Step(index, kind, spec, title or summary(spec), self.src.line_of(at), wait, expect == "fail")
 
     def _wait(self, at: DocPath, value: Any) -> Optional[Wait]:
         if value is None:

@@ -127,7 +127,8 @@ class Names:
 
 
 def parse(kind: str, value: Any, at, names: Names) -> Any:
-    """The spec of a step of `kind`, or None (the problems went to at.bad)."""
+    """The spec of a step of one of the kinds here, or None (the problems went to at.bad); the http
+    and get kinds have their own modules (lab.scenario.http, lab.scenario.status)."""
     return _PARSERS[kind](value, at, names)
 
 

@@ -281,6 +281,92 @@ def _count_queries(rec, pod, spec: Dns) -> str:
     return f"{len(sent)} queries: {listed}"
 
 
+def http(ctx: Context, spec) -> str:
+    """An http step: curl from the source's namespace to the Gateway (its address, the listener's
+    port as the outside reaches it), judged by lab.scenario.http."""
+    from lab.scenario import http as H
+
+    rec = records.load(ctx.lab)
+    state = rec.state
+    sources = _sources(state, spec.src)
+    if not sources:
+        raise LabError(f"{spec.src}: no such source in lab {state.lab} now")
+    netns = sources[0][1]
+    if spec.gateway:
+        gw = next((g for g in state.gateways if g.key == spec.gateway), None)
+        if gw is None or not gw.address:
+            raise Failed(f"Gateway {spec.gateway} has no address in lab {state.lab}"
+                         + ("" if gw else f" (Gateways: {', '.join(g.key for g in state.gateways) or 'none'})"))
+        listener = spec.port or (443 if spec.scheme == "https" else 80)
+        reach = dict(gw.ports)
+        if listener not in reach:
+            raise Failed(f"Gateway {spec.gateway} has no listener port {listener} (ports: {', '.join(map(str, reach))})")
+        address, port = gw.address, reach[listener]
+    else:
+        address, _, given = spec.address.partition(":")
+        port = int(given or (443 if spec.scheme == "https" else 80))
+    argv = ["ip", "netns", "exec", netns, "curl", *H.curl_args(spec, address, port, str(rec.dir / "ca.crt"))]
+    done = host.run(argv, check=False, timeout=spec.timeout * spec.requests + 10)
+    if spec.requests > 1:
+        if done.code != 0:
+            raise Failed(f"curl failed (exit {done.code}): {(done.stderr.strip().splitlines() or [''])[-1]}")
+        counts, others = H.tally(done.stdout, tuple(b for b, _ in spec.expect.weights))
+        problems, seen = H.judge_split(spec.expect, counts, others, spec.requests)
+        if problems:
+            raise Failed("; ".join(problems) + f" — seen: {seen}")
+        return f"{spec.requests} requests: {seen}"
+    answer = H.read_answer(done.code, done.stdout, done.stderr)
+    problems = H.judge(spec.expect, answer)
+    if not problems and spec.expect.mirrored_to:
+        problems = _mirrored(rec, spec.expect.mirrored_to, H.request_id(answer))
+    if problems:
+        raise Failed("; ".join(problems))
+    echo = H.echo_of(answer)
+    return f"HTTP {answer.status}" + (f" from {echo['namespace']}/{echo['pod']}" if echo else "") + \
+        (f" to {answer.headers['location'][0]}" if "location" in answer.headers else "")
+
+
+MIRROR_WAIT = 3.0  # a mirrored copy is sent alongside the request, not before the answer
+
+
+def _mirrored(rec, deployments: tuple[str, ...], rid: str) -> list[str]:
+    """Each Deployment (NS/NAME) has a pod whose log shows the request id within MIRROR_WAIT."""
+    from lab.scenario.http import logged
+
+    if not rid:
+        return ["the backend saw no X-Request-Id: the mirror's copy cannot be told from other requests"]
+    missing = []
+    for d in deployments:
+        ns, name = d.split("/")
+        logs = [rec.log_path(p, c) for p in rec.state.pods if p.namespace == ns and p.owner == f"Deployment/{name}"
+                for c in p.containers]
+        if not logs:
+            missing.append(f"no pods of Deployment {d}")
+            continue
+        t0 = time.monotonic()
+        while not any(host.path_exists(log) and logged(host.read_text(log), rid) for log in logs):
+            if time.monotonic() - t0 > MIRROR_WAIT:
+                missing.append(f"no pod of {d} logged the request (x-request-id={rid}) within {MIRROR_WAIT:g}s")
+                break
+            time.sleep(0.05)
+    return missing
+
+
+def get(ctx: Context, spec) -> str:
+    """A get step: the object as `lab get KIND NAME -o json` shows it contains spec.json."""
+    from lab.gateway import views
+    from lab.scenario import status
+
+    rec = records.load(ctx.lab)
+    obj = status.find(views.objects(spec.kind, rec.state, rec.pod_ready, None), spec)
+    if obj is None:
+        raise Failed(f"no {spec.kind[:-1]} {spec.namespace}/{spec.name} in lab {ctx.lab}")
+    miss = match.subset(spec.json, obj)
+    if miss:
+        raise Failed(f"{spec.kind[:-1]} {spec.namespace}/{spec.name}: {miss}")
+    return "as expected"
+
+
 def sleep(ctx: Context, spec: Sleep) -> str:
     time.sleep(spec.seconds)
     return ""
@@ -289,5 +375,5 @@ def sleep(ctx: Context, spec: Sleep) -> str:
 Effect = Callable[[Context, object], str]
 EFFECTS: dict[str, Effect] = {
     "apply": apply, "delete": lambda ctx, spec: apply(ctx, spec, delete=True), "fault": fault, "clear": clear,
-    "node": node, "exec": exec_, "check": check, "dns": dns, "sleep": sleep,
+    "node": node, "exec": exec_, "check": check, "dns": dns, "sleep": sleep, "http": http, "get": get,
 }

@@ -191,6 +191,7 @@ class WeightedBackendRef(BackendRef):
 
 class RouteTimeouts(_Strict):
     request: Optional[Duration] = None
+    backendRequest: Optional[Duration] = None
 
 
 class RouteRule(_Strict):

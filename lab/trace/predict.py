@@ -89,12 +89,13 @@ def route(state: ClusterState, node: str, dst_ip: str) -> tuple[str, str, str, s
 
 def _service_port(state: ClusterState, node: str, slices: Iterable[EndpointSliceState],
                   flow: Flow) -> Optional[ServicePort]:
-    """The Service port kube-proxy on `node` translates this flow for: a ClusterIP, or a NodePort
-    on one of the node's addresses."""
+    """The Service port kube-proxy on `node` translates this flow for: a ClusterIP or LoadBalancer
+    address, or a NodePort on one of the node's addresses."""
     if flow.port is None:
         return None
     for p in service_ports(state, node, slices):
-        if flow.dst.kind == "service" and p.svc.cluster_ip == flow.dst_ip and p.port.port == flow.port:
+        if flow.dst.kind == "service" and flow.dst_ip in (p.svc.cluster_ip, p.svc.load_balancer_ip) and \
+                p.port.port == flow.port:
             return p
         if flow.dst.kind == "node" and p.port.node_port == flow.port and flow.dst_ip == state.node(node).ip:
             return p
@@ -134,6 +135,16 @@ class _Walk:
         port = f":{flow.port}" if flow.port else ""
         return f"{self.protocol} {src or flow.src_ip} → {dst or flow.dst_ip}{port}"
 
+    def speaker(self, ip: str) -> Optional[str]:
+        """The node that answers ARP for a LoadBalancer address (the lab's MetalLB-style L2 speaker)."""
+        from lab.controlplane.loadbalancer import speakers
+
+        node = speakers(self.state.services, self.slices, [n.name for n in self.state.nodes]).get(ip)
+        if node:
+            self.add("load-balancer speaker", self.state.node(node).netns, "eth0",
+                     f"node {node} answers ARP for {ip} (L2 announcement): the frame goes to it")
+        return node
+
     # --- a socket load balancer (proxy ebpf) ---
 
     def socket_lb(self, src: Target, flow: Flow) -> Flow:
@@ -171,10 +182,11 @@ class _Walk:
             self.add(f"node {node} netfilter", ns, "", f"nat {hook}: KUBE-SERVICES matches nothing ({why}): no DNAT",
                      "dnat", ())
             return flow
-        external = flow.dst.kind == "node"
+        balancer = bool(sp.svc.load_balancer_ip) and flow.dst_ip == sp.svc.load_balancer_ip
+        external = flow.dst.kind == "node" or balancer
         eps = (sp.local if sp.external_local else sp.cluster) if external else \
             (sp.local if sp.internal_local else sp.cluster)
-        chain = "KUBE-NODEPORTS → KUBE-EXT → " if external else ""
+        chain = "KUBE-EXT → " if balancer else "KUBE-NODEPORTS → KUBE-EXT → " if external else ""
         if not eps:
             self.add(f"node {node} netfilter", ns, "", f"filter: {sp.spn} has no endpoints: "
                      f"{sp.no_endpoints_verdict.upper()}", "filter", ("drop", f"{sp.spn} has no endpoints"))
@@ -299,7 +311,7 @@ class _Walk:
             why = f"{st.underlay_subnet} dev eth0: the underlay" if local else f"default via {gw} dev eth0"
             self.add(f"{src.name} routing", src.netns, "eth0", f"ip route get {dst.ip}: {why}", "route", ("eth0", gw, dst.ip))
             self.add("underlay", "", st.switch_name, f"switch {st.switch_name}: {src.ip} → {dst.ip}")
-            node, entered, local_out = _node_of(st, dst.ip), "eth0", False
+            node, entered, local_out = _node_of(st, dst.ip) or self.speaker(dst.ip), "eth0", False
             if node is None:
                 return self.finish(flow)
         for _ in range(len(st.nodes) + 1):
@@ -349,5 +361,71 @@ class _Walk:
 def walk(state: ClusterState, src: Target, dst: Target, protocol: str = "TCP",
          slices: Iterable[EndpointSliceState] = (), picked: Optional[str] = None) -> list[Hop]:
     """Every hop from src to dst and the reply. picked: the endpoint ("ip:port") kube-proxy chose,
-    once observed; before that the walk follows the first possible endpoint and says so."""
+    once observed; before that the walk follows the first possible endpoint and says so. A Gateway
+    is three legs: to its Envoy (its LoadBalancer Service), Envoy's routing, Envoy to a backend."""
+    if dst.kind == "gateway":
+        return _through_gateway(state, src, dst, protocol.upper(), tuple(slices), picked)
     return _Walk(state, src, dst, protocol.upper(), slices, picked).run()
+
+
+def _through_gateway(state: ClusterState, src: Target, dst: Target, protocol: str,
+                     slices: tuple[EndpointSliceState, ...], picked: Optional[str]) -> list[Hop]:
+    """To the Gateway's address (its LoadBalancer Service: kube-proxy's DNAT to the Envoy pod, which
+    the observed column checks), then Envoy's decision for the HTTP request (listener, virtual host,
+    route, cluster: lab.gateway.simulate over the configuration Envoy was given), then Envoy's own
+    connection to a backend endpoint (predicted only: the probe's connection ends at Envoy), then the
+    reply the client sees from the Gateway's address."""
+    from lab.controlplane.gateway_state import RouteBackendState, dataplane
+    from lab.gateway import envoy, simulate
+
+    hops = _Walk(state, src, replace(dst, kind="service"), protocol, slices, picked).run()
+    if not hops or hops[-1].kind != "reply" or protocol != "TCP":
+        return hops
+    reply = hops.pop()
+    gw = next(g for g in state.gateways if g.key == dst.gateway)
+    pod = dataplane(state, gw)
+    config = envoy.route_config(state, gw, dst.port)
+    req = simulate.Request(dst.http_host, dst.http_path, {k.lower(): v for k, v in dst.http_headers})
+    vhost, entry = simulate.virtual_host(config, req.host), simulate.route(config, req)
+    asked = f"{req.method} {req.path} Host: {req.host}" + "".join(f", {k}: {v}" for k, v in dst.http_headers)
+    where = f"Envoy {pod.key if pod else gw.service}"
+    ns = pod.netns if pod else ""
+    leg2: list[Hop] = []
+    if entry is None:
+        what, answer = (f"listener-{dst.port}: {asked} → " + (f"virtual host {vhost['name']}: no route matches" if vhost
+                        else "no virtual host takes that Host")), "404 from Envoy (no route)"
+    elif "redirect" in entry:
+        code = {v: k for k, v in envoy.REDIRECT_CODES.items()}[entry["redirect"]["response_code"]]
+        location = simulate.redirect_location(entry, req, "http", dst.port)
+        what, answer = f"listener-{dst.port}: {asked} → {vhost['name']} → {entry['name']}: redirect", \
+            f"{code} to {location} from Envoy"
+    elif "direct_response" in entry:
+        what, answer = f"listener-{dst.port}: {asked} → {entry['name']}: a rule without backends", \
+            f"{entry['direct_response']['status']} from Envoy"
+    else:
+        action = entry["route"]
+        weighted = action.get("weighted_clusters", {}).get("clusters") or [{"name": action["cluster"], "weight": 1}]
+        total = sum(c["weight"] for c in weighted)
+        split = ", ".join(f"{c['name']} {c['weight'] / total:.0%}" for c in weighted) if len(weighted) > 1 else ""
+        cluster = weighted[0]["name"]
+        what = f"listener-{dst.port}: {asked} → virtual host {vhost['name']} → route {entry['name']} → cluster " + \
+            (f"one of {split} (weighted; following {cluster})" if split else cluster)
+        eps = [] if cluster == envoy.INVALID else envoy.endpoints(state, slices, RouteBackendState(*cluster.split("/")[:2],
+                                                                                                    int(cluster.split("/")[2])))
+        if cluster == envoy.INVALID:
+            answer = "500 from Envoy (the backend did not resolve: see the route's ResolvedRefs)"
+        elif not eps:
+            answer = "503 from Envoy (no healthy upstream: the Service has no ready endpoint)"
+        else:
+            ip, port = eps[0]
+            answer = "the backend's answer, through Envoy"
+            backend = _pod_at(state, ip)
+            if pod is not None and backend is not None:
+                what += f"; endpoints {', '.join(f'{a}:{p}' for a, p in eps)} (round robin; following {ip}:{port})"
+                frm = Target("pod", f"pod/{pod.key}", pod.ip, pod.netns, pod.node, pod=pod)
+                to = Target("pod", f"pod/{backend.key}", ip, backend.netns, backend.node, pod=backend, port=port)
+                leg2 = [replace(h, component=f"{h.component} (Envoy's connection)", kind="", expect=())
+                        for h in _Walk(state, frm, to, "TCP", slices, None).run() if h.kind != "reply"]
+    out = [*hops, Hop(0, where, ns, "eth0", what, "proxy", (answer,)), *leg2,
+           replace(reply, what=f"{answer}: {reply.what}")]
+    return [replace(h, step=i + 1) for i, h in enumerate(out)]

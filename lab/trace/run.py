@@ -23,6 +23,21 @@ def targets(state: ClusterState, src: str, dst: str, protocol: str, namespace: s
     return s, replace(d, port=default_port(state, d, protocol))
 
 
+def with_request(dst: Target, host: Optional[str], path: Optional[str], headers: list[str]) -> Target:
+    """A Gateway destination with the HTTP request its Envoy routes (--host, --path, --header)."""
+    if dst.kind != "gateway":
+        raise LabError(f"--host, --path and --header describe the HTTP request a Gateway routes; {dst.name} is no Gateway")
+    pairs = []
+    for h in headers:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip():
+            raise LabError(f"--header {h!r}: write it as 'NAME: VALUE'")
+        pairs.append((name.strip(), value.strip()))
+    if path is not None and not path.startswith("/"):
+        raise LabError(f"--path {path!r}: a path starts with /")
+    return replace(dst, http_host=host or dst.http_host, http_path=path or dst.http_path, http_headers=tuple(pairs))
+
+
 def after_masquerade(state: ClusterState, hops: list[predict.Hop], dst: Target, protocol: str) -> Optional[Leg]:
     """What the probe looks like after a masquerade on its way (pure): from any address of a node
     (its underlay IP, pod gateway, tunnel address) to the destination or any endpoint the Service

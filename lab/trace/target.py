@@ -25,6 +25,10 @@ class Target:
     service: Optional[ServiceState] = None
     port: Optional[int] = None      # the port asked for (a Service's port for svc/)
     service_port: Optional[ServicePortState] = None
+    gateway: str = ""               # a Gateway (namespace/name): its address, then its Envoy's route
+    http_host: str = ""             # the HTTP request a Gateway routes: Host, path, headers
+    http_path: str = "/"
+    http_headers: tuple[tuple[str, str], ...] = ()
 
 
 def _split_port(text: str) -> tuple[str, Optional[int]]:
@@ -68,6 +72,30 @@ def _service(state: ClusterState, ref: str, namespace: str, port: Optional[int])
     return Target("service", f"svc/{svc.key}", svc.cluster_ip, service=svc, port=sp.port, service_port=sp)
 
 
+def _gateway(state: ClusterState, ref: str, namespace: str, port: Optional[int]) -> Target:
+    """A Gateway by NS/NAME (or NAME): its LoadBalancer address and a listener port (the first one
+    by default); the Host asked is the first hostname it serves, unless --host says."""
+    from lab.controlplane.gateway_state import hosts
+
+    ns, _, name = ref.rpartition("/")
+    gw = next((g for g in state.gateways if g.namespace == (ns or namespace) and g.name == name), None)
+    if gw is None:
+        known = ", ".join(g.key for g in state.gateways) or "none"
+        raise LabError(f"no Gateway {ns or namespace}/{name} in lab {state.lab}; Gateways: {known}")
+    svc = next((s for s in state.services if s.name == gw.service and s.load_balancer_ip == gw.address), None)
+    if svc is None or not gw.address:
+        raise LabError(f"Gateway {gw.key} has no LoadBalancer address (the lab has no pool): trace its Envoy pod "
+                       f"or node/NAME:NODEPORT instead")
+    listeners = dict(gw.ports)
+    port = port if port is not None else next(iter(listeners), None)
+    if port not in listeners:
+        raise LabError(f"gateway/{gw.key}:{port}: its listener ports are {', '.join(map(str, listeners))}")
+    sp = next(p for p in svc.ports if p.port == port)
+    host = next((h for h, a in sorted(hosts(state).items()) if a == gw.address), gw.address)
+    return Target("gateway", f"gateway/{gw.key}", gw.address, service=svc, port=port, service_port=sp, gateway=gw.key,
+                  http_host=host)
+
+
 def _by_ip(state: ClusterState, ip: str, port: Optional[int]) -> Target:
     for p in state.pods:
         if p.ip == ip and not p.host_network:
@@ -81,11 +109,15 @@ def _by_ip(state: ClusterState, ip: str, port: Optional[int]) -> Target:
     for s in state.services:
         if s.cluster_ip == ip:
             return _service(state, f"{s.name}.{s.namespace}", s.namespace, port)
+    for g in state.gateways:
+        if g.address == ip:
+            return _gateway(state, g.key, g.namespace, port)
     return Target("ip", ip, ip, port=port)
 
 
 def resolve(state: ClusterState, text: str, namespace: str = "default") -> Target:
-    """POD, NS/POD, pod/POD, node/NAME, host/NAME, svc/NAME[.NS] or an IP, each with an optional :PORT."""
+    """POD, NS/POD, pod/POD, node/NAME, host/NAME, svc/NAME[.NS], gateway/[NS/]NAME or an IP, each with an
+    optional :PORT."""
     ref, port = _split_port(text.strip())
     kind, slash, rest = ref.partition("/")
     try:
@@ -104,6 +136,8 @@ def resolve(state: ClusterState, text: str, namespace: str = "default") -> Targe
         raise LabError(f"no {kind} {rest!r} in lab {state.lab}; {'hosts' if kind == 'host' else 'nodes'}: {names}")
     if slash and kind in ("svc", "service"):
         return _service(state, rest, namespace, port)
+    if slash and kind in ("gateway", "gtw"):
+        return _gateway(state, rest, namespace, port)
     pod = _pod(state, rest if slash and kind in ("pod", "po") else ref, namespace)
     if pod.host_network:
         return Target("node", f"pod/{pod.key} (hostNetwork, node/{pod.node})", pod.ip, pod.netns, pod.node,

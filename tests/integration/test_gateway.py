@@ -147,6 +147,21 @@ def test_lab_apply_changes_routes_live_without_restarting_envoy(gwt):
     assert envoy_pid() == pid
 
 
+def test_lab_trace_goes_through_the_gateway_to_its_envoy_and_names_the_route_and_backend(gwt):
+    out = lab("trace", "--lab", NAME, "host/internet", "gateway/eg", "-H", "env: canary", "-o", "json", check=False)
+    doc = json.loads(out.stdout)
+    rows = {r["step"]: r for r in doc["rows"]}
+    proxy = next(h for h in doc["predicted"] if h["kind"] == "proxy")
+    assert "route httproute/default/shop/rule/0/match/0 → cluster default/shop-v2/80" in proxy["what"]
+    dnat = next(h for h in doc["predicted"] if h["kind"] == "dnat")
+    deliver = next(h for h in doc["predicted"] if h["kind"] == "deliver")
+    assert "envoy-default-eg" in deliver["component"]
+    # the probe's own leg is observed: the LoadBalancer DNAT to the Envoy pod and its delivery there
+    print(lab("trace", "--lab", NAME, "host/internet", "gateway/eg", "-H", "env: canary", check=False).stdout)
+    assert rows[str(dnat["step"])]["mark"] == rows[str(deliver["step"])]["mark"] == "=", doc["rows"]
+    assert out.returncode == 0 and doc["verdict"].endswith("every observed step matches the prediction"), doc["rows"]
+
+
 def programmed() -> str:
     gw = json.loads(lab("get", "gateways", "--lab", NAME, "-o", "json").stdout)["items"][0]
     return next(c["status"] for c in gw["status"]["conditions"] if c["type"] == "Programmed")

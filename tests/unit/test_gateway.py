@@ -72,6 +72,21 @@ def test_each_gateway_gets_an_envoy_deployment_behind_a_load_balancer_service_wi
     assert [c.name for c in state.gateway_classes] == ["envoy"]
 
 
+def test_a_long_gateway_name_gives_its_envoy_pod_a_hostname_the_kernel_takes():
+    d = doc()
+    long_ns = "gateway-conformance-infra"
+    for m in d["manifests"]:
+        if m["kind"] in ("Gateway", "HTTPRoute"):
+            m["metadata"]["namespace"] = long_ns
+        if m["kind"] == "Gateway":
+            m["metadata"]["name"] = "same-namespace-with-https-listener"
+    d["manifests"].append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": long_ns}})
+    state = state_of(d)
+    pod = gateway_state.dataplane(state, state.gateways[0])
+    assert len(pod.name) > 64  # the Deployment's name, its template hash and the pod's suffix
+    assert len(pod.uts_name) <= 63 and pod.uts_name == pod.name[:63].rstrip("-.")  # as the kubelet cuts it
+
+
 def test_without_a_pool_the_gateway_is_reached_on_its_nodes_node_ports():
     d = doc()
     del d["cluster"]["loadBalancer"]
@@ -238,7 +253,7 @@ def test_filters_become_envoy_route_fields():
             {"type": "URLRewrite", "urlRewrite": {"hostname": "in.example",
                                                   "path": {"type": "ReplaceFullPath", "replaceFullPath": "/z"}}},
             {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shop-v2", "port": 80}}}],
-        "backendRefs": [{"name": "shop-v1", "port": 80}], "timeouts": {"request": "1m30s"}}]})
+        "backendRefs": [{"name": "shop-v1", "port": 80}], "timeouts": {"request": "1m30s", "backendRequest": "500ms"}}]})
     e = config(state)["virtual_hosts"][0]["routes"][0]
     assert e["request_headers_to_add"] == [
         {"header": {"key": "x-a", "value": "1"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
@@ -248,6 +263,7 @@ def test_filters_become_envoy_route_fields():
     r = e["route"]
     assert r["host_rewrite_literal"] == "in.example" and simulate.rewritten(r["regex_rewrite"], "/a/b") == "/z"
     assert r["request_mirror_policies"] == [{"cluster": "default/shop-v2/80"}] and r["timeout"] == "90s"
+    assert r["retry_policy"] == {"num_retries": 0, "per_try_timeout": "0.5s"}  # backendRequest: the one try
     clusters = {c["name"] for c in envoy.clusters(state, ready(state), state.gateways[0])}
     assert clusters == {"default/shop-v1/80", "default/shop-v2/80"}
 
@@ -407,7 +423,7 @@ def test_envoy_itself_accepts_every_generated_resource(tmp_path):
                              {"type": "URLRewrite", "urlRewrite": {"hostname": "in.example", "path": {
                                  "type": "ReplaceFullPath", "replaceFullPath": "/x"}}}],
                  "backendRefs": [{"name": "shop-v1", "port": 80, "weight": 3}, {"name": "nope", "port": 80}],
-                 "timeouts": {"request": "2s"}},
+                 "timeouts": {"request": "2s", "backendRequest": "1s"}},
                 {"matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
                  "filters": [{"type": "RequestRedirect", "requestRedirect": {
                      "scheme": "https", "hostname": "new.example", "port": 8443, "statusCode": 308,

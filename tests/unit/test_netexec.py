@@ -49,7 +49,7 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def server():
     tcp1, tcp2, udp = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    proc, ready = start("--hostname", "unit-pod", "--bind", "127.0.0.1",
+    proc, ready = start("--hostname", "unit-pod", "--namespace", "unit-ns", "--bind", "127.0.0.1",
                         "--tcp", str(tcp1), "--tcp", str(tcp2), "--udp", str(udp))
     try:
         assert ready == b"ready\n", proc.stderr.read() if proc.poll() is not None else "no ready line"
@@ -119,9 +119,42 @@ def test_the_conformance_echo_answers_what_arrived_as_json(server):
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
     echo = json.loads(body)
-    assert echo == {"path": "/a/b?c=1", "host": "shop.example", "method": "PUT", "pod": "unit-pod", "headers": {
+    assert echo == {"path": "/a/b?c=1", "host": "shop.example", "method": "PUT", "pod": "unit-pod",
+                    "namespace": "unit-ns", "headers": {
         "Host": ["shop.example"], "X-Netexec-Echo": ["request"], "X-A": ["1", "2"]}}
     assert http_get(server["tcp"], "/a/b")[2] == b"unit-pod"  # without the header: the usual answer
+
+
+def test_a_delayed_echo_answers_late_while_others_are_served(server):
+    import json
+
+    done = {}
+
+    def slow():
+        t0 = time.monotonic()
+        reply, _ = tcp_exchange(server["tcp"], b"GET /slow?delay=600ms HTTP/1.1\r\nHost: x\r\nX-Netexec-Echo: request\r\n\r\n")
+        done["seconds"], done["body"] = time.monotonic() - t0, reply.partition(b"\r\n\r\n")[2]
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    assert http_get(server["tcp"], "/hostname")[2] == b"unit-pod"  # not held behind the slow one
+    assert time.monotonic() - t0 < 0.3
+    thread.join(TIMEOUT)
+    assert 0.55 <= done["seconds"] < 2.0
+    assert json.loads(done["body"])["path"] == "/slow?delay=600ms"
+
+
+@pytest.mark.parametrize("value, seconds", [("1s", 1.0), ("500ms", 0.5), ("0.2", 0.2), ("x", 0.0), ("", 0.0)])
+def test_delay_reads_the_query(value, seconds):
+    sys.path.insert(0, str(NETEXEC.parent))
+    try:
+        import netexec
+    finally:
+        sys.path.pop(0)
+    assert netexec.delay(f"/p?a=1&delay={value}") == seconds
+    assert netexec.delay("/p") == 0.0
 
 
 def test_post_body_is_consumed(server):

@@ -235,3 +235,58 @@ def test_a_capture_row_is_the_same_only_with_the_predicted_addresses():
     # coming in through a bridge the capture may already show the DNAT: only the source counts
     arrive = predict.Hop(4, "node", "ns", "cni0", "", "arrive", ("cni0", "", "10.244.0.3", "10.96.0.10"))
     assert compare._carries("IP 10.244.0.3.20001 > 10.244.1.2.8080: Flags [S]", arrive)
+
+
+def _gateway_walk(*args: str, **request) -> list:
+    from lab.trace.run import with_request
+
+    state = shipped_state("gateway")
+    s, d = targets(state, "host/internet", "gateway/default/eg", "TCP", "default")
+    d = with_request(d, request.get("host"), request.get("path"), list(args))
+    return predict.walk(state, s, d, "TCP", endpoint_slices(state))
+
+
+def test_a_trace_to_a_gateway_shows_the_lb_dnat_envoys_route_and_its_connection_to_the_backend():
+    hops = _gateway_walk("env: canary")
+    check_golden("trace-external-gateway.txt",
+                 "".join(f"{h.step} | {h.component} | {h.namespace} | {h.interface} | {h.what}\n" for h in hops))
+    kinds = [h.kind for h in hops]
+    proxy = hops[kinds.index("proxy")]
+    assert "route httproute/default/shop/rule/0/match/0 → cluster default/shop-v2/80" in proxy.what
+    assert kinds.index("dnat") < kinds.index("deliver") < kinds.index("proxy")       # the observed leg: to Envoy
+    after = hops[kinds.index("proxy") + 1:-1]
+    assert after and all(h.kind == "" for h in after)                                 # Envoy's own: predicted only
+    assert after[-1].what.startswith("delivered") and "shop-v2" in after[-1].component
+    assert hops[-1].kind == "reply" and hops[-1].expect == ("172.18.0.240",)
+    dnat = hops[kinds.index("dnat")]
+    assert dnat.what.startswith("KUBE-EXT → KUBE-SVC (envoy-gateway-system/envoy-default-eg:http-80)")
+
+
+@pytest.mark.parametrize("request_, answer", [
+    ({"path": "/old/cart"}, "301 to http://shop.example/new/cart from Envoy"),
+    ({"host": "nobody.example"}, "404 from Envoy (no route)"),
+    ({"path": "/", "header": "env: stable"}, "the backend's answer, through Envoy"),
+])
+def test_envoys_answer_without_a_backend_ends_the_walk_at_envoy(request_, answer):
+    hops = _gateway_walk(*([request_["header"]] if "header" in request_ else []), **request_)
+    proxy = next(h for h in hops if h.kind == "proxy")
+    assert proxy.expect == (answer,) and hops[-1].what.startswith(answer)
+    assert (hops.index(proxy) == len(hops) - 2) == (answer != "the backend's answer, through Envoy")
+
+
+def test_a_gateway_target_resolves_by_name_and_by_address_and_says_what_is_wrong():
+    from lab.trace.run import with_request
+
+    state = shipped_state("gateway")
+    by_name = targets(state, "host/internet", "gateway/eg:443", "TCP", "default")[1]
+    by_ip = targets(state, "host/internet", "172.18.0.240", "TCP", "default")[1]
+    assert (by_name.kind, by_name.port, by_name.http_host) == ("gateway", 443, "shop.example")
+    assert (by_ip.gateway, by_ip.port) == ("default/eg", 80)
+    with pytest.raises(LabError, match="listener ports are 80, 443"):
+        targets(state, "host/internet", "gateway/eg:8080", "TCP", "default")
+    with pytest.raises(LabError, match="no Gateway default/nope .* Gateways: default/eg"):
+        targets(state, "host/internet", "gateway/nope", "TCP", "default")
+    with pytest.raises(LabError, match="is no Gateway"):
+        with_request(targets(state, "host/internet", "host/internet", "TCP", "default")[1], "x", None, [])
+    with pytest.raises(LabError, match="'NAME: VALUE'"):
+        with_request(by_ip, None, None, ["novalue"])
