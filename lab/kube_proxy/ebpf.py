@@ -258,5 +258,5 @@ def _dataplane(s: ServiceState) -> tuple[str, str]:
 
 PROXIER: Proxier = replace(
     nftables.PROXIER, name="ebpf", socket_lb=_socket_lb, runtime="lab.kube_proxy.ebpf_sync", dataplane=_dataplane,
-    render=lambda state, node, slices, existing: "",
-    render_update=lambda old, new, node, old_slices, new_slices, only: "")
+    render=lambda state, node, slices, existing, family="IPv4": "",
+    render_update=lambda old, new, node, old_slices, new_slices, only, family="IPv4": "")

@@ -154,7 +154,7 @@ def test_no_kube_proxy_rules_under_ebpf_only_egress_nat():
     node = STATE.node(NODE)
     assert proxier.render(STATE, node, slices_of(STATE), frozenset()) == ""
     assert proxier.render_update(STATE, STATE, node, slices_of(STATE), slices_of(STATE, {}), None) == ""
-    setup = proxier.setup_rules(STATE)
+    setup = proxier.setup_rules(STATE, "IPv4")
     assert "table ip ip-masq-agent" in setup and nftables.TABLE not in setup.replace("ip-masq-agent", "")
 
 
