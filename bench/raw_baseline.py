@@ -96,8 +96,8 @@ def floor(state: ClusterState, tmp: Path) -> dict[str, float]:
         libcni.add(conf, libcni.Attachment(ns, netns_path(ns), "eth0", nodes[node.name], (("IP", pod.ip),)), cache)
         for c in pod.containers:
             if c.image == "netexec":
-                line = "\t".join([f"{ns}/{c.name}", netns_path(ns), str(tmp / "uts" / ns), str(tmp / f"{ns}.log"),
-                                  *containers.netexec_args(pod, c)])
+                line = "\t".join([f"{ns}/{c.name}", netns_path(ns), str(tmp / "uts" / ns), str(tmp / f"{ns}.log"), "-",
+                                  *containers.netexec_args(pod, c)])  # "-": no cgroup (proxy ebpf's)
                 forkserver.stdin.write(line + "\n")
                 forkserver.stdin.flush()
             elif c.image == dns.IMAGE:
