@@ -292,9 +292,18 @@ def _listener(gw: Gateway, ls: Listener, attached: int, secrets: dict, grants: l
                 conds.append(cond("ResolvedRefs", True, "ResolvedRefs"))
     else:
         conds.append(cond("ResolvedRefs", True, "ResolvedRefs"))
+    kinds = ls.allowedRoutes.kinds
+    supported = tuple(k.kind for k in kinds if k.kind == "HTTPRoute" and k.group == GROUP) if kinds else ("HTTPRoute",)
+    invalid = [f"{k.group}/{k.kind}" for k in kinds if not (k.kind == "HTTPRoute" and k.group == GROUP)]
+    if invalid and ls.protocol in HTTP_PROTOCOLS:  # the upstream reason, whatever else resolved
+        conds = [c for c in conds if c.type != "ResolvedRefs" or c.status == "False"]
+        if not any(c.type == "ResolvedRefs" and c.status == "False" for c in conds):
+            conds.append(cond("ResolvedRefs", False, "InvalidRouteKinds",
+                              f"allowedRoutes.kinds names {', '.join(invalid)}: the lab's Envoy serves HTTPRoute only"))
     ok = all(c.status == "True" for c in conds if c.type != "Conflicted") and not any(c.type == "Conflicted" for c in conds)
     conds.append(cond("Programmed", ok, "Programmed" if ok else "Invalid"))
-    return ListenerState(ls.name, ls.port, ls.protocol, ls.hostname or "", attached, tuple(conds), secret, cert, key)
+    return ListenerState(ls.name, ls.port, ls.protocol, ls.hostname or "", attached, tuple(conds), supported,
+                         secret, cert, key)
 
 
 def gateways(topo: Topology, services: Iterable[ServiceState], pods: Iterable[PodState], nodes: Iterable[NodeState],

@@ -100,6 +100,7 @@ class ListenerState:
     hostname: str = ""
     attached_routes: int = 0
     conditions: tuple[GatewayCondition, ...] = ()
+    supported_kinds: tuple[str, ...] = ("HTTPRoute",)  # of allowedRoutes.kinds, what the controller serves
     secret: str = ""                 # namespace/name of the certificate's Secret ("" = the lab's CA issues it)
     cert: str = ""
     key: str = ""

@@ -92,7 +92,7 @@ def _gateway(g: GatewayState) -> dict:
             "status": {"addresses": [{"type": "IPAddress", "value": g.address}] if g.address else [],
                        "conditions": _conditions(g.conditions),
                        "listeners": [{"name": ls.name, "attachedRoutes": ls.attached_routes,
-                                      "supportedKinds": [{"group": GROUP, "kind": "HTTPRoute"}],
+                                      "supportedKinds": [{"group": GROUP, "kind": k} for k in ls.supported_kinds],
                                       "conditions": _conditions(ls.conditions)} for ls in g.listeners]}}
 
 

@@ -489,3 +489,20 @@ def test_the_gateway_controller_writes_envoys_files_through_the_host_and_leaves_
     runtime.CONTROLLER.pods_starting(other, plain, other.pods)
     assert runtime.CONTROLLER.sync(plain, Diff(other, {}, other, {}, first=True)) == []
     assert fake.files == before and "gateway" not in plain.sections
+
+
+def test_a_listener_naming_an_unknown_route_kind_has_resolved_refs_false_invalid_route_kinds():
+    d = doc()
+    gw = next(m for m in d["manifests"] if m["kind"] == "Gateway")
+    gw["spec"]["listeners"] = [{"name": "http", "protocol": "HTTP", "port": 80,
+                                "allowedRoutes": {"kinds": [{"kind": "FooRoute"}]}},
+                               {"name": "both", "protocol": "HTTP", "port": 8080,
+                                "allowedRoutes": {"kinds": [{"kind": "FooRoute"}, {"kind": "HTTPRoute"}]}},
+                               {"name": "plain", "protocol": "HTTP", "port": 8081}]
+    state = state_of(d)
+    ls = {x.name: x for x in state.gateways[0].listeners}
+    assert (cond(ls["http"].conditions, "ResolvedRefs").reason, ls["http"].supported_kinds) == ("InvalidRouteKinds", ())
+    assert (cond(ls["both"].conditions, "ResolvedRefs").reason, ls["both"].supported_kinds) == \
+        ("InvalidRouteKinds", ("HTTPRoute",))
+    assert cond(ls["plain"].conditions, "ResolvedRefs").status == "True" and ls["plain"].supported_kinds == ("HTTPRoute",)
+    assert ls["http"].attached_routes == 0

@@ -290,3 +290,13 @@ def test_a_gateway_target_resolves_by_name_and_by_address_and_says_what_is_wrong
         with_request(targets(state, "host/internet", "host/internet", "TCP", "default")[1], "x", None, [])
     with pytest.raises(LabError, match="'NAME: VALUE'"):
         with_request(by_ip, None, None, ["novalue"])
+
+
+def test_the_probe_stops_reading_an_http_answer_at_its_content_length():
+    from lab.trace.observe import _complete
+
+    assert _complete(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")   # Envoy's
+    assert _complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+    assert not _complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab")
+    assert not _complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n")
+    assert not _complete(b"HTTP/1.1 200 OK\r\n\r\nno length: read to the close")
