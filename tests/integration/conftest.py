@@ -51,21 +51,26 @@ def settled_host_snapshot() -> dict:
 
 
 def host_snapshot() -> dict:
-    """What a lab must not change in the root namespace: routes, links, rules, sysctls, namespaces.
-    Other labs on the machine (the suite runs two test files at a time) are not this one's doing:
-    their switch links and namespaces are left out; lab_leftovers() checks a lab's own."""
+    """What a lab must not change in the root namespace: routes, links, rules, sysctls. Other labs on
+    the machine (the suite runs two test files at a time) are not this one's doing: their switch
+    links are left out, and so are the named namespaces, which other tests make and delete meanwhile:
+    lab_leftovers() checks a lab's own, and scripts/leakcheck.py any the suite leaves unowned."""
     iptables = [l for l in _cmd("iptables-save").splitlines() if not l.startswith("#")]
-    others = tuple(f"{n}-" for n in _labs_running())
     return {
         "routes": _cmd("ip", "route", "show", "table", "all"),
         "links": sorted(l["ifname"] for l in json.loads(_cmd("ip", "-j", "link", "show")) if not LAB_LINK.match(l["ifname"])),
         "iptables": [re.sub(r"\[\d+:\d+\]", "", l) for l in iptables],
         "nft": _cmd("nft", "list", "ruleset"),
-        "netns": [l for l in _cmd("ip", "netns", "list").splitlines() if not l.startswith(others)],
         "sysctl": {k: Path(f"/proc/sys/{k.replace('.', '/')}").read_text() for k in
                    ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.bridge.bridge-nf-call-iptables")
                    if Path(f"/proc/sys/{k.replace('.', '/')}").exists()},
     }
+
+
+def host_changes(before: dict) -> list[str]:
+    """What differs from a host snapshot now, for a failing assertion to say."""
+    now = host_snapshot()
+    return [f"{k}: {before[k]!r} -> {now[k]!r}"[:2000] for k in before if now.get(k) != before[k]]
 
 
 def wait_for(predicate, timeout: float = 3.0, step: float = 0.05):

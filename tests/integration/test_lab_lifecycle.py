@@ -16,7 +16,7 @@ import yaml
 
 from lab.controlplane.naming import switch_name
 from tests.integration.conftest import (
-    ROOT, TOPOLOGIES, host_snapshot, lab, lab_leftovers, needs_root, settled_host_snapshot, wait_for,
+    ROOT, TOPOLOGIES, host_changes, host_snapshot, lab, lab_leftovers, needs_root, settled_host_snapshot, wait_for,
 )
 
 pytestmark = [needs_root, pytest.mark.root]
@@ -71,7 +71,7 @@ def test_up_check_down_leaves_the_host_as_it_was(topology, tmp_path):
         lab("down", topology)
     assert_gone(topology, pids)
     # at once: `lab down` returns only when the kernel has freed the lab's links too
-    assert host_snapshot() == before, "the host's routes/links/rules/sysctls changed"
+    assert host_snapshot() == before, f"the host's routes/links/rules/sysctls changed: {host_changes(before)}"
 
 
 def test_a_removed_route_fails_exactly_the_affected_pairs(tmp_path, clean_after):
@@ -163,7 +163,7 @@ def test_sigkill_during_up_then_clean_leaves_nothing(point):
     finally:
         lab("clean", check=False)
     assert_gone("bench30")
-    assert wait_for(lambda: host_snapshot() == before)
+    assert wait_for(lambda: host_snapshot() == before), host_changes(before)
 
 
 def test_ctrl_c_during_up_rolls_back():
