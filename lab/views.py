@@ -388,42 +388,6 @@ def dataplane(state: ClusterState, s: ServiceState) -> tuple[str, str]:
     return f"kube-proxy/{kind.name}", f"kube-proxy's {kind.name} rules in every node's network namespace"
 
 
-def _decode_addr(b: bytes) -> str:
-    return f"{'.'.join(str(x) for x in b[:4])}:{int.from_bytes(b[4:6], 'big')}"
-
-
-def map_rows(state: ClusterState, s: ServiceState, slices: Sequence[EndpointSliceState],
-             live: Mapping[str, Mapping[tuple[str, bytes], bytes]]) -> list[list[str]]:
-    """Under proxy ebpf (whose maps `live` holds), each node's map entries for this Service beside what the model writes:
-    [node, address, map, service id, backends in the map, backends the model chooses, note].
-    live: node -> the entries read from its maps (lb_services, lb_external, lb_backends)."""
-    from lab.kube_proxy import ebpf, model  # noqa: PLC0415 (proxy ebpf only)
-
-    def slots(entries, value: bytes) -> list[str]:
-        """The backends an lb_services/lb_external value reaches: slots 0..count-1 of its id."""
-        sid, count = int.from_bytes(value[:4], "little"), int.from_bytes(value[4:8], "little")
-        found = (entries.get(("lb_backends", ebpf.be_key(sid, i))) for i in range(count))
-        return [_decode_addr(b) for b in found if b is not None]
-
-    rows = []
-    for node in state.nodes:
-        want = ebpf.entries(model.service_ports(state, node.name, slices, {s.key}), node.ip)
-        have = live.get(node.name, {})
-        for (m, key), value in sorted(want.items()):
-            if m not in ("lb_services", "lb_external"):
-                continue
-            wanted, got = slots(want, value), have.get((m, key))
-            if got is None:
-                rows.append([node.name, _decode_addr(key), m, "-", "-", str(len(wanted)), "missing from the map"])
-                continue
-            held = slots(have, got)
-            stale, missing = sorted(set(held) - set(wanted)), sorted(set(wanted) - set(held))
-            note = f"stale: {', '.join(stale)}" if stale else f"missing: {', '.join(missing)}" if missing else "ok"
-            rows.append([node.name, _decode_addr(key), m, f"{int.from_bytes(got[:4], 'little'):#010x}", str(len(held)),
-                         str(len(wanted)), note])
-    return rows
-
-
 def describe_service(s: ServiceState, state: ClusterState, slices: Sequence[EndpointSliceState],
                      live: Optional[Mapping[str, Mapping[tuple[str, bytes], bytes]]] = None) -> str:
     """`lab describe svc`, in kubectl's shape, and the dataplane serving it; where the mode has maps
@@ -446,8 +410,11 @@ def describe_service(s: ServiceState, state: ClusterState, slices: Sequence[Endp
         rows.append(("External Traffic Policy", s.external_traffic_policy))
     rows += [("Internal Traffic Policy", s.internal_traffic_policy), ("Dataplane", dataplane(state, s)[1])]
     out = _fields(rows, "")
-    if live is not None and s.cluster_ip and s.proxied:
+    from lab.kube_proxy import proxiers  # noqa: PLC0415 (Services only)
+
+    kind = proxiers.of(state)
+    if live is not None and kind.map_rows and s.cluster_ip and s.proxied:
         table = render_table(["NODE", "ADDRESS", "MAP", "SERVICE-ID", "BACKENDS", "MODEL", "CHECK"],
-                             map_rows(state, s, slices, live))
+                             kind.map_rows(state, s, slices, live))
         out += ["Map entries (bpftool map dump, beside what the model writes):", *("  " + l for l in table.splitlines())]
     return "\n".join(out + ["Events:  <none>"])

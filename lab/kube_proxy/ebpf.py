@@ -18,13 +18,13 @@ import ipaddress
 import struct
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional, Sequence
 
 from lab import routing
-from lab.controlplane.state import ClusterState, NodeState, ServiceState
+from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, ServiceState
 from lab.errors import LabError
 from lab.kube_proxy import nftables
-from lab.kube_proxy.model import Endpoint, ServicePort
+from lab.kube_proxy.model import Endpoint, ServicePort, service_ports
 from lab.kube_proxy.proxier import Proxier
 
 SOURCE = Path(__file__).parent / "bpf" / "sock_lb.c"
@@ -256,7 +256,42 @@ def _dataplane(s: ServiceState) -> tuple[str, str]:
     return "ebpf/socket-lb", "eBPF: the socket LB rewrites connect()/sendmsg() to a backend (lb_services); no kube-proxy rules"
 
 
+def _decode_addr(b: bytes) -> str:
+    return f"{'.'.join(str(x) for x in b[:4])}:{int.from_bytes(b[4:6], 'big')}"
+
+
+def map_rows(state: ClusterState, s: ServiceState, slices: Sequence[EndpointSliceState],
+             live: Mapping[str, Mapping[tuple[str, bytes], bytes]]) -> list[list[str]]:
+    """Under proxy ebpf (whose maps `live` holds), each node's map entries for this Service beside what the model writes:
+    [node, address, map, service id, backends in the map, backends the model chooses, note].
+    live: node -> the entries read from its maps (lb_services, lb_external, lb_backends)."""
+    def slots(entries, value: bytes) -> list[str]:
+        """The backends an lb_services/lb_external value reaches: slots 0..count-1 of its id."""
+        sid, count = int.from_bytes(value[:4], "little"), int.from_bytes(value[4:8], "little")
+        found = (entries.get(("lb_backends", be_key(sid, i))) for i in range(count))
+        return [_decode_addr(b) for b in found if b is not None]
+
+    rows = []
+    for node in state.nodes:
+        want = entries(service_ports(state, node.name, slices, {s.key}), node.ip)
+        have = live.get(node.name, {})
+        for (m, key), value in sorted(want.items()):
+            if m not in ("lb_services", "lb_external"):
+                continue
+            wanted, got = slots(want, value), have.get((m, key))
+            if got is None:
+                rows.append([node.name, _decode_addr(key), m, "-", "-", str(len(wanted)), "missing from the map"])
+                continue
+            held = slots(have, got)
+            stale, missing = sorted(set(held) - set(wanted)), sorted(set(wanted) - set(held))
+            note = f"stale: {', '.join(stale)}" if stale else f"missing: {', '.join(missing)}" if missing else "ok"
+            rows.append([node.name, _decode_addr(key), m, f"{int.from_bytes(got[:4], 'little'):#010x}", str(len(held)),
+                         str(len(wanted)), note])
+    return rows
+
+
 PROXIER: Proxier = replace(
     nftables.PROXIER, name="ebpf", socket_lb=_socket_lb, runtime="lab.kube_proxy.ebpf_sync", dataplane=_dataplane,
+    map_rows=map_rows,
     render=lambda state, node, slices, existing, family="IPv4": "",
     render_update=lambda old, new, node, old_slices, new_slices, only, family="IPv4": "")

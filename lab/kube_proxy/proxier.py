@@ -10,7 +10,7 @@ named here as a string as lab.routing's kinds name theirs (lab.kube_proxy.runtim
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AbstractSet, Any, Callable, Iterable, Mapping, Optional
+from typing import AbstractSet, Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, ServiceState
 from lab.kube_proxy.model import Endpoint, ServicePort
@@ -61,6 +61,9 @@ class Proxier:
     # what serves a proxied Service on the nodes, for `lab get svc` and `lab describe svc`: (a short
     # key, a sentence); "" = kube-proxy's rules in this mode
     dataplane: Optional[Callable[[ServiceState], tuple[str, str]]] = None
+    # where the mode keeps Services in maps (proxy ebpf), `lab describe svc`'s rows of them: (state, the
+    # Service, its slices, node -> the entries read from its maps) -> each node's entries beside the model's
+    map_rows: Optional[Callable[[ClusterState, ServiceState, Sequence, Mapping], list[list[str]]]] = None
 
     def restore_for(self, family: str) -> tuple[str, ...]:
         return self.restore6 or self.restore if family == "IPv6" else self.restore

@@ -87,7 +87,7 @@ def test_describe_svc_sets_each_nodes_map_entries_beside_the_model_and_finds_a_s
     key = ebpf.svc_key(svc.cluster_ip, 80, "tcp")
     sid = int.from_bytes(live["worker1"][("lb_services", key)][:4], "little")
     live["worker1"][("lb_backends", ebpf.be_key(sid, 0))] = ebpf.be_val(model.Endpoint("10.244.9.9", 8080, "worker1"))
-    rows = views.map_rows(st, svc, sl, live)
+    rows = ebpf.map_rows(st, svc, sl, live)
     bad = [r for r in rows if r[-1] != "ok"]
     assert len(bad) == 1 and bad[0][:3] == ["worker1", f"{svc.cluster_ip}:80", "lb_services"]
     assert bad[0][-1] == "stale: 10.244.9.9:8080"
