@@ -284,9 +284,10 @@ def _listener(gw: Gateway, ls: Listener, attached: int, secrets: dict, grants: l
             elif target != ns and not granted(grants, ns, "Gateway", target, "Secret", ref.name):
                 conds.append(cond("ResolvedRefs", False, "RefNotPermitted",
                                   f"no ReferenceGrant in {target} allows Gateways from {ns} to refer to Secret {ref.name}"))
-            elif s is None or not (secret_pem(s, "tls.crt") and secret_pem(s, "tls.key")):
+            elif s is None or not _valid_pair(secret_pem(s, "tls.crt"), secret_pem(s, "tls.key")):
                 conds.append(cond("ResolvedRefs", False, "InvalidCertificateRef",
-                                  f"Secret {target}/{ref.name} is not a {TLS_SECRET} Secret with tls.crt and tls.key"))
+                                  f"Secret {target}/{ref.name} is not a {TLS_SECRET} Secret with a PEM certificate and "
+                                  "key in tls.crt and tls.key"))
             else:
                 secret, cert, key = f"{target}/{ref.name}", secret_pem(s, "tls.crt"), secret_pem(s, "tls.key")
                 conds.append(cond("ResolvedRefs", True, "ResolvedRefs"))
@@ -304,6 +305,22 @@ def _listener(gw: Gateway, ls: Listener, attached: int, secrets: dict, grants: l
     conds.append(cond("Programmed", ok, "Programmed" if ok else "Invalid"))
     return ListenerState(ls.name, ls.port, ls.protocol, ls.hostname or "", attached, tuple(conds), supported,
                          secret, cert, key)
+
+
+def _valid_pair(cert: Optional[str], key: Optional[str]) -> bool:
+    """A PEM certificate and private key that load: Envoy refuses a whole listener update over one
+    that does not, so a malformed Secret must stay a condition, never reach Envoy."""
+    if not cert or not key:
+        return False
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        x509.load_pem_x509_certificate(cert.encode())
+        serialization.load_pem_private_key(key.encode(), None)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def gateways(topo: Topology, services: Iterable[ServiceState], pods: Iterable[PodState], nodes: Iterable[NodeState],

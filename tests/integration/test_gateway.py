@@ -107,6 +107,23 @@ def test_lab_check_has_passing_gateway_rows(gwt):
     assert rows == {"gateway": ["8", "0"], "gateway-weights": ["1", "0"]}, out.stdout  # 4 matches, HTTP and HTTPS
 
 
+def test_lab_trace_goes_through_the_gateway_to_its_envoy_and_names_the_route_and_backend(gwt):
+    out = lab("trace", "--lab", NAME, "host/internet", "gateway/eg", "-H", "env: canary", "-o", "json", check=False)
+    doc = json.loads(out.stdout)
+    rows = {r["step"]: r for r in doc["rows"]}
+    proxy = next(h for h in doc["predicted"] if h["kind"] == "proxy")
+    assert "route httproute/default/shop/rule/0/match/0 → cluster default/shop-v2/80" in proxy["what"]
+    dnat = next(h for h in doc["predicted"] if h["kind"] == "dnat")
+    deliver = next(h for h in doc["predicted"] if h["kind"] == "deliver")
+    assert "envoy-default-eg" in deliver["component"]
+    # the probe's own leg is observed: the LoadBalancer DNAT to the Envoy pod, and Envoy's answer (a
+    # proxy does not say whom it saw as the client: the delivery row is unseen, never a difference)
+    reply = doc["predicted"][-1]
+    assert rows[str(dnat["step"])]["mark"] == rows[str(reply["step"])]["mark"] == "=", doc["rows"]
+    assert rows[str(deliver["step"])]["mark"] in ("=", "?"), doc["rows"]
+    assert out.returncode == 0 and doc["verdict"].endswith("every observed step matches the prediction"), doc["rows"]
+
+
 def test_lab_apply_changes_routes_live_without_restarting_envoy(gwt):
     pid = envoy_pid()
     route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "shop"}, "spec": {
@@ -145,23 +162,6 @@ def test_lab_apply_changes_routes_live_without_restarting_envoy(gwt):
     resolved = next(c for c in routes[0]["status"]["parents"][0]["conditions"] if c["type"] == "ResolvedRefs")
     assert (resolved["status"], resolved["reason"]) == ("False", "RefNotPermitted")
     assert envoy_pid() == pid
-
-
-def test_lab_trace_goes_through_the_gateway_to_its_envoy_and_names_the_route_and_backend(gwt):
-    out = lab("trace", "--lab", NAME, "host/internet", "gateway/eg", "-H", "env: canary", "-o", "json", check=False)
-    doc = json.loads(out.stdout)
-    rows = {r["step"]: r for r in doc["rows"]}
-    proxy = next(h for h in doc["predicted"] if h["kind"] == "proxy")
-    assert "route httproute/default/shop/rule/0/match/0 → cluster default/shop-v2/80" in proxy["what"]
-    dnat = next(h for h in doc["predicted"] if h["kind"] == "dnat")
-    deliver = next(h for h in doc["predicted"] if h["kind"] == "deliver")
-    assert "envoy-default-eg" in deliver["component"]
-    # the probe's own leg is observed: the LoadBalancer DNAT to the Envoy pod, and Envoy's answer (a
-    # proxy does not say whom it saw as the client: the delivery row is unseen, never a difference)
-    reply = doc["predicted"][-1]
-    assert rows[str(dnat["step"])]["mark"] == rows[str(reply["step"])]["mark"] == "=", doc["rows"]
-    assert rows[str(deliver["step"])]["mark"] in ("=", "?"), doc["rows"]
-    assert out.returncode == 0 and doc["verdict"].endswith("every observed step matches the prediction"), doc["rows"]
 
 
 def programmed() -> str:

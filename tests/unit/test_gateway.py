@@ -506,3 +506,16 @@ def test_a_listener_naming_an_unknown_route_kind_has_resolved_refs_false_invalid
         ("InvalidRouteKinds", ("HTTPRoute",))
     assert cond(ls["plain"].conditions, "ResolvedRefs").status == "True" and ls["plain"].supported_kinds == ("HTTPRoute",)
     assert ls["http"].attached_routes == 0
+
+
+def test_a_malformed_certificate_secret_is_invalid_certificate_ref_and_never_reaches_envoy():
+    bad = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "metadata": {"name": "malformed"},
+           "stringData": {"tls.crt": "-----BEGIN CERTIFICATE-----\nMALFORMED\n-----END CERTIFICATE-----\n",
+                          "tls.key": "-----BEGIN PRIVATE KEY-----\nMALFORMED\n-----END PRIVATE KEY-----\n"}}
+    d = doc()
+    gw = next(m for m in d["manifests"] if m["kind"] == "Gateway")
+    gw["spec"]["listeners"][1]["tls"] = {"certificateRefs": [{"name": "malformed"}]}
+    d["manifests"].append(bad)
+    ls = next(x for x in state_of(d).gateways[0].listeners if x.name == "https")
+    assert cond(ls.conditions, "ResolvedRefs").reason == "InvalidCertificateRef" and not ls.cert
+    assert cond(ls.conditions, "Programmed").status == "False"
