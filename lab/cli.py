@@ -786,7 +786,8 @@ def cmd_trace(a) -> int:
     src, dst = run.targets(rec.state, a.src, a.dst, protocol, a.namespace)
     keep = _pcap_dir(a, rec, protocol)
     t0 = time.monotonic()
-    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, capture=not a.no_capture, keep=keep)
+    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, capture=not a.no_capture, keep=keep,
+                                record=rec)
     port = f":{dst.port}" if dst.port else ""
     title = f"lab trace {src.name} → {dst.name}{port} {protocol} (lab {rec.name})"
     print(report.to_json(title, hops, rows, obs) if a.output == "json" else report.table(title, rows, obs))

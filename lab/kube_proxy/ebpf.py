@@ -240,6 +240,20 @@ def batch(old: Entries, new: Entries, maps: Mapping[str, str]) -> list[str]:
             + [delete(k) for k in gone if k[0] in fronts] + [delete(k) for k in gone if k[0] not in fronts])
 
 
+def nat_lines(entries: Entries) -> list[str]:
+    """lb_nat's entries (struct nat_key -> struct nat_val, addresses and ports in network order) as
+    "SRC:SPORT → DST:DPORT/proto => SRC:SPORT → DST:DPORT": what the tc program made of each flow."""
+    names = {v: k for k, v in PROTOCOLS.items()}
+    out = []
+    for (m, key), val in entries.items():
+        if m != "lb_nat" or len(key) < 13 or len(val) < 12:
+            continue
+        s, d, sp, dp = ipaddress.IPv4Address(key[:4]), ipaddress.IPv4Address(key[4:8]), *struct.unpack("!HH", key[8:12])
+        ts, td, tsp, tdp = ipaddress.IPv4Address(val[:4]), ipaddress.IPv4Address(val[4:8]), *struct.unpack("!HH", val[8:12])
+        out.append(f"{s}:{sp} → {d}:{dp}/{names.get(key[12], key[12])} => {ts}:{tsp} → {td}:{tdp}")
+    return out
+
+
 def map_paths(pins: str) -> dict[str, str]:
     """map name -> its pin under one node's directory in the lab's bpffs."""
     return {m: f"{pins}/maps/{m}" for m in MAPS}

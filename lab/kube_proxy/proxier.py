@@ -44,6 +44,9 @@ class Runtime:
     teardown: Callable[[Any], list[str]]        # from the record's ledger at `lab down`; -> errors
     # what a node's maps hold now, as the mode plans them: (record, node name) -> {(map, key): value}
     read_maps: Optional[Callable[[Any, str], dict]] = None
+    # the flows a node's ingress program translated, as lines (record, node name) -> (proxy ebpf's
+    # lb_nat: "SRC:SPORT → DST:DPORT/proto => SRC:SPORT → DST:DPORT"), for `lab trace`
+    nat_flows: Optional[Callable[[Any, str], list[str]]] = None
 
 
 @dataclass(frozen=True)

@@ -241,7 +241,15 @@ def _tclb(hop: Hop, obs: Observed) -> tuple[str, str]:
     if done is None:
         return f"in on {came[0].get('IN')} untranslated: {came[0].summary()}, not {source} → one of " \
                f"{', '.join(endpoints)}", DIFFERENT
-    return f"netfilter saw it come in on {done.get('IN')} already as {done.summary()}; conntrack: no DNAT", SAME
+    text = f"netfilter saw it come in on {done.get('IN')} already as {done.summary()}; conntrack: no DNAT"
+    if hop.namespace not in obs.nat:  # the map was not read (no record given)
+        return text, SAME
+    entry = next((line for line in obs.nat[hop.namespace] if line.startswith(f"{client}:{obs.sport} → ")), None)
+    if entry is None:
+        return f"{text}; but lb_nat holds no entry for {client}:{obs.sport}", DIFFERENT
+    made = entry.partition(" => ")[2]
+    ok = made.startswith(f"{source}:") and made.rpartition(" → ")[2] in endpoints
+    return f"{text}; lb_nat: {entry}", SAME if ok else DIFFERENT
 
 
 _CHECKS = {"socklb": _socklb, "tclb": _tclb,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from lab import routing
-from lab.kube_proxy.runtimes import socket_cgroups
+from lab.kube_proxy.runtimes import nat_flows, socket_cgroups
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
@@ -46,7 +46,7 @@ def _endpoints(hops: list[predict.Hop], kinds: tuple[str, ...] = ("dnat", "sockl
 
 def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
           ready: Optional[Mapping[str, bool]] = None, observe: bool = True, capture: bool = True,
-          keep: Optional[Path] = None) -> tuple[list[predict.Hop], list[compare.Row], Optional[Observed]]:
+          keep: Optional[Path] = None, record=None) -> tuple[list[predict.Hop], list[compare.Row], Optional[Observed]]:
     slices = endpoint_slices(state, ready)
     hops = predict.walk(state, src, dst, protocol, slices)
     obs = None
@@ -66,5 +66,7 @@ def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
             chosen = next((e for e in _endpoints(hops, ("socklb", "tclb")) if ip and e.startswith(f"{ip}:")), None)
         if chosen:
             hops = predict.walk(state, src, dst, protocol, slices, picked=chosen)
+        if record is not None and any(h.kind == "tclb" for h in hops):  # what the tc program made of the probe
+            obs.nat = nat_flows(record)
         watch.lookup_routes(obs, [(h.namespace, h.expect[2]) for h in hops if h.kind == "route"])
     return hops, compare.rows(hops, obs), obs

@@ -231,6 +231,7 @@ def test_trace_of_a_nodeport_from_outside_is_the_tc_program_and_matches_the_kern
         assert not differing, differing
         tc = next(r for r in doc["rows"] if r["predicted"] and "tc_nodeport" in r["component"])
         assert tc["mark"] == "=" and "already as" in tc["observed"] and "lb_external" in tc["predicted"], tc
+        assert "lb_nat: " in tc["observed"], "the probe's own entry in the node's lb_nat, read with bpftool"
         assert ("SNAT to" in tc["predicted"]) == (source == "snat"), tc["predicted"]
         assert not any(h["kind"] == "dnat" for h in doc["predicted"]), "no kube-proxy DNAT is predicted"
         assert hits(node) > before, "the tc program counted its pick in lb_hits"

@@ -269,9 +269,9 @@ def test_the_tc_step_is_the_same_only_when_netfilter_saw_the_packet_translated()
     client, source, ep = tc.expect
     ip, _, port = ep.rpartition(":")
 
-    def row(visit, conntrack=()):
+    def row(visit, conntrack=(), nat=None):
         obs = Observed(20000, ok=True, seen=client, visits={tc.namespace: [visit]},
-                       conntrack={tc.namespace: list(conntrack)})
+                       conntrack={tc.namespace: list(conntrack)}, nat={} if nat is None else {tc.namespace: nat})
         return next(r for r in compare.rows(hops, obs) if r.step == str(tc.step))
 
     done = row(_packet(source, ip, IN="eth0", DPORT=port))
@@ -282,3 +282,19 @@ def test_the_tc_step_is_the_same_only_when_netfilter_saw_the_packet_translated()
           f"sport={port} dport=20000"
     by_netfilter = row(_packet(client, "172.18.0.3", IN="eth0", DPORT="30081"), [nat])
     assert by_netfilter.mark == compare.DIFFERENT and "not the tc program" in by_netfilter.observed
+    # with the node's lb_nat read: the probe's own entry must say what the packet became
+    flow = f"{client}:20000 → 172.18.0.3:30081/tcp => "
+    read = row(_packet(source, ip, IN="eth0", DPORT=port), nat=[flow + f"{source}:20000 → {ep}"])
+    assert read.mark == compare.SAME and "lb_nat: " in read.observed
+    other = row(_packet(source, ip, IN="eth0", DPORT=port), nat=[flow + f"10.9.9.9:20000 → {ep}"])
+    assert other.mark == compare.DIFFERENT
+    missing = row(_packet(source, ip, IN="eth0", DPORT=port), nat=[])
+    assert missing.mark == compare.DIFFERENT and "no entry" in missing.observed
+
+
+def test_lb_nat_entries_read_back_as_flows():
+    from lab.kube_proxy import ebpf
+    key = ebpf._addr("172.18.0.5", 20000)[:4] + ebpf._addr("172.18.0.3", 30080)[:4] + bytes.fromhex("4e20 7580") + b"\x06\0\0\0"
+    val = ebpf._addr("10.244.1.0", 20000)[:4] + ebpf._addr("10.244.0.2", 8080)[:4] + bytes.fromhex("4e20 1f90")
+    assert ebpf.nat_lines({("lb_nat", key): val, ("lb_nat_rev", key): val}) == [
+        "172.18.0.5:20000 → 172.18.0.3:30080/tcp => 10.244.1.0:20000 → 10.244.0.2:8080"]
