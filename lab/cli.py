@@ -789,7 +789,8 @@ def cmd_trace(a) -> int:
         dst = run.with_request(dst, a.http_host, a.path, a.header)
     keep = _pcap_dir(a, rec, protocol)
     t0 = time.monotonic()
-    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, capture=not a.no_capture, keep=keep)
+    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, capture=not a.no_capture, keep=keep,
+                                record=rec)
     port = f":{dst.port}" if dst.port else ""
     title = f"lab trace {src.name} → {dst.name}{port} {protocol} (lab {rec.name})"
     print(report.to_json(title, hops, rows, obs) if a.output == "json" else report.table(title, rows, obs))

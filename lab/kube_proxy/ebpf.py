@@ -25,7 +25,7 @@ from lab.controlplane.state import ClusterState, EndpointSliceState, NodeState, 
 from lab.errors import LabError
 from lab.kube_proxy import nftables
 from lab.kube_proxy.model import Endpoint, ServicePort, service_ports
-from lab.kube_proxy.proxier import Proxier
+from lab.kube_proxy.proxier import ExternalChoice, Proxier
 
 SOURCE = Path(__file__).parent / "bpf" / "sock_lb.c"
 CLANG_FLAGS = ("-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-Wall", "-Werror")
@@ -201,10 +201,23 @@ def config(state: ClusterState, node: NodeState) -> bytes:
     def net(cidr: str) -> bytes:
         n = ipaddress.IPv4Network(cidr, strict=False)
         return n.network_address.packed + n.netmask.packed
-    others = [n.name for n in state.nodes if n.name != node.name]
-    remote = routing.backend(state).sending_address(state, node.name, others[0]) if others else node.ip
     return (ipaddress.IPv4Address(node.ip).packed + net(node.pod_cidr) + net(state.pod_cidr)
-            + ipaddress.IPv4Address(remote).packed)
+            + ipaddress.IPv4Address(_remote_source(state, node)).packed)
+
+
+def _remote_source(state: ClusterState, node: NodeState) -> str:
+    others = [n.name for n in state.nodes if n.name != node.name]
+    return routing.backend(state).sending_address(state, node.name, others[0]) if others else node.ip
+
+
+def snat_source(state: ClusterState, node: NodeState, backend_ip: str) -> str:
+    """The source the tc program's SNAT gives a packet to this backend (snat_source in sock_lb.c):
+    towards another node's pod the tunnel's address (lb_config's remote_ip), else the node's own."""
+    ip = ipaddress.ip_address(backend_ip)
+    if ip not in ipaddress.ip_network(node.pod_cidr, strict=False) and \
+            ip in ipaddress.ip_network(state.pod_cidr, strict=False):
+        return _remote_source(state, node)
+    return node.ip
 
 
 def _hex(b: bytes) -> str:
@@ -228,6 +241,20 @@ def batch(old: Entries, new: Entries, maps: Mapping[str, str]) -> list[str]:
             + [delete(k) for k in gone if k[0] in fronts] + [delete(k) for k in gone if k[0] not in fronts])
 
 
+def nat_lines(entries: Entries) -> list[str]:
+    """lb_nat's entries (struct nat_key -> struct nat_val, addresses and ports in network order) as
+    "SRC:SPORT → DST:DPORT/proto => SRC:SPORT → DST:DPORT": what the tc program made of each flow."""
+    names = {v: k for k, v in PROTOCOLS.items()}
+    out = []
+    for (m, key), val in entries.items():
+        if m != "lb_nat" or len(key) < 13 or len(val) < 12:
+            continue
+        s, d, sp, dp = ipaddress.IPv4Address(key[:4]), ipaddress.IPv4Address(key[4:8]), *struct.unpack("!HH", key[8:12])
+        ts, td, tsp, tdp = ipaddress.IPv4Address(val[:4]), ipaddress.IPv4Address(val[4:8]), *struct.unpack("!HH", val[8:12])
+        out.append(f"{s}:{sp} → {d}:{dp}/{names.get(key[12], key[12])} => {ts}:{tsp} → {td}:{tdp}")
+    return out
+
+
 def map_paths(pins: str) -> dict[str, str]:
     """map name -> its pin under one node's directory in the lab's bpffs."""
     return {m: f"{pins}/maps/{m}" for m in MAPS}
@@ -245,6 +272,16 @@ def tc_path(pins: str) -> str:
 def _socket_lb(p: ServicePort) -> tuple[tuple[Endpoint, ...], bool]:
     eps, verdict = choices(p)
     return eps, verdict == REJECT
+
+
+def _external_lb(state: ClusterState, node: str, p: ServicePort) -> ExternalChoice:
+    """tc_nodeport on `node` for a new flow from outside to p's NodePort: what `balance` does with
+    the lb_external entry entries() writes (the same choice, the same SNAT rule)."""
+    n = state.node(node)
+    eps, verdict = external_choices(p)
+    entry = f"lb_external {n.ip}:{p.port.node_port}/{p.proto} (id {service_id(p.spn, p.proto + '/external'):08x})"
+    snat = {str(e): snat_source(state, n, e.ip) for e in eps} if not p.external_local else {}
+    return ExternalChoice(TC_PROGRAM, entry, eps, {BALANCE: "balance", REJECT: "refuse", DROP: "drop"}[verdict], snat)
 
 
 # Every Service address is a map entry (written by the runtime, lab.kube_proxy.ebpf_sync): no
@@ -291,7 +328,7 @@ def map_rows(state: ClusterState, s: ServiceState, slices: Sequence[EndpointSlic
 
 
 PROXIER: Proxier = replace(
-    nftables.PROXIER, name="ebpf", socket_lb=_socket_lb, runtime="lab.kube_proxy.ebpf_sync", dataplane=_dataplane,
-    map_rows=map_rows,
+    nftables.PROXIER, name="ebpf", socket_lb=_socket_lb, external_lb=_external_lb,
+    runtime="lab.kube_proxy.ebpf_sync", dataplane=_dataplane, map_rows=map_rows,
     render=lambda state, node, slices, existing, family="IPv4": "",
     render_update=lambda old, new, node, old_slices, new_slices, only, family="IPv4": "")

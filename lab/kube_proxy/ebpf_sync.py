@@ -277,5 +277,6 @@ RUNTIME = Runtime(
     update=update,
     socket_cgroups=lambda state: ebpf.netns_cgroups(state, _root()),
     read_maps=lambda rec, node: read_maps(rec, node) if rec.bpffs else {},
+    nat_flows=lambda rec, node: ebpf.nat_lines(read_maps(rec, node, ("lb_nat",))) if rec.bpffs else [],
     teardown=lambda rec: teardown(rec) if rec.cgroups or rec.bpffs else [],  # only what the ledger holds
 )

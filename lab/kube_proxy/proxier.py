@@ -19,6 +19,19 @@ Slices = Iterable[EndpointSliceState]
 
 
 @dataclass(frozen=True)
+class ExternalChoice:
+    """What a program at the node's ingress does with a new flow from outside to a NodePort (proxy
+    ebpf's tc program), as `lab trace` predicts it: the map that holds the address, the endpoints it
+    spreads over and, for each, the source a SNAT gives the packet ("" = the client's kept)."""
+
+    program: str                                # the program's name, as `tc filter show` lists it
+    entry: str                                  # the map entry that chose: "lb_external 172.18.0.3:30080/tcp"
+    endpoints: tuple[Endpoint, ...]
+    verdict: str                                # "balance" | "refuse" (passes untouched) | "drop"
+    snat: Mapping[str, str] = field(default_factory=dict)   # "ip:port" of an endpoint -> its SNAT source
+
+
+@dataclass(frozen=True)
 class Runtime:
     """A mode's effects beyond its restore command (proxy ebpf: cgroups, BPF programs and maps).
     record: the lab's LabRecord (lab.host.record)."""
@@ -31,6 +44,9 @@ class Runtime:
     teardown: Callable[[Any], list[str]]        # from the record's ledger at `lab down`; -> errors
     # what a node's maps hold now, as the mode plans them: (record, node name) -> {(map, key): value}
     read_maps: Optional[Callable[[Any, str], dict]] = None
+    # the flows a node's ingress program translated, as lines (record, node name) -> (proxy ebpf's
+    # lb_nat: "SRC:SPORT → DST:DPORT/proto => SRC:SPORT → DST:DPORT"), for `lab trace`
+    nat_flows: Optional[Callable[[Any, str], list[str]]] = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,9 @@ class Proxier:
     # a socket load balancer before any packet (proxy ebpf): a Service port -> (the endpoints a
     # connect() from this node is spread over, whether it is refused rather than dropped when none)
     socket_lb: Optional[Callable[[ServicePort], tuple[tuple[Endpoint, ...], bool]]] = None
+    # a program at the node's ingress that translates traffic from outside before netfilter (proxy
+    # ebpf's tc program): (state, node, a NodePort's Service port) -> what it does; None = kube-proxy's rules
+    external_lb: Optional[Callable[[ClusterState, str, ServicePort], ExternalChoice]] = None
     runtime: str = ""                           # the module whose RUNTIME holds its other effects; "" = none
     # what serves a proxied Service on the nodes, for `lab get svc` and `lab describe svc`: (a short
     # key, a sentence); "" = kube-proxy's rules in this mode

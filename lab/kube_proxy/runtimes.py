@@ -27,6 +27,15 @@ def socket_cgroups(state: ClusterState) -> dict[str, str]:
     return runtime.socket_cgroups(state) if runtime else {}
 
 
+def nat_flows(record) -> dict[str, list[str]]:
+    """For `lab trace`: node netns -> the flows its ingress program translated ({} unless the mode
+    has one)."""
+    runtime = of(record.state)
+    if not runtime or not runtime.nat_flows:
+        return {}
+    return {n.netns: runtime.nat_flows(record, n.name) for n in record.state.nodes}
+
+
 def teardown(record) -> list[str]:
     """What every mode's runtime left in the record's ledger, removed (`lab down`); -> errors."""
     errors: list[str] = []

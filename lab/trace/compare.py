@@ -218,7 +218,41 @@ def _socklb(hop: Hop, obs: Observed) -> tuple[str, str]:
     return f"no DNAT in netfilter; answered by {obs.server or 'a server'}", SAME
 
 
-_CHECKS = {"socklb": _socklb,
+def _tclb(hop: Hop, obs: Observed) -> tuple[str, str]:
+    """proxy ebpf from outside: the tc program rewrites the packet before netfilter, so the node's
+    netfilter sees it come in on the device already addressed to a predicted backend, from the
+    predicted source (the SNAT's or the client's), and its conntrack holds no DNAT. Untranslated
+    (the program detached, no map entry) it arrives addressed to the NodePort: a difference."""
+    if hop.expect in (("refuse",), ("drop",)):
+        want = "connection refused" if hop.expect == ("refuse",) else events.TIMED_OUT
+        if obs.ok:
+            return f"answered{f' by {obs.server}' if obs.server else ''}", DIFFERENT
+        return f"no answer: {obs.error}", SAME if obs.error.startswith(want) else DIFFERENT
+    client, source, *endpoints = hop.expect
+    dnat = next((c.dnat for c in conns(obs, hop.namespace) if c.dnat), None)
+    if dnat:
+        return f"conntrack: DNAT to {dnat}: netfilter translated it, not the tc program", DIFFERENT
+    came = [v.packet for v in _visits(obs, hop.namespace) if v.packet.get("IN").startswith(hop.interface)]
+    if not came:
+        return f"nothing of the probe seen coming in on {hop.interface}", DIFFERENT if obs.ok else UNSEEN
+    ips = {e.rpartition(":")[0] for e in endpoints}
+    done = next((p for p in came if p.get("SRC") == source and p.get("DST") in ips
+                 and f"{p.get('DST')}:{p.get('DPORT')}" in endpoints), None)
+    if done is None:
+        return f"in on {came[0].get('IN')} untranslated: {came[0].summary()}, not {source} → one of " \
+               f"{', '.join(endpoints)}", DIFFERENT
+    text = f"netfilter saw it come in on {done.get('IN')} already as {done.summary()}; conntrack: no DNAT"
+    if hop.namespace not in obs.nat:  # the map was not read (no record given)
+        return text, SAME
+    entry = next((line for line in obs.nat[hop.namespace] if line.startswith(f"{client}:{obs.sport} → ")), None)
+    if entry is None:
+        return f"{text}; but lb_nat holds no entry for {client}:{obs.sport}", DIFFERENT
+    made = entry.partition(" => ")[2]
+    ok = made.startswith(f"{source}:") and made.rpartition(" → ")[2] in endpoints
+    return f"{text}; lb_nat: {entry}", SAME if ok else DIFFERENT
+
+
+_CHECKS = {"socklb": _socklb, "tclb": _tclb,
            "route": _route, "filter": _filter, "dnat": _dnat, "snat": _snat, "encap": _encap, "send": _send, "arrive": _arrive,
            "deliver": _deliver, "reply": _reply, "unanswered": _unanswered}
 
@@ -235,20 +269,21 @@ def _unpredicted_drops(hops: list[Hop], obs: Observed) -> dict[str, events.Event
     return out
 
 
-_DIRECTION = {"send": "Out", "encap": "Out", "arrive": "In", "deliver": "In"}
+_DIRECTION = {"send": "Out", "encap": "Out", "arrive": "In", "deliver": "In", "tclb": "In"}
 
 
 def _carries(text: str, hop: Hop) -> bool:
     """Whether a tcpdump line shows the addresses the hop predicts. Coming in (arrive, deliver) only
-    the source: on a bridge with bridge-nf-call-iptables the capture already shows the DNAT."""
+    the source: on a bridge with bridge-nf-call-iptables the capture already shows the DNAT; before
+    a tc program (tclb) the client's own, as tcpdump taps ahead of tc ingress."""
     wanted = {"send": hop.expect[:2], "encap": hop.expect[:2], "arrive": hop.expect[2:3],
-              "deliver": hop.expect[:1]}[hop.kind]
+              "deliver": hop.expect[:1], "tclb": hop.expect[:1]}[hop.kind]
     return all(re.search(rf"(?<![\w.:]){re.escape(ip)}(?!\w)", text) for ip in wanted)
 
 
 def _capture(hop: Hop, obs: Observed) -> Optional[Row]:
     """The packets tcpdump saw on the hop's interface (the VXLAN outer header on a node's eth0)."""
-    if hop.kind not in _DIRECTION or hop.namespace not in obs.captures:
+    if hop.kind not in _DIRECTION or hop.namespace not in obs.captures or hop.expect in (("refuse",), ("drop",)):
         return None
     ifname = hop.expect[0] if hop.kind == "arrive" and hop.expect else hop.interface
     if hop.kind == "encap":

@@ -201,3 +201,6 @@ class Observed:
     raw: dict[str, str] = field(default_factory=dict)
     captures: dict[str, list[Captured]] = field(default_factory=dict)
     ports: list[int] = field(default_factory=list)   # the probe's port first, then any a masquerade picked
+    # node netns -> the flows a program at its ingress translated, read from its map (proxy ebpf's
+    # lb_nat): "SRC:SPORT → DST:DPORT/proto => SRC:SPORT → DST:DPORT"
+    nat: dict[str, list[str]] = field(default_factory=dict)

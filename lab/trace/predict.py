@@ -48,6 +48,7 @@ class Flow:
     marked: bool = False                    # KUBE-MARK-MASQ: masquerade in KUBE-POSTROUTING
     snat: str = ""
     socket_lb: bool = False                 # a socket LB (proxy ebpf): the socket, not netfilter, has the Service address
+    tc: str = ""                            # the program at a node's ingress that translated it (proxy ebpf's tc_nodeport)
 
 
 def _pod_at(state: ClusterState, ip: str) -> Optional[PodState]:
@@ -171,6 +172,39 @@ class _Walk:
                  "socklb", tuple(map(str, eps)))
         return replace(flow, dst_ip=ep.ip, port=ep.port, endpoint=ep, socket_lb=True)
 
+    # --- a program at the node's ingress (proxy ebpf's tc) ---
+
+    def external_lb(self, node: str, flow: Flow, dev: str) -> Optional[Flow]:
+        """A NodePort from outside under a mode whose tc program translates it before netfilter
+        (lab/kube_proxy/bpf/sock_lb.c tc_nodeport): the lb_external entry chooses an lb_backends slot,
+        the program rewrites the destination (and the source for externalTrafficPolicy Cluster) and
+        remembers the flow in lb_nat / lb_nat_rev; netfilter sees it already translated, no DNAT.
+        None: not this program's flow (kube-proxy's rules, or no NodePort there)."""
+        choose = proxiers.of(self.state).external_lb
+        sp = _service_port(self.state, node, self.slices, flow) if choose and flow.dst.kind == "node" else None
+        if sp is None:
+            return None
+        ns, c = self.state.node(node).netns, choose(self.state, node, sp)
+        where = f"node {node} {c.program} (tc ingress {dev})"
+        arrived = f"arrives on {dev}: {self.proto(flow)}; {c.entry}"
+        if c.verdict != "balance":
+            self.add(where, ns, dev, f"{arrived}: " + (
+                "no endpoints: passes untouched, the node's stack refuses it (connection refused)" if c.verdict == "refuse"
+                else f"externalTrafficPolicy Local and no endpoint of {sp.spn} on {node}: TC_ACT_SHOT (dropped)"),
+                "tclb", (c.verdict,))
+            self.dropped = True
+            return flow
+        ep = next((e for e in c.endpoints if str(e) == self.picked), c.endpoints[0])
+        choice = "picked: see the observed column" if self.picked is None and len(c.endpoints) > 1 else f"to {ep}"
+        source = c.snat.get(str(ep), "")
+        nat = f"SNAT to {source} (externalTrafficPolicy Cluster)" if source else \
+            "no SNAT: the client's address is kept (externalTrafficPolicy Local)"
+        self.add(where, ns, dev, f"{arrived} → lb_backends slot of one of {', '.join(map(str, c.endpoints))} ({choice}): "
+                 f"DNAT to {ep}, {nat}; the flow in lb_nat/lb_nat_rev; netfilter sees it translated, no DNAT",
+                 "tclb", (flow.src_ip, source or flow.src_ip, *map(str, c.endpoints)))
+        return replace(flow, src_ip=source or flow.src_ip, dst_ip=ep.ip, port=ep.port, endpoint=ep, snat=source,
+                       tc=f"{c.program} on {node}")
+
     # --- inside one node ---
 
     def nat_in(self, node: str, flow: Flow, hook: str) -> Flow:
@@ -246,7 +280,13 @@ class _Walk:
     def node_pass(self, node: str, flow: Flow, entered: str, local_out: bool) -> tuple[Flow, str, str]:
         """A packet through one node: nat, route, FORWARD, POSTROUTING. (flow, dev, next node)."""
         ns = self.state.node(node).netns
-        if not local_out and entered:
+        translated = self.external_lb(node, flow, entered) if not local_out and entered == "eth0" \
+            and flow.endpoint is None else None
+        if translated is not None:
+            flow = translated
+            if self.dropped:
+                return flow, "", ""
+        elif not local_out and entered:
             self.add(f"node {node}", ns, entered, f"arrives on {entered}: {self.proto(flow)}", "arrive",
                      (entered, "", flow.src_ip, flow.dst_ip))
         if flow.endpoint is None:
@@ -344,6 +384,13 @@ class _Walk:
         undo = []
         if flow.socket_lb:
             undo.append(f"recvmsg/getpeername (socket LB) give {dst.ip}:{dst.port} back for {flow.endpoint}")
+        elif flow.tc:
+            back = f"destination {flow.snat} → {self.src.ip}, " if flow.snat else ""
+            how = f"; {flow.tc} reverses it from lb_nat_rev at the node's ingress ({back}source {flow.endpoint} → " \
+                  f"{dst.ip}:{dst.port}), no conntrack NAT"
+            self.add(self.src.name, self.src.netns, "eth0", f"reply {flow.dst_ip} → {flow.src_ip} takes the way back{how}; "
+                     f"the client sees it from {dst.ip}", "reply", (dst.ip,))
+            return self.hops
         elif flow.endpoint is not None:
             undo.append(f"source {flow.endpoint} → {dst.ip}:{dst.port} (un-DNAT)")
         if flow.snat:

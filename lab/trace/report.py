@@ -38,5 +38,6 @@ def to_json(title: str, hops: list[Hop], rows: list[Row], obs: Optional[Observed
                            "trace": {ns: [{"packet": dict(v.packet.fields), "hook": v.hook,
                                            "events": [asdict(e) for e in v.events]} for v in visits]
                                      for ns, visits in obs.visits.items()},
-                           "captures": {ns: [asdict(c) for c in caps] for ns, caps in obs.captures.items()}}
+                           "captures": {ns: [asdict(c) for c in caps] for ns, caps in obs.captures.items()},
+                           "nat": obs.nat}
     return json.dumps(doc, indent=1, ensure_ascii=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from lab import routing
-from lab.kube_proxy.runtimes import socket_cgroups
+from lab.kube_proxy.runtimes import nat_flows, socket_cgroups
 from lab.controlplane.endpoints import endpoint_slices
 from lab.controlplane.state import ClusterState
 from lab.errors import LabError
@@ -53,9 +53,15 @@ def after_masquerade(state: ClusterState, hops: list[predict.Hop], dst: Target, 
     return Leg(tuple(sources), tuple(dsts), tuple(ports)) if ports else None
 
 
+def _endpoints(hops: list[predict.Hop], kinds: tuple[str, ...] = ("dnat", "socklb", "tclb")) -> list[str]:
+    """The "ip:port" endpoints the hops of these kinds may translate to (a tc hop's expect starts
+    with the client's and the SNAT's addresses)."""
+    return [e for h in hops if h.kind in kinds for e in (h.expect[2:] if h.kind == "tclb" else h.expect) if ":" in e]
+
+
 def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
           ready: Optional[Mapping[str, bool]] = None, observe: bool = True, capture: bool = True,
-          keep: Optional[Path] = None) -> tuple[list[predict.Hop], list[compare.Row], Optional[Observed]]:
+          keep: Optional[Path] = None, record=None) -> tuple[list[predict.Hop], list[compare.Row], Optional[Observed]]:
     slices = endpoint_slices(state, ready)
     hops = predict.walk(state, src, dst, protocol, slices)
     obs = None
@@ -63,7 +69,7 @@ def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
         from lab.trace import observe as watch
 
         # the source, every node, every namespace a hop happens in (pods, hosts), every possible endpoint
-        endpoints = {e.split(":")[0] for x in hops if x.kind == "dnat" for e in x.expect}
+        endpoints = {e.split(":")[0] for e in _endpoints(hops)}
         on_path = [src.netns, *(n.netns for n in state.nodes), *(h.namespace for h in hops if h.namespace),
                    *(p.netns for p in state.pods if p.ip in endpoints and not p.host_network)]
         obs = watch.observe(src.netns, dst.ip, dst.port or 0, protocol, on_path, {n.netns for n in state.nodes},
@@ -72,8 +78,10 @@ def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
         chosen = next((compare.picked(obs, n.netns) for n in state.nodes if compare.picked(obs, n.netns)), None)
         if not chosen and obs.server:  # proxy ebpf: no DNAT to read; the server that answered was the pick
             ip = next((p.ip for p in state.pods if obs.server in (p.name, p.uts_name)), None)
-            chosen = next((e for h in hops if h.kind == "socklb" for e in h.expect if ip and e.startswith(f"{ip}:")), None)
+            chosen = next((e for e in _endpoints(hops, ("socklb", "tclb")) if ip and e.startswith(f"{ip}:")), None)
         if chosen:
             hops = predict.walk(state, src, dst, protocol, slices, picked=chosen)
+        if record is not None and any(h.kind == "tclb" for h in hops):  # what the tc program made of the probe
+            obs.nat = nat_flows(record)
         watch.lookup_routes(obs, [(h.namespace, h.expect[2]) for h in hops if h.kind == "route"])
     return hops, compare.rows(hops, obs), obs

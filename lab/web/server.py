@@ -117,7 +117,7 @@ def _trace(app: App, q: dict) -> dict:
         raise LabError("a trace needs src and dst (pod/NS/NAME, svc/NAME.NS:PORT, host/NAME, node/NAME:PORT)")
     src, dst = run.targets(rec.state, q["src"], q["dst"], protocol, "default")
     keep = saved.create(rec.dir)
-    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, keep=keep)
+    hops, rows, obs = run.trace(rec.state, src, dst, protocol, rec.pod_ready, keep=keep, record=rec)
     port = f":{dst.port}" if dst.port else ""
     title = f"lab trace {src.name} → {dst.name}{port} {protocol} (lab {rec.name})"
     doc = json.loads(report.to_json(title, hops, rows, obs))

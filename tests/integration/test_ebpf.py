@@ -2,7 +2,8 @@
 over both backends (TCP, and unconnected UDP whose replies come back from the Service address), a
 process outside the node's cgroup is untouched, a backend that becomes unready stops receiving
 connections (a map update, the programs stay), NodePorts from an outside host are the tc
-program's (and fail when it is detached), no node has kube-proxy rules, and `lab down` leaves no
+program's (and fail when it is detached; `lab trace` predicts and checks its step, and shows
+the difference when it is detached), no node has kube-proxy rules, and `lab down` leaves no
 cgroup, program, map or pin. One lab for the module (and the shipped ebpf.yaml for `lab check`)."""
 from __future__ import annotations
 
@@ -215,6 +216,39 @@ def test_a_nodeport_fails_when_the_tc_program_is_detached(ebpf_lab):
         lab("--lab", NAME, "exec", "node/w1", "--", "tc", "filter", "replace", "dev", "eth0", "ingress", "prio", "1",
             "handle", "1", "bpf", "direct-action", "object-pinned", f"/run/k8s-netlab/{NAME}/bpf/w1/progs/tc_nodeport")
     assert set(from_outside("w1", 30090, "/hostname", 20)) == {"be1", "be2"}
+
+
+def trace_from_outside(node: str, port: int, check: bool = True) -> dict:
+    """`lab trace` from the outside host to a NodePort, as JSON (it exits non-zero when a step differs)."""
+    return json.loads(lab("--lab", NAME, "trace", "host/out", f"node/{node}:{port}", "-o", "json", check=check).stdout)
+
+
+def test_trace_of_a_nodeport_from_outside_is_the_tc_program_and_matches_the_kernel(ebpf_lab):
+    for node, port, source in (("w1", 30090, "snat"), ("w2", 30091, "client")):
+        before = hits(node)
+        doc = trace_from_outside(node, port)
+        differing = [r for r in doc["rows"] if r["mark"] == "≠"]
+        assert not differing, differing
+        tc = next(r for r in doc["rows"] if r["predicted"] and "tc_nodeport" in r["component"])
+        assert tc["mark"] == "=" and "already as" in tc["observed"] and "lb_external" in tc["predicted"], tc
+        assert "lb_nat: " in tc["observed"], "the probe's own entry in the node's lb_nat, read with bpftool"
+        assert ("SNAT to" in tc["predicted"]) == (source == "snat"), tc["predicted"]
+        assert not any(h["kind"] == "dnat" for h in doc["predicted"]), "no kube-proxy DNAT is predicted"
+        assert hits(node) > before, "the tc program counted its pick in lb_hits"
+
+
+def test_trace_of_a_nodeport_differs_when_the_tc_program_is_detached(ebpf_lab):
+    lab("--lab", NAME, "exec", "node/w1", "--", "tc", "filter", "del", "dev", "eth0", "ingress")
+    try:
+        done = lab("--lab", NAME, "trace", "host/out", "node/w1:30090", "-o", "json", check=False)
+    finally:
+        lab("--lab", NAME, "exec", "node/w1", "--", "tc", "filter", "replace", "dev", "eth0", "ingress", "prio", "1",
+            "handle", "1", "bpf", "direct-action", "object-pinned", f"/run/k8s-netlab/{NAME}/bpf/w1/progs/tc_nodeport")
+    doc = json.loads(done.stdout)
+    assert done.returncode != 0 and "differ" in doc["verdict"], doc["verdict"]
+    tc = next(r for r in doc["rows"] if r["predicted"] and "tc_nodeport" in r["component"])
+    assert tc["mark"] == "≠" and "untranslated" in tc["observed"], tc
+    assert any(r["mark"] == "≠" and r["observed"].startswith("no answer") for r in doc["rows"]), doc["rows"]
 
 
 def test_describe_svc_reads_the_maps_and_names_a_stale_backend(ebpf_lab):

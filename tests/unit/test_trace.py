@@ -300,3 +300,66 @@ def test_the_probe_stops_reading_an_http_answer_at_its_content_length():
     assert not _complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab")
     assert not _complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n")
     assert not _complete(b"HTTP/1.1 200 OK\r\n\r\nno length: read to the close")
+
+
+def _nodeport_from_outside(port: int, node: str = "worker1"):
+    state = shipped_state("ebpf")
+    s, d = targets(state, "host/internet", f"node/{node}:{port}", "TCP", "default")
+    return state, predict.walk(state, s, d, "TCP", endpoint_slices(state))
+
+
+def test_a_nodeport_from_outside_under_ebpf_is_the_tc_program_not_kube_proxy():
+    state, hops = _nodeport_from_outside(30080)
+    tc = [h for h in hops if h.kind == "tclb"]
+    assert len(tc) == 1 and "tc_nodeport (tc ingress eth0)" in tc[0].component and "lb_external" in tc[0].what
+    assert not any(h.kind == "dnat" for h in hops) and all(h.expect == () for h in hops if h.kind == "snat")
+    client, source, *eps = tc[0].expect
+    first = eps[0].rpartition(":")[0]
+    owner = next(p.node for p in state.pods if p.ip == first)
+    assert client == next(h.ip for h in state.hosts if h.name == "internet")
+    # Cluster: SNAT to the node's address, or towards another node's pod flannel.1's (as sock_lb.c's snat_source)
+    assert source == (state.node("worker1").ip if owner == "worker1" else "10.244.1.0"), source
+    assert "lb_nat_rev" in hops[-1].what and hops[-1].kind == "reply"
+    _, local = _nodeport_from_outside(30081)
+    tc = next(h for h in local if h.kind == "tclb")
+    assert tc.expect[0] == tc.expect[1] and "client's address is kept" in tc.what   # Local: no SNAT
+    _, iptables = (lambda st: (st, predict.walk(st, *targets(st, "host/internet", "node/worker1:30080", "TCP", "default"),
+                                                "TCP", endpoint_slices(st))))(shipped_state("ebpf", proxy="iptables"))
+    assert not any(h.kind == "tclb" for h in iptables) and any(h.kind == "dnat" for h in iptables)
+
+
+def test_the_tc_step_is_the_same_only_when_netfilter_saw_the_packet_translated():
+    _, hops = _nodeport_from_outside(30081)
+    tc = next(h for h in hops if h.kind == "tclb")
+    client, source, ep = tc.expect
+    ip, _, port = ep.rpartition(":")
+
+    def row(visit, conntrack=(), nat=None):
+        obs = Observed(20000, ok=True, seen=client, visits={tc.namespace: [visit]},
+                       conntrack={tc.namespace: list(conntrack)}, nat={} if nat is None else {tc.namespace: nat})
+        return next(r for r in compare.rows(hops, obs) if r.step == str(tc.step))
+
+    done = row(_packet(source, ip, IN="eth0", DPORT=port))
+    assert done.mark == compare.SAME and "already as" in done.observed
+    untouched = row(_packet(client, "172.18.0.3", IN="eth0", DPORT="30081"))   # the program detached
+    assert untouched.mark == compare.DIFFERENT and "untranslated" in untouched.observed
+    nat = f"tcp 6 10 SYN_SENT src={client} dst=172.18.0.3 sport=20000 dport=30081 src={ip} dst={client} " \
+          f"sport={port} dport=20000"
+    by_netfilter = row(_packet(client, "172.18.0.3", IN="eth0", DPORT="30081"), [nat])
+    assert by_netfilter.mark == compare.DIFFERENT and "not the tc program" in by_netfilter.observed
+    # with the node's lb_nat read: the probe's own entry must say what the packet became
+    flow = f"{client}:20000 → 172.18.0.3:30081/tcp => "
+    read = row(_packet(source, ip, IN="eth0", DPORT=port), nat=[flow + f"{source}:20000 → {ep}"])
+    assert read.mark == compare.SAME and "lb_nat: " in read.observed
+    other = row(_packet(source, ip, IN="eth0", DPORT=port), nat=[flow + f"10.9.9.9:20000 → {ep}"])
+    assert other.mark == compare.DIFFERENT
+    missing = row(_packet(source, ip, IN="eth0", DPORT=port), nat=[])
+    assert missing.mark == compare.DIFFERENT and "no entry" in missing.observed
+
+
+def test_lb_nat_entries_read_back_as_flows():
+    from lab.kube_proxy import ebpf
+    key = ebpf._addr("172.18.0.5", 20000)[:4] + ebpf._addr("172.18.0.3", 30080)[:4] + bytes.fromhex("4e20 7580") + b"\x06\0\0\0"
+    val = ebpf._addr("10.244.1.0", 20000)[:4] + ebpf._addr("10.244.0.2", 8080)[:4] + bytes.fromhex("4e20 1f90")
+    assert ebpf.nat_lines({("lb_nat", key): val, ("lb_nat_rev", key): val}) == [
+        "172.18.0.5:20000 → 172.18.0.3:30080/tcp => 10.244.1.0:20000 → 10.244.0.2:8080"]
