@@ -237,16 +237,15 @@ def cmd_get(a) -> int:
     state = rec.state
     kind = KINDS.get(a.kind, a.kind)
     if kind == "routes" and a.name == "fabric":
-        from lab import routing
-        from lab.routing import fabric, fabric_runtime
+        from lab.routing import runtimes
 
-        if routing.backend(state) is not fabric.BACKEND:
+        runtime = runtimes.of(state.network)
+        if runtime is None or runtime.fabric_table is None:
             raise LabError(f"lab {state.lab} has no fabric (network: {state.network})")
-        table = fabric.routes(state, fabric_runtime.port_names(state, rec))
-        print(views.render_table(["DESTINATION", "NODE", "NEXT HOP MAC", "SWITCH PORT"],
-                                 [[r.cidr, r.node, r.mac, r.port] for r in table]))
-        print("\nflows the controller installs:\n" + "\n".join(fabric.show(f) for f in fabric.flows(state, table)))
-        print("\nflows in the switch now:\n" + "\n".join(fabric_runtime.dump(state)))
+        routes, installs, holds = runtime.fabric_table(state, rec)
+        print(views.render_table(["DESTINATION", "NODE", "NEXT HOP MAC", "SWITCH PORT"], routes))
+        print("\nflows the controller installs:\n" + "\n".join(installs))
+        print("\nflows in the switch now:\n" + "\n".join(holds))
         return 0
     if kind == "routes":
         from lab import host

@@ -83,4 +83,12 @@ def wait_ready(state: ClusterState, timeout: float = 20.0) -> float:
                    "see /run/k8s-netlab/<lab>/logs/fabric-controller.log")
 
 
-RUNTIME = Runtime(start, wait_ready, "fabric: the controller installed a route per podCIDR", stop)
+def table(state: ClusterState, record: LabRecord) -> tuple[list[list[str]], list[str], list[str]]:
+    """The routes the controller computes (a podCIDR -> the node's switch port), the flows it
+    installs for them, and the flows the switch holds now."""
+    routes = fabric.routes(state, port_names(state, record))
+    return ([[r.cidr, r.node, r.mac, r.port] for r in routes], [fabric.show(f) for f in fabric.flows(state, routes)],
+            dump(state))
+
+
+RUNTIME = Runtime(start, wait_ready, "fabric: the controller installed a route per podCIDR", stop, fabric_table=table)

@@ -28,6 +28,10 @@ class Runtime:
     command: Callable[[Any, str, list], list] = lambda record, name, argv: argv
     # (record, machine) -> the PID of its routing daemon (Backend.node_daemon), 0 when none
     daemon_pid: Callable[[Any, str], int] = lambda record, name: 0
+    # (state, record) -> an SDN fabric's own tables for `lab get routes fabric` (cloud-routes): its routes
+    # as [destination, node, next-hop MAC, switch port] rows, the flows its controller installs, the
+    # flows in the switch now; None: the network has no fabric
+    fabric_table: Optional[Callable[[ClusterState, Any], tuple[list[list[str]], list[str], list[str]]]] = None
 
 
 @dataclass(frozen=True)

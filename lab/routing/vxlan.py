@@ -11,11 +11,11 @@ from lab.controlplane import naming
 from lab.controlplane.state import ClusterState, NodeState
 from lab.routing.kind import Backend, Crossing, Drawing, NextHop, WireHop
 from lab.routing.ops import NetOps
-from lab.topology.constants import VXLAN_OVERHEAD
+from lab.topology.constants import VXLAN_OVERHEAD, VXLAN_PORT
 from lab.topology.kinds import IPV6_HEADER_GROWTH
 
 VNI = 1
-PORT = 8472
+PORT = VXLAN_PORT
 DEVICE = "flannel.1"
 DEVICE6 = "flannel-v6.1"
 

@@ -10,6 +10,7 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 bytes
+VXLAN_PORT = 8472    # flannel's UDP port (not IANA's 4789): the vxlan network's, and trace's filters for probes inside it
 
 # Addresses of the service CIDR that no Service may ask for, as kubeadm lays them out.
 KUBERNETES_SERVICE_OFFSET = 1   # the `kubernetes` Service: the first address (10.96.0.1)

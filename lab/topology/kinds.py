@@ -47,6 +47,22 @@ ADDON_IMAGES: tuple[str, ...] = ("kube-dns", "ingress-nginx", "envoy")
 # the pod networks that carry IPv6 (dual-stack or IPv6-only clusters); each Backend says so too
 # (Backend.ipv6), checked against this at import
 IPV6_NETWORKS: tuple[str, ...] = ("host-gw", "vxlan", "bgp")
+# the proxy modes that serve IPv6 Services (proxy ebpf's programs hook IPv4 sockets only: connect4, sendmsg4)
+IPV6_PROXY_MODES: tuple[str, ...] = ("iptables", "nftables")
+
+
+def carries_ipv6(network: str) -> bool:
+    return network in IPV6_NETWORKS
+
+
+def serves_ipv6(proxy: str) -> bool:
+    return proxy in IPV6_PROXY_MODES
+
+
+def builtin_cni(cni: str) -> bool:
+    """A CNI the lab plans (bridge, ptp: one range per family); any other is a plugin of one's own,
+    which the lab hands one IPv4 range."""
+    return cni in CNIS
 IPV6_HEADER_GROWTH = 20  # an IPv6 outer header is 40 bytes, IPv4's 20: VXLAN over IPv6 costs 70
 
 

@@ -17,7 +17,10 @@ from lab.topology.constants import kube_dns_ip, kubernetes_service_ip
 from lab.topology.ipfamily import (
     MAX_SERVICE_CIDR_BITS, MIN_SERVICE_CIDR_BITS, SERVICE_CIDR, families_of, family_of, service_families,
 )
-from lab.topology.kinds import CNIS, IPV6_NETWORKS, NETWORKS, mtu_overhead, network, section_owner
+from lab.topology.kinds import (
+    IPV6_NETWORKS, IPV6_PROXY_MODES, NETWORKS, builtin_cni, carries_ipv6, mtu_overhead, network, section_owner,
+    serves_ipv6,
+)
 from lab.topology.model import (
     DNS_SUBDOMAIN, EXTERNAL_TYPES, WORKLOADS, Deployment, IgnoredObject, Namespace, NetworkPolicy, Pod, PodSpec, Service,
     StatefulSet, Topology,
@@ -242,17 +245,17 @@ def _families(ctx: _Context) -> None:
     if 6 not in t.cluster.families:
         return
     what = "an IPv6-only" if t.cluster.families == (6,) else "a dual-stack"
-    if t.cluster.network not in IPV6_NETWORKS:
+    if not carries_ipv6(t.cluster.network):
         ctx.error(("cluster", "network"), f"network {t.cluster.network} cannot carry IPv6 pods ({what} podCIDR "
                   f"{', '.join(str(c) for c in t.cluster.podCIDR)})",
                   f"use one of {', '.join(IPV6_NETWORKS)} for IPv6, or an IPv4 podCIDR only with "
                   f"{t.cluster.network}")
-    if t.cluster.cni not in CNIS:
+    if not builtin_cni(t.cluster.cni):
         ctx.error(("cluster", "cni"), f"a CNI plugin of one's own ({t.cluster.cni}) gets one IPv4 range from the lab: "
                   f"it cannot be {what} cluster's", "use cni: bridge or ptp for IPv6, or an IPv4 podCIDR only")
-    if t.cluster.proxy == "ebpf":
-        ctx.error(("cluster", "proxy"), f"proxy ebpf hooks IPv4 sockets only (connect4, sendmsg4): it cannot serve "
-                  f"{what} cluster", "use proxy: iptables or nftables")
+    if not serves_ipv6(t.cluster.proxy):
+        ctx.error(("cluster", "proxy"), f"proxy {t.cluster.proxy} hooks IPv4 sockets only (connect4, sendmsg4): it "
+                  f"cannot serve {what} cluster", f"use proxy: {' or '.join(IPV6_PROXY_MODES)}")
     v4, v6 = t.underlay.subnet, t.underlay.subnetIPv6
     if v6.prefixlen > 128 - (32 - v4.prefixlen):
         ctx.error(("underlay", "subnetIPv6"), f"underlay subnetIPv6 {v6} is smaller than the IPv4 subnet {v4}: each "

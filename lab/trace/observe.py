@@ -25,7 +25,7 @@ from lab import host
 from lab.host import cgroup
 from lab.errors import LabError
 from lab.probe import ports
-from lab.routing import vxlan
+from lab.topology.constants import VXLAN_PORT
 from lab.trace import compare, events, pcap, saved
 from lab.trace.events import Leg, Observed
 
@@ -58,22 +58,22 @@ def trace_rules(protocol: str, sport: int, leg: Optional[Leg] = None) -> str:
     p = protocol.lower()
     if p == "icmp":
         marks = [f"icmp type {{ echo-request, echo-reply }} icmp id {sport}",
-                 f"udp dport {vxlan.PORT} @th,312,8 1 @th,432,16 {sport}"]
+                 f"udp dport {VXLAN_PORT} @th,312,8 1 @th,432,16 {sport}"]
     else:
         # TCP: the handshake only (NAT and policy are decided there; a whole connection's traces can
         # overflow the monitor's netlink buffer)
         syn, inner_syn = (" tcp flags & syn == syn", " @th,504,8 & 0x02 == 0x02") if p == "tcp" else ("", "")
         marks = [f"{p} sport {sport}{syn}", f"{p} dport {sport}{syn}",
-                 f"udp dport {vxlan.PORT} @th,400,16 {sport}{inner_syn}",
-                 f"udp dport {vxlan.PORT} @th,416,16 {sport}{inner_syn}"]
+                 f"udp dport {VXLAN_PORT} @th,400,16 {sport}{inner_syn}",
+                 f"udp dport {VXLAN_PORT} @th,416,16 {sport}{inner_syn}"]
         if leg is not None and leg.sources and leg.destinations and leg.ports:
             src, dst, ports = _set(leg.sources), _set(leg.destinations), _set(leg.ports)
             hsrc, hdst = _hex(leg.sources), _hex(leg.destinations)
             marks += [f"ip saddr {src} ip daddr {dst} {p} dport {ports}{syn}",
                       f"ip saddr {dst} ip daddr {src} {p} sport {ports}{syn}",
-                      f"udp dport {vxlan.PORT} @th,312,8 {6 if p == 'tcp' else 17} @th,336,32 {hsrc} "
+                      f"udp dport {VXLAN_PORT} @th,312,8 {6 if p == 'tcp' else 17} @th,336,32 {hsrc} "
                       f"@th,368,32 {hdst} @th,416,16 {ports}{inner_syn}",
-                      f"udp dport {vxlan.PORT} @th,312,8 {6 if p == 'tcp' else 17} @th,336,32 {hdst} "
+                      f"udp dport {VXLAN_PORT} @th,312,8 {6 if p == 'tcp' else 17} @th,336,32 {hdst} "
                       f"@th,368,32 {hsrc} @th,400,16 {ports}{inner_syn}"]
     body = "".join(f"    {m} jump flag\n" for m in marks)
     chains = "".join(f"  chain {hook} {{\n    type filter hook {hook} priority -350; policy accept;\n{body}  }}\n"
@@ -87,8 +87,8 @@ def capture_filter(protocol: str, sport: int, leg: Optional[Leg] = None) -> str:
     udp[N] counts from the outer UDP header: the inner IPv4 header at 30, the inner ports at 50/52."""
     p = protocol.lower()
     if p == "icmp":
-        return f"(icmp and icmp[4:2] = {sport}) or (udp port {vxlan.PORT} and udp[39:1] = 1 and udp[54:2] = {sport})"
-    parts = [f"({p} port {sport})", f"(udp port {vxlan.PORT} and (udp[50:2] = {sport} or udp[52:2] = {sport}))"]
+        return f"(icmp and icmp[4:2] = {sport}) or (udp port {VXLAN_PORT} and udp[39:1] = 1 and udp[54:2] = {sport})"
+    parts = [f"({p} port {sport})", f"(udp port {VXLAN_PORT} and (udp[50:2] = {sport} or udp[52:2] = {sport}))"]
     if leg is not None and leg.sources and leg.destinations and leg.ports:
         def any_of(fmt: str, items: Iterable[object]) -> str:
             return "(" + " or ".join(fmt.format(i) for i in sorted(set(items), key=str)) + ")"
@@ -100,7 +100,7 @@ def capture_filter(protocol: str, sport: int, leg: Optional[Leg] = None) -> str:
         inner_d = any_of("udp[46:4] = {}", (int(ip_address(i)) for i in leg.destinations))
         inner_s2 = any_of("udp[46:4] = {}", (int(ip_address(i)) for i in leg.sources))
         inner_d2 = any_of("udp[42:4] = {}", (int(ip_address(i)) for i in leg.destinations))
-        parts.append(f"(udp port {vxlan.PORT} and (({inner_s} and {inner_d}) or ({inner_s2} and {inner_d2})))")
+        parts.append(f"(udp port {VXLAN_PORT} and (({inner_s} and {inner_d}) or ({inner_s2} and {inner_d2})))")
     return " or ".join(parts)
 
 
