@@ -27,6 +27,8 @@ class Network:
     needs: str = ""            # that switch, as the error says it
     nat_gateway: str = ""      # why a NAT gateway cannot be the nodes' gateway ("" = it can)
     section: str = ""          # a cluster section only it reads (cluster.bgp)
+    cni: str = ""              # the built-in CNI it needs ("" = any)
+    cni_why: str = ""          # what that CNI does for it, as the error says it
 
 
 NETWORKS: dict[str, Network] = {
@@ -35,7 +37,7 @@ NETWORKS: dict[str, Network] = {
     "bgp": Network(section="bgp"),
     "cloud-routes": Network(switch="ovs", needs="the OVS underlay (an OpenFlow switch)",
                             nat_gateway="the fabric is the nodes' gateway"),
-    "vpc": Network(),
+    "vpc": Network(cni="ptp", cni_why="gives each pod a veth and a /32 route on its node (the VPC CNI's model)"),
 }
 PROXY_MODES: tuple[str, ...] = ("iptables", "nftables", "ebpf")
 DEFAULT_PROXY = "iptables"  # kube-proxy's own default mode
@@ -57,6 +59,12 @@ def carries_ipv6(network: str) -> bool:
 
 def serves_ipv6(proxy: str) -> bool:
     return proxy in IPV6_PROXY_MODES
+
+
+def cni_needed(network_name: str, cni: str) -> str:
+    """The CNI `network_name` needs when `cni` is not it; "" when it takes any, or has it."""
+    need = network(network_name).cni
+    return need if need and cni != need else ""
 
 
 def builtin_cni(cni: str) -> bool:

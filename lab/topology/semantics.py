@@ -18,7 +18,8 @@ from lab.topology.ipfamily import (
     MAX_SERVICE_CIDR_BITS, MIN_SERVICE_CIDR_BITS, SERVICE_CIDR, families_of, family_of, service_families,
 )
 from lab.topology.kinds import (
-    IPV6_NETWORKS, IPV6_PROXY_MODES, NETWORKS, builtin_cni, carries_ipv6, mtu_overhead, network, section_owner,
+    IPV6_NETWORKS, IPV6_PROXY_MODES, NETWORKS, builtin_cni, carries_ipv6, cni_needed, mtu_overhead, network,
+    section_owner,
     serves_ipv6,
 )
 from lab.topology.model import (
@@ -277,6 +278,9 @@ def _bgp(ctx: _Context) -> None:
     if kind.switch and t.underlay.switch != kind.switch:
         ctx.error(("cluster", "network"), f"network {t.cluster.network} needs {kind.needs}",
                   f"set underlay: {{switch: {kind.switch}}}")
+    if need := cni_needed(t.cluster.network, t.cluster.cni):
+        ctx.error(("cluster", "cni"), f"network {t.cluster.network} {kind.cni_why}, cni {t.cluster.cni} does not",
+                  f"set cluster.cni: {need}")
     tor = t.cluster.bgp.topOfRack
     if tor and tor not in [h.name for h in t.hosts]:
         ctx.error(("cluster", "bgp", "topOfRack"), f"top-of-rack router '{tor}' is not a plain host",

@@ -136,7 +136,7 @@ def copy(tmp_path_factory) -> Path:
     _edit(lab / "routing" / "__init__.py", "from lab.routing import bgp, fabric, hostgw, vpc, vxlan",
           "from lab.routing import bgp, fabric, hostgw, toy, vpc, vxlan")
     _edit(lab / "routing" / "__init__.py", "vpc.BACKEND)", "vpc.BACKEND, toy.BACKEND)")
-    _edit(lab / "topology" / "kinds.py", '    "vpc": Network(),\n', '    "vpc": Network(),\n    "toy": Network(),\n')
+    _edit(lab / "topology" / "kinds.py", '    "host-gw": Network(),\n', '    "host-gw": Network(),\n    "toy": Network(),\n')
     _edit(top / "pyproject.toml", '"routing.bgp : ', '"routing.toy : routing.bgp : ')
     _edit(top / "pyproject.toml", '"bgp : fabric', '"toy : bgp : fabric')
     # a controller with an add-on: its pure module and its runtime, a line in each registry, its image, its layers

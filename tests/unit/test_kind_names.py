@@ -99,7 +99,6 @@ ALLOWED: dict[str, tuple[int, str]] = {
     "lab/runtime/faults.py": (3, "the iptables command"),
     "lab/runtime/lifecycle.py": (1, "the bridge command (`bridge -batch`: VXLAN's FDB), not the CNI"),
     "lab/routing/fabric_runtime.py": (1, "an OVS bridge (ovs-vsctl's table), not the CNI"),
-    "lab/routing/vpc.py": (2, "network vpc needs the ptp CNI (a veth and a /32 per pod, the VPC CNI's model)"),
     "lab/graph/dot.py": (1, "the graph's link kind for a routing session (bgp's Drawing draws them)"),
     "lab/graph/mermaid.py": (2, "the same link kind"),
     "lab/views.py": (2, "the kernel's route protocol bgp (`ip route`'s proto), not the network"),

@@ -91,10 +91,11 @@ def test_ip_exhaustion_is_refused_naming_the_node_the_pods_and_the_budget():
     assert "node a" not in str(e.value)
 
 
-def test_vpc_needs_the_ptp_cni_and_says_so_with_the_budget_problem():
+def test_vpc_needs_the_ptp_cni_and_validation_says_so_at_its_line():
     with pytest.raises(LabError) as e:
-        plan(load_topology_text(topo_text(4, cni="bridge")), source="v.yaml")
-    assert "set cluster.cni: ptp" in str(e.value) and "node b has 4 pods" in str(e.value)
+        load_topology_text(topo_text(3, cni="bridge"))
+    assert "network vpc gives each pod a veth and a /32 route on its node" in str(e.value)
+    assert "set cluster.cni: ptp" in str(e.value) and "cni" in str(e.value)
 
 
 def test_a_subnet_too_small_for_the_blocks_is_refused():
