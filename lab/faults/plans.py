@@ -11,7 +11,6 @@ from lab.faults import targets
 from lab.faults.targets import Target, node, pod, sandboxed
 from lab import routing
 from lab.cni import kinds as cni_kinds
-from lab.routing import bgp
 
 DEFAULT_QDISCS = ("noqueue", "pfifo_fast", "fq_codel", "mq", "noop", "pfifo")
 SYSCTL_KEYS = {"ip_forward": "net.ipv4.ip_forward", "rp_filter": "net.ipv4.conf.all.rp_filter",
@@ -297,7 +296,7 @@ def _bgp_reads(state, t, p):
         having = ", ".join(b.name for b in routing.BACKENDS.values() if "bgp-peer-as" in b.faults)
         raise LabError(f"bgp-peer-as needs network: {having}; lab {state.lab} uses {state.network}")
     me, peer = node(state, t.name).name, p["peer"].partition("/")[2]
-    sessions = {name: ip for name, ip, _ in bgp.peers(state, me)}
+    sessions = {name: ip for name, ip, _ in routing.backend(state).peers(state, me)}
     if peer not in sessions:
         raise LabError(f"node {me} has no BGP session with {peer}; its peers: {', '.join(sessions) or 'none'}")
     return [("bgp-remote-as", me, sessions[peer])]
@@ -310,7 +309,7 @@ def _bgp_peer_as(state, t, p, observed, fid):
         raise LabError(f"bgpd on {read[1]} does not know neighbour {read[2]} (is FRR running?)")
     if int(was) == p["as"]:
         raise LabError(f"node {read[1]} already peers with {read[2]} as AS {was}: give another as=")
-    local = bgp.as_of(state, read[1])
+    local = routing.backend(state).local_as(state, read[1])
 
     def remote_as(value) -> tuple:
         return ("vtysh", read[1], ["configure terminal", f"router bgp {local}", f"neighbor {read[2]} remote-as {value}"])

@@ -123,4 +123,5 @@ def sessions(state: ClusterState) -> list[tuple[tuple[str, str], tuple[str, str]
 
 
 BACKEND = Backend("bgp", render, withdraws=True, ipv6=True, runtime="lab.routing.frr", next_hop=next_hop,
-                  drawing=Drawing(role=role, links=sessions), node_daemon="bgpd", faults=("bgp-peer-as",))
+                  drawing=Drawing(role=role, links=sessions), node_daemon="bgpd", faults=("bgp-peer-as",),
+                  peers=peers, local_as=as_of)

@@ -116,6 +116,10 @@ class Backend:
     overlay_device: str = ""         # target overlay[/NODE]: the device each node carries pod traffic on
     node_daemon: str = ""            # stop|kill node/NAME: the per-node routing daemon ("bgpd")
     faults: tuple[str, ...] = ()     # fault kinds only this network has (bgp-peer-as)
+    # its routing sessions, for those faults: (state, node) -> [(peer, its address, iBGP?)], and the
+    # node's own AS number (0: the network has no sessions)
+    peers: Callable[[ClusterState, str], list[tuple[str, str, bool]]] = lambda state, name: []
+    local_as: Callable[[ClusterState, str], int] = lambda state, name: 0
 
     @property
     def mtu_overhead(self) -> int:
