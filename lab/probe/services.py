@@ -125,7 +125,10 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                 # Judged per client node (each node's rules are its own), over the endpoints its
                 # clients may reach: all of them, or with internalTrafficPolicy Local those of the
                 # node. Clients the policies restrict are judged one probe at a time.
-                group = "" if not reply or may_drop else f"{spn}|{c.key}" if affinity else f"{spn} from node {c.node}"
+                # each family's rules are their own too: an IPv6 ClusterIP's probes are a group of their own
+                over = "" if family == "IPv4" else f" over {family}"
+                group = "" if not reply or may_drop else f"{spn}{over}|{c.key}" if affinity else \
+                    f"{spn}{over} from node {c.node}"
                 for i in range(rounds if not affinity else max(rounds, 4)):
                     asks.append(Ask("session-affinity" if affinity and group else "service", subject,
                                     Probe(c.netns, cluster_ip, port.port, port.protocol),
@@ -400,7 +403,7 @@ def ping_client(state: ClusterState) -> tuple[str, str]:
 
 def clusterip_pings(state: ClusterState) -> ping.Echoes:
     """An echo to every ClusterIP, sent now: `lab check` sends them before its probes."""
-    return ping.Echoes(ping_client(state)[0], [s.cluster_ip for s in state.services if s.cluster_ip])
+    return ping.Echoes(ping_client(state)[0], [ip for _, _, ip in _families(state)])
 
 
 def clusterip_virtual(state: ClusterState, wait: float, echoes: ping.Echoes) -> list[Outcome]:
@@ -415,11 +418,11 @@ def clusterip_virtual(state: ClusterState, wait: float, echoes: ping.Echoes) -> 
     client = ping_client(state)[1]
     heard = echoes.answered(wait)
     out = []
-    for s in (s for s in state.services if s.cluster_ip):
-        problems = ([f"on an interface of {held[s.cluster_ip]}"] if s.cluster_ip in held else []) + \
+    for s, _, ip in _families(state):   # every ClusterIP of every family
+        problems = ([f"on an interface of {held[ip]}"] if ip in held else []) + \
                    ([f"ping failed: {echoes.error}"] if echoes.error else []) + \
-                   ([f"answered a ping from {client}"] if s.cluster_ip in heard else [])
-        out.append(Outcome("clusterip-virtual", f"{s.key} ({s.cluster_ip})", not problems,
+                   ([f"answered a ping from {client}"] if ip in heard else [])
+        out.append(Outcome("clusterip-virtual", f"{s.key} ({ip})", not problems,
                            "on no interface, no ping reply", "; ".join(problems) or
-                           f"on no interface, no reply to a ping from {client}", target=s.cluster_ip))
+                           f"on no interface, no reply to a ping from {client}", target=ip))
     return out

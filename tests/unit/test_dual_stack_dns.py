@@ -97,3 +97,10 @@ def test_service_rows_for_each_cluster_ip_from_the_clients_address_of_its_family
     assert all(":" in a.source for a in v6) and all(":" not in a.source for a in v4)
     assert any(a.probe.dst_ip == "fd00:10:96::101" for a in asks)
     assert not any(a.probe.dst_ip.startswith("fd00") and "four" in a.subject for a in asks)
+
+
+def test_each_familys_probes_are_judged_apart(lab):
+    """A broken IPv6 rule set must not hide in a pool with the IPv4 probes (48 of 96 passing)."""
+    state, slices = lab
+    groups = {a.group for a in service_probe.plan(state, slices) if a.group and "default/both" in a.group}
+    assert any(" over IPv6 from node " in g for g in groups) and any(" over " not in g for g in groups)
