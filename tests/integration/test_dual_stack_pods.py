@@ -102,6 +102,16 @@ def test_lab_check_probes_each_family_and_expects_the_policys_per_family_verdict
     assert any(r["check"] == "node-to-pod" and "[fd00:10:244:" in r["subject"] for r in rows)
 
 
+def test_the_ipv6_truth_table_matches_the_policies(dual):
+    proc = lab("netpol", "matrix", "--lab", NAME, "--family", "6", "--ports", "8080", "--protocols", "TCP",
+               check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(IPv6)" in proc.stdout and "observed = expected" in proc.stdout
+    guarded = proc.stdout.split("8080/TCP:")[1].splitlines()[0].split().index("default/guarded")
+    rows = [line.split() for line in proc.stdout.split("8080/TCP:")[1].splitlines()[1:] if line.startswith("default/")]
+    assert all(row[1 + guarded] == "X" for row in rows if row[0] != "default/guarded")
+
+
 def test_a_missing_ipv6_route_fails_the_ipv6_rows_only(dual, tmp_path):
     node, cidr, via = f"{NAME}-worker1", "fd00:10:244:2::/64", "fd00:10:244:2::"
     subprocess.run(["ip", "-n", node, "-6", "route", "del", cidr], check=True)
