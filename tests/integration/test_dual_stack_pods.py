@@ -51,8 +51,8 @@ def netns_of(pod: dict) -> str:
     return f"{NAME}-default-{pod['metadata']['name']}"
 
 
-def eth0(netns: str) -> list[str]:
-    out = subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "dev", "eth0"], capture_output=True, text=True,
+def eth0(netns: str, dev: str = "eth0") -> list[str]:
+    out = subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "dev", dev], capture_output=True, text=True,
                          check=True).stdout
     return [a["local"] for link in json.loads(out) for a in link["addr_info"] if a.get("scope") == "global"]
 
@@ -139,3 +139,17 @@ def test_lab_run_passes_in_every_ipv6_capable_pod_network(name, source, cluster,
     rows = json.loads((tmp_path / "run.json").read_text())["results"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert any(r["check"] == "pod-to-pod" and "fd00:10:244:" in r["subject"] for r in rows)
+
+
+def test_a_node_stopped_and_started_keeps_its_ipv6_address_and_routes(dual):
+    """eth0 going down would take its IPv6 addresses with it (keep_addr_on_down is on in the lab's
+    namespaces) and the default and pod routes through it (lab node start puts them back)."""
+    by_name = {p["metadata"]["name"]: p for p in dual}
+    guarded_v4 = by_name["guarded"]["status"]["podIPs"][0]["ip"]
+    backend = next(p for p in dual if p["spec"]["nodeName"] == "worker2" and p["metadata"]["name"].startswith("backend"))
+    lab("node", "stop", "worker2", "--lab", NAME)
+    lab("node", "start", "worker2", "--lab", NAME)
+    assert "fd00:172:18::4" in [a.split("/")[0] for a in eth0(f"{NAME}-worker2")]
+    seen = curl(netns_of(by_name["client"]), backend["status"]["podIPs"][1]["ip"])
+    assert seen.returncode == 0 and seen.stdout.startswith("[fd00:10:244:1::2]:"), seen
+    assert curl(netns_of(by_name["client"]), guarded_v4).returncode == 0
