@@ -107,9 +107,10 @@ def test_the_ipv6_truth_table_matches_the_policies(dual):
                check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "(IPv6)" in proc.stdout and "observed = expected" in proc.stdout
-    guarded = proc.stdout.split("8080/TCP:")[1].splitlines()[0].split().index("default/guarded")
-    rows = [line.split() for line in proc.stdout.split("8080/TCP:")[1].splitlines()[1:] if line.startswith("default/")]
-    assert all(row[1 + guarded] == "X" for row in rows if row[0] != "default/guarded")
+    grid = proc.stdout.split("8080/TCP:\n")[1].splitlines()
+    guarded = grid[0].split().index("default/guarded")
+    rows = [line.split() for line in grid[1:] if line.startswith("default/")]
+    assert rows and all(row[1 + guarded] == "X" for row in rows if row[0] != "default/guarded")
 
 
 def test_a_missing_ipv6_route_fails_the_ipv6_rows_only(dual, tmp_path):
@@ -145,11 +146,16 @@ def test_a_node_stopped_and_started_keeps_its_ipv6_address_and_routes(dual):
     """eth0 going down would take its IPv6 addresses with it (keep_addr_on_down is on in the lab's
     namespaces) and the default and pod routes through it (lab node start puts them back)."""
     by_name = {p["metadata"]["name"]: p for p in dual}
-    guarded_v4 = by_name["guarded"]["status"]["podIPs"][0]["ip"]
-    backend = next(p for p in dual if p["spec"]["nodeName"] == "worker2" and p["metadata"]["name"].startswith("backend"))
-    lab("node", "stop", "worker2", "--lab", NAME)
-    lab("node", "start", "worker2", "--lab", NAME)
-    assert "fd00:172:18::4" in [a.split("/")[0] for a in eth0(f"{NAME}-worker2")]
-    seen = curl(netns_of(by_name["client"]), backend["status"]["podIPs"][1]["ip"])
-    assert seen.returncode == 0 and seen.stdout.startswith("[fd00:10:244:1::2]:"), seen
-    assert curl(netns_of(by_name["client"]), guarded_v4).returncode == 0
+    client = by_name["client"]
+    backend = next(p for p in dual if p["spec"]["nodeName"] != client["spec"]["nodeName"]
+                   and p["metadata"]["name"].startswith("backend"))
+    node = backend["spec"]["nodeName"]
+    nodes = json.loads(lab("get", "nodes", "--lab", NAME, "-o", "json").stdout)["items"]
+    ip6 = next(a["address"] for n in nodes if n["metadata"]["name"] == node
+               for a in n["status"]["addresses"] if a["type"] == "InternalIP" and ":" in a["address"])
+    lab("node", "stop", node, "--lab", NAME)
+    lab("node", "start", node, "--lab", NAME)
+    assert ip6 in eth0(f"{NAME}-{node}")
+    c6 = client["status"]["podIPs"][1]["ip"]
+    seen = curl(netns_of(client), backend["status"]["podIPs"][1]["ip"])
+    assert seen.returncode == 0 and seen.stdout.startswith(f"[{c6}]:"), seen
