@@ -128,6 +128,7 @@ def test_a_missing_ipv6_route_fails_the_ipv6_rows_only(dual, tmp_path):
 
 
 @pytest.mark.parametrize("name, source, cluster", [
+    ("dspds", "dual-stack.yaml", {}),
     ("dsp6", "ipv6-only.yaml", {}),
     ("dsp6vx", "ipv6-only.yaml", {"network": "vxlan"}),
     ("dspbgp", "dual-stack.yaml", {"network": "bgp"}),
