@@ -145,8 +145,8 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                     subject, reply, may_drop = denied(f"node/{n.name} -> {spn} ({target})", names, everyone)
                     asks.append(Ask("service", subject, Probe(n.netns, cluster_ip, port.port, port.protocol),
                                     servers=names, source="", reply=reply, may_drop=may_drop))
-            if port.node_port and family == "IPv4":  # NodePorts on the nodes' IPv4 addresses (IPv6: not probed yet)
-                asks += _node_port(state, sps, pods)
+            if port.node_port and all(n.address_of(6 if family == "IPv6" else 4) for n in state.nodes):
+                asks += _node_port(state, sps, pods, family)   # on the nodes' addresses of the ClusterIP's family
             if (svc.load_balancer_ip or svc.external_ips) and family == "IPv4":
                 asks += loadbalancer.asks(state, svc, port, sps, pods, slices)
     gateway = state.nat_gateway()
@@ -209,27 +209,32 @@ def _names(ref: Ref, svc: ServiceState) -> bool:
     return ref.kind == "svc" and (ref.namespace, ref.name) == (svc.namespace, svc.name)
 
 
-def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mapping[str, PodState]) -> list[Ask]:
-    """From every plain host and every other node to every node's IP (the traffic policy decides
-    who answers and what source the backend sees), and from each node to its own addresses.
+def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mapping[str, PodState],
+               family: str = "IPv4") -> list[Ask]:
+    """From every plain host and every other node to every node's IP of `family` (the traffic policy
+    decides who answers and what source the backend sees), and from each node to its own addresses.
     Policies judge what the endpoint sees: with Cluster the receiving node's address (SNAT),
     with Local the client's own."""
     asks: list[Ask] = []
+    v = 6 if family == "IPv6" else 4
     for node in state.nodes:
+        node_ip = node.address_of(v)
         sp = sps[node.name]
         port, spn, local = sp.port, sp.spn, sp.external_local
         # With Cluster both are every usable endpoint; with Local, outside traffic gets this node's.
         inside, outside_eps = node_local_endpoints(sp), external_endpoints(sp)
         everywhere = frozenset(pods[k].name for k in inside)
         here = frozenset(pods[k].name for k in outside_eps)
-        target = f"node/{node.name} ({node.ip}:{port.node_port}/{port.protocol})"
-        snat = allowed_servers(state, lambda pod: policy.sending_address(state, node.name, pod), inside,
+        target = f"node/{node.name} ({node_ip}:{port.node_port}/{port.protocol})"
+        snat = allowed_servers(state, lambda pod: policy.sending_address(state, node.name, pod, v), inside,
                                port.protocol, pods)
         # From outside the cluster, and from the other nodes (also outside, for this node's rules).
-        outside = [(f"host/{h.name}", h.netns, h.ip) for h in state.underlay_hosts()] + \
-                  [(f"node/{o.name}", o.netns, o.ip) for o in state.nodes if o.name != node.name]
+        outside = [(f"host/{h.name}", h.netns, h.address_of(v)) for h in state.underlay_hosts()] + \
+                  [(f"node/{o.name}", o.netns, o.address_of(v)) for o in state.nodes if o.name != node.name]
         for who, netns, ip in outside:
-            probe = Probe(netns, node.ip, port.node_port, port.protocol)
+            if not ip:
+                continue   # a machine without an address of this family
+            probe = Probe(netns, node_ip, port.node_port, port.protocol)
             if local:
                 names = allowed_servers(state, lambda _: ip, outside_eps, port.protocol, pods)
                 subject, reply, may_drop = denied(f"{who} -> {spn} at {target}, Local", names, here)
@@ -240,8 +245,9 @@ def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mappin
                 asks.append(Ask("nodeport", subject, probe, servers=snat, source="node", reply=reply,
                                 may_drop=may_drop))
         # From the node itself any endpoint may answer; on 127.0.0.1 too where the mode serves
-        # NodePorts on localhost (iptables: route_localnet; kube-proxy's nftables mode does not).
-        for addr in (node.ip, "127.0.0.1") if proxiers.of(state).localhost_nodeports else (node.ip,):
+        # NodePorts on localhost (iptables: route_localnet, IPv4 only; kube-proxy's nftables mode does not).
+        localhost = ("127.0.0.1",) if proxiers.of(state).localhost_nodeports and v == 4 else ()
+        for addr in (node_ip, *localhost):
             subject, reply, may_drop = denied(
                 f"node/{node.name} -> {spn} at {addr}:{port.node_port}/{port.protocol}", snat, everywhere)
             asks.append(Ask("nodeport", subject, Probe(node.netns, addr, port.node_port, port.protocol),

@@ -1,8 +1,9 @@
-"""Dual-stack Services on real labs, in both proxy modes (labs dssvc-iptables and dssvc-nftables): a
+"""Dual-stack Services on real labs, in both proxy modes (labs dssvc-ipt and dssvc-nft): a
 SingleStack IPv6 Service and a RequireDualStack Service answer on each of their ClusterIPs from a
-pod, `getent ahostsv6` in a pod resolves the dual-stack Service to its IPv6 ClusterIP, `lab check`
-passes with its rows of both families; and the verdicts can fail: with one node's IPv6 Service
-rules gone, the IPv6 service rows of that node fail and the IPv4 ones still pass."""
+pod, a PreferDualStack NodePort has rows on the nodes' IPv6 addresses, `getent ahostsv6` in a pod
+resolves the dual-stack Service to its IPv6 ClusterIP, `lab check` passes with its rows of both
+families; and the verdicts can fail: with one node's IPv6 Service rules gone, the IPv6 service rows
+of that node fail and the IPv4 ones still pass."""
 from __future__ import annotations
 
 import json
@@ -37,6 +38,9 @@ manifests:
      spec: {{selector: {{app: server}}, ipFamilies: [IPv6], ports: [{{port: 80, targetPort: 8080}}]}}}}
   - {{apiVersion: v1, kind: Service, metadata: {{name: four}},
      spec: {{selector: {{app: server}}, ports: [{{port: 80, targetPort: 8080}}]}}}}
+  - {{apiVersion: v1, kind: Service, metadata: {{name: np}},
+     spec: {{type: NodePort, ipFamilyPolicy: PreferDualStack, selector: {{app: server}},
+            ports: [{{port: 80, targetPort: 8080, nodePort: 30080}}]}}}}
 """
 
 
@@ -89,6 +93,7 @@ def test_check_passes_with_rows_of_both_families_then_fails_the_ipv6_rows_withou
     targets = {r["target"].rsplit(":", 2)[0] for r in rows if r["check"] == "service"}
     assert any(":" in t for t in targets) and any("." in t for t in targets)
     assert any(r["check"] == "dns" and "(AAAA)" in r["subject"] for r in rows)
+    assert any(r["check"] == "nodeport" and r["target"].startswith("fd00:172:18::") for r in rows)   # IPv6 NodePort
     # one node's IPv6 Service rules gone: its IPv6 rows fail, every IPv4 row still passes
     netns = state.node("worker1").netns
     wipe = ["ip6tables", "-t", "nat", "-F", "KUBE-SERVICES"] if proxy == "iptables" else \
