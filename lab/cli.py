@@ -528,7 +528,7 @@ def cmd_netpol(a) -> int:
         raise LabError(f"--protocols: {', '.join(bad)} is not TCP or UDP")
     t0 = time.monotonic()
     try:
-        m = netpol.measure(state, ports, protocols, timeout=a.timeout, attempts=a.attempts)
+        m = netpol.measure(state, ports, protocols, timeout=a.timeout, attempts=a.attempts, family=a.family)
     except netpol.NothingToProbe as e:
         _err(str(e))
         return 2
@@ -903,6 +903,9 @@ def _parser(only: Optional[str] = None) -> argparse.ArgumentParser:
                         "a probe that the policies allow is retried with a fresh source port and a wait "
                         "adapted to the measured round trips, so a loaded machine is not judged as denied")
     p.add_argument("--attempts", type=int, default=3, help="tries before an unanswered probe is judged (default 3)")
+    p.add_argument("--family", type=int, choices=[4, 6], default=0,
+                   help="probe the pods' IPv4 or IPv6 addresses (default: the cluster's primary family); the "
+                        "policies are enforced per family, so a dual-stack lab has one matrix per family")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table",
                    help="json: every cell with src, dst, port, protocol, expected, observed, error, attempts")
     lab_opt(p)

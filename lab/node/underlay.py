@@ -138,9 +138,12 @@ def ipv6_sysctls(node: bool) -> dict[str, str]:
     """No duplicate address detection in the lab's namespaces (the addresses are planned unique):
     with it, every IPv6 address the lab or a CNI plugin adds stays tentative ~2 s and early probes
     fail falsely. Nodes forward IPv6 as they forward IPv4. Set in each of the lab's own
-    namespaces, so they go with them at `lab down`: nothing of the host's to restore."""
+    namespaces, so they go with them at `lab down`: nothing of the host's to restore. An address
+    survives its link going down, as an IPv4 one does."""
     out = {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0",
-           "net.ipv6.conf.eth0.accept_dad": "0", "net.ipv6.conf.all.disable_ipv6": "0"}
+           "net.ipv6.conf.eth0.accept_dad": "0", "net.ipv6.conf.all.disable_ipv6": "0",
+           # `lab node stop` and the link-down fault set eth0 down: IPv6 addresses would go with it
+           "net.ipv6.conf.all.keep_addr_on_down": "1"}
     return {**out, "net.ipv6.conf.all.forwarding": "1"} if node else out
 
 

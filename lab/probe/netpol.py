@@ -60,15 +60,21 @@ class Plan:
     cases: tuple[Case, ...]                  # one grid each
     probed: tuple[Key, ...]                  # grid order; the cells whose destination serves the case
     expected: dict                           # Key -> bool, for the probed cells
+    family: int = 4                          # the IP family the cells are probed in (--family)
 
     def served(self, key: Key) -> bool:
         return key in self.expected
 
 
-def plan(state: ClusterState, ports: Sequence[int] = (), protocols: Sequence[str] = ()) -> Plan:
+def plan(state: ClusterState, ports: Sequence[int] = (), protocols: Sequence[str] = (), family: int = 0) -> Plan:
     """The grids and cells to probe. Without `ports`, one grid per (port, protocol) some destination
     serves (only `protocols` if given); with `ports`, one per port x protocol (default TCP, UDP).
-    Raises NothingToProbe when no cell would be probed, saying why."""
+    family: 4 or 6 (default: the cluster's primary), each cell expected as the policies decide for
+    that family. Raises NothingToProbe when no cell would be probed, saying why."""
+    family = family or state.families[0]
+    if family not in state.families:
+        raise NothingToProbe(f"lab {state.lab} has no IPv{family} pod addresses (its families: "
+                             f"{', '.join(f'IPv{f}' for f in state.families)})")
     srcs, dsts = sources(state), destinations(state)
     protocols = tuple(dict.fromkeys(p.upper() for p in protocols))
     if ports:
@@ -81,8 +87,8 @@ def plan(state: ClusterState, ports: Sequence[int] = (), protocols: Sequence[str
     if not probed:
         raise NothingToProbe(_why_nothing(state, srcs, dsts, cases))
     by_key = {p.key: p for p in (*srcs, *dsts)}
-    expected = {k: model.allowed(state, by_key[k[0]], by_key[k[1]], k[2], k[3]) for k in probed}
-    return Plan(srcs, dsts, cases, probed, expected)
+    expected = {k: model.allowed(state, by_key[k[0]], by_key[k[1]], k[2], k[3], family) for k in probed}
+    return Plan(srcs, dsts, cases, probed, expected, family)
 
 
 def _why_nothing(state: ClusterState, srcs, dsts, cases) -> str:
@@ -156,9 +162,9 @@ def cells(p: Plan, results: Sequence[ProbeResult]) -> dict:
 
 
 def measure(state: ClusterState, ports: Sequence[int] = (), protocols: Sequence[str] = (),
-            timeout: float = 0.5, attempts: int = 3) -> Matrix:
-    p = plan(state, ports, protocols)
-    ips = {d.key: d.ip for d in p.destinations}
+            timeout: float = 0.5, attempts: int = 3, family: int = 0) -> Matrix:
+    p = plan(state, ports, protocols, family)
+    ips = {d.key: d.ip_of(p.family) for d in p.destinations}
     netns = {s.key: s.netns for s in p.sources}
     probes = [Probe(netns[s], ips[d], port, proto) for s, d, port, proto in p.probed]
     expect = [engine.REPLY if p.expected[k] else engine.SILENCE for k in p.probed]
@@ -172,7 +178,7 @@ def table(m: Matrix) -> str:
     p = m.plan
     first = max(len(s.key) for s in p.sources)
     widths = [max(len(d.key), 2) for d in p.destinations]
-    out = [LEGEND, ""]
+    out = [LEGEND, *([f"(IPv{p.family})"] if p.family == 6 else []), ""]
     for port, proto in p.cases:
         out.append(f"{port}/{proto}:")
         out.append(" " * first + "".join(f" {d.key:>{w}}" for d, w in zip(p.destinations, widths)))
@@ -201,6 +207,7 @@ def as_json(m: Matrix) -> dict:
         "sources": [s.key for s in p.sources],
         "destinations": [d.key for d in p.destinations],
         "cases": [{"port": port, "protocol": proto} for port, proto in p.cases],
+        "family": p.family,
         "timeout": m.timeout,
         "probed": len(p.probed),
         "not_served": m.not_served(),

@@ -3,8 +3,10 @@ must not get. The echoes leave before the probe batch and are watched while it r
 trips say how long a reply could take on this machine (`wait`), the silence is judged `wait` after
 the echo left, as a `ping -W wait` started then would have been, without idling after the batch.
 
-One raw socket in the sender's namespace (the lab's namespaces allow no ping sockets), made by a
-worker thread that entered it (lab.host.netns): a socket stays in the namespace it was made in.
+One raw socket per family in the sender's namespace (the lab's namespaces allow no ping sockets),
+made by a worker thread that entered it (lab.host.netns): a socket stays in the namespace it was
+made in. IPv6 targets get ICMPv6 echoes (type 128; the kernel fills in an ICMPv6 raw socket's
+checksum, and hands back the ICMPv6 message without its IPv6 header).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from lab.host.netns import NetnsError, in_netns
 
 ECHO_REPLY, ECHO_REQUEST = 0, 8
+ECHO6_REPLY, ECHO6_REQUEST = 129, 128
 PAYLOAD = b"k8s-netlab check"
 
 
@@ -31,6 +34,19 @@ def echo_request(ident: int, seq: int) -> bytes:
     """An ICMP echo request with its checksum (pure)."""
     head = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, ident, seq)
     return head[:2] + struct.pack("!H", _checksum(head + PAYLOAD)) + head[4:] + PAYLOAD
+
+
+def echo6_request(ident: int, seq: int) -> bytes:
+    """An ICMPv6 echo request; its checksum is the kernel's (pure)."""
+    return struct.pack("!BBHHH", ECHO6_REQUEST, 0, 0, ident, seq) + PAYLOAD
+
+
+def echo6_reply_from(message: bytes, ident: int) -> bool:
+    """Whether an ICMPv6 message a raw ICMPv6 socket read is an echo reply to our id (pure)."""
+    if len(message) < 6:
+        return False
+    kind, _, _, got = struct.unpack("!BBHH", message[:6])
+    return kind == ECHO6_REPLY and got == ident
 
 
 def echo_reply_from(packet: bytes, ident: int) -> bool:
@@ -49,13 +65,18 @@ class Echoes:
     def __init__(self, netns: str, targets: Sequence[str]):
         self.targets, self.error = list(targets), ""
         self.ident = int.from_bytes(os.urandom(2), "big")
-        self.sock: socket.socket | None = None
+        self.socks: dict[int, socket.socket] = {}   # family -> its raw socket
         self.sent = time.monotonic()
         try:
-            self.sock = in_netns(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
-            self.sock.setblocking(False)
             for seq, target in enumerate(self.targets, 1):
-                self.sock.sendto(echo_request(self.ident, seq), (target, 0))
+                six = ":" in target
+                family = socket.AF_INET6 if six else socket.AF_INET
+                if family not in self.socks:
+                    proto = socket.IPPROTO_ICMPV6 if six else socket.IPPROTO_ICMP
+                    self.socks[family] = in_netns(netns, lambda: socket.socket(family, socket.SOCK_RAW, proto))
+                    self.socks[family].setblocking(False)
+                request = echo6_request(self.ident, seq) if six else echo_request(self.ident, seq)
+                self.socks[family].sendto(request, (target, 0))
         except (NetnsError, OSError) as e:
             self.error = str(e) if isinstance(e, NetnsError) else f"cannot send an echo request: {e.strerror}"
             self.close()
@@ -65,22 +86,24 @@ class Echoes:
         echo from another sender with our random id would be a reply from that address too: a
         ClusterIP that answers any ping fails alike)."""
         heard: set[str] = set()
-        if self.sock is None:
+        if not self.socks:
             return heard
         try:
             deadline = self.sent + wait
             while len(heard) < len(self.targets) and time.monotonic() < deadline:
-                ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+                ready, _, _ = select.select(list(self.socks.values()), [], [], max(0.0, deadline - time.monotonic()))
                 if not ready:
                     break
-                packet, (addr, _) = self.sock.recvfrom(65536)
-                if addr in self.targets and echo_reply_from(packet, self.ident):
-                    heard.add(addr)
+                for sock in ready:
+                    packet, addr = sock.recvfrom(65536)
+                    reply = echo6_reply_from if sock.family == socket.AF_INET6 else echo_reply_from
+                    if addr[0] in self.targets and reply(packet, self.ident):
+                        heard.add(addr[0])
         finally:
             self.close()
         return heard
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        for sock in self.socks.values():
+            sock.close()
+        self.socks = {}

@@ -123,7 +123,10 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                 # Judged per client node (each node's rules are its own), over the endpoints its
                 # clients may reach: all of them, or with internalTrafficPolicy Local those of the
                 # node. Clients the policies restrict are judged one probe at a time.
-                group = "" if not reply or may_drop else f"{spn}|{c.key}" if affinity else f"{spn} from node {c.node}"
+                # each family's rules are their own too: an IPv6 ClusterIP's probes are a group of their own
+                over = "" if family == "IPv4" else f" over {family}"
+                group = "" if not reply or may_drop else f"{spn}{over}|{c.key}" if affinity else \
+                    f"{spn}{over} from node {c.node}"
                 for i in range(rounds if not affinity else max(rounds, 4)):
                     asks.append(Ask("session-affinity" if affinity and group else "service", subject,
                                     Probe(c.netns, cluster_ip, port.port, port.protocol),
@@ -140,8 +143,8 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
                     subject, reply, may_drop = denied(f"node/{n.name} -> {spn} ({target})", names, everyone)
                     asks.append(Ask("service", subject, Probe(n.netns, cluster_ip, port.port, port.protocol),
                                     servers=names, source="", reply=reply, may_drop=may_drop))
-            if port.node_port and family == "IPv4":  # NodePorts on the nodes' IPv4 addresses (IPv6: not probed yet)
-                asks += _node_port(state, sps, pods)
+            if port.node_port and all(n.address_of(6 if family == "IPv6" else 4) for n in state.nodes):
+                asks += _node_port(state, sps, pods, family)   # on the nodes' addresses of the ClusterIP's family
             if (svc.load_balancer_ip or svc.external_ips) and family == "IPv4":
                 asks += loadbalancer.asks(state, svc, port, sps, pods, slices)
     gateway = state.nat_gateway()
@@ -204,27 +207,32 @@ def _names(ref: Ref, svc: ServiceState) -> bool:
     return ref.kind == "svc" and (ref.namespace, ref.name) == (svc.namespace, svc.name)
 
 
-def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mapping[str, PodState]) -> list[Ask]:
-    """From every plain host and every other node to every node's IP (the traffic policy decides
-    who answers and what source the backend sees), and from each node to its own addresses.
+def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mapping[str, PodState],
+               family: str = "IPv4") -> list[Ask]:
+    """From every plain host and every other node to every node's IP of `family` (the traffic policy
+    decides who answers and what source the backend sees), and from each node to its own addresses.
     Policies judge what the endpoint sees: with Cluster the receiving node's address (SNAT),
     with Local the client's own."""
     asks: list[Ask] = []
+    v = 6 if family == "IPv6" else 4
     for node in state.nodes:
+        node_ip = node.address_of(v)
         sp = sps[node.name]
         port, spn, local = sp.port, sp.spn, sp.external_local
         # With Cluster both are every usable endpoint; with Local, outside traffic gets this node's.
         inside, outside_eps = node_local_endpoints(sp), external_endpoints(sp)
         everywhere = frozenset(pods[k].name for k in inside)
         here = frozenset(pods[k].name for k in outside_eps)
-        target = f"node/{node.name} ({node.ip}:{port.node_port}/{port.protocol})"
-        snat = allowed_servers(state, lambda pod: policy.sending_address(state, node.name, pod), inside,
+        target = f"node/{node.name} ({node_ip}:{port.node_port}/{port.protocol})"
+        snat = allowed_servers(state, lambda pod: policy.sending_address(state, node.name, pod, v), inside,
                                port.protocol, pods)
         # From outside the cluster, and from the other nodes (also outside, for this node's rules).
-        outside = [(f"host/{h.name}", h.netns, h.ip) for h in state.underlay_hosts()] + \
-                  [(f"node/{o.name}", o.netns, o.ip) for o in state.nodes if o.name != node.name]
+        outside = [(f"host/{h.name}", h.netns, h.address_of(v)) for h in state.underlay_hosts()] + \
+                  [(f"node/{o.name}", o.netns, o.address_of(v)) for o in state.nodes if o.name != node.name]
         for who, netns, ip in outside:
-            probe = Probe(netns, node.ip, port.node_port, port.protocol)
+            if not ip:
+                continue   # a machine without an address of this family
+            probe = Probe(netns, node_ip, port.node_port, port.protocol)
             if local:
                 names = allowed_servers(state, lambda _: ip, outside_eps, port.protocol, pods)
                 subject, reply, may_drop = denied(f"{who} -> {spn} at {target}, Local", names, here)
@@ -235,8 +243,9 @@ def _node_port(state: ClusterState, sps: Mapping[str, ServicePort], pods: Mappin
                 asks.append(Ask("nodeport", subject, probe, servers=snat, source="node", reply=reply,
                                 may_drop=may_drop))
         # From the node itself any endpoint may answer; on 127.0.0.1 too where the mode serves
-        # NodePorts on localhost (iptables: route_localnet; kube-proxy's nftables mode does not).
-        for addr in (node.ip, "127.0.0.1") if proxiers.of(state).localhost_nodeports else (node.ip,):
+        # NodePorts on localhost (iptables: route_localnet, IPv4 only; kube-proxy's nftables mode does not).
+        localhost = ("127.0.0.1",) if proxiers.of(state).localhost_nodeports and v == 4 else ()
+        for addr in (node_ip, *localhost):
             subject, reply, may_drop = denied(
                 f"node/{node.name} -> {spn} at {addr}:{port.node_port}/{port.protocol}", snat, everywhere)
             asks.append(Ask("nodeport", subject, Probe(node.netns, addr, port.node_port, port.protocol),
@@ -403,7 +412,7 @@ def ping_client(state: ClusterState) -> tuple[str, str]:
 
 def clusterip_pings(state: ClusterState) -> ping.Echoes:
     """An echo to every ClusterIP, sent now: `lab check` sends them before its probes."""
-    return ping.Echoes(ping_client(state)[0], [s.cluster_ip for s in state.services if s.cluster_ip])
+    return ping.Echoes(ping_client(state)[0], [ip for _, _, ip in _families(state)])
 
 
 def clusterip_virtual(state: ClusterState, wait: float, echoes: ping.Echoes) -> list[Outcome]:
@@ -418,11 +427,11 @@ def clusterip_virtual(state: ClusterState, wait: float, echoes: ping.Echoes) -> 
     client = ping_client(state)[1]
     heard = echoes.answered(wait)
     out = []
-    for s in (s for s in state.services if s.cluster_ip):
-        problems = ([f"on an interface of {held[s.cluster_ip]}"] if s.cluster_ip in held else []) + \
+    for s, _, ip in _families(state):   # every ClusterIP of every family
+        problems = ([f"on an interface of {held[ip]}"] if ip in held else []) + \
                    ([f"ping failed: {echoes.error}"] if echoes.error else []) + \
-                   ([f"answered a ping from {client}"] if s.cluster_ip in heard else [])
-        out.append(Outcome("clusterip-virtual", f"{s.key} ({s.cluster_ip})", not problems,
+                   ([f"answered a ping from {client}"] if ip in heard else [])
+        out.append(Outcome("clusterip-virtual", f"{s.key} ({ip})", not problems,
                            "on no interface, no ping reply", "; ".join(problems) or
-                           f"on no interface, no reply to a ping from {client}", target=s.cluster_ip))
+                           f"on no interface, no reply to a ping from {client}", target=ip))
     return out

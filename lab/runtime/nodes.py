@@ -54,6 +54,8 @@ def set_state(lab: Optional[str], name: str, up: bool) -> Optional[float]:
     if up:
         # an interface set down loses the routes through it: put back what the lab installed
         lines.append(f"route replace default via {ipam.underlay_gateway(state.underlay_subnet)} dev eth0")
+        if 6 in state.families:
+            lines.append(f"route replace default via {underlay.ipv6_gateway(state)} dev eth0")
         lines += [op for op in routing.render(state, node).ip if op.startswith(("route replace", "neigh replace"))]
     ip_batch(lines, netns=node.netns)
     underlay.set_stopped(rec, [n for n in underlay.stopped(rec) if n != name] + ([] if up else [name]))

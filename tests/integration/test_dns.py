@@ -239,12 +239,16 @@ def test_a_tool_that_cannot_run_is_a_failure_with_its_reason(dns_lab):
     out, error = probe._run_in("dns-no-such-pod", probe._ONE_SCRIPT, silent.argv, timeout=5, tool="dig")
     ok, _, seen = probe.judge(silent, probe.parse_replies(out, 1, error)[0])
     assert not ok and seen.startswith("cannot run ip netns exec dns-no-such-pod")
-    out, error = probe._run_in(netns, probe._BATCH_SCRIPT, ["ahostsv4", "a", "ahostsv4", "b"], timeout=0.01, tool="getent")
+    out, error = probe._run_in(netns, probe._BATCH_SCRIPT, ["ahostsv4", "a", "ahostsv6", "b"], timeout=0.01,
+                               tool="getent")
     assert error == "getent timed out after 0.01s" or out.count("rc=") == 2
-    # names are arguments: shell syntax in one is a (strange) name, never a command
+    # names (and databases: the script takes pairs) are arguments: shell syntax in one is a (strange)
+    # name, never a command
     marker = Path("/tmp/k8s-netlab-dns-injection")
-    out, _ = probe._run_in(netns, probe._BATCH_SCRIPT, ["ahostsv4", f"$(touch {marker})"], timeout=5, tool="getent")
-    assert not marker.exists() and probe.parse_replies(out, 1)[0].rc == 2
+    out, _ = probe._run_in(netns, probe._BATCH_SCRIPT, ["ahostsv4", f"$(touch {marker})", f"$(touch {marker})", "x"],
+                           timeout=5, tool="getent")
+    replies = probe.parse_replies(out, 2)
+    assert not marker.exists() and replies[0].rc == 2 and replies[1].rc == 1   # 1: getent's unknown database
 
 
 def test_node_local_cache_keeps_dns_under_egress_deny(tmp_path, clean_after):

@@ -51,8 +51,8 @@ def netns_of(pod: dict) -> str:
     return f"{NAME}-default-{pod['metadata']['name']}"
 
 
-def eth0(netns: str) -> list[str]:
-    out = subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "dev", "eth0"], capture_output=True, text=True,
+def eth0(netns: str, dev: str = "eth0") -> list[str]:
+    out = subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "dev", dev], capture_output=True, text=True,
                          check=True).stdout
     return [a["local"] for link in json.loads(out) for a in link["addr_info"] if a.get("scope") == "global"]
 
@@ -102,6 +102,17 @@ def test_lab_check_probes_each_family_and_expects_the_policys_per_family_verdict
     assert any(r["check"] == "node-to-pod" and "[fd00:10:244:" in r["subject"] for r in rows)
 
 
+def test_the_ipv6_truth_table_matches_the_policies(dual):
+    proc = lab("netpol", "matrix", "--lab", NAME, "--family", "6", "--ports", "8080", "--protocols", "TCP",
+               check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(IPv6)" in proc.stdout and "observed = expected" in proc.stdout
+    grid = proc.stdout.split("8080/TCP:\n")[1].splitlines()
+    guarded = grid[0].split().index("default/guarded")
+    rows = [line.split() for line in grid[1:] if line.startswith("default/")]
+    assert rows and all(row[1 + guarded] == "X" for row in rows if row[0] != "default/guarded")
+
+
 def test_a_missing_ipv6_route_fails_the_ipv6_rows_only(dual, tmp_path):
     node, cidr, via = f"{NAME}-worker1", "fd00:10:244:2::/64", "fd00:10:244:2::"
     subprocess.run(["ip", "-n", node, "-6", "route", "del", cidr], check=True)
@@ -117,6 +128,7 @@ def test_a_missing_ipv6_route_fails_the_ipv6_rows_only(dual, tmp_path):
 
 
 @pytest.mark.parametrize("name, source, cluster", [
+    ("dspds", "dual-stack.yaml", {}),
     ("dsp6", "ipv6-only.yaml", {}),
     ("dsp6vx", "ipv6-only.yaml", {"network": "vxlan"}),
     ("dspbgp", "dual-stack.yaml", {"network": "bgp"}),
@@ -129,3 +141,22 @@ def test_lab_run_passes_in_every_ipv6_capable_pod_network(name, source, cluster,
     rows = json.loads((tmp_path / "run.json").read_text())["results"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert any(r["check"] == "pod-to-pod" and "fd00:10:244:" in r["subject"] for r in rows)
+
+
+def test_a_node_stopped_and_started_keeps_its_ipv6_address_and_routes(dual):
+    """eth0 going down would take its IPv6 addresses with it (keep_addr_on_down is on in the lab's
+    namespaces) and the default and pod routes through it (lab node start puts them back)."""
+    by_name = {p["metadata"]["name"]: p for p in dual}
+    client = by_name["client"]
+    backend = next(p for p in dual if p["spec"]["nodeName"] != client["spec"]["nodeName"]
+                   and p["metadata"]["name"].startswith("backend"))
+    node = backend["spec"]["nodeName"]
+    nodes = json.loads(lab("get", "nodes", "--lab", NAME, "-o", "json").stdout)["items"]
+    ip6 = next(a["address"] for n in nodes if n["metadata"]["name"] == node
+               for a in n["status"]["addresses"] if a["type"] == "InternalIP" and ":" in a["address"])
+    lab("node", "stop", node, "--lab", NAME)
+    lab("node", "start", node, "--lab", NAME)
+    assert ip6 in eth0(f"{NAME}-{node}")
+    c6 = client["status"]["podIPs"][1]["ip"]
+    seen = curl(netns_of(client), backend["status"]["podIPs"][1]["ip"])
+    assert seen.returncode == 0 and seen.stdout.startswith(f"[{c6}]:"), seen

@@ -97,3 +97,25 @@ def test_service_rows_for_each_cluster_ip_from_the_clients_address_of_its_family
     assert all(":" in a.source for a in v6) and all(":" not in a.source for a in v4)
     assert any(a.probe.dst_ip == "fd00:10:96::101" for a in asks)
     assert not any(a.probe.dst_ip.startswith("fd00") and "four" in a.subject for a in asks)
+
+
+def test_each_familys_probes_are_judged_apart(lab):
+    """A broken IPv6 rule set must not hide in a pool with the IPv4 probes (48 of 96 passing)."""
+    state, slices = lab
+    groups = {a.group for a in service_probe.plan(state, slices) if a.group and "default/both" in a.group}
+    assert any(" over IPv6 from node " in g for g in groups) and any(" over " not in g for g in groups)
+
+
+def test_nodeport_rows_per_family_on_the_nodes_addresses_of_that_family():
+    doc = {"name": "dsnp", "cluster": {"podCIDR": "10.244.0.0/16,fd00:10:244::/56"},
+           "nodes": [{"name": "n1", "role": "control-plane"}, {"name": "n2"}], "hosts": [{"name": "internet"}],
+           "manifests": [pod("web-1", "n1"),
+                         service("np", type="NodePort", ipFamilyPolicy="PreferDualStack",
+                                 ports=[{"port": 80, "targetPort": 8080, "nodePort": 30080}]),
+                         service("np4", type="NodePort", ports=[{"port": 80, "targetPort": 8080, "nodePort": 30081}])]}
+    state = plan(Topology.model_validate(doc))
+    asks = [a for a in service_probe.plan(state, endpoint_slices(state, {})) if a.check == "nodeport"]
+    v6 = {(a.probe.dst_ip, a.probe.port) for a in asks if ":" in a.probe.dst_ip}
+    assert v6 == {(n.ip6, 30080) for n in state.nodes}              # the dual-stack Service only
+    assert {(n.ip, 30081) for n in state.nodes} <= {(a.probe.dst_ip, a.probe.port) for a in asks}
+    assert not any(a.probe.dst_ip == "::1" for a in asks)            # no localhost NodePorts in IPv6

@@ -112,3 +112,14 @@ def test_a_node_sends_from_its_address_of_the_connections_family():
     pod = next(p for p in state.pods if p.node != state.nodes[0].name)
     assert ":" in sending_address(state, state.nodes[0].name, pod, 6)
     assert "." in sending_address(state, state.nodes[0].name, pod, 4)
+
+
+def test_the_truth_table_of_each_family_expects_that_familys_verdict():
+    from lab.probe import netpol
+    state = dual_state(ONLY_V4)
+    v4, v6 = netpol.plan(state, [80], ["TCP"], 4), netpol.plan(state, [80], ["TCP"], 6)
+    to_a = [k for k in v6.probed if k[1] == "x/a" and k[0] != "x/a"]
+    assert to_a and all(v4.expected[k] for k in to_a) and not any(v6.expected[k] for k in to_a)
+    assert netpol.plan(state, [80], ["TCP"]).family == 4
+    with pytest.raises(netpol.NothingToProbe, match="no IPv6 pod addresses"):
+        netpol.plan(dual_state(pod_cidr="10.244.0.0/16"), [80], ["TCP"], 6)
