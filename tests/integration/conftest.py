@@ -57,7 +57,9 @@ def host_snapshot() -> dict:
     lab_leftovers() checks a lab's own, and scripts/leakcheck.py any the suite leaves unowned."""
     iptables = [l for l in _cmd("iptables-save").splitlines() if not l.startswith("#")]
     return {
-        "routes": _cmd("ip", "route", "show", "table", "all"),
+        # (each switch port of a lab has its IPv6 link-local and multicast routes in the root namespace)
+        "routes": [l for l in _cmd("ip", "route", "show", "table", "all").splitlines()
+                   if not re.search(r"\bdev k[np][0-9a-f]{6}", l)],
         "links": sorted(l["ifname"] for l in json.loads(_cmd("ip", "-j", "link", "show")) if not LAB_LINK.match(l["ifname"])),
         "iptables": [re.sub(r"\[\d+:\d+\]", "", l) for l in iptables],
         "nft": _cmd("nft", "list", "ruleset"),
@@ -69,8 +71,13 @@ def host_snapshot() -> dict:
 
 def host_changes(before: dict) -> list[str]:
     """What differs from a host snapshot now, for a failing assertion to say."""
-    now = host_snapshot()
-    return [f"{k}: {before[k]!r} -> {now[k]!r}"[:2000] for k in before if now.get(k) != before[k]]
+    now, out = host_snapshot(), []
+    for k, was in before.items():
+        if isinstance(was, list) and now[k] != was:
+            out.append(f"{k}: gone {[x for x in was if x not in now[k]]}, new {[x for x in now[k] if x not in was]}")
+        elif now[k] != was:
+            out.append(f"{k}: {was!r} -> {now[k]!r}"[:2000])
+    return out
 
 
 def wait_for(predicate, timeout: float = 3.0, step: float = 0.05):
