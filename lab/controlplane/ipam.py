@@ -45,6 +45,13 @@ def underlay_ipv6(subnet: IPv4Network | str, subnet6: IPv6Network | str, ip: str
     return IPv6Network(subnet6).network_address + (int(IPv4Address(ip)) - int(IPv4Network(subnet).network_address))
 
 
+def link_local(mac: str) -> IPv6Address:
+    """The EUI-64 link-local address of a MAC (the kernel's default for an interface)."""
+    b = [int(x, 16) for x in mac.split(":")]
+    eui = [b[0] ^ 0x02, *b[1:3], 0xFF, 0xFE, *b[3:]]
+    return IPv6Address(int.from_bytes(bytes([0xFE, 0x80, 0, 0, 0, 0, 0, 0, *eui]), "big"))
+
+
 def gateway(node_cidr: IPv4Network | IPv6Network) -> IPv4Address | IPv6Address:
     return node_cidr.network_address + 1
 

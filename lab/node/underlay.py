@@ -115,7 +115,11 @@ def configure(state: ClusterState) -> None:
             sysctl(m.netns, ipv6_sysctls(m in state.nodes))
         lines = [f"link set eth0 mtu {state.underlay_mtu}"]
         if ipv6:
-            lines.append(f"addr add {m.ip6}/{ipv6_prefix(state)} dev eth0 nodad")
+            # eth0 was up before accept_dad=0: its link-local is tentative for ~2 s, and until then
+            # no neighbour solicitation leaves (the first cross-node IPv6 packets wait): renew it
+            lines += ["addr flush dev eth0 scope link",
+                      f"addr add {ipam.link_local(naming.node_mac(m.ip))}/64 dev eth0 nodad",
+                      f"addr add {m.ip6}/{ipv6_prefix(state)} dev eth0 nodad"]
         if m in state.nodes:
             lines.append(f"route replace default via {ipam.underlay_gateway(state.underlay_subnet)} dev eth0")
             if ipv6:

@@ -160,3 +160,11 @@ def test_a_node_stopped_and_started_keeps_its_ipv6_address_and_routes(dual):
     c6 = client["status"]["podIPs"][1]["ip"]
     seen = curl(netns_of(client), backend["status"]["podIPs"][1]["ip"])
     assert seen.returncode == 0 and seen.stdout.startswith(f"[{c6}]:"), seen
+
+
+def test_no_ipv6_address_of_the_lab_is_tentative(dual):
+    """DAD would hold them ~2 s: the first cross-node IPv6 packets waited for eth0's link-local."""
+    for machine in ("control-plane", "worker1", "worker2", "internet"):
+        out = subprocess.run(["ip", "-n", f"{NAME}-{machine}", "-6", "addr"], capture_output=True, text=True,
+                             check=True).stdout
+        assert "tentative" not in out and "fe80::" in out, (machine, out)

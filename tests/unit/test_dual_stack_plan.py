@@ -313,3 +313,8 @@ def test_netexec_serves_both_families_where_the_pod_has_both():
     assert netexec_args(pod, pod.containers[0])[-4:] == ["--bind", "0.0.0.0", "--bind", "::"]
     v4 = state_of("10.244.0.0/16")
     assert "--bind" not in netexec_args(v4.pods[0], v4.pods[0].containers[0])
+
+
+def test_the_renewed_link_local_is_the_kernels_eui64_of_the_planned_mac():
+    from lab.controlplane import ipam, naming
+    assert str(ipam.link_local(naming.node_mac("172.18.0.2"))) == "fe80::858:acff:fe12:2"  # as seen on eth0
