@@ -100,6 +100,9 @@ def test_lab_check_probes_each_family_and_expects_the_policys_per_family_verdict
     assert to_guarded and all(("denied by NetworkPolicy" in r["subject"]) == ("[fd00" in r["subject"])
                               for r in to_guarded)
     assert any(r["check"] == "node-to-pod" and "[fd00:10:244:" in r["subject"] for r in rows)
+    # the topology's own check and egress have a row per family; IPv6 egress is masqueraded to the node
+    for check, v6 in (("checks", "([fd00:10:244:"), ("egress", "([fd00:172:18::")):
+        assert {v6 in r["subject"] for r in rows if r["check"] == check} == {True, False}, check
 
 
 def test_the_ipv6_truth_table_matches_the_policies(dual):
@@ -123,6 +126,7 @@ def test_a_missing_ipv6_route_fails_the_ipv6_rows_only(dual, tmp_path):
                        check=True)
     failed = [r for r in rows if not r["passed"]]
     assert code == 1 and any(r["check"] == "pod-to-pod" for r in failed)
+    assert any(r["check"] == "checks" for r in failed)   # client (worker1) to the backend on worker2, IPv6
     # only IPv6 rows fail: pod to pod and node to pod over the route, and the IPv6 ClusterIPs' rows
     # whose backend sits behind it; every IPv4 row passes
     assert all("fd00:" in r["subject"] + str(r.get("target", "")) for r in failed), failed
