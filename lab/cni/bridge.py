@@ -17,5 +17,6 @@ KIND = CNIKind(
     "bridge", plugin, "cni0", True,
     local_route=lambda state, n, ip: f"{n.pod_cidr} dev cni0: the pod's bridge port",
     link=lambda state: "veth → cni0 (bridge)",
-    drawing=lambda state, n: ("cni0 bridge", f"{n.gateway}/{ip_network(n.pod_cidr).prefixlen}"),
+    drawing=lambda state, n: ("cni0 bridge", *(f"{ip_network(c).network_address + 1}/{ip_network(c).prefixlen}"
+                                               for c in n.cidrs)),   # its gateway of each family
 )

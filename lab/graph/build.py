@@ -43,7 +43,8 @@ def build(state: ClusterState, ready: Optional[Mapping[str, bool]] = None, stopp
     for h in state.hosts:
         role = ("NAT gateway", f"public {h.public_ip}") if h.public_ip else ()
         part = routing.backend(state).drawing.role(state, h.name)
-        boxes.append(Box(hosts[h.name], (f"host {h.name}", h.ip, *role, *part), "host", (f"host/{h.name}",)))
+        boxes.append(Box(hosts[h.name], (f"host {h.name}", h.ip, *((h.ip6,) if h.ip6 else ()), *role, *part), "host",
+                         (f"host/{h.name}",)))
         if h.network == "public":  # behind the NAT gateway: only on the public segment
             links.append(Link(public.id, hosts[h.name], kind="wire"))
             continue
@@ -84,13 +85,14 @@ def _cni(state: ClusterState) -> str:
 
 
 def _switch_lines(state: ClusterState) -> tuple[str, ...]:
-    return (f"underlay {state.underlay_subnet}", f"{state.switch} {state.switch_name}",
+    return (f"underlay {state.underlay_subnet}", *((f"underlay {state.underlay_subnet6}",) if state.underlay_subnet6 else ()),
+            f"{state.switch} {state.switch_name}",
             *routing.backend(state).drawing.switch(state))
 
 
 def _eth0_lines(state: ClusterState, n: NodeState) -> tuple[str, ...]:
     drawing = routing.backend(state).drawing
-    return (f"eth0 {n.ip}", *drawing.role(state, n.name), *drawing.eth0(state, n))
+    return (f"eth0 {n.ip}", *((n.ip6,) if n.ip6 else ()), *drawing.role(state, n.name), *drawing.eth0(state, n))
 
 
 def _device_lines(state: ClusterState, n: NodeState) -> tuple[str, ...]:
@@ -122,7 +124,7 @@ def _node(state: ClusterState, n: NodeState, ids: Ids, grouped: bool, stopped: b
                           kind="host-net" if p.host_network else "veth"))
         pod_box.update({m.key: box.id for m in members})
     role = f" ({n.role})" if n.role == "control-plane" != n.name else ""
-    title = (f"node {n.name}{role}", f"podCIDR {n.pod_cidr}", *(("stopped: off the underlay",) if stopped else ()))
+    title = (f"node {n.name}{role}", *(f"podCIDR {c}" for c in n.cidrs), *(("stopped: off the underlay",) if stopped else ()))
     cluster = Cluster(ids.new("node", n.name), title, "node", tuple(boxes), (n.name,))
     return cluster, links, eth0.id, vtep, pod_box
 
@@ -141,11 +143,15 @@ def _pod_lines(members: list[PodState]) -> tuple[str, ...]:
     ns = (f"namespace {p.namespace}",) if p.namespace != "default" else ()
     host = " hostNetwork" if p.host_network else ""
     if len(members) == 1:
-        return (p.name, f"{p.ip}{host}", *ns)
+        return (p.name, f"{p.ip}{host}", *p.pod_ips[1:], *ns)
     what = p.owner or "pods without owner"
-    addresses = [ip_address(m.ip) for m in members]
-    ips = f"{min(addresses)} … {max(addresses)}" if not p.host_network else f"{p.ip}{host}"
-    return (f"{what} ×{len(members)}", ips, *ns)
+    if p.host_network:
+        return (f"{what} ×{len(members)}", f"{p.ip}{host}", *ns)
+    ranges = []
+    for i in range(len(p.pod_ips)):   # one range per family, in the cluster's order
+        addresses = [ip_address(m.pod_ips[i]) for m in members if len(m.pod_ips) > i]
+        ranges.append(f"{min(addresses)} … {max(addresses)}")
+    return (f"{what} ×{len(members)}", *ranges, *ns)
 
 
 def _service_lines(s: ServiceState) -> tuple[str, ...]:
@@ -154,7 +160,7 @@ def _service_lines(s: ServiceState) -> tuple[str, ...]:
         return (f"svc {s.name}", f"ExternalName → {s.external_name}", *ns)
     ports = ", ".join(f"{p.port}:{p.node_port}/{p.protocol}" if p.node_port else f"{p.port}/{p.protocol}"
                       for p in s.ports)
-    return (f"svc {s.name}", f"{s.type} {s.cluster_ip or 'None (headless)'}", ports, *ns)
+    return (f"svc {s.name}", f"{s.type} {s.cluster_ip or 'None (headless)'}", *s.cluster_ips[1:], ports, *ns)
 
 
 def _services(state: ClusterState, ready: Optional[Mapping[str, bool]], pod_box: dict[str, str], ids: Ids):
@@ -163,7 +169,9 @@ def _services(state: ClusterState, ready: Optional[Mapping[str, bool]], pod_box:
     boxes, links = [], []
     for s in state.services:
         box_id = ids.new("svc", s.namespace, s.name)
-        eps = [e for sl in slices if (sl.namespace, sl.service) == (s.namespace, s.name) for e in sl.endpoints]
+        # one endpoint per pod: a dual-stack Service has a slice per family with the same pods in each
+        eps = list({e.pod or e.address: e for sl in slices if (sl.namespace, sl.service) == (s.namespace, s.name)
+                    for e in sl.endpoints}.values())
         counted = ((f"endpoints: {sum(e.ready for e in eps)} ready of {len(eps)}",)
                    if ready is not None and eps else ())
         boxes.append(Box(box_id, (*_service_lines(s), *counted), "service", (f"svc/{s.key}",)))

@@ -161,21 +161,25 @@ def _under_policies(state: ClusterState, exps: list[Expectation]) -> list[Expect
 
 # --- the topology's `checks:` ---
 
-def _endpoints(state: ClusterState, ref: Ref, protocol: str) -> list[tuple[str, str, str, Optional[int]]]:
-    """(label, netns, ip, default port) for every object a reference names. A Service is its
-    ClusterIP (it has no namespace to send from); its default port is its first of the protocol."""
+def _endpoints(state: ClusterState, ref: Ref, protocol: str) -> list[tuple[str, str, dict[int, str], Optional[int]]]:
+    """(label, netns, {family: ip}, default port) for every object a reference names. A Service is
+    its ClusterIPs (it has no namespace to send from); its default port is its first of the protocol."""
     if ref.kind == "svc":
         svcs = [s for s in state.services if s.namespace == ref.namespace and s.name == ref.name and s.cluster_ip]
-        return [(f"svc/{s.key}", "", s.cluster_ip, next((p.port for p in s.ports if p.protocol == protocol), None))
-                for s in svcs]
+        return [(f"svc/{s.key}", "", _by_family(s.cluster_ips or (s.cluster_ip,)),
+                 next((p.port for p in s.ports if p.protocol == protocol), None)) for s in svcs]
     if ref.kind in ("node", "host"):
         machines = state.nodes if ref.kind == "node" else state.hosts
-        return [(f"{ref.kind}/{m.name}", m.netns, m.ip, None) for m in machines if m.name == ref.name]
+        return [(f"{ref.kind}/{m.name}", m.netns, _by_family((m.ip, m.ip6)), None) for m in machines if m.name == ref.name]
     if ref.kind == "pod":
         pods = [p for p in state.pods if p.namespace == ref.namespace and p.name == ref.name]
     else:
         pods = [p for p in state.pods if p.namespace == ref.namespace and p.owner == f"Deployment/{ref.name}"]
-    return [(p.key, p.netns, p.ip, _netexec_port(p, protocol)) for p in pods]
+    return [(p.key, p.netns, _by_family(p.pod_ips), _netexec_port(p, protocol)) for p in pods]
+
+
+def _by_family(addresses) -> dict[int, str]:
+    return {ip_address(a).version: a for a in addresses if a}
 
 
 def _netexec_port(pod: PodState, protocol: str) -> Optional[int]:
@@ -187,17 +191,21 @@ def _netexec_port(pod: PodState, protocol: str) -> Optional[int]:
 
 
 def check_expectations(state: ClusterState) -> list[Expectation]:
+    """A row per check, source, target and family both ends have (a dual-stack pod to a
+    dual-stack pod: an IPv4 row and an IPv6 row, each to the target's address of that family)."""
     out = []
     for c in state.checks:
         src_ref, dst_ref = parse_ref(c.src), parse_ref(c.dst)
-        for s_label, s_netns, _, _ in _endpoints(state, src_ref, c.protocol):
+        for s_label, s_netns, s_ips, _ in _endpoints(state, src_ref, c.protocol):
             if not s_netns:
                 continue  # a Service sends nothing
-            for d_label, _, d_ip, default_port in _endpoints(state, dst_ref, c.protocol):
+            for d_label, _, d_ips, default_port in _endpoints(state, dst_ref, c.protocol):
                 port = dst_ref.port if dst_ref.port is not None else default_port
-                subject = f"{c.name}: {s_label} -> {d_label} ({d_ip}:{port}/{c.protocol})"
-                out.append(Expectation("checks", subject, Probe(s_netns, d_ip, port or 0, c.protocol),
-                                       reply=c.expect == "allow", refused=c.expect == "refused"))
+                for family in (f for f in state.families if f in s_ips and f in d_ips):
+                    d_ip = d_ips[family]
+                    subject = f"{c.name}: {s_label} -> {d_label} ({_hostport(d_ip, port)}/{c.protocol})"
+                    out.append(Expectation("checks", subject, Probe(s_netns, d_ip, port or 0, c.protocol),
+                                           reply=c.expect == "allow", refused=c.expect == "refused"))
     return out
 
 

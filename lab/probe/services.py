@@ -22,7 +22,7 @@ from typing import Mapping, Optional, Sequence
 
 from lab.controlplane.endpoints import ready_by_service
 from lab.controlplane.state import (
-    HOST_PORT, ClusterState, EndpointSliceState, PodState, ServiceState, container_key,
+    HOST_PORT, ClusterState, EndpointSliceState, HostState, PodState, ServiceState, container_key,
 )
 from lab.kube_proxy import proxiers
 from lab.kube_proxy.model import ServicePort, service_port_name
@@ -150,17 +150,25 @@ def plan(state: ClusterState, slices: Sequence[EndpointSliceState], sample: Opti
     gateway = state.nat_gateway()
     for h in state.hosts:
         for c in clients:
-            allowed = policy.allowed(state, c, h.ip, HOST_PORT, "TCP")  # an egress policy may forbid it
-            # the node masquerades what leaves the pod range (kube-proxy's egress rule, `-s podCIDR
-            # ! -d podCIDR`) to its address; behind a NAT gateway the public segment sees the gateway's.
-            # A host inside the pod range (network: vpc: the VPC subnet) sees the pod's own address.
-            seen = gateway.public_ip if h.network == "public" and gateway else \
-                c.ip if ip_address(h.ip) in ip_network(state.pod_cidr) else state.node(c.node).ip
-            asks.append(Ask("egress", f"{c.key} ({c.ip}) -> host/{h.name} ({h.ip}:{HOST_PORT}), seen as {seen}"
-                            + ("" if allowed else " (denied by NetworkPolicy)"),
-                            Probe(c.netns, h.ip, HOST_PORT), servers=frozenset({h.name}),
-                            source=seen, reply=allowed))
+            for family in (f for f in state.families if c.ip_of(f) and h.address_of(f)):  # a row per family
+                asks.append(_egress(state, c, h, family, gateway))
     return asks
+
+
+
+def _egress(state: ClusterState, c: PodState, h: HostState, family: int, gateway: Optional[HostState]) -> Ask:
+    """A pod's connection to a host in one family. The node masquerades what leaves the pod range
+    (ip-masq-agent's rule, per family: `-s podCIDR ! -d podCIDR`) to its address of that family;
+    behind a NAT gateway (IPv4 only) the public segment sees the gateway's. A host inside the pod
+    range (network: vpc: the VPC subnet) sees the pod's own address."""
+    src, dst = c.ip_of(family), h.address_of(family)
+    allowed = policy.allowed(state, c, dst, HOST_PORT, "TCP", family)  # an egress policy may forbid it
+    seen = gateway.public_ip if h.network == "public" and gateway else \
+        src if ip_address(dst) in ip_network(state.pod_cidr_of(family)) else state.node(c.node).address_of(family)
+    target = f"[{dst}]:{HOST_PORT}" if family == 6 else f"{dst}:{HOST_PORT}"
+    return Ask("egress", f"{c.key} ({src}) -> host/{h.name} ({target}), seen as {seen}"
+               + ("" if allowed else " (denied by NetworkPolicy)"),
+               Probe(c.netns, dst, HOST_PORT), servers=frozenset({h.name}), source=seen, reply=allowed)
 
 
 def _families(state: ClusterState):

@@ -20,7 +20,8 @@ def next_hop(state: ClusterState, node: NodeState, peer: NodeState) -> NextHop:
 
 
 def _eth0(state: ClusterState, n: NodeState) -> tuple[str, ...]:
-    return tuple(f"{p.pod_cidr} via {p.ip}" for p in state.nodes if p.name != n.name)
+    return tuple(f"{p.pod_cidr_of(family)} via {p.address_of(family)}"
+                 for p in state.nodes if p.name != n.name for family in state.families)
 
 
 BACKEND = Backend("host-gw", render, next_hop=next_hop, drawing=Drawing(eth0=_eth0), ipv6=True)

@@ -75,11 +75,16 @@ def crossing(state: ClusterState, a: NodeState, b: NodeState, src: str, dst: str
 
 
 def _vtep(state: ClusterState, n: NodeState) -> tuple[str, ...]:
-    return (f"{DEVICE} VTEP", f"{ip_network(n.pod_cidr).network_address}/32")
+    """One box for the node's VTEPs, one per family (flannel.1, flannel-v6.1 with an IPv6 family)."""
+    lines: tuple[str, ...] = ()
+    for family in state.families:
+        own = ip_network(n.pod_cidr_of(family))
+        lines += (f"{device(family)} VTEP", f"{own.network_address}/{own.max_prefixlen}")
+    return lines
 
 
 def _tunnels(state: ClusterState) -> list:
-    label = f"VXLAN VNI {VNI}, UDP {PORT}"
+    label = f"VXLAN VNI {VNI}, UDP {PORT}" + (" over IPv4 and IPv6" if len(state.families) > 1 else "")
     if len(state.nodes) <= MESH_UP_TO:
         return [(("vtep", a.name), ("vtep", b.name), label, "tunnel") for a, b in combinations(state.nodes, 2)]
     return [(("vtep", n.name), ("switch", ""), f"{label} to every node", "tunnel") for n in state.nodes]

@@ -100,6 +100,9 @@ def test_lab_check_probes_each_family_and_expects_the_policys_per_family_verdict
     assert to_guarded and all(("denied by NetworkPolicy" in r["subject"]) == ("[fd00" in r["subject"])
                               for r in to_guarded)
     assert any(r["check"] == "node-to-pod" and "[fd00:10:244:" in r["subject"] for r in rows)
+    # the topology's own check and egress have a row per family; IPv6 egress is masqueraded to the node
+    for check, v6 in (("checks", "([fd00:10:244:"), ("egress", "([fd00:172:18::")):
+        assert {v6 in r["subject"] for r in rows if r["check"] == check} == {True, False}, check
 
 
 def test_the_ipv6_truth_table_matches_the_policies(dual):

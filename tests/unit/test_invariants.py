@@ -310,3 +310,51 @@ def test_a_run_for_some_rows_sends_only_their_probes(monkeypatch):
     outcomes = invariants.run(state, only=["node-to-pod"])
     assert {o.check for o in outcomes} == {"node-to-pod"}
     assert len(sent) == len(of(expectations(state), "node-to-pod"))
+
+
+# --- the topology's checks on a dual-stack cluster: a row per family ---
+
+@pytest.fixture(scope="module")
+def dual() -> ClusterState:
+    return plan(Topology.model_validate(yaml.safe_load((ROOT / "topologies" / "dual-stack.yaml").read_text())))
+
+
+def test_a_dual_stack_check_has_a_row_per_family_to_that_familys_address(dual):
+    rows = check_expectations(dual)
+    backends = pod(dual, "backend")
+    assert len(backends) == 3 and len(rows) == 6
+    assert {e.probe.dst_ip for e in rows} == {ip for p in backends for ip in p.pod_ips}
+    assert {e.probe.src_netns for e in rows} == {next(p.netns for p in dual.pods if p.name == "client")}
+    b, name = backends[0], "pod/client -> deploy/backend:8080 (TCP) allow"
+    assert {e.subject for e in rows if e.probe.dst_ip in b.pod_ips} == {
+        f"{name}: default/client -> {b.key} ({b.ip_of(4)}:8080/TCP)",
+        f"{name}: default/client -> {b.key} ([{b.ip_of(6)}]:8080/TCP)"}
+
+
+def test_each_row_probes_only_the_families_both_ends_have(dual):
+    s = with_checks(dual, ("n2p", "node/worker1", "pod/client:8080", "TCP", "allow"),
+                    ("h2p", "host/internet", "pod/client:8080", "TCP", "allow"),
+                    ("svc", "pod/client", "svc/backend", "TCP", "allow"),
+                    ("svc6", "pod/client", "svc/backend-v6", "TCP", "allow"))
+    by = Counter(e.subject.split(":")[0] for e in check_expectations(s))
+    assert by == {"n2p": 2, "h2p": 2, "svc": 2, "svc6": 1}
+    backend = next(x for x in dual.services if x.name == "backend")
+    v6 = next(x for x in dual.services if x.name == "backend-v6")
+    dsts = {e.probe.dst_ip for e in check_expectations(s) if e.subject.startswith("svc")}
+    assert dsts == {*backend.cluster_ips, v6.cluster_ip} and len(backend.cluster_ips) == 2
+    worker1 = next(n for n in dual.nodes if n.name == "worker1")
+    assert {e.probe.src_netns for e in check_expectations(s) if e.subject.startswith("n2p")} == {worker1.netns}
+
+
+def test_only_the_ipv6_rows_fail_when_only_the_ipv6_path_is_broken(dual):
+    rows = check_expectations(dual)
+    outcomes = [judge(e, reply(e, None) if ":" not in e.probe.dst_ip else no_reply(e)) for e in rows]
+    failed = [o.subject for o in outcomes if not o.passed]
+    assert len(failed) == 3 and all("([fd00:" in s for s in failed)
+    assert all(o.passed for o in outcomes if "([fd00:" not in o.subject)
+
+
+def test_an_ipv6_only_check_has_ipv6_rows_only():
+    state = plan(Topology.model_validate(yaml.safe_load((ROOT / "topologies" / "ipv6-only.yaml").read_text())))
+    rows = check_expectations(state)
+    assert rows and all(":" in e.probe.dst_ip for e in rows)

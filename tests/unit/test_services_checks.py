@@ -666,3 +666,23 @@ def test_a_same_named_pod_in_another_namespace_is_no_hairpin():
     assert asks and all(a.servers == {"web"} for a in asks)
     outcomes = judge(st, asks, [reply(a, "web", st.nodes[0].gateway) for a in asks])  # SNATed
     assert not all(o.passed for o in outcomes)
+
+
+def test_dual_stack_egress_has_a_row_per_family_seen_as_the_nodes_address_of_it():
+    st = shipped_state("dual-stack")
+    asks = [a for a in plan(st, endpoint_slices(st)) if a.check == "egress"]
+    clients = [p for p in st.pods if not p.host_network]
+    host = st.hosts[0]
+    assert len(asks) == 2 * len(clients)
+    by_dst = {f: [a for a in asks if a.probe.dst_ip == host.address_of(f)] for f in (4, 6)}
+    assert len(by_dst[4]) == len(by_dst[6]) == len(clients)
+    by_netns = {p.netns: p for p in clients}
+    for f, rows in by_dst.items():
+        assert all(a.source == st.node(by_netns[a.probe.src_netns].node).address_of(f) for a in rows)
+    a6 = by_dst[6][0]
+    client = by_netns[a6.probe.src_netns]
+    assert a6.subject == f"{client.key} ({client.ip_of(6)}) -> host/{host.name} ([{host.ip6}]:{HOST_PORT}), seen as {a6.source}"
+    # an IPv6 reply seen from the pod's own address: ip-masq-agent's IPv6 rule did not masquerade
+    o = judged(st, a6, reply(a6, host.name, client.ip_of(6)))
+    assert not o.passed and f"expected {a6.source}" in o.observed
+    assert judged(st, a6, reply(a6, host.name, a6.source)).passed
