@@ -187,7 +187,7 @@ def _connect(obs: Observed, netns: str, dst: str, port: int, protocol: str, time
                 else:
                     s.send(b"whoami")
                     obs.server, _, text = s.recv(65536).decode(errors="replace").rpartition(" ")
-                obs.seen = text.strip().rpartition(":")[0]
+                obs.seen = text.strip().rpartition(":")[0].strip("[]")   # netexec writes [IPv6]:port
                 obs.ok = True
             except OSError as e:
                 obs.error = events.TIMED_OUT if isinstance(e, socket.timeout) else (e.strerror or str(e)).lower()
