@@ -52,7 +52,8 @@ def after_masquerade(state: ClusterState, hops: list[predict.Hop], dst: Target, 
     if protocol == "ICMP" or not any(h.kind == "snat" and h.expect for h in hops):
         return None
     backend = routing.backend(state)
-    sources = sorted({ip for n in state.nodes for ip in backend.node_addresses(state, n.name)})
+    sources = sorted({ip for n in state.nodes for ip in backend.node_addresses(state, n.name)
+                      if (":" in ip) == (dst.family == 6)})   # the probe's family only
     eps = [e for h in hops if h.kind == "dnat" for e in h.expect]
     dsts = sorted({e.rpartition(":")[0].strip("[]") for e in eps} or {dst.ip})
     ports = sorted({int(e.rpartition(":")[2]) for e in eps} or ({dst.port} if dst.port else set()))
@@ -77,7 +78,7 @@ def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
         # the source, every node, every namespace a hop happens in (pods, hosts), every possible endpoint
         endpoints = {e.rpartition(":")[0].strip("[]") for e in _endpoints(hops)}
         on_path = [src.netns, *(n.netns for n in state.nodes), *(h.namespace for h in hops if h.namespace),
-                   *(p.netns for p in state.pods if p.ip in endpoints and not p.host_network)]
+                   *(p.netns for p in state.pods if endpoints & set(p.pod_ips) and not p.host_network)]
         obs = watch.observe(src.netns, dst.ip, dst.port or 0, protocol, on_path, {n.netns for n in state.nodes},
                             leg=after_masquerade(state, hops, dst, protocol), capture=capture,
                             cgroup_dir=socket_cgroups(state).get(src.netns, ""), keep=keep)

@@ -131,3 +131,13 @@ def test_the_overlay_target_names_each_familys_vtep():
     dual = shipped_state("dual-stack")
     apply, _ = _fault(dual, "mtu", "overlay/worker1", {"value": 1300})
     assert len(apply) == 2 and "flannel.1" in apply[0] and "flannel-v6.1" in apply[1]
+
+
+def test_a_masquerade_leg_in_ipv6_lists_ipv6_node_addresses_only():
+    from lab.trace.run import after_masquerade
+
+    state = shipped_state("dual-stack")
+    _, d, hops = _walk("dual-stack", "client", "svc/backend:80", family=6)
+    hops = [*hops, predict.Hop(99, "x", "", "", "masquerade", "snat", ("fd00:172:18::3",))]
+    leg = after_masquerade(state, hops, d, "TCP")
+    assert leg.sources and all(":" in ip for ip in leg.sources + leg.destinations)
