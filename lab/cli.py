@@ -783,7 +783,7 @@ def cmd_trace(a) -> int:
 
     rec = record.find(a.lab)
     protocol = a.protocol.upper()
-    src, dst = run.targets(rec.state, a.src, a.dst, protocol, a.namespace)
+    src, dst = run.targets(rec.state, a.src, a.dst, protocol, a.namespace, a.family or None)
     if a.http_host or a.path or a.header:
         dst = run.with_request(dst, a.http_host, a.path, a.header)
     keep = _pcap_dir(a, rec, protocol)
@@ -1009,6 +1009,9 @@ def _parser(only: Optional[str] = None) -> argparse.ArgumentParser:
                    help="a Gateway: a request header its routes may match (may be given several times)")
     p.add_argument("--protocol", "-p", default="TCP", type=str.upper, choices=["TCP", "UDP", "ICMP"],
                    help="TCP (default), UDP or ICMP (an echo request traced by its id)")
+    p.add_argument("--family", type=int, choices=[4, 6], default=0,
+                   help="a named DST's address of that family (default: the cluster's primary; an IP DST says "
+                        "its own): a dual-stack lab is traced per family, the source follows the destination's")
     p.add_argument("--no-capture", action="store_true",
                    help="no tcpdump on the path's interfaces (by default, if installed, it captures the probe's packets)")
     p.add_argument("--pcap", metavar="FILE",

@@ -30,10 +30,12 @@ class KindInfo:
     params: dict[str, Param] = field(default_factory=dict)
 
 
-_DEV = Param("choice", "the node's link (default its underlay eth0)", choices=("eth0", "cni0", "flannel.1"))
+_DEV = Param("choice", "the node's link (default its underlay eth0)", choices=("eth0", "cni0", "flannel.1", "flannel-v6.1"))
 _SIDE = Param("choice", "pod: its eth0 (default); host: the host-side veth (the bridge port)", choices=("pod", "host"))
 _TO = Param("node", "node/OTHER: the route to that node's podCIDR")
-_CIDR = Param("cidr", "the route to this CIDR instead")
+_CIDR = Param("cidr", "the route to this CIDR instead (IPv4 or IPv6)")
+_FAMILY = Param("choice", "with to=/via=: that node's podCIDR of this IP family (default the cluster's primary)",
+                choices=("4", "6"))
 _LINK = {"dev": _DEV, "side": _SIDE}
 _SYSCTL = ("ip_forward", "rp_filter", "bridge-nf-call-iptables")
 
@@ -44,12 +46,12 @@ KINDS: dict[str, KindInfo] = {
                           ("node", "pod"), {**_LINK, "count": Param("int", "times down and up", 3, low=1, high=1000),
                                             "period": Param("float", "seconds per down+up", 1.0, low=0.01, high=60)}),
     "route-delete": KindInfo("delete the node's route to a podCIDR (to=node/X) or to cidr=", ("node",),
-                             {"to": _TO, "cidr": _CIDR}),
+                             {"to": _TO, "cidr": _CIDR, "family": _FAMILY}),
     "route-blackhole": KindInfo("replace the node's route to a podCIDR (to=node/X) or cidr= by a blackhole", ("node",),
-                                {"to": _TO, "cidr": _CIDR}),
+                                {"to": _TO, "cidr": _CIDR, "family": _FAMILY}),
     "route-wrong": KindInfo("route X's podCIDR through node Y on this node", ("node",),
                             {"to": Param("node", "node/X: whose podCIDR", required=True),
-                             "via": Param("node", "node/Y: the wrong next hop", required=True)}),
+                             "via": Param("node", "node/Y: the wrong next hop", required=True), "family": _FAMILY}),
     "drop": KindInfo("drop a protocol (and port) on a link with the lab's own nft table (e.g. proto=udp port=8472: VXLAN)",
                      ("node", "pod"), {"proto": Param("choice", "what to drop", required=True, choices=("udp", "tcp", "icmp")),
                                        "port": Param("int", "destination port (udp, tcp)", low=1, high=65535),

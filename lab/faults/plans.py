@@ -32,12 +32,14 @@ def _links(state: ClusterState, t: Target, p: dict) -> list[tuple]:
     if t.kind == "node":
         return [("link", node(state, t.name).netns, p.get("dev") or "eth0")]
     if t.kind == "overlay":
-        device = routing.backend(state).overlay_device
-        if not device:
+        backend = routing.backend(state)
+        if not backend.overlay_device:
             having = ", ".join(b.name for b in routing.BACKENDS.values() if b.overlay_device)
             raise LabError(f"lab {state.lab} has no overlay device (network: {state.network}; only {having} has one)")
+        # one device per family the cluster has (flannel.1, flannel-v6.1): an IPv6-only lab has no flannel.1
+        devices = [backend.overlay_device if f == 4 else backend.overlay_device6 for f in state.families]
         chosen = [node(state, t.name)] if t.name else list(state.nodes)
-        return [("link", n.netns, device) for n in chosen]
+        return [("link", n.netns, d) for n in chosen for d in devices if d]
     sp = sandboxed(state, t.name)
     if p.get("dev") not in (None, "eth0"):
         raise LabError(f"a pod has one link, eth0; dev={p['dev']} is for node/NAME")
@@ -89,8 +91,14 @@ def _route_reads(state, t, p) -> list[tuple]:
     return [("routes", node(state, t.name).netns)]
 
 
-def _cidr_of(state: ClusterState, ref: str) -> str:
-    return node(state, ref.partition("/")[2]).pod_cidr
+def _cidr_of(state: ClusterState, ref: str, family: str = "") -> str:
+    """The node's podCIDR of the family (default the cluster's primary)."""
+    n = node(state, ref.partition("/")[2])
+    cidr = n.pod_cidr_of(int(family)) if family else n.pod_cidr
+    if not cidr:
+        raise LabError(f"family={family}: lab {state.lab} has no IPv{family} pod network; its families: "
+                       f"{', '.join(f'IPv{f}' for f in state.families)}")
+    return cidr
 
 
 def _routes_to(routes: list, cidr: str) -> list[dict]:
@@ -100,8 +108,8 @@ def _routes_to(routes: list, cidr: str) -> list[dict]:
 def _route(state, t, p, observed, fid):
     n = node(state, t.name)
     routes = _seen(observed, ("routes", n.netns))
-    cidr = _cidr_of(state, p["to"]) if p.get("to") else p["cidr"]
-    if cidr == n.pod_cidr:
+    cidr = _cidr_of(state, p["to"], p.get("family") or "") if p.get("to") else p["cidr"]
+    if cidr in n.cidrs:
         raise LabError(f"{cidr} is node {n.name}'s own podCIDR (on its bridge): pick another node's")
     old = _routes_to(routes, cidr)
     restore = [f"route replace {ops.route_line(r)}" for r in old]
@@ -113,7 +121,7 @@ def _route(state, t, p, observed, fid):
     elif p["kind"] == "route-blackhole":
         apply = [f"route replace blackhole {cidr}{metric}"]
     else:
-        via = _routes_to(routes, _cidr_of(state, p["via"]))
+        via = _routes_to(routes, _cidr_of(state, p["via"], p.get("family") or ""))
         if not via:
             raise LabError(f"node {n.name} has no route to {p['via']}'s podCIDR to copy the next hop from")
         wrong = {k: v for k, v in via[0].items() if k in ("gateway", "dev", "flags", "type")}

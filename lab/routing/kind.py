@@ -114,6 +114,7 @@ class Backend:
     drawing: Drawing = field(default_factory=Drawing)
     # lab fault
     overlay_device: str = ""         # target overlay[/NODE]: the device each node carries pod traffic on
+    overlay_device6: str = ""        # ... its IPv6 pods (flannel-v6.1)
     node_daemon: str = ""            # stop|kill node/NAME: the per-node routing daemon ("bgpd")
     faults: tuple[str, ...] = ()     # fault kinds only this network has (bgp-peer-as)
     # its routing sessions, for those faults: (state, node) -> [(peer, its address, iBGP?)], and the

@@ -4,7 +4,7 @@ With an IPv6 family, flannel's second VTEP flannel-v6.1 does the same for the IP
 over the IPv6 underlay (its address added with nodad: no DAD delay before the first packet)."""
 from __future__ import annotations
 
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 from itertools import combinations
 
 from lab.controlplane import naming
@@ -58,20 +58,24 @@ MESH_UP_TO = 4  # nodes; beyond this lab graph links each VTEP to the underlay i
 
 
 def next_hop(state: ClusterState, node: NodeState, peer: NodeState) -> NextHop:
+    """The route to a peer's pod subnet (an IPv6 one through flannel-v6.1: lab.trace walks one
+    family's view of the state, lab.trace.family)."""
     gw = ip_network(peer.pod_cidr).network_address
-    return NextHop(DEVICE, str(gw), f"{peer.pod_cidr} via {gw} dev {DEVICE} onlink (VXLAN to {peer.name})")
+    dev = device(gw.version)
+    return NextHop(dev, str(gw), f"{peer.pod_cidr} via {gw} dev {dev} onlink (VXLAN to {peer.name})")
 
 
 def crossing(state: ClusterState, a: NodeState, b: NodeState, src: str, dst: str) -> Crossing:
+    dev = device(ip_address(dst).version)
     return Crossing((
-        WireHop(f"{DEVICE} (VXLAN) on {a.name}", a.netns, "eth0",
+        WireHop(f"{dev} (VXLAN) on {a.name}", a.netns, "eth0",
                 f"encapsulates: outer {a.ip} → {b.ip} UDP dport {PORT}, VNI {VNI}; inner {src} → {dst}",
                 "encap", (a.ip, b.ip, str(PORT))),
         WireHop("underlay", "", state.switch_name, f"switch {state.switch_name} carries UDP {a.ip} → {b.ip}:{PORT}"),
-        WireHop(f"{DEVICE} (VXLAN) on {b.name}", b.netns, "eth0",
-                f"eth0 receives UDP {PORT}; {DEVICE} decapsulates VNI {VNI}: inner {src} → {dst}",
+        WireHop(f"{dev} (VXLAN) on {b.name}", b.netns, "eth0",
+                f"eth0 receives UDP {PORT}; {dev} decapsulates VNI {VNI}: inner {src} → {dst}",
                 "arrive", ("eth0", str(PORT), a.ip, b.ip)),
-    ), DEVICE)
+    ), dev)
 
 
 def _vtep(state: ClusterState, n: NodeState) -> tuple[str, ...]:
@@ -91,4 +95,5 @@ def _tunnels(state: ClusterState) -> list:
 
 
 BACKEND = Backend("vxlan", render, tunnel=True, next_hop=next_hop, crossing=crossing,
-                  drawing=Drawing(vtep=_vtep, links=_tunnels), overlay_device=DEVICE, ipv6=True)
+                  drawing=Drawing(vtep=_vtep, links=_tunnels), overlay_device=DEVICE, overlay_device6=DEVICE6,
+                  ipv6=True)

@@ -54,7 +54,8 @@ def _read(rec: LabRecord, read: tuple):
         peers = _json(["ip", "-n", read[2], "-d", "-j", "link", "show"]) or []
         return next((l for l in peers if l["ifindex"] == mine[0].get("link_index")), None)
     if what == "routes":
-        return _json(["ip", "-n", read[1], "-d", "-j", "route", "show"]) or []
+        six = (_json(["ip", "-6", "-n", read[1], "-d", "-j", "route", "show"]) or []) if 6 in rec.state.families else []
+        return (_json(["ip", "-n", read[1], "-d", "-j", "route", "show"]) or []) + six
     if what == "neigh":
         return _json(["ip", "-n", read[1], "-j", "neigh", "show", "nud", "permanent"]) or []
     if what == "qdisc":

@@ -39,7 +39,8 @@ class Conn:
 
     @property
     def dnat(self) -> Optional[str]:
-        return f"{self.reply[0]}:{self.reply[2]}" if (self.reply[0], self.reply[2]) != (self.orig[1], self.orig[3]) \
+        ip = f"[{self.reply[0]}]" if ":" in self.reply[0] else self.reply[0]   # as an Endpoint writes it
+        return f"{ip}:{self.reply[2]}" if (self.reply[0], self.reply[2]) != (self.orig[1], self.orig[3]) \
             else None
 
     @property
@@ -235,7 +236,7 @@ def _tclb(hop: Hop, obs: Observed) -> tuple[str, str]:
     came = [v.packet for v in _visits(obs, hop.namespace) if v.packet.get("IN").startswith(hop.interface)]
     if not came:
         return f"nothing of the probe seen coming in on {hop.interface}", DIFFERENT if obs.ok else UNSEEN
-    ips = {e.rpartition(":")[0] for e in endpoints}
+    ips = {e.rpartition(":")[0].strip("[]") for e in endpoints}
     done = next((p for p in came if p.get("SRC") == source and p.get("DST") in ips
                  and f"{p.get('DST')}:{p.get('DPORT')}" in endpoints), None)
     if done is None:

@@ -177,7 +177,7 @@ def parse_capture(text: str) -> list[Captured]:
 def captures_of_probe(records: list[Captured], ports: set[str]) -> list[Captured]:
     """The captured packets that carry one of the probe's ports (ICMP records have none: kept)."""
     def mine(c: Captured) -> bool:   # a VXLAN packet: its inner header (after " | ") decides
-        found = set(re.findall(r"\d+\.\d+\.\d+\.\d+\.(\d+)[ :]", c.text.rpartition(" | ")[2] + " "))
+        found = set(re.findall(r"(?:\d+\.\d+\.\d+\.\d+|[0-9a-f]*:[0-9a-f:]+)\.(\d+)[ :]", c.text.rpartition(" | ")[2] + " "))
         return not found or bool(found & ports)
     return [c for c in records if mine(c)]
 

@@ -47,15 +47,19 @@ def table_name(sport: int) -> str:
     return f"{TABLE}_{sport}"
 
 
-def trace_rules(protocol: str, sport: int, leg: Optional[Leg] = None) -> str:
+def trace_rules(protocol: str, sport: int, leg: Optional[Leg] = None, family: int = 4) -> str:
     """The nft table for one probe: nftrace on its packets, before raw (a fault's drop is seen).
     The matches jump to a chain whose one rule sets nftrace: xtables-monitor prints (and must be
     able to parse) every rule a traced packet meets, and it cannot parse e.g. `icmp id`; the
     matching rules run before the flag is set, so they are never printed.
     Offsets in a VXLAN packet (@th: its UDP header): the inner IPv4 header starts at bit 240
     (UDP 8 + VXLAN 8 + Ethernet 14 bytes): protocol at 312, addresses at 336 and 368; the inner
-    transport header at 400 (ports at 400 and 416, the TCP flags at 504, the ICMP id at 432)."""
+    transport header at 400 (ports at 400 and 416, the TCP flags at 504, the ICMP id at 432).
+    family 6: an `ip6` table; flannel-v6.1's inner IPv6 header (40 bytes) puts the inner ports at
+    560 and 576 and the TCP flags at 664 (a masquerade's leg is matched outside VXLAN only)."""
     p = protocol.lower()
+    if family == 6:
+        return _trace_rules6(p, sport, leg)
     if p == "icmp":
         marks = [f"icmp type {{ echo-request, echo-reply }} icmp id {sport}",
                  f"udp dport {VXLAN_PORT} @th,312,8 1 @th,432,16 {sport}"]
@@ -75,17 +79,44 @@ def trace_rules(protocol: str, sport: int, leg: Optional[Leg] = None) -> str:
                       f"@th,368,32 {hdst} @th,416,16 {ports}{inner_syn}",
                       f"udp dport {VXLAN_PORT} @th,312,8 {6 if p == 'tcp' else 17} @th,336,32 {hdst} "
                       f"@th,368,32 {hsrc} @th,400,16 {ports}{inner_syn}"]
+    return _table("ip", table_name(sport), marks)
+
+
+def _table(family: str, t: str, marks: list[str]) -> str:
     body = "".join(f"    {m} jump flag\n" for m in marks)
     chains = "".join(f"  chain {hook} {{\n    type filter hook {hook} priority -350; policy accept;\n{body}  }}\n"
                      for hook in ("prerouting", "output"))
-    t = table_name(sport)
-    return f"table ip {t} {{}}\ndelete table ip {t}\ntable ip {t} {{\n  chain flag {{\n    meta nftrace set 1\n  }}\n{chains}}}\n"
+    return f"table {family} {t} {{}}\ndelete table {family} {t}\ntable {family} {t} {{\n  chain flag {{\n" \
+           f"    meta nftrace set 1\n  }}\n{chains}}}\n"
 
 
-def capture_filter(protocol: str, sport: int, leg: Optional[Leg] = None) -> str:
+def _trace_rules6(p: str, sport: int, leg: Optional[Leg]) -> str:
+    syn, inner_syn = (" tcp flags & syn == syn", " @th,664,8 & 0x02 == 0x02") if p == "tcp" else ("", "")
+    marks = [f"{p} sport {sport}{syn}", f"{p} dport {sport}{syn}",
+             f"udp dport {VXLAN_PORT} @th,560,16 {sport}{inner_syn}",
+             f"udp dport {VXLAN_PORT} @th,576,16 {sport}{inner_syn}"]
+    if leg is not None and leg.sources and leg.destinations and leg.ports:
+        src, dst, ports = _set(leg.sources), _set(leg.destinations), _set(leg.ports)
+        marks += [f"ip6 saddr {src} ip6 daddr {dst} {p} dport {ports}{syn}",
+                  f"ip6 saddr {dst} ip6 daddr {src} {p} sport {ports}{syn}"]
+    return _table("ip6", table_name(sport), marks)
+
+
+def capture_filter(protocol: str, sport: int, leg: Optional[Leg] = None, family: int = 4) -> str:
     """tcpdump's BPF filter for the same packets (the whole connection, not only its handshake).
-    udp[N] counts from the outer UDP header: the inner IPv4 header at 30, the inner ports at 50/52."""
+    udp[N] counts from the outer UDP header: the inner IPv4 header at 30, the inner ports at 50/52.
+    family 6: tcpdump has no udp[N] over IPv6; ip6[N] counts from flannel-v6.1's outer IPv6 header
+    (40 bytes, then UDP 8, VXLAN 8, Ethernet 14, the inner IPv6 header 40): the inner ports at 110/112."""
     p = protocol.lower()
+    if family == 6:
+        parts = [f"({p} port {sport})",
+                 f"(udp port {VXLAN_PORT} and (ip6[110:2] = {sport} or ip6[112:2] = {sport}))"]
+        if leg is not None and leg.sources and leg.destinations and leg.ports:
+            def any6(fmt: str, items: Iterable[object]) -> str:
+                return "(" + " or ".join(fmt.format(i) for i in sorted(set(items), key=str)) + ")"
+            parts.append(f"({p} and {any6('host {}', leg.sources)} and {any6('host {}', leg.destinations)} and "
+                         f"{any6('port {}', leg.ports)})")
+        return " or ".join(parts)
     if p == "icmp":
         return f"(icmp and icmp[4:2] = {sport}) or (udp port {VXLAN_PORT} and udp[39:1] = 1 and udp[54:2] = {sport})"
     parts = [f"({p} port {sport})", f"(udp port {VXLAN_PORT} and (udp[50:2] = {sport} or udp[52:2] = {sport}))"]
@@ -129,15 +160,17 @@ def _settle(paths: Iterable[Path], quiet: float = 0.08, limit: float = 1.0) -> N
 
 
 def _connect(obs: Observed, netns: str, dst: str, port: int, protocol: str, timeout: float, cgroup_dir: str = "") -> None:
+    family, any_address = (socket.AF_INET6, "::") if ":" in dst else (socket.AF_INET, "0.0.0.0")
+
     """One connection from netns, bound to the reserved source port: netexec's /clientip over TCP,
     its 'whoami' over UDP. cgroup_dir (proxy ebpf): the socket is made there, so the source's node's
     socket LB sees its connect() as it would a pod's."""
     def go() -> None:
         kind = socket.SOCK_STREAM if protocol == "TCP" else socket.SOCK_DGRAM
         t0 = time.monotonic()
-        with socket.socket(socket.AF_INET, kind) as s:
+        with socket.socket(family, kind) as s:
             s.settimeout(timeout)
-            s.bind(("0.0.0.0", obs.sport))
+            s.bind((any_address, obs.sport))
             try:
                 s.connect((dst, port))
                 if protocol == "TCP":
@@ -154,7 +187,7 @@ def _connect(obs: Observed, netns: str, dst: str, port: int, protocol: str, time
                 else:
                     s.send(b"whoami")
                     obs.server, _, text = s.recv(65536).decode(errors="replace").rpartition(" ")
-                obs.seen = text.strip().rpartition(":")[0]
+                obs.seen = text.strip().rpartition(":")[0].strip("[]")   # netexec writes [IPv6]:port
                 obs.ok = True
             except OSError as e:
                 obs.error = events.TIMED_OUT if isinstance(e, socket.timeout) else (e.strerror or str(e)).lower()
@@ -231,13 +264,14 @@ def _tuples(line: str) -> str:
     return " ".join(w for w in line.split() if "=" in w and not w.startswith(("mark=", "use=")))
 
 
-def _conntrack(netns: str, protocol: str, sport: int) -> list[str]:
+def _conntrack(netns: str, protocol: str, sport: int, family: int = 4) -> list[str]:
     """The entries whose original source port (or echo id) is sport."""
     if protocol == "ICMP":
         done = host.run(["conntrack", "-L", "-p", "icmp"], netns=netns, check=False)
         lines = [l for l in done.stdout.splitlines() if f" id={sport} " in f"{l} "] if done.ok else []
         return [l for l in lines if l.split(" id=")[1].split()[0] == str(sport)]
-    done = host.run(["conntrack", "-L", "-p", protocol.lower(), "--orig-port-src", str(sport)], netns=netns,
+    done = host.run(["conntrack", "-L", "-f", "ipv6" if family == 6 else "ipv4", "-p", protocol.lower(),
+                     "--orig-port-src", str(sport)], netns=netns,
                     check=False)
     return [l for l in done.stdout.splitlines() if l.strip()] if done.ok else []
 
@@ -279,8 +313,8 @@ def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: I
         raise LabError(f"only TCP, UDP and ICMP are observed, not {protocol}")
     namespaces, nodes = list(dict.fromkeys(n for n in namespaces if n)), set(nodes)
     obs = Observed(ports.reserve({src_netns: 1})[src_netns])
-    table = table_name(obs.sport)
-    before = {ns: {_tuples(c) for c in _conntrack(ns, protocol, obs.sport)} for ns in namespaces if ns in nodes}
+    table, family = table_name(obs.sport), ip_address(dst_ip).version
+    before = {ns: {_tuples(c) for c in _conntrack(ns, protocol, obs.sport, family)} for ns in namespaces if ns in nodes}
     tcpdump = capture and shutil.which("tcpdump") is not None
     installed: list[str] = []
     monitors: list = []
@@ -290,7 +324,7 @@ def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: I
         said = {ns: Path(tmp) / f"{ns}.tcpdump" for ns in namespaces}   # tcpdump's stderr: "listening on"
         pcaps = {ns: Path(keep or tmp) / f"{ns}.pcap" for ns in namespaces} if tcpdump else {}
         try:
-            rules, bpf = trace_rules(protocol, obs.sport, leg), capture_filter(protocol, obs.sport, leg)
+            rules, bpf = trace_rules(protocol, obs.sport, leg, family), capture_filter(protocol, obs.sport, leg, family)
             for ns in namespaces:
                 installed.append(ns)
                 host.restore(ns, ["nft", "-f", "-"], rules, "the trace table")
@@ -317,7 +351,7 @@ def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: I
                 m.kill()
                 m.wait()
             for ns in installed:
-                host.run(["nft", "delete", "table", "ip", table], netns=ns, check=False)
+                host.run(["nft", "delete", "table", "ip6" if family == 6 else "ip", table], netns=ns, check=False)
         for ns, path in logs.items():
             obs.raw[ns] = path.read_text(errors="replace") if path.exists() else ""
             obs.visits[ns] = events.parse(obs.raw[ns])
@@ -327,13 +361,13 @@ def observe(src_netns: str, dst_ip: str, port: int, protocol: str, namespaces: I
             _merge(keep, [p for p in pcaps.values() if host.path_exists(p)])
     for ns in namespaces:
         if ns in nodes:
-            obs.conntrack[ns] = [c for c in _conntrack(ns, protocol, obs.sport) if _tuples(c) not in before[ns]]
+            obs.conntrack[ns] = [c for c in _conntrack(ns, protocol, obs.sport, family) if _tuples(c) not in before[ns]]
     # a masquerade that picked another port: the namespaces after it know the probe by that port
     remapped = compare.translated_ports(obs, protocol) if leg is not None else set()
     for new in sorted(remapped):
         for ns in namespaces:
             if ns in nodes:
-                obs.conntrack[ns] += [c for c in _conntrack(ns, protocol, new) if c not in obs.conntrack[ns]]
+                obs.conntrack[ns] += [c for c in _conntrack(ns, protocol, new, family) if c not in obs.conntrack[ns]]
     obs.ports = [obs.sport, *sorted(remapped - {obs.sport})]  # the probe's own first, then what NAT picked
     keep = {str(p) for p in obs.ports}
     for ns in obs.visits:

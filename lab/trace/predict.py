@@ -19,6 +19,7 @@ from lab.controlplane.state import ClusterState, EndpointSliceState, PodState
 from lab.kube_proxy import proxiers
 from lab.kube_proxy.model import Endpoint, ServicePort, service_ports
 from lab.policy import model as policy
+from lab.trace import family
 from lab.trace.target import Target
 
 MASQ = "masquerade"
@@ -94,8 +95,8 @@ def _service_port(state: ClusterState, node: str, slices: Iterable[EndpointSlice
     address, or a NodePort on one of the node's addresses."""
     if flow.port is None:
         return None
-    for p in service_ports(state, node, slices):
-        if flow.dst.kind == "service" and flow.dst_ip in (p.svc.cluster_ip, p.svc.load_balancer_ip) and \
+    for p in service_ports(state, node, slices, family=f"IPv{flow.dst.family}"):
+        if flow.dst.kind == "service" and flow.dst_ip in (p.cluster_ip, p.load_balancer_ip) and \
                 p.port.port == flow.port:
             return p
         if flow.dst.kind == "node" and p.port.node_port == flow.port and flow.dst_ip == state.node(node).ip:
@@ -410,6 +411,7 @@ def walk(state: ClusterState, src: Target, dst: Target, protocol: str = "TCP",
     """Every hop from src to dst and the reply. picked: the endpoint ("ip:port") kube-proxy chose,
     once observed; before that the walk follows the first possible endpoint and says so. A Gateway
     is three legs: to its Envoy (its LoadBalancer Service), Envoy's routing, Envoy to a backend."""
+    state = family.project(state, dst.family)
     if dst.kind == "gateway":
         return _through_gateway(state, src, dst, protocol.upper(), tuple(slices), picked)
     return _Walk(state, src, dst, protocol.upper(), slices, picked).run()

@@ -13,14 +13,20 @@ from lab.controlplane.state import ClusterState
 from lab.errors import LabError
 from lab.trace import compare, predict
 from lab.trace.events import Leg, Observed
-from lab.trace.target import Target, default_port, resolve
+from lab.trace.target import Target, default_port, in_family, resolve
 
 
-def targets(state: ClusterState, src: str, dst: str, protocol: str, namespace: str) -> tuple[Target, Target]:
-    s, d = resolve(state, src, namespace), resolve(state, dst, namespace)
+def targets(state: ClusterState, src: str, dst: str, protocol: str, namespace: str,
+            family: Optional[int] = None) -> tuple[Target, Target]:
+    """family: of a named destination (an IP destination says its own); the source follows it."""
+    if family is not None and family not in state.families:
+        raise LabError(f"--family {family}: lab {state.lab} is " + " and ".join(f"IPv{f}" for f in state.families))
+    s, d = resolve(state, src, namespace, family), resolve(state, dst, namespace, family)
     if not s.netns:
         raise LabError(f"{s.name} is outside the lab: a trace starts from a pod, node/NAME or host/NAME")
-    return s, replace(d, port=default_port(state, d, protocol))
+    if d.family == 6 and protocol == "ICMP":
+        raise LabError("--protocol icmp traces IPv4 only (ICMPv6 is not built): trace TCP or UDP, or an IPv4 address")
+    return in_family(state, s, d.family), replace(d, port=default_port(state, d, protocol))
 
 
 def with_request(dst: Target, host: Optional[str], path: Optional[str], headers: list[str]) -> Target:
@@ -46,9 +52,10 @@ def after_masquerade(state: ClusterState, hops: list[predict.Hop], dst: Target, 
     if protocol == "ICMP" or not any(h.kind == "snat" and h.expect for h in hops):
         return None
     backend = routing.backend(state)
-    sources = sorted({ip for n in state.nodes for ip in backend.node_addresses(state, n.name)})
+    sources = sorted({ip for n in state.nodes for ip in backend.node_addresses(state, n.name)
+                      if (":" in ip) == (dst.family == 6)})   # the probe's family only
     eps = [e for h in hops if h.kind == "dnat" for e in h.expect]
-    dsts = sorted({e.rpartition(":")[0] for e in eps} or {dst.ip})
+    dsts = sorted({e.rpartition(":")[0].strip("[]") for e in eps} or {dst.ip})
     ports = sorted({int(e.rpartition(":")[2]) for e in eps} or ({dst.port} if dst.port else set()))
     return Leg(tuple(sources), tuple(dsts), tuple(ports)) if ports else None
 
@@ -69,9 +76,9 @@ def trace(state: ClusterState, src: Target, dst: Target, protocol: str,
         from lab.trace import observe as watch
 
         # the source, every node, every namespace a hop happens in (pods, hosts), every possible endpoint
-        endpoints = {e.split(":")[0] for e in _endpoints(hops)}
+        endpoints = {e.rpartition(":")[0].strip("[]") for e in _endpoints(hops)}
         on_path = [src.netns, *(n.netns for n in state.nodes), *(h.namespace for h in hops if h.namespace),
-                   *(p.netns for p in state.pods if p.ip in endpoints and not p.host_network)]
+                   *(p.netns for p in state.pods if endpoints & set(p.pod_ips) and not p.host_network)]
         obs = watch.observe(src.netns, dst.ip, dst.port or 0, protocol, on_path, {n.netns for n in state.nodes},
                             leg=after_masquerade(state, hops, dst, protocol), capture=capture,
                             cgroup_dir=socket_cgroups(state).get(src.netns, ""), keep=keep)

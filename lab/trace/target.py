@@ -6,7 +6,7 @@ exists, never a traceback.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import ip_address
 from typing import Optional
 
@@ -29,6 +29,7 @@ class Target:
     http_host: str = ""             # the HTTP request a Gateway routes: Host, path, headers
     http_path: str = "/"
     http_headers: tuple[tuple[str, str], ...] = ()
+    family: int = 4                 # the IP family the trace walks (ip's)
 
 
 def _split_port(text: str) -> tuple[str, Optional[int]]:
@@ -54,7 +55,9 @@ def _pod(state: ClusterState, ref: str, namespace: str) -> PodState:
                    f"or give node/NAME, host/NAME, svc/NAME[.NS]:PORT or an IP")
 
 
-def _service(state: ClusterState, ref: str, namespace: str, port: Optional[int]) -> Target:
+def _service(state: ClusterState, ref: str, namespace: str, port: Optional[int],
+             family: Optional[int] = None) -> Target:
+    """family None: the cluster's primary if the Service has a ClusterIP of it, else its own."""
     name, _, ns = ref.partition(".")
     ns = ns or namespace
     svc = next((s for s in state.services if s.namespace == ns and s.name == name), None)
@@ -63,13 +66,20 @@ def _service(state: ClusterState, ref: str, namespace: str, port: Optional[int])
         raise LabError(f"no Service {ns}/{name} in lab {state.lab}; Services: {known}")
     if not svc.cluster_ip:
         raise LabError(f"Service {svc.key} is headless (no ClusterIP): trace one of its pods instead")
+    if family is None:
+        primary = f"IPv{state.families[0]}"
+        family = int((primary if primary in svc.families() else svc.families()[0])[-1])
+    cluster_ip = svc.cluster_ip_of(f"IPv{family}")
+    if cluster_ip is None:
+        raise LabError(f"Service {svc.key} has no IPv{family} ClusterIP (ipFamilies: {', '.join(svc.families())}): "
+                       f"trace it with --family {4 if family == 6 else 6}")
     if port is None and len(svc.ports) == 1:
         port = svc.ports[0].port
     sp = next((p for p in svc.ports if p.port == port), None)
     if sp is None:
         ports = ", ".join(f"{p.port}/{p.protocol}" for p in svc.ports)
         raise LabError(f"svc/{name}.{ns}:{port}: the Service's ports are {ports}")
-    return Target("service", f"svc/{svc.key}", svc.cluster_ip, service=svc, port=sp.port, service_port=sp)
+    return Target("service", f"svc/{svc.key}", cluster_ip, service=svc, port=sp.port, service_port=sp, family=family)
 
 
 def _gateway(state: ClusterState, ref: str, namespace: str, port: Optional[int]) -> Target:
@@ -97,52 +107,91 @@ def _gateway(state: ClusterState, ref: str, namespace: str, port: Optional[int])
 
 
 def _by_ip(state: ClusterState, ip: str, port: Optional[int]) -> Target:
+    family = ip_address(ip).version
     for p in state.pods:
-        if p.ip == ip and not p.host_network:
-            return Target("pod", f"pod/{p.key}", ip, p.netns, p.node, pod=p, port=port)
+        if ip in p.pod_ips and not p.host_network:
+            return Target("pod", f"pod/{p.key}", ip, p.netns, p.node, pod=p, port=port, family=family)
     for n in state.nodes:
-        if n.ip == ip:
-            return Target("node", f"node/{n.name}", ip, n.netns, n.name, port=port)
+        if ip in (n.ip, n.ip6):
+            return Target("node", f"node/{n.name}", ip, n.netns, n.name, port=port, family=family)
     for h in state.hosts:
-        if h.ip == ip:
-            return Target("host", f"host/{h.name}", ip, h.netns, port=port)
+        if ip in (h.ip, h.ip6):
+            return Target("host", f"host/{h.name}", ip, h.netns, port=port, family=family)
     for s in state.services:
-        if s.cluster_ip == ip:
-            return _service(state, f"{s.name}.{s.namespace}", s.namespace, port)
+        if ip in (s.cluster_ip, *s.cluster_ips):
+            return _service(state, f"{s.name}.{s.namespace}", s.namespace, port, family)
     for g in state.gateways:
         if g.address == ip:
             return _gateway(state, g.key, g.namespace, port)
-    return Target("ip", ip, ip, port=port)
+    return Target("ip", ip, ip, port=port, family=family)
 
 
-def resolve(state: ClusterState, text: str, namespace: str = "default") -> Target:
+def _unbracket(text: str) -> str:
+    """[fd00::1]:80 → fd00::1:80 as _split_port reads it; a bare IPv6 address has no port."""
+    if text.startswith("["):
+        addr, _, rest = text[1:].partition("]")
+        return addr + rest
+    return text
+
+
+def resolve(state: ClusterState, text: str, namespace: str = "default", family: Optional[int] = None) -> Target:
     """POD, NS/POD, pod/POD, node/NAME, host/NAME, svc/NAME[.NS], gateway/[NS/]NAME or an IP, each with an
-    optional :PORT."""
-    ref, port = _split_port(text.strip())
+    optional :PORT ([IPv6]:PORT). family: which address of a named pod, node, host or Service (default
+    the cluster's primary); an IP says its own."""
+    text = text.strip()
+    try:
+        ip_address(text)      # a bare IPv6 address: its last group is no port
+        return _by_ip(state, text, None)
+    except ValueError:
+        pass
+    ref, port = _split_port(_unbracket(text))
     kind, slash, rest = ref.partition("/")
     try:
         ip_address(ref)
         return _by_ip(state, ref, port)
     except ValueError:
         pass
+    return _named(state, ref, kind, slash, rest, namespace, port, family)
+
+
+def in_family(state: ClusterState, target: Target, family: int) -> Target:
+    """The same pod, node or host at its address of `family` (a trace's source follows its
+    destination's family); an error if it has none."""
+    if target.family == family:
+        return target
+    if target.pod is not None and not target.pod.host_network:
+        ip = target.pod.ip_of(family)
+    elif target.node:
+        ip = state.node(target.node).address_of(family)
+    else:
+        ip = next((h.address_of(family) for h in state.hosts if h.netns == target.netns and target.netns), "")
+    if not ip:
+        raise LabError(f"{target.name} has no IPv{family} address: the cluster's families are "
+                       f"{', '.join(f'IPv{f}' for f in state.families)}")
+    return replace(target, ip=ip, family=family)
+
+
+def _named(state: ClusterState, ref: str, kind: str, slash: str, rest: str, namespace: str,
+           port: Optional[int], asked: Optional[int]) -> Target:
+    family = asked or state.families[0]
     if slash and kind in ("node", "no", "host"):
         machines = state.nodes if kind != "host" else state.hosts
         for m in machines:
             if m.name == rest:
                 if kind == "host":
-                    return Target("host", f"host/{m.name}", m.ip, m.netns, port=port)
-                return Target("node", f"node/{m.name}", m.ip, m.netns, m.name, port=port)
+                    return in_family(state, Target("host", f"host/{m.name}", m.ip, m.netns, port=port), family)
+                return in_family(state, Target("node", f"node/{m.name}", m.ip, m.netns, m.name, port=port), family)
         names = ", ".join(m.name for m in machines) or "none"
         raise LabError(f"no {kind} {rest!r} in lab {state.lab}; {'hosts' if kind == 'host' else 'nodes'}: {names}")
     if slash and kind in ("svc", "service"):
-        return _service(state, rest, namespace, port)
+        return _service(state, rest, namespace, port, asked)
     if slash and kind in ("gateway", "gtw"):
         return _gateway(state, rest, namespace, port)
     pod = _pod(state, rest if slash and kind in ("pod", "po") else ref, namespace)
     if pod.host_network:
-        return Target("node", f"pod/{pod.key} (hostNetwork, node/{pod.node})", pod.ip, pod.netns, pod.node,
-                      pod=pod, port=port)
-    return Target("pod", f"pod/{pod.key}", pod.ip, pod.netns, pod.node, pod=pod, port=port)
+        return in_family(state, Target("node", f"pod/{pod.key} (hostNetwork, node/{pod.node})", pod.ip, pod.netns,
+                                       pod.node, pod=pod, port=port), family)
+    return in_family(state, Target("pod", f"pod/{pod.key}", pod.ip, pod.netns, pod.node, pod=pod, port=port), family)
 
 
 def default_port(state: ClusterState, dst: Target, protocol: str) -> Optional[int]:
