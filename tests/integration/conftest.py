@@ -110,6 +110,17 @@ def lab_leftovers(name: str, switch: str) -> list[str]:
 
 
 @pytest.fixture
+def netns():
+    """A scratch network namespace of the test's own (no lab's), to load rules into; deleted after."""
+    name = f"scratch{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+@pytest.fixture
 def clean_after():
     """Labs a test starts are taken down even when the test fails half-way."""
     names: list[str] = []

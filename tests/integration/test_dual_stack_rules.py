@@ -21,16 +21,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def netns():
-    name = f"dsrules{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
-
-
 def run(ns: str, *argv: str, text: str = "") -> str:
     proc = subprocess.run(["ip", "netns", "exec", ns, *argv], input=text, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr}"

@@ -26,16 +26,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def netns():
-    name = f"kpnft{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
-
-
 def nft(ns: str, *args: str, script: str | None = None) -> str:
     proc = subprocess.run(["ip", "netns", "exec", ns, "nft", *args], input=script, capture_output=True, text=True)
     assert proc.returncode == 0, f"nft {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}"
