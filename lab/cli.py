@@ -177,7 +177,10 @@ def cmd_list(a) -> int:
 
     rows = []
     for name in record.names():
-        r = record.load(name)
+        try:
+            r = record.load(name)
+        except record.NoSuchLab:  # taken down since it was listed
+            continue
         s = r.state
         rows.append([name, r.status, str(len(s.nodes)), str(len(s.pods)), s.network, s.cni, s.switch,
                      age(time.time() - r.created), s.source])

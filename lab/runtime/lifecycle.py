@@ -205,7 +205,10 @@ def clean() -> list[str]:
     and the process that was building them is gone. Running labs are left alone."""
     removed = []
     for name in records.names():
-        rec = records.load(name)
+        try:
+            rec = records.load(name)
+        except records.NoSuchLab:  # taken down by its own `lab down` since it was listed: not a wreck
+            continue
         if rec.status == "running" or (rec.status == "creating" and rec.owner_alive()):
             continue
         teardown(rec)

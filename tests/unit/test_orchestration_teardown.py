@@ -310,3 +310,14 @@ def test_a_port_gone_with_its_node_namespace_meanwhile_is_no_error(world, monkey
     errors = lifecycle.teardown(lab_record(fake))
     assert errors == ["ip -force -batch - failed (exit 1): RTNETLINK answers: Operation not permitted",
                       f"links still present after 3 s: {STATE.switch_name}"]
+
+
+def test_clean_passes_over_a_lab_taken_down_between_listing_and_reading(world, monkeypatch):
+    """Two labs side by side: one's `lab down` may remove its record while `lab clean` walks the
+    list. That lab is gone, not a wreck: clean says nothing of it and does not fail."""
+    monkeypatch.setattr(records, "names", lambda: ["gone-meanwhile"])
+    assert lifecycle.clean() == []
+    monkeypatch.setattr(records, "names", lambda: ["gone-meanwhile", "other"])
+    monkeypatch.setattr(records, "load", lambda name: (_ for _ in ()).throw(LabError(f"{name} is damaged")))
+    with pytest.raises(LabError, match="damaged"):  # any other error still stops it
+        lifecycle.clean()
